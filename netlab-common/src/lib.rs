@@ -1,0 +1,168 @@
+//! Types shared by the eBPF programs and user space.
+//!
+//! Everything here crosses the kernel/user boundary as raw bytes, so every struct is
+//! `#[repr(C)]` with explicit padding, holds plain integers only, and has its size
+//! checked at compile time. Numeric ids (packet kinds, directions, statistics slots)
+//! are a stable contract: a value is never reused for something else.
+#![no_std]
+
+/// Bytes of each sampled frame copied into an event (from the Ethernet header on).
+pub const SNAP_LEN: usize = 128;
+
+/// Maximum number of (interface, direction, kind) counter slots.
+pub const COUNTER_ENTRIES: u32 = 32_768;
+
+/// Size of the sample ring buffer in bytes (a power of two, a multiple of the page size).
+pub const EVENT_RING_BYTES: u32 = 8 << 20;
+
+/// Name of the per-CPU counter map.
+pub const MAP_COUNTERS: &str = "NETLAB_COUNTERS";
+/// Name of the sample ring buffer.
+pub const MAP_EVENTS: &str = "NETLAB_EVENTS";
+/// Name of the single-entry configuration array.
+pub const MAP_CONFIG: &str = "NETLAB_CONFIG";
+/// Name of the per-CPU delivery statistics array.
+pub const MAP_STATS: &str = "NETLAB_STATS";
+/// Name of the tc program attached to ingress hooks.
+pub const PROG_INGRESS: &str = "netlab_ingress";
+/// Name of the tc program attached to egress hooks.
+pub const PROG_EGRESS: &str = "netlab_egress";
+
+/// Direction of a packet relative to the interface the program is attached to.
+pub mod direction {
+    /// Received by the interface (tc ingress).
+    pub const INGRESS: u8 = 0;
+    /// Sent by the interface (tc egress).
+    pub const EGRESS: u8 = 1;
+}
+
+/// Packet kinds. Stable ids: never renumber, never reuse.
+pub mod kind {
+    /// Not a kind we count (never stored in a map).
+    pub const NONE: u8 = 0;
+    pub const ARP_REQUEST: u8 = 1;
+    pub const ARP_REPLY: u8 = 2;
+    pub const ICMP_ECHO_REQUEST: u8 = 3;
+    pub const ICMP_ECHO_REPLY: u8 = 4;
+    pub const ICMP_UNREACHABLE: u8 = 5;
+    pub const ICMP_TIME_EXCEEDED: u8 = 6;
+    pub const ICMP_OTHER: u8 = 7;
+    pub const ICMP6_ECHO_REQUEST: u8 = 8;
+    pub const ICMP6_ECHO_REPLY: u8 = 9;
+    pub const NDP_NEIGHBOR_SOLICIT: u8 = 10;
+    pub const NDP_NEIGHBOR_ADVERT: u8 = 11;
+    pub const NDP_ROUTER_SOLICIT: u8 = 12;
+    pub const NDP_ROUTER_ADVERT: u8 = 13;
+    pub const ICMP6_OTHER: u8 = 14;
+    /// A frame that claims ARP, ICMP or ICMPv6 but is cut short or has bad lengths.
+    pub const MALFORMED: u8 = 15;
+    /// A well-formed Ethernet/IPv4 ARP packet whose operation is neither request nor reply.
+    pub const ARP_OTHER: u8 = 16;
+    /// One past the largest id in use.
+    pub const COUNT: u8 = 17;
+}
+
+/// Slots of the per-CPU delivery statistics array. Stable ids.
+pub mod stat {
+    /// A sample was due but the ring buffer had no room.
+    pub const RING_FULL: u32 = 0;
+    /// A sample was due but the per-CPU rate limit was reached.
+    pub const RATE_LIMITED: u32 = 1;
+    /// Packets that were counted but not sampled because of 1-in-N sampling.
+    pub const SAMPLED_OUT: u32 = 2;
+    /// Number of slots.
+    pub const COUNT: u32 = 3;
+}
+
+/// Record types carried in [`PacketEvent::record`]. Stable ids.
+pub mod record {
+    /// A frame seen by a tc program.
+    pub const TC_PACKET: u16 = 1;
+}
+
+/// Key of the exact packet counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    /// Interface index in the network namespace the program is attached in.
+    pub ifindex: u32,
+    /// One of [`direction`].
+    pub direction: u8,
+    /// One of [`kind`].
+    pub kind: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Run-time settings written by user space before attaching.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Emit one event in every `sample_every` packets (per CPU); 1 = every packet.
+    pub sample_every: u32,
+    /// Maximum events per second per CPU; 0 = unlimited.
+    pub rate_per_cpu: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            sample_every: 1,
+            rate_per_cpu: 0,
+        }
+    }
+}
+
+/// Per-CPU sampling and rate-limit state, kept in the kernel only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SampleState {
+    /// Packets seen on this CPU (for 1-in-N sampling).
+    pub seen: u64,
+    /// Start of the current one-second window (monotonic ns).
+    pub window_start_ns: u64,
+    /// Events emitted in the current window.
+    pub window_events: u64,
+}
+
+/// A sampled frame, as written to the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PacketEvent {
+    /// `bpf_ktime_get_ns()` when the program ran (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// Interface the program is attached to.
+    pub ifindex: u32,
+    /// Length of the whole frame on the wire (`skb->len`).
+    pub pkt_len: u32,
+    /// Sampling rate in force when this event was emitted (1-in-N).
+    pub sample_rate: u32,
+    /// Bytes of `data` that are valid (at most [`SNAP_LEN`]).
+    pub cap_len: u16,
+    /// One of [`direction`].
+    pub direction: u8,
+    /// One of [`kind`], as classified in the kernel.
+    pub kind: u8,
+    /// One of [`record`].
+    pub record: u16,
+    pub _pad: [u8; 6],
+    /// The first `cap_len` bytes of the frame, from the Ethernet header.
+    pub data: [u8; SNAP_LEN],
+}
+
+const _: () = assert!(core::mem::size_of::<CounterKey>() == 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 8);
+const _: () = assert!(core::mem::size_of::<SampleState>() == 24);
+const _: () = assert!(core::mem::size_of::<PacketEvent>() == 32 + SNAP_LEN);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is `#[repr(C)]`, made of integers and byte arrays only, with every
+    // padding byte spelled out as a field, so any bit pattern is a valid value.
+    unsafe impl aya::Pod for super::CounterKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SampleState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PacketEvent {}
+}

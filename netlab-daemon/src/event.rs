@@ -1,0 +1,336 @@
+//! The public event model: what `netlab watch` prints, as JSON lines or human lines.
+//!
+//! The raw kernel record ([`PacketEvent`]) never leaves this module: [`PacketRecord::new`]
+//! is the one place where it becomes the public model. The JSON field names are a contract
+//! that later versions extend and never rename.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netlab_common::PacketEvent;
+use serde::Serialize;
+
+use crate::clock::{Clock, UnixNanos};
+use crate::decode::{decode, Mac};
+use crate::kind::{Direction, Kind};
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The interface a packet was seen on.
+#[derive(Clone, Debug, Serialize)]
+pub struct IfaceView<'a> {
+    pub name: &'a str,
+    pub ifindex: u32,
+}
+
+/// One end of a packet.
+#[derive(Clone, Debug, Serialize)]
+pub struct Endpoint {
+    pub mac: Mac,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IcmpView {
+    #[serde(rename = "type")]
+    pub icmp_type: u8,
+    pub code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u16>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ArpView {
+    pub op: &'static str,
+    pub sender_mac: Mac,
+    pub sender_ip: Ipv4Addr,
+    pub target_mac: Mac,
+    pub target_ip: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NdpView {
+    pub target: Ipv6Addr,
+}
+
+/// A sampled packet, labelled for output.
+#[derive(Clone, Debug, Serialize)]
+pub struct PacketRecord<'a> {
+    pub ts: UnixNanos,
+    pub iface: IfaceView<'a>,
+    pub direction: &'static str,
+    pub kind: &'static str,
+    /// Length of the frame on the wire.
+    pub len: u32,
+    /// This event stands for `sample_rate` packets (1-in-N sampling).
+    pub sample_rate: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arp: Option<ArpView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ndp: Option<NdpView>,
+}
+
+impl<'a> PacketRecord<'a> {
+    /// Builds the public record of a kernel event; `None` for a record that is not a
+    /// packet of a known kind and direction (a newer kernel program, a corrupt entry).
+    pub fn new(ev: &PacketEvent, iface_name: &'a str, clock: &Clock) -> Option<Self> {
+        let kind = Kind::from_id(ev.kind)?;
+        let direction = Direction::from_id(ev.direction)?;
+        let cap = usize::from(ev.cap_len).min(ev.data.len());
+        let d = decode(&ev.data[..cap], ev.pkt_len);
+        // The kernel saw the whole frame; its kind is authoritative. Fields come from the
+        // decoder only when it agrees, so a frame is never shown with misread fields.
+        let agree = d.as_ref().is_some_and(|d| d.kind == Some(kind));
+        let (src_mac, dst_mac, vlan) = d
+            .as_ref()
+            .map(|d| (d.src_mac, d.dst_mac, d.vlan))
+            .unwrap_or_default();
+        let d = d.filter(|_| agree);
+        Some(PacketRecord {
+            ts: clock.to_unix(ev.ts_ns),
+            iface: IfaceView {
+                name: iface_name,
+                ifindex: ev.ifindex,
+            },
+            direction: direction.name(),
+            kind: kind.name(),
+            len: ev.pkt_len,
+            sample_rate: ev.sample_rate.max(1),
+            vlan,
+            src: Endpoint {
+                mac: src_mac,
+                ip: d.and_then(|d| d.src_ip),
+            },
+            dst: Endpoint {
+                mac: dst_mac,
+                ip: d.and_then(|d| d.dst_ip),
+            },
+            icmp: d.and_then(|d| d.icmp).map(|i| IcmpView {
+                icmp_type: i.icmp_type,
+                code: i.code,
+                id: i.id,
+                seq: i.seq,
+            }),
+            arp: d.and_then(|d| d.arp).map(|a| ArpView {
+                op: a.op_name(),
+                sender_mac: a.sender_mac,
+                sender_ip: a.sender_ip,
+                target_mac: a.target_mac,
+                target_ip: a.target_ip,
+            }),
+            ndp: d
+                .and_then(|d| d.ndp_target)
+                .map(|target| NdpView { target }),
+        })
+    }
+
+    /// Appends the JSON line (with its newline) to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        out.push(b'\n');
+        Ok(())
+    }
+
+    /// Appends the human-readable line (with its newline) to `out`:
+    /// `18:25:24.123  10.99.0.1 → 10.99.0.2  icmp echo-request id=17 seq=3  va ingress`.
+    pub fn write_human(&self, out: &mut String) {
+        let _ = write!(out, "{}  ", self.ts.time_of_day());
+        fn end(out: &mut String, e: &Endpoint) {
+            match e.ip {
+                Some(ip) => {
+                    let _ = write!(out, "{ip}");
+                }
+                None => {
+                    let _ = write!(out, "{}", e.mac);
+                }
+            }
+        }
+        end(out, &self.src);
+        out.push_str(" → ");
+        end(out, &self.dst);
+        out.push_str("  ");
+        if let Some(a) = &self.arp {
+            match a.op {
+                "request" => {
+                    let _ = write!(out, "arp who-has {} tell {}", a.target_ip, a.sender_ip);
+                }
+                "reply" => {
+                    let _ = write!(out, "arp {} is-at {}", a.sender_ip, a.sender_mac);
+                }
+                _ => out.push_str(self.kind),
+            }
+        } else {
+            let (family, rest) = self.kind.split_once('-').unwrap_or((self.kind, ""));
+            out.push_str(family);
+            if !rest.is_empty() {
+                out.push(' ');
+                out.push_str(rest);
+            }
+            if let Some(i) = &self.icmp {
+                if let (Some(id), Some(seq)) = (i.id, i.seq) {
+                    let _ = write!(out, " id={id} seq={seq}");
+                } else if rest == "other" || rest == "unreachable" || rest == "time-exceeded" {
+                    let _ = write!(out, " type={} code={}", i.icmp_type, i.code);
+                }
+            }
+            if let Some(n) = &self.ndp {
+                let _ = write!(out, " target {}", n.target);
+            }
+            if self.kind == "malformed" {
+                let _ = write!(out, " ({} → {})", self.src.mac, self.dst.mac);
+            }
+        }
+        if let Some(v) = self.vlan {
+            let _ = write!(out, " vlan {v}");
+        }
+        let _ = write!(out, "  len={}", self.len);
+        if self.sample_rate > 1 {
+            let _ = write!(out, " 1:{}", self.sample_rate);
+        }
+        let _ = writeln!(out, "  {} {}", self.iface.name, self.direction);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::tests::{arp_frame, icmp4_frame, icmp6_frame};
+    use netlab_common::{direction, kind as k, record, SNAP_LEN};
+
+    fn event(frame: &[u8], kind: u8) -> PacketEvent {
+        let mut data = [0u8; SNAP_LEN];
+        let cap = frame.len().min(SNAP_LEN);
+        data[..cap].copy_from_slice(&frame[..cap]);
+        PacketEvent {
+            ts_ns: 1_000,
+            ifindex: 7,
+            pkt_len: frame.len() as u32,
+            sample_rate: 1,
+            cap_len: cap as u16,
+            direction: direction::INGRESS,
+            kind,
+            record: record::TC_PACKET,
+            _pad: [0; 6],
+            data,
+        }
+    }
+
+    fn json(ev: &PacketEvent) -> serde_json::Value {
+        let clock = Clock::new();
+        let rec = PacketRecord::new(ev, "vethab12cd3", &clock).expect("record");
+        let mut out = Vec::new();
+        rec.write_json(&mut out).expect("json");
+        assert_eq!(out.last(), Some(&b'\n'));
+        serde_json::from_slice(&out).expect("valid json")
+    }
+
+    #[test]
+    fn icmp_event_matches_the_schema() {
+        let v = json(&event(&icmp4_frame(8, 17, 3), k::ICMP_ECHO_REQUEST));
+        assert_eq!(v["iface"]["name"], "vethab12cd3");
+        assert_eq!(v["iface"]["ifindex"], 7);
+        assert_eq!(v["direction"], "ingress");
+        assert_eq!(v["kind"], "icmp-echo-request");
+        assert_eq!(v["len"], 98);
+        assert_eq!(v["sample_rate"], 1);
+        assert_eq!(v["src"]["mac"], "02:42:ac:14:00:02");
+        assert_eq!(v["src"]["ip"], "172.20.0.2");
+        assert_eq!(v["dst"]["mac"], "02:42:ac:14:00:03");
+        assert_eq!(v["dst"]["ip"], "172.20.0.3");
+        assert_eq!(v["icmp"]["type"], 8);
+        assert_eq!(v["icmp"]["code"], 0);
+        assert_eq!(v["icmp"]["id"], 17);
+        assert_eq!(v["icmp"]["seq"], 3);
+        assert!(v["ts"].as_str().expect("ts").ends_with('Z'));
+        assert!(v.get("arp").is_none());
+    }
+
+    #[test]
+    fn arp_and_ndp_events() {
+        let v = json(&event(&arp_frame(1), k::ARP_REQUEST));
+        assert_eq!(v["arp"]["op"], "request");
+        assert_eq!(v["arp"]["sender_ip"], "172.20.0.2");
+        assert_eq!(v["arp"]["target_ip"], "172.20.0.3");
+        assert_eq!(v["arp"]["target_mac"], "00:00:00:00:00:00");
+        assert_eq!(v["dst"]["mac"], "ff:ff:ff:ff:ff:ff");
+        let v = json(&event(&icmp6_frame(135, 20), k::NDP_NEIGHBOR_SOLICIT));
+        assert_eq!(v["kind"], "ndp-neighbor-solicit");
+        assert_eq!(v["ndp"]["target"], "fd00::2");
+        assert_eq!(v["icmp"]["type"], 135);
+    }
+
+    #[test]
+    fn disagreement_keeps_the_kernel_kind_without_fields() {
+        // The kernel says malformed; the (captured) bytes look like a fine echo request.
+        let v = json(&event(&icmp4_frame(8, 1, 1), k::MALFORMED));
+        assert_eq!(v["kind"], "malformed");
+        assert!(v.get("icmp").is_none());
+        assert!(v["src"].get("ip").is_none());
+        assert_eq!(v["src"]["mac"], "02:42:ac:14:00:02");
+    }
+
+    #[test]
+    fn unknown_ids_are_rejected() {
+        let clock = Clock::new();
+        let mut ev = event(&arp_frame(1), 200);
+        assert!(PacketRecord::new(&ev, "x", &clock).is_none());
+        ev.kind = k::ARP_REQUEST;
+        ev.direction = 9;
+        assert!(PacketRecord::new(&ev, "x", &clock).is_none());
+    }
+
+    #[test]
+    fn empty_capture_is_not_a_crash() {
+        let clock = Clock::new();
+        let mut ev = event(&arp_frame(1), k::MALFORMED);
+        ev.cap_len = 0;
+        let rec = PacketRecord::new(&ev, "x", &clock).expect("record");
+        let mut s = String::new();
+        rec.write_human(&mut s);
+        assert!(s.contains("malformed"));
+        // A cap_len larger than the buffer is clamped.
+        ev.cap_len = u16::MAX;
+        assert!(PacketRecord::new(&ev, "x", &clock).is_some());
+    }
+
+    #[test]
+    fn human_lines() {
+        let clock = Clock::new();
+        let mut s = String::new();
+        let ev = event(&icmp4_frame(8, 17, 3), k::ICMP_ECHO_REQUEST);
+        PacketRecord::new(&ev, "va", &clock)
+            .expect("record")
+            .write_human(&mut s);
+        assert!(
+            s.contains(
+                "172.20.0.2 → 172.20.0.3  icmp echo-request id=17 seq=3  len=98  va ingress"
+            ),
+            "{s}"
+        );
+        s.clear();
+        let ev = event(&arp_frame(1), k::ARP_REQUEST);
+        PacketRecord::new(&ev, "va", &clock)
+            .expect("record")
+            .write_human(&mut s);
+        assert!(s.contains("arp who-has 172.20.0.3 tell 172.20.0.2"), "{s}");
+        s.clear();
+        let ev = event(&arp_frame(2), k::ARP_REPLY);
+        PacketRecord::new(&ev, "va", &clock)
+            .expect("record")
+            .write_human(&mut s);
+        assert!(s.contains("arp 172.20.0.2 is-at 02:42:ac:14:00:02"), "{s}");
+    }
+}

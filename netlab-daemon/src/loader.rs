@@ -1,0 +1,184 @@
+//! Loading the embedded eBPF object, configuring it and reading its maps.
+
+use std::collections::BTreeMap;
+
+use aya::{
+    maps::{Array, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{ProgramError, SchedClassifier},
+    Ebpf, EbpfError,
+};
+use netlab_common::{
+    stat, Config, CounterKey, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_STATS, PROG_EGRESS,
+    PROG_INGRESS,
+};
+
+use crate::attach::{self, AttachError, AttachMode, Attachment};
+use crate::kind::{Direction, Kind};
+
+/// The eBPF object built from `netlab-ebpf` by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netlab-ebpf"));
+
+/// Errors from loading the programs and reading their maps.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The object could not be parsed or its maps created.
+    #[error("cannot load the eBPF object")]
+    Object(#[source] EbpfError),
+    /// A program the object should hold is missing or of the wrong type.
+    #[error("the eBPF object has no tc program {0}")]
+    MissingProgram(&'static str),
+    /// The verifier or the kernel refused a program.
+    #[error("the kernel refused program {name}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    /// The verifier rejected a program (its log is printed with RUST_LOG=debug).
+    #[error("the kernel refused program {name} (RUST_LOG=debug shows the verifier log)")]
+    Verifier {
+        name: &'static str,
+        #[source]
+        io_error: std::io::Error,
+    },
+    /// A map is missing or could not be read or written.
+    #[error("map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+/// Delivery statistics summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryStats {
+    /// Samples lost because the ring buffer was full.
+    pub ring_full: u64,
+    /// Samples dropped by the in-kernel rate limit.
+    pub rate_limited: u64,
+    /// Packets counted but not sampled (1-in-N sampling; not a loss).
+    pub sampled_out: u64,
+}
+
+impl DeliveryStats {
+    /// Samples that were due but never reached user space.
+    pub fn lost(&self) -> u64 {
+        self.ring_full + self.rate_limited
+    }
+}
+
+/// The loaded programs and their maps.
+pub struct Datapath {
+    ebpf: Ebpf,
+}
+
+fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
+    move |source| LoadError::Map { name, source }
+}
+
+impl Datapath {
+    /// Loads both tc programs into the kernel and writes `config`.
+    pub fn load(config: Config) -> Result<Self, LoadError> {
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(LoadError::Object)?;
+        {
+            let map = ebpf
+                .map_mut(MAP_CONFIG)
+                .ok_or(LoadError::MissingProgram(MAP_CONFIG))?;
+            let mut cfg: Array<_, Config> = Array::try_from(map).map_err(map_err(MAP_CONFIG))?;
+            cfg.set(0, config, 0).map_err(map_err(MAP_CONFIG))?;
+        }
+        for name in [PROG_INGRESS, PROG_EGRESS] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(LoadError::MissingProgram(name))?;
+            prog.load().map_err(|source| match source {
+                ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => {
+                    // The log runs to hundreds of lines: keep the error to one line.
+                    log::debug!("verifier output for {name}:\n{verifier_log}");
+                    LoadError::Verifier { name, io_error }
+                }
+                source => LoadError::Program { name, source },
+            })?;
+        }
+        Ok(Self { ebpf })
+    }
+
+    fn programs(&mut self) -> (&mut SchedClassifier, &mut SchedClassifier) {
+        let mut ingress = None;
+        let mut egress = None;
+        for (name, prog) in self.ebpf.programs_mut() {
+            let slot = match name {
+                PROG_INGRESS => &mut ingress,
+                PROG_EGRESS => &mut egress,
+                _ => continue,
+            };
+            if let Ok(p) = <&mut SchedClassifier>::try_from(prog) {
+                *slot = Some(p);
+            }
+        }
+        match (ingress, egress) {
+            (Some(i), Some(e)) => (i, e),
+            // `load` checked that both exist and are tc programs.
+            _ => unreachable!("programs checked at load time"),
+        }
+    }
+
+    /// Hooks both programs to `iface`.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<Attachment, AttachError> {
+        let (ingress, egress) = self.programs();
+        attach::attach(ingress, egress, iface, mode)
+    }
+
+    /// Takes the sample ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or(LoadError::MissingProgram(MAP_EVENTS))?;
+        RingBuf::try_from(map).map_err(map_err(MAP_EVENTS))
+    }
+
+    /// Exact packet counters, summed over CPUs, for every (ifindex, direction, kind) seen.
+    pub fn counters(&self) -> Result<BTreeMap<(u32, Direction, Kind), u64>, LoadError> {
+        let map = self
+            .ebpf
+            .map(MAP_COUNTERS)
+            .ok_or(LoadError::MissingProgram(MAP_COUNTERS))?;
+        let counters: PerCpuHashMap<_, CounterKey, u64> =
+            PerCpuHashMap::try_from(map).map_err(map_err(MAP_COUNTERS))?;
+        let mut out = BTreeMap::new();
+        for entry in counters.iter() {
+            let (key, values) = entry.map_err(map_err(MAP_COUNTERS))?;
+            let (Some(dir), Some(kind)) =
+                (Direction::from_id(key.direction), Kind::from_id(key.kind))
+            else {
+                continue;
+            };
+            let total: u64 = values.iter().sum();
+            *out.entry((key.ifindex, dir, kind)).or_insert(0) += total;
+        }
+        Ok(out)
+    }
+
+    /// Delivery statistics, summed over CPUs.
+    pub fn delivery(&self) -> Result<DeliveryStats, LoadError> {
+        let map = self
+            .ebpf
+            .map(MAP_STATS)
+            .ok_or(LoadError::MissingProgram(MAP_STATS))?;
+        let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(MAP_STATS))?;
+        let slot = |i: u32| -> Result<u64, LoadError> {
+            Ok(stats.get(&i, 0).map_err(map_err(MAP_STATS))?.iter().sum())
+        };
+        Ok(DeliveryStats {
+            ring_full: slot(stat::RING_FULL)?,
+            rate_limited: slot(stat::RATE_LIMITED)?,
+            sampled_out: slot(stat::SAMPLED_OUT)?,
+        })
+    }
+}

@@ -1,0 +1,60 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Watch ICMP, ARP, ICMPv6 and neighbour discovery on bridges and veths, with eBPF.
+#[derive(Debug, Parser)]
+#[command(name = "netlab", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stream sampled packets live and print exact counters on exit.
+    Watch(netlab::watch::WatchArgs),
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| {
+            use std::io::Write as _;
+            writeln!(
+                buf,
+                "netlab: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            )
+        })
+        .target(env_logger::Target::Stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netlab: error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Watch(args) => netlab::watch::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netlab: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

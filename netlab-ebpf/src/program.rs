@@ -1,0 +1,314 @@
+use aya_ebpf::{
+    bindings::TC_ACT_UNSPEC,
+    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    macros::{classifier, map},
+    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::TcContext,
+};
+use netlab_common::{
+    direction, kind, record, stat, Config, CounterKey, PacketEvent, SampleState, COUNTER_ENTRIES,
+    EVENT_RING_BYTES, SNAP_LEN,
+};
+
+/// "Carry on": `TCX_NEXT` for TCX links, `TC_ACT_UNSPEC` for cls_bpf (both -1).
+const NEXT: i32 = TC_ACT_UNSPEC;
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+
+#[map]
+static NETLAB_COUNTERS: PerCpuHashMap<CounterKey, u64> =
+    PerCpuHashMap::with_max_entries(COUNTER_ENTRIES, 0);
+
+#[map]
+static NETLAB_EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
+
+#[map]
+static NETLAB_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map]
+static NETLAB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+#[map]
+static NETLAB_SAMPLING: PerCpuArray<SampleState> = PerCpuArray::with_max_entries(1, 0);
+
+#[classifier]
+pub fn netlab_ingress(ctx: TcContext) -> i32 {
+    observe(&ctx, direction::INGRESS);
+    NEXT
+}
+
+#[classifier]
+pub fn netlab_egress(ctx: TcContext) -> i32 {
+    observe(&ctx, direction::EGRESS);
+    NEXT
+}
+
+#[inline(always)]
+fn observe(ctx: &TcContext, dir: u8) {
+    // Fast path, run on every packet of the host: decide from skb->protocol, without
+    // touching packet data, whether this can be ours at all.
+    let proto = u16::from_be(ctx.skb.protocol() as u16);
+    if !matches!(
+        proto,
+        ETH_P_ARP | ETH_P_IP | ETH_P_IPV6 | ETH_P_8021Q | ETH_P_8021AD
+    ) {
+        return;
+    }
+    let k = classify(ctx);
+    if k == kind::NONE {
+        return;
+    }
+    // SAFETY: `skb` is the context pointer the kernel passed to this program.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    count(ifindex, dir, k);
+    sample(ctx, ifindex, dir, k);
+}
+
+/// A read past the end of the packet. Reads return plain integers with this out-of-range
+/// value instead of `Option`s: an `Option`'s undefined payload can end up in a register
+/// the verifier considers unreadable.
+const MISSING: u32 = 0x1_0000;
+
+/// Reads a big-endian u16 at `off` (or [`MISSING`]), directly from the linear area when
+/// it is there.
+#[inline(always)]
+fn be16(ctx: &TcContext, off: usize) -> u32 {
+    let start = ctx.data();
+    if start + off + 2 <= ctx.data_end() {
+        // SAFETY: the bounds check above is the one the verifier requires.
+        let v = unsafe { ((start + off) as *const u16).read_unaligned() };
+        return u32::from(u16::from_be(v));
+    }
+    match ctx.load::<u16>(off) {
+        Ok(v) => u32::from(u16::from_be(v)),
+        Err(_) => MISSING,
+    }
+}
+
+/// Reads the byte at `off` (or [`MISSING`]).
+#[inline(always)]
+fn byte(ctx: &TcContext, off: usize) -> u32 {
+    let start = ctx.data();
+    // `+ 2`, not `+ 1`: LLVM folds `p + 1 <= end` into `p < end`, a form from which the
+    // verifier derives no readable range. The packet's last byte takes the helper path.
+    if start + off + 2 <= ctx.data_end() {
+        // SAFETY: bounds checked against data_end above.
+        return u32::from(unsafe { *((start + off) as *const u8) });
+    }
+    match ctx.load::<u8>(off) {
+        Ok(v) => u32::from(v),
+        Err(_) => MISSING,
+    }
+}
+
+/// The packet's kind, or `kind::NONE` when it is not ARP/ICMP/ICMPv6 (or is a non-first
+/// fragment, which carries no ICMP header).
+#[inline(always)]
+fn classify(ctx: &TcContext) -> u8 {
+    let len = ctx.len() as usize;
+    let mut ethertype = be16(ctx, 12);
+    let mut l3 = ETH_HLEN;
+    if ethertype == ETH_P_8021Q as u32 || ethertype == ETH_P_8021AD as u32 {
+        ethertype = be16(ctx, 16);
+        l3 = ETH_HLEN + 4;
+    }
+    if ethertype == ETH_P_ARP as u32 {
+        classify_arp(ctx, l3, len)
+    } else if ethertype == ETH_P_IP as u32 {
+        classify_ipv4(ctx, l3, len)
+    } else if ethertype == ETH_P_IPV6 as u32 {
+        classify_ipv6(ctx, l3, len)
+    } else {
+        kind::NONE
+    }
+}
+
+#[inline(always)]
+fn classify_arp(ctx: &TcContext, l3: usize, len: usize) -> u8 {
+    if len < l3 + 8 {
+        return kind::MALFORMED;
+    }
+    let htype = be16(ctx, l3);
+    let ptype = be16(ctx, l3 + 2);
+    let hlen = byte(ctx, l3 + 4);
+    let plen = byte(ctx, l3 + 5);
+    let op = be16(ctx, l3 + 6);
+    if op == MISSING || plen == MISSING {
+        return kind::MALFORMED;
+    }
+    if htype != 1 || ptype != ETH_P_IP as u32 {
+        return kind::ARP_OTHER;
+    }
+    if hlen != 6 || plen != 4 || len < l3 + 28 {
+        return kind::MALFORMED;
+    }
+    match op {
+        1 => kind::ARP_REQUEST,
+        2 => kind::ARP_REPLY,
+        _ => kind::ARP_OTHER,
+    }
+}
+
+#[inline(always)]
+fn classify_ipv4(ctx: &TcContext, l3: usize, len: usize) -> u8 {
+    // The protocol byte decides whether this is ours; skip everything else at once.
+    if byte(ctx, l3 + 9) != IPPROTO_ICMP as u32 {
+        return kind::NONE;
+    }
+    if len < l3 + 20 {
+        return kind::MALFORMED;
+    }
+    let vihl = byte(ctx, l3);
+    let tot_len = be16(ctx, l3 + 2);
+    let frag = be16(ctx, l3 + 6);
+    if vihl == MISSING || tot_len == MISSING || frag == MISSING {
+        return kind::MALFORMED;
+    }
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    let tot_len = tot_len as usize;
+    if vihl >> 4 != 4 || ihl < 20 || tot_len < ihl || l3 + tot_len > len {
+        return kind::MALFORMED;
+    }
+    if frag & 0x1fff != 0 {
+        return kind::NONE;
+    }
+    if tot_len < ihl + 8 {
+        return kind::MALFORMED;
+    }
+    match byte(ctx, l3 + ihl) {
+        8 => kind::ICMP_ECHO_REQUEST,
+        0 => kind::ICMP_ECHO_REPLY,
+        3 => kind::ICMP_UNREACHABLE,
+        11 => kind::ICMP_TIME_EXCEEDED,
+        MISSING => kind::MALFORMED,
+        _ => kind::ICMP_OTHER,
+    }
+}
+
+#[inline(always)]
+fn classify_ipv6(ctx: &TcContext, l3: usize, len: usize) -> u8 {
+    if byte(ctx, l3 + 6) != IPPROTO_ICMPV6 as u32 {
+        return kind::NONE;
+    }
+    if len < l3 + 40 {
+        return kind::MALFORMED;
+    }
+    let v = byte(ctx, l3);
+    let plen = be16(ctx, l3 + 4);
+    if v == MISSING || plen == MISSING {
+        return kind::MALFORMED;
+    }
+    let plen = plen as usize;
+    if v >> 4 != 6 || plen < 4 || l3 + 40 + plen > len {
+        return kind::MALFORMED;
+    }
+    let (k, min) = match byte(ctx, l3 + 40) {
+        128 => (kind::ICMP6_ECHO_REQUEST, 8),
+        129 => (kind::ICMP6_ECHO_REPLY, 8),
+        133 => (kind::NDP_ROUTER_SOLICIT, 8),
+        134 => (kind::NDP_ROUTER_ADVERT, 16),
+        135 => (kind::NDP_NEIGHBOR_SOLICIT, 24),
+        136 => (kind::NDP_NEIGHBOR_ADVERT, 24),
+        MISSING => return kind::MALFORMED,
+        _ => (kind::ICMP6_OTHER, 4),
+    };
+    if plen < min {
+        return kind::MALFORMED;
+    }
+    k
+}
+
+#[inline(always)]
+fn bump_stat(slot: u32) {
+    if let Some(p) = NETLAB_STATS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn count(ifindex: u32, dir: u8, k: u8) {
+    let key = CounterKey {
+        ifindex,
+        direction: dir,
+        kind: k,
+        _pad: [0; 2],
+    };
+    for _ in 0..2 {
+        if let Some(p) = NETLAB_COUNTERS.get_ptr_mut(&key) {
+            // SAFETY: per-CPU value, only this CPU writes it while this program runs.
+            unsafe { *p += 1 };
+            return;
+        }
+        // BPF_NOEXIST: another CPU may have created the entry meanwhile; then look again.
+        if NETLAB_COUNTERS.insert(&key, 1u64, 1).is_ok() {
+            return;
+        }
+    }
+}
+
+#[inline(always)]
+fn sample(ctx: &TcContext, ifindex: u32, dir: u8, k: u8) {
+    let cfg = NETLAB_CONFIG.get(0).copied().unwrap_or_default();
+    let Some(st) = NETLAB_SAMPLING.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU state, only this CPU touches it while this program runs.
+    let st = unsafe { &mut *st };
+    st.seen += 1;
+    let every = cfg.sample_every as u64;
+    if every > 1 && st.seen % every != 0 {
+        bump_stat(stat::SAMPLED_OUT);
+        return;
+    }
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if cfg.rate_per_cpu != 0 {
+        if now.wrapping_sub(st.window_start_ns) >= 1_000_000_000 {
+            st.window_start_ns = now;
+            st.window_events = 0;
+        }
+        if st.window_events >= cfg.rate_per_cpu as u64 {
+            bump_stat(stat::RATE_LIMITED);
+            return;
+        }
+        st.window_events += 1;
+    }
+    let Some(mut entry) = NETLAB_EVENTS.reserve::<PacketEvent>(0) else {
+        bump_stat(stat::RING_FULL);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let len = ctx.len();
+    let cap = if len > SNAP_LEN as u32 {
+        SNAP_LEN as u32
+    } else {
+        len
+    };
+    // SAFETY: `ev` points to a reserved ring-buffer slot of size_of::<PacketEvent>() bytes;
+    // the copy length is bounded by SNAP_LEN, the size of `data`.
+    unsafe {
+        (*ev).ts_ns = now;
+        (*ev).ifindex = ifindex;
+        (*ev).pkt_len = len;
+        (*ev).sample_rate = if every == 0 { 1 } else { every as u32 };
+        (*ev).direction = dir;
+        (*ev).kind = k;
+        (*ev).record = record::TC_PACKET;
+        (*ev)._pad = [0; 6];
+        let copied = if cap >= ETH_HLEN as u32 && cap <= SNAP_LEN as u32 {
+            bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, (*ev).data.as_mut_ptr().cast(), cap) == 0
+        } else {
+            false
+        };
+        (*ev).cap_len = if copied { cap as u16 } else { 0 };
+    }
+    entry.submit(0);
+}

@@ -1,0 +1,84 @@
+//! A Docker engine that answers: reuse a running one, or start `dockerd` and leave it running.
+
+use std::fs::OpenOptions;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd;
+
+/// Where a dockerd started by xtask writes its output.
+pub const DOCKERD_LOG: &str = "/var/log/netlab-dockerd.log";
+/// How long one `docker info` may take.
+const INFO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a freshly started dockerd has to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(500);
+
+fn docker_info() -> Command {
+    let mut info = Command::new("docker");
+    info.arg("info");
+    info
+}
+
+/// Returns once `docker info` succeeds. If it does not at first, starts `dockerd` in its own
+/// session (output to [`DOCKERD_LOG`]) and waits up to 60 s for it. The engine is left running.
+pub fn ensure_docker() -> Result<()> {
+    let mut info = docker_info();
+    cmd::announce(&info);
+    if cmd::succeeds_within(&mut info, INFO_TIMEOUT)? {
+        eprintln!("xtask: the Docker engine answers");
+        return Ok(());
+    }
+
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(DOCKERD_LOG)
+        .with_context(|| format!("cannot open {DOCKERD_LOG}"))?;
+    let log_err = log
+        .try_clone()
+        .with_context(|| format!("cannot reuse {DOCKERD_LOG} for stderr"))?;
+    let mut start = Command::new("setsid");
+    start
+        .arg("dockerd")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    eprintln!("xtask: {} >>{DOCKERD_LOG} 2>&1 &", cmd::display(&start));
+    let mut dockerd = start.spawn().with_context(|| {
+        format!(
+            "failed to start `{}` (is docker.io installed? try `cargo xtask setup`)",
+            cmd::display(&start)
+        )
+    })?;
+
+    eprintln!(
+        "xtask: {} (polling for up to {} s)",
+        cmd::display(&info),
+        START_TIMEOUT.as_secs()
+    );
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = dockerd.try_wait().context("failed to wait for dockerd")? {
+            bail!("dockerd exited ({status}) before answering; see {DOCKERD_LOG}");
+        }
+        if cmd::succeeds_within(&mut docker_info(), INFO_TIMEOUT)? {
+            eprintln!(
+                "xtask: dockerd is up (pid {}, log {DOCKERD_LOG})",
+                dockerd.id()
+            );
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "dockerd (pid {}) did not answer `docker info` within {} s; see {DOCKERD_LOG}",
+                dockerd.id(),
+                START_TIMEOUT.as_secs()
+            );
+        }
+        thread::sleep(POLL);
+    }
+}

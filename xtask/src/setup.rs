@@ -1,0 +1,176 @@
+//! `cargo xtask setup`: install what a fresh machine lacks, and nothing else.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd;
+
+/// Debian packages the build, the lab and the tests need.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "bpftool",
+    "iputils-ping",
+    "iproute2",
+    "docker.io",
+    "busybox-static",
+    "tcpdump",
+    "util-linux",
+    "procps",
+];
+
+/// LLVM that bpf-linker is built against (its major must be >= the nightly rustc's LLVM).
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Installs whatever is missing; prints what it did, or that nothing was missing.
+pub fn run() -> Result<()> {
+    let mut installed_something = false;
+    installed_something |= ensure_rust_src()?;
+    installed_something |= ensure_debian_packages()?;
+    installed_something |= ensure_bpf_linker()?;
+    if installed_something {
+        eprintln!("xtask: setup done");
+    } else {
+        eprintln!("xtask: setup: nothing is missing");
+    }
+    Ok(())
+}
+
+/// `rustup component add rust-src --toolchain nightly` unless it is installed already.
+fn ensure_rust_src() -> Result<bool> {
+    let mut list = Command::new("rustup");
+    list.args(["component", "list", "--toolchain", "nightly", "--installed"]);
+    let out = cmd::output(&mut list)?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            cmd::display(&list),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    if has_rust_src(&String::from_utf8_lossy(&out.stdout)) {
+        return Ok(false);
+    }
+    cmd::run(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))?;
+    Ok(true)
+}
+
+fn has_rust_src(component_list: &str) -> bool {
+    component_list
+        .lines()
+        .map(str::trim)
+        .any(|line| line == "rust-src" || line.starts_with("rust-src-"))
+}
+
+/// `apt-get update` and one `apt-get install` of the packages dpkg does not list as installed.
+fn ensure_debian_packages() -> Result<bool> {
+    let missing = missing_debian_packages()?;
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    eprintln!("xtask: missing Debian packages: {}", missing.join(" "));
+    cmd::run(Command::new("apt-get").arg("update"))?;
+    cmd::run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing),
+    )?;
+    Ok(true)
+}
+
+/// One `dpkg-query` for all packages (it expands the `\n` itself); a package it does not know
+/// prints nothing (and makes it exit 1).
+fn missing_debian_packages() -> Result<Vec<&'static str>> {
+    let mut query = Command::new("dpkg-query");
+    query
+        .args(["-W", r"--showformat=${Package} ${Status}\n"])
+        .args(DEBIAN_PACKAGES);
+    let out = cmd::output(&mut query)?;
+    let listing = String::from_utf8_lossy(&out.stdout);
+    Ok(DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !is_installed(&listing, package))
+        .collect())
+}
+
+/// Whether a `${Package} ${Status}` listing shows `package` as "install ok installed".
+fn is_installed(listing: &str, package: &str) -> bool {
+    listing.lines().any(|line| {
+        line.split_once(' ').is_some_and(|(name, status)| {
+            name == package && status.contains("install ok installed")
+        })
+    })
+}
+
+/// `cargo install bpf-linker` against LLVM 22 unless `bpf-linker --version` works.
+fn ensure_bpf_linker() -> Result<bool> {
+    let mut version = Command::new("bpf-linker");
+    version.arg("--version");
+    cmd::announce(&version);
+    if version.output().is_ok_and(|out| out.status.success()) {
+        return Ok(false);
+    }
+    let path = cmd::path_with_prefix(LLVM_BIN)?;
+    let install = |locked: bool| {
+        let mut install = cmd::cargo();
+        install
+            .env("PATH", &path)
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION]);
+        if locked {
+            install.arg("--locked");
+        }
+        install.args(["--no-default-features", "--features", "llvm-22"]);
+        cmd::run(&mut install)
+    };
+    if let Err(err) = install(true) {
+        eprintln!("xtask: {err:#}; retrying without --locked");
+        install(false).context("cannot install bpf-linker")?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_src_is_found_in_component_list() {
+        let list = "cargo-x86_64-unknown-linux-gnu\nrust-src\nrustc-x86_64-unknown-linux-gnu\n";
+        assert!(has_rust_src(list));
+        assert!(!has_rust_src(
+            "cargo-x86_64-unknown-linux-gnu\nrust-std-x86_64-unknown-linux-gnu\n"
+        ));
+        assert!(!has_rust_src(""));
+    }
+
+    #[test]
+    fn only_fully_installed_packages_count() {
+        let listing = "bpftool install ok installed\n\
+                       tcpdump deinstall ok config-files\n\
+                       procps install ok installed\n";
+        assert!(is_installed(listing, "bpftool"));
+        assert!(is_installed(listing, "procps"));
+        assert!(!is_installed(listing, "tcpdump"));
+        assert!(!is_installed(listing, "docker.io"));
+        assert!(!is_installed("", "bpftool"));
+    }
+
+    #[test]
+    fn package_names_must_match_exactly() {
+        assert!(!is_installed(
+            "llvm-22-dev-extra install ok installed\n",
+            "llvm-22-dev"
+        ));
+    }
+}

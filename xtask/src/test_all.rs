@@ -1,0 +1,31 @@
+//! `cargo xtask test`: every test, on a fresh machine too.
+
+use anyhow::{Context, Result};
+
+use crate::{cmd, docker, setup, workspace};
+
+/// setup, a Docker engine, the unit tests, a release build of netlab, then the privileged
+/// integration tests (one at a time) against that binary. Stops at the first failing step.
+pub fn run(filter: &[String]) -> Result<()> {
+    setup::run().context("setup failed")?;
+    docker::ensure_docker().context("no Docker engine")?;
+
+    cmd::run(
+        cmd::cargo()
+            .args(["test", "--workspace", "--exclude", "netlab-tests"])
+            .current_dir(workspace::root()),
+    )
+    .context("unit tests failed")?;
+
+    let netlab = workspace::build_daemon(true).context("release build of netlab failed")?;
+    cmd::run(
+        cmd::cargo()
+            .env("NETLAB_BIN", &netlab)
+            .args(["test", "-p", "netlab-tests", "--", "--test-threads=1"])
+            .args(filter)
+            .current_dir(workspace::root()),
+    )
+    .context("integration tests failed")?;
+    eprintln!("xtask: all tests passed");
+    Ok(())
+}
