@@ -42,14 +42,14 @@ pub enum AttachError {
         hook: &'static str,
         mode: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// The clsact qdisc needed by netlink mode could not be added.
     #[error("cannot add a clsact qdisc to {iface}")]
     Qdisc {
         iface: String,
         #[source]
-        source: tc::TcError,
+        source: Box<tc::TcError>,
     },
 }
 
@@ -132,14 +132,14 @@ fn hook_link(
     options: TcAttachOptions,
     mode: AttachMode,
 ) -> Result<SchedClassifierLink, AttachError> {
-    let err = |source| AttachError::Attach {
+    let err = |source: ProgramError| AttachError::Attach {
         iface: iface.to_owned(),
         hook: match hook {
             TcAttachType::Ingress => "ingress",
             _ => "egress",
         },
         mode: mode.name(),
-        source,
+        source: Box::new(source),
     };
     let id = prog
         .attach_with_options(iface, hook, options)
@@ -196,7 +196,7 @@ fn attach_netlink(
         Err(source) => {
             return Err(AttachError::Qdisc {
                 iface: iface.to_owned(),
-                source,
+                source: Box::new(source),
             })
         }
     };

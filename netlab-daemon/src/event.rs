@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::clock::{Clock, UnixNanos};
 use crate::decode::{decode, Mac};
 use crate::kind::{Direction, Kind};
+use crate::topology::{Role, Topology};
 
 impl Serialize for Mac {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -25,14 +26,44 @@ impl Serialize for Mac {
 pub struct IfaceView<'a> {
     pub name: &'a str,
     pub ifindex: u32,
+    pub role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<&'a str>,
+    /// For a hand-made veth, the interface at the other end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<&'a str>,
 }
 
 /// One end of a packet.
 #[derive(Clone, Debug, Serialize)]
-pub struct Endpoint {
+pub struct Endpoint<'a> {
     pub mac: Mac,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<&'a str>,
+    /// The host itself (the network's gateway).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub host: bool,
+}
+
+impl<'a> Endpoint<'a> {
+    fn labelled(mac: Mac, ip: Option<IpAddr>, topo: &'a Topology) -> Self {
+        let l = topo.endpoint(ip, mac);
+        Endpoint {
+            mac,
+            ip,
+            container: l.and_then(|l| l.container.as_deref()),
+            network: l.and_then(|l| l.network.as_deref()),
+            host: l.is_some_and(|l| l.host),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -73,8 +104,8 @@ pub struct PacketRecord<'a> {
     pub sample_rate: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
-    pub src: Endpoint,
-    pub dst: Endpoint,
+    pub src: Endpoint<'a>,
+    pub dst: Endpoint<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp: Option<IcmpView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,9 +115,10 @@ pub struct PacketRecord<'a> {
 }
 
 impl<'a> PacketRecord<'a> {
-    /// Builds the public record of a kernel event; `None` for a record that is not a
-    /// packet of a known kind and direction (a newer kernel program, a corrupt entry).
-    pub fn new(ev: &PacketEvent, iface_name: &'a str, clock: &Clock) -> Option<Self> {
+    /// Builds the public record of a kernel event, labelled from `topo`; `None` for a
+    /// record that is not a packet of a known kind and direction (a newer kernel program,
+    /// a corrupt entry).
+    pub fn new(ev: &PacketEvent, topo: &'a Topology, clock: &Clock) -> Option<Self> {
         let kind = Kind::from_id(ev.kind)?;
         let direction = Direction::from_id(ev.direction)?;
         let cap = usize::from(ev.cap_len).min(ev.data.len());
@@ -99,25 +131,27 @@ impl<'a> PacketRecord<'a> {
             .map(|d| (d.src_mac, d.dst_mac, d.vlan))
             .unwrap_or_default();
         let d = d.filter(|_| agree);
+        let iface = topo.iface(ev.ifindex);
         Some(PacketRecord {
             ts: clock.to_unix(ev.ts_ns),
             iface: IfaceView {
-                name: iface_name,
+                name: iface.map_or("?", |i| i.name.as_str()),
                 ifindex: ev.ifindex,
+                role: iface.map_or("interface", |i| i.role.name()),
+                container: iface.and_then(|i| i.container.as_deref()),
+                network: iface.and_then(|i| i.network.as_deref()),
+                bridge: iface.and_then(|i| i.bridge.as_deref()),
+                peer: iface
+                    .filter(|i| i.role == Role::ManualVeth)
+                    .and_then(|i| i.peer.as_deref()),
             },
             direction: direction.name(),
             kind: kind.name(),
             len: ev.pkt_len,
             sample_rate: ev.sample_rate.max(1),
             vlan,
-            src: Endpoint {
-                mac: src_mac,
-                ip: d.and_then(|d| d.src_ip),
-            },
-            dst: Endpoint {
-                mac: dst_mac,
-                ip: d.and_then(|d| d.dst_ip),
-            },
+            src: Endpoint::labelled(src_mac, d.and_then(|d| d.src_ip), topo),
+            dst: Endpoint::labelled(dst_mac, d.and_then(|d| d.dst_ip), topo),
             icmp: d.and_then(|d| d.icmp).map(|i| IcmpView {
                 icmp_type: i.icmp_type,
                 code: i.code,
@@ -145,15 +179,19 @@ impl<'a> PacketRecord<'a> {
     }
 
     /// Appends the human-readable line (with its newline) to `out`:
-    /// `18:25:24.123  10.99.0.1 → 10.99.0.2  icmp echo-request id=17 seq=3  va ingress`.
+    /// `18:25:24.123  AppDev → AppProd  icmp echo-request id=17 seq=3  len=98  veth of AppDev (devops, br-8be916360cbc) ingress`.
     pub fn write_human(&self, out: &mut String) {
         let _ = write!(out, "{}  ", self.ts.time_of_day());
-        fn end(out: &mut String, e: &Endpoint) {
-            match e.ip {
-                Some(ip) => {
+        fn end(out: &mut String, e: &Endpoint<'_>) {
+            match (e.container, e.ip) {
+                (Some(c), _) => out.push_str(c),
+                (None, Some(ip)) if e.host => {
+                    let _ = write!(out, "{ip} (host)");
+                }
+                (None, Some(ip)) => {
                     let _ = write!(out, "{ip}");
                 }
-                None => {
+                (None, None) => {
                     let _ = write!(out, "{}", e.mac);
                 }
             }
@@ -182,7 +220,7 @@ impl<'a> PacketRecord<'a> {
             if let Some(i) = &self.icmp {
                 if let (Some(id), Some(seq)) = (i.id, i.seq) {
                     let _ = write!(out, " id={id} seq={seq}");
-                } else if rest == "other" || rest == "unreachable" || rest == "time-exceeded" {
+                } else if matches!(rest, "other" | "unreachable" | "time-exceeded") {
                     let _ = write!(out, " type={} code={}", i.icmp_type, i.code);
                 }
             }
@@ -200,7 +238,36 @@ impl<'a> PacketRecord<'a> {
         if self.sample_rate > 1 {
             let _ = write!(out, " 1:{}", self.sample_rate);
         }
-        let _ = writeln!(out, "  {} {}", self.iface.name, self.direction);
+        out.push_str("  ");
+        let i = &self.iface;
+        let net_bridge = match (i.network, i.bridge) {
+            (Some(n), Some(b)) => format!("{n}, {b}"),
+            (None, Some(b)) => b.to_owned(),
+            (Some(n), None) => n.to_owned(),
+            (None, None) => String::new(),
+        };
+        match (i.role, i.container) {
+            ("container-veth", Some(c)) => {
+                let _ = write!(out, "veth of {c} ({net_bridge})");
+            }
+            ("manual-veth", Some(c)) => {
+                let peer = i.peer.unwrap_or("?");
+                let _ = write!(out, "{} → {c} {peer} (hand-made, {net_bridge})", i.name);
+            }
+            ("manual-veth", None) => {
+                let _ = write!(out, "{} (hand-made, {net_bridge})", i.name);
+            }
+            ("bridge", _) if i.network.is_some() => {
+                let _ = write!(
+                    out,
+                    "{} (bridge of {})",
+                    i.name,
+                    i.network.unwrap_or_default()
+                );
+            }
+            _ => out.push_str(i.name),
+        }
+        let _ = writeln!(out, " {}", self.direction);
     }
 }
 
@@ -230,7 +297,8 @@ mod tests {
 
     fn json(ev: &PacketEvent) -> serde_json::Value {
         let clock = Clock::new();
-        let rec = PacketRecord::new(ev, "vethab12cd3", &clock).expect("record");
+        let topo = Topology::explicit(&[(7, "vethab12cd3".into())]);
+        let rec = PacketRecord::new(ev, &topo, &clock).expect("record");
         let mut out = Vec::new();
         rec.write_json(&mut out).expect("json");
         assert_eq!(out.last(), Some(&b'\n'));
@@ -285,33 +353,36 @@ mod tests {
     #[test]
     fn unknown_ids_are_rejected() {
         let clock = Clock::new();
+        let topo = Topology::default();
         let mut ev = event(&arp_frame(1), 200);
-        assert!(PacketRecord::new(&ev, "x", &clock).is_none());
+        assert!(PacketRecord::new(&ev, &topo, &clock).is_none());
         ev.kind = k::ARP_REQUEST;
         ev.direction = 9;
-        assert!(PacketRecord::new(&ev, "x", &clock).is_none());
+        assert!(PacketRecord::new(&ev, &topo, &clock).is_none());
     }
 
     #[test]
     fn empty_capture_is_not_a_crash() {
         let clock = Clock::new();
+        let topo = Topology::default();
         let mut ev = event(&arp_frame(1), k::MALFORMED);
         ev.cap_len = 0;
-        let rec = PacketRecord::new(&ev, "x", &clock).expect("record");
+        let rec = PacketRecord::new(&ev, &topo, &clock).expect("record");
         let mut s = String::new();
         rec.write_human(&mut s);
         assert!(s.contains("malformed"));
         // A cap_len larger than the buffer is clamped.
         ev.cap_len = u16::MAX;
-        assert!(PacketRecord::new(&ev, "x", &clock).is_some());
+        assert!(PacketRecord::new(&ev, &topo, &clock).is_some());
     }
 
     #[test]
     fn human_lines() {
         let clock = Clock::new();
+        let topo = Topology::explicit(&[(7, "va".into())]);
         let mut s = String::new();
         let ev = event(&icmp4_frame(8, 17, 3), k::ICMP_ECHO_REQUEST);
-        PacketRecord::new(&ev, "va", &clock)
+        PacketRecord::new(&ev, &topo, &clock)
             .expect("record")
             .write_human(&mut s);
         assert!(
@@ -322,15 +393,66 @@ mod tests {
         );
         s.clear();
         let ev = event(&arp_frame(1), k::ARP_REQUEST);
-        PacketRecord::new(&ev, "va", &clock)
+        PacketRecord::new(&ev, &topo, &clock)
             .expect("record")
             .write_human(&mut s);
         assert!(s.contains("arp who-has 172.20.0.3 tell 172.20.0.2"), "{s}");
         s.clear();
         let ev = event(&arp_frame(2), k::ARP_REPLY);
-        PacketRecord::new(&ev, "va", &clock)
+        PacketRecord::new(&ev, &topo, &clock)
             .expect("record")
             .write_human(&mut s);
         assert!(s.contains("arp 172.20.0.2 is-at 02:42:ac:14:00:02"), "{s}");
+    }
+
+    #[test]
+    fn labelled_from_the_topology() {
+        let (snap, links, scans) = crate::topology::tests::course_lab();
+        let topo = Topology::build(Some(&snap), &links, &scans);
+        let mut frame = icmp4_frame(8, 17, 3);
+        frame[14 + 16..14 + 20].copy_from_slice(&[172, 20, 0, 200]);
+        let mut ev = event(&frame, k::ICMP_ECHO_REQUEST);
+        ev.ifindex = 12;
+        ev.direction = direction::EGRESS;
+        let clock = Clock::new();
+        let rec = PacketRecord::new(&ev, &topo, &clock).expect("record");
+        let v = serde_json::to_value(&rec).expect("json");
+        assert_eq!(v["src"]["container"], "AppDev");
+        assert_eq!(v["src"]["network"], "devops");
+        assert_eq!(v["dst"]["container"], "AppProd");
+        assert_eq!(v["dst"]["network"], "devops");
+        assert_eq!(v["iface"]["name"], "int_hote");
+        assert_eq!(v["iface"]["role"], "manual-veth");
+        assert_eq!(v["iface"]["container"], "AppProd");
+        assert_eq!(v["iface"]["network"], "devops");
+        assert_eq!(v["iface"]["bridge"], "br-8be916360cbc");
+        assert!(v["src"].get("host").is_none());
+        let mut s = String::new();
+        rec.write_human(&mut s);
+        assert!(
+            s.contains("AppDev → AppProd  icmp echo-request id=17 seq=3"),
+            "{s}"
+        );
+        assert!(
+            s.contains("int_hote → AppProd eth1 (hand-made, devops, br-8be916360cbc) egress"),
+            "{s}"
+        );
+        // The same packet on AppDev's own veth, and a reply from the gateway.
+        ev.ifindex = 10;
+        ev.direction = direction::INGRESS;
+        s.clear();
+        PacketRecord::new(&ev, &topo, &clock)
+            .expect("record")
+            .write_human(&mut s);
+        assert!(
+            s.contains("veth of AppDev (devops, br-8be916360cbc) ingress"),
+            "{s}"
+        );
+        frame[14 + 12..14 + 16].copy_from_slice(&[172, 20, 0, 1]);
+        let ev = event(&frame, k::ICMP_ECHO_REQUEST);
+        let v = serde_json::to_value(PacketRecord::new(&ev, &topo, &clock).expect("record"))
+            .expect("json");
+        assert_eq!(v["src"]["host"], true);
+        assert_eq!(v["src"]["network"], "devops");
     }
 }

@@ -1,16 +1,26 @@
 //! netlab: watch ICMP, ARP, ICMPv6 and neighbour discovery on bridges and veths with eBPF.
 //!
 //! Module map: [`loader`] loads the embedded eBPF object and reads its maps, [`attach`]
-//! hooks it to interfaces (and [`qdisc`] cleans up netlink mode), [`decode`] reads captured
-//! frames, [`event`] is the public event model, [`watch`] is the `netlab watch` command.
+//! hooks it to interfaces (and [`qdisc`] cleans up netlink mode). [`docker`] reads the
+//! Docker Engine API, [`links`] the kernel's interfaces (also inside container namespaces),
+//! [`topology`] derives from both what to observe and who every address is, and
+//! [`discover`] keeps the attachments in step with it. [`decode`] reads captured frames,
+//! [`event`] is the public event model, [`filter`] selects events; [`watch`] and
+//! [`topology_cmd`] are the commands.
 
 pub mod attach;
 pub mod clock;
 pub mod decode;
+pub mod discover;
+pub mod docker;
 pub mod event;
+pub mod filter;
 pub mod kind;
+pub mod links;
 pub mod loader;
 pub mod privilege;
 pub mod qdisc;
 pub mod summary;
+pub mod topology;
+pub mod topology_cmd;
 pub mod watch;

@@ -165,6 +165,38 @@ impl Datapath {
         Ok(out)
     }
 
+    /// Removes the counters of interface `ifindex` from the kernel map and returns them
+    /// (summed over CPUs), so that a gone interface leaves no entry behind.
+    pub fn take_counters(
+        &mut self,
+        ifindex: u32,
+    ) -> Result<BTreeMap<(Direction, Kind), u64>, LoadError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_COUNTERS)
+            .ok_or(LoadError::MissingProgram(MAP_COUNTERS))?;
+        let mut counters: PerCpuHashMap<_, CounterKey, u64> =
+            PerCpuHashMap::try_from(map).map_err(map_err(MAP_COUNTERS))?;
+        let keys: Vec<CounterKey> = counters
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.ifindex == ifindex)
+            .collect();
+        let mut out = BTreeMap::new();
+        for key in keys {
+            let Ok(values) = counters.get(&key, 0) else {
+                continue;
+            };
+            if let (Some(dir), Some(kind)) =
+                (Direction::from_id(key.direction), Kind::from_id(key.kind))
+            {
+                *out.entry((dir, kind)).or_insert(0) += values.iter().sum::<u64>();
+            }
+            counters.remove(&key).map_err(map_err(MAP_COUNTERS))?;
+        }
+        Ok(out)
+    }
+
     /// Delivery statistics, summed over CPUs.
     pub fn delivery(&self) -> Result<DeliveryStats, LoadError> {
         let map = self

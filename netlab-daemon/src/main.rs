@@ -14,6 +14,8 @@ struct Cli {
 enum Command {
     /// Stream sampled packets live and print exact counters on exit.
     Watch(netlab::watch::WatchArgs),
+    /// Show Docker's networks, containers, their veths and what `watch` observes.
+    Topology(netlab::topology_cmd::TopologyArgs),
 }
 
 fn init_logging() {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Watch(args) => netlab::watch::run(args).await,
+            Command::Topology(args) => netlab::topology_cmd::run(args).await,
         }
     });
     match result {

@@ -1,16 +1,14 @@
 //! The exact counters printed when `netlab watch` ends.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::kind::{Direction, Kind};
 use crate::loader::DeliveryStats;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct CounterRow<'a> {
-    pub iface: &'a str,
+pub struct CounterRow {
+    pub iface: String,
     pub ifindex: u32,
     pub direction: &'static str,
     pub kind: &'static str,
@@ -19,8 +17,8 @@ pub struct CounterRow<'a> {
 
 /// What `--json` prints last: `{"counters":[...],"lost_events":N,...}`.
 #[derive(Debug, Serialize)]
-pub struct Summary<'a> {
-    pub counters: Vec<CounterRow<'a>>,
+pub struct Summary {
+    pub counters: Vec<CounterRow>,
     /// Samples that were due but not delivered (ring full plus rate-limited).
     pub lost_events: u64,
     pub delivery: DeliveryStats,
@@ -28,28 +26,18 @@ pub struct Summary<'a> {
     pub events: u64,
 }
 
-impl<'a> Summary<'a> {
-    /// Rows for interfaces in `names` (ifindex → name), ordered by interface, direction, kind.
-    pub fn new(
-        counters: &BTreeMap<(u32, Direction, Kind), u64>,
-        names: &'a HashMap<u32, String>,
-        delivery: DeliveryStats,
-        events: u64,
-    ) -> Self {
-        let mut rows: Vec<CounterRow<'a>> = counters
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .filter_map(|((idx, dir, kind), n)| {
-                Some(CounterRow {
-                    iface: names.get(idx)?.as_str(),
-                    ifindex: *idx,
-                    direction: dir.name(),
-                    kind: kind.name(),
-                    packets: *n,
-                })
-            })
-            .collect();
-        rows.sort_by(|a, b| (a.iface, a.direction).cmp(&(b.iface, b.direction)));
+impl Summary {
+    /// Non-zero rows, ordered by interface, direction and kind.
+    pub fn new(mut rows: Vec<CounterRow>, delivery: DeliveryStats, events: u64) -> Self {
+        rows.retain(|r| r.packets > 0);
+        rows.sort_by(|a, b| {
+            (&a.iface, a.ifindex, a.direction, a.kind).cmp(&(
+                &b.iface,
+                b.ifindex,
+                b.direction,
+                b.kind,
+            ))
+        });
         Summary {
             counters: rows,
             lost_events: delivery.lost(),
@@ -98,20 +86,35 @@ impl<'a> Summary<'a> {
 mod tests {
     use super::*;
 
+    fn row(
+        iface: &str,
+        ifindex: u32,
+        direction: &'static str,
+        kind: &'static str,
+        packets: u64,
+    ) -> CounterRow {
+        CounterRow {
+            iface: iface.to_owned(),
+            ifindex,
+            direction,
+            kind,
+            packets,
+        }
+    }
+
     #[test]
-    fn rows_are_named_sorted_and_zero_free() {
-        let mut c = BTreeMap::new();
-        c.insert((7, Direction::Egress, Kind::IcmpEchoReply), 5);
-        c.insert((3, Direction::Ingress, Kind::IcmpEchoRequest), 5);
-        c.insert((3, Direction::Ingress, Kind::ArpRequest), 0);
-        c.insert((99, Direction::Ingress, Kind::ArpRequest), 1);
-        let names: HashMap<u32, String> = [(3, "va".to_owned()), (7, "vb".to_owned())].into();
+    fn rows_are_sorted_and_zero_free() {
+        let rows = vec![
+            row("vb", 7, "egress", "icmp-echo-reply", 5),
+            row("va", 3, "ingress", "icmp-echo-request", 5),
+            row("va", 3, "ingress", "arp-request", 0),
+        ];
         let d = DeliveryStats {
             ring_full: 2,
             rate_limited: 1,
             sampled_out: 0,
         };
-        let s = Summary::new(&c, &names, d, 10);
+        let s = Summary::new(rows, d, 10);
         assert_eq!(s.counters.len(), 2);
         assert_eq!(s.counters[0].iface, "va");
         assert_eq!(s.counters[0].kind, "icmp-echo-request");
@@ -127,8 +130,7 @@ mod tests {
 
     #[test]
     fn empty_counters() {
-        let names = HashMap::new();
-        let s = Summary::new(&BTreeMap::new(), &names, DeliveryStats::default(), 0);
+        let s = Summary::new(Vec::new(), DeliveryStats::default(), 0);
         assert!(s.counters.is_empty());
         assert!(s.human().contains("no ARP, ICMP or ICMPv6 packet seen"));
     }

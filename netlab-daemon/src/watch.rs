@@ -1,27 +1,47 @@
 //! `netlab watch`: attach, stream sampled packets, print exact counters on exit.
+//!
+//! With `--iface`, exactly those interfaces are observed. Without it, netlab observes
+//! everything Docker has (every bridge network's bridge and every veth on it) and follows
+//! changes from Docker events and kernel link events while it runs.
 
-use std::collections::HashMap;
-use std::io::Write as _;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
+use futures_util::{Stream, StreamExt as _};
 use netlab_common::{record, Config, PacketEvent};
 use tokio::io::{unix::AsyncFd, Interest};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::attach::{self, AttachMode, Attachment};
+use crate::attach::{self, AttachMode};
 use crate::clock::Clock;
+use crate::discover::{self, Observer};
+use crate::docker::{self, DockerClient, DockerSnapshot};
 use crate::event::PacketRecord;
+use crate::filter::Filter;
+use crate::links::{LinkChange, LinkWatcher};
 use crate::loader::Datapath;
 use crate::summary::Summary;
+use crate::topology::Topology;
 
 /// Options of `netlab watch`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WatchArgs {
-    /// Interface to observe, both directions (repeatable).
-    #[arg(long = "iface", value_name = "IFACE", required = true)]
+    /// Interface to observe, both directions (repeatable). Without it: everything Docker
+    /// has, followed as it changes.
+    #[arg(long = "iface", value_name = "IFACE")]
     pub ifaces: Vec<String>,
+    /// Only events from, to or on this container (repeatable; case-insensitive).
+    #[arg(long = "container", value_name = "NAME")]
+    pub containers: Vec<String>,
+    /// Only events from, to or on this network (repeatable; case-insensitive).
+    #[arg(long = "network", value_name = "NAME")]
+    pub networks: Vec<String>,
+    /// Only these kinds: arp, icmp, icmp6, ndp, malformed or an exact kind (repeatable).
+    #[arg(long = "kind", value_name = "KIND")]
+    pub kinds: Vec<String>,
     /// One JSON object per line instead of human-readable lines.
     #[arg(long)]
     pub json: bool,
@@ -62,6 +82,7 @@ fn per_cpu_rate(rate: u32) -> u32 {
 /// Where events go: a reusable buffer flushed to stdout once per batch.
 struct Sink {
     json: bool,
+    filter: Filter,
     bytes: Vec<u8>,
     text: String,
     printed: u64,
@@ -74,7 +95,7 @@ impl Sink {
     }
 
     fn push(&mut self, rec: &PacketRecord<'_>) -> anyhow::Result<()> {
-        if self.full() {
+        if self.full() || !self.filter.matches(rec) {
             return Ok(());
         }
         if self.json {
@@ -90,6 +111,7 @@ impl Sink {
 
     /// Writes out the batch; `false` when stdout is gone (a closed pipe).
     fn flush(&mut self) -> anyhow::Result<bool> {
+        use std::io::Write as _;
         if self.bytes.is_empty() {
             return Ok(true);
         }
@@ -107,7 +129,7 @@ impl Sink {
 /// Reads every event available now. Returns `false` once no more output is wanted.
 fn drain(
     ring: &mut RingBuf<MapData>,
-    names: &HashMap<u32, String>,
+    topo: &Topology,
     clock: &Clock,
     sink: &mut Sink,
 ) -> anyhow::Result<bool> {
@@ -122,8 +144,7 @@ fn drain(
         if ev.record != record::TC_PACKET {
             continue;
         }
-        let name = names.get(&ev.ifindex).map_or("?", String::as_str);
-        if let Some(rec) = PacketRecord::new(&ev, name, clock) {
+        if let Some(rec) = PacketRecord::new(&ev, topo, clock) {
             sink.push(&rec)?;
         }
         if sink.full() {
@@ -133,49 +154,165 @@ fn drain(
     Ok(sink.flush()? && !sink.full())
 }
 
+type DockerEvents =
+    Pin<Box<dyn Stream<Item = Result<bollard::models::EventMessage, docker::DockerError>> + Send>>;
+
+/// The Docker side of following: the client, its last snapshot, its event stream.
+struct DockerFeed {
+    client: Option<DockerClient>,
+    snapshot: Option<DockerSnapshot>,
+    events: Option<DockerEvents>,
+}
+
+impl DockerFeed {
+    /// Connects; without an engine, warns once and carries on without.
+    async fn connect() -> Self {
+        match DockerClient::connect().await {
+            Ok(client) => {
+                let events: DockerEvents = Box::pin(client.events());
+                let snapshot = match client.snapshot().await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        log::warn!("{e:#}; observing bridges by interface name only");
+                        None
+                    }
+                };
+                DockerFeed {
+                    client: snapshot.is_some().then_some(client),
+                    events: snapshot.is_some().then_some(events),
+                    snapshot,
+                }
+            }
+            Err(e) => {
+                let cause = std::error::Error::source(&e)
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                log::warn!(
+                    "{e}{cause}; no Docker labels: observing every bridge and its veths by interface name only"
+                );
+                DockerFeed {
+                    client: None,
+                    snapshot: None,
+                    events: None,
+                }
+            }
+        }
+    }
+
+    async fn refresh(&mut self) {
+        let Some(c) = &self.client else { return };
+        match c.snapshot().await {
+            Ok(s) => self.snapshot = Some(s),
+            Err(e) => log::warn!("{e:#}"),
+        }
+    }
+
+    /// The next event that matters; pending forever without a stream.
+    async fn next_event(&mut self) -> Option<bool> {
+        match &mut self.events {
+            Some(s) => loop {
+                match s.next().await {
+                    Some(Ok(ev)) if docker::event_matters(&ev) => return Some(true),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        log::warn!("{e:#}");
+                        return None;
+                    }
+                    None => return None,
+                }
+            },
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Scans on a blocking thread (the scan starts threads of its own).
+async fn scan(snapshot: Option<DockerSnapshot>) -> anyhow::Result<Topology> {
+    tokio::task::spawn_blocking(move || discover::scan(snapshot.as_ref()))
+        .await
+        .context("topology scan")?
+        .context("reading network interfaces")
+}
+
 /// Runs `netlab watch` until a signal, `--duration` or `--count`.
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     crate::privilege::require()?;
-    let mut ifaces: Vec<String> = Vec::new();
-    for i in &args.ifaces {
-        if attach::ifindex(i).is_none() {
-            anyhow::bail!("no such interface: {i}");
+    let filter = Filter::new(&args.containers, &args.networks, &args.kinds)?;
+    let follow = args.ifaces.is_empty();
+
+    // What to observe, decided before anything touches the kernel.
+    let mut feed = None;
+    let mut topo = if follow {
+        let f = DockerFeed::connect().await;
+        let t = scan(f.snapshot.clone()).await?;
+        if t.docker {
+            for c in &args.containers {
+                if t.container_named(c).is_none() {
+                    anyhow::bail!("no running container named {c}");
+                }
+            }
+            for n in &args.networks {
+                if t.network_named(n).is_none() {
+                    anyhow::bail!("no Docker network named {n}");
+                }
+            }
         }
-        if !ifaces.contains(i) {
-            ifaces.push(i.clone());
+        feed = Some(f);
+        t
+    } else {
+        let mut named: Vec<(u32, String)> = Vec::new();
+        for i in &args.ifaces {
+            let idx = attach::ifindex(i).with_context(|| format!("no such interface: {i}"))?;
+            if !named.iter().any(|(x, _)| *x == idx) {
+                named.push((idx, i.clone()));
+            }
         }
-    }
-    let mut dp = Datapath::load(Config {
+        Topology::explicit(&named)
+    };
+
+    let dp = Datapath::load(Config {
         sample_every: args.sample,
         rate_per_cpu: per_cpu_rate(args.rate_limit),
     })?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    // Attachments live in this Vec: an error below drops it, which detaches everything.
-    let mut attachments: Vec<Attachment> = Vec::with_capacity(ifaces.len());
-    for iface in &ifaces {
-        attachments.push(dp.attach(iface, args.attach)?);
+    // The observer owns every attachment: an error below drops it, which detaches all.
+    let mut obs = Observer::new(dp, args.attach);
+    if follow {
+        obs.reconcile(&topo);
+    } else {
+        let named: Vec<(u32, String)> = topo
+            .observed
+            .iter()
+            .map(|o| (o.ifindex, o.name.clone()))
+            .collect();
+        obs.attach_all(&named)?;
     }
-    let names: HashMap<u32, String> = attachments
-        .iter()
-        .map(|a| (a.ifindex, a.iface.clone()))
-        .collect();
-    let modes: Vec<&str> = attachments.iter().map(|a| a.mode.name()).collect();
+    let mut links = if follow {
+        Some(LinkWatcher::new().context("subscribing to link changes")?)
+    } else {
+        None
+    };
     log::info!(
-        "watching {} interfaces ({}): {}",
-        attachments.len(),
-        modes.first().copied().unwrap_or("-"),
-        ifaces.join(", ")
+        "watching {} interfaces ({}){}",
+        obs.attached(),
+        obs.mode_in_use().map_or("-", AttachMode::name),
+        if follow {
+            ", following Docker and link changes"
+        } else {
+            ""
+        }
     );
+    let ring = obs.datapath_mut().take_events()?;
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged for as long as
     // the AsyncFd (which owns the RingBuf) lives.
-    let mut ring =
-        unsafe { AsyncFd::register_with_interest(dp.take_events()?, Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)
-            .context("polling the event ring buffer")?;
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("polling the event ring buffer")?;
     let clock = Clock::new();
     let mut sink = Sink {
         json: args.json,
+        filter,
         bytes: Vec::with_capacity(64 * 1024),
         text: String::with_capacity(256),
         printed: 0,
@@ -183,7 +320,13 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     };
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
+    // Changes are gathered for a moment before one rescan deals with all of them.
+    let settle = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(settle);
+    let mut settling = false;
+    let mut docker_dirty = false;
     let mut more = true;
+    let mut topo_arc = Arc::new(std::mem::take(&mut topo));
     while more {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -191,19 +334,61 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
             () = &mut deadline, if args.duration.is_some() => break,
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting for events")?;
-                more = drain(guard.get_inner_mut(), &names, &clock, &mut sink)?;
+                more = drain(guard.get_inner_mut(), &topo_arc, &clock, &mut sink)?;
                 guard.clear_ready();
+            }
+            change = async { links.as_mut().expect("guarded").next().await }, if links.is_some() => {
+                match change.context("reading link changes")? {
+                    LinkChange::Deleted { ifindex, .. } => {
+                        // Events already queued for it are shown first, with its labels.
+                        drain(ring.get_mut(), &topo_arc, &clock, &mut sink)?;
+                        obs.forget(ifindex);
+                    }
+                    LinkChange::New(_) | LinkChange::Overrun => {}
+                }
+                if !settling {
+                    settling = true;
+                    settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
+                }
+            }
+            ev = async { feed.as_mut().expect("guarded").next_event().await }, if feed.is_some() => {
+                if ev.is_none() {
+                    log::warn!("lost the Docker event stream; labels stay as they were");
+                    if let Some(f) = feed.as_mut() {
+                        f.events = None;
+                    }
+                }
+                docker_dirty = true;
+                if !settling {
+                    settling = true;
+                    settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
+                }
+            }
+            () = &mut settle, if settling => {
+                settling = false;
+                let Some(f) = feed.as_mut() else { continue };
+                if std::mem::take(&mut docker_dirty) {
+                    f.refresh().await;
+                }
+                match scan(f.snapshot.clone()).await {
+                    Ok(t) => {
+                        drain(ring.get_mut(), &topo_arc, &clock, &mut sink)?;
+                        obs.reconcile(&t);
+                        topo_arc = Arc::new(t);
+                    }
+                    Err(e) => log::warn!("{e:#}"),
+                }
             }
         }
     }
     // Detach first, so the counters below are final; then show what was already queued.
-    drop(attachments);
+    obs.detach_all();
     if more {
-        drain(ring.get_mut(), &names, &clock, &mut sink)?;
+        drain(ring.get_mut(), &topo_arc, &clock, &mut sink)?;
     }
-    let counters = dp.counters()?;
-    let delivery = dp.delivery()?;
-    let summary = Summary::new(&counters, &names, delivery, sink.printed);
+    let rows = obs.counter_rows()?;
+    let delivery = obs.datapath().delivery()?;
+    let summary = Summary::new(rows, delivery, sink.printed);
     if args.json {
         serde_json::to_writer(&mut sink.bytes, &summary)?;
         sink.bytes.push(b'\n');

@@ -1,0 +1,181 @@
+//! Finding what to observe (Docker's networks and containers, the host's bridges, each
+//! container's veths from inside its namespace), and keeping the attachments in step.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::attach::{AttachMode, Attachment};
+use crate::docker::DockerSnapshot;
+use crate::kind::{Direction, Kind};
+use crate::links;
+use crate::loader::{Datapath, LoadError};
+use crate::summary::CounterRow;
+use crate::topology::{NetnsScan, Topology};
+
+/// Reads the host's links and, for each running container, the links and addresses inside
+/// its network namespace, and derives the topology. Blocking: it starts one short-lived
+/// thread per container (see [`links::in_netns_of`]).
+pub fn scan(docker: Option<&DockerSnapshot>) -> std::io::Result<Topology> {
+    let host = links::dump_links()?;
+    let mut scans = HashMap::new();
+    if let Some(d) = docker {
+        let me = links::netns_id(None).ok();
+        for c in &d.containers {
+            // A container sharing the host's namespace (--network host) has no veth.
+            if links::netns_id(Some(c.pid)).ok() == me {
+                continue;
+            }
+            match links::in_netns_of(c.pid, || {
+                Ok(NetnsScan {
+                    links: links::dump_links()?,
+                    addrs: links::dump_addrs()?,
+                })
+            }) {
+                Ok(s) => {
+                    scans.insert(c.id.clone(), s);
+                }
+                // It may have stopped since Docker listed it.
+                Err(e) => log::debug!("cannot look inside {} (pid {}): {e}", c.name, c.pid),
+            }
+        }
+    }
+    Ok(Topology::build(docker, &host, &scans))
+}
+
+/// The attachments of a running observer, kept in step with a [`Topology`].
+pub struct Observer {
+    dp: Datapath,
+    mode: AttachMode,
+    attached: BTreeMap<u32, Attachment>,
+    /// Counters of interfaces that went away, kept by name so the totals stay exact.
+    retired: Vec<(u32, String, Direction, Kind, u64)>,
+    /// Names of the interfaces detached at the end, whose counters are still in the map.
+    detached: HashMap<u32, String>,
+}
+
+impl Observer {
+    pub fn new(dp: Datapath, mode: AttachMode) -> Self {
+        Self {
+            dp,
+            mode,
+            attached: BTreeMap::new(),
+            retired: Vec::new(),
+            detached: HashMap::new(),
+        }
+    }
+
+    pub fn datapath_mut(&mut self) -> &mut Datapath {
+        &mut self.dp
+    }
+
+    /// Number of interfaces attached now.
+    pub fn attached(&self) -> usize {
+        self.attached.len()
+    }
+
+    /// The attach mode of the first attachment (what `auto` resolved to).
+    pub fn mode_in_use(&self) -> Option<AttachMode> {
+        self.attached.values().next().map(|a| a.mode)
+    }
+
+    /// Attaches to `ifaces` (name, ifindex) strictly: the first error is returned and
+    /// everything attached so far stays owned (and is detached on drop).
+    pub fn attach_all(&mut self, ifaces: &[(u32, String)]) -> anyhow::Result<()> {
+        for (idx, name) in ifaces {
+            let a = self.dp.attach(name, self.mode)?;
+            self.attached.insert(*idx, a);
+        }
+        Ok(())
+    }
+
+    /// Attaches to what `topo` observes and is not attached yet, detaches what it no longer
+    /// observes. Errors on single interfaces (one that vanished meanwhile) are logged.
+    pub fn reconcile(&mut self, topo: &Topology) {
+        let gone: Vec<u32> = self
+            .attached
+            .keys()
+            .copied()
+            .filter(|idx| topo.iface(*idx).is_none())
+            .collect();
+        for idx in gone {
+            self.forget(idx);
+        }
+        for o in &topo.observed {
+            if let Some(a) = self.attached.get(&o.ifindex) {
+                if a.iface == o.name {
+                    continue;
+                }
+                // Renamed (or the index was reused): start again under the new name.
+                self.forget(o.ifindex);
+            }
+            match self.dp.attach(&o.name, self.mode) {
+                Ok(a) => {
+                    log::debug!("attached to {} ({})", o.name, o.role.name());
+                    self.attached.insert(o.ifindex, a);
+                }
+                Err(e) => log::warn!("{e:#}"),
+            }
+        }
+    }
+
+    /// Detaches from interface `ifindex` (gone or no longer wanted) and moves its counters
+    /// out of the kernel map.
+    pub fn forget(&mut self, ifindex: u32) {
+        let Some(a) = self.attached.remove(&ifindex) else {
+            return;
+        };
+        let name = a.iface.clone();
+        drop(a);
+        match self.dp.take_counters(ifindex) {
+            Ok(rows) => {
+                for ((dir, kind), n) in rows {
+                    self.retired.push((ifindex, name.clone(), dir, kind, n));
+                }
+            }
+            Err(e) => log::warn!("reading the counters of {name}: {e:#}"),
+        }
+        log::debug!("detached from {name}");
+    }
+
+    /// Every counter: live interfaces' from the kernel, gone interfaces' from memory.
+    pub fn counter_rows(&self) -> Result<Vec<CounterRow>, LoadError> {
+        let mut rows: Vec<CounterRow> = Vec::new();
+        for ((idx, dir, kind), n) in self.dp.counters()? {
+            let Some(name) = self
+                .attached
+                .get(&idx)
+                .map(|a| &a.iface)
+                .or_else(|| self.detached.get(&idx))
+            else {
+                continue;
+            };
+            rows.push(CounterRow {
+                iface: name.clone(),
+                ifindex: idx,
+                direction: dir.name(),
+                kind: kind.name(),
+                packets: n,
+            });
+        }
+        for (idx, name, dir, kind, n) in &self.retired {
+            rows.push(CounterRow {
+                iface: name.clone(),
+                ifindex: *idx,
+                direction: dir.name(),
+                kind: kind.name(),
+                packets: *n,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Detaches everything (also done on drop); the counters stay readable.
+    pub fn detach_all(&mut self) {
+        for (idx, a) in std::mem::take(&mut self.attached) {
+            self.detached.insert(idx, a.iface.clone());
+        }
+    }
+
+    pub fn datapath(&self) -> &Datapath {
+        &self.dp
+    }
+}

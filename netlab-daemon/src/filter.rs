@@ -1,0 +1,135 @@
+//! Event filters: `--container`, `--network`, `--kind`.
+
+use crate::event::PacketRecord;
+use crate::kind::Kind;
+
+/// Errors in filter values.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FilterError {
+    /// `--kind` names no kind and no family.
+    #[error("unknown kind '{0}': use arp, icmp, icmp6, ndp, malformed or an exact kind such as icmp-echo-request")]
+    UnknownKind(String),
+}
+
+/// Which events to show. Empty lists match everything.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Container names (lowercase): the event's source, destination or interface.
+    containers: Vec<String>,
+    /// Network names (lowercase): the event's source, destination or interface network.
+    networks: Vec<String>,
+    kinds: Vec<Kind>,
+}
+
+impl Filter {
+    pub fn new(
+        containers: &[String],
+        networks: &[String],
+        kinds: &[String],
+    ) -> Result<Self, FilterError> {
+        let mut ks = Vec::new();
+        for k in kinds {
+            let k = k.to_ascii_lowercase();
+            let matched: Vec<Kind> = Kind::ALL
+                .iter()
+                .copied()
+                .filter(|x| x.name() == k || x.family() == k)
+                .collect();
+            if matched.is_empty() {
+                return Err(FilterError::UnknownKind(k));
+            }
+            ks.extend(matched);
+        }
+        Ok(Filter {
+            containers: containers.iter().map(|c| c.to_ascii_lowercase()).collect(),
+            networks: networks.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            kinds: ks,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.networks.is_empty() && self.kinds.is_empty()
+    }
+
+    pub fn matches(&self, r: &PacketRecord<'_>) -> bool {
+        fn any(wanted: &[String], names: [Option<&str>; 3]) -> bool {
+            wanted.is_empty()
+                || names
+                    .into_iter()
+                    .flatten()
+                    .any(|n| wanted.iter().any(|w| w.eq_ignore_ascii_case(n)))
+        }
+        (self.kinds.is_empty() || self.kinds.iter().any(|k| k.name() == r.kind))
+            && any(
+                &self.containers,
+                [r.src.container, r.dst.container, r.iface.container],
+            )
+            && any(
+                &self.networks,
+                [r.src.network, r.dst.network, r.iface.network],
+            )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::decode::tests::{arp_frame, icmp4_frame};
+    use crate::topology::Topology;
+    use netlab_common::{direction, kind as k, record, PacketEvent, SNAP_LEN};
+
+    fn ev(frame: &[u8], kind: u8, ifindex: u32) -> PacketEvent {
+        let mut data = [0u8; SNAP_LEN];
+        data[..frame.len()].copy_from_slice(frame);
+        PacketEvent {
+            ts_ns: 0,
+            ifindex,
+            pkt_len: frame.len() as u32,
+            sample_rate: 1,
+            cap_len: frame.len() as u16,
+            direction: direction::INGRESS,
+            kind,
+            record: record::TC_PACKET,
+            _pad: [0; 6],
+            data,
+        }
+    }
+
+    #[test]
+    fn kinds_by_family_or_name() {
+        assert!(Filter::new(&[], &[], &["ICMP".into()]).is_ok());
+        assert!(Filter::new(&[], &[], &["ndp-neighbor-solicit".into()]).is_ok());
+        assert_eq!(
+            Filter::new(&[], &[], &["tcp".into()]).err(),
+            Some(FilterError::UnknownKind("tcp".into()))
+        );
+        assert!(Filter::default().is_empty());
+    }
+
+    #[test]
+    fn matching() {
+        let (snap, links, scans) = crate::topology::tests::course_lab();
+        let topo = Topology::build(Some(&snap), &links, &scans);
+        let clock = Clock::new();
+        let icmp = ev(&icmp4_frame(8, 1, 1), k::ICMP_ECHO_REQUEST, 10);
+        let arp = ev(&arp_frame(1), k::ARP_REQUEST, 10);
+        let r_icmp = PacketRecord::new(&icmp, &topo, &clock).expect("record");
+        let r_arp = PacketRecord::new(&arp, &topo, &clock).expect("record");
+        let f = |c: &[&str], n: &[&str], k: &[&str]| {
+            let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+            Filter::new(&s(c), &s(n), &s(k)).expect("valid")
+        };
+        assert!(f(&[], &[], &[]).matches(&r_icmp));
+        assert!(f(&[], &[], &["icmp"]).matches(&r_icmp));
+        assert!(!f(&[], &[], &["icmp"]).matches(&r_arp));
+        assert!(f(&[], &[], &["arp", "icmp"]).matches(&r_arp));
+        // AppDev's veth: the interface's container matches, whatever the addresses.
+        assert!(f(&["appdev"], &[], &[]).matches(&r_arp));
+        assert!(!f(&["AppProd"], &[], &[]).matches(&r_icmp));
+        assert!(f(&["AppProd", "appdev"], &[], &[]).matches(&r_icmp));
+        assert!(f(&[], &["DEVOPS"], &[]).matches(&r_icmp));
+        assert!(!f(&[], &["prod"], &[]).matches(&r_icmp));
+        assert!(!f(&["appdev"], &["prod"], &[]).matches(&r_icmp));
+    }
+}
