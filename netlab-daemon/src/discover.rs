@@ -16,6 +16,7 @@ use crate::topology::{NetnsScan, Topology};
 /// thread per container (see [`links::in_netns_of`]).
 pub fn scan(docker: Option<&DockerSnapshot>) -> std::io::Result<Topology> {
     let host = links::dump_links()?;
+    let host_addrs = links::dump_addrs()?;
     let mut scans = HashMap::new();
     if let Some(d) = docker {
         let me = links::netns_id(None).ok();
@@ -38,7 +39,7 @@ pub fn scan(docker: Option<&DockerSnapshot>) -> std::io::Result<Topology> {
             }
         }
     }
-    Ok(Topology::build(docker, &host, &scans))
+    Ok(Topology::build(docker, &host, &host_addrs, &scans))
 }
 
 /// The attachments of a running observer, kept in step with a [`Topology`].

@@ -408,7 +408,7 @@ mod tests {
     #[test]
     fn labelled_from_the_topology() {
         let (snap, links, scans) = crate::topology::tests::course_lab();
-        let topo = Topology::build(Some(&snap), &links, &scans);
+        let topo = Topology::build(Some(&snap), &links, &[], &scans);
         let mut frame = icmp4_frame(8, 17, 3);
         frame[14 + 16..14 + 20].copy_from_slice(&[172, 20, 0, 200]);
         let mut ev = event(&frame, k::ICMP_ECHO_REQUEST);

@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn matching() {
         let (snap, links, scans) = crate::topology::tests::course_lab();
-        let topo = Topology::build(Some(&snap), &links, &scans);
+        let topo = Topology::build(Some(&snap), &links, &[], &scans);
         let clock = Clock::new();
         let icmp = ev(&icmp4_frame(8, 1, 1), k::ICMP_ECHO_REQUEST, 10);
         let arp = ev(&arp_frame(1), k::ARP_REQUEST, 10);

@@ -144,6 +144,7 @@ impl Topology {
     pub fn build(
         docker: Option<&DockerSnapshot>,
         host_links: &[Link],
+        host_addrs: &[Addr],
         scans: &HashMap<String, NetnsScan>,
     ) -> Topology {
         let by_name: HashMap<&str, &Link> =
@@ -206,8 +207,14 @@ impl Topology {
                 network: net.map(|n| n.name.clone()),
                 bridge: Some(l.name.clone()),
             });
-            if let (Some(n), Some(mac)) = (net, l.mac) {
-                t.by_mac.insert(mac, label(None, Some(&n.name), true));
+            if let Some(n) = net {
+                if let Some(mac) = l.mac {
+                    t.by_mac.insert(mac, label(None, Some(&n.name), true));
+                }
+                // The host's own addresses on the bridge (the gateway, whatever IPAM says).
+                for a in host_addrs.iter().filter(|a| a.ifindex == idx) {
+                    t.by_ip.insert(a.ip, label(None, Some(&n.name), true));
+                }
             }
         }
         let mut ports: Vec<&Link> = host_links
@@ -516,7 +523,7 @@ pub(crate) mod tests {
     #[test]
     fn the_course_lab() {
         let (snap, links, scans) = course_lab();
-        let t = Topology::build(Some(&snap), &links, &scans);
+        let t = Topology::build(Some(&snap), &links, &[], &scans);
         let names: Vec<&str> = t.observed.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(
             names,
@@ -562,13 +569,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn host_addresses_on_a_bridge_are_the_host() {
+        let (mut snap, links, scans) = course_lab();
+        // The default network's IPAM may carry no gateway: the bridge's address still is one.
+        snap.networks[0].gateways.clear();
+        let addrs = [Addr {
+            ifindex: 3,
+            ip: "172.20.0.1".parse().expect("ip"),
+            prefix: 16,
+        }];
+        let t = Topology::build(Some(&snap), &links, &addrs, &scans);
+        let gw = t.endpoint(Some("172.20.0.1".parse().expect("ip")), Mac::default());
+        assert_eq!(gw, Some(&label(None, Some("devops"), true)));
+    }
+
+    #[test]
     fn peers_must_point_at_each_other() {
         let (snap, mut links, scans) = course_lab();
         // Break the back-pointer of AppDev's veth: it must no longer be attributed.
         if let Some(l) = links.iter_mut().find(|l| l.ifindex == 10) {
             l.peer_ifindex = Some(77);
         }
-        let t = Topology::build(Some(&snap), &links, &scans);
+        let t = Topology::build(Some(&snap), &links, &[], &scans);
         let v = t
             .iface(10)
             .expect("still observed: it is on a Docker bridge");
@@ -579,7 +601,7 @@ pub(crate) mod tests {
     #[test]
     fn without_docker_every_bridge_and_port() {
         let (_, links, _) = course_lab();
-        let t = Topology::build(None, &links, &HashMap::new());
+        let t = Topology::build(None, &links, &[], &HashMap::new());
         assert!(!t.docker);
         assert_eq!(t.observed.len(), 5);
         assert!(t
@@ -591,7 +613,7 @@ pub(crate) mod tests {
 
     #[test]
     fn empty_inputs() {
-        let t = Topology::build(Some(&DockerSnapshot::default()), &[], &HashMap::new());
+        let t = Topology::build(Some(&DockerSnapshot::default()), &[], &[], &HashMap::new());
         assert!(t.observed.is_empty() && t.containers.is_empty());
         assert!(t.iface(1).is_none());
         let e = Topology::explicit(&[(7, "va".into())]);

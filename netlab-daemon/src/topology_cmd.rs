@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn renders_the_course_lab() {
         let (snap, links, scans) = crate::topology::tests::course_lab();
-        let t = Topology::build(Some(&snap), &links, &scans);
+        let t = Topology::build(Some(&snap), &links, &[], &scans);
         let s = render(&t);
         assert!(s.contains("devops"), "{s}");
         assert!(s.contains("bridge br-8be916360cbc"), "{s}");

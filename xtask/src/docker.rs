@@ -82,3 +82,55 @@ pub fn ensure_docker() -> Result<()> {
         thread::sleep(POLL);
     }
 }
+
+/// `docker ARGS`.
+pub fn docker<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut docker = Command::new("docker");
+    docker.args(args);
+    docker
+}
+
+/// Whether a Docker engine answers `docker info` now (never starts one).
+pub fn answers() -> Result<bool> {
+    let mut info = docker_info();
+    cmd::announce(&info);
+    cmd::succeeds_within(&mut info, INFO_TIMEOUT)
+}
+
+/// Runs `docker ARGS` and returns its stdout; fails with its stderr unless it exits 0.
+pub fn output<I, S>(args: I) -> Result<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut docker = docker(args);
+    let out = cmd::output(&mut docker)?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            cmd::display(&docker),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8(out.stdout)
+        .with_context(|| format!("`{}` printed non-UTF-8 output", cmd::display(&docker)))
+}
+
+/// Runs `docker ARGS`: its stdout if it exits 0, `None` otherwise (an object that does not exist).
+pub fn output_if_ok<I, S>(args: I) -> Result<Option<String>>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut docker = docker(args);
+    let out = cmd::output(&mut docker)?;
+    Ok(out
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned()))
+}

@@ -4,8 +4,10 @@
 
 mod cmd;
 mod docker;
+mod images;
 mod interrupt;
 mod lab;
+mod netns_lab;
 mod setup;
 mod test_all;
 mod workspace;
@@ -40,18 +42,34 @@ enum Command {
         #[arg(last = true)]
         filter: Vec<String>,
     },
-    /// Build a lab of network namespaces on a bridge, ping across it and watch it with netlab (root).
+    /// The Docker course lab (root): networks devops and prod, containers AppDev, AppProd and
+    /// pinger, watched by netlab; it stays up for the course steps until `--down`.
     Lab {
         /// How long the pinger and `netlab watch` run, in seconds.
-        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
         duration: u32,
-        /// Only delete whatever is left of the lab's namespaces.
-        #[arg(long, conflicts_with = "duration")]
+        /// Run the lab of network namespaces on a bridge instead (no Docker; removed when
+        /// netlab ends).
+        #[arg(long)]
+        netns: bool,
+        /// Rebuild the lab's images (netlab/busybox, netlab/http-echo) even if they exist.
+        #[arg(long, conflicts_with = "netns")]
+        rebuild: bool,
+        /// Only remove what is left of the labs: containers, networks, int_hote and namespaces
+        /// (with --netns: the namespaces only).
+        #[arg(long, conflicts_with_all = ["duration", "rebuild"])]
         down: bool,
     },
     /// Make sure a Docker engine answers, starting dockerd if needed.
     #[command(hide = true)]
     DockerUp,
+    /// Make sure a Docker engine answers and the lab's images exist, building those missing.
+    #[command(hide = true)]
+    Images {
+        /// Rebuild them even if they exist.
+        #[arg(long)]
+        rebuild: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -65,12 +83,25 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Test { filter } => test_all::run(&filter),
+        Command::Lab {
+            down: true,
+            netns: true,
+            ..
+        } => netns_lab::down(),
         Command::Lab { down: true, .. } => lab::down(),
         Command::Lab {
             duration,
-            down: false,
-        } => lab::run(duration),
+            netns: true,
+            ..
+        } => netns_lab::run(duration),
+        Command::Lab {
+            duration, rebuild, ..
+        } => lab::run(duration, rebuild),
         Command::DockerUp => docker::ensure_docker(),
+        Command::Images { rebuild } => {
+            docker::ensure_docker()?;
+            images::ensure_images(rebuild)
+        }
     }
 }
 
@@ -95,15 +126,57 @@ mod tests {
     }
 
     #[test]
-    fn lab_defaults_to_sixty_seconds() {
+    fn lab_defaults_to_the_docker_lab_for_two_minutes() {
         let cli = Cli::try_parse_from(["xtask", "lab"]).expect("parses");
         assert!(matches!(
             cli.command,
             Command::Lab {
-                duration: 60,
+                duration: 120,
+                netns: false,
+                rebuild: false,
                 down: false
             }
         ));
+    }
+
+    #[test]
+    fn lab_flags_combine() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["xtask", "lab"].iter().chain(args)).map(|cli| cli.command)
+        };
+        assert!(matches!(
+            parse(&["--netns", "--duration", "5"]),
+            Ok(Command::Lab {
+                duration: 5,
+                netns: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["--netns", "--down"]),
+            Ok(Command::Lab {
+                netns: true,
+                down: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["--rebuild"]),
+            Ok(Command::Lab { rebuild: true, .. })
+        ));
+        assert!(parse(&["--netns", "--rebuild"]).is_err());
+        assert!(parse(&["--down", "--rebuild"]).is_err());
+    }
+
+    #[test]
+    fn images_is_a_hidden_subcommand() {
+        use clap::CommandFactory;
+        let cli = Cli::try_parse_from(["xtask", "images", "--rebuild"]).expect("parses");
+        assert!(matches!(cli.command, Command::Images { rebuild: true }));
+        let cli = Cli::try_parse_from(["xtask", "images"]).expect("parses");
+        assert!(matches!(cli.command, Command::Images { rebuild: false }));
+        let help = Cli::command().render_help().to_string();
+        assert!(!help.contains("images"), "{help}");
     }
 
     #[test]
