@@ -4,8 +4,8 @@
 //! and stops the children (which get the default disposition back before exec), and xtask
 //! survives to clean up after them.
 
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus};
 
 /// Linux's SIGINT number.
 pub const SIGINT: i32 = 2;
@@ -49,5 +49,23 @@ pub fn default_interrupts_in_child(cmd: &mut Command) -> &mut Command {
             signal(SIGINT, SIG_DFL);
             Ok(())
         })
+    }
+}
+
+/// Whether a child ended because of Ctrl-C: killed by SIGINT, or exiting 130 after handling it.
+pub fn interrupted(status: ExitStatus) -> bool {
+    status.signal() == Some(SIGINT) || status.code() == Some(128 + SIGINT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupt_is_recognised() {
+        assert!(interrupted(ExitStatus::from_raw(SIGINT)));
+        assert!(interrupted(ExitStatus::from_raw(130 << 8)));
+        assert!(!interrupted(ExitStatus::from_raw(0)));
+        assert!(!interrupted(ExitStatus::from_raw(1 << 8)));
     }
 }

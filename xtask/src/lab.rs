@@ -9,13 +9,12 @@
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::interrupt::{self, IgnoreInterrupts, SIGINT};
+use crate::interrupt::{self, interrupted, IgnoreInterrupts};
 use crate::{cmd, docker, images, netns_lab, setup, workspace};
 
 pub const DEVOPS: &str = "devops";
@@ -222,11 +221,6 @@ fn watch(netlab: &Path, duration: u32) -> Result<ExitStatus> {
     watch
         .status()
         .with_context(|| format!("failed to start `{}`", cmd::display(&watch)))
-}
-
-/// Whether a child ended because of Ctrl-C: killed by SIGINT, or exiting 130 after handling it.
-fn interrupted(status: ExitStatus) -> bool {
-    status.signal() == Some(SIGINT) || status.code() == Some(128 + SIGINT)
 }
 
 /// An IPv4 subnet, `address/prefix`.
@@ -582,13 +576,6 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(text.contains("bridge br-abcdef012345: AppProd 172.19.0.2"));
-    }
-
-    #[test]
-    fn interrupt_is_recognised() {
-        assert!(interrupted(ExitStatus::from_raw(SIGINT)));
-        assert!(interrupted(ExitStatus::from_raw(130 << 8)));
-        assert!(!interrupted(ExitStatus::from_raw(0)));
     }
 
     #[test]
