@@ -1,0 +1,322 @@
+//! [`Watch`]: a running `netlab watch`, and the [`Output`] it leaves when it ends.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::cmd::{describe, drain, join_drain, wait_deadline};
+
+/// netlab prints this on stderr once every hook is attached.
+pub const READY_MARKER: &str = "watching ";
+/// How long netlab may take to load and attach.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long netlab may take to detach and exit after SIGINT.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A `netlab watch` running in a network namespace; dropping it kills the process if it is
+/// still running.
+#[derive(Debug)]
+pub struct Watch {
+    child: Child,
+    command: String,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
+}
+
+/// What a finished `netlab watch --json` printed.
+#[derive(Debug)]
+pub struct Output {
+    /// Every stdout line that is a packet event (a JSON object with a `"kind"` key).
+    pub events: Vec<Value>,
+    /// The last stdout line: `{"counters":[...],"lost_events":N,...}`.
+    pub summary: Value,
+    /// All of stdout, as printed.
+    pub stdout: String,
+    /// All of stderr, as printed.
+    pub stderr: String,
+    /// How the process ended.
+    pub status: ExitStatus,
+}
+
+impl Watch {
+    /// Starts `ip netns exec <ns> $NETLAB_BIN watch <args...>` and waits until it is watching.
+    pub fn start(ns: &str, args: &[&str]) -> Result<Self> {
+        let bin = crate::netlab_env().map_err(anyhow::Error::msg)?;
+        Self::start_bin(&bin, ns, args, READY_TIMEOUT)
+    }
+
+    /// Starts `ip netns exec <ns> <bin> watch <args...>` and waits up to `ready_timeout` for
+    /// a stderr line containing [`READY_MARKER`]; fails with the stderr so far if the process
+    /// exits or stays silent.
+    pub fn start_bin(bin: &Path, ns: &str, args: &[&str], ready_timeout: Duration) -> Result<Self> {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", ns])
+            .arg(bin)
+            .arg("watch")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let shown = describe(&command);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot spawn `{shown}`"))?;
+        let stdout = drain(child.stdout.take());
+
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (lines_tx, lines_rx) = mpsc::channel::<String>();
+        let stderr_reader = child.stderr.take().map(|pipe| {
+            let stderr = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(mut all) = stderr.lock() {
+                        all.push_str(&line);
+                        all.push('\n');
+                    }
+                    // The receiver is gone once start() returned; keep collecting anyway.
+                    let _ = lines_tx.send(line);
+                }
+            })
+        });
+
+        let mut watch = Self {
+            child,
+            command: shown,
+            stdout,
+            stderr,
+            stderr_reader,
+        };
+        let deadline = Instant::now() + ready_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines_rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) if line.contains(READY_MARKER) => return Ok(watch),
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // stderr closed: the process is exiting; the checks below report it.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+            }
+            if let Some(status) = watch.child.try_wait()? {
+                bail!(
+                    "`{}` exited ({status}) before {READY_MARKER:?}; stderr:\n{}",
+                    watch.command,
+                    watch.stderr_so_far()
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "`{}` printed no {READY_MARKER:?} within {ready_timeout:?}; stderr:\n{}",
+                    watch.command,
+                    watch.stderr_so_far()
+                );
+            }
+        }
+    }
+
+    /// Process id of netlab (`ip netns exec` execs it in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
+    /// Everything netlab wrote on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr
+            .lock()
+            .map(|all| all.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sends SIGINT (netlab detaches and prints its final counters) and collects the output.
+    pub fn stop(self) -> Result<Output> {
+        let pid = libc::pid_t::try_from(self.pid()).context("pid out of range")?;
+        // SAFETY: kill has no memory preconditions; `pid` is our unreaped child, so the id
+        // cannot have been reused by another process.
+        if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
+            bail!(
+                "SIGINT to `{}` (pid {pid}): {}",
+                self.command,
+                std::io::Error::last_os_error()
+            );
+        }
+        self.wait(EXIT_TIMEOUT)
+    }
+
+    /// Waits for netlab to exit by itself (e.g. `--count`), then collects the output.
+    pub fn wait(mut self, timeout: Duration) -> Result<Output> {
+        let status = wait_deadline(&mut self.child, timeout)?;
+        let stdout = String::from_utf8_lossy(&join_drain(self.stdout.take())).into_owned();
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        let stderr = self.stderr_so_far();
+        let Some(status) = status else {
+            bail!(
+                "`{}` still running {timeout:?} after being asked to stop, killed\n\
+                 --- stdout:\n{stdout}--- stderr:\n{stderr}",
+                self.command
+            );
+        };
+        parse_output(stdout, stderr, status)
+            .with_context(|| format!("output of `{}`", self.command))
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Splits `netlab watch --json` stdout into events and the final summary.
+pub fn parse_output(stdout: String, stderr: String, status: ExitStatus) -> Result<Output> {
+    let mut lines = Vec::new();
+    for (number, line) in stdout.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(line).with_context(|| {
+            format!(
+                "stdout line {} is not JSON: {line}\n--- stderr:\n{stderr}",
+                number + 1
+            )
+        })?;
+        lines.push(value);
+    }
+    let Some(summary) = lines.pop() else {
+        bail!("no summary line on stdout ({status})\n--- stderr:\n{stderr}");
+    };
+    if !summary["counters"].is_array() {
+        bail!("last stdout line has no \"counters\" array: {summary}\n--- stderr:\n{stderr}");
+    }
+    let events = lines
+        .into_iter()
+        .filter(|line| line.get("kind").is_some())
+        .collect();
+    Ok(Output {
+        events,
+        summary,
+        stdout,
+        stderr,
+        status,
+    })
+}
+
+/// Packets counted for (`iface`, `direction`, `kind`) in a summary; 0 when absent.
+pub fn count(summary: &Value, iface: &str, direction: &str, kind: &str) -> u64 {
+    counters(summary)
+        .filter(|counter| {
+            counter["iface"] == iface
+                && counter["direction"] == direction
+                && counter["kind"] == kind
+        })
+        .map(packets)
+        .sum()
+}
+
+/// Sum of every counter in a summary.
+pub fn total(summary: &Value) -> u64 {
+    counters(summary).map(packets).sum()
+}
+
+/// The summary's `lost_events` (0 when absent).
+pub fn lost_events(summary: &Value) -> u64 {
+    summary["lost_events"].as_u64().unwrap_or(0)
+}
+
+fn counters(summary: &Value) -> impl Iterator<Item = &Value> {
+    summary["counters"].as_array().into_iter().flatten()
+}
+
+fn packets(counter: &Value) -> u64 {
+    counter["packets"].as_u64().unwrap_or(0)
+}
+
+impl Output {
+    /// Events whose `iface.name`, `direction` and `kind` match.
+    pub fn events_at<'a>(
+        &'a self,
+        iface: &'a str,
+        direction: &'a str,
+        kind: &'a str,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        self.events.iter().filter(move |event| {
+            event["iface"]["name"] == iface
+                && event["direction"] == direction
+                && event["kind"] == kind
+        })
+    }
+
+    /// Counter lines of the summary, one per line, for assertion messages.
+    pub fn counters_text(&self) -> String {
+        counters(&self.summary)
+            .map(|counter| counter.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn parse_splits_events_and_summary() -> Result<()> {
+        let stdout = concat!(
+            r#"{"kind":"icmp-echo-request","iface":{"name":"va","ifindex":3},"direction":"ingress"}"#,
+            "\n",
+            r#"{"kind":"arp-request","iface":{"name":"va","ifindex":3},"direction":"ingress"}"#,
+            "\n",
+            r#"{"counters":[{"iface":"va","ifindex":3,"direction":"ingress","kind":"icmp-echo-request","packets":5},"#,
+            r#"{"iface":"vb","ifindex":4,"direction":"egress","kind":"icmp-echo-request","packets":4}],"lost_events":2}"#,
+            "\n"
+        );
+        let output = parse_output(stdout.to_owned(), String::new(), ExitStatus::from_raw(0))?;
+        assert_eq!(output.events.len(), 2);
+        assert_eq!(
+            count(&output.summary, "va", "ingress", "icmp-echo-request"),
+            5
+        );
+        assert_eq!(
+            count(&output.summary, "vb", "egress", "icmp-echo-request"),
+            4
+        );
+        assert_eq!(
+            count(&output.summary, "va", "egress", "icmp-echo-request"),
+            0
+        );
+        assert_eq!(count(&output.summary, "va", "ingress", "arp-request"), 0);
+        assert_eq!(total(&output.summary), 9);
+        assert_eq!(lost_events(&output.summary), 2);
+        assert_eq!(output.events_at("va", "ingress", "arp-request").count(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn parse_rejects_missing_summary_and_garbage() {
+        let ok = ExitStatus::from_raw(0);
+        assert!(parse_output(String::new(), String::new(), ok).is_err());
+        assert!(parse_output("{\"kind\":\"x\"}\n".into(), String::new(), ok).is_err());
+        assert!(parse_output("not json\n{\"counters\":[]}\n".into(), String::new(), ok).is_err());
+    }
+}

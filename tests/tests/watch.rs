@@ -1,0 +1,544 @@
+//! Privileged tests of `netlab watch`, run by `cargo xtask test` (root, `NETLAB_BIN` set,
+//! `--test-threads=1`). Each test builds its own namespaces; traffic never leaves them.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use netlab_tests::bpf_state::{assert_detached, netlab_links_of, BpfSnapshot};
+use netlab_tests::topology::{
+    format_mac, BRIDGE, CONTAINER_IF, IP6_B, IP_A, IP_B, MAC_A, MAC_B, VETH_A, VETH_B,
+};
+use netlab_tests::{
+    count, frames, kernel_at_least, lost_events, netlab_or_skip, possible_cpus, run_with_timeout,
+    send_raw_frames, total, Netns, Output, PublicCopy, Topology, Watch,
+};
+use serde_json::Value;
+
+/// Echo requests per ping run in the IPv4 tests.
+const PINGS: u64 = 5;
+/// Time for the last packets' events to reach netlab's stdout before it is stopped.
+const SETTLE: Duration = Duration::from_millis(500);
+/// Deadline for a netlab invocation that is expected to fail at once.
+const QUICK_EXIT: Duration = Duration::from_secs(20);
+
+const WATCH_BRIDGE: [&str; 7] = [
+    "--json", "--iface", BRIDGE, "--iface", VETH_A, "--iface", VETH_B,
+];
+
+/// The four points an echo crosses from a to b and back.
+fn assert_echo_path(output: &Output, request: &str, reply: &str, expected: u64) -> Result<()> {
+    let summary = &output.summary;
+    let seen = [
+        (
+            VETH_A,
+            "ingress",
+            request,
+            count(summary, VETH_A, "ingress", request),
+        ),
+        (
+            VETH_B,
+            "egress",
+            request,
+            count(summary, VETH_B, "egress", request),
+        ),
+        (
+            VETH_B,
+            "ingress",
+            reply,
+            count(summary, VETH_B, "ingress", reply),
+        ),
+        (
+            VETH_A,
+            "egress",
+            reply,
+            count(summary, VETH_A, "egress", reply),
+        ),
+    ];
+    let wrong: Vec<_> = seen.iter().filter(|(.., n)| *n != expected).collect();
+    ensure!(
+        wrong.is_empty(),
+        "expected {expected} at each point, got {wrong:?}\ncounters:\n{}",
+        output.counters_text()
+    );
+    Ok(())
+}
+
+fn str_at<'a>(event: &'a Value, pointer: &str) -> Result<&'a str> {
+    event
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .with_context(|| format!("no string at {pointer} in {event}"))
+}
+
+fn ip_at(event: &Value, pointer: &str) -> Result<IpAddr> {
+    let text = str_at(event, pointer)?;
+    text.parse()
+        .with_context(|| format!("{pointer} = {text:?} is not an IP address in {event}"))
+}
+
+fn u64_at(event: &Value, pointer: &str) -> Result<u64> {
+    event
+        .pointer(pointer)
+        .and_then(Value::as_u64)
+        .with_context(|| format!("no integer at {pointer} in {event}"))
+}
+
+/// Watches br0, va and vb while a pings b five times over IPv4; returns netlab's output.
+/// `during` runs while netlab is still attached, after the pings.
+fn watch_ipv4_ping(
+    topo: &Topology,
+    extra: &[&str],
+    during: impl FnOnce(&Watch) -> Result<()>,
+) -> Result<Output> {
+    let args: Vec<&str> = WATCH_BRIDGE.iter().chain(extra).copied().collect();
+    let mut watch = Watch::start(topo.br.name(), &args)?;
+    topo.a
+        .exec(&format!("ping -c {PINGS} -i 0.2 -w 10 {IP_B}"))?;
+    std::thread::sleep(SETTLE);
+    during(&watch)?;
+    ensure!(
+        watch.is_running()?,
+        "netlab exited during the test; stderr:\n{}",
+        watch.stderr_so_far()
+    );
+    let output = watch.stop()?;
+    ensure!(
+        output.status.success(),
+        "netlab exited with {} after SIGINT; stderr:\n{}",
+        output.status,
+        output.stderr
+    );
+    Ok(output)
+}
+
+#[test]
+fn ipv4_ping_counts_and_events() -> Result<()> {
+    netlab_or_skip!();
+    let topo = Topology::new("v4")?;
+    let output = watch_ipv4_ping(&topo, &[], |_| Ok(()))?;
+    let summary = &output.summary;
+
+    assert_echo_path(&output, "icmp-echo-request", "icmp-echo-reply", PINGS)?;
+    ensure!(
+        count(summary, VETH_A, "ingress", "arp-request") >= 1
+            && count(summary, VETH_B, "ingress", "arp-reply") >= 1,
+        "a's ARP request for b (va ingress) and b's reply (vb ingress) were not counted:\n{}",
+        output.counters_text()
+    );
+
+    let va_index = topo.br_ifindex(VETH_A)?;
+    let requests: Vec<&Value> = output
+        .events_at(VETH_A, "ingress", "icmp-echo-request")
+        .collect();
+    ensure!(
+        requests.len() as u64 >= PINGS,
+        "expected >= {PINGS} echo-request events on va ingress, got {}:\n{}",
+        requests.len(),
+        output.stdout
+    );
+    let mut seqs = BTreeSet::new();
+    for event in &requests {
+        ensure!(
+            ip_at(event, "/src/ip")? == IpAddr::V4(IP_A),
+            "src.ip: {event}"
+        );
+        ensure!(
+            ip_at(event, "/dst/ip")? == IpAddr::V4(IP_B),
+            "dst.ip: {event}"
+        );
+        ensure!(
+            str_at(event, "/src/mac")?.eq_ignore_ascii_case(&format_mac(&MAC_A))
+                && str_at(event, "/dst/mac")?.eq_ignore_ascii_case(&format_mac(&MAC_B)),
+            "MAC addresses: {event}"
+        );
+        ensure!(u64_at(event, "/icmp/type")? == 8, "icmp.type: {event}");
+        ensure!(
+            u64_at(event, "/iface/ifindex")? == va_index,
+            "iface.ifindex: {event}"
+        );
+        ensure!(u64_at(event, "/sample_rate")? == 1, "sample_rate: {event}");
+        // 14 Ethernet + 20 IPv4 + 8 ICMP + 56 bytes of ping data.
+        ensure!(u64_at(event, "/len")? == 98, "len: {event}");
+        let ts = str_at(event, "/ts")?;
+        ensure!(
+            ts.ends_with('Z') && ts.contains('T'),
+            "ts is not RFC 3339 UTC: {event}"
+        );
+        seqs.insert(u64_at(event, "/icmp/seq")?);
+    }
+    let expected: BTreeSet<u64> = (1..=PINGS).collect();
+    ensure!(
+        seqs == expected,
+        "icmp.seq values {seqs:?}, expected {expected:?}"
+    );
+
+    let arp_for_b = output
+        .events
+        .iter()
+        .filter(|event| event["kind"] == "arp-request")
+        .any(|event| {
+            ip_at(event, "/arp/target_ip").ok() == Some(IpAddr::V4(IP_B))
+                && ip_at(event, "/arp/sender_ip").ok() == Some(IpAddr::V4(IP_A))
+        });
+    ensure!(
+        arp_for_b,
+        "no arp-request event from {IP_A} for {IP_B}:\n{}",
+        output.stdout
+    );
+    Ok(())
+}
+
+#[test]
+fn ipv6_ping_counts_echo_and_ndp() -> Result<()> {
+    netlab_or_skip!();
+    let topo = Topology::new("v6")?;
+    let mut watch = Watch::start(topo.br.name(), &WATCH_BRIDGE)?;
+    topo.a.exec(&format!("ping -6 -c 3 -i 0.2 -w 10 {IP6_B}"))?;
+    std::thread::sleep(SETTLE);
+    ensure!(
+        watch.is_running()?,
+        "netlab exited: {}",
+        watch.stderr_so_far()
+    );
+    let output = watch.stop()?;
+    ensure!(
+        output.status.success(),
+        "exit {}: {}",
+        output.status,
+        output.stderr
+    );
+
+    assert_echo_path(&output, "icmp6-echo-request", "icmp6-echo-reply", 3)?;
+    let over_veths = |kind: &str| -> u64 {
+        [VETH_A, VETH_B]
+            .iter()
+            .flat_map(|iface| {
+                ["ingress", "egress"].map(|dir| count(&output.summary, iface, dir, kind))
+            })
+            .sum()
+    };
+    ensure!(
+        over_veths("ndp-neighbor-solicit") >= 1 && over_veths("ndp-neighbor-advert") >= 1,
+        "neighbour discovery between a and b was not counted:\n{}",
+        output.counters_text()
+    );
+
+    let mut ns_targets = Vec::new();
+    for event in output
+        .events
+        .iter()
+        .filter(|event| event["kind"] == "ndp-neighbor-solicit")
+    {
+        ns_targets.push(ip_at(event, "/ndp/target")?);
+    }
+    ensure!(
+        ns_targets.contains(&IpAddr::V6(IP6_B)),
+        "no neighbour solicitation event with ndp.target {IP6_B}; targets {ns_targets:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn sampling_keeps_counters_exact() -> Result<()> {
+    netlab_or_skip!();
+    const RATE: u64 = 4;
+    const REQUESTS: u64 = 20;
+    let topo = Topology::new("smp")?;
+    let args: Vec<&str> = WATCH_BRIDGE
+        .iter()
+        .copied()
+        .chain(["--sample", "4"])
+        .collect();
+    let mut watch = Watch::start(topo.br.name(), &args)?;
+    topo.a
+        .exec(&format!("ping -c {REQUESTS} -i 0.05 -w 10 {IP_B}"))?;
+    std::thread::sleep(SETTLE);
+    ensure!(
+        watch.is_running()?,
+        "netlab exited: {}",
+        watch.stderr_so_far()
+    );
+    let output = watch.stop()?;
+    ensure!(
+        output.status.success(),
+        "exit {}: {}",
+        output.status,
+        output.stderr
+    );
+
+    assert_echo_path(&output, "icmp-echo-request", "icmp-echo-reply", REQUESTS)?;
+
+    let counted = total(&output.summary);
+    let events = output.events.len() as u64;
+    let lost = lost_events(&output.summary);
+    let cpus = possible_cpus();
+    // 1-in-RATE per CPU: each CPU may be up to RATE-1 packets short of its next sample.
+    ensure!(
+        events * RATE <= counted + RATE,
+        "{events} events for {counted} counted packets is more than 1 in {RATE} (+1)"
+    );
+    ensure!(
+        (events + lost + cpus + 1) * RATE >= counted,
+        "{events} events (+{lost} lost) for {counted} counted packets on {cpus} CPUs \
+         is fewer than 1 in {RATE}"
+    );
+    for event in &output.events {
+        ensure!(
+            u64_at(event, "/sample_rate")? == RATE,
+            "sample_rate: {event}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn attach_modes_count_alike_and_detach() -> Result<()> {
+    netlab_or_skip!();
+    for mode in ["tcx", "netlink"] {
+        if mode == "tcx" && !kernel_at_least(6, 6)? {
+            println!("skipping: --attach tcx needs Linux 6.6 or later");
+            continue;
+        }
+        let topo = Topology::new(&format!("at{mode}"))?;
+        let before = BpfSnapshot::take()?;
+        let output = watch_ipv4_ping(&topo, &["--attach", mode], |watch| {
+            attached_as(&topo, mode, watch)
+        })
+        .with_context(|| format!("--attach {mode}"))?;
+        assert_echo_path(&output, "icmp-echo-request", "icmp-echo-reply", PINGS)
+            .with_context(|| format!("--attach {mode}"))?;
+        assert_detached(topo.br.name(), &[BRIDGE, VETH_A, VETH_B], &before)
+            .with_context(|| format!("after --attach {mode}"))?;
+    }
+    Ok(())
+}
+
+/// While netlab runs: `tcx` uses BPF links and no tc filters, `netlink` uses clsact filters.
+fn attached_as(topo: &Topology, mode: &str, watch: &Watch) -> Result<()> {
+    let ifaces = [BRIDGE, VETH_A, VETH_B];
+    for iface in ifaces {
+        for hook in ["ingress", "egress"] {
+            let filters = topo
+                .br
+                .exec(&format!("tc filter show dev {iface} {hook}"))?;
+            match mode {
+                "tcx" if !filters.trim().is_empty() => {
+                    bail!("tc {hook} filter on {iface} with tcx:\n{filters}")
+                }
+                "netlink" if filters.trim().is_empty() => {
+                    bail!("no tc {hook} filter on {iface} with netlink")
+                }
+                _ => {}
+            }
+        }
+    }
+    if mode == "tcx" {
+        let links = netlab_links_of(watch.pid())?;
+        let tcx = links.iter().filter(|link| link.link_type == "tcx").count();
+        ensure!(
+            tcx >= 2 * ifaces.len(),
+            "expected a tcx link per interface and direction, netlab holds {links:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn malformed_frames_are_counted_not_misread() -> Result<()> {
+    netlab_or_skip!();
+    let topo = Topology::new("mal")?;
+    let mut watch = Watch::start(topo.br.name(), &["--json", "--iface", VETH_A])?;
+
+    // Addresses inside the topology's subnet; 10.99.0.77/.78 belong to nobody, so nothing answers.
+    let stray = Ipv4Addr::new(10, 99, 0, 77);
+    let nobody = Ipv4Addr::new(10, 99, 0, 78);
+    let sent = [
+        frames::truncated_arp(MAC_A, IP_A, IP_B),
+        frames::ipv4_ihl3_icmp(MAC_A, MAC_B, IP_A, IP_B),
+        frames::ipv4_truncated_icmp(MAC_A, MAC_B, IP_A, IP_B),
+        frames::ipv4_icmp_non_first_fragment(MAC_A, MAC_B, IP_A, IP_B),
+        frames::vlan_arp_request(MAC_A, stray, nobody),
+    ];
+    send_raw_frames(topo.a.name(), CONTAINER_IF, &sent)?;
+    std::thread::sleep(SETTLE);
+    ensure!(
+        watch.is_running()?,
+        "netlab died on malformed frames; stderr:\n{}",
+        watch.stderr_so_far()
+    );
+    let output = watch.stop()?;
+    ensure!(
+        output.status.success(),
+        "netlab exited with {} after SIGINT; stderr:\n{}",
+        output.status,
+        output.stderr
+    );
+
+    let summary = &output.summary;
+    ensure!(
+        count(summary, VETH_A, "ingress", "malformed") == 3,
+        "expected 3 malformed (short ARP, IHL 3, short ICMP) on va ingress:\n{}",
+        output.counters_text()
+    );
+    // None of the IPv4 frames may be read as ICMP: IHL 3 and the fragment carry an echo
+    // request where a careless parser looks, the truncated one starts like one.
+    for kind in [
+        "icmp-echo-request",
+        "icmp-echo-reply",
+        "icmp-unreachable",
+        "icmp-time-exceeded",
+        "icmp-other",
+    ] {
+        for direction in ["ingress", "egress"] {
+            let n = count(summary, VETH_A, direction, kind);
+            ensure!(
+                n == 0,
+                "{kind} on va {direction} is {n}:\n{}",
+                output.counters_text()
+            );
+        }
+    }
+    ensure!(
+        count(summary, VETH_A, "ingress", "arp-request") >= 1,
+        "the VLAN-tagged ARP request was not counted as arp-request:\n{}",
+        output.counters_text()
+    );
+    let vlan_arp_seen = output
+        .events_at(VETH_A, "ingress", "arp-request")
+        .any(|event| ip_at(event, "/arp/sender_ip").ok() == Some(IpAddr::V4(stray)));
+    ensure!(
+        vlan_arp_seen,
+        "no arp-request event from {stray} (the VLAN frame):\n{}",
+        output.stdout
+    );
+    Ok(())
+}
+
+/// Runs netlab with `args` inside `ns` (optionally through `setpriv` args), expecting it to exit.
+fn run_netlab(
+    ns: &Netns,
+    prefix: &[&str],
+    bin: &Path,
+    args: &[&str],
+) -> Result<std::process::Output> {
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", ns.name()])
+        .args(prefix)
+        .arg(bin)
+        .args(args);
+    run_with_timeout(command, QUICK_EXIT)
+}
+
+fn stderr_lines(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bad_input_fails_cleanly() -> Result<()> {
+    let bin = netlab_or_skip!();
+    let ns = Netns::unique("bad")?;
+    let before = BpfSnapshot::take()?;
+
+    let missing = "nlt-nosuch0";
+    let output = run_netlab(&ns, &[], &bin, &["watch", "--iface", missing])?;
+    let lines = stderr_lines(&output);
+    ensure!(
+        !output.status.success(),
+        "--iface {missing} exited {}",
+        output.status
+    );
+    ensure!(
+        lines.len() == 1 && lines[0].contains(missing),
+        "expected one stderr line naming {missing}, got {lines:?}"
+    );
+    assert_detached(ns.name(), &["lo"], &before)?;
+
+    let output = run_netlab(&ns, &[], &bin, &["watch", "--sample", "0", "--iface", "lo"])?;
+    ensure!(
+        !output.status.success(),
+        "--sample 0 exited {}; stderr: {:?}",
+        output.status,
+        stderr_lines(&output)
+    );
+    assert_detached(ns.name(), &["lo"], &before)?;
+
+    let public = PublicCopy::new(&bin)?;
+    let unprivileged = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ];
+    let output = run_netlab(&ns, &unprivileged, &public.bin, &["watch", "--iface", "lo"])?;
+    let lines = stderr_lines(&output);
+    ensure!(
+        !output.status.success(),
+        "unprivileged run exited {}",
+        output.status
+    );
+    ensure!(
+        lines.len() == 1 && lines[0].contains("CAP_BPF"),
+        "expected one stderr line mentioning CAP_BPF, got {lines:?}"
+    );
+    assert_detached(ns.name(), &["lo"], &before)?;
+    Ok(())
+}
+
+#[test]
+fn count_option_stops_after_n_events() -> Result<()> {
+    netlab_or_skip!();
+    let topo = Topology::new("cnt")?;
+    let before = BpfSnapshot::take()?;
+    let watch = Watch::start(
+        topo.br.name(),
+        &["--json", "--count", "3", "--iface", VETH_A],
+    )?;
+    let mut ping = Command::new("ip");
+    ping.args(["netns", "exec", topo.a.name()])
+        .args(["ping", "-c", "20", "-i", "0.2", "-w", "10"])
+        .arg(IP_B.to_string());
+    let pinger = std::thread::spawn(move || run_with_timeout(ping, Duration::from_secs(20)));
+
+    let output = watch.wait(Duration::from_secs(15));
+    // The ping is bounded by its own deadline; wait for it before judging.
+    let ping_result = pinger
+        .join()
+        .map_err(|_| anyhow::anyhow!("ping thread panicked"))?;
+    let output = output.context("netlab --count 3 did not exit by itself")?;
+    let ping_output = ping_result?;
+    ensure!(ping_output.status.success(), "ping failed: {ping_output:?}");
+
+    ensure!(
+        output.status.success(),
+        "exit {}: {}",
+        output.status,
+        output.stderr
+    );
+    let lines: Vec<&str> = output
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    ensure!(
+        lines.len() == 4 && output.events.len() == 3,
+        "expected 3 event lines and a summary, got:\n{}",
+        output.stdout
+    );
+    ensure!(
+        total(&output.summary) >= 3,
+        "summary counts fewer packets than the 3 events:\n{}",
+        output.counters_text()
+    );
+    assert_detached(topo.br.name(), &[VETH_A], &before)?;
+    Ok(())
+}
