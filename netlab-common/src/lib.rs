@@ -23,6 +23,14 @@ pub const MAP_EVENTS: &str = "NETLAB_EVENTS";
 pub const MAP_CONFIG: &str = "NETLAB_CONFIG";
 /// Name of the per-CPU delivery statistics array.
 pub const MAP_STATS: &str = "NETLAB_STATS";
+/// Name of the single-entry drop-program configuration array.
+pub const MAP_DROP_CONFIG: &str = "NETLAB_DROP_CONFIG";
+/// Name of the per-CPU array of drop counts indexed by drop reason.
+pub const MAP_DROP_REASONS: &str = "NETLAB_DROP_REASONS";
+/// Name of the tracepoint program on `skb:kfree_skb`.
+pub const PROG_KFREE_SKB: &str = "netlab_kfree_skb";
+/// Slots of the drop-reason counters (reasons at or above it share the last slot).
+pub const DROP_REASON_SLOTS: u32 = 256;
 /// Name of the tc program attached to ingress hooks.
 pub const PROG_INGRESS: &str = "netlab_ingress";
 /// Name of the tc program attached to egress hooks.
@@ -70,15 +78,22 @@ pub mod stat {
     pub const RATE_LIMITED: u32 = 1;
     /// Packets that were counted but not sampled because of 1-in-N sampling.
     pub const SAMPLED_OUT: u32 = 2;
+    /// A drop was due but the ring buffer had no room.
+    pub const DROP_RING_FULL: u32 = 3;
     /// Number of slots.
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Record types carried in [`PacketEvent::record`]. Stable ids.
 pub mod record {
-    /// A frame seen by a tc program.
+    /// A frame seen by a tc program ([`PacketEvent`](super::PacketEvent)).
     pub const TC_PACKET: u16 = 1;
+    /// A packet the kernel dropped ([`DropEvent`](super::DropEvent)).
+    pub const DROP: u16 = 2;
 }
+
+/// Byte offset of the `record` field, the same in every event struct.
+pub const RECORD_OFFSET: usize = 24;
 
 /// Key of the exact packet counters.
 #[repr(C)]
@@ -149,7 +164,63 @@ pub struct PacketEvent {
     pub data: [u8; SNAP_LEN],
 }
 
+/// Where to find things at run time, written by user space from the running kernel's
+/// tracefs format and BTF (so one binary works across kernel versions).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropConfig {
+    /// 0: the program does nothing.
+    pub enabled: u32,
+    /// Offsets of the `skb:kfree_skb` tracepoint fields.
+    pub tp_skbaddr: u32,
+    pub tp_location: u32,
+    pub tp_protocol: u32,
+    pub tp_reason: u32,
+    /// Offsets of `struct sk_buff` members.
+    pub skb_len: u32,
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_dev: u32,
+    /// Offset of `struct net_device` member `ifindex`.
+    pub dev_ifindex: u32,
+    /// Offset of `struct net_device` member `nd_net.net`.
+    pub dev_net: u32,
+    /// Offset of `struct net` member `ns.inum`.
+    pub net_inum: u32,
+}
+
+/// A packet the kernel dropped, as written to the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DropEvent {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// Index of `skb->dev` in its namespace (0: no device).
+    pub ifindex: u32,
+    /// `skb->len`.
+    pub pkt_len: u32,
+    /// `enum skb_drop_reason` value.
+    pub reason: u32,
+    /// Bytes of `data` that are valid.
+    pub cap_len: u16,
+    /// Ethertype of the packet (host order), from the tracepoint.
+    pub protocol: u16,
+    /// [`record::DROP`]; same offset as in [`PacketEvent`].
+    pub record: u16,
+    pub _pad: [u8; 2],
+    /// Inode number of the network namespace of `skb->dev` (0: unknown).
+    pub netns: u32,
+    /// Kernel address of the function that dropped it.
+    pub location: u64,
+    /// The packet from its network header on (IPv4, IPv6 or ARP header first).
+    pub data: [u8; SNAP_LEN],
+}
+
 const _: () = assert!(core::mem::size_of::<CounterKey>() == 8);
+const _: () = assert!(core::mem::size_of::<DropConfig>() == 48);
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 40 + SNAP_LEN);
+const _: () = assert!(core::mem::offset_of!(PacketEvent, record) == RECORD_OFFSET);
+const _: () = assert!(core::mem::offset_of!(DropEvent, record) == RECORD_OFFSET);
 const _: () = assert!(core::mem::size_of::<Config>() == 8);
 const _: () = assert!(core::mem::size_of::<SampleState>() == 24);
 const _: () = assert!(core::mem::size_of::<PacketEvent>() == 32 + SNAP_LEN);
@@ -165,4 +236,8 @@ mod pod {
     unsafe impl aya::Pod for super::SampleState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PacketEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DropConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DropEvent {}
 }

@@ -12,6 +12,13 @@ use crate::kind::Kind;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Mac(pub [u8; 6]);
 
+impl Mac {
+    /// All zeroes: no address known.
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 6]
+    }
+}
+
 impl std::fmt::Display for Mac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let m = self.0;

@@ -18,15 +18,17 @@ pub fn scan(docker: Option<&DockerSnapshot>) -> std::io::Result<Topology> {
     let host = links::dump_links()?;
     let host_addrs = links::dump_addrs()?;
     let mut scans = HashMap::new();
+    let me = links::netns_id(None).ok();
     if let Some(d) = docker {
-        let me = links::netns_id(None).ok();
         for c in &d.containers {
             // A container sharing the host's namespace (--network host) has no veth.
             if links::netns_id(Some(c.pid)).ok() == me {
                 continue;
             }
-            match links::in_netns_of(c.pid, || {
+            let inode = links::netns_id(Some(c.pid)).map_or(0, |(_, ino)| ino);
+            match links::in_netns_of(c.pid, move || {
                 Ok(NetnsScan {
+                    inode,
                     links: links::dump_links()?,
                     addrs: links::dump_addrs()?,
                 })
@@ -39,7 +41,9 @@ pub fn scan(docker: Option<&DockerSnapshot>) -> std::io::Result<Topology> {
             }
         }
     }
-    Ok(Topology::build(docker, &host, &host_addrs, &scans))
+    let host_inode = me.map_or(0, |(_, ino)| ino);
+    Ok(Topology::build(docker, &host, &host_addrs, &scans)
+        .with_netns_names(host_inode, &host, docker, &scans))
 }
 
 /// The attachments of a running observer, kept in step with a [`Topology`].

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlab_common::PacketEvent;
+use netlab_common::{DropEvent, PacketEvent, SNAP_LEN};
 use serde::Serialize;
 
 use crate::clock::{Clock, UnixNanos};
@@ -41,6 +41,8 @@ pub struct IfaceView<'a> {
 /// One end of a packet.
 #[derive(Clone, Debug, Serialize)]
 pub struct Endpoint<'a> {
+    /// Absent only where the packet was seen without its Ethernet header (drops).
+    #[serde(skip_serializing_if = "Mac::is_zero")]
     pub mac: Mac,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
@@ -268,6 +270,195 @@ impl<'a> PacketRecord<'a> {
             _ => out.push_str(i.name),
         }
         let _ = writeln!(out, " {}", self.direction);
+    }
+}
+
+/// Where a dropped packet was: the device it was on and the namespace of that device.
+#[derive(Clone, Debug, Serialize)]
+pub struct DropPlace {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub ifindex: u32,
+    /// `"host"`, the container whose namespace it is, or `"netns:<inode>"`.
+    pub netns: String,
+}
+
+/// Why and where the kernel dropped it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DropInfo {
+    /// `enum skb_drop_reason` name, e.g. `NETFILTER_DROP`.
+    pub reason: String,
+    /// The kernel function, e.g. `nf_hook_slow+0x8c`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The netfilter hook, for netfilter drops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    /// The firewall rule, as iptables prints it, for netfilter drops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Other rules whose counters rose at the same time, when attribution is not certain.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+}
+
+/// A packet the kernel dropped (`"kind":"drop"`), labelled.
+#[derive(Clone, Debug, Serialize)]
+pub struct DropRecord {
+    pub ts: UnixNanos,
+    pub kind: &'static str,
+    /// What was dropped: `icmp-echo-request`, `arp-request`, ...
+    pub packet: &'static str,
+    pub len: u32,
+    pub iface: DropPlace,
+    pub src: Endpoint<'static>,
+    pub dst: Endpoint<'static>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arp: Option<ArpView>,
+    pub drop: DropInfo,
+}
+
+fn owned_endpoint(ip: Option<IpAddr>, topo: &Topology) -> Endpoint<'static> {
+    let l = topo.endpoint(ip, Mac::default());
+    let leak = |s: Option<&str>| -> Option<&'static str> {
+        // Labels of drops are few: intern them once per distinct string.
+        s.map(intern)
+    };
+    Endpoint {
+        mac: Mac::default(),
+        ip,
+        container: leak(l.and_then(|l| l.container.as_deref())),
+        network: leak(l.and_then(|l| l.network.as_deref())),
+        host: l.is_some_and(|l| l.host),
+    }
+}
+
+/// A `'static` copy of a label, shared by every record that uses it (bounded by the
+/// number of distinct container and network names ever seen).
+fn intern(s: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static POOL: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let pool = POOL.get_or_init(|| Mutex::new(HashSet::new()));
+    let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&x) = pool.get(s) {
+        return x;
+    }
+    let x: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    pool.insert(x);
+    x
+}
+
+impl DropRecord {
+    /// The public record of a kernel drop report; `None` when its packet is not one of
+    /// ours (the kernel filtered already; this is the last check).
+    pub fn new(
+        ev: &DropEvent,
+        topo: &Topology,
+        clock: &Clock,
+        reason: String,
+        location: Option<String>,
+        host_netns: u64,
+    ) -> Option<Self> {
+        // The report starts at the network header: give the decoder an Ethernet header.
+        let cap = usize::from(ev.cap_len).min(SNAP_LEN);
+        let mut frame = [0u8; 14 + SNAP_LEN];
+        frame[12..14].copy_from_slice(&ev.protocol.to_be_bytes());
+        frame[14..14 + cap].copy_from_slice(&ev.data[..cap]);
+        let d = decode(&frame[..14 + cap], 14 + 65_535)?;
+        let kind = d.kind?;
+        let inode = u64::from(ev.netns);
+        let (netns, name) = match topo.place(inode, ev.ifindex) {
+            Some((None, name)) => ("host".to_owned(), name.map(str::to_owned)),
+            Some((Some(c), name)) => (c.to_owned(), name.map(str::to_owned)),
+            None if inode == host_netns => ("host".to_owned(), None),
+            None => (format!("netns:{inode}"), None),
+        };
+        Some(DropRecord {
+            ts: clock.to_unix(ev.ts_ns),
+            kind: "drop",
+            packet: kind.name(),
+            len: ev.pkt_len,
+            iface: DropPlace {
+                name,
+                ifindex: ev.ifindex,
+                netns,
+            },
+            src: owned_endpoint(d.src_ip, topo),
+            dst: owned_endpoint(d.dst_ip, topo),
+            icmp: d.icmp.map(|i| IcmpView {
+                icmp_type: i.icmp_type,
+                code: i.code,
+                id: i.id,
+                seq: i.seq,
+            }),
+            arp: d.arp.map(|a| ArpView {
+                op: a.op_name(),
+                sender_mac: a.sender_mac,
+                sender_ip: a.sender_ip,
+                target_mac: a.target_mac,
+                target_ip: a.target_ip,
+            }),
+            drop: DropInfo {
+                reason,
+                location,
+                hook: None,
+                rule: None,
+                candidates: Vec::new(),
+            },
+        })
+    }
+
+    /// Appends the JSON line to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        out.push(b'\n');
+        Ok(())
+    }
+
+    /// Appends the human line: `18:25:24.123  AppDev → AppProd  DROPPED icmp echo-request
+    /// id=17 seq=3  NETFILTER_DROP at nf_hook_slow+0x8c on br-… (host), rule …`.
+    pub fn write_human(&self, out: &mut String) {
+        let _ = write!(out, "{}  ", self.ts.time_of_day());
+        let end = |e: &Endpoint<'_>| match (e.container, e.ip) {
+            (Some(c), _) => c.to_owned(),
+            (None, Some(ip)) if e.host => format!("{ip} (host)"),
+            (None, Some(ip)) => ip.to_string(),
+            (None, None) => "?".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "{} → {}  DROPPED {}",
+            end(&self.src),
+            end(&self.dst),
+            self.packet
+        );
+        if let Some(i) = &self.icmp {
+            if let (Some(id), Some(seq)) = (i.id, i.seq) {
+                let _ = write!(out, " id={id} seq={seq}");
+            }
+        }
+        let _ = write!(out, "  {}", self.drop.reason);
+        if let Some(l) = &self.drop.location {
+            let _ = write!(out, " at {l}");
+        }
+        match &self.iface.name {
+            Some(n) => {
+                let _ = write!(out, " on {n} ({})", self.iface.netns);
+            }
+            None => {
+                let _ = write!(out, " in {}", self.iface.netns);
+            }
+        }
+        if let Some(h) = &self.drop.hook {
+            let _ = write!(out, ", hook {h}");
+        }
+        if let Some(r) = &self.drop.rule {
+            let _ = write!(out, ", rule: {r}");
+        }
+        out.push('\n');
     }
 }
 

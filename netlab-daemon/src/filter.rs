@@ -7,7 +7,7 @@ use crate::kind::Kind;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FilterError {
     /// `--kind` names no kind and no family.
-    #[error("unknown kind '{0}': use arp, icmp, icmp6, ndp, malformed or an exact kind such as icmp-echo-request")]
+    #[error("unknown kind '{0}': use arp, icmp, icmp6, ndp, malformed, drop, journey, arp-unanswered or an exact kind such as icmp-echo-request")]
     UnknownKind(String),
 }
 
@@ -19,7 +19,12 @@ pub struct Filter {
     /// Network names (lowercase): the event's source, destination or interface network.
     networks: Vec<String>,
     kinds: Vec<Kind>,
+    /// Record kinds that are not packets: `drop`, `journey`, `arp-unanswered`.
+    records: Vec<&'static str>,
 }
+
+/// Record kinds besides packet kinds that `--kind` accepts.
+pub const RECORD_KINDS: [&str; 3] = ["drop", "journey", "arp-unanswered"];
 
 impl Filter {
     pub fn new(
@@ -28,8 +33,13 @@ impl Filter {
         kinds: &[String],
     ) -> Result<Self, FilterError> {
         let mut ks = Vec::new();
+        let mut records = Vec::new();
         for k in kinds {
             let k = k.to_ascii_lowercase();
+            if let Some(r) = RECORD_KINDS.iter().find(|r| **r == k) {
+                records.push(*r);
+                continue;
+            }
             let matched: Vec<Kind> = Kind::ALL
                 .iter()
                 .copied()
@@ -44,14 +54,22 @@ impl Filter {
             containers: containers.iter().map(|c| c.to_ascii_lowercase()).collect(),
             networks: networks.iter().map(|n| n.to_ascii_lowercase()).collect(),
             kinds: ks,
+            records,
         })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.containers.is_empty() && self.networks.is_empty() && self.kinds.is_empty()
+        self.containers.is_empty()
+            && self.networks.is_empty()
+            && self.kinds.is_empty()
+            && self.records.is_empty()
     }
 
-    pub fn matches(&self, r: &PacketRecord<'_>) -> bool {
+    fn no_kinds(&self) -> bool {
+        self.kinds.is_empty() && self.records.is_empty()
+    }
+
+    fn names_match(&self, containers: [Option<&str>; 3], networks: [Option<&str>; 3]) -> bool {
         fn any(wanted: &[String], names: [Option<&str>; 3]) -> bool {
             wanted.is_empty()
                 || names
@@ -59,15 +77,63 @@ impl Filter {
                     .flatten()
                     .any(|n| wanted.iter().any(|w| w.eq_ignore_ascii_case(n)))
         }
-        (self.kinds.is_empty() || self.kinds.iter().any(|k| k.name() == r.kind))
-            && any(
-                &self.containers,
-                [r.src.container, r.dst.container, r.iface.container],
+        any(&self.containers, containers) && any(&self.networks, networks)
+    }
+
+    /// A drop matches `--kind drop` or the kind of the packet dropped.
+    pub fn matches_drop(&self, r: &crate::event::DropRecord) -> bool {
+        let kind_ok = self.no_kinds()
+            || self.records.contains(&"drop")
+            || self.kinds.iter().any(|k| k.name() == r.packet);
+        let netns_container = (r.iface.netns != "host" && !r.iface.netns.starts_with("netns:"))
+            .then_some(r.iface.netns.as_str());
+        kind_ok
+            && self.names_match(
+                [r.src.container, r.dst.container, netns_container],
+                [r.src.network, r.dst.network, None],
             )
-            && any(
-                &self.networks,
+    }
+
+    /// A finished journey matches `--kind journey` or an ICMP family; an unanswered ARP
+    /// request `--kind arp-unanswered` or `arp`.
+    pub fn matches_finished(&self, f: &crate::journey::Finished) -> bool {
+        use crate::journey::Finished;
+        match f {
+            Finished::Journey(j) => {
+                let fam = j.family;
+                (self.no_kinds()
+                    || self.records.contains(&"journey")
+                    || self.kinds.iter().any(|k| k.family() == fam))
+                    && self.names_match(
+                        [j.src.container.as_deref(), j.dst.container.as_deref(), None],
+                        [None, None, None],
+                    )
+                    && self.networks.is_empty()
+            }
+            Finished::ArpUnanswered(a) => {
+                (self.no_kinds()
+                    || self.records.contains(&"arp-unanswered")
+                    || self.kinds.iter().any(|k| k.family() == "arp"))
+                    && self.names_match(
+                        [a.who_container.as_deref(), None, None],
+                        [a.network.as_deref(), None, None],
+                    )
+            }
+        }
+    }
+
+    pub fn matches(&self, r: &PacketRecord<'_>) -> bool {
+        (self.no_kinds() || self.kinds.iter().any(|k| k.name() == r.kind))
+            && self.names_match(
+                [r.src.container, r.dst.container, r.iface.container],
                 [r.src.network, r.dst.network, r.iface.network],
             )
+    }
+
+    /// Per-pair statistics are kept for pairs with a wanted container (any, without
+    /// `--container`).
+    pub fn matches_pair(&self, src: &str, dst: &str) -> bool {
+        self.names_match([Some(src), Some(dst), None], [None, None, None])
     }
 }
 
@@ -131,5 +197,10 @@ mod tests {
         assert!(f(&[], &["DEVOPS"], &[]).matches(&r_icmp));
         assert!(!f(&[], &["prod"], &[]).matches(&r_icmp));
         assert!(!f(&["appdev"], &["prod"], &[]).matches(&r_icmp));
+        // Record kinds alone select no packet.
+        assert!(!f(&[], &[], &["journey", "drop"]).matches(&r_icmp));
+        assert!(f(&[], &[], &["journey", "icmp"]).matches(&r_icmp));
+        assert!(f(&["appdev"], &[], &[]).matches_pair("AppDev", "AppProd"));
+        assert!(!f(&["web"], &[], &[]).matches_pair("AppDev", "AppProd"));
     }
 }

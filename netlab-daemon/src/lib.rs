@@ -9,15 +9,20 @@
 //! [`topology_cmd`] are the commands.
 
 pub mod attach;
+pub mod btf;
 pub mod clock;
 pub mod decode;
 pub mod discover;
 pub mod docker;
 pub mod event;
 pub mod filter;
+pub mod journey;
 pub mod kind;
 pub mod links;
 pub mod loader;
+pub mod netfilter;
+pub mod pinger;
+pub mod pipeline;
 pub mod privilege;
 pub mod qdisc;
 pub mod summary;

@@ -4,13 +4,16 @@ use std::collections::BTreeMap;
 
 use aya::{
     maps::{Array, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{ProgramError, SchedClassifier},
+    programs::{trace_point::TracePointLink, ProgramError, SchedClassifier, TracePoint},
     Ebpf, EbpfError,
 };
 use netlab_common::{
-    stat, Config, CounterKey, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_STATS, PROG_EGRESS,
-    PROG_INGRESS,
+    stat, Config, CounterKey, DropConfig, DROP_REASON_SLOTS, MAP_CONFIG, MAP_COUNTERS,
+    MAP_DROP_CONFIG, MAP_DROP_REASONS, MAP_EVENTS, MAP_STATS, PROG_EGRESS, PROG_INGRESS,
+    PROG_KFREE_SKB,
 };
+
+use crate::btf::{self, KernelBtf};
 
 use crate::attach::{self, AttachError, AttachMode, Attachment};
 use crate::kind::{Direction, Kind};
@@ -41,6 +44,12 @@ pub enum LoadError {
         #[source]
         io_error: std::io::Error,
     },
+    /// The running kernel does not describe what the drop program needs.
+    #[error("cannot locate kernel structures for drop tracing")]
+    Btf(#[source] btf::BtfError),
+    /// A field the drop program needs is missing from the tracepoint.
+    #[error("the skb:kfree_skb tracepoint has no field {0}")]
+    TracepointField(&'static str),
     /// A map is missing or could not be read or written.
     #[error("map {name}")]
     Map {
@@ -59,17 +68,49 @@ pub struct DeliveryStats {
     pub rate_limited: u64,
     /// Packets counted but not sampled (1-in-N sampling; not a loss).
     pub sampled_out: u64,
+    /// Drop reports lost because the ring buffer was full.
+    pub drop_ring_full: u64,
 }
 
 impl DeliveryStats {
     /// Samples that were due but never reached user space.
     pub fn lost(&self) -> u64 {
-        self.ring_full + self.rate_limited
+        self.ring_full + self.rate_limited + self.drop_ring_full
     }
 }
 
-/// The loaded programs and their maps.
+/// Names of the kernel's drop reasons (`NETFILTER_DROP`), by value.
+#[derive(Clone, Debug, Default)]
+pub struct DropReasons(BTreeMap<u32, String>);
+
+impl DropReasons {
+    /// From `enum skb_drop_reason` (`SKB_DROP_REASON_` stripped).
+    pub fn from_enum(values: Vec<(String, u64)>) -> Self {
+        DropReasons(
+            values
+                .into_iter()
+                .filter_map(|(n, v)| {
+                    let v = u32::try_from(v).ok()?;
+                    Some((v, n.trim_start_matches("SKB_DROP_REASON_").to_owned()))
+                })
+                .collect(),
+        )
+    }
+
+    /// The name of `reason`, or its number when the kernel did not name it.
+    pub fn name(&self, reason: u32) -> String {
+        self.0
+            .get(&reason)
+            .cloned()
+            .unwrap_or_else(|| format!("reason-{reason}"))
+    }
+}
+
+/// The loaded programs and their maps. Dropping it detaches the drop tracepoint (tc
+/// attachments are owned by their [`Attachment`] values).
 pub struct Datapath {
+    /// Declared before `ebpf`: the link goes before the program.
+    kfree_link: Option<TracePointLink>,
     ebpf: Ebpf,
 }
 
@@ -105,7 +146,96 @@ impl Datapath {
                 source => LoadError::Program { name, source },
             })?;
         }
-        Ok(Self { ebpf })
+        Ok(Self {
+            kfree_link: None,
+            ebpf,
+        })
+    }
+
+    /// Loads and attaches the `skb:kfree_skb` program, configured from the running
+    /// kernel's tracefs format and BTF. Returns the names of the kernel's drop reasons.
+    pub fn enable_drops(&mut self) -> Result<DropReasons, LoadError> {
+        let fields = btf::tracepoint_fields("skb", "kfree_skb").map_err(LoadError::Btf)?;
+        let field = |name: &'static str| {
+            btf::field(&fields, name)
+                .map(|f| f.offset)
+                .ok_or(LoadError::TracepointField(name))
+        };
+        let kbtf = KernelBtf::from_sys_fs().map_err(LoadError::Btf)?;
+        let off = |s: &str, path: &[&str]| kbtf.member_offset(s, path).map_err(LoadError::Btf);
+        let cfg = DropConfig {
+            enabled: 1,
+            tp_skbaddr: field("skbaddr")?,
+            tp_location: field("location")?,
+            tp_protocol: field("protocol")?,
+            tp_reason: field("reason")?,
+            skb_len: off("sk_buff", &["len"])?,
+            skb_head: off("sk_buff", &["head"])?,
+            skb_network_header: off("sk_buff", &["network_header"])?,
+            skb_dev: off("sk_buff", &["dev"])?,
+            dev_ifindex: off("net_device", &["ifindex"])?,
+            dev_net: off("net_device", &["nd_net", "net"])?,
+            net_inum: off("net", &["ns", "inum"])?,
+        };
+        let reasons = DropReasons::from_enum(
+            kbtf.enum_values("skb_drop_reason")
+                .map_err(LoadError::Btf)?,
+        );
+        {
+            let map = self
+                .ebpf
+                .map_mut(MAP_DROP_CONFIG)
+                .ok_or(LoadError::MissingProgram(MAP_DROP_CONFIG))?;
+            let mut c: Array<_, DropConfig> =
+                Array::try_from(map).map_err(map_err(MAP_DROP_CONFIG))?;
+            c.set(0, cfg, 0).map_err(map_err(MAP_DROP_CONFIG))?;
+        }
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut(PROG_KFREE_SKB)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(LoadError::MissingProgram(PROG_KFREE_SKB))?;
+        let name = PROG_KFREE_SKB;
+        prog.load().map_err(|source| match source {
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => {
+                log::debug!("verifier output for {name}:\n{verifier_log}");
+                LoadError::Verifier { name, io_error }
+            }
+            source => LoadError::Program { name, source },
+        })?;
+        let id = prog
+            .attach("skb", "kfree_skb")
+            .map_err(|source| LoadError::Program { name, source })?;
+        self.kfree_link = Some(
+            prog.take_link(id)
+                .map_err(|source| LoadError::Program { name, source })?,
+        );
+        Ok(reasons)
+    }
+
+    /// Drops seen so far, by reason value (summed over CPUs; zero counts left out).
+    pub fn drop_counts(&self) -> Result<BTreeMap<u32, u64>, LoadError> {
+        let map = self
+            .ebpf
+            .map(MAP_DROP_REASONS)
+            .ok_or(LoadError::MissingProgram(MAP_DROP_REASONS))?;
+        let arr: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(map_err(MAP_DROP_REASONS))?;
+        let mut out = BTreeMap::new();
+        for reason in 0..DROP_REASON_SLOTS {
+            let n: u64 = arr
+                .get(&reason, 0)
+                .map_err(map_err(MAP_DROP_REASONS))?
+                .iter()
+                .sum();
+            if n > 0 {
+                out.insert(reason, n);
+            }
+        }
+        Ok(out)
     }
 
     fn programs(&mut self) -> (&mut SchedClassifier, &mut SchedClassifier) {
@@ -211,6 +341,7 @@ impl Datapath {
             ring_full: slot(stat::RING_FULL)?,
             rate_limited: slot(stat::RATE_LIMITED)?,
             sampled_out: slot(stat::SAMPLED_OUT)?,
+            drop_ring_full: slot(stat::DROP_RING_FULL)?,
         })
     }
 }

@@ -24,6 +24,19 @@ pub struct Summary {
     pub delivery: DeliveryStats,
     /// Events printed.
     pub events: u64,
+    /// ARP, ICMP and ICMPv6 packets the kernel dropped, by reason (host-wide).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drops: Vec<DropRow>,
+    /// Ping statistics per (source, destination) pair, from finished journeys.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<crate::journey::PairStats>,
+}
+
+/// Drops of one reason.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct DropRow {
+    pub reason: String,
+    pub packets: u64,
 }
 
 impl Summary {
@@ -43,7 +56,24 @@ impl Summary {
             lost_events: delivery.lost(),
             delivery,
             events,
+            drops: Vec::new(),
+            pairs: Vec::new(),
         }
+    }
+
+    /// Adds drop counts by reason name.
+    pub fn with_drops(mut self, drops: Vec<(String, u64)>) -> Self {
+        self.drops = drops
+            .into_iter()
+            .map(|(reason, packets)| DropRow { reason, packets })
+            .collect();
+        self
+    }
+
+    /// Adds per-pair ping statistics.
+    pub fn with_pairs(mut self, pairs: Vec<crate::journey::PairStats>) -> Self {
+        self.pairs = pairs;
+        self
     }
 
     /// The human-readable table.
@@ -70,6 +100,18 @@ impl Summary {
                     "  {:<w$}  {:<9}  {:<21}  {:>8}",
                     r.iface, r.direction, r.kind, r.packets
                 );
+            }
+        }
+        if !self.drops.is_empty() {
+            s.push_str("drops (ARP/ICMP/ICMPv6, whole host):\n");
+            for d in &self.drops {
+                let _ = writeln!(s, "  {:<24} {:>8}", d.reason, d.packets);
+            }
+        }
+        if !self.pairs.is_empty() {
+            s.push_str("pings:\n");
+            for p in &self.pairs {
+                let _ = writeln!(s, "  {}", crate::journey::pair_line(p));
             }
         }
         let d = &self.delivery;
@@ -113,6 +155,7 @@ mod tests {
             ring_full: 2,
             rate_limited: 1,
             sampled_out: 0,
+            drop_ring_full: 0,
         };
         let s = Summary::new(rows, d, 10);
         assert_eq!(s.counters.len(), 2);

@@ -76,8 +76,18 @@ pub struct EndpointLabel {
 /// What was read inside one container's network namespace.
 #[derive(Clone, Debug, Default)]
 pub struct NetnsScan {
+    /// Inode of the namespace (what the kernel calls its `inum`); 0 when unknown.
+    pub inode: u64,
     pub links: Vec<Link>,
     pub addrs: Vec<Addr>,
+}
+
+/// Where a network namespace and its interfaces belong.
+#[derive(Clone, Debug, Default)]
+struct NetnsNames {
+    /// `None` for the host's namespace.
+    container: Option<String>,
+    links: HashMap<u32, String>,
 }
 
 /// One interface inside a container.
@@ -128,6 +138,9 @@ pub struct Topology {
     by_ip: HashMap<IpAddr, EndpointLabel>,
     #[serde(skip)]
     by_mac: HashMap<Mac, EndpointLabel>,
+    /// Interface names of the host's and each container's namespace, by namespace inode.
+    #[serde(skip)]
+    netns: HashMap<u64, NetnsNames>,
 }
 
 fn label(container: Option<&str>, network: Option<&str>, host: bool) -> EndpointLabel {
@@ -142,6 +155,63 @@ impl Topology {
     /// Derives the topology. `docker` is `None` when no engine answered: then every bridge
     /// of the host and its ports are observed, with interface names only.
     pub fn build(
+        docker: Option<&DockerSnapshot>,
+        host_links: &[Link],
+        host_addrs: &[Addr],
+        scans: &HashMap<String, NetnsScan>,
+    ) -> Topology {
+        let mut t = Self::build_views(docker, host_links, host_addrs, scans);
+        t.by_ifindex = t
+            .observed
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.ifindex, i))
+            .collect();
+        t
+    }
+
+    /// Records the interface names of the host's namespace (inode `host_inode`) and of
+    /// every scanned container namespace, so drops can be placed by (namespace, ifindex).
+    pub fn with_netns_names(
+        mut self,
+        host_inode: u64,
+        host_links: &[Link],
+        docker: Option<&DockerSnapshot>,
+        scans: &HashMap<String, NetnsScan>,
+    ) -> Self {
+        let names = |links: &[Link]| links.iter().map(|l| (l.ifindex, l.name.clone())).collect();
+        self.netns.insert(
+            host_inode,
+            NetnsNames {
+                container: None,
+                links: names(host_links),
+            },
+        );
+        for c in docker.map(|d| d.containers.as_slice()).unwrap_or_default() {
+            if let Some(s) = scans.get(&c.id).filter(|s| s.inode != 0) {
+                self.netns.insert(
+                    s.inode,
+                    NetnsNames {
+                        container: Some(c.name.clone()),
+                        links: names(&s.links),
+                    },
+                );
+            }
+        }
+        self
+    }
+
+    /// The interface `ifindex` of namespace `inode`: its name, and the container owning
+    /// the namespace (`None` for the host). `None` when the namespace is unknown.
+    pub fn place(&self, inode: u64, ifindex: u32) -> Option<(Option<&str>, Option<&str>)> {
+        let ns = self.netns.get(&inode)?;
+        Some((
+            ns.container.as_deref(),
+            ns.links.get(&ifindex).map(String::as_str),
+        ))
+    }
+
+    fn build_views(
         docker: Option<&DockerSnapshot>,
         host_links: &[Link],
         host_addrs: &[Addr],
@@ -338,12 +408,6 @@ impl Topology {
                 });
             }
         }
-        t.by_ifindex = t
-            .observed
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (o.ifindex, i))
-            .collect();
         t
     }
 
@@ -494,6 +558,7 @@ pub(crate) mod tests {
             (
                 "c-appdev".to_owned(),
                 NetnsScan {
+                    inode: 4026532001,
                     links: vec![link(1, "lo", LinkKind::Unknown), eth0(2)],
                     addrs: vec![addr(1, "127.0.0.1", 8), addr(2, "172.20.0.2", 16)],
                 },
@@ -501,6 +566,7 @@ pub(crate) mod tests {
             (
                 "c-appprod".to_owned(),
                 NetnsScan {
+                    inode: 4026532002,
                     links: vec![eth0(0x12), eth1],
                     addrs: vec![addr(2, "172.21.0.2", 16), addr(5, "172.20.0.200", 16)],
                 },
@@ -581,6 +647,27 @@ pub(crate) mod tests {
         let t = Topology::build(Some(&snap), &links, &addrs, &scans);
         let gw = t.endpoint(Some("172.20.0.1".parse().expect("ip")), Mac::default());
         assert_eq!(gw, Some(&label(None, Some("devops"), true)));
+    }
+
+    #[test]
+    fn places_by_namespace() {
+        let (snap, links, scans) = course_lab();
+        let t = Topology::build(Some(&snap), &links, &[], &scans).with_netns_names(
+            4026531840,
+            &links,
+            Some(&snap),
+            &scans,
+        );
+        assert_eq!(
+            t.place(4026531840, 3),
+            Some((None, Some("br-8be916360cbc")))
+        );
+        assert_eq!(
+            t.place(4026532002, 5),
+            Some((Some("AppProd"), Some("eth1")))
+        );
+        assert_eq!(t.place(4026532001, 99), Some((Some("AppDev"), None)));
+        assert_eq!(t.place(1, 1), None);
     }
 
     #[test]

@@ -11,18 +11,20 @@ use std::time::Duration;
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use futures_util::{Stream, StreamExt as _};
-use netlab_common::{record, Config, PacketEvent};
+use netlab_common::Config;
 use tokio::io::{unix::AsyncFd, Interest};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::attach::{self, AttachMode};
+use crate::btf::Kallsyms;
 use crate::clock::Clock;
 use crate::discover::{self, Observer};
 use crate::docker::{self, DockerClient, DockerSnapshot};
-use crate::event::PacketRecord;
 use crate::filter::Filter;
+use crate::journey::Correlator;
 use crate::links::{LinkChange, LinkWatcher};
 use crate::loader::Datapath;
+use crate::pipeline::{DropContext, Pipeline};
 use crate::summary::Summary;
 use crate::topology::Topology;
 
@@ -61,6 +63,15 @@ pub struct WatchArgs {
     /// How to hook the programs to each interface.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
+    /// Do not report packets the kernel drops (skb:kfree_skb).
+    #[arg(long)]
+    pub no_drops: bool,
+    /// Do not pair echo requests with replies into journeys.
+    #[arg(long)]
+    pub no_journeys: bool,
+    /// An echo request without reply after SECS seconds is reported unanswered.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub journey_timeout: Duration,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -79,79 +90,16 @@ fn per_cpu_rate(rate: u32) -> u32 {
     rate.div_ceil(cpus)
 }
 
-/// Where events go: a reusable buffer flushed to stdout once per batch.
-struct Sink {
-    json: bool,
-    filter: Filter,
-    bytes: Vec<u8>,
-    text: String,
-    printed: u64,
-    limit: Option<u64>,
-}
-
-impl Sink {
-    fn full(&self) -> bool {
-        self.limit.is_some_and(|l| self.printed >= l)
-    }
-
-    fn push(&mut self, rec: &PacketRecord<'_>) -> anyhow::Result<()> {
-        if self.full() || !self.filter.matches(rec) {
-            return Ok(());
-        }
-        if self.json {
-            rec.write_json(&mut self.bytes)?;
-        } else {
-            self.text.clear();
-            rec.write_human(&mut self.text);
-            self.bytes.extend_from_slice(self.text.as_bytes());
-        }
-        self.printed += 1;
-        Ok(())
-    }
-
-    /// Writes out the batch; `false` when stdout is gone (a closed pipe).
-    fn flush(&mut self) -> anyhow::Result<bool> {
-        use std::io::Write as _;
-        if self.bytes.is_empty() {
-            return Ok(true);
-        }
-        let mut out = std::io::stdout().lock();
-        let r = out.write_all(&self.bytes).and_then(|()| out.flush());
-        self.bytes.clear();
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-            Err(e) => Err(e).context("writing to stdout"),
-        }
-    }
-}
-
-/// Reads every event available now. Returns `false` once no more output is wanted.
-fn drain(
-    ring: &mut RingBuf<MapData>,
-    topo: &Topology,
-    clock: &Clock,
-    sink: &mut Sink,
-) -> anyhow::Result<bool> {
+/// Reads every record available now. Returns `false` once no more output is wanted.
+fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) -> anyhow::Result<bool> {
     while let Some(item) = ring.next() {
-        if item.len() < std::mem::size_of::<PacketEvent>() {
-            continue;
-        }
-        // SAFETY: the entry holds at least one PacketEvent, a plain-integer repr(C) type
-        // for which any bytes are valid; read_unaligned copes with any alignment.
-        let ev: PacketEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        p.record(&item)?;
         drop(item);
-        if ev.record != record::TC_PACKET {
-            continue;
-        }
-        if let Some(rec) = PacketRecord::new(&ev, topo, clock) {
-            sink.push(&rec)?;
-        }
-        if sink.full() {
+        if p.full() {
             break;
         }
     }
-    Ok(sink.flush()? && !sink.full())
+    Ok(p.flush()? && !p.full())
 }
 
 type DockerEvents =
@@ -270,10 +218,33 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         Topology::explicit(&named)
     };
 
-    let dp = Datapath::load(Config {
+    let mut dp = Datapath::load(Config {
         sample_every: args.sample,
         rate_per_cpu: per_cpu_rate(args.rate_limit),
     })?;
+    let drops = if args.no_drops {
+        None
+    } else {
+        match dp.enable_drops() {
+            Ok(reasons) => Some(DropContext {
+                reasons,
+                kallsyms: Kallsyms::load()
+                    .inspect_err(|e| log::debug!("no kernel symbols: {e}"))
+                    .ok(),
+                own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
+                only_observed: !follow,
+                baseline: crate::netfilter::snapshot_async()
+                    .await
+                    .inspect_err(|e| log::debug!("no firewall counters: {e:#}"))
+                    .ok(),
+                pending: Vec::new(),
+            }),
+            Err(e) => {
+                log::warn!("{e:#}; drops are not reported");
+                None
+            }
+        }
+    };
     let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     // The observer owns every attachment: an error below drops it, which detaches all.
@@ -309,15 +280,27 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
         .context("polling the event ring buffer")?;
-    let clock = Clock::new();
-    let mut sink = Sink {
-        json: args.json,
+    let journeys = (!args.no_journeys).then(|| {
+        Correlator::new(
+            args.journey_timeout.as_nanos() as u64,
+            200_000_000,
+            1_000_000_000,
+            65_536,
+        )
+    });
+    let mut p = Pipeline::new(
+        Arc::new(std::mem::take(&mut topo)),
         filter,
-        bytes: Vec::with_capacity(64 * 1024),
-        text: String::with_capacity(256),
-        printed: 0,
-        limit: args.count,
-    };
+        args.json,
+        args.count,
+        drops,
+        journeys,
+    );
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let attribute = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(attribute);
+    let mut attributing = false;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     // Changes are gathered for a moment before one rescan deals with all of them.
@@ -326,7 +309,6 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     let mut settling = false;
     let mut docker_dirty = false;
     let mut more = true;
-    let mut topo_arc = Arc::new(std::mem::take(&mut topo));
     while more {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -334,14 +316,28 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
             () = &mut deadline, if args.duration.is_some() => break,
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting for events")?;
-                more = drain(guard.get_inner_mut(), &topo_arc, &clock, &mut sink)?;
+                more = drain(guard.get_inner_mut(), &mut p)?;
                 guard.clear_ready();
+                if p.has_pending_drops() && !attributing {
+                    // Let the firewall counters settle, then read them once for the batch.
+                    attributing = true;
+                    attribute.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(150));
+                }
+            }
+            () = &mut attribute, if attributing => {
+                attributing = false;
+                p.attribute_pending().await?;
+                more = p.flush()? && !p.full();
+            }
+            _ = ticker.tick() => {
+                p.poll_journeys(Clock::monotonic_now())?;
+                more = p.flush()? && !p.full();
             }
             change = async { links.as_mut().expect("guarded").next().await }, if links.is_some() => {
                 match change.context("reading link changes")? {
                     LinkChange::Deleted { ifindex, .. } => {
                         // Events already queued for it are shown first, with its labels.
-                        drain(ring.get_mut(), &topo_arc, &clock, &mut sink)?;
+                        drain(ring.get_mut(), &mut p)?;
                         obs.forget(ifindex);
                     }
                     LinkChange::New(_) | LinkChange::Overrun => {}
@@ -372,9 +368,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
                 }
                 match scan(f.snapshot.clone()).await {
                     Ok(t) => {
-                        drain(ring.get_mut(), &topo_arc, &clock, &mut sink)?;
+                        drain(ring.get_mut(), &mut p)?;
                         obs.reconcile(&t);
-                        topo_arc = Arc::new(t);
+                        p.topo = Arc::new(t);
                     }
                     Err(e) => log::warn!("{e:#}"),
                 }
@@ -384,18 +380,40 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     // Detach first, so the counters below are final; then show what was already queued.
     obs.detach_all();
     if more {
-        drain(ring.get_mut(), &topo_arc, &clock, &mut sink)?;
+        drain(ring.get_mut(), &mut p)?;
+        p.attribute_pending().await?;
+        p.flush_journeys()?;
     }
     let rows = obs.counter_rows()?;
     let delivery = obs.datapath().delivery()?;
-    let summary = Summary::new(rows, delivery, sink.printed);
+    let drop_rows: Vec<(String, u64)> = match &p.drops {
+        Some(ctx) => obs
+            .datapath()
+            .drop_counts()?
+            .into_iter()
+            .map(|(r, n)| (ctx.reasons.name(r), n))
+            .collect(),
+        None => Vec::new(),
+    };
+    let pairs: Vec<_> = p
+        .journeys
+        .as_ref()
+        .map(|c| c.stats())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| p.filter.matches_pair(&s.src, &s.dst))
+        .collect();
+    let summary = Summary::new(rows, delivery, p.printed)
+        .with_drops(drop_rows)
+        .with_pairs(pairs);
     if args.json {
-        serde_json::to_writer(&mut sink.bytes, &summary)?;
-        sink.bytes.push(b'\n');
+        let mut line = serde_json::to_vec(&summary)?;
+        line.push(b'\n');
+        p.push_raw(&line);
     } else {
-        sink.bytes.extend_from_slice(summary.human().as_bytes());
+        p.push_raw(summary.human().as_bytes());
     }
-    sink.flush()?;
+    p.flush()?;
     Ok(())
 }
 

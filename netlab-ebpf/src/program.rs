@@ -27,7 +27,7 @@ static NETLAB_COUNTERS: PerCpuHashMap<CounterKey, u64> =
     PerCpuHashMap::with_max_entries(COUNTER_ENTRIES, 0);
 
 #[map]
-static NETLAB_EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
+pub(crate) static NETLAB_EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
 
 #[map]
 static NETLAB_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -226,7 +226,7 @@ fn classify_ipv6(ctx: &TcContext, l3: usize, len: usize) -> u8 {
 }
 
 #[inline(always)]
-fn bump_stat(slot: u32) {
+pub(crate) fn bump_stat(slot: u32) {
     if let Some(p) = NETLAB_STATS.get_ptr_mut(slot) {
         // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
         unsafe { *p += 1 };

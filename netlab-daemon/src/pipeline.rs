@@ -1,0 +1,360 @@
+//! From ring-buffer records to output lines: decode, label, filter, correlate, format.
+//!
+//! One [`Pipeline`] owns everything between the kernel's records and stdout: the topology
+//! used for labels, the drop context (reason names, kernel symbols, firewall attribution),
+//! the ping-journey correlator and the output buffer.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use netlab_common::{record, DropEvent, PacketEvent, RECORD_OFFSET};
+
+use crate::btf::Kallsyms;
+use crate::clock::Clock;
+use crate::event::{DropRecord, PacketRecord};
+use crate::filter::Filter;
+use crate::journey::{self, Correlator, Finished};
+use crate::kind::Kind;
+use crate::loader::DropReasons;
+use crate::netfilter::{self, Ruleset};
+use crate::topology::Topology;
+
+/// What drop reports need to be explained.
+pub struct DropContext {
+    pub reasons: DropReasons,
+    pub kallsyms: Option<Kallsyms>,
+    /// The namespace netlab runs in (its inode).
+    pub own_netns: u64,
+    /// Only drops on observed interfaces of netlab's own namespace (explicit `--iface`).
+    pub only_observed: bool,
+    /// Firewall counters at the last attribution; `None` when iptables cannot be read.
+    pub baseline: Option<Ruleset>,
+    /// Netfilter drops waiting for the next counter snapshot.
+    pub pending: Vec<DropRecord>,
+}
+
+/// Output sink with filters and limits.
+pub struct Pipeline {
+    pub topo: Arc<Topology>,
+    pub clock: Clock,
+    pub filter: Filter,
+    pub json: bool,
+    pub drops: Option<DropContext>,
+    pub journeys: Option<Correlator>,
+    bytes: Vec<u8>,
+    text: String,
+    /// Events written (packets, drops, journeys).
+    pub printed: u64,
+    limit: Option<u64>,
+}
+
+/// Name of the netfilter drop reason.
+const NETFILTER_DROP: &str = "NETFILTER_DROP";
+
+impl Pipeline {
+    pub fn new(
+        topo: Arc<Topology>,
+        filter: Filter,
+        json: bool,
+        limit: Option<u64>,
+        drops: Option<DropContext>,
+        journeys: Option<Correlator>,
+    ) -> Self {
+        Pipeline {
+            topo,
+            clock: Clock::new(),
+            filter,
+            json,
+            drops,
+            journeys,
+            bytes: Vec::with_capacity(64 * 1024),
+            text: String::with_capacity(256),
+            printed: 0,
+            limit,
+        }
+    }
+
+    /// Whether `--count` is reached.
+    pub fn full(&self) -> bool {
+        self.limit.is_some_and(|l| self.printed >= l)
+    }
+
+    /// Handles one ring-buffer record.
+    pub fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let Some(kind) = bytes
+            .get(RECORD_OFFSET..RECORD_OFFSET + 2)
+            .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+        else {
+            return Ok(());
+        };
+        match kind {
+            record::TC_PACKET if bytes.len() >= std::mem::size_of::<PacketEvent>() => {
+                // SAFETY: at least one PacketEvent of bytes; any bit pattern is valid for
+                // this plain-integer repr(C) type; read_unaligned copes with alignment.
+                let ev: PacketEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                self.packet(&ev)
+            }
+            record::DROP if bytes.len() >= std::mem::size_of::<DropEvent>() => {
+                // SAFETY: as above, for DropEvent.
+                let ev: DropEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                self.drop_report(&ev)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn packet(&mut self, ev: &PacketEvent) -> anyhow::Result<()> {
+        let topo = Arc::clone(&self.topo);
+        let Some(rec) = PacketRecord::new(ev, &topo, &self.clock) else {
+            return Ok(());
+        };
+        if let Some(c) = self.journeys.as_mut() {
+            observe(c, &rec, ev.ts_ns);
+        }
+        if self.full() || !self.filter.matches(&rec) {
+            return Ok(());
+        }
+        if self.json {
+            rec.write_json(&mut self.bytes)?;
+        } else {
+            self.text.clear();
+            rec.write_human(&mut self.text);
+            self.bytes.extend_from_slice(self.text.as_bytes());
+        }
+        self.printed += 1;
+        Ok(())
+    }
+
+    fn drop_report(&mut self, ev: &DropEvent) -> anyhow::Result<()> {
+        let Some(ctx) = self.drops.as_mut() else {
+            return Ok(());
+        };
+        if ctx.only_observed
+            && (u64::from(ev.netns) != ctx.own_netns || self.topo.iface(ev.ifindex).is_none())
+        {
+            return Ok(());
+        }
+        let reason = ctx.reasons.name(ev.reason);
+        let location = ctx.kallsyms.as_ref().and_then(|k| k.symbolize(ev.location));
+        let Some(rec) =
+            DropRecord::new(ev, &self.topo, &self.clock, reason, location, ctx.own_netns)
+        else {
+            return Ok(());
+        };
+        if is_benign(&rec) {
+            return Ok(());
+        }
+        if rec.drop.reason == NETFILTER_DROP && ctx.baseline.is_some() {
+            // Shown once the firewall counters tell which rule it was.
+            ctx.pending.push(rec);
+            return Ok(());
+        }
+        self.emit_drop(rec)
+    }
+
+    fn emit_drop(&mut self, rec: DropRecord) -> anyhow::Result<()> {
+        if let Some(c) = self.journeys.as_mut() {
+            observe_drop(c, &rec, &self.clock);
+        }
+        if self.full() || !self.filter.matches_drop(&rec) {
+            return Ok(());
+        }
+        if self.json {
+            rec.write_json(&mut self.bytes)?;
+        } else {
+            self.text.clear();
+            rec.write_human(&mut self.text);
+            self.bytes.extend_from_slice(self.text.as_bytes());
+        }
+        self.printed += 1;
+        Ok(())
+    }
+
+    /// Whether netfilter drops wait for attribution.
+    pub fn has_pending_drops(&self) -> bool {
+        self.drops.as_ref().is_some_and(|d| !d.pending.is_empty())
+    }
+
+    /// Attributes the waiting netfilter drops to rules with a fresh counter snapshot.
+    pub async fn attribute_pending(&mut self) -> anyhow::Result<()> {
+        let Some(ctx) = self.drops.as_mut() else {
+            return Ok(());
+        };
+        if ctx.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut ctx.pending);
+        let after = netfilter::snapshot_async().await;
+        let ctx = self.drops.as_mut().context("drop context")?;
+        let mut pending = pending;
+        match (ctx.baseline.as_ref(), after) {
+            (Some(before), Ok(after)) => {
+                let a = netfilter::attribute(before, &after, pending.len() as u64);
+                let rules: Vec<String> = a.culprits.iter().map(|c| c.rule.clone()).collect();
+                for rec in &mut pending {
+                    if let Some(first) = a.culprits.first() {
+                        rec.drop.hook = first.hook.map(str::to_owned);
+                        if a.certain || a.culprits.len() == 1 {
+                            rec.drop.rule = Some(first.rule.clone());
+                        } else {
+                            rec.drop.candidates = rules.clone();
+                        }
+                    }
+                }
+                ctx.baseline = Some(after);
+            }
+            (_, Err(e)) => log::warn!("reading firewall counters: {e:#}"),
+            (None, Ok(after)) => ctx.baseline = Some(after),
+        }
+        for rec in pending {
+            self.emit_drop(rec)?;
+        }
+        Ok(())
+    }
+
+    /// Journeys and unanswered ARP requests that are complete at `now_ns` (monotonic).
+    pub fn poll_journeys(&mut self, now_ns: u64) -> anyhow::Result<()> {
+        let Some(c) = self.journeys.as_mut() else {
+            return Ok(());
+        };
+        let done = c.poll(now_ns);
+        self.emit_finished(done)
+    }
+
+    /// Finishes every pending journey (at exit).
+    pub fn flush_journeys(&mut self) -> anyhow::Result<()> {
+        let Some(c) = self.journeys.as_mut() else {
+            return Ok(());
+        };
+        let done = c.flush();
+        self.emit_finished(done)
+    }
+
+    fn emit_finished(&mut self, done: Vec<Finished>) -> anyhow::Result<()> {
+        for f in done {
+            if self.full() || !self.filter.matches_finished(&f) {
+                continue;
+            }
+            if self.json {
+                journey::write_json(&f, &self.clock, &mut self.bytes)?;
+            } else {
+                self.text.clear();
+                journey::write_human(&f, &self.clock, &mut self.text);
+                self.bytes.extend_from_slice(self.text.as_bytes());
+            }
+            self.printed += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes out what was gathered; `false` when stdout is gone (a closed pipe).
+    pub fn flush(&mut self) -> anyhow::Result<bool> {
+        use std::io::Write as _;
+        if self.bytes.is_empty() {
+            return Ok(true);
+        }
+        let mut out = std::io::stdout().lock();
+        let r = out.write_all(&self.bytes).and_then(|()| out.flush());
+        self.bytes.clear();
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(e).context("writing to stdout"),
+        }
+    }
+
+    /// Appends raw text (the summary) to the output.
+    pub fn push_raw(&mut self, s: &[u8]) {
+        self.bytes.extend_from_slice(s);
+    }
+}
+
+/// An echo reply freed with `NO_SOCKET` by `ping_rcv` had no *ping socket* waiting; a
+/// ping using a raw socket (busybox, iputils without ping sockets, `netlab diagnose`) got
+/// its own copy already. Reporting it as lost would contradict the ping that succeeded.
+fn is_benign(rec: &DropRecord) -> bool {
+    rec.drop.reason == "NO_SOCKET" && matches!(rec.packet, "icmp-echo-reply" | "icmp6-echo-reply")
+}
+
+fn is_echo(k: Kind) -> bool {
+    matches!(
+        k,
+        Kind::IcmpEchoRequest | Kind::IcmpEchoReply | Kind::Icmp6EchoRequest | Kind::Icmp6EchoReply
+    )
+}
+
+fn kind_named(name: &str) -> Option<Kind> {
+    Kind::ALL.iter().copied().find(|k| k.name() == name)
+}
+
+/// Feeds an echo packet or an ARP packet to the correlator.
+fn observe(c: &mut Correlator, rec: &PacketRecord<'_>, ts_ns: u64) {
+    let Some(kind) = kind_named(rec.kind) else {
+        return;
+    };
+    if is_echo(kind) {
+        let (Some(src_ip), Some(dst_ip), Some(icmp)) = (rec.src.ip, rec.dst.ip, rec.icmp.as_ref())
+        else {
+            return;
+        };
+        let (Some(id), Some(seq)) = (icmp.id, icmp.seq) else {
+            return;
+        };
+        let direction = if rec.direction == "ingress" {
+            crate::kind::Direction::Ingress
+        } else {
+            crate::kind::Direction::Egress
+        };
+        c.observe(&journey::Sighting {
+            ts_ns,
+            kind,
+            src_ip,
+            dst_ip,
+            id,
+            seq,
+            iface: rec.iface.name,
+            ifindex: rec.iface.ifindex,
+            direction,
+            src_container: rec.src.container,
+            dst_container: rec.dst.container,
+        });
+    } else if let Some(a) = rec.arp.as_ref() {
+        if matches!(kind, Kind::ArpRequest | Kind::ArpReply) {
+            c.observe_arp(&journey::ArpSighting {
+                ts_ns,
+                op_request: kind == Kind::ArpRequest,
+                sender_ip: a.sender_ip,
+                target_ip: a.target_ip,
+                network: rec.iface.network.or(rec.src.network),
+                sender_container: rec.src.container,
+                iface: rec.iface.name,
+            });
+        }
+    }
+}
+
+fn observe_drop(c: &mut Correlator, rec: &DropRecord, clock: &Clock) {
+    let Some(kind) = kind_named(rec.packet).filter(|k| is_echo(*k)) else {
+        return;
+    };
+    let (Some(src_ip), Some(dst_ip), Some(icmp)) = (rec.src.ip, rec.dst.ip, rec.icmp.as_ref())
+    else {
+        return;
+    };
+    let (Some(id), Some(seq)) = (icmp.id, icmp.seq) else {
+        return;
+    };
+    c.observe_drop(&journey::DropSighting {
+        ts_ns: clock.to_monotonic(rec.ts),
+        kind,
+        src_ip,
+        dst_ip,
+        id,
+        seq,
+        reason: &rec.drop.reason,
+        location: rec.drop.location.as_deref(),
+        iface: rec.iface.name.as_deref(),
+        rule: rec.drop.rule.as_deref(),
+        hook: rec.drop.hook.as_deref(),
+    });
+}

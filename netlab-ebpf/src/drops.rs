@@ -1,0 +1,160 @@
+//! The `skb:kfree_skb` tracepoint: reports ARP, ICMP and ICMPv6 packets the kernel drops.
+//!
+//! Field offsets (of the tracepoint record and of `sk_buff`, `net_device` and `net`) come
+//! from user space, read from the running kernel's tracefs and BTF at load time.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_kernel},
+    macros::{map, tracepoint},
+    maps::{Array, PerCpuArray},
+    programs::TracePointContext,
+    EbpfContext as _,
+};
+use netlab_common::{record, stat, DropConfig, DropEvent, DROP_REASON_SLOTS, SNAP_LEN};
+
+use crate::program::{bump_stat, NETLAB_EVENTS};
+
+#[map]
+static NETLAB_DROP_CONFIG: Array<DropConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+static NETLAB_DROP_REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_REASON_SLOTS, 0);
+
+const ETH_P_IP: u32 = 0x0800;
+const ETH_P_ARP: u32 = 0x0806;
+const ETH_P_IPV6: u32 = 0x86DD;
+/// SKB_NOT_DROPPED_YET (0) and SKB_CONSUMED (1) are not drops.
+const FIRST_DROP_REASON: u32 = 2;
+
+#[tracepoint]
+pub fn netlab_kfree_skb(ctx: TracePointContext) -> u32 {
+    observe_drop(&ctx);
+    0
+}
+
+/// Reads `size_of::<T>()` bytes at kernel address `addr`; zero when unreadable.
+///
+/// Plain values rather than `Result`s: see `program::MISSING` on why.
+#[inline(always)]
+fn kread_u64(addr: u64) -> u64 {
+    let mut v: u64 = 0;
+    // SAFETY: bpf_probe_read_kernel checks the address; on failure `v` is zeroed.
+    unsafe { bpf_probe_read_kernel((&mut v as *mut u64).cast(), 8, addr as *const _) };
+    v
+}
+
+#[inline(always)]
+fn kread_u32(addr: u64) -> u32 {
+    let mut v: u32 = 0;
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel((&mut v as *mut u32).cast(), 4, addr as *const _) };
+    v
+}
+
+#[inline(always)]
+fn kread_u16(addr: u64) -> u16 {
+    let mut v: u16 = 0;
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel((&mut v as *mut u16).cast(), 2, addr as *const _) };
+    v
+}
+
+#[inline(always)]
+fn observe_drop(ctx: &TracePointContext) {
+    let Some(cfg) = NETLAB_DROP_CONFIG.get(0) else {
+        return;
+    };
+    if cfg.enabled == 0 {
+        return;
+    }
+    let rec = ctx.as_ptr() as u64;
+    let reason = kread_u32(rec + cfg.tp_reason as u64);
+    if reason < FIRST_DROP_REASON {
+        return;
+    }
+    let proto = kread_u16(rec + cfg.tp_protocol as u64) as u32;
+    if proto != ETH_P_IP && proto != ETH_P_ARP && proto != ETH_P_IPV6 {
+        return;
+    }
+    let skb = kread_u64(rec + cfg.tp_skbaddr as u64);
+    if skb == 0 {
+        return;
+    }
+    let head = kread_u64(skb + cfg.skb_head as u64);
+    let nh = kread_u16(skb + cfg.skb_network_header as u64) as u64;
+    if head == 0 || nh == 0xffff {
+        return;
+    }
+    let l3 = head + nh;
+    // Only ARP, ICMP and ICMPv6: everything else is skipped here, in the kernel.
+    let cap: u32 = if proto == ETH_P_IP {
+        let vihl = kread_u32(l3) & 0xff;
+        let ip_proto = (kread_u32(l3 + 8) >> 8) & 0xff;
+        if vihl >> 4 != 4 || ip_proto != 1 {
+            return;
+        }
+        let tot = u16::from_be(kread_u16(l3 + 2)) as u32;
+        tot
+    } else if proto == ETH_P_IPV6 {
+        let next = kread_u32(l3 + 4) >> 16 & 0xff;
+        if next != 58 {
+            return;
+        }
+        40 + u16::from_be(kread_u16(l3 + 4)) as u32
+    } else {
+        28
+    };
+    if let Some(p) = NETLAB_DROP_REASONS.get_ptr_mut(if reason < DROP_REASON_SLOTS {
+        reason
+    } else {
+        DROP_REASON_SLOTS - 1
+    }) {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe { *p += 1 };
+    }
+    let Some(mut entry) = NETLAB_EVENTS.reserve::<DropEvent>(0) else {
+        bump_stat(stat::DROP_RING_FULL);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let dev = kread_u64(skb + cfg.skb_dev as u64);
+    let (ifindex, netns) = if dev != 0 {
+        let net = kread_u64(dev + cfg.dev_net as u64);
+        (
+            kread_u32(dev + cfg.dev_ifindex as u64),
+            if net != 0 {
+                kread_u32(net + cfg.net_inum as u64)
+            } else {
+                0
+            },
+        )
+    } else {
+        (0, 0)
+    };
+    // SAFETY: `ev` points to a reserved ring-buffer slot of size_of::<DropEvent>() bytes;
+    // the copy into `data` is exactly SNAP_LEN bytes long.
+    unsafe {
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).ifindex = ifindex;
+        (*ev).pkt_len = kread_u32(skb + cfg.skb_len as u64);
+        (*ev).reason = reason;
+        (*ev).protocol = proto as u16;
+        (*ev).record = record::DROP;
+        (*ev)._pad = [0; 2];
+        (*ev).netns = netns;
+        (*ev).location = kread_u64(rec + cfg.tp_location as u64);
+        let ok = bpf_probe_read_kernel(
+            (*ev).data.as_mut_ptr().cast(),
+            SNAP_LEN as u32,
+            l3 as *const _,
+        ) == 0;
+        (*ev).cap_len = if !ok {
+            0
+        } else if cap < SNAP_LEN as u32 {
+            cap as u16
+        } else {
+            SNAP_LEN as u16
+        };
+    }
+    entry.submit(0);
+}
