@@ -117,6 +117,10 @@ impl Observer {
                     log::debug!("attached to {} ({})", o.name, o.role.name());
                     self.attached.insert(o.ifindex, a);
                 }
+                // Gone between the scan and now (churn): the next scan forgets it.
+                Err(e @ crate::attach::AttachError::NoSuchInterface { .. }) => {
+                    log::debug!("{e}")
+                }
                 Err(e) => log::warn!("{e:#}"),
             }
         }

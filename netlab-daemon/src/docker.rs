@@ -273,6 +273,23 @@ impl DockerClient {
         })
     }
 
+    /// Whether a container called `name` exists and is running (`None`: no such
+    /// container). Docker matches the name exactly; callers try case variants first.
+    pub async fn container_running(&self, name: &str) -> Result<Option<bool>, DockerError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(Some(
+                c.state.as_ref().and_then(|s| s.running).unwrap_or(false),
+            )),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(source) => Err(DockerError::Request {
+                what: "inspect container",
+                source,
+            }),
+        }
+    }
+
     /// Container and network events that change the topology.
     pub fn events(&self) -> impl Stream<Item = Result<EventMessage, DockerError>> + use<> {
         let filters: HashMap<&str, Vec<&str>> =

@@ -12,6 +12,7 @@ pub mod attach;
 pub mod btf;
 pub mod clock;
 pub mod decode;
+pub mod diagnose;
 pub mod discover;
 pub mod docker;
 pub mod event;

@@ -16,6 +16,9 @@ enum Command {
     Watch(netlab::watch::WatchArgs),
     /// Show Docker's networks, containers, their veths and what `watch` observes.
     Topology(netlab::topology_cmd::TopologyArgs),
+    /// Ping DST from inside SRC's namespace and explain why it is (not) reachable.
+    /// Exit code 0: reachable, 1: not reachable, 2: error.
+    Diagnose(netlab::diagnose::DiagnoseArgs),
 }
 
 fn init_logging() {
@@ -49,12 +52,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Watch(args) => netlab::watch::run(args).await,
-            Command::Topology(args) => netlab::topology_cmd::run(args).await,
+            Command::Watch(args) => netlab::watch::run(args).await.map(|()| true),
+            Command::Topology(args) => netlab::topology_cmd::run(args).await.map(|()| true),
+            Command::Diagnose(args) => netlab::diagnose::run(args).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("netlab: error: {e:#}");
             ExitCode::from(2)

@@ -33,8 +33,17 @@ pub struct DropContext {
     pub pending: Vec<DropRecord>,
 }
 
+/// What a pipeline in capture mode keeps instead of printing.
+#[derive(Default)]
+pub struct Capture {
+    pub finished: Vec<Finished>,
+    pub drops: Vec<DropRecord>,
+}
+
 /// Output sink with filters and limits.
 pub struct Pipeline {
+    /// When set, nothing is printed: drops and finished journeys are kept here.
+    pub capture: Option<Capture>,
     pub topo: Arc<Topology>,
     pub clock: Clock,
     pub filter: Filter,
@@ -61,6 +70,7 @@ impl Pipeline {
         journeys: Option<Correlator>,
     ) -> Self {
         Pipeline {
+            capture: None,
             topo,
             clock: Clock::new(),
             filter,
@@ -111,7 +121,7 @@ impl Pipeline {
         if let Some(c) = self.journeys.as_mut() {
             observe(c, &rec, ev.ts_ns);
         }
-        if self.full() || !self.filter.matches(&rec) {
+        if self.capture.is_some() || self.full() || !self.filter.matches(&rec) {
             return Ok(());
         }
         if self.json {
@@ -155,6 +165,10 @@ impl Pipeline {
     fn emit_drop(&mut self, rec: DropRecord) -> anyhow::Result<()> {
         if let Some(c) = self.journeys.as_mut() {
             observe_drop(c, &rec, &self.clock);
+        }
+        if let Some(cap) = self.capture.as_mut() {
+            cap.drops.push(rec);
+            return Ok(());
         }
         if self.full() || !self.filter.matches_drop(&rec) {
             return Ok(());
@@ -232,6 +246,10 @@ impl Pipeline {
 
     fn emit_finished(&mut self, done: Vec<Finished>) -> anyhow::Result<()> {
         for f in done {
+            if let Some(cap) = self.capture.as_mut() {
+                cap.finished.push(f);
+                continue;
+            }
             if self.full() || !self.filter.matches_finished(&f) {
                 continue;
             }

@@ -103,6 +103,8 @@ pub struct ContainerIface {
     pub host_veth: Option<String>,
     /// Not one of Docker's endpoints: added by hand.
     pub manual: bool,
+    /// Administratively up.
+    pub up: bool,
 }
 
 /// A running container with its interfaces.
@@ -356,6 +358,7 @@ impl Topology {
                             network: netname.map(str::to_owned),
                             host_veth: Some(p.name.clone()),
                             manual: !made_by_docker,
+                            up: inner.up,
                         });
                     (role, Some(c.name.clone()), Some(inner.name.clone()))
                 }

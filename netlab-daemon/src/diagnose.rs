@@ -1,0 +1,858 @@
+//! `netlab diagnose SRC DST`: send echo requests from inside SRC's network namespace,
+//! watch where they go, and say why DST is or is not reachable.
+//!
+//! The run gathers [`Facts`] (replies on our socket, ping journeys, drop reports,
+//! unanswered ARP); [`verdict`] turns them into a verdict a person can act on. The verdict
+//! logic is pure and tested on recorded facts.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use netlab_common::Config;
+use serde::Serialize;
+use tokio::io::{unix::AsyncFd, Interest};
+
+use crate::attach::AttachMode;
+use crate::btf::Kallsyms;
+use crate::discover::{self, Observer};
+use crate::docker::DockerClient;
+use crate::event::DropRecord;
+use crate::filter::Filter;
+use crate::journey::{Correlator, Finished, Hop, Journey, Outcome, Phase};
+use crate::loader::Datapath;
+use crate::pinger::{Pinger, Reply};
+use crate::pipeline::{Capture, DropContext, Pipeline};
+use crate::topology::{Role, Topology};
+
+/// Options of `netlab diagnose`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiagnoseArgs {
+    /// The container that sends (name, case-insensitive).
+    pub src: String,
+    /// The destination: a container name or an IP address.
+    pub dst: String,
+    /// Echo requests to send.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub count: u16,
+    /// One JSON object instead of the human verdict.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The destination as resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub ip: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+/// What a run observed.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub src: String,
+    pub src_ip: Option<IpAddr>,
+    pub src_networks: Vec<String>,
+    pub dst: Option<Target>,
+    /// Networks the destination container is on (empty for a bare address).
+    pub dst_networks: Vec<String>,
+    pub sent: u16,
+    pub replies: Vec<Reply>,
+    /// Journeys of our echo requests.
+    pub journeys: Vec<Journey>,
+    /// Drop reports of our echo requests or replies.
+    pub drops: Vec<DropRecord>,
+    /// An ARP request for the destination got no reply (with the network it was asked on).
+    pub arp_unanswered: Option<Option<String>>,
+    /// Human descriptions of the hops, by (ifindex) — `veth of AppDev`.
+    pub hop_names: Vec<(u32, String)>,
+    /// The bridge each observed veth hangs on (ifindex → bridge name and network).
+    pub hop_bridges: Vec<(u32, String)>,
+}
+
+/// The answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    /// `reachable`, `dropped`, `no-arp-reply`, `unanswered`.
+    pub verdict: &'static str,
+    pub reachable: bool,
+    pub src: String,
+    pub dst: Option<Target>,
+    pub sent: u16,
+    pub answered: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<RttMs>,
+    /// Observation points of a request, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop: Option<crate::event::DropInfo>,
+    /// Where the drop happened (device and namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_at: Option<String>,
+    pub share_no_network: bool,
+    /// The command that would fix it, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// The verdict in one sentence, and the lines that explain it.
+    pub message: String,
+    pub details: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct RttMs {
+    pub min: f64,
+    pub avg: f64,
+    pub max: f64,
+}
+
+fn describe(f: &Facts, h: &Hop) -> String {
+    f.hop_names
+        .iter()
+        .find(|(i, _)| *i == h.ifindex)
+        .map_or_else(|| h.iface.clone(), |(_, n)| n.clone())
+}
+
+/// The request's path: hops of the request phase, with the bridge between two veths on
+/// the same bridge named even though bridged unicast never passes the bridge's own hook.
+fn request_path(f: &Facts, j: &Journey) -> Vec<String> {
+    let hops: Vec<&Hop> = j
+        .hops
+        .iter()
+        .filter(|h| h.phase == Phase::Request)
+        .collect();
+    let bridge_of = |h: &Hop| {
+        f.hop_bridges
+            .iter()
+            .find(|(i, _)| *i == h.ifindex)
+            .map(|(_, b)| b.clone())
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (n, h) in hops.iter().enumerate() {
+        if let Some(prev) = n.checked_sub(1).map(|p| hops[p]) {
+            if let (Some(a), Some(b)) = (bridge_of(prev), bridge_of(h)) {
+                if a == b && out.last().is_none_or(|l| *l != a) {
+                    out.push(a);
+                }
+            }
+        }
+        let d = describe(f, h);
+        if out.last() != Some(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Turns what was observed into a verdict.
+pub fn verdict(f: &Facts) -> Verdict {
+    let dst_name = f
+        .dst
+        .as_ref()
+        .map(|d| match &d.container {
+            Some(c) => format!("{c} ({})", d.ip),
+            None => d.ip.to_string(),
+        })
+        .unwrap_or_else(|| "?".into());
+    let shared: Vec<&String> = f
+        .src_networks
+        .iter()
+        .filter(|n| f.dst_networks.contains(n))
+        .collect();
+    let share_no_network = f.dst.as_ref().is_some_and(|d| d.container.is_some())
+        && shared.is_empty()
+        && !f.dst_networks.is_empty();
+    let hint = (share_no_network)
+        .then(|| {
+            let net = f.src_networks.first()?;
+            let c = f.dst.as_ref()?.container.as_ref()?;
+            Some(format!("docker network connect {net} {c}"))
+        })
+        .flatten();
+    let mut v = Verdict {
+        verdict: "unanswered",
+        reachable: false,
+        src: f.src.clone(),
+        dst: f.dst.clone(),
+        sent: f.sent,
+        answered: f.replies.len(),
+        rtt_ms: None,
+        path: Vec::new(),
+        drop: None,
+        dropped_at: None,
+        share_no_network,
+        hint: None,
+        message: String::new(),
+        details: Vec::new(),
+    };
+    let first_answered = f.journeys.iter().find(|j| j.result == Outcome::Answered);
+    if !f.replies.is_empty() {
+        let ms: Vec<f64> = f
+            .replies
+            .iter()
+            .map(|r| r.rtt.as_secs_f64() * 1e3)
+            .collect();
+        let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ms.iter().copied().fold(0.0, f64::max);
+        let avg = ms.iter().sum::<f64>() / ms.len() as f64;
+        v.verdict = "reachable";
+        v.reachable = true;
+        v.rtt_ms = Some(RttMs { min, avg, max });
+        if let Some(j) = first_answered.or(f.journeys.first()) {
+            v.path = request_path(f, j);
+        }
+        v.message = format!(
+            "{} → {dst_name}: reachable, {}/{} answered, rtt min/avg/max {min:.3}/{avg:.3}/{max:.3} ms",
+            f.src,
+            f.replies.len(),
+            f.sent
+        );
+        if !v.path.is_empty() {
+            v.details.push(format!("path: {}", v.path.join(" → ")));
+        }
+        return v;
+    }
+    // Not answered: a drop explains it best, then ARP, then the last point seen.
+    if let Some(d) = f.drops.first() {
+        v.verdict = "dropped";
+        let at = match &d.iface.name {
+            Some(n) => format!("{n} ({})", d.iface.netns),
+            None => d.iface.netns.clone(),
+        };
+        v.message = format!(
+            "{} → {dst_name}: not reachable: {} dropped by the kernel ({}) at {at}",
+            f.src, d.packet, d.drop.reason
+        );
+        let mut how = format!("reason {}", d.drop.reason);
+        if let Some(l) = &d.drop.location {
+            how.push_str(&format!(" in {l}"));
+        }
+        if let Some(h) = &d.drop.hook {
+            how.push_str(&format!(", netfilter hook {h}"));
+        }
+        v.details.push(how);
+        if let Some(r) = &d.drop.rule {
+            let docker = if r.starts_with("DOCKER-ISOLATION") {
+                "  (Docker's network isolation)"
+            } else {
+                ""
+            };
+            v.details.push(format!("rule: {r}{docker}"));
+        } else if !d.drop.candidates.is_empty() {
+            v.details
+                .push(format!("rule: one of {}", d.drop.candidates.join(" | ")));
+        }
+        v.dropped_at = Some(at);
+        v.drop = Some(d.drop.clone());
+        if let Some(j) = f.journeys.first() {
+            v.path = request_path(f, j);
+            if !v.path.is_empty() {
+                v.details.push(format!("seen at: {}", v.path.join(" → ")));
+            }
+        }
+    } else if let Some(net) = &f.arp_unanswered {
+        v.verdict = "no-arp-reply";
+        let ip = f
+            .dst
+            .as_ref()
+            .map_or_else(|| "?".into(), |d| d.ip.to_string());
+        v.message = match net {
+            Some(n) => format!(
+                "{} → {dst_name}: not reachable: no ARP reply for {ip} on {n}",
+                f.src
+            ),
+            None => format!(
+                "{} → {dst_name}: not reachable: no ARP reply for {ip}",
+                f.src
+            ),
+        };
+        v.details
+            .push("nobody on the network answers for that address: is it assigned and up?".into());
+    } else {
+        v.message = format!(
+            "{} → {dst_name}: not reachable: {} echo requests sent, none answered",
+            f.src, f.sent
+        );
+        if let Some(j) = f.journeys.first() {
+            v.path = request_path(f, j);
+            if let Some(last) = j.last_seen.as_ref().or(j.hops.last()) {
+                v.details
+                    .push(format!("last seen at {}", describe(f, last)));
+            }
+        }
+    }
+    if share_no_network {
+        let dst_c = f
+            .dst
+            .as_ref()
+            .and_then(|d| d.container.clone())
+            .unwrap_or_default();
+        v.details.push(format!(
+            "{} is on {}, {dst_c} on {}: they share no network",
+            f.src,
+            f.src_networks.join(", "),
+            f.dst_networks.join(", ")
+        ));
+        if let Some(h) = &hint {
+            v.details.push(format!("to connect them: {h}"));
+        }
+        v.hint = hint;
+    }
+    v
+}
+
+/// Prints the verdict; returns whether DST is reachable.
+fn report(v: &Verdict, json: bool) -> anyhow::Result<bool> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, v)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{}", v.message)?;
+        for d in &v.details {
+            writeln!(out, "  {d}")?;
+        }
+    }
+    out.flush()?;
+    Ok(v.reachable)
+}
+
+/// A one-line "not reachable" verdict decided before sending anything.
+fn early(
+    src: &str,
+    dst: Option<Target>,
+    verdict: &'static str,
+    message: String,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let v = Verdict {
+        verdict,
+        reachable: false,
+        src: src.to_owned(),
+        dst,
+        sent: 0,
+        answered: 0,
+        rtt_ms: None,
+        path: Vec::new(),
+        drop: None,
+        dropped_at: None,
+        share_no_network: false,
+        hint: None,
+        message,
+        details: Vec::new(),
+    };
+    report(&v, json)
+}
+
+/// Container `name` from the topology, or a clear error saying why not.
+async fn find_container<'t>(
+    topo: &'t Topology,
+    client: &DockerClient,
+    name: &str,
+) -> anyhow::Result<Result<&'t crate::topology::ContainerView, String>> {
+    if let Some(c) = topo.container_named(name) {
+        return Ok(Ok(c));
+    }
+    Ok(Err(match client.container_running(name).await? {
+        Some(false) => format!("container {name} is not running"),
+        Some(true) => format!("container {name} has no network namespace netlab can enter"),
+        None => format!("no container named {name}"),
+    }))
+}
+
+/// Runs `netlab diagnose`; `Ok(true)` when DST is reachable.
+pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
+    crate::privilege::require()?;
+    let client = DockerClient::connect().await?;
+    let snapshot = client.snapshot().await?;
+    let snap2 = snapshot.clone();
+    let topo = tokio::task::spawn_blocking(move || discover::scan(Some(&snap2)))
+        .await
+        .context("topology scan")?
+        .context("reading network interfaces")?;
+    let src = match find_container(&topo, &client, &args.src).await? {
+        Ok(c) => c.clone(),
+        Err(msg) => anyhow::bail!("{msg}"),
+    };
+    let src_info = snapshot
+        .containers
+        .iter()
+        .find(|c| c.id == src.id)
+        .context("source container vanished")?;
+    let src_networks: Vec<String> = src_info
+        .endpoints
+        .iter()
+        .map(|e| e.network.clone())
+        .collect();
+    let mut facts = Facts {
+        src: src.name.clone(),
+        src_networks: src_networks.clone(),
+        sent: args.count,
+        ..Default::default()
+    };
+
+    // The destination: an address, or the address of a container on a network we share.
+    let target = match args.dst.parse::<IpAddr>() {
+        Ok(ip) => {
+            let l = topo.endpoint(Some(ip), crate::decode::Mac::default());
+            Target {
+                ip,
+                container: l.and_then(|l| l.container.clone()),
+                network: l.and_then(|l| l.network.clone()),
+            }
+        }
+        Err(_) => {
+            let dst = match find_container(&topo, &client, &args.dst).await? {
+                Ok(c) => c.clone(),
+                Err(msg) if msg.contains("is not running") => {
+                    return early(
+                        &src.name,
+                        None,
+                        "not-running",
+                        format!("{} → {}: not reachable: {msg}", src.name, args.dst),
+                        args.json,
+                    );
+                }
+                Err(msg) => anyhow::bail!("{msg}"),
+            };
+            let dst_info = snapshot.containers.iter().find(|c| c.id == dst.id);
+            facts.dst_networks = dst_info
+                .map(|c| c.endpoints.iter().map(|e| e.network.clone()).collect())
+                .unwrap_or_default();
+            // Addresses per network: Docker's endpoints and hand-made legs alike.
+            let mut by_net: Vec<(Option<String>, IpAddr, bool)> = Vec::new();
+            for i in &dst.interfaces {
+                for a in &i.addrs {
+                    if let Some(ip) = a.split('/').next().and_then(|s| s.parse::<IpAddr>().ok()) {
+                        by_net.push((i.network.clone(), ip, i.up));
+                    }
+                }
+                if let Some(n) = &i.network {
+                    if !facts.dst_networks.contains(n) {
+                        facts.dst_networks.push(n.clone());
+                    }
+                }
+            }
+            if let Some(info) = dst_info {
+                for e in &info.endpoints {
+                    for ip in &e.ips {
+                        if !by_net.iter().any(|(_, x, _)| x == ip) {
+                            by_net.push((Some(e.network.clone()), *ip, true));
+                        }
+                    }
+                }
+            }
+            let pick = by_net
+                .iter()
+                .filter(|(n, ip, _)| {
+                    ip.is_ipv4() && n.as_ref().is_some_and(|n| src_networks.contains(n))
+                })
+                .chain(by_net.iter().filter(|(_, ip, _)| ip.is_ipv4()))
+                .chain(by_net.iter())
+                .next()
+                .cloned();
+            let Some((network, ip, up)) = pick else {
+                return early(
+                    &src.name,
+                    None,
+                    "no-address",
+                    format!(
+                        "{} → {}: not reachable: {} has no IP address on a Docker network",
+                        src.name, dst.name, dst.name
+                    ),
+                    args.json,
+                );
+            };
+            if !up {
+                let iface = dst
+                    .interfaces
+                    .iter()
+                    .find(|i| i.addrs.iter().any(|a| a.starts_with(&format!("{ip}/"))))
+                    .map_or("its interface".to_owned(), |i| {
+                        format!("interface {}", i.name)
+                    });
+                return early(
+                    &src.name,
+                    Some(Target {
+                        ip,
+                        container: Some(dst.name.clone()),
+                        network,
+                    }),
+                    "interface-down",
+                    format!(
+                        "{} → {}: not reachable: {} of {} ({ip}) is down",
+                        src.name, dst.name, iface, dst.name
+                    ),
+                    args.json,
+                );
+            }
+            Target {
+                ip,
+                container: Some(dst.name.clone()),
+                network,
+            }
+        }
+    };
+    facts.dst = Some(target.clone());
+    facts.src_ip = src
+        .interfaces
+        .iter()
+        .flat_map(|i| i.addrs.iter())
+        .filter_map(|a| a.split('/').next()?.parse::<IpAddr>().ok())
+        .find(|ip| ip.is_ipv4() == target.ip.is_ipv4());
+    for o in &topo.observed {
+        let name = match (o.role, &o.container) {
+            (Role::ContainerVeth, Some(c)) => format!("veth of {c}"),
+            (Role::ManualVeth, Some(c)) => format!("{} (hand-made veth to {c})", o.name),
+            (Role::Bridge, _) => match &o.network {
+                Some(n) => format!("{} ({n})", o.name),
+                None => o.name.clone(),
+            },
+            _ => o.name.clone(),
+        };
+        facts.hop_names.push((o.ifindex, name));
+        if let Some(b) = &o.bridge {
+            if o.role != Role::Bridge {
+                let bname = match &o.network {
+                    Some(n) => format!("{b} ({n})"),
+                    None => b.clone(),
+                };
+                facts.hop_bridges.push((o.ifindex, bname));
+            }
+        }
+    }
+
+    // Observe everything Docker has, with drops, then send.
+    let mut dp = Datapath::load(Config {
+        sample_every: 1,
+        rate_per_cpu: 0,
+    })?;
+    let reasons = dp.enable_drops()?;
+    let mut obs = Observer::new(dp, AttachMode::Auto);
+    obs.reconcile(&topo);
+    let drops = DropContext {
+        reasons,
+        kallsyms: Kallsyms::load().ok(),
+        own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
+        only_observed: false,
+        baseline: crate::netfilter::snapshot_async().await.ok(),
+        pending: Vec::new(),
+    };
+    let correlator = Correlator::new(2_000_000_000, 200_000_000, 1_000_000_000, 4096);
+    let mut p = Pipeline::new(
+        Arc::new(topo),
+        Filter::default(),
+        true,
+        None,
+        Some(drops),
+        Some(correlator),
+    );
+    p.capture = Some(Capture::default());
+    let ring = obs.datapath_mut().take_events()?;
+    // SAFETY: the RingBuf owns its fd for as long as the AsyncFd (which owns it) lives.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("polling the event ring buffer")?;
+
+    let id = (std::process::id() as u16) ^ 0x4e4c;
+    let pinger = Pinger::open_in(src.pid, target.ip, id)
+        .with_context(|| format!("opening an ICMP socket in {}'s namespace", src.name))?;
+    let count = args.count;
+    let sender = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Reply>> {
+        let mut pending: Vec<(u16, Instant)> = Vec::new();
+        let mut got: Vec<Reply> = Vec::new();
+        let mut take = |pending: &mut Vec<(u16, Instant)>, until: Instant| -> std::io::Result<()> {
+            for r in pinger.replies(pending, until)? {
+                pending.retain(|(s, _)| *s != r.seq);
+                got.push(r);
+            }
+            Ok(())
+        };
+        for seq in 1..=count {
+            pending.push((seq, Instant::now()));
+            pinger.send(seq)?;
+            let until = Instant::now() + Duration::from_millis(200);
+            take(&mut pending, until)?;
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        }
+        take(&mut pending, Instant::now() + Duration::from_millis(1500))?;
+        Ok(got)
+    });
+    tokio::pin!(sender);
+    let replies = loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("waiting for events")?;
+                while let Some(item) = guard.get_inner_mut().next() {
+                    p.record(&item)?;
+                }
+                guard.clear_ready();
+            }
+            r = &mut sender => break r.context("sender task")?.context("sending echo requests")?,
+        }
+    };
+    // Let the last observations and the firewall counters settle.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    while let Some(item) = ring.get_mut().next() {
+        p.record(&item)?;
+    }
+    p.attribute_pending().await?;
+    p.flush_journeys()?;
+    obs.detach_all();
+    facts.replies = replies;
+    let cap = p.capture.take().unwrap_or_default();
+    let ours = |src_ip: IpAddr, dst_ip: IpAddr, jid: u16| {
+        jid == id && (dst_ip == target.ip || src_ip == target.ip)
+    };
+    for f in cap.finished {
+        match f {
+            Finished::Journey(j) if ours(j.src.ip, j.dst.ip, j.id) => facts.journeys.push(j),
+            Finished::ArpUnanswered(a) if IpAddr::V4(a.asked_for) == target.ip => {
+                facts.arp_unanswered = Some(a.network.clone());
+            }
+            _ => {}
+        }
+    }
+    facts.journeys.sort_by_key(|j| j.seq);
+    facts.drops = cap
+        .drops
+        .into_iter()
+        .filter(|d| {
+            d.icmp.as_ref().and_then(|i| i.id) == Some(id)
+                && (d.dst.ip == Some(target.ip) || d.src.ip == Some(target.ip))
+        })
+        .collect();
+    report(&verdict(&facts), args.json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{DropInfo, DropPlace, Endpoint, IcmpView};
+    use crate::journey::JourneyEnd;
+    use crate::kind::Direction;
+
+    fn hop(iface: &str, ifindex: u32, direction: Direction, ts_ns: u64, phase: Phase) -> Hop {
+        Hop {
+            iface: iface.into(),
+            ifindex,
+            direction,
+            ts_ns,
+            phase,
+        }
+    }
+
+    fn journey(result: Outcome, hops: Vec<Hop>) -> Journey {
+        Journey {
+            kind: "journey",
+            ts_ns: 0,
+            family: "icmp",
+            src: JourneyEnd {
+                ip: "172.18.0.2".parse().expect("ip"),
+                container: Some("AppDev".into()),
+            },
+            dst: JourneyEnd {
+                ip: "172.18.0.3".parse().expect("ip"),
+                container: Some("AppWeb".into()),
+            },
+            id: 7,
+            seq: 1,
+            result,
+            rtt_ns: None,
+            last_seen: hops.last().cloned(),
+            hops,
+            drop: None,
+        }
+    }
+
+    fn base() -> Facts {
+        Facts {
+            src: "AppDev".into(),
+            src_ip: Some("172.18.0.2".parse().expect("ip")),
+            src_networks: vec!["devops".into()],
+            dst: Some(Target {
+                ip: "172.18.0.3".parse().expect("ip"),
+                container: Some("AppWeb".into()),
+                network: Some("devops".into()),
+            }),
+            dst_networks: vec!["devops".into()],
+            sent: 3,
+            hop_names: vec![(10, "veth of AppDev".into()), (11, "veth of AppWeb".into())],
+            hop_bridges: vec![(10, "br-x (devops)".into()), (11, "br-x (devops)".into())],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reachable_with_path_and_rtt() {
+        let mut f = base();
+        f.replies = vec![
+            Reply {
+                seq: 1,
+                rtt: Duration::from_micros(100),
+            },
+            Reply {
+                seq: 2,
+                rtt: Duration::from_micros(300),
+            },
+            Reply {
+                seq: 3,
+                rtt: Duration::from_micros(200),
+            },
+        ];
+        f.journeys = vec![journey(
+            Outcome::Answered,
+            vec![
+                hop("veth1", 10, Direction::Ingress, 1, Phase::Request),
+                hop("veth2", 11, Direction::Egress, 2, Phase::Request),
+                hop("veth2", 11, Direction::Ingress, 3, Phase::Reply),
+                hop("veth1", 10, Direction::Egress, 4, Phase::Reply),
+            ],
+        )];
+        let v = verdict(&f);
+        assert!(v.reachable);
+        assert_eq!(v.verdict, "reachable");
+        assert_eq!(v.answered, 3);
+        assert_eq!(
+            v.path,
+            ["veth of AppDev", "br-x (devops)", "veth of AppWeb"]
+        );
+        let rtt = v.rtt_ms.expect("rtt");
+        assert!((rtt.min - 0.1).abs() < 1e-9 && (rtt.max - 0.3).abs() < 1e-9);
+        assert!((rtt.avg - 0.2).abs() < 1e-9);
+        assert!(
+            v.message.contains("reachable, 3/3 answered"),
+            "{}",
+            v.message
+        );
+        assert!(v.details[0].contains("veth of AppDev → br-x (devops) → veth of AppWeb"));
+    }
+
+    fn isolation_drop() -> DropRecord {
+        DropRecord {
+            ts: crate::clock::UnixNanos(0),
+            kind: "drop",
+            packet: "icmp-echo-request",
+            len: 98,
+            iface: DropPlace {
+                name: Some("br-devops".into()),
+                ifindex: 3,
+                netns: "host".into(),
+            },
+            src: Endpoint {
+                mac: crate::decode::Mac::default(),
+                ip: Some("172.18.0.2".parse().expect("ip")),
+                container: Some("AppDev"),
+                network: Some("devops"),
+                host: false,
+            },
+            dst: Endpoint {
+                mac: crate::decode::Mac::default(),
+                ip: Some("172.19.0.2".parse().expect("ip")),
+                container: Some("AppProd"),
+                network: Some("prod"),
+                host: false,
+            },
+            icmp: Some(IcmpView {
+                icmp_type: 8,
+                code: 0,
+                id: Some(7),
+                seq: Some(1),
+            }),
+            arp: None,
+            drop: DropInfo {
+                reason: "NETFILTER_DROP".into(),
+                location: Some("nft_do_chain+0x3e8".into()),
+                hook: Some("forward".into()),
+                rule: Some("DOCKER-ISOLATION-STAGE-2 -o br-prod -j DROP".into()),
+                candidates: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn dropped_by_docker_isolation_with_the_connect_hint() {
+        let mut f = base();
+        f.dst = Some(Target {
+            ip: "172.19.0.2".parse().expect("ip"),
+            container: Some("AppProd".into()),
+            network: Some("prod".into()),
+        });
+        f.dst_networks = vec!["prod".into()];
+        f.drops = vec![isolation_drop()];
+        let v = verdict(&f);
+        assert!(!v.reachable);
+        assert_eq!(v.verdict, "dropped");
+        assert!(v.share_no_network);
+        assert_eq!(
+            v.hint.as_deref(),
+            Some("docker network connect devops AppProd")
+        );
+        let text = format!("{}\n{}", v.message, v.details.join("\n"));
+        assert!(text.contains("NETFILTER_DROP"), "{text}");
+        assert!(
+            text.contains("DOCKER-ISOLATION-STAGE-2 -o br-prod -j DROP"),
+            "{text}"
+        );
+        assert!(text.contains("Docker's network isolation"), "{text}");
+        assert!(text.contains("they share no network"), "{text}");
+        assert!(
+            text.contains("docker network connect devops AppProd"),
+            "{text}"
+        );
+        assert_eq!(v.dropped_at.as_deref(), Some("br-devops (host)"));
+    }
+
+    #[test]
+    fn no_arp_reply() {
+        let mut f = base();
+        f.dst = Some(Target {
+            ip: "172.18.0.99".parse().expect("ip"),
+            container: None,
+            network: None,
+        });
+        f.dst_networks.clear();
+        f.arp_unanswered = Some(Some("devops".into()));
+        let v = verdict(&f);
+        assert_eq!(v.verdict, "no-arp-reply");
+        assert!(
+            v.message.contains("no ARP reply for 172.18.0.99 on devops"),
+            "{}",
+            v.message
+        );
+        assert!(!v.share_no_network);
+    }
+
+    #[test]
+    fn unanswered_says_where_it_was_last_seen() {
+        let mut f = base();
+        f.journeys = vec![journey(
+            Outcome::Unanswered,
+            vec![hop("veth1", 10, Direction::Ingress, 1, Phase::Request)],
+        )];
+        let v = verdict(&f);
+        assert_eq!(v.verdict, "unanswered");
+        assert!(
+            v.details.iter().any(|d| d == "last seen at veth of AppDev"),
+            "{:?}",
+            v.details
+        );
+    }
+
+    #[test]
+    fn a_drop_wins_over_arp_and_nothing_is_reachable_without_replies() {
+        let mut f = base();
+        f.drops = vec![isolation_drop()];
+        f.arp_unanswered = Some(None);
+        assert_eq!(verdict(&f).verdict, "dropped");
+        let empty = Facts::default();
+        let v = verdict(&empty);
+        assert!(!v.reachable);
+        assert_eq!(v.verdict, "unanswered");
+    }
+}
