@@ -3,7 +3,10 @@
 //! An [`Attachment`] owns both hooks of one interface; dropping it detaches them and, in
 //! netlink mode, removes the `clsact` qdisc if netlab created it.
 
+use std::path::{Path, PathBuf};
+
 use aya::programs::{
+    links::{FdLink, PinnedLink},
     tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions},
     LinkOrder, ProgramError, SchedClassifier, TcAttachType,
 };
@@ -44,6 +47,15 @@ pub enum AttachError {
         #[source]
         source: Box<ProgramError>,
     },
+    /// A link could not be pinned in (or adopted from) bpffs.
+    #[error("cannot pin the {hook} link of {iface} at {}", path.display())]
+    Pin {
+        iface: String,
+        hook: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The clsact qdisc needed by netlink mode could not be added.
     #[error("cannot add a clsact qdisc to {iface}")]
     Qdisc {
@@ -74,6 +86,8 @@ pub struct Attachment {
     ingress: Option<SchedClassifierLink>,
     egress: Option<SchedClassifierLink>,
     qdisc: Option<QdiscGuard>,
+    /// Where the links are pinned, when they outlive the process (daemon mode).
+    pinned: Option<[PathBuf; 2]>,
     /// The mode actually used (never `Auto`).
     pub mode: AttachMode,
     pub iface: String,
@@ -82,12 +96,117 @@ pub struct Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
-        // Explicit order: the filters must go before the qdisc that holds them.
+        // Explicit order: the filters must go before the qdisc that holds them. Pinned
+        // links stay attached (their pins hold them) until `unpin`.
         drop(self.ingress.take());
         drop(self.egress.take());
         drop(self.qdisc.take());
-        log::debug!("detached from {}", self.iface);
+        log::debug!("released {}", self.iface);
     }
+}
+
+/// The pin paths of an interface's two links under `dir`.
+pub fn pin_paths(dir: &Path, ifindex: u32, iface: &str) -> [PathBuf; 2] {
+    [
+        dir.join(format!("{ifindex}-{iface}-ingress")),
+        dir.join(format!("{ifindex}-{iface}-egress")),
+    ]
+}
+
+/// Parses a pin file name back into (ifindex, interface name, hook).
+pub fn parse_pin_name(name: &str) -> Option<(u32, &str, &str)> {
+    let (idx, rest) = name.split_once('-')?;
+    let (iface, hook) = rest.rsplit_once('-')?;
+    let hook = match hook {
+        "ingress" | "egress" => hook,
+        _ => return None,
+    };
+    Some((idx.parse().ok()?, iface, hook))
+}
+
+impl Attachment {
+    /// Pins both (TCX) links under `dir`, so they stay attached, and keep counting, after
+    /// this process exits.
+    pub fn pin(mut self, dir: &Path) -> Result<Attachment, AttachError> {
+        let paths = pin_paths(dir, self.ifindex, &self.iface);
+        for (slot, path, hook) in [
+            (&mut self.ingress, &paths[0], "ingress"),
+            (&mut self.egress, &paths[1], "egress"),
+        ] {
+            let Some(link) = slot.take() else { continue };
+            let err = |source: Box<dyn std::error::Error + Send + Sync>| AttachError::Pin {
+                iface: self.iface.clone(),
+                hook,
+                path: path.clone(),
+                source,
+            };
+            let fd = FdLink::try_from(link).map_err(|e| err(Box::new(e)))?;
+            let _ = std::fs::remove_file(path);
+            let pinned = fd.pin(path).map_err(|e| err(Box::new(e)))?;
+            // Closing our fd leaves the link held by its pin.
+            drop(FdLink::from(pinned));
+        }
+        self.pinned = Some(paths);
+        Ok(self)
+    }
+
+    /// Whether the links are pinned.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
+    }
+
+    /// Removes the pins, which detaches pinned links.
+    pub fn unpin(&mut self) {
+        for p in self.pinned.take().into_iter().flatten() {
+            if let Err(e) = std::fs::remove_file(&p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("cannot remove {}: {e}", p.display());
+                }
+            }
+        }
+    }
+}
+
+/// Moves the links pinned for `iface` by an earlier run onto these programs (an atomic
+/// program replacement: the hooks never go unobserved) and returns the attachment, or
+/// `None` when nothing is pinned for it.
+pub fn adopt(
+    ingress: &mut SchedClassifier,
+    egress: &mut SchedClassifier,
+    dir: &Path,
+    iface: &str,
+    ifindex: u32,
+) -> Result<Option<Attachment>, AttachError> {
+    let paths = pin_paths(dir, ifindex, iface);
+    if !paths.iter().all(|p| p.exists()) {
+        return Ok(None);
+    }
+    for (prog, path, hook) in [
+        (ingress, &paths[0], "ingress"),
+        (egress, &paths[1], "egress"),
+    ] {
+        let err = |source: Box<dyn std::error::Error + Send + Sync>| AttachError::Pin {
+            iface: iface.to_owned(),
+            hook,
+            path: path.clone(),
+            source,
+        };
+        let pinned = PinnedLink::from_pin(path).map_err(|e| err(Box::new(e)))?;
+        let link =
+            SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| err(Box::new(e)))?;
+        let id = prog.attach_to_link(link).map_err(|e| err(Box::new(e)))?;
+        // The pin keeps the link; our handle can go.
+        drop(prog.take_link(id).map_err(|e| err(Box::new(e)))?);
+    }
+    Ok(Some(Attachment {
+        ingress: None,
+        egress: None,
+        qdisc: None,
+        pinned: Some(paths),
+        mode: AttachMode::Tcx,
+        iface: iface.to_owned(),
+        ifindex,
+    }))
 }
 
 /// The index of `iface` in the caller's network namespace.
@@ -174,6 +293,7 @@ fn attach_tcx(
         ingress: Some(i),
         egress: Some(e),
         qdisc: None,
+        pinned: None,
         mode,
         iface: iface.to_owned(),
         ifindex,
@@ -205,6 +325,7 @@ fn attach_netlink(
         ingress: None,
         egress: None,
         qdisc,
+        pinned: None,
         mode,
         iface: iface.to_owned(),
         ifindex,
@@ -224,4 +345,27 @@ fn attach_netlink(
         mode,
     )?);
     Ok(att)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_names_round_trip() {
+        let [i, e] = pin_paths(Path::new("/sys/fs/bpf/netlab/links"), 7, "veth-ab-1");
+        let name = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+        assert_eq!(name(&i).as_deref(), Some("7-veth-ab-1-ingress"));
+        assert_eq!(
+            parse_pin_name("7-veth-ab-1-ingress"),
+            Some((7, "veth-ab-1", "ingress"))
+        );
+        assert_eq!(
+            parse_pin_name(&name(&e).unwrap_or_default()),
+            Some((7, "veth-ab-1", "egress"))
+        );
+        assert_eq!(parse_pin_name("x-eth0-ingress"), None);
+        assert_eq!(parse_pin_name("7-eth0-sideways"), None);
+        assert_eq!(parse_pin_name("garbage"), None);
+    }
 }

@@ -55,6 +55,8 @@ pub struct Observer {
     retired: Vec<(u32, String, Direction, Kind, u64)>,
     /// Names of the interfaces detached at the end, whose counters are still in the map.
     detached: HashMap<u32, String>,
+    /// Pin links here so they outlive the process (daemon mode).
+    pin_dir: Option<std::path::PathBuf>,
 }
 
 impl Observer {
@@ -65,7 +67,45 @@ impl Observer {
             attached: BTreeMap::new(),
             retired: Vec::new(),
             detached: HashMap::new(),
+            pin_dir: None,
         }
+    }
+
+    /// Pins every link under `dir` (created if needed), adopting links an earlier run
+    /// pinned there, and removes pins left for interfaces that no longer exist.
+    pub fn persist_in(mut self, dir: &std::path::Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        self.pin_dir = Some(dir.to_owned());
+        Ok(self)
+    }
+
+    /// Removes pins under the pin directory whose interface is not in `topo`.
+    pub fn prune_pins(&self, topo: &Topology) {
+        let Some(dir) = &self.pin_dir else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let keep = crate::attach::parse_pin_name(name)
+                .is_some_and(|(idx, iface, _)| topo.iface(idx).is_some_and(|o| o.name == iface));
+            if !keep {
+                log::debug!("removing stale pin {name}");
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    fn attach_one(&mut self, name: &str, ifindex: u32) -> anyhow::Result<Attachment> {
+        let Some(dir) = self.pin_dir.clone() else {
+            return Ok(self.dp.attach(name, self.mode)?);
+        };
+        if let Some(a) = self.dp.adopt(&dir, name, ifindex)? {
+            log::debug!("adopted the pinned links of {name}");
+            return Ok(a);
+        }
+        Ok(self.dp.attach(name, self.mode)?.pin(&dir)?)
     }
 
     pub fn datapath_mut(&mut self) -> &mut Datapath {
@@ -86,7 +126,7 @@ impl Observer {
     /// everything attached so far stays owned (and is detached on drop).
     pub fn attach_all(&mut self, ifaces: &[(u32, String)]) -> anyhow::Result<()> {
         for (idx, name) in ifaces {
-            let a = self.dp.attach(name, self.mode)?;
+            let a = self.attach_one(name, *idx)?;
             self.attached.insert(*idx, a);
         }
         Ok(())
@@ -112,13 +152,18 @@ impl Observer {
                 // Renamed (or the index was reused): start again under the new name.
                 self.forget(o.ifindex);
             }
-            match self.dp.attach(&o.name, self.mode) {
+            match self.attach_one(&o.name, o.ifindex) {
                 Ok(a) => {
                     log::debug!("attached to {} ({})", o.name, o.role.name());
                     self.attached.insert(o.ifindex, a);
                 }
                 // Gone between the scan and now (churn): the next scan forgets it.
-                Err(e @ crate::attach::AttachError::NoSuchInterface { .. }) => {
+                Err(e)
+                    if matches!(
+                        e.downcast_ref(),
+                        Some(crate::attach::AttachError::NoSuchInterface { .. })
+                    ) =>
+                {
                     log::debug!("{e}")
                 }
                 Err(e) => log::warn!("{e:#}"),
@@ -129,10 +174,11 @@ impl Observer {
     /// Detaches from interface `ifindex` (gone or no longer wanted) and moves its counters
     /// out of the kernel map.
     pub fn forget(&mut self, ifindex: u32) {
-        let Some(a) = self.attached.remove(&ifindex) else {
+        let Some(mut a) = self.attached.remove(&ifindex) else {
             return;
         };
         let name = a.iface.clone();
+        a.unpin();
         drop(a);
         match self.dp.take_counters(ifindex) {
             Ok(rows) => {
@@ -177,7 +223,8 @@ impl Observer {
         Ok(rows)
     }
 
-    /// Detaches everything (also done on drop); the counters stay readable.
+    /// Detaches everything (also done on drop; pinned links stay); the counters stay
+    /// readable.
     pub fn detach_all(&mut self) {
         for (idx, a) in std::mem::take(&mut self.attached) {
             self.detached.insert(idx, a.iface.clone());

@@ -69,6 +69,47 @@ impl Filter {
         self.kinds.is_empty() && self.records.is_empty()
     }
 
+    /// Whether a record of `kind` (with the dropped packet's kind, or a journey's family)
+    /// passes `--kind`.
+    pub(crate) fn kind_selected(
+        &self,
+        kind: &str,
+        packet: Option<&str>,
+        family: Option<&str>,
+    ) -> bool {
+        if self.no_kinds() {
+            return true;
+        }
+        match kind {
+            "drop" => {
+                self.records.contains(&"drop")
+                    || packet.is_some_and(|p| self.kinds.iter().any(|k| k.name() == p))
+            }
+            "journey" => {
+                self.records.contains(&"journey")
+                    || family.is_some_and(|f| self.kinds.iter().any(|k| k.family() == f))
+            }
+            "arp-unanswered" => {
+                self.records.contains(&"arp-unanswered")
+                    || self.kinds.iter().any(|k| k.family() == "arp")
+            }
+            "lost" => true,
+            k => self.kinds.iter().any(|x| x.name() == k),
+        }
+    }
+
+    pub(crate) fn has_networks(&self) -> bool {
+        !self.networks.is_empty()
+    }
+
+    pub(crate) fn names_match_pub(
+        &self,
+        containers: [Option<&str>; 3],
+        networks: [Option<&str>; 3],
+    ) -> bool {
+        self.names_match(containers, networks)
+    }
+
     fn names_match(&self, containers: [Option<&str>; 3], networks: [Option<&str>; 3]) -> bool {
         fn any(wanted: &[String], names: [Option<&str>; 3]) -> bool {
             wanted.is_empty()

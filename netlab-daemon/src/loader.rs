@@ -121,7 +121,28 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
 impl Datapath {
     /// Loads both tc programs into the kernel and writes `config`.
     pub fn load(config: Config) -> Result<Self, LoadError> {
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(LoadError::Object)?;
+        Self::load_pinned(config, None)
+    }
+
+    /// Like [`Datapath::load`]; with `pin_dir`, the counter maps live in bpffs there and
+    /// are reused from an earlier run (so counts survive a restart).
+    pub fn load_pinned(
+        config: Config,
+        pin_dir: Option<&std::path::Path>,
+    ) -> Result<Self, LoadError> {
+        let mut loader = aya::EbpfLoader::new();
+        let paths: Vec<(&str, std::path::PathBuf)> = pin_dir
+            .map(|d| {
+                [MAP_COUNTERS, MAP_STATS, MAP_DROP_REASONS]
+                    .into_iter()
+                    .map(|m| (m, d.join(m)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(LoadError::Object)?;
         {
             let map = ebpf
                 .map_mut(MAP_CONFIG)
@@ -262,6 +283,17 @@ impl Datapath {
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<Attachment, AttachError> {
         let (ingress, egress) = self.programs();
         attach::attach(ingress, egress, iface, mode)
+    }
+
+    /// Adopts links pinned for `iface` by an earlier run (see [`attach::adopt`]).
+    pub fn adopt(
+        &mut self,
+        dir: &std::path::Path,
+        iface: &str,
+        ifindex: u32,
+    ) -> Result<Option<Attachment>, AttachError> {
+        let (ingress, egress) = self.programs();
+        attach::adopt(ingress, egress, dir, iface, ifindex)
     }
 
     /// Takes the sample ring buffer (once).

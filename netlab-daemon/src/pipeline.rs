@@ -42,6 +42,9 @@ pub struct Capture {
 
 /// Output sink with filters and limits.
 pub struct Pipeline {
+    /// When set (daemon), every event is rendered once and sent here instead of stdout;
+    /// each client filters for itself.
+    pub broadcast: Option<crate::stream::Sender>,
     /// When set, nothing is printed: drops and finished journeys are kept here.
     pub capture: Option<Capture>,
     pub topo: Arc<Topology>,
@@ -54,6 +57,8 @@ pub struct Pipeline {
     text: String,
     /// Events written (packets, drops, journeys).
     pub printed: u64,
+    /// Counts for metrics: drops by reason and labels, journeys by result, RTTs.
+    pub tallies: crate::tally::Tallies,
     limit: Option<u64>,
 }
 
@@ -70,6 +75,7 @@ impl Pipeline {
         journeys: Option<Correlator>,
     ) -> Self {
         Pipeline {
+            broadcast: None,
             capture: None,
             topo,
             clock: Clock::new(),
@@ -80,6 +86,7 @@ impl Pipeline {
             bytes: Vec::with_capacity(64 * 1024),
             text: String::with_capacity(256),
             printed: 0,
+            tallies: crate::tally::Tallies::default(),
             limit,
         }
     }
@@ -120,6 +127,27 @@ impl Pipeline {
         };
         if let Some(c) = self.journeys.as_mut() {
             observe(c, &rec, ev.ts_ns);
+        }
+        if let Some(tx) = &self.broadcast {
+            let mut json = Vec::with_capacity(512);
+            rec.write_json(&mut json)?;
+            let mut text = String::with_capacity(160);
+            rec.write_human(&mut text);
+            let meta = crate::stream::EventMeta {
+                kind: rec.kind.to_owned(),
+                packet: None,
+                family: None,
+                containers: [rec.src.container, rec.dst.container, rec.iface.container]
+                    .into_iter()
+                    .map(|c| c.unwrap_or_default().to_owned())
+                    .collect(),
+                networks: [rec.src.network, rec.dst.network, rec.iface.network]
+                    .into_iter()
+                    .map(|c| c.unwrap_or_default().to_owned())
+                    .collect(),
+            };
+            send(tx, json, text, meta);
+            return Ok(());
         }
         if self.capture.is_some() || self.full() || !self.filter.matches(&rec) {
             return Ok(());
@@ -168,6 +196,32 @@ impl Pipeline {
         }
         if let Some(cap) = self.capture.as_mut() {
             cap.drops.push(rec);
+            return Ok(());
+        }
+        self.tallies.drop(&rec);
+        if let Some(tx) = &self.broadcast {
+            let mut json = Vec::with_capacity(512);
+            rec.write_json(&mut json)?;
+            let mut text = String::with_capacity(160);
+            rec.write_human(&mut text);
+            let netns_container = (rec.iface.netns != "host"
+                && !rec.iface.netns.starts_with("netns:"))
+            .then(|| rec.iface.netns.clone());
+            let meta = crate::stream::EventMeta {
+                kind: "drop".to_owned(),
+                packet: Some(rec.packet.to_owned()),
+                family: None,
+                containers: vec![
+                    rec.src.container.unwrap_or_default().to_owned(),
+                    rec.dst.container.unwrap_or_default().to_owned(),
+                    netns_container.unwrap_or_default(),
+                ],
+                networks: vec![
+                    rec.src.network.unwrap_or_default().to_owned(),
+                    rec.dst.network.unwrap_or_default().to_owned(),
+                ],
+            };
+            send(tx, json, text, meta);
             return Ok(());
         }
         if self.full() || !self.filter.matches_drop(&rec) {
@@ -250,6 +304,34 @@ impl Pipeline {
                 cap.finished.push(f);
                 continue;
             }
+            self.tallies.finished(&f);
+            if let Some(tx) = &self.broadcast {
+                let mut json = Vec::with_capacity(512);
+                journey::write_json(&f, &self.clock, &mut json)?;
+                let mut text = String::with_capacity(160);
+                journey::write_human(&f, &self.clock, &mut text);
+                let meta = match &f {
+                    Finished::Journey(j) => crate::stream::EventMeta {
+                        kind: "journey".to_owned(),
+                        packet: None,
+                        family: Some(j.family.to_owned()),
+                        containers: vec![
+                            j.src.container.clone().unwrap_or_default(),
+                            j.dst.container.clone().unwrap_or_default(),
+                        ],
+                        networks: Vec::new(),
+                    },
+                    Finished::ArpUnanswered(a) => crate::stream::EventMeta {
+                        kind: "arp-unanswered".to_owned(),
+                        packet: None,
+                        family: None,
+                        containers: vec![a.who_container.clone().unwrap_or_default()],
+                        networks: vec![a.network.clone().unwrap_or_default()],
+                    },
+                };
+                send(tx, json, text, meta);
+                continue;
+            }
             if self.full() || !self.filter.matches_finished(&f) {
                 continue;
             }
@@ -285,6 +367,15 @@ impl Pipeline {
     pub fn push_raw(&mut self, s: &[u8]) {
         self.bytes.extend_from_slice(s);
     }
+}
+
+/// Sends one rendered event to every client; with no client listening it is dropped.
+fn send(tx: &crate::stream::Sender, json: Vec<u8>, text: String, meta: crate::stream::EventMeta) {
+    let _ = tx.send(Arc::new(crate::stream::StreamEvent {
+        json: bytes::Bytes::from(json),
+        text: bytes::Bytes::from(text.into_bytes()),
+        meta,
+    }));
 }
 
 /// An echo reply freed with `NO_SOCKET` by `ping_rcv` had no *ping socket* waiting; a

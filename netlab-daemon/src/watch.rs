@@ -4,13 +4,11 @@
 //! everything Docker has (every bridge network's bridge and every veth on it) and follows
 //! changes from Docker events and kernel link events while it runs.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
-use futures_util::{Stream, StreamExt as _};
 use netlab_common::Config;
 use tokio::io::{unix::AsyncFd, Interest};
 use tokio::signal::unix::{signal, SignalKind};
@@ -18,9 +16,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::attach::{self, AttachMode};
 use crate::btf::Kallsyms;
 use crate::clock::Clock;
-use crate::discover::{self, Observer};
-use crate::docker::{self, DockerClient, DockerSnapshot};
+use crate::discover::Observer;
 use crate::filter::Filter;
+use crate::follow::{scan, DockerFeed};
 use crate::journey::Correlator;
 use crate::links::{LinkChange, LinkWatcher};
 use crate::loader::Datapath;
@@ -100,86 +98,6 @@ fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) -> anyhow::Result<bool> 
         }
     }
     Ok(p.flush()? && !p.full())
-}
-
-type DockerEvents =
-    Pin<Box<dyn Stream<Item = Result<bollard::models::EventMessage, docker::DockerError>> + Send>>;
-
-/// The Docker side of following: the client, its last snapshot, its event stream.
-struct DockerFeed {
-    client: Option<DockerClient>,
-    snapshot: Option<DockerSnapshot>,
-    events: Option<DockerEvents>,
-}
-
-impl DockerFeed {
-    /// Connects; without an engine, warns once and carries on without.
-    async fn connect() -> Self {
-        match DockerClient::connect().await {
-            Ok(client) => {
-                let events: DockerEvents = Box::pin(client.events());
-                let snapshot = match client.snapshot().await {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        log::warn!("{e:#}; observing bridges by interface name only");
-                        None
-                    }
-                };
-                DockerFeed {
-                    client: snapshot.is_some().then_some(client),
-                    events: snapshot.is_some().then_some(events),
-                    snapshot,
-                }
-            }
-            Err(e) => {
-                let cause = std::error::Error::source(&e)
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default();
-                log::warn!(
-                    "{e}{cause}; no Docker labels: observing every bridge and its veths by interface name only"
-                );
-                DockerFeed {
-                    client: None,
-                    snapshot: None,
-                    events: None,
-                }
-            }
-        }
-    }
-
-    async fn refresh(&mut self) {
-        let Some(c) = &self.client else { return };
-        match c.snapshot().await {
-            Ok(s) => self.snapshot = Some(s),
-            Err(e) => log::warn!("{e:#}"),
-        }
-    }
-
-    /// The next event that matters; pending forever without a stream.
-    async fn next_event(&mut self) -> Option<bool> {
-        match &mut self.events {
-            Some(s) => loop {
-                match s.next().await {
-                    Some(Ok(ev)) if docker::event_matters(&ev) => return Some(true),
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        log::warn!("{e:#}");
-                        return None;
-                    }
-                    None => return None,
-                }
-            },
-            None => std::future::pending().await,
-        }
-    }
-}
-
-/// Scans on a blocking thread (the scan starts threads of its own).
-async fn scan(snapshot: Option<DockerSnapshot>) -> anyhow::Result<Topology> {
-    tokio::task::spawn_blocking(move || discover::scan(snapshot.as_ref()))
-        .await
-        .context("topology scan")?
-        .context("reading network interfaces")
 }
 
 /// Runs `netlab watch` until a signal, `--duration` or `--count`.
