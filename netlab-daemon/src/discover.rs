@@ -46,13 +46,17 @@ pub fn scan(docker: Option<&DockerSnapshot>) -> std::io::Result<Topology> {
         .with_netns_names(host_inode, &host, docker, &scans))
 }
 
+/// The interface name under which counters of long-gone interfaces are summed.
+pub const GONE: &str = "(gone)";
+
 /// The attachments of a running observer, kept in step with a [`Topology`].
 pub struct Observer {
     dp: Datapath,
     mode: AttachMode,
     attached: BTreeMap<u32, Attachment>,
-    /// Counters of interfaces that went away, kept by name so the totals stay exact.
-    retired: Vec<(u32, String, Direction, Kind, u64)>,
+    /// Counters of interfaces that went away, kept by name so the totals stay exact, with
+    /// when they went.
+    retired: Vec<(u32, String, Direction, Kind, u64, std::time::Instant)>,
     /// Names of the interfaces detached at the end, whose counters are still in the map.
     detached: HashMap<u32, String>,
     /// Pin links here so they outlive the process (daemon mode).
@@ -182,8 +186,10 @@ impl Observer {
         drop(a);
         match self.dp.take_counters(ifindex) {
             Ok(rows) => {
+                let now = std::time::Instant::now();
                 for ((dir, kind), n) in rows {
-                    self.retired.push((ifindex, name.clone(), dir, kind, n));
+                    self.retired
+                        .push((ifindex, name.clone(), dir, kind, n, now));
                 }
             }
             Err(e) => log::warn!("reading the counters of {name}: {e:#}"),
@@ -211,7 +217,7 @@ impl Observer {
                 packets: n,
             });
         }
-        for (idx, name, dir, kind, n) in &self.retired {
+        for (idx, name, dir, kind, n, _) in &self.retired {
             rows.push(CounterRow {
                 iface: name.clone(),
                 ifindex: *idx,
@@ -221,6 +227,25 @@ impl Observer {
             });
         }
         Ok(rows)
+    }
+
+    /// Sums the counters of interfaces gone for longer than `grace` into one row per
+    /// (direction, kind) named `(gone)`, so label sets stay bounded and totals never drop.
+    pub fn fold_retired(&mut self, grace: std::time::Duration) {
+        let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|r| r.5.elapsed() >= grace && r.1 != GONE);
+        self.retired = keep;
+        for (_, _, dir, kind, n, t) in old {
+            match self
+                .retired
+                .iter_mut()
+                .find(|r| r.1 == GONE && r.2 == dir && r.3 == kind)
+            {
+                Some(r) => r.4 += n,
+                None => self.retired.push((0, GONE.to_owned(), dir, kind, n, t)),
+            }
+        }
     }
 
     /// Detaches everything (also done on drop; pinned links stay); the counters stay

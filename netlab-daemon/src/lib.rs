@@ -11,6 +11,7 @@
 pub mod attach;
 pub mod btf;
 pub mod clock;
+pub mod daemon;
 pub mod decode;
 pub mod diagnose;
 pub mod discover;

@@ -19,6 +19,8 @@ enum Command {
     /// Ping DST from inside SRC's namespace and explain why it is (not) reachable.
     /// Exit code 0: reachable, 1: not reachable, 2: error.
     Diagnose(netlab::diagnose::DiagnoseArgs),
+    /// Run as a service: attach once, keep counting across restarts, serve the API.
+    Daemon(netlab::daemon::DaemonArgs),
 }
 
 fn init_logging() {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
             Command::Watch(args) => netlab::watch::run(args).await.map(|()| true),
             Command::Topology(args) => netlab::topology_cmd::run(args).await.map(|()| true),
             Command::Diagnose(args) => netlab::diagnose::run(args).await,
+            Command::Daemon(args) => netlab::daemon::run(args).await.map(|()| true),
         }
     });
     match result {

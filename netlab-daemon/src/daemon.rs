@@ -1,0 +1,734 @@
+//! `netlab daemon`: load and attach once, keep counting across restarts (pinned maps and
+//! links), and serve an API on a unix socket (and, when asked, on TCP).
+//!
+//! Endpoints (documented in `openapi.json`, served at `/v1/openapi.json`):
+//! `/v1/health`, `/v1/topology`, `/v1/counters`, `/v1/events` (NDJSON, or Server-Sent
+//! Events with `Accept: text/event-stream` or `?sse=1`), `/metrics` (Prometheus).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt as _, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::{Request, Response, StatusCode};
+use netlab_common::Config;
+use tokio::io::{unix::AsyncFd, Interest};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::attach::AttachMode;
+use crate::btf::Kallsyms;
+use crate::clock::Clock;
+use crate::discover::Observer;
+use crate::filter::Filter;
+use crate::follow::{scan, DockerFeed};
+use crate::journey::Correlator;
+use crate::links::{LinkChange, LinkWatcher};
+use crate::loader::Datapath;
+use crate::metrics;
+use crate::pipeline::{DropContext, Pipeline};
+use crate::stream::StreamEvent;
+use crate::summary::Summary;
+use crate::topology::Topology;
+
+/// Where clients find the daemon by default.
+pub const DEFAULT_SOCKET: &str = "/run/netlab/netlab.sock";
+/// Where the daemon pins its maps and links by default.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netlab";
+/// Events queued per client before that client starts losing them.
+const CLIENT_QUEUE: usize = 4096;
+
+/// Options of `netlab daemon`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DaemonArgs {
+    /// The API's unix socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Also serve the API on TCP (loopback unless --allow-remote).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Allow --listen on a non-loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Where maps and links are pinned (bpffs).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+    /// Remove every pinned object of netlab's (detaching its links) and exit.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Seconds a removed container's series stay in /metrics.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub grace: u64,
+    /// Emit one event for every N packets (counters stay exact).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sample: u32,
+    /// At most N events per second reach user space (0: no limit).
+    #[arg(long = "rate-limit", value_name = "N", default_value_t = 200_000)]
+    pub rate_limit: u32,
+}
+
+/// Requests the API makes to the loop that owns the kernel objects.
+enum Ask {
+    Counters(oneshot::Sender<Summary>),
+    Metrics(oneshot::Sender<String>),
+}
+
+/// What API handlers share.
+struct Shared {
+    topo: RwLock<Arc<Topology>>,
+    events: broadcast::Sender<Arc<StreamEvent>>,
+    ask: mpsc::Sender<Ask>,
+    attached: AtomicUsize,
+    clients: AtomicUsize,
+    started: Instant,
+    /// Events lost by slow clients, all clients together.
+    client_lost: AtomicU64,
+}
+
+/// Removes every pinned object under `dir` (links first, which detaches them).
+pub fn cleanup(dir: &Path) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    for sub in ["links", "maps"] {
+        let d = dir.join(sub);
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
+            removed += 1;
+        }
+        let _ = std::fs::remove_dir(&d);
+    }
+    let _ = std::fs::remove_dir(dir);
+    Ok(removed)
+}
+
+/// The group id of `name`, if the group exists.
+fn group_id(name: &str) -> Option<libc::gid_t> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.next()?;
+        f.next()?.parse().ok()
+    })
+}
+
+/// Binds the unix socket: mode 0660, group `netlab` when it exists. A stale socket file
+/// (nothing answering) is replaced; a live one means another daemon runs.
+fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("another netlab daemon answers on {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let l = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = group_id("netlab") {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+        // SAFETY: a valid path; uid -1 leaves the owner as it is.
+        if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } != 0 {
+            log::warn!("cannot give {} to group netlab", path.display());
+        }
+    }
+    Ok(l)
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_response<T: serde::Serialize>(v: &T) -> Response<Body> {
+    match serde_json::to_vec(v) {
+        Ok(mut b) => {
+            b.push(b'\n');
+            full(StatusCode::OK, "application/json", b)
+        }
+        Err(e) => full(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Query parameters: `container`, `network` and `kind` repeat; `format=text`; `sse=1`.
+fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 2;
+            }
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The live event stream for one client: its own bounded queue, fed from the broadcast;
+/// when the client falls behind, what it missed is counted and told to it.
+fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> Response<Body> {
+    let mut rx = shared.events.subscribe();
+    let (tx, out) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
+    let sh = Arc::clone(shared);
+    sh.clients.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let frame = |body: &Bytes| -> Bytes {
+            if sse {
+                let mut v = Vec::with_capacity(body.len() + 8);
+                v.extend_from_slice(b"data: ");
+                v.extend_from_slice(body.strip_suffix(b"\n").unwrap_or(body));
+                v.extend_from_slice(b"\n\n");
+                Bytes::from(v)
+            } else {
+                body.clone()
+            }
+        };
+        // A first line, so a client knows it is subscribed before events flow.
+        let hello = if text {
+            Bytes::from_static(b"")
+        } else {
+            Bytes::from_static(b"{\"kind\":\"subscribed\"}\n")
+        };
+        if !hello.is_empty() && tx.send(frame(&hello)).await.is_err() {
+            sh.clients.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ev) => ev,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    sh.client_lost.fetch_add(n, Ordering::Relaxed);
+                    let notice = if text {
+                        format!("netlab: this client fell behind and lost {n} events\n")
+                    } else {
+                        format!("{{\"kind\":\"lost\",\"events\":{n}}}\n")
+                    };
+                    if tx.send(frame(&Bytes::from(notice))).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            if !filter.matches_meta(&ev.meta) {
+                continue;
+            }
+            let body = if text { &ev.text } else { &ev.json };
+            if tx.send(frame(body)).await.is_err() {
+                break;
+            }
+        }
+        sh.clients.fetch_sub(1, Ordering::Relaxed);
+    });
+    let stream = futures_util::stream::unfold(out, |mut out| async move {
+        out.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), out))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    let ctype = if sse {
+        "text/event-stream"
+    } else if text {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/x-ndjson"
+    };
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if req.method() != hyper::Method::GET {
+        return Ok(full(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n",
+        ));
+    }
+    let path = req.uri().path().to_owned();
+    let query = parse_query(req.uri().query());
+    let r = match path.as_str() {
+        "/v1/health" => json_response(&serde_json::json!({
+            "status": "ok",
+            "attached_interfaces": shared.attached.load(Ordering::Relaxed),
+            "clients": shared.clients.load(Ordering::Relaxed),
+            "client_events_lost": shared.client_lost.load(Ordering::Relaxed),
+            "docker": shared.topo.read().map(|t| t.docker).unwrap_or(false),
+            "uptime_seconds": shared.started.elapsed().as_secs(),
+        })),
+        "/v1/topology" => {
+            let t = shared.topo.read().map(|t| Arc::clone(&t));
+            match t {
+                Ok(t) => json_response(&*t),
+                Err(_) => full(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "poisoned\n",
+                ),
+            }
+        }
+        "/v1/counters" | "/metrics" => {
+            let (tx, rx) = oneshot::channel::<Summary>();
+            let (mtx, mrx) = oneshot::channel::<String>();
+            let asked = if path == "/metrics" {
+                shared.ask.send(Ask::Metrics(mtx)).await
+            } else {
+                shared.ask.send(Ask::Counters(tx)).await
+            };
+            if asked.is_err() {
+                full(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "shutting down\n",
+                )
+            } else if path == "/metrics" {
+                match mrx.await {
+                    Ok(text) => full(StatusCode::OK, "text/plain; version=0.0.4", text),
+                    Err(_) => full(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "shutting down\n",
+                    ),
+                }
+            } else {
+                match rx.await {
+                    Ok(s) => json_response(&s),
+                    Err(_) => full(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "shutting down\n",
+                    ),
+                }
+            }
+        }
+        "/v1/events" => {
+            let get = |k: &str| -> Vec<String> {
+                query
+                    .iter()
+                    .filter(|(x, _)| x == k)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            };
+            let text = get("format").iter().any(|f| f == "text");
+            let sse = get("sse").iter().any(|v| v == "1" || v == "true")
+                || req
+                    .headers()
+                    .get(hyper::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("text/event-stream"));
+            match Filter::new(&get("container"), &get("network"), &get("kind")) {
+                Ok(f) => event_stream(&shared, f, text, sse),
+                Err(e) => full(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+            }
+        }
+        "/v1/openapi.json" => full(
+            StatusCode::OK,
+            "application/json",
+            include_str!("openapi.json"),
+        ),
+        _ => full(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; see /v1/openapi.json\n",
+        ),
+    };
+    Ok(r)
+}
+
+/// Serves connections from `accept` until the process ends.
+fn serve<L, S>(shared: Arc<Shared>, mut accept: L)
+where
+    L: FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<S>> + Send>>
+        + Send
+        + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let io = match accept().await {
+                Ok(io) => io,
+                Err(e) => {
+                    log::warn!("accepting a client: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let sh = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&sh), req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+                if let Err(e) = conn.await {
+                    log::debug!("client connection: {e}");
+                }
+            });
+        }
+    });
+}
+
+/// The Prometheus page from the live counters, labels and tallies.
+fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
+    let topo = &p.topo;
+    let mut packets = Vec::new();
+    if let Ok(rows) = obs.counter_rows() {
+        for r in rows {
+            let o = topo.iface(r.ifindex).filter(|o| o.name == r.iface);
+            packets.push(metrics::PacketSeries {
+                container: o.and_then(|o| o.container.clone()).unwrap_or_default(),
+                network: o.and_then(|o| o.network.clone()).unwrap_or_default(),
+                iface: r.iface,
+                direction: r.direction,
+                kind: r.kind,
+                packets: r.packets,
+            });
+        }
+    }
+    let drops = p
+        .tallies
+        .drops
+        .iter()
+        .map(|((reason, container, network), n)| metrics::DropSeries {
+            reason: reason.clone(),
+            container: container.clone(),
+            network: network.clone(),
+            packets: *n,
+        })
+        .collect();
+    let d = obs.datapath().delivery().unwrap_or_default();
+    let rtt = p
+        .tallies
+        .rtt
+        .iter()
+        .map(|((s, dst), h)| h.series(s.clone(), dst.clone()))
+        .collect();
+    metrics::render(&metrics::Snapshot {
+        packets: metrics::aggregate_unlabelled(packets),
+        drops,
+        lost: vec![
+            ("ring_full", d.ring_full),
+            ("rate_limited", d.rate_limited),
+            ("drop_ring_full", d.drop_ring_full),
+        ],
+        rtt,
+        attached_interfaces: obs.attached() as u64,
+        journeys: p.tallies.journeys.iter().map(|(k, v)| (*k, *v)).collect(),
+    })
+}
+
+fn counters_summary(obs: &Observer, p: &Pipeline) -> Summary {
+    let rows = obs.counter_rows().unwrap_or_default();
+    let delivery = obs.datapath().delivery().unwrap_or_default();
+    let drops: Vec<(String, u64)> = match (&p.drops, obs.datapath().drop_counts()) {
+        (Some(ctx), Ok(counts)) => counts
+            .into_iter()
+            .map(|(r, n)| (ctx.reasons.name(r), n))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let pairs = p.journeys.as_ref().map(|c| c.stats()).unwrap_or_default();
+    Summary::new(rows, delivery, 0)
+        .with_drops(drops)
+        .with_pairs(pairs)
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    crate::privilege::require()?;
+    if args.cleanup {
+        let n = cleanup(&args.pin_dir)?;
+        log::info!(
+            "removed {n} pinned objects under {}",
+            args.pin_dir.display()
+        );
+        return Ok(());
+    }
+    if let Some(addr) = args.listen {
+        if !addr.ip().is_loopback() && !args.allow_remote {
+            anyhow::bail!(
+                "--listen {addr} is not a loopback address: add --allow-remote to serve the API there"
+            );
+        }
+    }
+    let mut feed = DockerFeed::connect().await;
+    let topo = scan(feed.snapshot.clone()).await?;
+    let maps_dir = args.pin_dir.join("maps");
+    let links_dir = args.pin_dir.join("links");
+    std::fs::create_dir_all(&maps_dir)
+        .with_context(|| format!("creating {} (is bpffs mounted?)", maps_dir.display()))?;
+    let mut dp = Datapath::load_pinned(
+        Config {
+            sample_every: args.sample,
+            rate_per_cpu: args
+                .rate_limit
+                .div_ceil(aya::util::nr_cpus().unwrap_or(1).max(1) as u32),
+        },
+        Some(&maps_dir),
+    )?;
+    let drops = match dp.enable_drops() {
+        Ok(reasons) => Some(DropContext {
+            reasons,
+            kallsyms: Kallsyms::load().ok(),
+            own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
+            only_observed: false,
+            baseline: crate::netfilter::snapshot_async().await.ok(),
+            pending: Vec::new(),
+        }),
+        Err(e) => {
+            log::warn!("{e:#}; drops are not reported");
+            None
+        }
+    };
+    let obs = Observer::new(dp, AttachMode::Tcx)
+        .persist_in(&links_dir)
+        .with_context(|| format!("creating {}", links_dir.display()))?;
+    let mut obs = obs;
+    obs.prune_pins(&topo);
+    obs.reconcile(&topo);
+    let ring = obs.datapath_mut().take_events()?;
+    // SAFETY: the RingBuf owns its fd for as long as the AsyncFd (which owns it) lives.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("polling the event ring buffer")?;
+    let (events, _) = broadcast::channel(CLIENT_QUEUE);
+    let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(64);
+    let topo = Arc::new(topo);
+    let shared = Arc::new(Shared {
+        topo: RwLock::new(Arc::clone(&topo)),
+        events: events.clone(),
+        ask: ask_tx,
+        attached: AtomicUsize::new(obs.attached()),
+        clients: AtomicUsize::new(0),
+        started: Instant::now(),
+        client_lost: AtomicU64::new(0),
+    });
+    let mut p = Pipeline::new(
+        topo,
+        Filter::default(),
+        true,
+        None,
+        drops,
+        Some(Correlator::new(
+            2_000_000_000,
+            200_000_000,
+            1_000_000_000,
+            65_536,
+        )),
+    );
+    p.broadcast = Some(events);
+
+    let unix = bind_socket(&args.socket)?;
+    let unix = Arc::new(unix);
+    serve(Arc::clone(&shared), move || {
+        let l = Arc::clone(&unix);
+        Box::pin(async move { l.accept().await.map(|(s, _)| s) })
+    });
+    if let Some(addr) = args.listen {
+        let tcp = Arc::new(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?,
+        );
+        serve(Arc::clone(&shared), move || {
+            let l = Arc::clone(&tcp);
+            Box::pin(async move { l.accept().await.map(|(s, _)| s) })
+        });
+        log::info!("API also on http://{addr}");
+    }
+    log::info!(
+        "daemon: watching {} interfaces, API on {}",
+        obs.attached(),
+        args.socket.display()
+    );
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut links = LinkWatcher::new().context("subscribing to link changes")?;
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let settle = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(settle);
+    let mut settling = false;
+    let mut docker_dirty = false;
+    let mut attributing_at: Option<Instant> = None;
+    // Containers that left, and when: their series leave /metrics after the grace period.
+    let mut gone: BTreeMap<String, Instant> = BTreeMap::new();
+    let grace = Duration::from_secs(args.grace);
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("waiting for events")?;
+                while let Some(item) = guard.get_inner_mut().next() {
+                    p.record(&item)?;
+                }
+                guard.clear_ready();
+                if p.has_pending_drops() && attributing_at.is_none() {
+                    attributing_at = Some(Instant::now() + Duration::from_millis(150));
+                }
+            }
+            Some(ask) = ask_rx.recv() => match ask {
+                Ask::Counters(tx) => { let _ = tx.send(counters_summary(&obs, &p)); }
+                Ask::Metrics(tx) => { let _ = tx.send(metrics_page(&obs, &p)); }
+            },
+            change = links.next() => {
+                if let LinkChange::Deleted { ifindex, .. } = change.context("reading link changes")? {
+                    while let Some(item) = ring.get_mut().next() {
+                        p.record(&item)?;
+                    }
+                    obs.forget(ifindex);
+                }
+                if !settling {
+                    settling = true;
+                    settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
+                }
+            }
+            ev = feed.next_event() => {
+                if ev.is_none() {
+                    log::warn!("lost the Docker event stream; labels stay as they were");
+                    feed.events = None;
+                }
+                docker_dirty = true;
+                if !settling {
+                    settling = true;
+                    settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
+                }
+            }
+            () = &mut settle, if settling => {
+                settling = false;
+                if std::mem::take(&mut docker_dirty) {
+                    feed.refresh().await;
+                }
+                match scan(feed.snapshot.clone()).await {
+                    Ok(t) => {
+                        while let Some(item) = ring.get_mut().next() {
+                            p.record(&item)?;
+                        }
+                        for c in &p.topo.containers {
+                            if t.container_named(&c.name).is_none() {
+                                gone.entry(c.name.clone()).or_insert_with(Instant::now);
+                            }
+                        }
+                        obs.reconcile(&t);
+                        shared.attached.store(obs.attached(), Ordering::Relaxed);
+                        let t = Arc::new(t);
+                        if let Ok(mut w) = shared.topo.write() {
+                            *w = Arc::clone(&t);
+                        }
+                        p.topo = t;
+                    }
+                    Err(e) => log::warn!("{e:#}"),
+                }
+            }
+            _ = ticker.tick() => {
+                p.poll_journeys(Clock::monotonic_now())?;
+                if attributing_at.is_some_and(|t| Instant::now() >= t) {
+                    attributing_at = None;
+                    p.attribute_pending().await?;
+                }
+                let expired: Vec<String> = gone
+                    .iter()
+                    .filter(|(_, t)| t.elapsed() >= grace)
+                    .map(|(c, _)| c.clone())
+                    .collect();
+                if !expired.is_empty() {
+                    p.tallies.forget_containers(&expired);
+                    for c in &expired {
+                        gone.remove(c);
+                    }
+                }
+                obs.fold_retired(grace);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&args.socket);
+    log::info!(
+        "daemon stopped; {} interfaces stay attached (pinned) and keep counting; `netlab daemon --cleanup` detaches them",
+        obs.attached()
+    );
+    // Pinned links stay attached; dropping the observer only closes our handles.
+    drop(obs);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings() {
+        let q = parse_query(Some(
+            "container=AppDev&kind=icmp&kind=drop&format=text&network=my%20net&x",
+        ));
+        assert_eq!(
+            q,
+            vec![
+                ("container".into(), "AppDev".into()),
+                ("kind".into(), "icmp".into()),
+                ("kind".into(), "drop".into()),
+                ("format".into(), "text".into()),
+                ("network".into(), "my net".into()),
+                ("x".into(), "".into()),
+            ]
+        );
+        assert!(parse_query(None).is_empty());
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz+%41"), "%zz A");
+    }
+
+    #[test]
+    fn groups_are_looked_up_by_name() {
+        assert_eq!(group_id("root"), Some(0));
+        assert_eq!(group_id("no-such-group-netlab-test"), None);
+    }
+}
