@@ -308,7 +308,13 @@ async fn handle(
         })),
         "/v1/topology" => {
             let t = shared.topo.read().map(|t| Arc::clone(&t));
+            let text = query.iter().any(|(k, v)| k == "format" && v == "text");
             match t {
+                Ok(t) if text => full(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    crate::topology_cmd::render(&t),
+                ),
                 Ok(t) => json_response(&*t),
                 Err(_) => full(
                     StatusCode::INTERNAL_SERVER_ERROR,

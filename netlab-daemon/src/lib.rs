@@ -10,7 +10,9 @@
 
 pub mod attach;
 pub mod btf;
+pub mod client;
 pub mod clock;
+pub mod counters_cmd;
 pub mod daemon;
 pub mod decode;
 pub mod diagnose;

@@ -21,6 +21,8 @@ enum Command {
     Diagnose(netlab::diagnose::DiagnoseArgs),
     /// Run as a service: attach once, keep counting across restarts, serve the API.
     Daemon(netlab::daemon::DaemonArgs),
+    /// Print the exact counters of the running daemon.
+    Counters(netlab::counters_cmd::CountersArgs),
 }
 
 fn init_logging() {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
             Command::Topology(args) => netlab::topology_cmd::run(args).await.map(|()| true),
             Command::Diagnose(args) => netlab::diagnose::run(args).await,
             Command::Daemon(args) => netlab::daemon::run(args).await.map(|()| true),
+            Command::Counters(args) => netlab::counters_cmd::run(args).await.map(|()| true),
         }
     });
     match result {

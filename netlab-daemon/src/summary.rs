@@ -61,6 +61,83 @@ impl Summary {
         }
     }
 
+    /// The difference between two `/v1/counters` answers of the daemon (what happened
+    /// between them), with `events` printed meanwhile.
+    pub fn from_daemon_diff(
+        before: &serde_json::Value,
+        after: &serde_json::Value,
+        events: u64,
+    ) -> Summary {
+        use crate::kind::{Direction, Kind};
+        let key = |r: &serde_json::Value| {
+            (
+                r["iface"].as_str().unwrap_or_default().to_owned(),
+                r["ifindex"].as_u64().unwrap_or_default(),
+                r["direction"].as_str().unwrap_or_default().to_owned(),
+                r["kind"].as_str().unwrap_or_default().to_owned(),
+            )
+        };
+        let empty = Vec::new();
+        let rows_of = |v: &serde_json::Value| v["counters"].as_array().unwrap_or(&empty).clone();
+        let old: std::collections::HashMap<_, u64> = rows_of(before)
+            .iter()
+            .map(|r| (key(r), r["packets"].as_u64().unwrap_or_default()))
+            .collect();
+        let mut rows = Vec::new();
+        for r in rows_of(after) {
+            let k = key(&r);
+            let n = r["packets"]
+                .as_u64()
+                .unwrap_or_default()
+                .saturating_sub(old.get(&k).copied().unwrap_or_default());
+            let direction = [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .find(|d| d.name() == k.2)
+                .map(Direction::name);
+            let kind = Kind::ALL.iter().find(|x| x.name() == k.3).map(|x| x.name());
+            if let (Some(direction), Some(kind)) = (direction, kind) {
+                rows.push(CounterRow {
+                    iface: k.0,
+                    ifindex: k.1 as u32,
+                    direction,
+                    kind,
+                    packets: n,
+                });
+            }
+        }
+        let d = |v: &serde_json::Value, f: &str| v["delivery"][f].as_u64().unwrap_or_default();
+        let delivery = DeliveryStats {
+            ring_full: d(after, "ring_full").saturating_sub(d(before, "ring_full")),
+            rate_limited: d(after, "rate_limited").saturating_sub(d(before, "rate_limited")),
+            sampled_out: d(after, "sampled_out").saturating_sub(d(before, "sampled_out")),
+            drop_ring_full: d(after, "drop_ring_full").saturating_sub(d(before, "drop_ring_full")),
+        };
+        let drops_of = |v: &serde_json::Value| -> std::collections::HashMap<String, u64> {
+            v["drops"]
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .map(|r| {
+                    (
+                        r["reason"].as_str().unwrap_or_default().to_owned(),
+                        r["packets"].as_u64().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        };
+        let (db, da) = (drops_of(before), drops_of(after));
+        let mut drops: Vec<(String, u64)> = da
+            .into_iter()
+            .map(|(r, n)| {
+                let was = db.get(&r).copied().unwrap_or_default();
+                (r, n.saturating_sub(was))
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        drops.sort();
+        Summary::new(rows, delivery, events).with_drops(drops)
+    }
+
     /// Adds drop counts by reason name.
     pub fn with_drops(mut self, drops: Vec<(String, u64)>) -> Self {
         self.drops = drops
@@ -169,6 +246,38 @@ mod tests {
         let h = s.human();
         assert!(h.contains("icmp-echo-request"), "{h}");
         assert!(h.contains("3 lost (ring full 2, rate-limited 1)"), "{h}");
+    }
+
+    #[test]
+    fn daemon_counters_are_diffed() {
+        let before = serde_json::json!({
+            "counters": [{"iface":"va","ifindex":3,"direction":"ingress","kind":"icmp-echo-request","packets":5}],
+            "delivery": {"ring_full":1,"rate_limited":0,"sampled_out":0,"drop_ring_full":0},
+            "drops": [{"reason":"NETFILTER_DROP","packets":2}]
+        });
+        let after = serde_json::json!({
+            "counters": [
+                {"iface":"va","ifindex":3,"direction":"ingress","kind":"icmp-echo-request","packets":8},
+                {"iface":"vb","ifindex":4,"direction":"egress","kind":"arp-reply","packets":1},
+                {"iface":"vb","ifindex":4,"direction":"sideways","kind":"arp-reply","packets":1}
+            ],
+            "delivery": {"ring_full":1,"rate_limited":2,"sampled_out":0,"drop_ring_full":0},
+            "drops": [{"reason":"NETFILTER_DROP","packets":5}]
+        });
+        let s = Summary::from_daemon_diff(&before, &after, 4);
+        assert_eq!(s.counters.len(), 2);
+        assert_eq!(s.counters[0].packets, 3);
+        assert_eq!(s.counters[1].iface, "vb");
+        assert_eq!(s.delivery.rate_limited, 2);
+        assert_eq!(s.delivery.ring_full, 0);
+        assert_eq!(
+            s.drops,
+            vec![DropRow {
+                reason: "NETFILTER_DROP".into(),
+                packets: 3
+            }]
+        );
+        assert_eq!(s.events, 4);
     }
 
     #[test]

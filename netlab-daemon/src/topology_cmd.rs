@@ -16,8 +16,18 @@ pub struct TopologyArgs {
     pub json: bool,
 }
 
-/// Prints the topology.
+/// Prints the topology (the daemon's view when one answers).
 pub async fn run(args: TopologyArgs) -> anyhow::Result<()> {
+    if let Some(mut c) = crate::client::Client::connect().await {
+        let out = if args.json {
+            c.get_text("/v1/topology").await?
+        } else {
+            c.get_text("/v1/topology?format=text").await?
+        };
+        use std::io::Write as _;
+        std::io::stdout().write_all(out.as_bytes())?;
+        return Ok(());
+    }
     let snapshot = match DockerClient::connect().await {
         Ok(c) => Some(c.snapshot().await?),
         Err(e) => {

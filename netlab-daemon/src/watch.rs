@@ -100,8 +100,128 @@ fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) -> anyhow::Result<bool> 
     Ok(p.flush()? && !p.full())
 }
 
+/// Whether these options can be served by a running daemon (which observes everything
+/// Docker has with its own settings).
+fn daemon_can_serve(a: &WatchArgs) -> bool {
+    a.ifaces.is_empty()
+        && a.sample == 1
+        && a.attach == AttachMode::Auto
+        && !a.no_drops
+        && !a.no_journeys
+        && a.journey_timeout == Duration::from_secs(2)
+}
+
+/// `netlab watch` through a running daemon: the same lines, the same summary (counted
+/// from the daemon's counters at start and end).
+async fn run_via_daemon(args: &WatchArgs, mut c: crate::client::Client) -> anyhow::Result<()> {
+    use crate::client::encode;
+    use std::io::Write as _;
+    Filter::new(&args.containers, &args.networks, &args.kinds)?;
+    let topo = c.get_json("/v1/topology").await?;
+    let names = |key: &str, field: &str| -> Vec<String> {
+        topo[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x[field].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if topo["docker"].as_bool() == Some(true) {
+        let (cs, ns) = (names("containers", "name"), names("networks", "name"));
+        for want in &args.containers {
+            if !cs.iter().any(|c| c.eq_ignore_ascii_case(want)) {
+                anyhow::bail!("no running container named {want}");
+            }
+        }
+        for want in &args.networks {
+            if !ns.iter().any(|n| n.eq_ignore_ascii_case(want)) {
+                anyhow::bail!("no Docker network named {want}");
+            }
+        }
+    }
+    let before = c.get_json("/v1/counters").await?;
+    let health = c.get_json("/v1/health").await?;
+    log::info!(
+        "watching {} interfaces (through the netlab daemon at {})",
+        health["attached_interfaces"].as_u64().unwrap_or_default(),
+        crate::client::socket_path().display()
+    );
+    let mut q: Vec<String> = Vec::new();
+    for (k, vs) in [
+        ("container", &args.containers),
+        ("network", &args.networks),
+        ("kind", &args.kinds),
+    ] {
+        for v in vs {
+            q.push(format!("{k}={}", encode(v)));
+        }
+    }
+    if !args.json {
+        q.push("format=text".into());
+    }
+    let path = format!("/v1/events?{}", q.join("&"));
+    let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(deadline);
+    let mut printed = 0u64;
+    let limit = args.count;
+    {
+        let stream = c.stream_lines(&path, |line| {
+            let notice = line.starts_with(b"{\"kind\":\"subscribed\"}")
+                || line.starts_with(b"{\"kind\":\"lost\"");
+            if notice {
+                if line.starts_with(b"{\"kind\":\"lost\"") {
+                    log::warn!("{}", String::from_utf8_lossy(line).trim());
+                }
+                return Ok(true);
+            }
+            if line.starts_with(b"netlab: ") {
+                log::warn!("{}", String::from_utf8_lossy(line).trim());
+                return Ok(true);
+            }
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(line).and_then(|()| out.flush()) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(false);
+                }
+                return Err(e.into());
+            }
+            printed += 1;
+            Ok(limit.is_none_or(|l| printed < l))
+        });
+        tokio::select! {
+            r = stream => r?,
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+            () = &mut deadline, if args.duration.is_some() => {}
+        }
+    }
+    let mut c2 = crate::client::Client::connect()
+        .await
+        .context("the daemon went away")?;
+    let after = c2.get_json("/v1/counters").await?;
+    let summary = Summary::from_daemon_diff(&before, &after, printed);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &summary)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(summary.human().as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// Runs `netlab watch` until a signal, `--duration` or `--count`.
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
+    if daemon_can_serve(&args) {
+        if let Some(c) = crate::client::Client::connect().await {
+            return run_via_daemon(&args, c).await;
+        }
+    }
     crate::privilege::require()?;
     let filter = Filter::new(&args.containers, &args.networks, &args.kinds)?;
     let follow = args.ifaces.is_empty();
