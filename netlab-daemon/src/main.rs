@@ -23,6 +23,8 @@ enum Command {
     Daemon(netlab::daemon::DaemonArgs),
     /// Print the exact counters of the running daemon.
     Counters(netlab::counters_cmd::CountersArgs),
+    /// Write sampled ICMP/ARP frames to a pcapng file, labelled with containers.
+    Capture(netlab::watch::CaptureArgs),
 }
 
 fn init_logging() {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
             Command::Diagnose(args) => netlab::diagnose::run(args).await,
             Command::Daemon(args) => netlab::daemon::run(args).await.map(|()| true),
             Command::Counters(args) => netlab::counters_cmd::run(args).await.map(|()| true),
+            Command::Capture(args) => netlab::watch::capture(args).await.map(|()| true),
         }
     });
     match result {

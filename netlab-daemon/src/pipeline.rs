@@ -33,6 +33,79 @@ pub struct DropContext {
     pub pending: Vec<DropRecord>,
 }
 
+/// Sampled frames written to a pcapng file (`netlab capture`).
+pub struct PcapSink {
+    w: crate::pcapng::PcapngWriter<std::io::BufWriter<std::fs::File>>,
+    /// ifindex → pcapng interface id.
+    ifaces: std::collections::HashMap<(u32, String), u32>,
+    pub written: u64,
+}
+
+impl PcapSink {
+    pub fn create(path: &std::path::Path) -> anyhow::Result<Self> {
+        let f =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(PcapSink {
+            w: crate::pcapng::PcapngWriter::new(std::io::BufWriter::new(f), "netlab")?,
+            ifaces: Default::default(),
+            written: 0,
+        })
+    }
+
+    fn write(&mut self, rec: &PacketRecord<'_>, ev: &PacketEvent) -> anyhow::Result<()> {
+        let i = &rec.iface;
+        let key = (i.ifindex, i.name.to_owned());
+        let id = match self.ifaces.get(&key) {
+            Some(id) => *id,
+            None => {
+                let mut desc = i.role.to_owned();
+                if let Some(c) = i.container {
+                    desc.push_str(&format!(" of {c}"));
+                }
+                if let Some(n) = i.network {
+                    desc.push_str(&format!(", network {n}"));
+                }
+                if let Some(b) = i.bridge {
+                    desc.push_str(&format!(", bridge {b}"));
+                }
+                let id = self
+                    .w
+                    .add_interface(i.name, &desc, netlab_common::SNAP_LEN as u32)?;
+                self.ifaces.insert(key, id);
+                id
+            }
+        };
+        let end = |e: &crate::event::Endpoint<'_>| match (e.container, e.ip) {
+            (Some(c), _) => c.to_owned(),
+            (None, Some(ip)) if e.host => format!("{ip} (host)"),
+            (None, Some(ip)) => ip.to_string(),
+            (None, None) => e.mac.to_string(),
+        };
+        let comment = format!(
+            "{} → {} {} {}",
+            end(&rec.src),
+            end(&rec.dst),
+            rec.kind,
+            rec.direction
+        );
+        let cap = usize::from(ev.cap_len).min(ev.data.len());
+        self.w.write_packet(
+            id,
+            rec.ts.0,
+            &ev.data[..cap],
+            ev.pkt_len.max(cap as u32),
+            Some(&comment),
+        )?;
+        self.written += 1;
+        Ok(())
+    }
+
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.w.flush()?;
+        Ok(())
+    }
+}
+
 /// What a pipeline in capture mode keeps instead of printing.
 #[derive(Default)]
 pub struct Capture {
@@ -47,6 +120,8 @@ pub struct Pipeline {
     pub broadcast: Option<crate::stream::Sender>,
     /// When set, nothing is printed: drops and finished journeys are kept here.
     pub capture: Option<Capture>,
+    /// When set, matching sampled frames go to a pcapng file and nothing is printed.
+    pub pcap: Option<PcapSink>,
     pub topo: Arc<Topology>,
     pub clock: Clock,
     pub filter: Filter,
@@ -77,6 +152,7 @@ impl Pipeline {
         Pipeline {
             broadcast: None,
             capture: None,
+            pcap: None,
             topo,
             clock: Clock::new(),
             filter,
@@ -152,6 +228,11 @@ impl Pipeline {
         if self.capture.is_some() || self.full() || !self.filter.matches(&rec) {
             return Ok(());
         }
+        if let Some(pcap) = self.pcap.as_mut() {
+            pcap.write(&rec, ev)?;
+            self.printed += 1;
+            return Ok(());
+        }
         if self.json {
             rec.write_json(&mut self.bytes)?;
         } else {
@@ -196,6 +277,9 @@ impl Pipeline {
         }
         if let Some(cap) = self.capture.as_mut() {
             cap.drops.push(rec);
+            return Ok(());
+        }
+        if self.pcap.is_some() {
             return Ok(());
         }
         self.tallies.drop(&rec);
@@ -302,6 +386,9 @@ impl Pipeline {
         for f in done {
             if let Some(cap) = self.capture.as_mut() {
                 cap.finished.push(f);
+                continue;
+            }
+            if self.pcap.is_some() {
                 continue;
             }
             self.tallies.finished(&f);

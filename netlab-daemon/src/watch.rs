@@ -72,6 +72,21 @@ pub struct WatchArgs {
     pub journey_timeout: Duration,
 }
 
+/// Options of `netlab capture`: those of `watch`, and the file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CaptureArgs {
+    /// Write the sampled frames (first 128 bytes) here, as pcapng.
+    #[arg(short = 'w', long = "write", value_name = "FILE.pcapng")]
+    pub file: std::path::PathBuf,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// Runs `netlab capture`: like `watch`, with frames going to a pcapng file.
+pub async fn capture(args: CaptureArgs) -> anyhow::Result<()> {
+    run_inner(args.watch, Some(args.file)).await
+}
+
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let v: f64 = s
         .parse()
@@ -217,7 +232,11 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::client::Client) -> anyho
 
 /// Runs `netlab watch` until a signal, `--duration` or `--count`.
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
-    if daemon_can_serve(&args) {
+    run_inner(args, None).await
+}
+
+async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    if pcap_file.is_none() && daemon_can_serve(&args) {
         if let Some(c) = crate::client::Client::connect().await {
             return run_via_daemon(&args, c).await;
         }
@@ -334,6 +353,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         drops,
         journeys,
     );
+    if let Some(f) = &pcap_file {
+        p.pcap = Some(crate::pipeline::PcapSink::create(f)?);
+    }
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let attribute = tokio::time::sleep(Duration::MAX / 4);
@@ -441,6 +463,12 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|s| p.filter.matches_pair(&s.src, &s.dst))
         .collect();
+    if let Some(pcap) = p.pcap.as_mut() {
+        pcap.finish()?;
+        if let Some(f) = &pcap_file {
+            log::info!("wrote {} frames to {}", pcap.written, f.display());
+        }
+    }
     let summary = Summary::new(rows, delivery, p.printed)
         .with_drops(drop_rows)
         .with_pairs(pairs);
