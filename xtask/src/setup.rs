@@ -18,6 +18,11 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "tcpdump",
     "util-linux",
     "procps",
+    "iptables",
+    "curl",
+    // Tests read netlab's captures and metrics with the ecosystem's own tools.
+    "tshark",
+    "prometheus",
 ];
 
 /// LLVM that bpf-linker is built against (its major must be >= the nightly rustc's LLVM).
