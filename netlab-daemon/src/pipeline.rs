@@ -468,8 +468,13 @@ fn send(tx: &crate::stream::Sender, json: Vec<u8>, text: String, meta: crate::st
 /// An echo reply freed with `NO_SOCKET` by `ping_rcv` had no *ping socket* waiting; a
 /// ping using a raw socket (busybox, iputils without ping sockets, `netlab diagnose`) got
 /// its own copy already. Reporting it as lost would contradict the ping that succeeded.
+///
+/// Likewise, neighbour discovery the kernel sends on its own into a container whose IPv6
+/// is disabled (Docker's default) is freed with `IPV6DISABLED` every time a veth comes up:
+/// noise, not a problem anyone asked about. Both still count in the per-reason counters.
 fn is_benign(rec: &DropRecord) -> bool {
-    rec.drop.reason == "NO_SOCKET" && matches!(rec.packet, "icmp-echo-reply" | "icmp6-echo-reply")
+    (rec.drop.reason == "NO_SOCKET" && matches!(rec.packet, "icmp-echo-reply" | "icmp6-echo-reply"))
+        || (rec.drop.reason == "IPV6DISABLED" && rec.packet.starts_with("ndp-"))
 }
 
 fn is_echo(k: Kind) -> bool {
