@@ -349,6 +349,27 @@ fn early(
     report(&v, json)
 }
 
+/// Whether `ip` is on a Docker bridge network of this host, or on a subnet of one of
+/// `src`'s own interfaces (a leg added by hand): probes never leave the host.
+pub fn on_docker_networks(
+    topo: &Topology,
+    src: &crate::topology::ContainerView,
+    ip: IpAddr,
+) -> bool {
+    let in_docker = topo
+        .networks
+        .iter()
+        .flat_map(|n| n.info.subnets.iter())
+        .any(|s| s.contains(ip));
+    let on_link = src
+        .interfaces
+        .iter()
+        .flat_map(|i| i.addrs.iter())
+        .filter_map(|a| crate::docker::Subnet::parse(a))
+        .any(|s| s.contains(ip));
+    in_docker || on_link
+}
+
 /// Container `name` from the topology, or a clear error saying why not.
 async fn find_container<'t>(
     topo: &'t Topology,
@@ -399,6 +420,11 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
     // The destination: an address, or the address of a container on a network we share.
     let target = match args.dst.parse::<IpAddr>() {
         Ok(ip) => {
+            if !on_docker_networks(&topo, &src, ip) {
+                anyhow::bail!(
+                    "{ip} is on no Docker network of this host: netlab diagnose only probes addresses on Docker's bridges, so its packets never leave the host"
+                );
+            }
             let l = topo.endpoint(Some(ip), crate::decode::Mac::default());
             Target {
                 ip,
@@ -842,6 +868,21 @@ mod tests {
             "{:?}",
             v.details
         );
+    }
+
+    #[test]
+    fn only_docker_networks_are_probed() {
+        let (snap, links, scans) = crate::topology::tests::course_lab();
+        let topo = Topology::build(Some(&snap), &links, &[], &scans);
+        let dev = topo.container_named("AppDev").expect("AppDev").clone();
+        let prod = topo.container_named("AppProd").expect("AppProd").clone();
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert!(on_docker_networks(&topo, &dev, ip("172.20.0.99")));
+        assert!(on_docker_networks(&topo, &dev, ip("172.21.0.2")));
+        assert!(!on_docker_networks(&topo, &dev, ip("10.1.2.3")));
+        assert!(!on_docker_networks(&topo, &dev, ip("8.8.8.8")));
+        // The hand-made leg's subnet counts for the container that has it.
+        assert!(on_docker_networks(&topo, &prod, ip("172.20.0.7")));
     }
 
     #[test]
