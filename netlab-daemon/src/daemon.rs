@@ -639,11 +639,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                     settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
                 }
             }
-            ev = feed.next_event() => {
-                if ev.is_none() {
-                    log::warn!("lost the Docker event stream; labels stay as they were");
-                    feed.events = None;
-                }
+            () = feed.next_event() => {
                 docker_dirty = true;
                 if !settling {
                     settling = true;

@@ -2,6 +2,7 @@
 //! the host's and the containers' interfaces.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::{Stream, StreamExt as _};
@@ -14,46 +15,50 @@ use crate::topology::Topology;
 pub type DockerEvents =
     Pin<Box<dyn Stream<Item = Result<bollard::models::EventMessage, docker::DockerError>> + Send>>;
 
-/// The Docker side of following: the client, its last snapshot, its event stream.
+/// Longest wait between two attempts to reach the Docker engine.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The Docker side of following: the client, its last snapshot, its event stream, and
+/// reconnection with back-off when the engine goes away (or was not there at start).
 pub struct DockerFeed {
     pub client: Option<DockerClient>,
     pub snapshot: Option<DockerSnapshot>,
     pub events: Option<DockerEvents>,
+    backoff: Duration,
 }
 
 impl DockerFeed {
-    /// Connects; without an engine, warns once and carries on without.
+    /// Connects; without an engine, warns once and carries on without (and keeps trying
+    /// in the background of [`DockerFeed::next_event`]).
     pub async fn connect() -> Self {
-        match DockerClient::connect().await {
-            Ok(client) => {
-                let events: DockerEvents = Box::pin(client.events());
-                let snapshot = match client.snapshot().await {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        log::warn!("{e:#}; observing bridges by interface name only");
-                        None
-                    }
-                };
-                DockerFeed {
-                    client: snapshot.is_some().then_some(client),
-                    events: snapshot.is_some().then_some(events),
-                    snapshot,
-                }
-            }
-            Err(e) => {
-                let cause = std::error::Error::source(&e)
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default();
-                log::warn!(
-                    "{e}{cause}; no Docker labels: observing every bridge and its veths by interface name only"
-                );
-                DockerFeed {
-                    client: None,
-                    snapshot: None,
-                    events: None,
-                }
-            }
+        let mut feed = DockerFeed {
+            client: None,
+            snapshot: None,
+            events: None,
+            backoff: Duration::from_secs(1),
+        };
+        if let Err(e) = feed.try_connect().await {
+            log::warn!(
+                "{e}; no Docker labels: observing every bridge and its veths by interface name only"
+            );
         }
+        feed
+    }
+
+    async fn try_connect(&mut self) -> Result<(), String> {
+        let describe = |e: &dyn std::error::Error| {
+            let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
+            format!("{e}{cause}")
+        };
+        let client = DockerClient::connect().await.map_err(|e| describe(&e))?;
+        // Subscribe before the snapshot, so no change falls between the two.
+        let events: DockerEvents = Box::pin(client.events());
+        let snapshot = client.snapshot().await.map_err(|e| describe(&e))?;
+        self.client = Some(client);
+        self.events = Some(events);
+        self.snapshot = Some(snapshot);
+        self.backoff = Duration::from_secs(1);
+        Ok(())
     }
 
     pub async fn refresh(&mut self) {
@@ -64,21 +69,42 @@ impl DockerFeed {
         }
     }
 
-    /// The next event that matters; pending forever without a stream.
-    pub async fn next_event(&mut self) -> Option<bool> {
-        match &mut self.events {
-            Some(s) => loop {
-                match s.next().await {
-                    Some(Ok(ev)) if docker::event_matters(&ev) => return Some(true),
-                    Some(Ok(_)) => continue,
+    /// Waits for the next change worth a rescan: an event that matters, or the engine
+    /// coming back after it went away. Labels stay as they were while it is away; the
+    /// kernel keeps counting all along.
+    pub async fn next_event(&mut self) {
+        loop {
+            match &mut self.events {
+                Some(s) => match s.next().await {
+                    Some(Ok(ev)) if docker::event_matters(&ev) => return,
+                    Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        log::warn!("{e:#}");
-                        return None;
+                        log::warn!("{e:#}; labels stay as they were until it answers again");
+                        self.events = None;
+                        self.client = None;
                     }
-                    None => return None,
+                    None => {
+                        log::warn!(
+                            "the Docker event stream ended; labels stay as they were until the engine answers again"
+                        );
+                        self.events = None;
+                        self.client = None;
+                    }
+                },
+                None => {
+                    tokio::time::sleep(self.backoff).await;
+                    match self.try_connect().await {
+                        Ok(()) => {
+                            log::info!("the Docker engine answers: labels are up to date again");
+                            return;
+                        }
+                        Err(e) => {
+                            log::debug!("Docker engine still unreachable: {e}");
+                            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                        }
+                    }
                 }
-            },
-            None => std::future::pending().await,
+            }
         }
     }
 }

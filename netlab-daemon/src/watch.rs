@@ -407,13 +407,7 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
                     settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
                 }
             }
-            ev = async { feed.as_mut().expect("guarded").next_event().await }, if feed.is_some() => {
-                if ev.is_none() {
-                    log::warn!("lost the Docker event stream; labels stay as they were");
-                    if let Some(f) = feed.as_mut() {
-                        f.events = None;
-                    }
-                }
+            () = async { feed.as_mut().expect("guarded").next_event().await }, if feed.is_some() => {
                 docker_dirty = true;
                 if !settling {
                     settling = true;
