@@ -590,6 +590,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         });
         log::info!("API also on http://{addr}");
     }
+    // Everything that needed more (binding, chown, kernel symbols) is done.
+    crate::privilege::drop_all_but(&crate::privilege::DAEMON_CAPS)
+        .context("dropping capabilities")?;
     log::info!(
         "daemon: watching {} interfaces, API on {}",
         obs.attached(),
@@ -628,11 +631,19 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                 Ask::Metrics(tx) => { let _ = tx.send(metrics_page(&obs, &p)); }
             },
             change = links.next() => {
-                if let LinkChange::Deleted { ifindex, .. } = change.context("reading link changes")? {
-                    while let Some(item) = ring.get_mut().next() {
-                        p.record(&item)?;
+                match change.context("reading link changes")? {
+                    LinkChange::Deleted { ifindex, .. } => {
+                        while let Some(item) = ring.get_mut().next() {
+                            p.record(&item)?;
+                        }
+                        obs.forget(ifindex);
                     }
-                    obs.forget(ifindex);
+                    // A new veth usually means a new container: ask Docker too (cheap: only
+                    // new containers are inspected), so its first packets carry its name.
+                    LinkChange::New(_) | LinkChange::Overrun => {
+                        docker_dirty = true;
+                        p.hold();
+                    }
                 }
                 if !settling {
                     settling = true;
@@ -667,12 +678,19 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                         if let Ok(mut w) = shared.topo.write() {
                             *w = Arc::clone(&t);
                         }
-                        p.topo = t;
+                        p.set_topology(t)?;
                     }
                     Err(e) => log::warn!("{e:#}"),
                 }
             }
             _ = ticker.tick() => {
+                p.release_if_due()?;
+                if p.holding() && !settling {
+                    // A veth's owner is still unknown: ask Docker again.
+                    docker_dirty = true;
+                    settling = true;
+                    settle.as_mut().reset(tokio::time::Instant::now());
+                }
                 p.poll_journeys(Clock::monotonic_now())?;
                 if attributing_at.is_some_and(|t| Instant::now() >= t) {
                     attributing_at = None;

@@ -242,6 +242,16 @@ impl DockerClient {
 
     /// Bridge networks and running containers now.
     pub async fn snapshot(&self) -> Result<DockerSnapshot, DockerError> {
+        self.snapshot_cached(&mut HashMap::new()).await
+    }
+
+    /// Like [`DockerClient::snapshot`], inspecting only containers not in `cache` (by id);
+    /// `cache` is left holding exactly the running containers. Callers remove the ids
+    /// that events say changed.
+    pub async fn snapshot_cached(
+        &self,
+        cache: &mut HashMap<String, ContainerInfo>,
+    ) -> Result<DockerSnapshot, DockerError> {
         let req = |what| move |source| DockerError::Request { what, source };
         let networks = self
             .docker
@@ -258,14 +268,26 @@ impl DockerClient {
             .await
             .map_err(req("list containers"))?;
         let mut containers = Vec::new();
+        let mut running = std::collections::HashSet::new();
         for c in list {
             let Some(id) = c.id else { continue };
+            running.insert(id.clone());
+            if let Some(known) = cache.get(&id) {
+                containers.push(known.clone());
+                continue;
+            }
             // A container can stop between the list and the inspect: skip it then.
             match self.docker.inspect_container(&id, None).await {
-                Ok(full) => containers.extend(container_info(&full)),
+                Ok(full) => {
+                    if let Some(info) = container_info(&full) {
+                        cache.insert(id, info.clone());
+                        containers.push(info);
+                    }
+                }
                 Err(e) => log::debug!("inspect {id}: {e}"),
             }
         }
+        cache.retain(|id, _| running.contains(id));
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(DockerSnapshot {
             networks,
@@ -304,6 +326,21 @@ impl DockerClient {
                     source,
                 })
             })
+    }
+}
+
+/// The container an event is about (for network events: the container connected or
+/// disconnected), whose cached description it makes stale.
+pub fn event_container(ev: &EventMessage) -> Option<&str> {
+    let actor = ev.actor.as_ref()?;
+    match ev.typ {
+        Some(EventMessageTypeEnum::CONTAINER) => actor.id.as_deref(),
+        Some(EventMessageTypeEnum::NETWORK) => actor
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get("container"))
+            .map(String::as_str),
+        _ => None,
     }
 }
 

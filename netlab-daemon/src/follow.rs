@@ -25,6 +25,8 @@ pub struct DockerFeed {
     pub snapshot: Option<DockerSnapshot>,
     pub events: Option<DockerEvents>,
     backoff: Duration,
+    /// Inspected containers by id, until an event says they changed.
+    cache: std::collections::HashMap<String, docker::ContainerInfo>,
 }
 
 impl DockerFeed {
@@ -36,6 +38,7 @@ impl DockerFeed {
             snapshot: None,
             events: None,
             backoff: Duration::from_secs(1),
+            cache: Default::default(),
         };
         if let Err(e) = feed.try_connect().await {
             log::warn!(
@@ -53,7 +56,11 @@ impl DockerFeed {
         let client = DockerClient::connect().await.map_err(|e| describe(&e))?;
         // Subscribe before the snapshot, so no change falls between the two.
         let events: DockerEvents = Box::pin(client.events());
-        let snapshot = client.snapshot().await.map_err(|e| describe(&e))?;
+        self.cache.clear();
+        let snapshot = client
+            .snapshot_cached(&mut self.cache)
+            .await
+            .map_err(|e| describe(&e))?;
         self.client = Some(client);
         self.events = Some(events);
         self.snapshot = Some(snapshot);
@@ -61,9 +68,10 @@ impl DockerFeed {
         Ok(())
     }
 
+    /// Asks Docker again (inspecting only containers that are new or changed).
     pub async fn refresh(&mut self) {
         let Some(c) = &self.client else { return };
-        match c.snapshot().await {
+        match c.snapshot_cached(&mut self.cache).await {
             Ok(s) => self.snapshot = Some(s),
             Err(e) => log::warn!("{e:#}"),
         }
@@ -76,7 +84,12 @@ impl DockerFeed {
         loop {
             match &mut self.events {
                 Some(s) => match s.next().await {
-                    Some(Ok(ev)) if docker::event_matters(&ev) => return,
+                    Some(Ok(ev)) if docker::event_matters(&ev) => {
+                        if let Some(id) = docker::event_container(&ev) {
+                            self.cache.remove(id);
+                        }
+                        return;
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
                         log::warn!("{e:#}; labels stay as they were until it answers again");

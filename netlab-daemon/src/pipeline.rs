@@ -134,8 +134,17 @@ pub struct Pipeline {
     pub printed: u64,
     /// Counts for metrics: drops by reason and labels, journeys by result, RTTs.
     pub tallies: crate::tally::Tallies,
+    /// While a new veth's owner is being looked up, records wait here (raw) so that they
+    /// are labelled with it; released when it is known, or at this deadline.
+    hold_until: Option<std::time::Instant>,
+    held: Vec<Vec<u8>>,
     limit: Option<u64>,
 }
+
+/// How long records wait at most for a new veth's owner to be known.
+const HOLD_AT_MOST: std::time::Duration = std::time::Duration::from_millis(1000);
+/// Records held at most (beyond, they are released unlabelled rather than piling up).
+const HOLD_MAX_RECORDS: usize = 65_536;
 
 /// Name of the netfilter drop reason.
 const NETFILTER_DROP: &str = "NETFILTER_DROP";
@@ -163,6 +172,8 @@ impl Pipeline {
             text: String::with_capacity(256),
             printed: 0,
             tallies: crate::tally::Tallies::default(),
+            hold_until: None,
+            held: Vec::new(),
             limit,
         }
     }
@@ -172,8 +183,56 @@ impl Pipeline {
         self.limit.is_some_and(|l| self.printed >= l)
     }
 
+    /// Starts holding records back (a new link appeared: its owner is being looked up).
+    pub fn hold(&mut self) {
+        if self.hold_until.is_none() {
+            self.hold_until = Some(std::time::Instant::now() + HOLD_AT_MOST);
+        }
+    }
+
+    /// Whether records are held back.
+    pub fn holding(&self) -> bool {
+        self.hold_until.is_some()
+    }
+
+    /// Uses `topo` for labels from now on; held records are released once no observed
+    /// veth is unresolved any more.
+    pub fn set_topology(&mut self, topo: Arc<Topology>) -> anyhow::Result<()> {
+        self.topo = topo;
+        if self.topo.has_unresolved() {
+            self.hold();
+            Ok(())
+        } else {
+            self.release()
+        }
+    }
+
+    /// Releases held records if their deadline passed (call periodically).
+    pub fn release_if_due(&mut self) -> anyhow::Result<()> {
+        match self.hold_until {
+            Some(t) if std::time::Instant::now() >= t => self.release(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Labels and emits every held record, in order.
+    pub fn release(&mut self) -> anyhow::Result<()> {
+        self.hold_until = None;
+        for bytes in std::mem::take(&mut self.held) {
+            self.record(&bytes)?;
+        }
+        Ok(())
+    }
+
     /// Handles one ring-buffer record.
     pub fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        if self.hold_until.is_some() {
+            if self.held.len() < HOLD_MAX_RECORDS {
+                self.held.push(bytes.to_vec());
+                return Ok(());
+            }
+            self.release()?;
+        }
         let Some(kind) = bytes
             .get(RECORD_OFFSET..RECORD_OFFSET + 2)
             .map(|b| u16::from_ne_bytes([b[0], b[1]]))

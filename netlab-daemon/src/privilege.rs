@@ -1,10 +1,83 @@
 //! Checking, before touching the kernel, that the process may load and attach programs.
 
 /// Capability numbers from linux/capability.h.
-const CAP_NET_ADMIN: u32 = 12;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
+pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_NET_RAW: u32 = 13;
+pub const CAP_SYS_PTRACE: u32 = 19;
+pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_PERFMON: u32 = 38;
+pub const CAP_BPF: u32 = 39;
+
+/// What the daemon keeps after start: BPF maps and programs (CAP_BPF, CAP_PERFMON),
+/// attaching and reading firewall counters (CAP_NET_ADMIN), entering container namespaces
+/// (CAP_SYS_ADMIN for setns, CAP_SYS_PTRACE to open another process's namespace).
+pub const DAEMON_CAPS: [u32; 5] = [
+    CAP_BPF,
+    CAP_PERFMON,
+    CAP_NET_ADMIN,
+    CAP_SYS_ADMIN,
+    CAP_SYS_PTRACE,
+];
+
+/// Drops every capability not in `keep` from the bounding set and from the effective,
+/// permitted and inheritable sets, for good: neither this process nor what it runs can
+/// get them back.
+pub fn drop_all_but(keep: &[u32]) -> std::io::Result<()> {
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(40);
+    for cap in 0..=last {
+        if keep.contains(&cap) {
+            continue;
+        }
+        // SAFETY: prctl with plain integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            let e = std::io::Error::last_os_error();
+            // EINVAL: a capability this kernel does not know.
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+    }
+    let mask: u64 = keep.iter().fold(0, |m, c| m | (1u64 << c));
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let hdr = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let lo = mask as u32;
+    let hi = (mask >> 32) as u32;
+    let data = [
+        Data {
+            effective: lo,
+            permitted: lo,
+            inheritable: 0,
+        },
+        Data {
+            effective: hi,
+            permitted: hi,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset with a valid v3 header and two data structs, as the ABI requires.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// The process lacks capabilities netlab needs.
 #[derive(Debug, thiserror::Error)]

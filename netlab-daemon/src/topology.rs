@@ -59,6 +59,10 @@ pub struct ObservedIface {
     pub network: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<String>,
+    /// A veth on a Docker bridge whose other end is in a namespace no known container
+    /// owns (yet): typically a container Docker is starting right now.
+    #[serde(skip)]
+    pub unresolved: bool,
 }
 
 /// Who is behind an address.
@@ -278,6 +282,7 @@ impl Topology {
                 peer: None,
                 network: net.map(|n| n.name.clone()),
                 bridge: Some(l.name.clone()),
+                unresolved: false,
             });
             if let Some(n) = net {
                 if let Some(mac) = l.mac {
@@ -365,6 +370,7 @@ impl Topology {
                 None if docker.is_some() => (Role::ManualVeth, None, None),
                 None => (Role::Veth, None, None),
             };
+            let unresolved = docker.is_some() && container.is_none() && p.peer_netnsid.is_some();
             t.observed.push(ObservedIface {
                 ifindex: p.ifindex,
                 name: p.name.clone(),
@@ -373,6 +379,7 @@ impl Topology {
                 peer,
                 network: net.map(|n| n.name.clone()),
                 bridge: master.map(|m| m.name.clone()),
+                unresolved,
             });
         }
 
@@ -426,10 +433,16 @@ impl Topology {
                 peer: None,
                 network: None,
                 bridge: None,
+                unresolved: false,
             });
             t.by_ifindex.insert(*idx, i);
         }
         t
+    }
+
+    /// Whether some observed veth leads into a namespace no known container owns.
+    pub fn has_unresolved(&self) -> bool {
+        self.observed.iter().any(|o| o.unresolved)
     }
 
     /// The observed interface with index `ifindex`.

@@ -325,10 +325,10 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
         "watching {} interfaces ({}){}",
         obs.attached(),
         obs.mode_in_use().map_or("-", AttachMode::name),
-        if follow {
-            ", following Docker and link changes"
-        } else {
-            ""
+        match (follow, feed.as_ref().is_some_and(|f| f.client.is_some())) {
+            (true, true) => ", following Docker and link changes",
+            (true, false) => ", following link changes",
+            (false, _) => "",
         }
     );
     let ring = obs.datapath_mut().take_events()?;
@@ -390,6 +390,13 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
                 more = p.flush()? && !p.full();
             }
             _ = ticker.tick() => {
+                p.release_if_due()?;
+                if p.holding() && !settling {
+                    // A veth's owner is still unknown: ask Docker again.
+                    docker_dirty = true;
+                    settling = true;
+                    settle.as_mut().reset(tokio::time::Instant::now());
+                }
                 p.poll_journeys(Clock::monotonic_now())?;
                 more = p.flush()? && !p.full();
             }
@@ -400,7 +407,12 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
                         drain(ring.get_mut(), &mut p)?;
                         obs.forget(ifindex);
                     }
-                    LinkChange::New(_) | LinkChange::Overrun => {}
+                    // A new veth usually means a new container: ask Docker too (cheap: only
+                    // new containers are inspected), so its first packets carry its name.
+                    LinkChange::New(_) | LinkChange::Overrun => {
+                        docker_dirty = true;
+                        p.hold();
+                    }
                 }
                 if !settling {
                     settling = true;
@@ -424,7 +436,7 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
                     Ok(t) => {
                         drain(ring.get_mut(), &mut p)?;
                         obs.reconcile(&t);
-                        p.topo = Arc::new(t);
+                        p.set_topology(Arc::new(t))?;
                     }
                     Err(e) => log::warn!("{e:#}"),
                 }
@@ -435,6 +447,7 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     obs.detach_all();
     if more {
         drain(ring.get_mut(), &mut p)?;
+        p.release()?;
         p.attribute_pending().await?;
         p.flush_journeys()?;
     }
