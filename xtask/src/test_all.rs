@@ -2,13 +2,16 @@
 
 use anyhow::{Context, Result};
 
-use crate::{cmd, docker, setup, workspace};
+use crate::{cmd, docker, images, setup, workspace};
 
-/// setup, a Docker engine, the unit tests, a release build of netlab, then the privileged
-/// integration tests (one at a time) against that binary. Stops at the first failing step.
+/// setup, a Docker engine and the lab's images, the unit tests, a release build of netlab, then
+/// the privileged integration tests (one at a time) against that binary. Stops at the first
+/// failing step.
 pub fn run(filter: &[String]) -> Result<()> {
     setup::run().context("setup failed")?;
     docker::ensure_docker().context("no Docker engine")?;
+    // The Docker tests run containers of the lab's images: build those missing or outdated.
+    images::ensure_images(false).context("building the lab's Docker images failed")?;
 
     cmd::run(
         cmd::cargo()
