@@ -307,9 +307,13 @@ impl Pipeline {
         let Some(ctx) = self.drops.as_mut() else {
             return Ok(());
         };
-        if ctx.only_observed
-            && (u64::from(ev.netns) != ctx.own_netns || self.topo.iface(ev.ifindex).is_none())
-        {
+        let netns = u64::from(ev.netns);
+        if ctx.only_observed && (netns != ctx.own_netns || self.topo.iface(ev.ifindex).is_none()) {
+            return Ok(());
+        }
+        // Following: drops on this host's namespace or in a known container's, not in
+        // namespaces netlab has nothing to do with.
+        if netns != ctx.own_netns && self.topo.place(netns, ev.ifindex).is_none() {
             return Ok(());
         }
         let reason = ctx.reasons.name(ev.reason);
