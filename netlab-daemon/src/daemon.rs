@@ -238,29 +238,44 @@ fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> 
             sh.clients.fetch_sub(1, Ordering::Relaxed);
             return;
         }
+        // Events this client missed since it was last told: its queue was full, or it
+        // fell behind the broadcast. Counted at once; told as soon as there is room.
+        let mut missed: u64 = 0;
         loop {
             let ev = match rx.recv().await {
-                Ok(ev) => ev,
+                Ok(ev) => Some(ev),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     sh.client_lost.fetch_add(n, Ordering::Relaxed);
-                    let notice = if text {
-                        format!("netlab: this client fell behind and lost {n} events\n")
-                    } else {
-                        format!("{{\"kind\":\"lost\",\"events\":{n}}}\n")
-                    };
-                    if tx.send(frame(&Bytes::from(notice))).await.is_err() {
-                        break;
-                    }
-                    continue;
+                    missed += n;
+                    None
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             };
+            if missed > 0 {
+                let notice = if text {
+                    format!("netlab: this client fell behind and lost {missed} events\n")
+                } else {
+                    format!("{{\"kind\":\"lost\",\"events\":{missed}}}\n")
+                };
+                match tx.try_send(frame(&Bytes::from(notice))) {
+                    Ok(()) => missed = 0,
+                    Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+            let Some(ev) = ev else { continue };
             if !filter.matches_meta(&ev.meta) {
                 continue;
             }
             let body = if text { &ev.text } else { &ev.json };
-            if tx.send(frame(body)).await.is_err() {
-                break;
+            // Never wait for a slow client: what does not fit its queue is lost to it.
+            match tx.try_send(frame(body)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    missed += 1;
+                    sh.client_lost.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
             }
         }
         sh.clients.fetch_sub(1, Ordering::Relaxed);

@@ -34,7 +34,7 @@ pub struct PacketSeries {
     pub iface: String,
     /// Direction of the packets, e.g. `ingress` or `egress`.
     pub direction: &'static str,
-    /// Packet kind, e.g. `icmp_echo_request` or `arp_request`.
+    /// Packet kind, e.g. `icmp-echo-request` or `arp-request`.
     pub kind: &'static str,
     /// Packets counted since the daemon started.
     pub packets: u64,

@@ -459,7 +459,7 @@ impl Pipeline {
                 let mut json = Vec::with_capacity(512);
                 journey::write_json(&f, &self.clock, &mut json)?;
                 let mut text = String::with_capacity(160);
-                journey::write_human(&f, &self.clock, &mut text);
+                journey::write_human(&friendly(&f, &self.topo), &self.clock, &mut text);
                 let meta = match &f {
                     Finished::Journey(j) => crate::stream::EventMeta {
                         kind: "journey".to_owned(),
@@ -489,7 +489,7 @@ impl Pipeline {
                 journey::write_json(&f, &self.clock, &mut self.bytes)?;
             } else {
                 self.text.clear();
-                journey::write_human(&f, &self.clock, &mut self.text);
+                journey::write_human(&friendly(&f, &self.topo), &self.clock, &mut self.text);
                 self.bytes.extend_from_slice(self.text.as_bytes());
             }
             self.printed += 1;
@@ -517,6 +517,31 @@ impl Pipeline {
     pub fn push_raw(&mut self, s: &[u8]) {
         self.bytes.extend_from_slice(s);
     }
+}
+
+/// A copy of a finished journey whose hops read `veth of AppDev` rather than the veth's
+/// kernel name (for human lines; JSON keeps the interface names).
+fn friendly(f: &Finished, topo: &Topology) -> Finished {
+    let mut f = f.clone();
+    if let Finished::Journey(j) = &mut f {
+        let name = |ifindex: u32, iface: &mut String| {
+            if let Some(o) = topo.iface(ifindex).filter(|o| o.name == *iface) {
+                match (o.role, &o.container) {
+                    (crate::topology::Role::ContainerVeth, Some(c)) => {
+                        *iface = format!("veth of {c}")
+                    }
+                    (crate::topology::Role::ManualVeth, Some(c)) => {
+                        *iface = format!("{} (hand-made, to {c})", o.name)
+                    }
+                    _ => {}
+                }
+            }
+        };
+        for h in j.hops.iter_mut().chain(j.last_seen.iter_mut()) {
+            name(h.ifindex, &mut h.iface);
+        }
+    }
+    f
 }
 
 /// Sends one rendered event to every client; with no client listening it is dropped.
