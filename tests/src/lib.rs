@@ -14,6 +14,7 @@
 
 pub mod bpf_state;
 pub mod cmd;
+pub mod daemon;
 pub mod docker;
 pub mod frames;
 pub mod netns;

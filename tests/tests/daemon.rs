@@ -1,0 +1,658 @@
+//! Privileged tests of `netlab daemon` (and of `netlab capture`) with a real Docker engine.
+//! Run by `cargo xtask test` (root, `NETLAB_BIN` set, a Docker engine, the lab's images):
+//! `cargo test -p netlab-tests --test daemon -- --test-threads=1`.
+//!
+//! Each test starts its own daemon on its own socket (`/tmp/nlt-sock-<pid>-<n>.sock`) and
+//! pin directory (`/sys/fs/bpf/nlt-pin-<pid>-<n>`), and makes its own network and
+//! containers; guards stop the daemon, run `netlab daemon --cleanup` and remove the rest.
+//! Every netlab command runs with `NETLAB_SOCKET` set to the test's own socket. Packets only
+//! go between the test's containers, a bounded number of times; the API is only ever asked
+//! over the unix socket and on loopback.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use netlab_tests::bpf_state::{assert_detached, BpfSnapshot};
+use netlab_tests::daemon::{
+    free_loopback_port, get_json, http_get, parse_metrics, run_with_input, tcp_get, topology_json,
+    unused_socket, Background, DaemonPaths, EventStream, StalledClient, COMMAND_TIMEOUT,
+    EXIT_TIMEOUT, WATCH_READY_MARKER,
+};
+use netlab_tests::docker::{host_veth, Container, EnvWrapper, HostNetns, Network};
+use netlab_tests::watch::READY_TIMEOUT;
+use netlab_tests::{count, docker_or_skip, run_with_timeout, Output, Watch};
+use serde_json::Value;
+
+const REQUEST: &str = "icmp-echo-request";
+const REPLY: &str = "icmp-echo-reply";
+/// Time for the last packets' events to go through the daemon.
+const SETTLE: Duration = Duration::from_millis(1000);
+/// How long a client may wait for events it should get.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+/// A fresh network with two sleeping containers, and their host veths (from `netlab
+/// topology --json`, asked without any daemon).
+struct Pair {
+    a: Container,
+    b: Container,
+    veth_a: String,
+    veth_b: String,
+    net: Network,
+}
+
+impl Pair {
+    fn new(bin: &Path, tag: &str) -> Result<Self> {
+        let net = Network::create(tag)?;
+        let a = Container::sleeper(&format!("{tag}a"), &net)?;
+        let b = Container::sleeper(&format!("{tag}b"), &net)?;
+        let topo = topology_json(bin, &unused_socket())?;
+        let veth_a = host_veth(&topo, &a.name, "eth0")?;
+        let veth_b = host_veth(&topo, &b.name, "eth0")?;
+        Ok(Self {
+            a,
+            b,
+            veth_a,
+            veth_b,
+            net,
+        })
+    }
+}
+
+/// Echo requests counted on `iface` ingress in a summary-shaped value (`/v1/counters`).
+fn requests_in(counters: &Value, iface: &str) -> u64 {
+    count(counters, iface, "ingress", REQUEST)
+}
+
+/// Runs a command that must fail at once; returns (exit code, stderr lines).
+fn failing(command: Command) -> Result<(Option<i32>, Vec<String>)> {
+    let out = run_with_timeout(command, COMMAND_TIMEOUT)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Ok((
+        out.status.code(),
+        stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect(),
+    ))
+}
+
+/// One client never reads its event stream; the other still gets every event, and the API
+/// keeps answering.
+#[test]
+fn a_stalled_client_does_not_hold_back_the_others() -> Result<()> {
+    const PINGS: u32 = 20;
+    let bin = docker_or_skip!();
+    let pair = Pair::new(&bin, "st")?;
+    let paths = DaemonPaths::new(&bin)?;
+    let daemon = paths.start(&[])?;
+
+    let stalled = StalledClient::open(&paths.socket, "/v1/events")?;
+    let reader = EventStream::open(&paths.socket, "/v1/events?kind=icmp")?;
+    let started = Instant::now();
+    pair.a.ping(&pair.b.name, PINGS)?;
+    let health = get_json(&paths.socket, "/v1/health")?;
+    ensure!(
+        health["status"] == "ok" && health["clients"].as_u64().is_some_and(|n| n >= 2),
+        "/v1/health during the stall: {health}"
+    );
+
+    let is_ours = |e: &Value| {
+        e["kind"] == REQUEST
+            && e["direction"] == "ingress"
+            && text(e, "/iface/name") == Some(pair.veth_a.as_str())
+    };
+    let events = reader.wait_for(EVENT_TIMEOUT, |events| {
+        events.iter().filter(|e| is_ours(e)).count() >= PINGS as usize
+    })?;
+    std::thread::sleep(SETTLE);
+    let events = {
+        let later = reader.events()?;
+        if later.len() >= events.len() {
+            later
+        } else {
+            events
+        }
+    };
+    let ours: Vec<&Value> = events.iter().filter(|e| is_ours(e)).collect();
+    let seqs: BTreeSet<u64> = ours
+        .iter()
+        .filter_map(|e| e.pointer("/icmp/seq").and_then(Value::as_u64))
+        .collect();
+    ensure!(
+        ours.len() == PINGS as usize && seqs.len() == PINGS as usize,
+        "the reading client got {} {REQUEST} events on {} ingress (seqs {seqs:?}), \
+         expected {PINGS}; lost notices: {:?}",
+        ours.len(),
+        pair.veth_a,
+        events
+            .iter()
+            .filter(|e| e["kind"] == "lost")
+            .collect::<Vec<_>>()
+    );
+    let labelled = ours.iter().all(|e| {
+        text(e, "/src/container") == Some(pair.a.name.as_str())
+            && text(e, "/dst/container") == Some(pair.b.name.as_str())
+    });
+    ensure!(
+        labelled,
+        "events not labelled {} -> {}",
+        pair.a.name,
+        pair.b.name
+    );
+    let health = get_json(&paths.socket, "/v1/health")?;
+    ensure!(
+        health["status"] == "ok",
+        "/v1/health after the pings: {health}"
+    );
+    println!(
+        "{PINGS} pings with a stalled client: {:?}; health {health}",
+        started.elapsed()
+    );
+    drop(stalled);
+    drop(reader);
+    let stopped = daemon.stop(libc::SIGTERM)?;
+    ensure!(
+        stopped.status.success(),
+        "daemon exited {}: {}",
+        stopped.status,
+        stopped.stderr
+    );
+    Ok(())
+}
+
+/// A burst far larger than what the kernel and the daemon buffer for one client: the
+/// stalled client's socket fills up, and the reading client still gets every echo request
+/// the daemon counted.
+#[test]
+fn a_stalled_client_with_full_buffers_does_not_hold_back_the_others() -> Result<()> {
+    const BURST: u32 = 3000;
+    /// Unread bytes that show the daemon really had to hold data back for the stalled client.
+    const FULL: usize = 64 * 1024;
+    let bin = docker_or_skip!();
+    let pair = Pair::new(&bin, "sb")?;
+    let paths = DaemonPaths::new(&bin)?;
+    let _daemon = paths.start(&[])?;
+    let stalled = StalledClient::open(&paths.socket, "/v1/events")?;
+    let reader = EventStream::open(&paths.socket, "/v1/events?kind=icmp")?;
+
+    let started = Instant::now();
+    let burst = BURST.to_string();
+    let ping = pair.a.exec(&[
+        "ping",
+        "-q",
+        "-c",
+        &burst,
+        "-i",
+        "0.002",
+        "-W",
+        "2",
+        &pair.b.name,
+    ])?;
+    let shown = String::from_utf8_lossy(&ping.stdout).into_owned();
+    ensure!(
+        shown.contains(&format!("{BURST} packets transmitted")),
+        "ping -c {BURST} from {} ({}):\n{shown}{}",
+        pair.a.name,
+        ping.status,
+        String::from_utf8_lossy(&ping.stderr)
+    );
+    let pinged = started.elapsed();
+    std::thread::sleep(SETTLE);
+    let counters = get_json(&paths.socket, "/v1/counters")?;
+    let counted = requests_in(&counters, &pair.veth_a);
+    ensure!(
+        counted == u64::from(BURST),
+        "/v1/counters: {counted} requests on {} ingress, expected {BURST}; delivery {}",
+        pair.veth_a,
+        counters["delivery"]
+    );
+    let is_ours = |e: &Value| {
+        e["kind"] == REQUEST
+            && e["direction"] == "ingress"
+            && text(e, "/iface/name") == Some(pair.veth_a.as_str())
+    };
+    let events = reader.wait_for(EVENT_TIMEOUT, |events| {
+        events.iter().filter(|e| is_ours(e)).count() as u64 >= counted
+    })?;
+    let received = events.iter().filter(|e| is_ours(e)).count() as u64;
+    let lost: Vec<&Value> = events.iter().filter(|e| e["kind"] == "lost").collect();
+    ensure!(
+        received == counted && lost.is_empty(),
+        "the reading client got {received} of {counted} {REQUEST} events on {} ingress; \
+         lost notices {lost:?}; delivery {}",
+        pair.veth_a,
+        counters["delivery"]
+    );
+    let unread = stalled.unread_bytes()?;
+    ensure!(
+        unread >= FULL,
+        "the stalled client holds only {unread} unread bytes: it never stalled the daemon"
+    );
+    let health = get_json(&paths.socket, "/v1/health")?;
+    ensure!(
+        health["status"] == "ok",
+        "/v1/health after the burst: {health}"
+    );
+    println!(
+        "burst of {BURST} pings in {pinged:?}; the reader got all {received}; \
+         the stalled client has {unread} bytes unread; health {health}"
+    );
+    Ok(())
+}
+
+/// `/metrics` passes `promtool check metrics` and counts exactly the pings sent since the
+/// daemon started.
+#[test]
+fn metrics_pass_promtool_and_count_the_pings() -> Result<()> {
+    const PINGS: u32 = 4;
+    let bin = docker_or_skip!();
+    let pair = Pair::new(&bin, "mt")?;
+    let paths = DaemonPaths::new(&bin)?;
+    let _daemon = paths.start(&[])?;
+    pair.a.ping(&pair.b.name, PINGS)?;
+    std::thread::sleep(SETTLE);
+
+    let page = http_get(&paths.socket, "/metrics")?;
+    ensure!(
+        page.status == 200,
+        "/metrics: HTTP {}: {}",
+        page.status,
+        page.body
+    );
+    let file = std::env::temp_dir().join(format!("nlt-metrics-{}.txt", std::process::id()));
+    std::fs::write(&file, &page.body)?;
+    let mut promtool = Command::new("promtool");
+    promtool.args(["check", "metrics"]);
+    let checked = run_with_input(promtool, &file, COMMAND_TIMEOUT);
+    let _ = std::fs::remove_file(&file);
+    let checked = checked.context("running promtool (`cargo xtask setup` installs it)")?;
+    ensure!(
+        checked.status.success() && checked.stderr.is_empty(),
+        "promtool check metrics: {}\n--- stdout:\n{}--- stderr:\n{}--- page:\n{}",
+        checked.status,
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr),
+        page.body
+    );
+
+    let samples = parse_metrics(&page.body)?;
+    let series = |container: &str, direction: &str, kind: &str| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|s| {
+                s.name == "netlab_packets_total"
+                    && s.has(&[
+                        ("container", container),
+                        ("direction", direction),
+                        ("kind", kind),
+                    ])
+            })
+            .map(|s| s.value)
+            .collect()
+    };
+    let n = f64::from(PINGS);
+    for (container, direction, kind) in [
+        (pair.a.name.as_str(), "ingress", REQUEST),
+        (pair.b.name.as_str(), "egress", REQUEST),
+        (pair.b.name.as_str(), "ingress", REPLY),
+        (pair.a.name.as_str(), "egress", REPLY),
+    ] {
+        let found = series(container, direction, kind);
+        ensure!(
+            found == [n],
+            "netlab_packets_total{{container=\"{container}\",direction=\"{direction}\",\
+             kind=\"{kind}\"}}: {found:?}, expected one series = {n}\n--- page:\n{}",
+            page.body
+        );
+    }
+    let labelled = samples.iter().any(|s| {
+        s.name == "netlab_packets_total"
+            && s.has(&[
+                ("container", pair.a.name.as_str()),
+                ("network", pair.net.name.as_str()),
+                ("iface", pair.veth_a.as_str()),
+            ])
+    });
+    ensure!(
+        labelled,
+        "no series of {} labelled network {} iface {}:\n{}",
+        pair.a.name,
+        pair.net.name,
+        pair.veth_a,
+        page.body
+    );
+    Ok(())
+}
+
+/// The pinned links keep counting while the daemon is down, the next daemon adds up, and
+/// `--cleanup` leaves nothing behind.
+#[test]
+fn counting_continues_across_restarts_and_cleanup_removes_everything() -> Result<()> {
+    const BATCH: u32 = 5;
+    let bin = docker_or_skip!();
+    let before = BpfSnapshot::take()?;
+    let pair = Pair::new(&bin, "rs")?;
+    let paths = DaemonPaths::new(&bin)?;
+
+    let first = paths.start(&[])?;
+    pair.a.ping(&pair.b.name, BATCH)?;
+    std::thread::sleep(SETTLE);
+    let counters = get_json(&paths.socket, "/v1/counters")?;
+    ensure!(
+        requests_in(&counters, &pair.veth_a) == u64::from(BATCH),
+        "after batch 1: {} requests on {}: {counters}",
+        requests_in(&counters, &pair.veth_a),
+        pair.veth_a
+    );
+    let stopped = first.stop(libc::SIGTERM)?;
+    ensure!(
+        stopped.status.success(),
+        "daemon exited {} after SIGTERM: {}",
+        stopped.status,
+        stopped.stderr
+    );
+    ensure!(
+        !paths.socket.exists(),
+        "the stopped daemon left {}",
+        paths.socket.display()
+    );
+    let pinned = paths.pinned();
+    ensure!(
+        pinned
+            .iter()
+            .any(|p| p.to_string_lossy().contains(pair.veth_a.as_str())),
+        "no pinned link of {} under {}: {pinned:?}",
+        pair.veth_a,
+        paths.pin_dir.display()
+    );
+
+    pair.a.ping(&pair.b.name, BATCH)?;
+    // No daemon answers: `netlab counters` reads what the stopped one left pinned.
+    let mut counters_cmd = paths.netlab();
+    counters_cmd
+        .args(["counters", "--json", "--pin-dir"])
+        .arg(&paths.pin_dir);
+    let out = run_with_timeout(counters_cmd, COMMAND_TIMEOUT)?;
+    let pinned_counts: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "netlab counters --json ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    ensure!(
+        requests_in(&pinned_counts, &pair.veth_a) == u64::from(2 * BATCH),
+        "while the daemon is down, the pinned counters show {} requests on {}, expected {}",
+        requests_in(&pinned_counts, &pair.veth_a),
+        pair.veth_a,
+        2 * BATCH
+    );
+
+    let second = paths.start(&[])?;
+    pair.a.ping(&pair.b.name, BATCH)?;
+    std::thread::sleep(SETTLE);
+    let counters = get_json(&paths.socket, "/v1/counters")?;
+    ensure!(
+        requests_in(&counters, &pair.veth_a) == u64::from(3 * BATCH),
+        "after a restart: {} requests on {} ingress, expected {} (3 batches of {BATCH}): {counters}",
+        requests_in(&counters, &pair.veth_a),
+        pair.veth_a,
+        3 * BATCH
+    );
+    let stopped = second.stop(libc::SIGTERM)?;
+    ensure!(stopped.status.success(), "daemon exited {}", stopped.status);
+
+    paths.cleanup()?;
+    let left = paths.pinned();
+    ensure!(
+        left.is_empty() && !paths.pin_dir.exists(),
+        "--cleanup left {} with {left:?}",
+        paths.pin_dir.display()
+    );
+    assert_detached("-", &[], &before).context("after netlab daemon --cleanup")?;
+    Ok(())
+}
+
+/// The socket is 0660 and gated by its group; `--listen` serves loopback only unless told.
+#[test]
+fn socket_permissions_and_loopback_listen() -> Result<()> {
+    let bin = docker_or_skip!();
+    let paths = DaemonPaths::new(&bin)?;
+    let port = free_loopback_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let _daemon = paths.start(&["--listen", &listen])?;
+
+    let meta = std::fs::metadata(&paths.socket)?;
+    ensure!(
+        meta.permissions().mode() & 0o7777 == 0o660,
+        "{} has mode {:o}, expected 660",
+        paths.socket.display(),
+        meta.permissions().mode() & 0o7777
+    );
+    let url = "http://netlab/v1/health";
+    let curl_as = |groups: &str| -> Result<std::process::Output> {
+        let mut curl = Command::new("setpriv");
+        curl.args(["--reuid=65534", "--regid=65534"]);
+        if groups.is_empty() {
+            curl.arg("--clear-groups");
+        } else {
+            curl.arg(format!("--groups={groups}"));
+        }
+        curl.args(["curl", "-sS", "--max-time", "5", "--unix-socket"])
+            .arg(&paths.socket)
+            .arg(url);
+        run_with_timeout(curl, COMMAND_TIMEOUT)
+    };
+    let outsider = curl_as("")?;
+    ensure!(
+        !outsider.status.success() && outsider.stdout.is_empty(),
+        "uid 65534 outside the socket's group got an answer ({}): {}",
+        outsider.status,
+        String::from_utf8_lossy(&outsider.stdout)
+    );
+    // The same user in the socket's group gets in: what kept it out was the group.
+    let member = curl_as(&meta.gid().to_string())?;
+    let answer: Value = serde_json::from_slice(&member.stdout).with_context(|| {
+        format!(
+            "uid 65534 in group {} ({}): {}",
+            meta.gid(),
+            member.status,
+            String::from_utf8_lossy(&member.stderr)
+        )
+    })?;
+    ensure!(answer["status"] == "ok", "health for a member: {answer}");
+
+    let addr: SocketAddr = listen.parse()?;
+    let health = tcp_get(addr, "/v1/health")?.json()?;
+    ensure!(health["status"] == "ok", "/v1/health on {addr}: {health}");
+
+    let remote = DaemonPaths::new(&bin)?;
+    let remote_port = free_loopback_port()?;
+    let mut command = remote.netlab();
+    command
+        .arg("daemon")
+        .arg("--socket")
+        .arg(&remote.socket)
+        .arg("--pin-dir")
+        .arg(&remote.pin_dir)
+        .args(["--listen", &format!("0.0.0.0:{remote_port}")]);
+    let (code, lines) = failing(command)?;
+    ensure!(
+        code.is_some_and(|c| c != 0) && lines.len() == 1 && lines[0].contains("--allow-remote"),
+        "--listen 0.0.0.0 without --allow-remote: exit {code:?}, stderr {lines:#?}"
+    );
+    ensure!(
+        !remote.socket.exists() && !remote.pin_dir.exists(),
+        "the refused daemon created {} or {}",
+        remote.socket.display(),
+        remote.pin_dir.display()
+    );
+    Ok(())
+}
+
+/// `netlab capture` writes a pcapng whose echo requests carry the interface and a comment
+/// naming both containers.
+#[test]
+fn capture_writes_commented_pcapng() -> Result<()> {
+    const PINGS: u32 = 3;
+    let bin = docker_or_skip!();
+    let pair = Pair::new(&bin, "cp")?;
+    let socket = unused_socket();
+    let file = std::env::temp_dir().join(format!("nlt-capture-{}.pcapng", std::process::id()));
+    struct Remove<'a>(&'a Path);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = Remove(&file);
+
+    let mut command = netlab_tests::daemon::netlab_command(&bin, &socket);
+    command
+        .args(["capture", "-w"])
+        .arg(&file)
+        .args(["--duration", "4"]);
+    let capture = Background::start(command, WATCH_READY_MARKER, READY_TIMEOUT)?;
+    pair.a.ping(&pair.b.name, PINGS)?;
+    let finished = capture.wait(Duration::from_secs(4) + EXIT_TIMEOUT)?;
+    ensure!(
+        finished.status.success(),
+        "netlab capture exited {}: {}",
+        finished.status,
+        finished.stderr
+    );
+
+    let mut tshark = Command::new("tshark");
+    tshark.arg("-r").arg(&file).args([
+        "-Y",
+        "icmp.type==8",
+        "-T",
+        "fields",
+        "-e",
+        "frame.comment",
+        "-e",
+        "frame.interface_name",
+    ]);
+    let out = run_with_timeout(tshark, COMMAND_TIMEOUT)
+        .context("running tshark (`cargo xtask setup` installs it)")?;
+    let rows = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success(),
+        "tshark failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (a, b) = (pair.a.name.as_str(), pair.b.name.as_str());
+    let ours = |iface: &str, direction: &str| {
+        rows.lines()
+            .filter(|row| {
+                let (comment, name) = row.split_once('\t').unwrap_or((row, ""));
+                name == iface
+                    && comment.contains(a)
+                    && comment.contains(b)
+                    && comment.contains(REQUEST)
+                    && comment.ends_with(direction)
+            })
+            .count()
+    };
+    let (at_a, at_b) = (ours(&pair.veth_a, "ingress"), ours(&pair.veth_b, "egress"));
+    ensure!(
+        at_a == PINGS as usize && at_b == PINGS as usize,
+        "expected {PINGS} echo requests {a} -> {b} on {} ingress and on {} egress, \
+         got {at_a} and {at_b}:\n{rows}",
+        pair.veth_a,
+        pair.veth_b
+    );
+    Ok(())
+}
+
+/// `netlab watch --json` with `NETLAB_SOCKET` at a daemon goes through it, with the same
+/// labels and an exact summary.
+#[test]
+fn watch_through_the_daemon_is_labelled_and_counted() -> Result<()> {
+    const PINGS: u32 = 3;
+    let bin = docker_or_skip!();
+    let pair = Pair::new(&bin, "wd")?;
+    let paths = DaemonPaths::new(&bin)?;
+    let _daemon = paths.start(&[])?;
+    let socket = paths.socket.to_string_lossy().into_owned();
+    let wrapper = EnvWrapper::new(&bin, &[("NETLAB_SOCKET", socket.as_str())])?;
+    let host = HostNetns::attach()?;
+
+    let watch = Watch::start_bin(&wrapper.bin, host.name(), &["--json"], READY_TIMEOUT)?;
+    ensure!(
+        watch.stderr_so_far().contains("through the netlab daemon"),
+        "netlab watch did not use the daemon at {socket}:\n{}",
+        watch.stderr_so_far()
+    );
+    pair.a.ping(&pair.b.name, PINGS)?;
+    std::thread::sleep(SETTLE);
+    let output: Output = watch.stop()?;
+    ensure!(
+        output.status.success(),
+        "netlab watch exited {}: {}",
+        output.status,
+        output.stderr
+    );
+
+    let n = u64::from(PINGS);
+    let (a, b, net) = (
+        pair.a.name.as_str(),
+        pair.b.name.as_str(),
+        pair.net.name.as_str(),
+    );
+    let expected = [
+        (pair.veth_a.as_str(), "ingress", REQUEST),
+        (pair.veth_b.as_str(), "egress", REQUEST),
+        (pair.veth_b.as_str(), "ingress", REPLY),
+        (pair.veth_a.as_str(), "egress", REPLY),
+    ];
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter_map(|&(iface, direction, kind)| {
+            let counted = count(&output.summary, iface, direction, kind);
+            (counted != n).then(|| format!("{kind} on {iface} {direction}: {counted}"))
+        })
+        .collect();
+    ensure!(
+        wrong.is_empty(),
+        "summary through the daemon, expected {n} each: {}\ncounters:\n{}",
+        wrong.join(", "),
+        output.counters_text()
+    );
+    for (iface, direction, kind) in expected {
+        let events: Vec<&Value> = output.events_at(iface, direction, kind).collect();
+        let owner = if iface == pair.veth_a { a } else { b };
+        let (src, dst) = if kind == REQUEST { (a, b) } else { (b, a) };
+        let labelled = events.iter().all(|e| {
+            text(e, "/src/container") == Some(src)
+                && text(e, "/dst/container") == Some(dst)
+                && text(e, "/src/network") == Some(net)
+                && text(e, "/iface/role") == Some("container-veth")
+                && text(e, "/iface/container") == Some(owner)
+                && text(e, "/iface/network") == Some(net)
+                && text(e, "/iface/bridge") == Some(pair.net.bridge().as_str())
+        });
+        ensure!(
+            events.len() as u64 == n && labelled,
+            "expected {n} {kind} events on {iface} {direction} labelled {src} -> {dst} on {net}, \
+             got:\n{}",
+            events
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,540 @@
+//! Privileged tests of "explain drops": `netlab diagnose` and the drop events and journeys
+//! of `netlab watch`, with a real Docker engine. Run by `cargo xtask test` (root,
+//! `NETLAB_BIN` set, a Docker engine, the lab's images):
+//! `cargo test -p netlab-tests --test drops -- --test-threads=1`.
+//!
+//! Each test makes its own networks and containers (`nlt-<tag>-<pid>-<n>`) and removes them
+//! when it ends. Packets only go between those containers, a bounded number of times, to
+//! names of containers on the same network, to their addresses, or to an unused address of
+//! the test's own network (ARP for it stays on that bridge). Every netlab command runs with
+//! `NETLAB_SOCKET` pointing at a path where no daemon listens, so none of them talks to a
+//! daemon someone else started.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use netlab_tests::daemon::{netlab_command, topology_json, unused_socket, COMMAND_TIMEOUT};
+use netlab_tests::docker::{
+    add_hand_made_leg, docker, host_veth, subnet_host, topo_network, Container, CourseLab,
+    EnvWrapper, HostNetns, Network, HTTP_ECHO_IMAGE,
+};
+use netlab_tests::watch::READY_TIMEOUT;
+use netlab_tests::{docker_or_skip, run_with_timeout, Output, Watch};
+use serde_json::Value;
+
+/// Time for the last events (netfilter drops come ~150 ms late, journeys once answered or
+/// timed out after 2 s) to reach netlab's stdout before it is stopped.
+const SETTLE: Duration = Duration::from_millis(2500);
+
+/// What one `netlab diagnose` printed.
+struct Diagnosis {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Diagnosis {
+    /// Stdout as the `--json` verdict.
+    fn json(&self) -> Result<Value> {
+        serde_json::from_str(self.stdout.trim()).with_context(|| {
+            format!(
+                "diagnose --json printed no JSON object:\n{}--- stderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Everything printed, for assertion messages.
+    fn shown(&self) -> String {
+        format!(
+            "exit {:?} after {:?}\n--- stdout:\n{}--- stderr:\n{}",
+            self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// `netlab diagnose <args...>` (bounded), never through a daemon.
+fn diagnose(bin: &Path, socket: &Path, args: &[&str]) -> Result<Diagnosis> {
+    let mut command = netlab_command(bin, socket);
+    command.arg("diagnose").args(args);
+    let started = Instant::now();
+    let out = run_with_timeout(command, COMMAND_TIMEOUT)?;
+    Ok(Diagnosis {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// `netlab watch` in the host's namespace, through a wrapper that sets `NETLAB_SOCKET` (so
+/// it runs embedded), plus what keeps the wrapper and the namespace name alive.
+struct HostWatch {
+    watch: Watch,
+    _wrapper: EnvWrapper,
+    _host: HostNetns,
+}
+
+impl HostWatch {
+    fn start(bin: &Path, socket: &Path, args: &[&str]) -> Result<Self> {
+        let socket = socket.to_string_lossy();
+        let wrapper = EnvWrapper::new(bin, &[("NETLAB_SOCKET", socket.as_ref())])?;
+        let host = HostNetns::attach()?;
+        let watch = Watch::start_bin(&wrapper.bin, host.name(), args, READY_TIMEOUT)?;
+        ensure!(
+            !watch.stderr_so_far().contains("through the netlab daemon"),
+            "netlab watch went through a daemon:\n{}",
+            watch.stderr_so_far()
+        );
+        Ok(Self {
+            watch,
+            _wrapper: wrapper,
+            _host: host,
+        })
+    }
+
+    /// Waits [`SETTLE`], checks netlab still runs, stops it with SIGINT and checks it
+    /// exited 0.
+    fn stop(self) -> Result<Output> {
+        let mut watch = self.watch;
+        std::thread::sleep(SETTLE);
+        ensure!(
+            watch.is_running()?,
+            "netlab exited during the test; stderr:\n{}",
+            watch.stderr_so_far()
+        );
+        let output = watch.stop()?;
+        ensure!(
+            output.status.success(),
+            "netlab exited with {} after SIGINT; stderr:\n{}",
+            output.status,
+            output.stderr
+        );
+        Ok(output)
+    }
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+/// The first IPv4 address of `container` on `network`, from `docker inspect`.
+fn container_ip(container: &Container, network: &Network) -> Result<String> {
+    let format = format!(
+        "{{{{with index .NetworkSettings.Networks \"{}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}",
+        network.name
+    );
+    let ip = docker(&["inspect", "--format", &format, &container.name])?
+        .trim()
+        .to_owned();
+    ensure!(
+        !ip.is_empty(),
+        "{} has no address on {}",
+        container.name,
+        network.name
+    );
+    Ok(ip)
+}
+
+/// An address of `network`'s subnet with host part `host` that no container of it has:
+/// `(address, address/len)`.
+fn unused_address(
+    bin: &Path,
+    socket: &Path,
+    network: &Network,
+    host: u32,
+) -> Result<(String, String)> {
+    let topo = topology_json(bin, socket)?;
+    let subnet = topo_network(&topo, &network.name)?["subnets"][0]
+        .as_str()
+        .with_context(|| format!("no subnet for {}: {topo}", network.name))?
+        .to_owned();
+    let (addr, cidr) = subnet_host(&subnet, host)?;
+    let addr = addr.to_string();
+    let used = docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .Containers}}{{.IPv4Address}} {{end}}",
+        &network.name,
+    ])?;
+    ensure!(
+        !used
+            .split_whitespace()
+            .any(|a| a.split('/').next() == Some(addr.as_str())),
+        "{addr} is already used on {}: {used}",
+        network.name
+    );
+    Ok((addr, cidr))
+}
+
+/// The course's lab: AppDev on devops pings AppProd on prod and Docker's isolation drops
+/// it. diagnose names the rule and the fix; watch reports each drop and dropped journeys.
+#[test]
+fn isolation_drop_is_explained_with_rule_and_hint() -> Result<()> {
+    let bin = docker_or_skip!();
+    let socket = unused_socket();
+    let lab = CourseLab::new()?;
+    let (appdev, appprod) = (lab.appdev.name.as_str(), lab.appprod.name.as_str());
+    let prod_bridge = lab.prod.bridge();
+
+    let run = diagnose(&bin, &socket, &[appdev, appprod, "--json"])?;
+    ensure!(
+        run.code == Some(1),
+        "diagnose should exit 1: {}",
+        run.shown()
+    );
+    let v = run.json()?;
+    let rule = text(&v, "/drop/rule").unwrap_or_default();
+    let expected_hint = format!("docker network connect {} {appprod}", lab.devops.name);
+    ensure!(
+        v["verdict"] == "dropped"
+            && v["reachable"] == false
+            && text(&v, "/drop/reason") == Some("NETFILTER_DROP")
+            && rule.contains("DOCKER-ISOLATION-STAGE-2")
+            && rule.contains(&prod_bridge)
+            && v["share_no_network"] == true
+            && text(&v, "/hint") == Some(expected_hint.as_str())
+            && text(&v, "/dst/container") == Some(appprod)
+            && v["answered"] == 0,
+        "expected verdict dropped by DOCKER-ISOLATION-STAGE-2 on {prod_bridge}, \
+         share_no_network, hint {expected_hint:?}; got {}",
+        run.shown()
+    );
+    println!("diagnose --json (dropped) took {:?}", run.elapsed);
+
+    let human = diagnose(&bin, &socket, &[appdev, appprod])?;
+    ensure!(
+        human.code == Some(1),
+        "diagnose should exit 1: {}",
+        human.shown()
+    );
+    ensure!(
+        human.stdout.contains(rule) && human.stdout.contains(&expected_hint),
+        "the human verdict does not mention the rule {rule:?} and the hint {expected_hint:?}: {}",
+        human.shown()
+    );
+
+    let appprod_ip = container_ip(&lab.appprod, &lab.prod)?;
+    let watch = HostWatch::start(&bin, &socket, &["--json"])?;
+    let ping = lab
+        .appdev
+        .exec(&["ping", "-c", "2", "-W", "1", &appprod_ip])?;
+    ensure!(
+        !String::from_utf8_lossy(&ping.stdout).contains(" 0% packet loss"),
+        "{appdev} reached {appprod} ({appprod_ip}) across networks:\n{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let output = watch.stop()?;
+
+    let drops: Vec<&Value> = output
+        .events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "drop"
+                && text(e, "/drop/reason") == Some("NETFILTER_DROP")
+                && text(e, "/src/container") == Some(appdev)
+                && text(e, "/dst/container") == Some(appprod)
+        })
+        .collect();
+    ensure!(
+        drops.len() >= 2,
+        "expected >= 2 NETFILTER_DROP drop events {appdev} -> {appprod}, got {}:\n{}",
+        drops.len(),
+        output.stdout
+    );
+    let unattributed: Vec<String> = drops
+        .iter()
+        .filter(|e| {
+            e["packet"] != "icmp-echo-request"
+                || !text(e, "/drop/rule").is_some_and(|r| r.contains("DOCKER-ISOLATION-STAGE-2"))
+        })
+        .map(|e| e.to_string())
+        .collect();
+    ensure!(
+        unattributed.is_empty(),
+        "drop events that are not echo requests dropped by DOCKER-ISOLATION-STAGE-2:\n{}",
+        unattributed.join("\n")
+    );
+    let journeys: Vec<&Value> = output
+        .events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "journey"
+                && text(e, "/src/container") == Some(appdev)
+                && text(e, "/dst/container") == Some(appprod)
+        })
+        .collect();
+    ensure!(
+        journeys.len() == 2 && journeys.iter().all(|j| j["result"] == "dropped"),
+        "expected 2 dropped journeys {appdev} -> {appprod}, got:\n{}",
+        journeys
+            .iter()
+            .map(|j| j.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    Ok(())
+}
+
+/// After the course's hand-made leg (AppProd gets an address on devops), AppDev reaches
+/// it, through AppDev's veth, the devops bridge and the hand-made veth.
+#[test]
+fn hand_made_leg_makes_appprod_reachable() -> Result<()> {
+    let bin = docker_or_skip!();
+    let socket = unused_socket();
+    let lab = CourseLab::new()?;
+    let (appdev, appprod) = (lab.appdev.name.as_str(), lab.appprod.name.as_str());
+    let (addr, cidr) = unused_address(&bin, &socket, &lab.devops, 200)?;
+    let leg = add_hand_made_leg(&lab.devops.bridge(), &lab.appprod, &cidr)?;
+
+    let run = diagnose(&bin, &socket, &[appdev, &addr, "--json"])?;
+    ensure!(
+        run.code == Some(0),
+        "diagnose should exit 0: {}",
+        run.shown()
+    );
+    let v = run.json()?;
+    let path: Vec<&str> = v["path"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(
+        v["verdict"] == "reachable"
+            && v["reachable"] == true
+            && text(&v, "/dst/ip") == Some(addr.as_str())
+            && text(&v, "/dst/container") == Some(appprod)
+            && path.iter().any(|p| p.contains(&leg.name)),
+        "expected {addr} reachable through {}: {}",
+        leg.name,
+        run.shown()
+    );
+    println!("diagnose --json (hand-made leg) took {:?}", run.elapsed);
+
+    // By name too: AppProd now shares devops with AppDev.
+    let by_name = diagnose(&bin, &socket, &[appdev, appprod, "--json"])?;
+    ensure!(
+        by_name.code == Some(0),
+        "diagnose by name should exit 0: {}",
+        by_name.shown()
+    );
+    let v = by_name.json()?;
+    ensure!(
+        v["verdict"] == "reachable"
+            && v["share_no_network"] == false
+            && text(&v, "/dst/ip") == Some(addr.as_str()),
+        "{appprod} by name should be reached at {addr}: {}",
+        by_name.shown()
+    );
+    Ok(())
+}
+
+/// An address of devops nobody has: no ARP reply.
+#[test]
+fn unused_address_has_no_arp_reply() -> Result<()> {
+    let bin = docker_or_skip!();
+    let socket = unused_socket();
+    let devops = Network::create("devops")?;
+    let appdev = Container::run("AppDev", &devops, HTTP_ECHO_IMAGE, &["-text", "hi"])?;
+    let (addr, _) = unused_address(&bin, &socket, &devops, 250)?;
+
+    let run = diagnose(&bin, &socket, &[&appdev.name, &addr, "--json"])?;
+    ensure!(
+        run.code == Some(1),
+        "diagnose should exit 1: {}",
+        run.shown()
+    );
+    let v = run.json()?;
+    let expected = format!("no ARP reply for {addr}");
+    ensure!(
+        v["verdict"] == "no-arp-reply"
+            && v["reachable"] == false
+            && v["answered"] == 0
+            && text(&v, "/message").is_some_and(|m| m.contains(&expected)),
+        "expected verdict no-arp-reply with {expected:?}: {}",
+        run.shown()
+    );
+    println!("diagnose --json (no ARP reply) took {:?}", run.elapsed);
+    Ok(())
+}
+
+/// Two containers on one network: diagnose gives the path veth → bridge → veth with RTTs;
+/// watch pairs each echo with its reply into an answered journey over four hops.
+#[test]
+fn same_network_path_and_answered_journeys() -> Result<()> {
+    const COUNT: u64 = 4;
+    const PINGS: u32 = 3;
+    let bin = docker_or_skip!();
+    let socket = unused_socket();
+    let net = Network::create("jn")?;
+    let a = Container::sleeper("ja", &net)?;
+    let b = Container::sleeper("jb", &net)?;
+    let topo = topology_json(&bin, &socket)?;
+    let veth_a = host_veth(&topo, &a.name, "eth0")?;
+    let veth_b = host_veth(&topo, &b.name, "eth0")?;
+
+    let count = COUNT.to_string();
+    let run = diagnose(
+        &bin,
+        &socket,
+        &[&a.name, &b.name, "--count", &count, "--json"],
+    )?;
+    ensure!(
+        run.code == Some(0),
+        "diagnose should exit 0: {}",
+        run.shown()
+    );
+    let v = run.json()?;
+    let expected_path = [
+        format!("veth of {}", a.name),
+        format!("{} ({})", net.bridge(), net.name),
+        format!("veth of {}", b.name),
+    ];
+    let path: Vec<&str> = v["path"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let rtt: Vec<f64> = ["min", "avg", "max"]
+        .iter()
+        .filter_map(|k| v.pointer(&format!("/rtt_ms/{k}")).and_then(Value::as_f64))
+        .collect();
+    ensure!(
+        v["verdict"] == "reachable"
+            && v["reachable"] == true
+            && v["sent"] == COUNT
+            && v["answered"] == COUNT
+            && path == expected_path
+            && rtt.len() == 3
+            && rtt[0] > 0.0
+            && rtt[0] <= rtt[1]
+            && rtt[1] <= rtt[2],
+        "expected {COUNT}/{COUNT} answered, rtt_ms min <= avg <= max and path {expected_path:?}: {}",
+        run.shown()
+    );
+    println!("diagnose --json (same network) took {:?}", run.elapsed);
+
+    let watch = HostWatch::start(&bin, &socket, &["--json", "--kind", "journey"])?;
+    a.ping(&b.name, PINGS)?;
+    let output = watch.stop()?;
+    let others: Vec<&Value> = output
+        .events
+        .iter()
+        .filter(|e| e["kind"] != "journey")
+        .collect();
+    ensure!(
+        others.is_empty(),
+        "--kind journey printed other events: {others:?}"
+    );
+    let journeys: Vec<&Value> = output
+        .events
+        .iter()
+        .filter(|e| {
+            text(e, "/src/container") == Some(a.name.as_str())
+                && text(e, "/dst/container") == Some(b.name.as_str())
+        })
+        .collect();
+    let expected_hops = [
+        (veth_a.as_str(), "ingress", "request"),
+        (veth_b.as_str(), "egress", "request"),
+        (veth_b.as_str(), "ingress", "reply"),
+        (veth_a.as_str(), "egress", "reply"),
+    ];
+    let wrong: Vec<String> = journeys
+        .iter()
+        .filter(|j| {
+            let hops: Vec<(&str, &str, &str)> = j["hops"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    (
+                        text(h, "/iface").unwrap_or_default(),
+                        text(h, "/direction").unwrap_or_default(),
+                        text(h, "/phase").unwrap_or_default(),
+                    )
+                })
+                .collect();
+            j["result"] != "answered" || hops != expected_hops || !j["rtt_ns"].is_u64()
+        })
+        .map(|j| j.to_string())
+        .collect();
+    ensure!(
+        journeys.len() == PINGS as usize && wrong.is_empty(),
+        "expected {PINGS} answered journeys {} -> {} with hops {expected_hops:?}; \
+         got {} journeys, these wrong:\n{}\n--- stdout:\n{}",
+        a.name,
+        b.name,
+        journeys.len(),
+        wrong.join("\n"),
+        output.stdout
+    );
+    Ok(())
+}
+
+/// An unknown source is an error (exit 2, one line); a stopped destination and one whose
+/// eth0 is down are verdicts (exit 1).
+#[test]
+fn unknown_stopped_and_down_destinations() -> Result<()> {
+    let bin = docker_or_skip!();
+    let socket = unused_socket();
+    let net = Network::create("err")?;
+    let a = Container::sleeper("ea", &net)?;
+    let stopped = Container::sleeper("estop", &net)?;
+    let down = Container::sleeper("edown", &net)?;
+
+    let nosuch = format!("nlt-nosuch-{}", std::process::id());
+    let run = diagnose(&bin, &socket, &[&nosuch, &a.name])?;
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    ensure!(
+        run.code == Some(2)
+            && lines.len() == 1
+            && lines[0].contains(&nosuch)
+            && run.stdout.trim().is_empty(),
+        "an unknown source should exit 2 with one stderr line naming it: {}",
+        run.shown()
+    );
+
+    docker(&["stop", "-t", "1", &stopped.name])?;
+    let run = diagnose(&bin, &socket, &[&a.name, &stopped.name, "--json"])?;
+    ensure!(
+        run.code == Some(1),
+        "diagnose should exit 1: {}",
+        run.shown()
+    );
+    let v = run.json()?;
+    ensure!(
+        v["verdict"] == "not-running"
+            && v["reachable"] == false
+            && text(&v, "/message").is_some_and(|m| m.contains(&stopped.name)),
+        "expected verdict not-running: {}",
+        run.shown()
+    );
+
+    down.netns_exec("ip link set eth0 down")?;
+    let run = diagnose(&bin, &socket, &[&a.name, &down.name, "--json"])?;
+    ensure!(
+        run.code == Some(1),
+        "diagnose should exit 1: {}",
+        run.shown()
+    );
+    let v = run.json()?;
+    ensure!(
+        v["verdict"] == "interface-down"
+            && v["reachable"] == false
+            && text(&v, "/dst/container") == Some(down.name.as_str())
+            && text(&v, "/message").is_some_and(|m| m.contains("eth0")),
+        "expected verdict interface-down naming eth0: {}",
+        run.shown()
+    );
+    Ok(())
+}
