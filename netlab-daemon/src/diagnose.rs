@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use netlab_common::Config;
 use serde::Serialize;
 use tokio::io::{unix::AsyncFd, Interest};
+use tokio::sync::mpsc;
 
 use crate::attach::AttachMode;
 use crate::btf::Kallsyms;
@@ -216,8 +217,36 @@ pub fn verdict(f: &Facts) -> Verdict {
         }
         return v;
     }
-    // Not answered: a drop explains it best, then ARP, then the last point seen.
-    if let Some(d) = f.drops.first() {
+    // Not answered: no neighbour (ARP) first, as the kernel's NEIGH_FAILED drop of the
+    // queued requests says the same; then another drop; then the last point seen.
+    let neigh_failed = f.drops.iter().any(|d| d.drop.reason.starts_with("NEIGH_"));
+    let arp_network = match (&f.arp_unanswered, neigh_failed) {
+        (Some(n), _) => Some(
+            n.clone()
+                .or_else(|| f.dst.as_ref().and_then(|d| d.network.clone())),
+        ),
+        (None, true) => Some(f.dst.as_ref().and_then(|d| d.network.clone())),
+        (None, false) => None,
+    };
+    if let Some(net) = &arp_network {
+        v.verdict = "no-arp-reply";
+        let ip = f
+            .dst
+            .as_ref()
+            .map_or_else(|| "?".into(), |d| d.ip.to_string());
+        v.message = match net {
+            Some(n) => format!(
+                "{} → {dst_name}: not reachable: no ARP reply for {ip} on {n}",
+                f.src
+            ),
+            None => format!(
+                "{} → {dst_name}: not reachable: no ARP reply for {ip}",
+                f.src
+            ),
+        };
+        v.details
+            .push("nobody on the network answers for that address: is it assigned and up?".into());
+    } else if let Some(d) = f.drops.first() {
         v.verdict = "dropped";
         let at = match &d.iface.name {
             Some(n) => format!("{n} ({})", d.iface.netns),
@@ -254,24 +283,6 @@ pub fn verdict(f: &Facts) -> Verdict {
                 v.details.push(format!("seen at: {}", v.path.join(" → ")));
             }
         }
-    } else if let Some(net) = &f.arp_unanswered {
-        v.verdict = "no-arp-reply";
-        let ip = f
-            .dst
-            .as_ref()
-            .map_or_else(|| "?".into(), |d| d.ip.to_string());
-        v.message = match net {
-            Some(n) => format!(
-                "{} → {dst_name}: not reachable: no ARP reply for {ip} on {n}",
-                f.src
-            ),
-            None => format!(
-                "{} → {dst_name}: not reachable: no ARP reply for {ip}",
-                f.src
-            ),
-        };
-        v.details
-            .push("nobody on the network answers for that address: is it assigned and up?".into());
     } else {
         v.message = format!(
             "{} → {dst_name}: not reachable: {} echo requests sent, none answered",
@@ -386,6 +397,285 @@ async fn find_container<'t>(
     }))
 }
 
+/// Sends `count` echo requests 200 ms apart and gathers the replies (waiting 1.5 s after
+/// the last one).
+fn spawn_sender(
+    pinger: Pinger,
+    count: u16,
+) -> tokio::task::JoinHandle<std::io::Result<Vec<Reply>>> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Reply>> {
+        let mut pending: Vec<(u16, Instant)> = Vec::new();
+        let mut got: Vec<Reply> = Vec::new();
+        let mut take = |pending: &mut Vec<(u16, Instant)>, until: Instant| -> std::io::Result<()> {
+            for r in pinger.replies(pending, until)? {
+                pending.retain(|(s, _)| *s != r.seq);
+                got.push(r);
+            }
+            Ok(())
+        };
+        for seq in 1..=count {
+            pending.push((seq, Instant::now()));
+            pinger.send(seq)?;
+            let until = Instant::now() + Duration::from_millis(200);
+            take(&mut pending, until)?;
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        }
+        take(&mut pending, Instant::now() + Duration::from_millis(1500))?;
+        Ok(got)
+    })
+}
+
+/// Observes with programs of its own (no daemon runs).
+async fn observe_embedded(
+    topo: &Topology,
+    pinger: Pinger,
+    count: u16,
+) -> anyhow::Result<(Vec<Reply>, Capture)> {
+    let mut dp = Datapath::load(Config {
+        sample_every: 1,
+        rate_per_cpu: 0,
+    })?;
+    let reasons = dp.enable_drops()?;
+    let mut obs = Observer::new(dp, AttachMode::Auto);
+    obs.reconcile(topo);
+    let drops = DropContext {
+        reasons,
+        kallsyms: Kallsyms::load().ok(),
+        own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
+        only_observed: false,
+        baseline: crate::netfilter::snapshot_async().await.ok(),
+        pending: Vec::new(),
+    };
+    let correlator = Correlator::new(2_000_000_000, 200_000_000, 1_000_000_000, 4096);
+    let mut p = Pipeline::new(
+        Arc::new(topo.clone()),
+        Filter::default(),
+        true,
+        None,
+        Some(drops),
+        Some(correlator),
+    );
+    p.capture = Some(Capture::default());
+    let ring = obs.datapath_mut().take_events()?;
+    // SAFETY: the RingBuf owns its fd for as long as the AsyncFd (which owns it) lives.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("polling the event ring buffer")?;
+    let sender = spawn_sender(pinger, count);
+    tokio::pin!(sender);
+    let replies = loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("waiting for events")?;
+                while let Some(item) = guard.get_inner_mut().next() {
+                    p.record(&item)?;
+                }
+                guard.clear_ready();
+            }
+            r = &mut sender => break r.context("sender task")?.context("sending echo requests")?,
+        }
+    };
+    // Let the last observations and the firewall counters settle.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    while let Some(item) = ring.get_mut().next() {
+        p.record(&item)?;
+    }
+    p.attribute_pending().await?;
+    p.flush_journeys()?;
+    obs.detach_all();
+    Ok((replies, p.capture.take().unwrap_or_default()))
+}
+
+/// Observes through the running daemon's event stream: its journeys, drops and
+/// unanswered ARP requests.
+async fn observe_via_daemon(
+    mut c: crate::client::Client,
+    pinger: Pinger,
+    count: u16,
+) -> anyhow::Result<(Vec<Reply>, Capture)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<serde_json::Value>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        c.stream_lines(
+            "/v1/events?kind=journey&kind=drop&kind=arp-unanswered",
+            |line| {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
+                    let _ = tx.send(v);
+                }
+                Ok(true)
+            },
+        )
+        .await
+    });
+    // The first line says the stream is on: nothing sent after it can be missed.
+    tokio::time::timeout(Duration::from_secs(5), ready_rx)
+        .await
+        .context("the daemon did not start the event stream")?
+        .context("the daemon closed the event stream")?;
+    let replies = spawn_sender(pinger, count)
+        .await
+        .context("sender task")?
+        .context("sending echo requests")?;
+    // Unanswered journeys finish 2 s after their request, attributed drops ~150 ms late.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    reader.abort();
+    let mut cap = Capture::default();
+    while let Ok(v) = rx.try_recv() {
+        match v["kind"].as_str() {
+            Some("journey") => cap
+                .finished
+                .extend(journey_from_json(&v).map(Finished::Journey)),
+            Some("arp-unanswered") => {
+                if let Some(a) = arp_from_json(&v) {
+                    cap.finished.push(Finished::ArpUnanswered(a));
+                }
+            }
+            Some("drop") => cap.drops.extend(drop_from_json(&v)),
+            _ => {}
+        }
+    }
+    Ok((replies, cap))
+}
+
+fn ip_of(v: &serde_json::Value) -> Option<IpAddr> {
+    v.as_str()?.parse().ok()
+}
+
+fn hop_from_json(v: &serde_json::Value) -> Option<Hop> {
+    Some(Hop {
+        iface: v["iface"].as_str()?.to_owned(),
+        ifindex: u32::try_from(v["ifindex"].as_u64()?).ok()?,
+        direction: match v["direction"].as_str()? {
+            "ingress" => crate::kind::Direction::Ingress,
+            _ => crate::kind::Direction::Egress,
+        },
+        ts_ns: v["ts_ns"].as_u64()?,
+        phase: match v["phase"].as_str()? {
+            "request" => Phase::Request,
+            _ => Phase::Reply,
+        },
+    })
+}
+
+/// A journey as the daemon streams it.
+fn journey_from_json(v: &serde_json::Value) -> Option<Journey> {
+    let end = |e: &serde_json::Value| {
+        Some(crate::journey::JourneyEnd {
+            ip: ip_of(&e["ip"])?,
+            container: e["container"].as_str().map(str::to_owned),
+        })
+    };
+    let d = &v["drop"];
+    Some(Journey {
+        kind: "journey",
+        ts_ns: v["ts_ns"].as_u64().unwrap_or_default(),
+        family: if v["family"].as_str() == Some("icmp6") {
+            "icmp6"
+        } else {
+            "icmp"
+        },
+        src: end(&v["src"])?,
+        dst: end(&v["dst"])?,
+        id: u16::try_from(v["id"].as_u64()?).ok()?,
+        seq: u16::try_from(v["seq"].as_u64()?).ok()?,
+        result: match v["result"].as_str()? {
+            "answered" => Outcome::Answered,
+            "dropped" => Outcome::Dropped,
+            _ => Outcome::Unanswered,
+        },
+        rtt_ns: v["rtt_ns"].as_u64(),
+        hops: v["hops"]
+            .as_array()
+            .map(|h| h.iter().filter_map(hop_from_json).collect())
+            .unwrap_or_default(),
+        drop: d["reason"]
+            .as_str()
+            .map(|reason| crate::journey::JourneyDrop {
+                reason: reason.to_owned(),
+                location: d["location"].as_str().map(str::to_owned),
+                iface: d["iface"].as_str().map(str::to_owned),
+                rule: d["rule"].as_str().map(str::to_owned),
+                hook: d["hook"].as_str().map(str::to_owned),
+                phase: if d["phase"].as_str() == Some("reply") {
+                    Phase::Reply
+                } else {
+                    Phase::Request
+                },
+            }),
+        last_seen: hop_from_json(&v["last_seen"]),
+    })
+}
+
+fn arp_from_json(v: &serde_json::Value) -> Option<crate::journey::ArpUnanswered> {
+    Some(crate::journey::ArpUnanswered {
+        kind: "arp-unanswered",
+        ts_ns: v["ts_ns"].as_u64().unwrap_or_default(),
+        who: v["who"].as_str()?.parse().ok()?,
+        who_container: v["who_container"].as_str().map(str::to_owned),
+        asked_for: v["asked_for"].as_str()?.parse().ok()?,
+        network: v["network"].as_str().map(str::to_owned),
+        iface: v["iface"].as_str().unwrap_or_default().to_owned(),
+        requests: u32::try_from(v["requests"].as_u64().unwrap_or(1)).unwrap_or(1),
+    })
+}
+
+/// A drop report as the daemon streams it.
+fn drop_from_json(v: &serde_json::Value) -> Option<DropRecord> {
+    use crate::event::{intern, DropInfo, DropPlace, Endpoint, IcmpView};
+    let packet = crate::kind::Kind::ALL
+        .iter()
+        .find(|k| Some(k.name()) == v["packet"].as_str())?
+        .name();
+    let end = |e: &serde_json::Value| Endpoint {
+        mac: crate::decode::Mac::default(),
+        ip: ip_of(&e["ip"]),
+        container: e["container"].as_str().map(intern),
+        network: e["network"].as_str().map(intern),
+        host: e["host"].as_bool().unwrap_or(false),
+    };
+    let i = &v["icmp"];
+    let d = &v["drop"];
+    Some(DropRecord {
+        ts: crate::clock::UnixNanos(0),
+        kind: "drop",
+        packet,
+        len: u32::try_from(v["len"].as_u64().unwrap_or_default()).unwrap_or_default(),
+        iface: DropPlace {
+            name: v["iface"]["name"].as_str().map(str::to_owned),
+            ifindex: u32::try_from(v["iface"]["ifindex"].as_u64().unwrap_or_default())
+                .unwrap_or_default(),
+            netns: v["iface"]["netns"].as_str().unwrap_or("?").to_owned(),
+        },
+        src: end(&v["src"]),
+        dst: end(&v["dst"]),
+        icmp: i["type"].as_u64().map(|t| IcmpView {
+            icmp_type: t as u8,
+            code: i["code"].as_u64().unwrap_or_default() as u8,
+            id: i["id"].as_u64().map(|x| x as u16),
+            seq: i["seq"].as_u64().map(|x| x as u16),
+        }),
+        arp: None,
+        drop: DropInfo {
+            reason: d["reason"].as_str()?.to_owned(),
+            location: d["location"].as_str().map(str::to_owned),
+            hook: d["hook"].as_str().map(str::to_owned),
+            rule: d["rule"].as_str().map(str::to_owned),
+            candidates: d["candidates"]
+                .as_array()
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+    })
+}
+
 /// Runs `netlab diagnose`; `Ok(true)` when DST is reachable.
 pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
     crate::privilege::require()?;
@@ -426,10 +716,15 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
                 );
             }
             let l = topo.endpoint(Some(ip), crate::decode::Mac::default());
+            let by_subnet = topo
+                .networks
+                .iter()
+                .find(|n| n.info.subnets.iter().any(|s| s.contains(ip)))
+                .map(|n| n.info.name.clone());
             Target {
                 ip,
                 container: l.and_then(|l| l.container.clone()),
-                network: l.and_then(|l| l.network.clone()),
+                network: l.and_then(|l| l.network.clone()).or(by_subnet),
             }
         }
         Err(_) => {
@@ -553,85 +848,15 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
         }
     }
 
-    // Observe everything Docker has, with drops, then send.
-    let mut dp = Datapath::load(Config {
-        sample_every: 1,
-        rate_per_cpu: 0,
-    })?;
-    let reasons = dp.enable_drops()?;
-    let mut obs = Observer::new(dp, AttachMode::Auto);
-    obs.reconcile(&topo);
-    let drops = DropContext {
-        reasons,
-        kallsyms: Kallsyms::load().ok(),
-        own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
-        only_observed: false,
-        baseline: crate::netfilter::snapshot_async().await.ok(),
-        pending: Vec::new(),
-    };
-    let correlator = Correlator::new(2_000_000_000, 200_000_000, 1_000_000_000, 4096);
-    let mut p = Pipeline::new(
-        Arc::new(topo),
-        Filter::default(),
-        true,
-        None,
-        Some(drops),
-        Some(correlator),
-    );
-    p.capture = Some(Capture::default());
-    let ring = obs.datapath_mut().take_events()?;
-    // SAFETY: the RingBuf owns its fd for as long as the AsyncFd (which owns it) lives.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .context("polling the event ring buffer")?;
-
     let id = (std::process::id() as u16) ^ 0x4e4c;
     let pinger = Pinger::open_in(src.pid, target.ip, id)
         .with_context(|| format!("opening an ICMP socket in {}'s namespace", src.name))?;
-    let count = args.count;
-    let sender = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Reply>> {
-        let mut pending: Vec<(u16, Instant)> = Vec::new();
-        let mut got: Vec<Reply> = Vec::new();
-        let mut take = |pending: &mut Vec<(u16, Instant)>, until: Instant| -> std::io::Result<()> {
-            for r in pinger.replies(pending, until)? {
-                pending.retain(|(s, _)| *s != r.seq);
-                got.push(r);
-            }
-            Ok(())
-        };
-        for seq in 1..=count {
-            pending.push((seq, Instant::now()));
-            pinger.send(seq)?;
-            let until = Instant::now() + Duration::from_millis(200);
-            take(&mut pending, until)?;
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
-        }
-        take(&mut pending, Instant::now() + Duration::from_millis(1500))?;
-        Ok(got)
-    });
-    tokio::pin!(sender);
-    let replies = loop {
-        tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard.context("waiting for events")?;
-                while let Some(item) = guard.get_inner_mut().next() {
-                    p.record(&item)?;
-                }
-                guard.clear_ready();
-            }
-            r = &mut sender => break r.context("sender task")?.context("sending echo requests")?,
-        }
+    let observed = match crate::client::Client::connect().await {
+        Some(c) => observe_via_daemon(c, pinger, args.count).await?,
+        None => observe_embedded(&topo, pinger, args.count).await?,
     };
-    // Let the last observations and the firewall counters settle.
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    while let Some(item) = ring.get_mut().next() {
-        p.record(&item)?;
-    }
-    p.attribute_pending().await?;
-    p.flush_journeys()?;
-    obs.detach_all();
+    let (replies, cap) = observed;
     facts.replies = replies;
-    let cap = p.capture.take().unwrap_or_default();
     let ours = |src_ip: IpAddr, dst_ip: IpAddr, jid: u16| {
         jid == id && (dst_ip == target.ip || src_ip == target.ip)
     };
@@ -855,6 +1080,27 @@ mod tests {
     }
 
     #[test]
+    fn a_neighbour_failure_is_no_arp_reply() {
+        let mut f = base();
+        f.dst = Some(Target {
+            ip: "172.18.0.99".parse().expect("ip"),
+            container: None,
+            network: Some("devops".into()),
+        });
+        let mut d = isolation_drop();
+        d.drop.reason = "NEIGH_FAILED".into();
+        d.drop.rule = None;
+        f.drops = vec![d];
+        let v = verdict(&f);
+        assert_eq!(v.verdict, "no-arp-reply");
+        assert!(
+            v.message.contains("no ARP reply for 172.18.0.99 on devops"),
+            "{}",
+            v.message
+        );
+    }
+
+    #[test]
     fn unanswered_says_where_it_was_last_seen() {
         let mut f = base();
         f.journeys = vec![journey(
@@ -868,6 +1114,43 @@ mod tests {
             "{:?}",
             v.details
         );
+    }
+
+    #[test]
+    fn daemon_json_round_trips() {
+        let mut j = journey(
+            Outcome::Dropped,
+            vec![
+                hop("veth1", 10, Direction::Ingress, 1, Phase::Request),
+                hop("br-x", 3, Direction::Ingress, 2, Phase::Request),
+            ],
+        );
+        j.drop = Some(crate::journey::JourneyDrop {
+            reason: "NETFILTER_DROP".into(),
+            location: Some("nft_do_chain+0x3e8".into()),
+            iface: Some("br-x".into()),
+            rule: Some("DOCKER-ISOLATION-STAGE-2 -o br-prod -j DROP".into()),
+            hook: Some("forward".into()),
+            phase: Phase::Request,
+        });
+        let clock = crate::clock::Clock::new();
+        let mut out = Vec::new();
+        crate::journey::write_json(&Finished::Journey(j.clone()), &clock, &mut out).expect("json");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("parse");
+        assert_eq!(journey_from_json(&v), Some(j));
+
+        let d = isolation_drop();
+        let mut out = Vec::new();
+        d.write_json(&mut out).expect("json");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("parse");
+        let back = drop_from_json(&v).expect("drop");
+        assert_eq!(back.drop.rule, d.drop.rule);
+        assert_eq!(back.drop.hook, d.drop.hook);
+        assert_eq!(back.iface.name, d.iface.name);
+        assert_eq!(back.src.container, Some("AppDev"));
+        assert_eq!(back.icmp.and_then(|i| i.id), Some(7));
+        assert_eq!(back.packet, "icmp-echo-request");
+        assert!(drop_from_json(&serde_json::json!({"kind": "drop"})).is_none());
     }
 
     #[test]
@@ -886,10 +1169,9 @@ mod tests {
     }
 
     #[test]
-    fn a_drop_wins_over_arp_and_nothing_is_reachable_without_replies() {
+    fn a_drop_explains_and_nothing_is_reachable_without_replies() {
         let mut f = base();
         f.drops = vec![isolation_drop()];
-        f.arp_unanswered = Some(None);
         assert_eq!(verdict(&f).verdict, "dropped");
         let empty = Facts::default();
         let v = verdict(&empty);

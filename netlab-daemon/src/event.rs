@@ -337,7 +337,7 @@ fn owned_endpoint(ip: Option<IpAddr>, topo: &Topology) -> Endpoint<'static> {
 
 /// A `'static` copy of a label, shared by every record that uses it (bounded by the
 /// number of distinct container and network names ever seen).
-fn intern(s: &str) -> &'static str {
+pub(crate) fn intern(s: &str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
     static POOL: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
