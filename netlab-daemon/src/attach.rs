@@ -3,13 +3,15 @@
 //! An [`Attachment`] owns both hooks of one interface; dropping it detaches them and, in
 //! netlink mode, removes the `clsact` qdisc if netlab created it.
 
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use aya::programs::{
-    links::{FdLink, PinnedLink},
     tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions},
-    LinkOrder, ProgramError, SchedClassifier, TcAttachType,
+    ProgramError, SchedClassifier, TcAttachType,
 };
+
+use crate::tcx;
 
 /// How programs are hooked to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -38,6 +40,14 @@ pub enum AttachError {
     /// The interface does not exist in this network namespace.
     #[error("no such interface: {iface}")]
     NoSuchInterface { iface: String },
+    /// The kernel refused a TCX link.
+    #[error("cannot attach to {iface} {hook} (tcx)")]
+    Tcx {
+        iface: String,
+        hook: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// The kernel refused a program on a hook.
     #[error("cannot attach to {iface} {hook} ({mode})")]
     Attach {
@@ -54,7 +64,7 @@ pub enum AttachError {
         hook: &'static str,
         path: PathBuf,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: std::io::Error,
     },
     /// The clsact qdisc needed by netlink mode could not be added.
     #[error("cannot add a clsact qdisc to {iface}")]
@@ -80,11 +90,22 @@ impl Drop for QdiscGuard {
     }
 }
 
+/// One hook's link: a TCX link (a file descriptor: closing it detaches, unless pinned) or
+/// a netlink cls_bpf filter.
+#[derive(Debug)]
+enum Hook {
+    Tcx(OwnedFd),
+    Netlink(
+        #[expect(dead_code, reason = "held only for its Drop, which removes the filter")]
+        SchedClassifierLink,
+    ),
+}
+
 /// Both hooks of one interface. Fields drop in order: links first, then the qdisc.
 #[derive(Debug)]
 pub struct Attachment {
-    ingress: Option<SchedClassifierLink>,
-    egress: Option<SchedClassifierLink>,
+    ingress: Option<Hook>,
+    egress: Option<Hook>,
     qdisc: Option<QdiscGuard>,
     /// Where the links are pinned, when they outlive the process (daemon mode).
     pinned: Option<[PathBuf; 2]>,
@@ -133,18 +154,18 @@ impl Attachment {
             (&mut self.ingress, &paths[0], "ingress"),
             (&mut self.egress, &paths[1], "egress"),
         ] {
-            let Some(link) = slot.take() else { continue };
-            let err = |source: Box<dyn std::error::Error + Send + Sync>| AttachError::Pin {
+            let Some(Hook::Tcx(fd)) = slot.as_ref() else {
+                continue;
+            };
+            let _ = std::fs::remove_file(path);
+            tcx::obj_pin(fd.as_fd(), path).map_err(|source| AttachError::Pin {
                 iface: self.iface.clone(),
                 hook,
                 path: path.clone(),
                 source,
-            };
-            let fd = FdLink::try_from(link).map_err(|e| err(Box::new(e)))?;
-            let _ = std::fs::remove_file(path);
-            let pinned = fd.pin(path).map_err(|e| err(Box::new(e)))?;
+            })?;
             // Closing our fd leaves the link held by its pin.
-            drop(FdLink::from(pinned));
+            *slot = None;
         }
         self.pinned = Some(paths);
         Ok(self)
@@ -171,8 +192,7 @@ impl Attachment {
 /// program replacement: the hooks never go unobserved) and returns the attachment, or
 /// `None` when nothing is pinned for it.
 pub fn adopt(
-    ingress: &mut SchedClassifier,
-    egress: &mut SchedClassifier,
+    progs: ProgFds<'_>,
     dir: &Path,
     iface: &str,
     ifindex: u32,
@@ -182,21 +202,18 @@ pub fn adopt(
         return Ok(None);
     }
     for (prog, path, hook) in [
-        (ingress, &paths[0], "ingress"),
-        (egress, &paths[1], "egress"),
+        (progs.ingress, &paths[0], "ingress"),
+        (progs.egress, &paths[1], "egress"),
     ] {
-        let err = |source: Box<dyn std::error::Error + Send + Sync>| AttachError::Pin {
+        let err = |source| AttachError::Pin {
             iface: iface.to_owned(),
             hook,
             path: path.clone(),
             source,
         };
-        let pinned = PinnedLink::from_pin(path).map_err(|e| err(Box::new(e)))?;
-        let link =
-            SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| err(Box::new(e)))?;
-        let id = prog.attach_to_link(link).map_err(|e| err(Box::new(e)))?;
+        let link = tcx::obj_get(path).map_err(err)?;
+        tcx::link_update(link.as_fd(), prog).map_err(err)?;
         // The pin keeps the link; our handle can go.
-        drop(prog.take_link(id).map_err(|e| err(Box::new(e)))?);
     }
     Ok(Some(Attachment {
         ingress: None,
@@ -207,6 +224,13 @@ pub fn adopt(
         iface: iface.to_owned(),
         ifindex,
     }))
+}
+
+/// The file descriptors of the two loaded programs (shareable across threads).
+#[derive(Clone, Copy, Debug)]
+pub struct ProgFds<'a> {
+    pub ingress: BorrowedFd<'a>,
+    pub egress: BorrowedFd<'a>,
 }
 
 /// The index of `iface` in the caller's network namespace.
@@ -221,6 +245,11 @@ fn tcx_supported() -> bool {
     aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
 }
 
+/// Whether TCX is the mode `auto` picks on this kernel.
+pub fn tcx_by_default() -> bool {
+    tcx_supported()
+}
+
 /// Attaches `ingress` and `egress` to `iface` with `mode`.
 pub fn attach(
     ingress: &mut SchedClassifier,
@@ -231,11 +260,50 @@ pub fn attach(
     let idx = ifindex(iface).ok_or_else(|| AttachError::NoSuchInterface {
         iface: iface.to_owned(),
     })?;
+    let tcx_fds =
+        |i: &SchedClassifier, e: &SchedClassifier| -> Result<(OwnedFd, OwnedFd), AttachError> {
+            let dup = |p: &SchedClassifier, hook| {
+                p.fd()
+                    .map_err(|source| AttachError::Attach {
+                        iface: iface.to_owned(),
+                        hook,
+                        mode: "tcx",
+                        source: Box::new(source),
+                    })?
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|source| AttachError::Tcx {
+                        iface: iface.to_owned(),
+                        hook,
+                        source,
+                    })
+            };
+            Ok((dup(i, "ingress")?, dup(e, "egress")?))
+        };
     match mode {
-        AttachMode::Tcx => attach_tcx(ingress, egress, iface, idx),
+        AttachMode::Tcx => {
+            let (i, e) = tcx_fds(ingress, egress)?;
+            attach_tcx(
+                ProgFds {
+                    ingress: i.as_fd(),
+                    egress: e.as_fd(),
+                },
+                iface,
+                idx,
+            )
+        }
         AttachMode::Netlink => attach_netlink(ingress, egress, iface, idx),
         AttachMode::Auto if tcx_supported() => {
-            attach_tcx(ingress, egress, iface, idx).or_else(|e| {
+            let (i, e) = tcx_fds(ingress, egress)?;
+            attach_tcx(
+                ProgFds {
+                    ingress: i.as_fd(),
+                    egress: e.as_fd(),
+                },
+                iface,
+                idx,
+            )
+            .or_else(|e| {
                 log::debug!("{e}; falling back to netlink");
                 attach_netlink(ingress, egress, iface, idx)
             })
@@ -250,7 +318,7 @@ fn hook_link(
     hook: TcAttachType,
     options: TcAttachOptions,
     mode: AttachMode,
-) -> Result<SchedClassifierLink, AttachError> {
+) -> Result<Hook, AttachError> {
     let err = |source: ProgramError| AttachError::Attach {
         iface: iface.to_owned(),
         hook: match hook {
@@ -263,38 +331,34 @@ fn hook_link(
     let id = prog
         .attach_with_options(iface, hook, options)
         .map_err(err)?;
-    prog.take_link(id).map_err(err)
+    prog.take_link(id).map_err(err).map(Hook::Netlink)
 }
 
-fn attach_tcx(
-    ingress: &mut SchedClassifier,
-    egress: &mut SchedClassifier,
+/// Attaches both programs to `ifindex` as TCX links (callable from any thread).
+pub fn attach_tcx(
+    progs: ProgFds<'_>,
     iface: &str,
     ifindex: u32,
 ) -> Result<Attachment, AttachError> {
-    let mode = AttachMode::Tcx;
+    let link = |prog, ingress: bool| {
+        tcx::link_create(prog, ifindex, ingress)
+            .map(Hook::Tcx)
+            .map_err(|source| AttachError::Tcx {
+                iface: iface.to_owned(),
+                hook: if ingress { "ingress" } else { "egress" },
+                source,
+            })
+    };
     // Last in the chain: netlab sees what earlier programs let through and, returning
     // "next", changes nothing for programs after it.
-    let i = hook_link(
-        ingress,
-        iface,
-        TcAttachType::Ingress,
-        TcAttachOptions::TcxOrder(LinkOrder::default()),
-        mode,
-    )?;
-    let e = hook_link(
-        egress,
-        iface,
-        TcAttachType::Egress,
-        TcAttachOptions::TcxOrder(LinkOrder::default()),
-        mode,
-    )?;
+    let i = link(progs.ingress, true)?;
+    let e = link(progs.egress, false)?;
     Ok(Attachment {
         ingress: Some(i),
         egress: Some(e),
         qdisc: None,
         pinned: None,
-        mode,
+        mode: AttachMode::Tcx,
         iface: iface.to_owned(),
         ifindex,
     })

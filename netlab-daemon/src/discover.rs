@@ -46,24 +46,6 @@ pub fn scan(docker: Option<&DockerSnapshot>) -> std::io::Result<Topology> {
         .with_netns_names(host_inode, &host, docker, &scans))
 }
 
-/// Drops attachments on several threads at once: releasing a TCX link waits for an RCU
-/// grace period (tens of ms), and those waits overlap instead of adding up.
-fn detach_in_parallel(all: Vec<Attachment>) {
-    const THREADS: usize = 32;
-    if all.len() <= 2 {
-        drop(all);
-        return;
-    }
-    let per = all.len().div_ceil(THREADS);
-    let mut rest = all;
-    std::thread::scope(|s| {
-        while !rest.is_empty() {
-            let chunk: Vec<Attachment> = rest.drain(..per.min(rest.len())).collect();
-            s.spawn(move || drop(chunk));
-        }
-    });
-}
-
 /// The interface name under which counters of long-gone interfaces are summed.
 pub const GONE: &str = "(gone)";
 
@@ -119,15 +101,65 @@ impl Observer {
         }
     }
 
-    fn attach_one(&mut self, name: &str, ifindex: u32) -> anyhow::Result<Attachment> {
-        let Some(dir) = self.pin_dir.clone() else {
-            return Ok(self.dp.attach(name, self.mode)?);
+    /// Attaches (or adopts, with a pin directory) every interface of `todo`.
+    ///
+    /// One at a time: each TCX attach and release waits for an RCU grace period under the
+    /// kernel's RTNL lock (~15 ms a hook here), so threads would only queue on that lock.
+    fn attach_batch(
+        &mut self,
+        todo: &[(u32, String)],
+    ) -> Vec<(u32, String, anyhow::Result<Attachment>)> {
+        let tcx = match self.mode {
+            AttachMode::Tcx => true,
+            AttachMode::Auto => crate::attach::tcx_by_default(),
+            AttachMode::Netlink => false,
         };
-        if let Some(a) = self.dp.adopt(&dir, name, ifindex)? {
-            log::debug!("adopted the pinned links of {name}");
-            return Ok(a);
+        let fds = if tcx { self.dp.prog_fds().ok() } else { None };
+        let mut out = Vec::with_capacity(todo.len());
+        for (idx, name) in todo {
+            let r = match &fds {
+                Some((ingress, egress)) => {
+                    use std::os::fd::AsFd as _;
+                    let progs = crate::attach::ProgFds {
+                        ingress: ingress.as_fd(),
+                        egress: egress.as_fd(),
+                    };
+                    self.attach_one_tcx(progs, *idx, name).or_else(|e| {
+                        // `auto` falls back to netlink where TCX was refused.
+                        if self.mode == AttachMode::Auto {
+                            log::debug!("{e:#}; falling back to netlink");
+                            self.attach_one_netlink(name)
+                        } else {
+                            Err(e)
+                        }
+                    })
+                }
+                None => self.attach_one_netlink(name),
+            };
+            out.push((*idx, name.clone(), r));
         }
-        Ok(self.dp.attach(name, self.mode)?.pin(&dir)?)
+        out
+    }
+
+    fn attach_one_tcx(
+        &self,
+        progs: crate::attach::ProgFds<'_>,
+        idx: u32,
+        name: &str,
+    ) -> anyhow::Result<Attachment> {
+        if let Some(dir) = &self.pin_dir {
+            if let Some(a) = crate::attach::adopt(progs, dir, name, idx)? {
+                log::debug!("adopted the pinned links of {name}");
+                return Ok(a);
+            }
+            return Ok(crate::attach::attach_tcx(progs, name, idx)?.pin(dir)?);
+        }
+        Ok(crate::attach::attach_tcx(progs, name, idx)?)
+    }
+
+    /// Netlink filters cannot be pinned: they always go with the process.
+    fn attach_one_netlink(&mut self, name: &str) -> anyhow::Result<Attachment> {
+        Ok(self.dp.attach(name, AttachMode::Netlink)?)
     }
 
     pub fn datapath_mut(&mut self) -> &mut Datapath {
@@ -147,9 +179,8 @@ impl Observer {
     /// Attaches to `ifaces` (name, ifindex) strictly: the first error is returned and
     /// everything attached so far stays owned (and is detached on drop).
     pub fn attach_all(&mut self, ifaces: &[(u32, String)]) -> anyhow::Result<()> {
-        for (idx, name) in ifaces {
-            let a = self.attach_one(name, *idx)?;
-            self.attached.insert(*idx, a);
+        for (idx, _name, r) in self.attach_batch(ifaces) {
+            self.attached.insert(idx, r?);
         }
         Ok(())
     }
@@ -166,6 +197,7 @@ impl Observer {
         for idx in gone {
             self.forget(idx);
         }
+        let mut todo: Vec<(u32, String)> = Vec::new();
         for o in &topo.observed {
             if let Some(a) = self.attached.get(&o.ifindex) {
                 if a.iface == o.name {
@@ -174,17 +206,20 @@ impl Observer {
                 // Renamed (or the index was reused): start again under the new name.
                 self.forget(o.ifindex);
             }
-            match self.attach_one(&o.name, o.ifindex) {
+            todo.push((o.ifindex, o.name.clone()));
+        }
+        for (idx, name, r) in self.attach_batch(&todo) {
+            match r {
                 Ok(a) => {
-                    log::debug!("attached to {} ({})", o.name, o.role.name());
-                    self.attached.insert(o.ifindex, a);
+                    log::debug!("attached to {name}");
+                    self.attached.insert(idx, a);
                 }
                 // Gone between the scan and now (churn): the next scan forgets it.
                 Err(e)
                     if matches!(
                         e.downcast_ref(),
                         Some(crate::attach::AttachError::NoSuchInterface { .. })
-                    ) =>
+                    ) || crate::attach::ifindex(&name) != Some(idx) =>
                 {
                     log::debug!("{e}")
                 }
@@ -269,14 +304,9 @@ impl Observer {
     /// Detaches everything (also done on drop; pinned links stay); the counters stay
     /// readable.
     pub fn detach_all(&mut self) {
-        let all: Vec<Attachment> = std::mem::take(&mut self.attached)
-            .into_iter()
-            .map(|(idx, a)| {
-                self.detached.insert(idx, a.iface.clone());
-                a
-            })
-            .collect();
-        detach_in_parallel(all);
+        for (idx, a) in std::mem::take(&mut self.attached) {
+            self.detached.insert(idx, a.iface.clone());
+        }
     }
 
     pub fn datapath(&self) -> &Datapath {

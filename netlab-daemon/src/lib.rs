@@ -35,6 +35,7 @@ pub mod qdisc;
 pub mod stream;
 pub mod summary;
 pub mod tally;
+pub mod tcx;
 pub mod topology;
 pub mod topology_cmd;
 pub mod watch;

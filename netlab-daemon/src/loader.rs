@@ -285,15 +285,18 @@ impl Datapath {
         attach::attach(ingress, egress, iface, mode)
     }
 
-    /// Adopts links pinned for `iface` by an earlier run (see [`attach::adopt`]).
-    pub fn adopt(
-        &mut self,
-        dir: &std::path::Path,
-        iface: &str,
-        ifindex: u32,
-    ) -> Result<Option<Attachment>, AttachError> {
+    /// Duplicates of the two tc programs' file descriptors, for attaching from several
+    /// threads at once.
+    pub fn prog_fds(&mut self) -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+        use std::os::fd::AsFd as _;
         let (ingress, egress) = self.programs();
-        attach::adopt(ingress, egress, dir, iface, ifindex)
+        let dup = |p: &SchedClassifier| {
+            p.fd()
+                .map_err(std::io::Error::other)?
+                .as_fd()
+                .try_clone_to_owned()
+        };
+        Ok((dup(ingress)?, dup(egress)?))
     }
 
     /// Takes the sample ring buffer (once).
