@@ -187,6 +187,9 @@ pub struct DropConfig {
     pub dev_net: u32,
     /// Offset of `struct net` member `ns.inum`.
     pub net_inum: u32,
+    /// Offset of `struct sk_buff` member `data`.
+    pub skb_data: u32,
+    pub _pad: u32,
 }
 
 /// A packet the kernel dropped, as written to the ring buffer.
@@ -197,7 +200,7 @@ pub struct DropEvent {
     pub ts_ns: u64,
     /// Index of `skb->dev` in its namespace (0: no device).
     pub ifindex: u32,
-    /// `skb->len`.
+    /// Bytes of the packet from its network header to its end (where it was dropped).
     pub pkt_len: u32,
     /// `enum skb_drop_reason` value.
     pub reason: u32,
@@ -217,7 +220,7 @@ pub struct DropEvent {
 }
 
 const _: () = assert!(core::mem::size_of::<CounterKey>() == 8);
-const _: () = assert!(core::mem::size_of::<DropConfig>() == 48);
+const _: () = assert!(core::mem::size_of::<DropConfig>() == 56);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 40 + SNAP_LEN);
 const _: () = assert!(core::mem::offset_of!(PacketEvent, record) == RECORD_OFFSET);
 const _: () = assert!(core::mem::offset_of!(DropEvent, record) == RECORD_OFFSET);

@@ -87,6 +87,8 @@ struct Shared {
     events: broadcast::Sender<Arc<StreamEvent>>,
     ask: mpsc::Sender<Ask>,
     attached: AtomicUsize,
+    /// Whether the Docker engine answers now.
+    docker: std::sync::atomic::AtomicBool,
     clients: AtomicUsize,
     started: Instant,
     /// Events lost by slow clients, all clients together.
@@ -125,7 +127,7 @@ fn group_id(name: &str) -> Option<libc::gid_t> {
 
 /// Binds the unix socket: mode 0660, group `netlab` when it exists. A stale socket file
 /// (nothing answering) is replaced; a live one means another daemon runs.
-fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt as _;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
@@ -137,8 +139,9 @@ fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
         }
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
-    let l = tokio::net::UnixListener::bind(path)
+    let l = std::os::unix::net::UnixListener::bind(path)
         .with_context(|| format!("binding {}", path.display()))?;
+    l.set_nonblocking(true)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     if let Some(gid) = group_id("netlab") {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
@@ -318,7 +321,7 @@ async fn handle(
             "attached_interfaces": shared.attached.load(Ordering::Relaxed),
             "clients": shared.clients.load(Ordering::Relaxed),
             "client_events_lost": shared.client_lost.load(Ordering::Relaxed),
-            "docker": shared.topo.read().map(|t| t.docker).unwrap_or(false),
+            "docker": shared.docker.load(Ordering::Relaxed),
             "uptime_seconds": shared.started.elapsed().as_secs(),
         })),
         "/v1/topology" => {
@@ -502,8 +505,18 @@ fn counters_summary(obs: &Observer, p: &Pipeline) -> Summary {
         .with_pairs(pairs)
 }
 
-/// Runs the daemon until SIGINT/SIGTERM.
-pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+/// What the daemon sets up while the process is still single-threaded, with every
+/// capability it started with: afterwards it keeps only [`crate::privilege::DAEMON_CAPS`]
+/// (capabilities are per thread, so the drop must come before any thread exists).
+pub struct Prepared {
+    socket: std::os::unix::net::UnixListener,
+    kallsyms: Option<Kallsyms>,
+}
+
+/// Checks the arguments, binds the socket (group `netlab`), reads kernel symbols, then
+/// drops every capability the daemon does not need any more. `None` for `--cleanup`,
+/// which is done here.
+pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
     crate::privilege::require()?;
     if args.cleanup {
         let n = cleanup(&args.pin_dir)?;
@@ -511,7 +524,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             "removed {n} pinned objects under {}",
             args.pin_dir.display()
         );
-        return Ok(());
+        return Ok(None);
     }
     if let Some(addr) = args.listen {
         if !addr.ip().is_loopback() && !args.allow_remote {
@@ -520,6 +533,17 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let socket = bind_socket(&args.socket)?;
+    let kallsyms = Kallsyms::load().ok();
+    crate::privilege::drop_all_but(&crate::privilege::DAEMON_CAPS)
+        .context("dropping capabilities")?;
+    Ok(Some(Prepared { socket, kallsyms }))
+}
+
+/// Runs the daemon until SIGINT/SIGTERM (after [`prepare`]).
+pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
+    let Prepared { socket, kallsyms } = prepared;
+    let mut kallsyms = kallsyms;
     let mut feed = DockerFeed::connect().await;
     let topo = scan(feed.snapshot.clone()).await?;
     let maps_dir = args.pin_dir.join("maps");
@@ -538,7 +562,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let drops = match dp.enable_drops() {
         Ok(reasons) => Some(DropContext {
             reasons,
-            kallsyms: Kallsyms::load().ok(),
+            kallsyms: kallsyms.take(),
             own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
             only_observed: false,
             baseline: crate::netfilter::snapshot_async().await.ok(),
@@ -568,6 +592,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         events: events.clone(),
         ask: ask_tx,
         attached: AtomicUsize::new(obs.attached()),
+        docker: std::sync::atomic::AtomicBool::new(feed.connected()),
         clients: AtomicUsize::new(0),
         started: Instant::now(),
         client_lost: AtomicU64::new(0),
@@ -587,8 +612,8 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     );
     p.broadcast = Some(events);
 
-    let unix = bind_socket(&args.socket)?;
-    let unix = Arc::new(unix);
+    let unix =
+        Arc::new(tokio::net::UnixListener::from_std(socket).context("serving the unix socket")?);
     serve(Arc::clone(&shared), move || {
         let l = Arc::clone(&unix);
         Box::pin(async move { l.accept().await.map(|(s, _)| s) })
@@ -605,9 +630,6 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         });
         log::info!("API also on http://{addr}");
     }
-    // Everything that needed more (binding, chown, kernel symbols) is done.
-    crate::privilege::drop_all_but(&crate::privilege::DAEMON_CAPS)
-        .context("dropping capabilities")?;
     log::info!(
         "daemon: watching {} interfaces, API on {}",
         obs.attached(),
@@ -666,6 +688,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                 }
             }
             () = feed.next_event() => {
+                shared.docker.store(feed.connected(), Ordering::Relaxed);
                 docker_dirty = true;
                 if !settling {
                     settling = true;

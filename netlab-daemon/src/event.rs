@@ -367,7 +367,8 @@ impl DropRecord {
         let mut frame = [0u8; 14 + SNAP_LEN];
         frame[12..14].copy_from_slice(&ev.protocol.to_be_bytes());
         frame[14..14 + cap].copy_from_slice(&ev.data[..cap]);
-        let d = decode(&frame[..14 + cap], 14 + 65_535)?;
+        // The packet's length from its network header: length checks see the real end.
+        let d = decode(&frame[..14 + cap], 14 + ev.pkt_len)?;
         let kind = d.kind?;
         let inode = u64::from(ev.netns);
         let (netns, name) = match topo.place(inode, ev.ifindex) {

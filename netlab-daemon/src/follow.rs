@@ -25,6 +25,9 @@ pub struct DockerFeed {
     pub snapshot: Option<DockerSnapshot>,
     pub events: Option<DockerEvents>,
     backoff: Duration,
+    /// A reconnection attempt running in its own task, so that it completes even though
+    /// `next_event` is polled from a `select!` that drops its future over and over.
+    reconnect: Option<tokio::task::JoinHandle<Result<Connected, String>>>,
     /// Inspected containers by id, until an event says they changed.
     cache: std::collections::HashMap<String, docker::ContainerInfo>,
 }
@@ -38,6 +41,7 @@ impl DockerFeed {
             snapshot: None,
             events: None,
             backoff: Duration::from_secs(1),
+            reconnect: None,
             cache: Default::default(),
         };
         if let Err(e) = feed.try_connect().await {
@@ -49,23 +53,22 @@ impl DockerFeed {
     }
 
     async fn try_connect(&mut self) -> Result<(), String> {
-        let describe = |e: &dyn std::error::Error| {
-            let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
-            format!("{e}{cause}")
-        };
-        let client = DockerClient::connect().await.map_err(|e| describe(&e))?;
-        // Subscribe before the snapshot, so no change falls between the two.
-        let events: DockerEvents = Box::pin(client.events());
-        self.cache.clear();
-        let snapshot = client
-            .snapshot_cached(&mut self.cache)
-            .await
-            .map_err(|e| describe(&e))?;
-        self.client = Some(client);
-        self.events = Some(events);
-        self.snapshot = Some(snapshot);
-        self.backoff = Duration::from_secs(1);
+        let c = connect_fresh().await?;
+        self.install(c);
         Ok(())
+    }
+
+    fn install(&mut self, c: Connected) {
+        self.cache = c.cache;
+        self.client = Some(c.client);
+        self.events = Some(c.events);
+        self.snapshot = Some(c.snapshot);
+        self.backoff = Duration::from_secs(1);
+    }
+
+    /// Whether the engine answers now.
+    pub fn connected(&self) -> bool {
+        self.client.is_some()
     }
 
     /// Asks Docker again (inspecting only containers that are new or changed).
@@ -95,6 +98,7 @@ impl DockerFeed {
                         log::warn!("{e:#}; labels stay as they were until it answers again");
                         self.events = None;
                         self.client = None;
+                        return;
                     }
                     None => {
                         log::warn!(
@@ -102,17 +106,32 @@ impl DockerFeed {
                         );
                         self.events = None;
                         self.client = None;
+                        return;
                     }
                 },
                 None => {
-                    tokio::time::sleep(self.backoff).await;
-                    match self.try_connect().await {
-                        Ok(()) => {
+                    let backoff = self.backoff;
+                    let handle = self.reconnect.get_or_insert_with(|| {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(backoff).await;
+                            connect_fresh().await
+                        })
+                    });
+                    // Polling a JoinHandle by reference is cancel-safe.
+                    let r = handle.await;
+                    self.reconnect = None;
+                    match r {
+                        Ok(Ok(c)) => {
+                            self.install(c);
                             log::info!("the Docker engine answers: labels are up to date again");
                             return;
                         }
-                        Err(e) => {
+                        Ok(Err(e)) => {
                             log::debug!("Docker engine still unreachable: {e}");
+                            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                        }
+                        Err(e) => {
+                            log::debug!("Docker reconnection task: {e}");
                             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                         }
                     }
@@ -120,6 +139,35 @@ impl DockerFeed {
             }
         }
     }
+}
+
+/// A fresh connection: client, event stream, snapshot, and the inspected containers.
+pub struct Connected {
+    client: DockerClient,
+    events: DockerEvents,
+    snapshot: DockerSnapshot,
+    cache: std::collections::HashMap<String, docker::ContainerInfo>,
+}
+
+async fn connect_fresh() -> Result<Connected, String> {
+    let describe = |e: &dyn std::error::Error| {
+        let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
+        format!("{e}{cause}")
+    };
+    let client = DockerClient::connect().await.map_err(|e| describe(&e))?;
+    // Subscribe before the snapshot, so no change falls between the two.
+    let events: DockerEvents = Box::pin(client.events());
+    let mut cache = std::collections::HashMap::new();
+    let snapshot = client
+        .snapshot_cached(&mut cache)
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(Connected {
+        client,
+        events,
+        snapshot,
+        cache,
+    })
 }
 
 /// Scans on a blocking thread (the scan starts threads of its own).

@@ -197,6 +197,8 @@ impl Datapath {
             dev_ifindex: off("net_device", &["ifindex"])?,
             dev_net: off("net_device", &["nd_net", "net"])?,
             net_inum: off("net", &["ns", "inum"])?,
+            skb_data: off("sk_buff", &["data"])?,
+            _pad: 0,
         };
         let reasons = DropReasons::from_enum(
             kbtf.enum_values("skb_drop_reason")

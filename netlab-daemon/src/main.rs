@@ -43,8 +43,36 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line: clap's own first line, without its usage and hint lines.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("netlab: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     init_logging();
+    // The daemon drops capabilities while the process is still single-threaded.
+    let prepared = match &cli.command {
+        Command::Daemon(args) => match netlab::daemon::prepare(args) {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("netlab: error: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -61,7 +89,10 @@ fn main() -> ExitCode {
             Command::Watch(args) => netlab::watch::run(args).await.map(|()| true),
             Command::Topology(args) => netlab::topology_cmd::run(args).await.map(|()| true),
             Command::Diagnose(args) => netlab::diagnose::run(args).await,
-            Command::Daemon(args) => netlab::daemon::run(args).await.map(|()| true),
+            Command::Daemon(args) => match prepared {
+                Some(p) => netlab::daemon::run(args, p).await.map(|()| true),
+                None => Ok(true),
+            },
             Command::Counters(args) => netlab::counters_cmd::run(args).await.map(|()| true),
             Command::Capture(args) => netlab::watch::capture(args).await.map(|()| true),
         }

@@ -86,24 +86,39 @@ fn observe_drop(ctx: &TracePointContext) {
         return;
     }
     let l3 = head + nh;
+    // Bytes from the network header to the end of the packet: never read or report past it.
+    let len = kread_u32(skb + cfg.skb_len as u64) as u64;
+    let data = kread_u64(skb + cfg.skb_data as u64);
+    let data_off = data.wrapping_sub(head);
+    let avail = if nh >= data_off {
+        len.saturating_sub(nh - data_off)
+    } else {
+        len + (data_off - nh)
+    };
     // Only ARP, ICMP and ICMPv6: everything else is skipped here, in the kernel.
-    let cap: u32 = if proto == ETH_P_IP {
+    let l3_len: u64 = if proto == ETH_P_IP {
+        if avail < 20 {
+            return;
+        }
         let vihl = kread_u32(l3) & 0xff;
         let ip_proto = (kread_u32(l3 + 8) >> 8) & 0xff;
         if vihl >> 4 != 4 || ip_proto != 1 {
             return;
         }
-        let tot = u16::from_be(kread_u16(l3 + 2)) as u32;
-        tot
+        u16::from_be(kread_u16(l3 + 2)) as u64
     } else if proto == ETH_P_IPV6 {
+        if avail < 40 {
+            return;
+        }
         let next = kread_u32(l3 + 4) >> 16 & 0xff;
         if next != 58 {
             return;
         }
-        40 + u16::from_be(kread_u16(l3 + 4)) as u32
+        40 + u16::from_be(kread_u16(l3 + 4)) as u64
     } else {
         28
     };
+    let cap = l3_len.min(avail).min(SNAP_LEN as u64);
     if let Some(p) = NETLAB_DROP_REASONS.get_ptr_mut(if reason < DROP_REASON_SLOTS {
         reason
     } else {
@@ -132,29 +147,23 @@ fn observe_drop(ctx: &TracePointContext) {
         (0, 0)
     };
     // SAFETY: `ev` points to a reserved ring-buffer slot of size_of::<DropEvent>() bytes;
-    // the copy into `data` is exactly SNAP_LEN bytes long.
+    // the copy into `data` is between 1 and SNAP_LEN bytes long, within the packet.
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).ifindex = ifindex;
-        (*ev).pkt_len = kread_u32(skb + cfg.skb_len as u64);
+        (*ev).pkt_len = avail.min(u32::MAX as u64) as u32;
         (*ev).reason = reason;
         (*ev).protocol = proto as u16;
         (*ev).record = record::DROP;
         (*ev)._pad = [0; 2];
         (*ev).netns = netns;
         (*ev).location = kread_u64(rec + cfg.tp_location as u64);
-        let ok = bpf_probe_read_kernel(
-            (*ev).data.as_mut_ptr().cast(),
-            SNAP_LEN as u32,
-            l3 as *const _,
-        ) == 0;
-        (*ev).cap_len = if !ok {
-            0
-        } else if cap < SNAP_LEN as u32 {
-            cap as u16
+        let ok = if cap >= 1 && cap <= SNAP_LEN as u64 {
+            bpf_probe_read_kernel((*ev).data.as_mut_ptr().cast(), cap as u32, l3 as *const _) == 0
         } else {
-            SNAP_LEN as u16
+            false
         };
+        (*ev).cap_len = if ok { cap as u16 } else { 0 };
     }
     entry.submit(0);
 }
