@@ -13,6 +13,7 @@
 //! see [`netlab_or_skip!`] and [`root_or_skip!`].
 
 pub mod bpf_state;
+pub mod classify;
 pub mod cmd;
 pub mod daemon;
 pub mod docker;
@@ -20,6 +21,7 @@ pub mod frames;
 pub mod netns;
 pub mod public_copy;
 pub mod raw_socket;
+pub mod reliability;
 pub mod topology;
 pub mod watch;
 

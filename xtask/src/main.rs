@@ -2,8 +2,10 @@
 //!
 //! Every external command is printed to stderr (prefixed `xtask: `) before it runs.
 
+mod bench;
 mod cmd;
 mod docker;
+mod fuzz;
 mod images;
 mod interrupt;
 mod lab;
@@ -60,6 +62,48 @@ enum Command {
         #[arg(long, conflicts_with_all = ["duration", "rebuild"])]
         down: bool,
     },
+    /// Measure what netlab costs here (root): per-packet cost of the tc programs, packet rates
+    /// with and without observers, event throughput, attaching to 500 veths, memory; writes
+    /// BENCH.md. Traffic stays between the namespaces it creates.
+    Bench {
+        /// Shorter windows and fewer rounds (under 3 minutes once built).
+        #[arg(long)]
+        quick: bool,
+        /// Print one JSON object with the headline numbers on stdout (the table goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send small UDP datagrams as fast as possible for a while (a helper of `bench`).
+    #[command(hide = true)]
+    BenchUdpSend {
+        /// Destination; only the bench's subnet 10.200.0.0/24 is accepted.
+        #[arg(long)]
+        dst: std::net::Ipv4Addr,
+        #[arg(long, default_value_t = 5001)]
+        port: u16,
+        /// How long to send, in seconds (at most 60).
+        #[arg(long)]
+        secs: f64,
+        /// Datagrams per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        pps: u64,
+    },
+    /// Count the UDP datagrams arriving on a port (a helper of `bench`).
+    #[command(hide = true)]
+    BenchUdpRecv {
+        #[arg(long, default_value_t = 5001)]
+        port: u16,
+        /// Longest time to wait, in seconds; it ends earlier once the datagrams stop.
+        #[arg(long)]
+        secs: f64,
+    },
+    /// Run the cargo-fuzz targets of fuzz/ (decode, event) with nightly, installing
+    /// cargo-fuzz if missing.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECS, value_parser = clap::value_parser!(u32).range(1..))]
+        secs: u32,
+    },
     /// Make sure a Docker engine answers, starting dockerd if needed.
     #[command(hide = true)]
     DockerUp,
@@ -97,6 +141,15 @@ fn main() -> Result<()> {
         Command::Lab {
             duration, rebuild, ..
         } => lab::run(duration, rebuild),
+        Command::Bench { quick, json } => bench::run(quick, json),
+        Command::BenchUdpSend {
+            dst,
+            port,
+            secs,
+            pps,
+        } => bench::udp_send(dst, port, secs, pps),
+        Command::BenchUdpRecv { port, secs } => bench::udp_recv(port, secs),
+        Command::Fuzz { secs } => fuzz::run(secs),
         Command::DockerUp => docker::ensure_docker(),
         Command::Images { rebuild } => {
             docker::ensure_docker()?;
@@ -177,6 +230,36 @@ mod tests {
         assert!(matches!(cli.command, Command::Images { rebuild: false }));
         let help = Cli::command().render_help().to_string();
         assert!(!help.contains("images"), "{help}");
+    }
+
+    #[test]
+    fn bench_flags_and_hidden_helpers() {
+        use clap::CommandFactory;
+        let cli = Cli::try_parse_from(["xtask", "bench", "--quick", "--json"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Bench {
+                quick: true,
+                json: true
+            }
+        ));
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench-udp-send",
+            "--dst",
+            "10.200.0.2",
+            "--secs",
+            "3",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::BenchUdpSend { port: 5001, .. }
+        ));
+        assert!(Cli::try_parse_from(["xtask", "bench-udp-recv"]).is_err());
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("bench"), "{help}");
+        assert!(!help.contains("bench-udp"), "{help}");
     }
 
     #[test]
