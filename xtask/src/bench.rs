@@ -27,7 +27,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -132,7 +132,7 @@ impl Plan {
         } else {
             Plan {
                 cost_rounds: 5,
-                pps_rounds: 8,
+                pps_rounds: 6,
                 pps_secs: 2.0,
                 skip_secs: 3.0,
                 pings: 20_000,
@@ -222,6 +222,7 @@ pub fn run(quick: bool, json: bool) -> Result<()> {
         ));
     }
     r.machine.load_after = read_loadavg();
+    r.machine.idle_after = cpu_idle(Duration::from_secs(2));
     r.elapsed_secs = started.elapsed().as_secs_f64();
 
     let table = r.table();
@@ -452,7 +453,7 @@ const TAIL_LINES: usize = 3;
 struct Background {
     what: String,
     child: Option<Child>,
-    lines: Receiver<(Instant, String)>,
+    lines: mpsc::Receiver<(Instant, String)>,
     stderr: Arc<Mutex<Vec<String>>>,
     readers: Vec<JoinHandle<()>>,
     tail: Arc<Mutex<Vec<String>>>,
@@ -791,7 +792,9 @@ pub fn udp_send(dst: Ipv4Addr, port: u16, secs: f64, pps: u64) -> Result<()> {
 
 /// `cargo xtask bench-udp-recv`: counts datagrams on `port` until `secs` pass or none came
 /// for 300 ms after the first; says `ready` on stderr once bound, prints `received N` last.
-pub fn udp_recv(port: u16, secs: f64) -> Result<()> {
+/// With `hold`, it reads nothing: once its socket buffer is full, the kernel drops every
+/// datagram (`RcvbufErrors`), until `secs` pass or it is stopped.
+pub fn udp_recv(port: u16, secs: f64, hold: bool) -> Result<()> {
     ensure!(
         secs > 0.0 && secs <= 120.0,
         "--secs must be in (0, 120], not {secs}"
@@ -801,6 +804,11 @@ pub fn udp_recv(port: u16, secs: f64) -> Result<()> {
     sock.set_read_timeout(Some(Duration::from_millis(50)))?;
     eprintln!("ready");
     let end = Instant::now() + Duration::from_secs_f64(secs);
+    if hold {
+        thread::sleep(Duration::from_secs_f64(secs));
+        println!("received 0");
+        return Ok(());
+    }
     let mut buf = [0u8; 2048];
     let mut received = 0u64;
     let mut last = Instant::now();
@@ -874,42 +882,47 @@ enum End {
     Receiver,
 }
 
-/// `ip netns exec <ns> [nice -n -20] [taskset -c <cpu>] <xtask>`: with two CPUs or more, the
-/// sender runs on CPU 0 (where the whole path a → b then runs, in its softirqs) at the
-/// highest CFS weight, so that other jobs of the machine take as little of that CPU as
-/// possible during a window, and the receiver on CPU 1.
+/// `ip netns exec <ns> nice -n -20 [taskset -c <cpu>] <xtask>`: at the highest CFS weight,
+/// so that other jobs of the machine take as little CPU from it as possible during a window;
+/// with two CPUs or more, the sender on CPU 0 (where the whole path a → b then runs, in its
+/// softirqs) and the receiver on CPU 1.
 fn xtask_in(ns: &str, xtask: &Path, end: End) -> Command {
-    if thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        return in_ns(ns, xtask);
+    let mut c = in_ns(ns, "nice");
+    c.args(["-n", "-20"]);
+    if thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        let cpu = match end {
+            End::Sender => "0",
+            End::Receiver => "1",
+        };
+        c.args(["taskset", "-c", cpu]);
     }
-    let mut c = match end {
-        End::Sender => {
-            let mut c = in_ns(ns, "nice");
-            c.args(["-n", "-20", "taskset", "-c", "0"]);
-            c
-        }
-        End::Receiver => {
-            let mut c = in_ns(ns, "taskset");
-            c.args(["-c", "1"]);
-            c
-        }
-    };
     c.arg(xtask);
     c
 }
 
-fn udp_window(xtask: &Path, secs: f64) -> Result<UdpWindow> {
+/// What b does with the datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receiver {
+    /// A receiver reads them all.
+    Reads,
+    /// Nobody reads: b's socket buffer stays full and b drops (frees) every datagram.
+    Drops,
+}
+
+fn udp_window(xtask: &Path, secs: f64, receiver: Receiver) -> Result<UdpWindow> {
     let before = udp_counters_of_b()?;
-    let mut recv = Background::spawn(
-        xtask_in(NS_B, xtask, End::Receiver).args([
-            "bench-udp-recv",
-            "--port",
-            &UDP_PORT.to_string(),
-            "--secs",
-            &format!("{}", secs + 10.0),
-        ]),
-        StdoutMode::Tail,
-    )?;
+    let mut c = xtask_in(NS_B, xtask, End::Receiver);
+    c.args([
+        "bench-udp-recv",
+        "--port",
+        &UDP_PORT.to_string(),
+        "--secs",
+        &format!("{}", secs + 10.0),
+    ]);
+    if receiver == Receiver::Drops {
+        c.arg("--hold");
+    }
+    let mut recv = Background::spawn(&mut c, StdoutMode::Tail)?;
     recv.wait_for("ready", Duration::from_secs(10))?;
     let out = quiet(xtask_in(NS_A, xtask, End::Sender).args([
         "bench-udp-send",
@@ -920,12 +933,20 @@ fn udp_window(xtask: &Path, secs: f64) -> Result<UdpWindow> {
         "--secs",
         &format!("{secs}"),
     ]))?;
-    let ended = recv.finish(Duration::from_secs_f64(secs + 15.0))?;
+    let received = match receiver {
+        Receiver::Reads => {
+            let ended = recv.finish(Duration::from_secs_f64(secs + 15.0))?;
+            word_after(ended.last_line(), "received")
+                .ok_or_else(|| anyhow!("receiver said {:?}", ended.tail))?
+        }
+        Receiver::Drops => {
+            recv.stop(SIGTERM, Duration::from_secs(10))?;
+            0.0
+        }
+    };
     let after = udp_counters_of_b()?;
     let sent = word_after(&out, "sent").ok_or_else(|| anyhow!("sender said {out:?}"))?;
     let secs = word_after(&out, "secs").ok_or_else(|| anyhow!("sender said {out:?}"))?;
-    let received = word_after(ended.last_line(), "received")
-        .ok_or_else(|| anyhow!("receiver said {:?}", ended.tail))?;
     Ok(UdpWindow {
         sent: sent as u64,
         arrived: (after.0 + after.1).saturating_sub(before.0 + before.1),
@@ -1347,6 +1368,22 @@ fn start_watch(netlab: &Path, extra: &[&str], stdout: StdoutMode) -> Result<Back
     Ok(w)
 }
 
+/// [`start_watch`] at `nice -n -20`: what the flood measures is netlab's own capacity, not
+/// the share of a CPU that other jobs of the machine leave it.
+fn start_watch_niced(netlab: &Path, extra: &[&str], stdout: StdoutMode) -> Result<Background> {
+    let mut c = in_ns(NS_BR, "nice");
+    c.args(["-n", "-20"])
+        .arg(netlab)
+        .args([
+            "watch", "--iface", "br0", "--iface", "va", "--iface", "vb", "--json",
+        ])
+        .args(extra)
+        .env("NETLAB_SOCKET", NO_DAEMON);
+    let mut w = Background::spawn(&mut c, stdout)?;
+    w.wait_for("watching ", Duration::from_secs(30))?;
+    Ok(w)
+}
+
 /// What the programs did during one traffic window.
 #[derive(Debug, Clone, Copy)]
 struct CostWindow {
@@ -1443,7 +1480,7 @@ fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> Result<Costs
                 watch_mem_idle = MemSnapshot::of(watch.pid()).ok();
             }
             let t0 = progs.read()?;
-            let udp = udp_window(xtask, plan.skip_secs)?;
+            let udp = udp_window(xtask, plan.skip_secs, Receiver::Reads)?;
             let t1 = progs.read()?;
             let out = quiet(&mut ping_cmd(1, plan.pings, 60))?;
             let t2 = progs.read()?;
@@ -1503,6 +1540,9 @@ fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> Result<Costs
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Observer {
     None,
+    /// No observer again, later in the same round: its ratio to the first is the noise
+    /// floor of the comparison.
+    NoneAgain,
     Netlab,
     /// netlab without its `skb:kfree_skb` program, to tell the two programs' costs apart.
     NetlabNoDrops,
@@ -1511,17 +1551,10 @@ enum Observer {
 }
 
 impl Observer {
-    const ALL: [Observer; 5] = [
-        Observer::None,
-        Observer::Netlab,
-        Observer::NetlabNoDrops,
-        Observer::TcpdumpFiltered,
-        Observer::TcpdumpFull,
-    ];
-
     fn name(self) -> &'static str {
         match self {
             Observer::None => "no observer",
+            Observer::NoneAgain => "no observer, again (noise floor)",
             Observer::Netlab => "netlab watch (va, vb, br0)",
             Observer::NetlabNoDrops => "netlab watch --no-drops (va, vb, br0)",
             Observer::TcpdumpFiltered => "tcpdump -i va 'icmp or arp'",
@@ -1541,7 +1574,7 @@ impl Observer {
             Ok(Some(t))
         };
         match self {
-            Observer::None => Ok(None),
+            Observer::None | Observer::NoneAgain => Ok(None),
             Observer::Netlab => start_watch(netlab, &[], StdoutMode::Null).map(Some),
             Observer::NetlabNoDrops => {
                 start_watch(netlab, &["--no-drops"], StdoutMode::Null).map(Some)
@@ -1555,26 +1588,45 @@ impl Observer {
 #[derive(Debug, Clone)]
 struct PpsWindow {
     round: usize,
+    receiver: Receiver,
     observer: Observer,
     udp: UdpWindow,
     /// The observer's memory at the end of the window (netlab only).
     mem: Option<MemSnapshot>,
 }
 
+/// Each round: every observer while b reads (and the baseline twice), then no observer and
+/// netlab (with and without its drop program) while b drops every datagram.
+const PPS_ROUND: [(Receiver, Observer); 9] = [
+    (Receiver::Reads, Observer::None),
+    (Receiver::Reads, Observer::Netlab),
+    (Receiver::Reads, Observer::NetlabNoDrops),
+    (Receiver::Reads, Observer::NoneAgain),
+    (Receiver::Reads, Observer::TcpdumpFiltered),
+    (Receiver::Reads, Observer::TcpdumpFull),
+    (Receiver::Drops, Observer::None),
+    (Receiver::Drops, Observer::Netlab),
+    (Receiver::Drops, Observer::NetlabNoDrops),
+];
+
 fn pps(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> Result<Vec<PpsWindow>> {
     // Warm-up: caches, ARP, the CPU's frequency.
-    udp_window(xtask, 1.0)?;
+    udp_window(xtask, 1.0, Receiver::Reads)?;
     let mut windows = Vec::new();
     for round in 0..plan.pps_rounds {
-        for observer in Observer::ALL {
+        for (receiver, observer) in PPS_ROUND {
             eprintln!(
-                "xtask: bench: packet rate, round {}/{}, {}",
+                "xtask: bench: packet rate, round {}/{}, b {}, {}",
                 round + 1,
                 plan.pps_rounds,
+                match receiver {
+                    Receiver::Reads => "reads",
+                    Receiver::Drops => "drops",
+                },
                 observer.name()
             );
             let running = observer.start(netlab)?;
-            let udp = udp_window(xtask, plan.pps_secs)?;
+            let udp = udp_window(xtask, plan.pps_secs, receiver)?;
             let mut mem = None;
             if let Some(r) = running {
                 if matches!(observer, Observer::Netlab | Observer::NetlabNoDrops) {
@@ -1584,6 +1636,7 @@ fn pps(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> Result<Vec<Pps
             }
             windows.push(PpsWindow {
                 round,
+                receiver,
                 observer,
                 udp,
                 mem,
@@ -1682,7 +1735,7 @@ fn flood(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> Result<Vec<F
             continue;
         }
         eprintln!("xtask: bench: flood, {}", load.describe());
-        let watch = start_watch(netlab, &["--rate-limit", "0"], StdoutMode::Tail)?;
+        let watch = start_watch_niced(netlab, &["--rate-limit", "0"], StdoutMode::Tail)?;
         let start = Instant::now();
         let (sent, secs) = match load {
             FloodLoad::Unreachable { pps } => {
@@ -1821,19 +1874,21 @@ fn build_pipeline_bench() -> Result<()> {
 
 fn pipeline(plan: &Plan) -> Result<Vec<CritBench>> {
     let home = workspace::target_dir()?.join("criterion");
-    let mut c = cmd::cargo();
-    c.args([
-        "bench",
-        "-p",
-        "netlab-daemon",
-        "--bench",
-        "pipeline",
-        "--",
-        "--noplot",
-    ])
-    .args(plan.criterion)
-    .env("CRITERION_HOME", &home)
-    .current_dir(workspace::root());
+    // At the highest CFS weight, like the traffic: it measures the code, not the neighbours.
+    let mut c = Command::new("nice");
+    c.args(["-n", "-20", "cargo"])
+        .args([
+            "bench",
+            "-p",
+            "netlab-daemon",
+            "--bench",
+            "pipeline",
+            "--",
+            "--noplot",
+        ])
+        .args(plan.criterion)
+        .env("CRITERION_HOME", &home)
+        .current_dir(workspace::root());
     let out = cmd::output(&mut c)?;
     check_stop()?;
     // Criterion reports on stdout; ours may be the JSON object's alone.
@@ -2187,6 +2242,10 @@ struct Machine {
     memory_gib: f64,
     load_before: String,
     load_after: String,
+    /// Share of CPU time idle over two seconds just before and just after the run (other
+    /// jobs of the machine), percent.
+    idle_before: Option<f64>,
+    idle_after: Option<f64>,
 }
 
 impl Machine {
@@ -2206,8 +2265,32 @@ impl Machine {
                 / 1024.0,
             load_before: read_loadavg(),
             load_after: String::new(),
+            idle_before: cpu_idle(Duration::from_secs(2)),
+            idle_after: None,
         }
     }
+}
+
+/// The aggregate `cpu` line of /proc/stat: (idle + iowait, total) jiffies.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    Some((fields.get(3)? + fields.get(4)?, fields.iter().sum()))
+}
+
+/// Percent of CPU time idle over `d`.
+fn cpu_idle(d: Duration) -> Option<f64> {
+    let (idle0, total0) = cpu_times()?;
+    thread::sleep(d);
+    let (idle1, total1) = cpu_times()?;
+    let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+    Some(100.0 * idle1.saturating_sub(idle0) as f64 / total as f64)
 }
 
 fn read_loadavg() -> String {
@@ -2273,16 +2356,17 @@ impl Results {
         Spread::of(&v)
     }
 
-    /// Per round, the observer's packet rate over the no-observer rate of the same round.
-    fn ratios(&self, observer: Observer) -> Vec<f64> {
+    /// Per round, the observer's packet rate over the no-observer rate of the same round
+    /// (and the same receiver).
+    fn ratios(&self, receiver: Receiver, observer: Observer) -> Vec<f64> {
         let windows = self.pps.as_deref().unwrap_or_default();
         windows
             .iter()
-            .filter(|w| w.observer == observer)
+            .filter(|w| w.observer == observer && w.receiver == receiver)
             .filter_map(|w| {
-                let base = windows
-                    .iter()
-                    .find(|b| b.round == w.round && b.observer == Observer::None)?;
+                let base = windows.iter().find(|b| {
+                    b.round == w.round && b.receiver == receiver && b.observer == Observer::None
+                })?;
                 Some(w.udp.pps() / base.udp.pps())
             })
             .collect()
@@ -2320,9 +2404,9 @@ impl Results {
         let skip = self.cost_spread("udp", None);
         let icmp100 = self.cost_spread("icmp", Some(100));
         let icmp1 = self.cost_spread("icmp", Some(1));
-        let netlab = Spread::of(&self.ratios(Observer::Netlab));
-        let filtered = Spread::of(&self.ratios(Observer::TcpdumpFiltered));
-        let full = Spread::of(&self.ratios(Observer::TcpdumpFull));
+        let netlab = Spread::of(&self.ratios(Receiver::Reads, Observer::Netlab));
+        let filtered = Spread::of(&self.ratios(Receiver::Reads, Observer::TcpdumpFiltered));
+        let full = Spread::of(&self.ratios(Receiver::Reads, Observer::TcpdumpFull));
         let lossless = self.best_lossless();
         let pipeline = self.headline();
         let scale = self.scale.as_ref();
@@ -2374,6 +2458,17 @@ impl Results {
                 )
             },
             Row {
+                met: None,
+                ..spread_row(
+                    "UDP pps, no observer again / no observer (noise)",
+                    "",
+                    Spread::of(&self.ratios(Receiver::Reads, Observer::NoneAgain)),
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
                 met: netlab_beats_tcpdump,
                 ..spread_row(
                     "UDP pps with netlab / without",
@@ -2389,7 +2484,7 @@ impl Results {
                 ..spread_row(
                     "UDP pps with netlab --no-drops / without",
                     "",
-                    Spread::of(&self.ratios(Observer::NetlabNoDrops)),
+                    Spread::of(&self.ratios(Receiver::Reads, Observer::NetlabNoDrops)),
                     3,
                     "",
                     |_| true,
@@ -2412,6 +2507,28 @@ impl Results {
                     "UDP pps with tcpdump (all) / without",
                     "pps_ratio_tcpdump_full",
                     full,
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "b drops every datagram: netlab / without",
+                    "",
+                    Spread::of(&self.ratios(Receiver::Drops, Observer::Netlab)),
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "b drops every datagram: netlab --no-drops / without",
+                    "",
+                    Spread::of(&self.ratios(Receiver::Drops, Observer::NetlabNoDrops)),
                     3,
                     "",
                     |_| true,
@@ -2514,14 +2631,16 @@ impl Results {
         let mut t = String::new();
         let m = &self.machine;
         t.push_str(&format!(
-            "\nnetlab bench ({}) — {} × {}, Linux {}, {:.1} GiB; load {} → {}\n\n",
+            "\nnetlab bench ({}) — {} × {}, Linux {}, {:.1} GiB; load {} → {}; idle {} → {}\n\n",
             if self.quick { "quick" } else { "full" },
             m.cpus,
             m.model,
             m.kernel,
             m.memory_gib,
             m.load_before,
-            m.load_after
+            m.load_after,
+            m.idle_before.map_or("?".into(), |v| format!("{v:.0}%")),
+            m.idle_after.map_or("?".into(), |v| format!("{v:.0}%"))
         ));
         let rows = self.rows();
         let w0 = rows
@@ -2576,9 +2695,18 @@ impl Results {
             self.date,
             self.elapsed_secs
         ));
+        let idle = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.0} %"));
         s.push_str(&format!(
-            "Machine: {} × {} (`nproc` {}), Linux {}, {:.1} GiB of memory. Load average {} before, {} after.\n\n",
-            m.cpus, m.model, m.cpus, m.kernel, m.memory_gib, m.load_before, m.load_after
+            "Machine: {} × {} (`nproc` {}), Linux {}, {:.1} GiB of memory. Other jobs shared it: load average {} before, {} after; CPU idle over 2 s just before {}, just after {}.\n\n",
+            m.cpus,
+            m.model,
+            m.cpus,
+            m.kernel,
+            m.memory_gib,
+            m.load_before,
+            m.load_after,
+            idle(m.idle_before),
+            idle(m.idle_after)
         ));
         s.push_str("| measurement | median (min–max, n) | target | |\n|---|---|---|---|\n");
         for r in self.rows() {
@@ -2625,10 +2753,13 @@ impl Results {
         }
         if let Some(p) = &self.pps {
             s.push_str("\n### 2. UDP packets per second, a → b\n\n");
-            s.push_str("The sender runs on CPU 0 at `nice -n -20` (with it, in its softirqs, the whole path a → va → br0 → vb → b, where the tc programs run), the receiver on CPU 1. Arrived = datagrams that reached b's UDP layer (`InDatagrams` + `RcvbufErrors` of b's /proc/net/snmp) per second of sending. Rounds alternate the observers in this order; ratio = the observer's arrived rate / the no-observer rate of the same round.\n\n");
-            s.push_str("| observer | arrived pps | sent pps | read by receiver pps | ratio to no observer |\n|---|---|---|---|---|\n");
-            for o in Observer::ALL {
-                let ws: Vec<&PpsWindow> = p.iter().filter(|w| w.observer == o).collect();
+            s.push_str("The sender runs on CPU 0 (with it, in its softirqs, the whole path a → va → br0 → vb → b, where the tc programs run), the receiver on CPU 1, both at `nice -n -20`. Arrived = datagrams that reached b's UDP layer (`InDatagrams` + `RcvbufErrors` of b's /proc/net/snmp) per second of sending. \"b drops\": the receiver reads nothing, so b frees every datagram (socket buffer full), which runs netlab's `kfree_skb` program for each. Each round runs the rows in this order; ratio = the row's arrived rate / the no-observer rate of the same round and receiver.\n\n");
+            s.push_str("| b | observer | arrived pps | sent pps | read by receiver pps | ratio to no observer |\n|---|---|---|---|---|---|\n");
+            for (receiver, o) in PPS_ROUND {
+                let ws: Vec<&PpsWindow> = p
+                    .iter()
+                    .filter(|w| w.observer == o && w.receiver == receiver)
+                    .collect();
                 let rx = Spread::of(&ws.iter().map(|w| w.udp.pps()).collect::<Vec<_>>());
                 let tx = Spread::of(
                     &ws.iter()
@@ -2640,9 +2771,13 @@ impl Results {
                         .map(|w| w.udp.received as f64 / w.udp.secs)
                         .collect::<Vec<_>>(),
                 );
-                let ratio = Spread::of(&self.ratios(o));
+                let ratio = Spread::of(&self.ratios(receiver, o));
                 s.push_str(&format!(
-                    "| {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} | {} |\n",
+                    match receiver {
+                        Receiver::Reads => "reads",
+                        Receiver::Drops => "drops",
+                    },
                     o.name(),
                     rx.map_or("–".into(), |x| x.show(0)),
                     tx.map_or("–".into(), |x| x.show(0)),

@@ -96,6 +96,9 @@ enum Command {
         /// Longest time to wait, in seconds; it ends earlier once the datagrams stop.
         #[arg(long)]
         secs: f64,
+        /// Read nothing: the kernel drops every datagram once the socket buffer is full.
+        #[arg(long)]
+        hold: bool,
     },
     /// Run the cargo-fuzz targets of fuzz/ (decode, event) with nightly, installing
     /// cargo-fuzz if missing.
@@ -148,7 +151,7 @@ fn main() -> Result<()> {
             secs,
             pps,
         } => bench::udp_send(dst, port, secs, pps),
-        Command::BenchUdpRecv { port, secs } => bench::udp_recv(port, secs),
+        Command::BenchUdpRecv { port, secs, hold } => bench::udp_recv(port, secs, hold),
         Command::Fuzz { secs } => fuzz::run(secs),
         Command::DockerUp => docker::ensure_docker(),
         Command::Images { rebuild } => {
