@@ -114,6 +114,21 @@ pub struct Datapath {
     ebpf: Ebpf,
 }
 
+/// The error of a program the kernel refused; the verifier's log (hundreds of lines) goes
+/// to the debug log, so the error stays one line.
+fn refused(name: &'static str) -> impl Fn(ProgramError) -> LoadError {
+    move |source| match source {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            log::debug!("verifier output for {name}:\n{verifier_log}");
+            LoadError::Verifier { name, io_error }
+        }
+        source => LoadError::Program { name, source },
+    }
+}
+
 fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
     move |source| LoadError::Map { name, source }
 }
@@ -155,17 +170,7 @@ impl Datapath {
                 .program_mut(name)
                 .and_then(|p| p.try_into().ok())
                 .ok_or(LoadError::MissingProgram(name))?;
-            prog.load().map_err(|source| match source {
-                ProgramError::LoadError {
-                    io_error,
-                    verifier_log,
-                } => {
-                    // The log runs to hundreds of lines: keep the error to one line.
-                    log::debug!("verifier output for {name}:\n{verifier_log}");
-                    LoadError::Verifier { name, io_error }
-                }
-                source => LoadError::Program { name, source },
-            })?;
+            prog.load().map_err(refused(name))?;
         }
         Ok(Self {
             kfree_link: None,
@@ -219,16 +224,7 @@ impl Datapath {
             .and_then(|p| p.try_into().ok())
             .ok_or(LoadError::MissingProgram(PROG_KFREE_SKB))?;
         let name = PROG_KFREE_SKB;
-        prog.load().map_err(|source| match source {
-            ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } => {
-                log::debug!("verifier output for {name}:\n{verifier_log}");
-                LoadError::Verifier { name, io_error }
-            }
-            source => LoadError::Program { name, source },
-        })?;
+        prog.load().map_err(refused(name))?;
         let id = prog
             .attach("skb", "kfree_skb")
             .map_err(|source| LoadError::Program { name, source })?;
