@@ -142,6 +142,25 @@ impl Watch {
             .unwrap_or_default()
     }
 
+    /// Waits `settle` for the last packets to be reported, checks that netlab still runs,
+    /// stops it with SIGINT and checks that it exited with status 0.
+    pub fn stop_after(mut self, settle: Duration) -> Result<Output> {
+        std::thread::sleep(settle);
+        anyhow::ensure!(
+            self.is_running()?,
+            "netlab exited during the test; stderr:\n{}",
+            self.stderr_so_far()
+        );
+        let output = self.stop()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "netlab exited with {} after SIGINT; stderr:\n{}",
+            output.status,
+            output.stderr
+        );
+        Ok(output)
+    }
+
     /// Sends SIGINT (netlab detaches and prints its final counters) and collects the output.
     pub fn stop(self) -> Result<Output> {
         let pid = libc::pid_t::try_from(self.pid()).context("pid out of range")?;

@@ -45,21 +45,8 @@ fn text<'a>(event: &'a Value, pointer: &str) -> Option<&'a str> {
 
 /// Waits for the last events, checks netlab is still running, stops it with SIGINT and
 /// checks it exited 0.
-fn stop(mut watch: Watch) -> Result<Output> {
-    std::thread::sleep(SETTLE);
-    ensure!(
-        watch.is_running()?,
-        "netlab exited during the test; stderr:\n{}",
-        watch.stderr_so_far()
-    );
-    let output = watch.stop()?;
-    ensure!(
-        output.status.success(),
-        "netlab exited with {} after SIGINT; stderr:\n{}",
-        output.status,
-        output.stderr
-    );
-    Ok(output)
+fn stop(watch: Watch) -> Result<Output> {
+    watch.stop_after(SETTLE)
 }
 
 /// Fails unless each `(iface, direction, kind, expected)` counter of the summary is exactly

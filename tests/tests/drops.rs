@@ -98,21 +98,7 @@ impl HostWatch {
     /// Waits [`SETTLE`], checks netlab still runs, stops it with SIGINT and checks it
     /// exited 0.
     fn stop(self) -> Result<Output> {
-        let mut watch = self.watch;
-        std::thread::sleep(SETTLE);
-        ensure!(
-            watch.is_running()?,
-            "netlab exited during the test; stderr:\n{}",
-            watch.stderr_so_far()
-        );
-        let output = watch.stop()?;
-        ensure!(
-            output.status.success(),
-            "netlab exited with {} after SIGINT; stderr:\n{}",
-            output.status,
-            output.stderr
-        );
-        Ok(output)
+        self.watch.stop_after(SETTLE)
     }
 }
 

@@ -196,21 +196,9 @@ fn ipv4_ping_counts_and_events() -> Result<()> {
 fn ipv6_ping_counts_echo_and_ndp() -> Result<()> {
     netlab_or_skip!();
     let topo = Topology::new("v6")?;
-    let mut watch = Watch::start(topo.br.name(), &WATCH_BRIDGE)?;
+    let watch = Watch::start(topo.br.name(), &WATCH_BRIDGE)?;
     topo.a.exec(&format!("ping -6 -c 3 -i 0.2 -w 10 {IP6_B}"))?;
-    std::thread::sleep(SETTLE);
-    ensure!(
-        watch.is_running()?,
-        "netlab exited: {}",
-        watch.stderr_so_far()
-    );
-    let output = watch.stop()?;
-    ensure!(
-        output.status.success(),
-        "exit {}: {}",
-        output.status,
-        output.stderr
-    );
+    let output = watch.stop_after(SETTLE)?;
 
     assert_echo_path(&output, "icmp6-echo-request", "icmp6-echo-reply", 3)?;
     let over_veths = |kind: &str| -> u64 {
@@ -253,22 +241,10 @@ fn sampling_keeps_counters_exact() -> Result<()> {
         .copied()
         .chain(["--sample", "4"])
         .collect();
-    let mut watch = Watch::start(topo.br.name(), &args)?;
+    let watch = Watch::start(topo.br.name(), &args)?;
     topo.a
         .exec(&format!("ping -c {REQUESTS} -i 0.05 -w 10 {IP_B}"))?;
-    std::thread::sleep(SETTLE);
-    ensure!(
-        watch.is_running()?,
-        "netlab exited: {}",
-        watch.stderr_so_far()
-    );
-    let output = watch.stop()?;
-    ensure!(
-        output.status.success(),
-        "exit {}: {}",
-        output.status,
-        output.stderr
-    );
+    let output = watch.stop_after(SETTLE)?;
 
     assert_echo_path(&output, "icmp-echo-request", "icmp-echo-reply", REQUESTS)?;
 
@@ -351,7 +327,7 @@ fn attached_as(topo: &Topology, mode: &str, watch: &Watch) -> Result<()> {
 fn malformed_frames_are_counted_not_misread() -> Result<()> {
     netlab_or_skip!();
     let topo = Topology::new("mal")?;
-    let mut watch = Watch::start(topo.br.name(), &["--json", "--iface", VETH_A])?;
+    let watch = Watch::start(topo.br.name(), &["--json", "--iface", VETH_A])?;
 
     // Addresses inside the topology's subnet; 10.99.0.77/.78 belong to nobody, so nothing answers.
     let stray = Ipv4Addr::new(10, 99, 0, 77);
@@ -364,19 +340,7 @@ fn malformed_frames_are_counted_not_misread() -> Result<()> {
         frames::vlan_arp_request(MAC_A, stray, nobody),
     ];
     send_raw_frames(topo.a.name(), CONTAINER_IF, &sent)?;
-    std::thread::sleep(SETTLE);
-    ensure!(
-        watch.is_running()?,
-        "netlab died on malformed frames; stderr:\n{}",
-        watch.stderr_so_far()
-    );
-    let output = watch.stop()?;
-    ensure!(
-        output.status.success(),
-        "netlab exited with {} after SIGINT; stderr:\n{}",
-        output.status,
-        output.stderr
-    );
+    let output = watch.stop_after(SETTLE)?;
 
     let summary = &output.summary;
     ensure!(
