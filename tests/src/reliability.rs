@@ -393,6 +393,22 @@ pub const DOCKERD_LOG: &str = "/var/log/netlab-dockerd.log";
 /// How long dockerd may take to stop after SIGTERM, or to answer after it starts.
 pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Whether process `pid` exists and has not exited: a zombie (exited, not yet reaped by its
+/// parent) is as gone as a process can be for whoever sent it a signal.
+pub fn process_lives(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_state(&stat))
+        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
+}
+
+/// The state letter of a `/proc/PID/stat` line: the field after the command name, which is
+/// in parentheses and may itself hold spaces and parentheses.
+pub fn stat_state(stat: &str) -> Option<char> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
+}
+
 /// Whether `docker info` answers within 10 s.
 pub fn engine_answers() -> bool {
     let mut info = Command::new("docker");
@@ -402,7 +418,7 @@ pub fn engine_answers() -> bool {
 
 /// The Docker engine taken down for a while: [`EngineOutage::begin`] sends dockerd SIGTERM
 /// and waits until it is gone; [`EngineOutage::end`] starts it again exactly as `cargo xtask`
-/// does (`setsid dockerd`, output appended to [`DOCKERD_LOG`]), waits until it answers and
+/// does (`setsid --fork dockerd`, output appended to [`DOCKERD_LOG`]), waits until it answers and
 /// starts again every container that was running before and is not now (without
 /// live-restore, stopping dockerd stops them).
 ///
@@ -444,7 +460,7 @@ impl EngineOutage {
             );
         }
         let deadline = Instant::now() + ENGINE_TIMEOUT;
-        while Path::new(&format!("/proc/{pid}")).exists() || engine_answers() {
+        while process_lives(pid) || engine_answers() {
             ensure!(
                 Instant::now() < deadline,
                 "dockerd ({pid}) still there {ENGINE_TIMEOUT:?} after SIGTERM"
@@ -499,7 +515,7 @@ impl Drop for EngineOutage {
     }
 }
 
-/// `setsid dockerd >>DOCKERD_LOG 2>&1 &` (what `cargo xtask` runs when no engine answers),
+/// `setsid --fork dockerd >>DOCKERD_LOG 2>&1` (what `cargo xtask` runs when no engine answers),
 /// then polls `docker info` until it answers; returns the moment it did.
 fn start_dockerd() -> Result<Instant> {
     if engine_answers() {
@@ -512,7 +528,7 @@ fn start_dockerd() -> Result<Instant> {
         .with_context(|| format!("opening {DOCKERD_LOG}"))?;
     let log_err = log.try_clone()?;
     let mut dockerd = Command::new("setsid")
-        .arg("dockerd")
+        .args(["--fork", "dockerd"])
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -525,7 +541,7 @@ fn start_dockerd() -> Result<Instant> {
             return Ok(Instant::now());
         }
         if let Some(status) = dockerd.try_wait()? {
-            // `setsid` forks when it is a group leader and its child lives on: only a
+            // `setsid --fork` exits once it has forked and dockerd lives on: only a
             // failing status means dockerd did not start.
             ensure!(
                 status.success(),
@@ -856,6 +872,34 @@ mod tests {
         assert_eq!(parse_pin_name("5-docker0-sideways"), None);
         assert_eq!(parse_pin_name("x-docker0-ingress"), None);
         assert_eq!(parse_pin_name("NETLAB_COUNTERS"), None);
+    }
+
+    #[test]
+    fn stat_states() {
+        assert_eq!(
+            stat_state("12634 (dockerd) Z 1 12634 12634 0 -1"),
+            Some('Z')
+        );
+        assert_eq!(stat_state("77 (a (b) c) S 1 77 77 0"), Some('S'));
+        assert_eq!(stat_state("77 (cut"), None);
+        // A zombie child of this process: exited, not reaped, its /proc entry still there.
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process_lives(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "`true` ({pid}) still runs after 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "reaped too early"
+        );
+        child.wait().unwrap();
+        assert!(!process_lives(pid));
+        assert!(process_lives(i32::try_from(std::process::id()).unwrap()));
     }
 
     #[test]
