@@ -838,25 +838,43 @@ pub fn field<'a>(fields: &'a [TraceField], name: &str) -> Option<&'a TraceField>
 }
 
 /// The kernel's text symbols, sorted by address, for turning addresses into `name+0x1f`.
+///
+/// A host has ~120,000 of them: they are kept in one string with a 16-byte index entry
+/// each (about 5 MB here), not as one allocation per name (about twice that).
 #[derive(Clone, Debug, Default)]
 pub struct Kallsyms {
-    /// `(address, name)`, sorted by address, one name per address (the first listed).
-    symbols: Vec<(u64, String)>,
+    /// `(address, start, end)` of each name in `names`, sorted by address, one entry per
+    /// address (the first listed).
+    index: Vec<(u64, u32, u32)>,
+    /// Every kept name, back to back.
+    names: String,
 }
 
 impl Kallsyms {
-    /// Reads [`KALLSYMS_PATH`]. Errors if it lists no text symbols, or if all addresses are
-    /// zero because `kernel.kptr_restrict` hides them from this process.
+    /// Reads [`KALLSYMS_PATH`] line by line. Errors if it lists no text symbols, or if all
+    /// addresses are zero because `kernel.kptr_restrict` hides them from this process.
     pub fn load() -> Result<Self, BtfError> {
-        let text = fs::read_to_string(KALLSYMS_PATH).map_err(|source| BtfError::Read {
+        use std::io::BufRead;
+        let read_err = |source| BtfError::Read {
             path: PathBuf::from(KALLSYMS_PATH),
             source,
-        })?;
-        let syms = Self::parse(&text);
+        };
+        let file = fs::File::open(KALLSYMS_PATH).map_err(read_err)?;
+        let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
+        let mut builder = SymbolTable::default();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).map_err(read_err)? == 0 {
+                break;
+            }
+            builder.line(&line);
+        }
+        let syms = builder.finish();
         if syms.is_empty() {
             return Err(BtfError::NoKallsyms);
         }
-        if syms.symbols.iter().all(|(addr, _)| *addr == 0) {
+        if syms.index.iter().all(|&(addr, _, _)| addr == 0) {
             return Err(BtfError::KallsymsHidden);
         }
         Ok(syms)
@@ -865,39 +883,69 @@ impl Kallsyms {
     /// Parses `/proc/kallsyms` text, keeping text symbols (types `t`, `T`, `w`, `W`).
     /// Malformed lines are skipped; a trailing `[module]` column is ignored.
     pub fn parse(text: &str) -> Kallsyms {
-        let mut symbols: Vec<(u64, String)> = text
-            .lines()
-            .filter_map(|line| {
-                let mut cols = line.split_whitespace();
-                let addr = u64::from_str_radix(cols.next()?, 16).ok()?;
-                if !matches!(cols.next()?, "t" | "T" | "w" | "W") {
-                    return None;
-                }
-                Some((addr, cols.next()?.to_string()))
-            })
-            .collect();
-        // Stable sort, then keep the first-listed name of each address.
-        symbols.sort_by_key(|(addr, _)| *addr);
-        symbols.dedup_by_key(|(addr, _)| *addr);
-        Kallsyms { symbols }
+        let mut builder = SymbolTable::default();
+        text.lines().for_each(|line| builder.line(line));
+        builder.finish()
     }
 
     /// Number of distinct symbol addresses kept.
     pub fn len(&self) -> usize {
-        self.symbols.len()
+        self.index.len()
     }
 
     /// Whether no symbols were kept.
     pub fn is_empty(&self) -> bool {
-        self.symbols.is_empty()
+        self.index.is_empty()
     }
 
     /// `name+0x1f` for the nearest symbol at or below `addr` (`name+0x0` on an exact hit);
     /// `None` if `addr` is below the first symbol.
     pub fn symbolize(&self, addr: u64) -> Option<String> {
-        let idx = self.symbols.partition_point(|(a, _)| *a <= addr);
-        let (base, name) = self.symbols.get(idx.checked_sub(1)?)?;
+        let idx = self.index.partition_point(|&(a, _, _)| a <= addr);
+        let &(base, start, end) = self.index.get(idx.checked_sub(1)?)?;
+        let name = self.names.get(start as usize..end as usize)?;
         Some(format!("{name}+{:#x}", addr - base))
+    }
+}
+
+/// Collects kallsyms lines into a [`Kallsyms`].
+#[derive(Default)]
+struct SymbolTable {
+    syms: Kallsyms,
+}
+
+impl SymbolTable {
+    /// Keeps the line's symbol if it is a text symbol and fits the index.
+    fn line(&mut self, line: &str) {
+        let mut cols = line.split_whitespace();
+        let (Some(addr), Some(kind), Some(name)) = (cols.next(), cols.next(), cols.next()) else {
+            return;
+        };
+        if !matches!(kind, "t" | "T" | "w" | "W") {
+            return;
+        }
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            return;
+        };
+        let names = &mut self.syms.names;
+        let Ok(start) = u32::try_from(names.len()) else {
+            return;
+        };
+        let Ok(end) = u32::try_from(names.len() + name.len()) else {
+            return;
+        };
+        names.push_str(name);
+        self.syms.index.push((addr, start, end));
+    }
+
+    /// Sorts by address (stably: the first-listed name of an address is kept).
+    fn finish(mut self) -> Kallsyms {
+        let index = &mut self.syms.index;
+        index.sort_by_key(|&(addr, _, _)| addr);
+        index.dedup_by_key(|&mut (addr, _, _)| addr);
+        index.shrink_to_fit();
+        self.syms.names.shrink_to_fit();
+        self.syms
     }
 }
 

@@ -209,6 +209,10 @@ impl Datapath {
             kbtf.enum_values("skb_drop_reason")
                 .map_err(LoadError::Btf)?,
         );
+        // The BTF blob (~5 MB) and its index are done with: give their pages back now
+        // rather than carry them as resident heap for the life of the process.
+        drop(kbtf);
+        release_freed_memory();
         {
             let map = self
                 .ebpf
@@ -376,5 +380,15 @@ impl Datapath {
             sampled_out: slot(stat::SAMPLED_OUT)?,
             drop_ring_full: slot(stat::DROP_RING_FULL)?,
         })
+    }
+}
+
+/// Returns free heap pages to the kernel (glibc keeps them otherwise: large one-off
+/// buffers freed at start-up, like the kernel's BTF, would stay resident for good).
+pub(crate) fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks glibc's own free lists; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
