@@ -875,7 +875,7 @@ mod tests {
     }
 
     #[test]
-    fn stat_states() {
+    fn stat_states() -> Result<()> {
         assert_eq!(
             stat_state("12634 (dockerd) Z 1 12634 12634 0 -1"),
             Some('Z')
@@ -883,8 +883,8 @@ mod tests {
         assert_eq!(stat_state("77 (a (b) c) S 1 77 77 0"), Some('S'));
         assert_eq!(stat_state("77 (cut"), None);
         // A zombie child of this process: exited, not reaped, its /proc entry still there.
-        let mut child = Command::new("true").spawn().unwrap();
-        let pid = i32::try_from(child.id()).unwrap();
+        let mut child = Command::new("true").spawn()?;
+        let pid = i32::try_from(child.id())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while process_lives(pid) {
             assert!(
@@ -897,9 +897,10 @@ mod tests {
             Path::new(&format!("/proc/{pid}")).exists(),
             "reaped too early"
         );
-        child.wait().unwrap();
+        child.wait()?;
         assert!(!process_lives(pid));
-        assert!(process_lives(i32::try_from(std::process::id()).unwrap()));
+        assert!(process_lives(i32::try_from(std::process::id())?));
+        Ok(())
     }
 
     #[test]
