@@ -1,5 +1,6 @@
 //! Turning the kernel's monotonic timestamps into wall-clock time, and formatting it.
 
+use std::cell::Cell;
 use std::fmt;
 
 fn now(clock: libc::clockid_t) -> u64 {
@@ -76,13 +77,32 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Seconds since the epoch to (year, month, day, hour, minute, second), UTC.
+fn civil_time(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+    let sod = secs % 86_400;
+    (y, mo, d, sod / 3600, sod / 60 % 60, sod % 60)
+}
+
 impl UnixNanos {
     fn parts(self) -> (i64, u32, u32, u64, u64, u64, u64) {
+        let (y, mo, d, h, m, s) = civil_time(self.0 / 1_000_000_000);
+        (y, mo, d, h, m, s, self.0 % 1_000_000_000)
+    }
+
+    /// The text of [`Display`](fmt::Display) as bytes, without `core::fmt`: the JSON
+    /// writer puts one in every event. The date and time of day are cached per thread
+    /// for the last whole second, so the calendar math runs about once a second.
+    pub fn rfc3339(self) -> [u8; RFC3339_LEN] {
         let secs = self.0 / 1_000_000_000;
-        let nanos = self.0 % 1_000_000_000;
-        let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
-        let sod = secs % 86_400;
-        (y, mo, d, sod / 3600, sod / 60 % 60, sod % 60, nanos)
+        let mut out = [0u8; RFC3339_LEN];
+        out[..SECOND_LEN].copy_from_slice(&second_text(secs));
+        digits(
+            &mut out[SECOND_LEN..RFC3339_LEN - 1],
+            self.0 % 1_000_000_000,
+        );
+        out[RFC3339_LEN - 1] = b'Z';
+        out
     }
 
     /// `HH:MM:SS.mmm` (UTC), for human-readable lines.
@@ -96,6 +116,56 @@ impl UnixNanos {
         }
         Tod(self)
     }
+}
+
+/// Length of the RFC 3339 text of a [`UnixNanos`]: a `u64` of nanoseconds ends in 2554, so
+/// the year always has four digits.
+pub const RFC3339_LEN: usize = 30;
+
+/// Length of the part of the RFC 3339 text that is the same for a whole second:
+/// `2026-11-27T18:25:24.`.
+const SECOND_LEN: usize = 20;
+
+thread_local! {
+    /// The last whole second formatted on this thread and its text. Events come in time
+    /// order, so almost every event falls in the second of the one before it.
+    static LAST_SECOND: Cell<(u64, [u8; SECOND_LEN])> =
+        const { Cell::new((u64::MAX, [0; SECOND_LEN])) };
+}
+
+/// Writes `n` in decimal, zero-padded to fill `out`.
+fn digits(out: &mut [u8], mut n: u64) {
+    for d in out.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of `secs` since the epoch, from this thread's cache when it
+/// is the second last asked for.
+fn second_text(secs: u64) -> [u8; SECOND_LEN] {
+    LAST_SECOND.with(|last| {
+        let (cached, text) = last.get();
+        if cached == secs {
+            return text;
+        }
+        let text = format_second(secs);
+        last.set((secs, text));
+        text
+    })
+}
+
+/// The calendar math behind [`second_text`].
+fn format_second(secs: u64) -> [u8; SECOND_LEN] {
+    let (y, mo, d, h, m, s) = civil_time(secs);
+    let mut t = *b"0000-00-00T00:00:00.";
+    digits(&mut t[0..4], y.unsigned_abs());
+    digits(&mut t[5..7], mo.into());
+    digits(&mut t[8..10], d.into());
+    digits(&mut t[11..13], h);
+    digits(&mut t[14..16], m);
+    digits(&mut t[17..19], s);
+    t
 }
 
 /// RFC 3339 with nanoseconds: `2026-11-27T18:25:24.123456789Z`.
@@ -128,6 +198,57 @@ mod tests {
             UnixNanos(951_782_400 * 1_000_000_000).to_string(),
             "2000-02-29T00:00:00.000000000Z"
         );
+    }
+
+    /// The byte form is the `Display` text, across the whole range of `u64`.
+    #[test]
+    fn rfc3339_bytes_match_display() {
+        const S: u64 = 1_000_000_000;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut times = vec![
+            0,
+            999_999_999,
+            951_782_400 * S,                 // 2000-02-29
+            951_868_799 * S + 999_999_999,   // 2000-02-29T23:59:59.999999999
+            1_709_164_800 * S + 123,         // 2024-02-29
+            4_107_542_399 * S + 999_999_999, // 2100-02-28T23:59:59 (not a leap year)
+            4_107_542_400 * S,               // 2100-03-01
+            1_795_803_924_123_456_789,
+            u64::MAX,
+        ];
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            times.push(x);
+        }
+        for t in times {
+            let t = UnixNanos(t);
+            assert_eq!(
+                std::str::from_utf8(&t.rfc3339()).expect("ascii"),
+                t.to_string()
+            );
+        }
+    }
+
+    /// The cached second is reused only within its second: events in one second, then
+    /// across a second, a day and a year boundary, and back in time.
+    #[test]
+    fn rfc3339_cache_follows_the_second() {
+        const S: u64 = 1_000_000_000;
+        let base = 1_704_067_199 * S; // 2023-12-31T23:59:59
+        let mut times = Vec::new();
+        for step in [0, 1, 500_000_000, 999_999_999, S, S + 1, 2 * S - 1, 2 * S] {
+            times.push(base + step);
+        }
+        times.extend([base, base + 3 * S, base + 7, 0, 0, S - 1, S, base]);
+        for t in times {
+            let t = UnixNanos(t);
+            assert_eq!(
+                std::str::from_utf8(&t.rfc3339()).expect("ascii"),
+                t.to_string()
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,19 @@ impl Mac {
     pub fn is_zero(&self) -> bool {
         self.0 == [0; 6]
     }
+
+    /// The `aa:bb:cc:dd:ee:ff` text of [`Display`](std::fmt::Display) as ASCII bytes,
+    /// from a lookup table: the JSON writer puts a MAC in every event, and `core::fmt`'s
+    /// hex formatting would cost more than the rest of the address.
+    pub fn to_text(&self) -> [u8; 17] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b':'; 17];
+        for (i, b) in self.0.into_iter().enumerate() {
+            out[3 * i] = HEX[usize::from(b >> 4)];
+            out[3 * i + 1] = HEX[usize::from(b & 0xf)];
+        }
+        out
+    }
 }
 
 impl std::fmt::Display for Mac {

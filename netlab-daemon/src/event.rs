@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::clock::{Clock, UnixNanos};
 use crate::decode::{decode, Mac};
+use crate::jsonw::{self, Object};
 use crate::kind::{Direction, Kind};
 use crate::topology::{Role, Topology};
 
@@ -38,6 +39,21 @@ pub struct IfaceView<'a> {
     pub peer: Option<&'a str>,
 }
 
+impl IfaceView<'_> {
+    /// Writes the object its `Serialize` impl writes, for [`PacketRecord::write_json`].
+    fn write_object(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.str("name", self.name);
+        o.u32("ifindex", self.ifindex);
+        o.str("role", self.role);
+        o.opt_str("container", self.container);
+        o.opt_str("network", self.network);
+        o.opt_str("bridge", self.bridge);
+        o.opt_str("peer", self.peer);
+        o.end();
+    }
+}
+
 /// One end of a packet.
 #[derive(Clone, Debug, Serialize)]
 pub struct Endpoint<'a> {
@@ -56,6 +72,23 @@ pub struct Endpoint<'a> {
 }
 
 impl<'a> Endpoint<'a> {
+    /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
+    fn write_object(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        if !self.mac.is_zero() {
+            o.ascii("mac", &self.mac.to_text());
+        }
+        if let Some(ip) = self.ip {
+            o.ip("ip", ip);
+        }
+        o.opt_str("container", self.container);
+        o.opt_str("network", self.network);
+        if self.host {
+            o.bool("host", true);
+        }
+        o.end();
+    }
+
     fn labelled(mac: Mac, ip: Option<IpAddr>, topo: &'a Topology) -> Self {
         let l = topo.endpoint(ip, mac);
         Endpoint {
@@ -86,6 +119,31 @@ pub struct ArpView {
     pub sender_ip: Ipv4Addr,
     pub target_mac: Mac,
     pub target_ip: Ipv4Addr,
+}
+
+impl IcmpView {
+    /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
+    fn write_object(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.u32("type", self.icmp_type.into());
+        o.u32("code", self.code.into());
+        o.opt_u32("id", self.id.map(u32::from));
+        o.opt_u32("seq", self.seq.map(u32::from));
+        o.end();
+    }
+}
+
+impl ArpView {
+    /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
+    fn write_object(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.str("op", self.op);
+        o.ascii("sender_mac", &self.sender_mac.to_text());
+        o.ip("sender_ip", self.sender_ip.into());
+        o.ascii("target_mac", &self.target_mac.to_text());
+        o.ip("target_ip", self.target_ip.into());
+        o.end();
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -173,9 +231,34 @@ impl<'a> PacketRecord<'a> {
         })
     }
 
-    /// Appends the JSON line (with its newline) to `out`.
+    /// Appends the JSON line (with its newline) to `out`: the bytes `serde_json` writes
+    /// for the record, written field by field without serde, since this runs for every
+    /// event. A field added to the structs must be added here too; the tests compare
+    /// both outputs. Never fails; the `Result` lets callers treat it like their other
+    /// writers.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        serde_json::to_writer(&mut *out, self)?;
+        let mut o = Object::begin(out);
+        o.ascii("ts", &self.ts.rfc3339());
+        self.iface.write_object(o.key("iface"));
+        o.str("direction", self.direction);
+        o.str("kind", self.kind);
+        o.u32("len", self.len);
+        o.u32("sample_rate", self.sample_rate);
+        o.opt_u32("vlan", self.vlan.map(u32::from));
+        self.src.write_object(o.key("src"));
+        self.dst.write_object(o.key("dst"));
+        if let Some(i) = &self.icmp {
+            i.write_object(o.key("icmp"));
+        }
+        if let Some(a) = &self.arp {
+            a.write_object(o.key("arp"));
+        }
+        if let Some(n) = &self.ndp {
+            let mut t = Object::begin(o.key("ndp"));
+            t.ip("target", IpAddr::V6(n.target));
+            t.end();
+        }
+        o.end();
         out.push(b'\n');
         Ok(())
     }
@@ -412,9 +495,38 @@ impl DropRecord {
         })
     }
 
-    /// Appends the JSON line to `out`.
+    /// Appends the JSON line to `out`: the bytes `serde_json` writes for the record,
+    /// through the same writer as packets. Never fails.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        serde_json::to_writer(&mut *out, self)?;
+        let mut o = Object::begin(out);
+        o.ascii("ts", &self.ts.rfc3339());
+        o.str("kind", self.kind);
+        o.str("packet", self.packet);
+        o.u32("len", self.len);
+        let mut place = Object::begin(o.key("iface"));
+        place.opt_str("name", self.iface.name.as_deref());
+        place.u32("ifindex", self.iface.ifindex);
+        place.str("netns", &self.iface.netns);
+        place.end();
+        self.src.write_object(o.key("src"));
+        self.dst.write_object(o.key("dst"));
+        if let Some(i) = &self.icmp {
+            i.write_object(o.key("icmp"));
+        }
+        if let Some(a) = &self.arp {
+            a.write_object(o.key("arp"));
+        }
+        let d = &self.drop;
+        let mut info = Object::begin(o.key("drop"));
+        info.str("reason", &d.reason);
+        info.opt_str("location", d.location.as_deref());
+        info.opt_str("hook", d.hook.as_deref());
+        info.opt_str("rule", d.rule.as_deref());
+        if !d.candidates.is_empty() {
+            jsonw::str_array(info.key("candidates"), &d.candidates);
+        }
+        info.end();
+        o.end();
         out.push(b'\n');
         Ok(())
     }
@@ -646,5 +758,249 @@ mod tests {
             .expect("json");
         assert_eq!(v["src"]["host"], true);
         assert_eq!(v["src"]["network"], "devops");
+    }
+
+    /// The hand-written line is the line `serde_json` writes for the same record.
+    fn assert_same_json<T: Serialize>(rec: &T, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut fast = Vec::new();
+        write(&mut fast);
+        let mut reference = serde_json::to_vec(rec).expect("json");
+        reference.push(b'\n');
+        assert!(
+            fast == reference,
+            "hand-written:\n{}\nserde_json:\n{}",
+            String::from_utf8_lossy(&fast),
+            String::from_utf8_lossy(&reference)
+        );
+    }
+
+    /// `frame` with an 802.1Q tag of VLAN `id` after the MAC addresses.
+    fn tagged(frame: &[u8], id: u16) -> Vec<u8> {
+        let mut f = frame[..12].to_vec();
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&frame[12..]);
+        f
+    }
+
+    /// Every kind of event the kernel reports, plain and tagged, at 1:1 and 1:64.
+    fn all_kinds() -> Vec<PacketEvent> {
+        let frames = [
+            (icmp4_frame(8, 17, 3), k::ICMP_ECHO_REQUEST),
+            (icmp4_frame(0, 17, 3), k::ICMP_ECHO_REPLY),
+            (icmp4_frame(3, 0, 0), k::ICMP_UNREACHABLE),
+            (icmp4_frame(11, 0, 0), k::ICMP_TIME_EXCEEDED),
+            (icmp4_frame(13, 1, 2), k::ICMP_OTHER),
+            (icmp4_frame(8, 1, 1), k::MALFORMED),
+            (arp_frame(1), k::ARP_REQUEST),
+            (arp_frame(2), k::ARP_REPLY),
+            (arp_frame(9), k::ARP_OTHER),
+            (icmp6_frame(128, 60), k::ICMP6_ECHO_REQUEST),
+            (icmp6_frame(129, 60), k::ICMP6_ECHO_REPLY),
+            (icmp6_frame(135, 20), k::NDP_NEIGHBOR_SOLICIT),
+            (icmp6_frame(136, 20), k::NDP_NEIGHBOR_ADVERT),
+            (icmp6_frame(133, 4), k::NDP_ROUTER_SOLICIT),
+            (icmp6_frame(134, 12), k::NDP_ROUTER_ADVERT),
+            (icmp6_frame(1, 8), k::ICMP6_OTHER),
+            (icmp6_frame(128, 2), k::MALFORMED),
+        ];
+        let mut events = Vec::new();
+        for (frame, kind) in frames {
+            for f in [frame.clone(), tagged(&frame, 42), tagged(&frame, 0)] {
+                let mut ev = event(&f, kind);
+                events.push(ev);
+                ev.sample_rate = 64;
+                ev.direction = direction::EGRESS;
+                events.push(ev);
+            }
+        }
+        // Cut short: no Ethernet header at all, or no IP header.
+        let mut ev = event(&icmp4_frame(8, 1, 1), k::MALFORMED);
+        ev.cap_len = 4;
+        events.push(ev);
+        ev.cap_len = 20;
+        events.push(ev);
+        events
+    }
+
+    #[test]
+    fn json_writer_matches_serde_for_every_kind() {
+        let clock = Clock::new();
+        let names = [
+            "vethab12cd3",
+            "with\"quote",
+            "back\\slash",
+            "ctl\u{1}\u{1f}\t\n\r\u{8}\u{c}\u{7f}",
+            "é→日本🦀",
+            "",
+        ];
+        let ifaces: Vec<(u32, String)> = names.iter().map(|n| (7, n.to_string())).collect();
+        let events = all_kinds();
+        let mut seen = std::collections::HashSet::new();
+        for iface in ifaces {
+            let topo = Topology::explicit(&[iface]);
+            for ev in &events {
+                let rec = PacketRecord::new(ev, &topo, &clock).expect("record");
+                seen.insert(rec.kind);
+                assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+            }
+        }
+        // Also on an interface the topology does not know.
+        let topo = Topology::default();
+        for ev in &events {
+            let rec = PacketRecord::new(ev, &topo, &clock).expect("record");
+            assert_eq!(rec.iface.name, "?");
+            assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+        }
+        assert_eq!(seen.len(), usize::from(k::COUNT - 1), "{seen:?}");
+    }
+
+    /// Labels: container veths, the hand-made veth and its peer, the host as gateway,
+    /// and labels that need escaping.
+    #[test]
+    fn json_writer_matches_serde_with_labels() {
+        let (snap, links, scans) = crate::topology::tests::course_lab();
+        let topo = Topology::build(Some(&snap), &links, &[], &scans);
+        let clock = Clock::new();
+        let mut frame = icmp4_frame(8, 17, 3);
+        frame[14 + 16..14 + 20].copy_from_slice(&[172, 20, 0, 200]);
+        let mut from_gateway = frame.clone();
+        from_gateway[14 + 12..14 + 16].copy_from_slice(&[172, 20, 0, 1]);
+        let mut events = all_kinds();
+        events.push(event(&frame, k::ICMP_ECHO_REQUEST));
+        events.push(event(&from_gateway, k::ICMP_ECHO_REQUEST));
+        let (mut peers, mut hosts) = (0, 0);
+        for ifindex in [3, 4, 10, 11, 12, 99] {
+            for mut ev in events.clone() {
+                ev.ifindex = ifindex;
+                let mut rec = PacketRecord::new(&ev, &topo, &clock).expect("record");
+                peers += usize::from(rec.iface.peer.is_some());
+                hosts += usize::from(rec.src.host);
+                assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+                rec.src.container = rec.src.container.map(|_| "a\"b\\c\u{2}é");
+                rec.dst.network = Some("net\u{0}work");
+                rec.iface.bridge = Some("br-\u{1b}[0m");
+                assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+            }
+        }
+        assert!(peers > 0 && hosts > 0, "peers {peers}, hosts {hosts}");
+    }
+
+    #[test]
+    fn json_writer_matches_serde_across_time() {
+        const S: u64 = 1_000_000_000;
+        let clock = Clock::new();
+        let topo = Topology::explicit(&[(7, "va".into())]);
+        let ev = event(&icmp4_frame(8, 17, 3), k::ICMP_ECHO_REQUEST);
+        let mut rec = PacketRecord::new(&ev, &topo, &clock).expect("record");
+        let mut times = vec![
+            0,
+            999_999_999,
+            951_782_400 * S,               // 2000-02-29
+            951_868_799 * S + 999_999_999, // its last nanosecond
+            4_107_542_399 * S,             // 2100-02-28, no leap day
+            4_107_542_400 * S + 1,         // 2100-03-01
+            u64::MAX,
+        ];
+        // Events every 0.3 s over a few seconds: within and across seconds.
+        times.extend((0..20).map(|i| 1_795_803_924 * S + i * 300_000_000));
+        for t in times {
+            rec.ts = UnixNanos(t);
+            assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+        }
+    }
+
+    #[test]
+    fn mac_text_matches_display() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut macs = vec![
+            Mac::default(),
+            Mac([0xff; 6]),
+            Mac([0x0a, 0xb0, 1, 0x10, 0, 9]),
+        ];
+        for _ in 0..500 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            macs.push(Mac([b[0], b[1], b[2], b[3], b[4], b[5]]));
+        }
+        for m in macs {
+            assert_eq!(
+                std::str::from_utf8(&m.to_text()).expect("ascii"),
+                m.to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn drop_json_writer_matches_serde() {
+        let ep = |ip: Option<IpAddr>, container, network, host| Endpoint {
+            mac: Mac::default(),
+            ip,
+            container,
+            network,
+            host,
+        };
+        let base = DropRecord {
+            ts: UnixNanos(1_795_803_924_123_456_789),
+            kind: "drop",
+            packet: "icmp-echo-request",
+            len: 98,
+            iface: DropPlace {
+                name: Some("br-8be916360cbc".into()),
+                ifindex: 3,
+                netns: "host".into(),
+            },
+            src: ep(
+                Some("172.20.0.2".parse().expect("ip")),
+                Some("AppDev"),
+                Some("devops"),
+                false,
+            ),
+            dst: ep(Some("fd00::2".parse().expect("ip")), None, None, true),
+            icmp: Some(IcmpView {
+                icmp_type: 8,
+                code: 0,
+                id: Some(17),
+                seq: Some(3),
+            }),
+            arp: None,
+            drop: DropInfo {
+                reason: "NETFILTER_DROP".into(),
+                location: Some("nf_hook_slow+0x8c".into()),
+                hook: Some("FORWARD".into()),
+                rule: Some("-A DOCKER-ISOLATION -j DROP -m comment --comment \"x\\y\"".into()),
+                candidates: vec!["-A FORWARD -j DROP".into(), "tab\there".into()],
+            },
+        };
+        let mut bare = base.clone();
+        bare.ts = UnixNanos(0);
+        bare.packet = "arp-request";
+        bare.iface = DropPlace {
+            name: None,
+            ifindex: 0,
+            netns: "netns:4026532001".into(),
+        };
+        bare.src = ep(None, None, None, false);
+        bare.dst = ep(None, None, None, false);
+        bare.icmp = None;
+        bare.arp = Some(ArpView {
+            op: "request",
+            sender_mac: Mac([2, 0x42, 0xac, 0x14, 0, 2]),
+            sender_ip: Ipv4Addr::new(172, 20, 0, 2),
+            target_mac: Mac::default(),
+            target_ip: Ipv4Addr::new(172, 20, 0, 3),
+        });
+        bare.drop = DropInfo {
+            reason: "NOT_SPECIFIED".into(),
+            location: None,
+            hook: None,
+            rule: None,
+            candidates: Vec::new(),
+        };
+        for rec in [base, bare] {
+            assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+        }
     }
 }

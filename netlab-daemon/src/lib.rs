@@ -22,6 +22,7 @@ pub mod event;
 pub mod filter;
 pub mod follow;
 pub mod journey;
+pub mod jsonw;
 pub mod kind;
 pub mod links;
 pub mod loader;

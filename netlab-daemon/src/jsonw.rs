@@ -1,0 +1,450 @@
+//! A small JSON writer for the event hot path: values go straight into a byte buffer,
+//! with no `core::fmt` and no serde machinery in between.
+//!
+//! What it writes is byte for byte what `serde_json`'s compact serializer writes for the
+//! same values (same string escaping, same number and address text), so a line does not
+//! depend on which of the two wrote it; the tests here and in [`crate::event`] hold it to
+//! that.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Lowercase hex digits, as `serde_json` and std's `{:x}` write them.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A JSON object being written: remembers whether a comma is due before the next member,
+/// so members that are skipped (absent options) need no bookkeeping at the call site.
+pub struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'a> Object<'a> {
+    /// Opens an object at the end of `out`.
+    #[inline]
+    pub fn begin(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Object { out, empty: true }
+    }
+
+    /// Writes the member name `key` and returns the buffer for its value, which the caller
+    /// must then write (exactly one JSON value). Keys are fixed field names, written as
+    /// they are: they never need escaping.
+    #[inline]
+    pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        debug_assert!(!needs_escape(key.as_bytes()), "key {key:?} needs escaping");
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+
+    /// A string member, escaped.
+    #[inline]
+    pub fn str(&mut self, key: &str, value: &str) {
+        string(self.key(key), value);
+    }
+
+    /// A string member when `value` is present; nothing otherwise (serde's
+    /// `skip_serializing_if = "Option::is_none"`).
+    #[inline]
+    pub fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.str(key, v);
+        }
+    }
+
+    /// A string member whose text is known to need no escaping (addresses, timestamps).
+    #[inline]
+    pub fn ascii(&mut self, key: &str, value: &[u8]) {
+        ascii_string(self.key(key), value);
+    }
+
+    /// An unsigned number member.
+    #[inline]
+    pub fn u32(&mut self, key: &str, value: u32) {
+        u32(self.key(key), value);
+    }
+
+    /// An unsigned number member when `value` is present.
+    #[inline]
+    pub fn opt_u32(&mut self, key: &str, value: Option<u32>) {
+        if let Some(v) = value {
+            self.u32(key, v);
+        }
+    }
+
+    /// A boolean member.
+    #[inline]
+    pub fn bool(&mut self, key: &str, value: bool) {
+        let text: &[u8] = if value { b"true" } else { b"false" };
+        self.key(key).extend_from_slice(text);
+    }
+
+    /// An IP address member, as its std text.
+    #[inline]
+    pub fn ip(&mut self, key: &str, value: IpAddr) {
+        ip(self.key(key), value);
+    }
+
+    /// Closes the object.
+    #[inline]
+    pub fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// Whether `s` holds a byte that JSON strings must escape: `"`, `\` or a control
+/// character below 0x20 (DEL and non-ASCII bytes are written as they are).
+#[inline]
+fn needs_escape(s: &[u8]) -> bool {
+    s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it: `\"`, `\\`,
+/// the short forms `\b \t \n \f \r`, and `\u00xx` (lowercase hex) for other control
+/// characters.
+#[inline]
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        ascii_string(out, bytes);
+        return;
+    }
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x09 => b't',
+            0x0a => b'n',
+            0x0c => b'f',
+            0x0d => b'r',
+            0x00..=0x1f => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        if short == b'u' {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', short]);
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
+/// Appends `text` between quotes, unescaped: only for text made of characters that need
+/// no escaping (checked in debug builds).
+#[inline]
+pub fn ascii_string(out: &mut Vec<u8>, text: &[u8]) {
+    debug_assert!(!needs_escape(text));
+    out.push(b'"');
+    out.extend_from_slice(text);
+    out.push(b'"');
+}
+
+/// Appends `n` in decimal, as `serde_json` writes unsigned integers.
+#[inline]
+pub fn u32(out: &mut Vec<u8>, n: u32) {
+    let mut buf = [0u8; 10];
+    let len = decimal(&mut buf, n);
+    out.extend_from_slice(&buf[buf.len() - len..]);
+}
+
+/// Writes `n` in decimal at the end of `buf` and returns the number of digits.
+#[inline]
+fn decimal(buf: &mut [u8; 10], mut n: u32) -> usize {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return buf.len() - i;
+        }
+    }
+}
+
+/// Appends an array of strings, each escaped.
+pub fn str_array<S: AsRef<str>>(out: &mut Vec<u8>, items: &[S]) {
+    out.push(b'[');
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, s.as_ref());
+    }
+    out.push(b']');
+}
+
+/// Appends an IP address as a JSON string, with the text of std's `Display` (what serde
+/// writes for `IpAddr` in human-readable formats).
+pub fn ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => ascii_string(out, Ipv4Text::new(v4).as_bytes()),
+        IpAddr::V6(v6) => ascii_string(out, Ipv6Text::new(v6).as_bytes()),
+    }
+}
+
+/// The dotted-quad text of an IPv4 address, in a fixed buffer.
+pub struct Ipv4Text {
+    buf: [u8; 15],
+    len: usize,
+}
+
+impl Ipv4Text {
+    pub fn new(ip: Ipv4Addr) -> Self {
+        let mut t = Ipv4Text {
+            buf: [0; 15],
+            len: 0,
+        };
+        t.push_ipv4(ip);
+        t
+    }
+
+    fn push_ipv4(&mut self, ip: Ipv4Addr) {
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.buf[self.len] = b'.';
+                self.len += 1;
+            }
+            let mut digits = [0u8; 10];
+            let n = decimal(&mut digits, u32::from(octet));
+            self.buf[self.len..self.len + n].copy_from_slice(&digits[10 - n..]);
+            self.len += n;
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// The text of an IPv6 address as std's `Display` writes it (RFC 5952): lowercase hex
+/// groups without leading zeros, the longest run of two or more zero groups (the first
+/// of equals) shortened to `::`, and IPv4-mapped addresses as `::ffff:a.b.c.d`.
+pub struct Ipv6Text {
+    buf: [u8; 39],
+    len: usize,
+}
+
+impl Ipv6Text {
+    pub fn new(ip: Ipv6Addr) -> Self {
+        let mut t = Ipv6Text {
+            buf: [0; 39],
+            len: 0,
+        };
+        if let Some(v4) = ip.to_ipv4_mapped() {
+            t.push(b"::ffff:");
+            let v4 = Ipv4Text::new(v4);
+            t.push(v4.as_bytes());
+            return t;
+        }
+        let groups = ip.segments();
+        let (start, len) = longest_zero_run(&groups);
+        if len > 1 {
+            t.push_groups(&groups[..start]);
+            t.push(b"::");
+            t.push_groups(&groups[start + len..]);
+        } else {
+            t.push_groups(&groups);
+        }
+        t
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Groups separated by `:`, each in hex without leading zeros.
+    fn push_groups(&mut self, groups: &[u16]) {
+        for (i, &g) in groups.iter().enumerate() {
+            if i > 0 {
+                self.push(b":");
+            }
+            let digits = [
+                HEX[usize::from(g >> 12)],
+                HEX[usize::from(g >> 8 & 0xf)],
+                HEX[usize::from(g >> 4 & 0xf)],
+                HEX[usize::from(g & 0xf)],
+            ];
+            let skip = match g {
+                0..=0xf => 3,
+                0x10..=0xff => 2,
+                0x100..=0xfff => 1,
+                _ => 0,
+            };
+            self.push(&digits[skip..]);
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Start and length of the longest run of zero groups; the first one when runs tie.
+fn longest_zero_run(groups: &[u16; 8]) -> (usize, usize) {
+    let (mut best, mut current) = ((0, 0), (0, 0));
+    for (i, &g) in groups.iter().enumerate() {
+        if g != 0 {
+            current = (0, 0);
+            continue;
+        }
+        if current.1 == 0 {
+            current.0 = i;
+        }
+        current.1 += 1;
+        if current.1 > best.1 {
+            best = current;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic stream of pseudo-random numbers (xorshift), for wide coverage
+    /// without a dependency.
+    fn rng(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    fn written(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn strings_are_escaped_like_serde_json() {
+        let mut all_bytes = String::new();
+        for c in (0u32..0x80).filter_map(char::from_u32) {
+            all_bytes.push(c);
+        }
+        for s in [
+            "",
+            "eth0",
+            "a\"b",
+            "back\\slash",
+            "\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1f}\u{7f}",
+            "\"",
+            "\\",
+            "é veth→ 日本 🦀",
+            "tail\n",
+            &all_bytes,
+        ] {
+            let expected = serde_json::to_string(s).expect("json");
+            assert_eq!(written(|o| string(o, s)), expected, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_like_serde_json() {
+        let mut next = rng(7);
+        let mut values = vec![0, 1, 9, 10, 99, 100, 65_535, 999_999_999, u32::MAX];
+        values.extend((0..1000).map(|_| next() as u32 >> (next() % 32)));
+        for n in values {
+            assert_eq!(
+                written(|o| u32(o, n)),
+                serde_json::to_string(&n).expect("json")
+            );
+        }
+    }
+
+    #[test]
+    fn ipv4_text_matches_std() {
+        let mut next = rng(11);
+        let mut ips = vec![Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST];
+        ips.extend((0..1000).map(|_| Ipv4Addr::from(next() as u32)));
+        ips.extend((0..=255).map(|b| Ipv4Addr::new(b, 10, 100, 0)));
+        for a in ips {
+            assert_eq!(Ipv4Text::new(a).as_bytes(), a.to_string().as_bytes());
+        }
+    }
+
+    /// Every pattern of zero and non-zero groups (which decides where `::` goes), with
+    /// group values of every width, plus the IPv4-mapped and -compatible forms.
+    #[test]
+    fn ipv6_text_matches_std() {
+        let mut next = rng(13);
+        let mut ips = vec![
+            Ipv6Addr::UNSPECIFIED,
+            Ipv6Addr::LOCALHOST,
+            "::ffff:172.20.0.2".parse().expect("ip"),
+            "::ffff:0.0.0.0".parse().expect("ip"),
+            "::172.20.0.2".parse().expect("ip"),
+            "::ffff:0:1:2".parse().expect("ip"),
+            "64:ff9b::1.2.3.4".parse().expect("ip"),
+            "fe80::1".parse().expect("ip"),
+            "fd00::2".parse().expect("ip"),
+        ];
+        for pattern in 0u32..256 {
+            for _ in 0..8 {
+                let mut g = [0u16; 8];
+                for (i, g) in g.iter_mut().enumerate() {
+                    if pattern & (1 << i) != 0 {
+                        // Non-zero, of 1 to 4 hex digits.
+                        *g = ((next() as u16) >> (next() % 16)).max(1);
+                    }
+                }
+                ips.push(Ipv6Addr::from(g));
+            }
+        }
+        for _ in 0..64 {
+            let v4 = next() as u32;
+            ips.push(Ipv4Addr::from(v4).to_ipv6_mapped());
+            ips.push(Ipv4Addr::from(v4).to_ipv6_compatible());
+        }
+        for a in ips {
+            assert_eq!(
+                String::from_utf8_lossy(Ipv6Text::new(a).as_bytes()),
+                a.to_string(),
+                "{:?}",
+                a.segments()
+            );
+            let v = IpAddr::V6(a);
+            assert_eq!(
+                written(|o| ip(o, v)),
+                serde_json::to_string(&v).expect("json")
+            );
+        }
+    }
+
+    #[test]
+    fn objects_skip_commas_of_absent_members() {
+        let s = written(|o| {
+            let mut obj = Object::begin(o);
+            obj.opt_str("a", None);
+            obj.opt_u32("b", Some(3));
+            obj.opt_str("c", Some("x"));
+            obj.bool("d", true);
+            str_array(obj.key("e"), &["p", "q\"r"]);
+            obj.end();
+        });
+        assert_eq!(s, r#"{"b":3,"c":"x","d":true,"e":["p","q\"r"]}"#);
+        assert_eq!(written(|o| Object::begin(o).end()), "{}");
+    }
+}
