@@ -200,6 +200,16 @@ mod tests {
         );
     }
 
+    fn assert_bytes_match_display(times: Vec<u64>) {
+        for t in times {
+            let t = UnixNanos(t);
+            assert_eq!(
+                std::str::from_utf8(&t.rfc3339()).expect("ascii"),
+                t.to_string()
+            );
+        }
+    }
+
     /// The byte form is the `Display` text, across the whole range of `u64`.
     #[test]
     fn rfc3339_bytes_match_display() {
@@ -222,13 +232,7 @@ mod tests {
             x ^= x << 17;
             times.push(x);
         }
-        for t in times {
-            let t = UnixNanos(t);
-            assert_eq!(
-                std::str::from_utf8(&t.rfc3339()).expect("ascii"),
-                t.to_string()
-            );
-        }
+        assert_bytes_match_display(times);
     }
 
     /// The cached second is reused only within its second: events in one second, then
@@ -242,13 +246,7 @@ mod tests {
             times.push(base + step);
         }
         times.extend([base, base + 3 * S, base + 7, 0, 0, S - 1, S, base]);
-        for t in times {
-            let t = UnixNanos(t);
-            assert_eq!(
-                std::str::from_utf8(&t.rfc3339()).expect("ascii"),
-                t.to_string()
-            );
-        }
+        assert_bytes_match_display(times);
     }
 
     #[test]

@@ -121,6 +121,25 @@ pub struct ArpView {
     pub target_ip: Ipv4Addr,
 }
 
+/// The fields packets and drops share, in their order: `src`, `dst`, then `icmp` and
+/// `arp` when present.
+fn write_ends(
+    o: &mut Object<'_>,
+    src: &Endpoint<'_>,
+    dst: &Endpoint<'_>,
+    icmp: Option<&IcmpView>,
+    arp: Option<&ArpView>,
+) {
+    src.write_object(o.key("src"));
+    dst.write_object(o.key("dst"));
+    if let Some(i) = icmp {
+        i.write_object(o.key("icmp"));
+    }
+    if let Some(a) = arp {
+        a.write_object(o.key("arp"));
+    }
+}
+
 impl IcmpView {
     /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
     fn write_object(&self, out: &mut Vec<u8>) {
@@ -245,14 +264,13 @@ impl<'a> PacketRecord<'a> {
         o.u32("len", self.len);
         o.u32("sample_rate", self.sample_rate);
         o.opt_u32("vlan", self.vlan.map(u32::from));
-        self.src.write_object(o.key("src"));
-        self.dst.write_object(o.key("dst"));
-        if let Some(i) = &self.icmp {
-            i.write_object(o.key("icmp"));
-        }
-        if let Some(a) = &self.arp {
-            a.write_object(o.key("arp"));
-        }
+        write_ends(
+            &mut o,
+            &self.src,
+            &self.dst,
+            self.icmp.as_ref(),
+            self.arp.as_ref(),
+        );
         if let Some(n) = &self.ndp {
             let mut t = Object::begin(o.key("ndp"));
             t.ip("target", IpAddr::V6(n.target));
@@ -508,14 +526,13 @@ impl DropRecord {
         place.u32("ifindex", self.iface.ifindex);
         place.str("netns", &self.iface.netns);
         place.end();
-        self.src.write_object(o.key("src"));
-        self.dst.write_object(o.key("dst"));
-        if let Some(i) = &self.icmp {
-            i.write_object(o.key("icmp"));
-        }
-        if let Some(a) = &self.arp {
-            a.write_object(o.key("arp"));
-        }
+        write_ends(
+            &mut o,
+            &self.src,
+            &self.dst,
+            self.icmp.as_ref(),
+            self.arp.as_ref(),
+        );
         let d = &self.drop;
         let mut info = Object::begin(o.key("drop"));
         info.str("reason", &d.reason);
