@@ -28,7 +28,7 @@ use crate::btf::Kallsyms;
 use crate::clock::Clock;
 use crate::discover::Observer;
 use crate::filter::Filter;
-use crate::follow::{scan, DockerFeed};
+use crate::follow::{scan, DockerFeed, Settle};
 use crate::journey::Correlator;
 use crate::links::{LinkChange, LinkWatcher};
 use crate::loader::Datapath;
@@ -641,10 +641,7 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     let mut links = LinkWatcher::new().context("subscribing to link changes")?;
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let settle = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(settle);
-    let mut settling = false;
-    let mut docker_dirty = false;
+    let mut settle = Settle::default();
     let mut attributing_at: Option<Instant> = None;
     // Containers that left, and when: their series leave /metrics after the grace period.
     let mut gone: BTreeMap<String, Instant> = BTreeMap::new();
@@ -668,40 +665,28 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
                 Ask::Metrics(tx) => { let _ = tx.send(metrics_page(&obs, &p)); }
             },
             change = links.next() => {
-                match change.context("reading link changes")? {
-                    LinkChange::Deleted { ifindex, .. } => {
-                        while let Some(item) = ring.get_mut().next() {
-                            p.record(&item)?;
-                        }
-                        obs.forget(ifindex);
+                let change = change.context("reading link changes")?;
+                if let LinkChange::Deleted { ifindex, .. } = change {
+                    // Events already queued for it are recorded first, with its labels.
+                    while let Some(item) = ring.get_mut().next() {
+                        p.record(&item)?;
                     }
-                    // A new veth usually means a new container: ask Docker too (cheap: only
-                    // new containers are inspected), so its first packets carry its name.
-                    LinkChange::New(_) | LinkChange::Overrun => {
-                        docker_dirty = true;
-                        p.hold();
+                    obs.forget(ifindex);
+                } else {
+                    if let LinkChange::New(link) = &change {
+                        obs.attach_new_port(link, &p.topo);
+                        shared.attached.store(obs.attached(), Ordering::Relaxed);
                     }
+                    p.hold();
                 }
-                if !settling {
-                    settling = true;
-                    settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
-                }
+                settle.soon(change.asks_docker());
             }
             () = feed.next_event() => {
                 shared.docker.store(feed.connected(), Ordering::Relaxed);
-                docker_dirty = true;
-                if !settling {
-                    settling = true;
-                    settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
-                }
+                settle.soon(true);
             }
-            () = &mut settle, if settling => {
-                settling = false;
-                if std::mem::take(&mut docker_dirty) {
-                    feed.refresh().await;
-                }
-                match scan(feed.snapshot.clone()).await {
-                    Ok(t) => {
+            ask_docker = settle.settled(), if settle.armed() => {
+                if let Some(t) = feed.rescan(ask_docker).await {
                         while let Some(item) = ring.get_mut().next() {
                             p.record(&item)?;
                         }
@@ -717,17 +702,13 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
                             *w = Arc::clone(&t);
                         }
                         p.set_topology(t)?;
-                    }
-                    Err(e) => log::warn!("{e:#}"),
                 }
             }
             _ = ticker.tick() => {
                 p.release_if_due()?;
-                if p.holding() && !settling {
+                if p.holding() {
                     // A veth's owner is still unknown: ask Docker again.
-                    docker_dirty = true;
-                    settling = true;
-                    settle.as_mut().reset(tokio::time::Instant::now());
+                    settle.now();
                 }
                 p.poll_journeys(Clock::monotonic_now())?;
                 if attributing_at.is_some_and(|t| Instant::now() >= t) {

@@ -9,7 +9,7 @@ use crate::kind::{Direction, Kind};
 use crate::links;
 use crate::loader::{Datapath, LoadError};
 use crate::summary::CounterRow;
-use crate::topology::{NetnsScan, Topology};
+use crate::topology::{NetnsScan, Role, Topology};
 
 /// Reads the host's links and, for each running container, the links and addresses inside
 /// its network namespace, and derives the topology. Blocking: it starts one short-lived
@@ -225,6 +225,37 @@ impl Observer {
                 }
                 Err(e) => log::warn!("{e:#}"),
             }
+        }
+    }
+
+    /// Attaches at once to a veth the kernel just reported as a port of an observed bridge,
+    /// before the rescan that will label it: counting starts as soon as it joins, not a
+    /// settle time and a scan of every namespace later. Returns whether it attached.
+    pub fn attach_new_port(&mut self, link: &links::Link, topo: &Topology) -> bool {
+        if link.kind != links::LinkKind::Veth || self.attached.contains_key(&link.ifindex) {
+            return false;
+        }
+        let on_observed_bridge = link
+            .master
+            .and_then(|m| topo.iface(m))
+            .is_some_and(|b| b.role == Role::Bridge);
+        if !on_observed_bridge {
+            return false;
+        }
+        match self
+            .attach_batch(&[(link.ifindex, link.name.clone())])
+            .pop()
+        {
+            Some((idx, name, Ok(a))) => {
+                log::debug!("attached to new port {name}");
+                self.attached.insert(idx, a);
+                true
+            }
+            Some((_, name, Err(e))) => {
+                log::debug!("{name}: {e:#}; the next rescan tries again");
+                false
+            }
+            None => false,
         }
     }
 

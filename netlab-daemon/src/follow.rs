@@ -80,6 +80,18 @@ impl DockerFeed {
         }
     }
 
+    /// Asks Docker again if `ask_docker`, then scans the interfaces; `None` (after a
+    /// warning) when the scan fails, in which case everything stays as it was.
+    pub async fn rescan(&mut self, ask_docker: bool) -> Option<Topology> {
+        if ask_docker {
+            self.refresh().await;
+        }
+        scan(self.snapshot.clone())
+            .await
+            .inspect_err(|e| log::warn!("{e:#}"))
+            .ok()
+    }
+
     /// Waits for the next change worth a rescan: an event that matters, or the engine
     /// coming back after it went away. Labels stay as they were while it is away; the
     /// kernel keeps counting all along.
@@ -170,10 +182,100 @@ async fn connect_fresh() -> Result<Connected, String> {
     })
 }
 
+/// When to look again after a change. Changes come in bursts (a container start is a few
+/// link and Docker events within milliseconds): one rescan deals with a burst once it has
+/// been quiet for [`Settle::QUIET`].
+pub struct Settle {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+    ask_docker: bool,
+}
+
+impl Default for Settle {
+    fn default() -> Self {
+        Self {
+            timer: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
+            armed: false,
+            ask_docker: false,
+        }
+    }
+}
+
+impl Settle {
+    /// How long after the first change of a burst the rescan runs.
+    pub const QUIET: Duration = Duration::from_millis(20);
+
+    /// Something changed: rescan after [`Settle::QUIET`], asking Docker too if
+    /// `ask_docker` (for the rest of the burst, once one change asked).
+    pub fn soon(&mut self, ask_docker: bool) {
+        self.ask_docker |= ask_docker;
+        if !self.armed {
+            self.armed = true;
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + Self::QUIET);
+        }
+    }
+
+    /// Rescan now, asking Docker, unless a rescan is already on its way.
+    pub fn now(&mut self) {
+        if !self.armed {
+            self.armed = true;
+            self.ask_docker = true;
+            self.timer.as_mut().reset(tokio::time::Instant::now());
+        }
+    }
+
+    /// Whether a rescan is due ([`Settle::settled`] may be awaited).
+    pub fn armed(&self) -> bool {
+        self.armed
+    }
+
+    /// Waits until the burst has settled; returns whether Docker must be asked again.
+    /// Cancel-safe: dropped before it completes, it can be awaited again.
+    pub async fn settled(&mut self) -> bool {
+        self.timer.as_mut().await;
+        self.armed = false;
+        std::mem::take(&mut self.ask_docker)
+    }
+}
+
 /// Scans on a blocking thread (the scan starts threads of its own).
 pub async fn scan(snapshot: Option<DockerSnapshot>) -> anyhow::Result<Topology> {
     tokio::task::spawn_blocking(move || discover::scan(snapshot.as_ref()))
         .await
         .context("topology scan")?
         .context("reading network interfaces")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_changes_is_one_rescan() {
+        let mut settle = Settle::default();
+        assert!(!settle.armed());
+        let start = tokio::time::Instant::now();
+        settle.soon(false);
+        settle.soon(true);
+        settle.soon(false);
+        // Already on its way: asking for "now" neither restarts nor hurries it.
+        settle.now();
+        assert!(settle.armed());
+        assert!(
+            settle.settled().await,
+            "one change of the burst asked Docker"
+        );
+        assert_eq!(start.elapsed(), Settle::QUIET);
+        assert!(!settle.armed());
+
+        settle.soon(false);
+        assert!(!settle.settled().await, "nothing asked Docker this time");
+
+        let start = tokio::time::Instant::now();
+        settle.now();
+        assert!(settle.settled().await);
+        assert_eq!(start.elapsed(), Duration::ZERO, "`now` does not wait");
+    }
 }

@@ -62,6 +62,14 @@ pub enum LinkChange {
     Overrun,
 }
 
+impl LinkChange {
+    /// Whether Docker should be asked again: a new veth usually means a new container
+    /// (cheap: only new containers are inspected), so its first packets carry its name.
+    pub fn asks_docker(&self) -> bool {
+        !matches!(self, LinkChange::Deleted { .. })
+    }
+}
+
 fn link_from(msg: LinkMessage) -> Link {
     let mut l = Link {
         ifindex: msg.header.index,

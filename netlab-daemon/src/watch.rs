@@ -18,7 +18,7 @@ use crate::btf::Kallsyms;
 use crate::clock::Clock;
 use crate::discover::Observer;
 use crate::filter::Filter;
-use crate::follow::{scan, DockerFeed};
+use crate::follow::{scan, DockerFeed, Settle};
 use crate::journey::Correlator;
 use crate::links::{LinkChange, LinkWatcher};
 use crate::loader::Datapath;
@@ -363,11 +363,7 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     let mut attributing = false;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
-    // Changes are gathered for a moment before one rescan deals with all of them.
-    let settle = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(settle);
-    let mut settling = false;
-    let mut docker_dirty = false;
+    let mut settle = Settle::default();
     let mut more = true;
     while more {
         tokio::select! {
@@ -391,54 +387,36 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
             }
             _ = ticker.tick() => {
                 p.release_if_due()?;
-                if p.holding() && !settling {
+                if p.holding() {
                     // A veth's owner is still unknown: ask Docker again.
-                    docker_dirty = true;
-                    settling = true;
-                    settle.as_mut().reset(tokio::time::Instant::now());
+                    settle.now();
                 }
                 p.poll_journeys(Clock::monotonic_now())?;
                 more = p.flush()? && !p.full();
             }
             change = async { links.as_mut().expect("guarded").next().await }, if links.is_some() => {
-                match change.context("reading link changes")? {
-                    LinkChange::Deleted { ifindex, .. } => {
-                        // Events already queued for it are shown first, with its labels.
-                        drain(ring.get_mut(), &mut p)?;
-                        obs.forget(ifindex);
+                let change = change.context("reading link changes")?;
+                if let LinkChange::Deleted { ifindex, .. } = change {
+                    // Events already queued for it are shown first, with its labels.
+                    drain(ring.get_mut(), &mut p)?;
+                    obs.forget(ifindex);
+                } else {
+                    if let LinkChange::New(link) = &change {
+                        obs.attach_new_port(link, &p.topo);
                     }
-                    // A new veth usually means a new container: ask Docker too (cheap: only
-                    // new containers are inspected), so its first packets carry its name.
-                    LinkChange::New(_) | LinkChange::Overrun => {
-                        docker_dirty = true;
-                        p.hold();
-                    }
+                    p.hold();
                 }
-                if !settling {
-                    settling = true;
-                    settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
-                }
+                settle.soon(change.asks_docker());
             }
             () = async { feed.as_mut().expect("guarded").next_event().await }, if feed.is_some() => {
-                docker_dirty = true;
-                if !settling {
-                    settling = true;
-                    settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(20));
-                }
+                settle.soon(true);
             }
-            () = &mut settle, if settling => {
-                settling = false;
+            ask_docker = settle.settled(), if settle.armed() => {
                 let Some(f) = feed.as_mut() else { continue };
-                if std::mem::take(&mut docker_dirty) {
-                    f.refresh().await;
-                }
-                match scan(f.snapshot.clone()).await {
-                    Ok(t) => {
-                        drain(ring.get_mut(), &mut p)?;
-                        obs.reconcile(&t);
-                        p.set_topology(Arc::new(t))?;
-                    }
-                    Err(e) => log::warn!("{e:#}"),
+                if let Some(t) = f.rescan(ask_docker).await {
+                    drain(ring.get_mut(), &mut p)?;
+                    obs.reconcile(&t);
+                    p.set_topology(Arc::new(t))?;
                 }
             }
         }
