@@ -14,8 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,6 +23,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::cmd::{describe, drain, join_drain, run_with_timeout, wait_deadline};
+pub use crate::cmd::{Background, Finished, EXIT_TIMEOUT};
 use crate::netns::unique_name;
 
 /// The environment variable netlab's clients read the daemon's socket from.
@@ -34,8 +34,6 @@ pub const DAEMON_READY_MARKER: &str = "daemon: watching ";
 pub const WATCH_READY_MARKER: &str = crate::watch::READY_MARKER;
 /// How long netlab may take to load, attach and bind.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long netlab may take to exit after SIGTERM or SIGINT.
-pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one API request may take.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline of a netlab command that runs to completion (`diagnose`, `topology`, ...).
@@ -200,162 +198,6 @@ impl Drop for DaemonPaths {
                 );
             }
         }
-    }
-}
-
-/// A netlab process running in the background (`daemon`, `capture`) whose stderr is
-/// collected; dropping it sends SIGTERM, then SIGKILL if it does not exit.
-#[derive(Debug)]
-pub struct Background {
-    child: Child,
-    command: String,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Arc<Mutex<String>>,
-    stderr_reader: Option<JoinHandle<()>>,
-}
-
-/// How a [`Background`] process ended.
-#[derive(Debug)]
-pub struct Finished {
-    /// Its exit status.
-    pub status: ExitStatus,
-    /// All of stdout.
-    pub stdout: String,
-    /// All of stderr.
-    pub stderr: String,
-}
-
-impl Background {
-    /// Spawns `command` and waits up to `timeout` for a stderr line containing `marker`;
-    /// fails with the stderr so far if the process exits first or stays silent.
-    pub fn start(mut command: Command, marker: &str, timeout: Duration) -> Result<Self> {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let shown = describe(&command);
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot spawn `{shown}`"))?;
-        let stdout = drain(child.stdout.take());
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (lines_tx, lines_rx) = mpsc::channel::<String>();
-        let stderr_reader = child.stderr.take().map(|pipe| {
-            let stderr = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(mut all) = stderr.lock() {
-                        all.push_str(&line);
-                        all.push('\n');
-                    }
-                    let _ = lines_tx.send(line);
-                }
-            })
-        });
-        let mut process = Self {
-            child,
-            command: shown,
-            stdout,
-            stderr,
-            stderr_reader,
-        };
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines_rx.recv_timeout(left.min(Duration::from_millis(100))) {
-                Ok(line) if line.contains(marker) => return Ok(process),
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-            }
-            if let Some(status) = process.child.try_wait()? {
-                bail!(
-                    "`{}` exited ({status}) before printing {marker:?}; stderr:\n{}",
-                    process.command,
-                    process.stderr_so_far()
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "`{}` printed no {marker:?} within {timeout:?}; stderr:\n{}",
-                    process.command,
-                    process.stderr_so_far()
-                );
-            }
-        }
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether it has not exited yet.
-    pub fn is_running(&mut self) -> Result<bool> {
-        Ok(self.child.try_wait()?.is_none())
-    }
-
-    /// Everything it wrote on stderr so far.
-    pub fn stderr_so_far(&self) -> String {
-        self.stderr
-            .lock()
-            .map(|all| all.clone())
-            .unwrap_or_default()
-    }
-
-    /// Sends `signal` and waits up to [`EXIT_TIMEOUT`] for it to exit.
-    pub fn stop(self, signal: libc::c_int) -> Result<Finished> {
-        let pid = libc::pid_t::try_from(self.pid()).context("pid out of range")?;
-        // SAFETY: kill has no memory preconditions; `pid` is our unreaped child, so the id
-        // cannot have been reused by another process.
-        if unsafe { libc::kill(pid, signal) } != 0 {
-            bail!(
-                "signal {signal} to `{}` (pid {pid}): {}",
-                self.command,
-                std::io::Error::last_os_error()
-            );
-        }
-        self.wait(EXIT_TIMEOUT)
-    }
-
-    /// Waits up to `timeout` for it to exit by itself (SIGKILL after that, and an error).
-    pub fn wait(mut self, timeout: Duration) -> Result<Finished> {
-        let status = wait_deadline(&mut self.child, timeout)?;
-        let stdout = String::from_utf8_lossy(&join_drain(self.stdout.take())).into_owned();
-        if let Some(reader) = self.stderr_reader.take() {
-            let _ = reader.join();
-        }
-        let stderr = self.stderr_so_far();
-        let Some(status) = status else {
-            bail!(
-                "`{}` still running after {timeout:?}, killed\n--- stdout:\n{stdout}--- stderr:\n{stderr}",
-                self.command
-            );
-        };
-        Ok(Finished {
-            status,
-            stdout,
-            stderr,
-        })
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: as in `stop`: our own unreaped child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            if let Ok(Some(_)) = wait_deadline(&mut self.child, EXIT_TIMEOUT) {
-                return;
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

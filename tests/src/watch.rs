@@ -1,34 +1,26 @@
 //! [`Watch`]: a running `netlab watch`, and the [`Output`] it leaves when it ends.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::cmd::{describe, drain, join_drain, wait_deadline};
+use crate::cmd::{Background, Finished};
 
 /// netlab prints this on stderr once every hook is attached.
 pub const READY_MARKER: &str = "watching ";
 /// How long netlab may take to load and attach.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long netlab may take to detach and exit after SIGINT.
-pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+pub use crate::cmd::EXIT_TIMEOUT;
 
-/// A `netlab watch` running in a network namespace; dropping it kills the process if it is
-/// still running.
+/// A `netlab watch` running in a network namespace; dropping it stops the process (SIGTERM,
+/// then SIGKILL) if it is still running.
 #[derive(Debug)]
 pub struct Watch {
-    child: Child,
-    command: String,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Arc<Mutex<String>>,
-    stderr_reader: Option<JoinHandle<()>>,
+    process: Background,
 }
 
 /// What a finished `netlab watch --json` printed.
@@ -62,84 +54,24 @@ impl Watch {
             .args(["netns", "exec", ns])
             .arg(bin)
             .arg("watch")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let shown = describe(&command);
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot spawn `{shown}`"))?;
-        let stdout = drain(child.stdout.take());
-
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (lines_tx, lines_rx) = mpsc::channel::<String>();
-        let stderr_reader = child.stderr.take().map(|pipe| {
-            let stderr = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(mut all) = stderr.lock() {
-                        all.push_str(&line);
-                        all.push('\n');
-                    }
-                    // The receiver is gone once start() returned; keep collecting anyway.
-                    let _ = lines_tx.send(line);
-                }
-            })
-        });
-
-        let mut watch = Self {
-            child,
-            command: shown,
-            stdout,
-            stderr,
-            stderr_reader,
-        };
-        let deadline = Instant::now() + ready_timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines_rx.recv_timeout(left.min(Duration::from_millis(100))) {
-                Ok(line) if line.contains(READY_MARKER) => return Ok(watch),
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                // stderr closed: the process is exiting; the checks below report it.
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-            }
-            if let Some(status) = watch.child.try_wait()? {
-                bail!(
-                    "`{}` exited ({status}) before {READY_MARKER:?}; stderr:\n{}",
-                    watch.command,
-                    watch.stderr_so_far()
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "`{}` printed no {READY_MARKER:?} within {ready_timeout:?}; stderr:\n{}",
-                    watch.command,
-                    watch.stderr_so_far()
-                );
-            }
-        }
+            .args(args);
+        let process = Background::start(command, READY_MARKER, ready_timeout)?;
+        Ok(Self { process })
     }
 
     /// Process id of netlab (`ip netns exec` execs it in place).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Whether the process has not exited yet.
     pub fn is_running(&mut self) -> Result<bool> {
-        Ok(self.child.try_wait()?.is_none())
+        self.process.is_running()
     }
 
     /// Everything netlab wrote on stderr so far.
     pub fn stderr_so_far(&self) -> String {
-        self.stderr
-            .lock()
-            .map(|all| all.clone())
-            .unwrap_or_default()
+        self.process.stderr_so_far()
     }
 
     /// Waits `settle` for the last packets to be reported, checks that netlab still runs,
@@ -163,45 +95,21 @@ impl Watch {
 
     /// Sends SIGINT (netlab detaches and prints its final counters) and collects the output.
     pub fn stop(self) -> Result<Output> {
-        let pid = libc::pid_t::try_from(self.pid()).context("pid out of range")?;
-        // SAFETY: kill has no memory preconditions; `pid` is our unreaped child, so the id
-        // cannot have been reused by another process.
-        if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
-            bail!(
-                "SIGINT to `{}` (pid {pid}): {}",
-                self.command,
-                std::io::Error::last_os_error()
-            );
-        }
-        self.wait(EXIT_TIMEOUT)
+        Self::parse(self.process.stop(libc::SIGINT)?)
     }
 
     /// Waits for netlab to exit by itself (e.g. `--count`), then collects the output.
-    pub fn wait(mut self, timeout: Duration) -> Result<Output> {
-        let status = wait_deadline(&mut self.child, timeout)?;
-        let stdout = String::from_utf8_lossy(&join_drain(self.stdout.take())).into_owned();
-        if let Some(reader) = self.stderr_reader.take() {
-            let _ = reader.join();
-        }
-        let stderr = self.stderr_so_far();
-        let Some(status) = status else {
-            bail!(
-                "`{}` still running {timeout:?} after being asked to stop, killed\n\
-                 --- stdout:\n{stdout}--- stderr:\n{stderr}",
-                self.command
-            );
-        };
-        parse_output(stdout, stderr, status)
-            .with_context(|| format!("output of `{}`", self.command))
+    pub fn wait(self, timeout: Duration) -> Result<Output> {
+        Self::parse(self.process.wait(timeout)?)
     }
-}
 
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn parse(finished: Finished) -> Result<Output> {
+        let Finished {
+            status,
+            stdout,
+            stderr,
+        } = finished;
+        parse_output(stdout, stderr, status).context("output of `netlab watch`")
     }
 }
 
