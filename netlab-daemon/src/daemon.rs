@@ -95,10 +95,11 @@ struct Shared {
     client_lost: AtomicU64,
 }
 
-/// Removes every pinned object under `dir` (links first, which detaches them).
+/// Removes every pinned object under `dir`: the tc links and the drop program's link
+/// first (which detaches them), then the maps.
 pub fn cleanup(dir: &Path) -> anyhow::Result<usize> {
     let mut removed = 0;
-    for sub in ["links", "maps"] {
+    for sub in ["links", "drops", "maps"] {
         let d = dir.join(sub);
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
@@ -559,7 +560,10 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         },
         Some(&maps_dir),
     )?;
-    let drops = match dp.enable_drops() {
+    let drops_dir = args.pin_dir.join("drops");
+    std::fs::create_dir_all(&drops_dir)
+        .with_context(|| format!("creating {}", drops_dir.display()))?;
+    let drops = match dp.enable_drops_pinned(Some(&drops_dir.join("kfree_skb"))) {
         Ok(reasons) => Some(DropContext {
             reasons,
             kallsyms: kallsyms.take(),

@@ -4,7 +4,11 @@ use std::collections::BTreeMap;
 
 use aya::{
     maps::{Array, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{trace_point::TracePointLink, ProgramError, SchedClassifier, TracePoint},
+    programs::{
+        links::{FdLink, PinnedLink},
+        trace_point::TracePointLink,
+        ProgramError, SchedClassifier, TracePoint,
+    },
     Ebpf, EbpfError,
 };
 use netlab_common::{
@@ -50,6 +54,13 @@ pub enum LoadError {
     /// A field the drop program needs is missing from the tracepoint.
     #[error("the skb:kfree_skb tracepoint has no field {0}")]
     TracepointField(&'static str),
+    /// The drop program's link could not be pinned, or an earlier pin removed.
+    #[error("pinning the drop program's link at {}", path.display())]
+    PinDrops {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A map is missing or could not be read or written.
     #[error("map {name}")]
     Map {
@@ -106,12 +117,20 @@ impl DropReasons {
     }
 }
 
-/// The loaded programs and their maps. Dropping it detaches the drop tracepoint (tc
-/// attachments are owned by their [`Attachment`] values).
+/// The loaded programs and their maps. Dropping it detaches the drop tracepoint unless
+/// its link is pinned (tc attachments are owned by their [`Attachment`] values).
 pub struct Datapath {
     /// Declared before `ebpf`: the link goes before the program.
-    kfree_link: Option<TracePointLink>,
+    kfree_link: Option<DropLink>,
     ebpf: Ebpf,
+}
+
+/// The drop program's link: owned by this process, or pinned in bpffs (it stays attached
+/// when the process goes, and keeps counting drops by reason into the pinned map). Held,
+/// never read: dropping it is what detaches (or closes our handle).
+enum DropLink {
+    Owned(#[allow(dead_code)] TracePointLink),
+    Pinned(#[allow(dead_code)] PinnedLink),
 }
 
 /// The error of a program the kernel refused; the verifier's log (hundreds of lines) goes
@@ -181,6 +200,17 @@ impl Datapath {
     /// Loads and attaches the `skb:kfree_skb` program, configured from the running
     /// kernel's tracefs format and BTF. Returns the names of the kernel's drop reasons.
     pub fn enable_drops(&mut self) -> Result<DropReasons, LoadError> {
+        self.enable_drops_pinned(None)
+    }
+
+    /// [`Datapath::enable_drops`]; with `pin`, the link is pinned at that path so that
+    /// drops are counted by reason while no daemon runs. A link an earlier run pinned there
+    /// is detached just before this one attaches: a drop in between is not counted, none is
+    /// counted twice.
+    pub fn enable_drops_pinned(
+        &mut self,
+        pin: Option<&std::path::Path>,
+    ) -> Result<DropReasons, LoadError> {
         let fields = btf::tracepoint_fields("skb", "kfree_skb").map_err(LoadError::Btf)?;
         let field = |name: &'static str| {
             btf::field(&fields, name)
@@ -229,13 +259,35 @@ impl Datapath {
             .ok_or(LoadError::MissingProgram(PROG_KFREE_SKB))?;
         let name = PROG_KFREE_SKB;
         prog.load().map_err(refused(name))?;
+        let pin_err = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| LoadError::PinDrops { path, source }
+        };
+        if let Some(path) = pin {
+            // The pin is the only reference a stopped daemon left: removing it detaches.
+            match std::fs::remove_file(path) {
+                Ok(()) => log::debug!("detached the drop program pinned at {}", path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(pin_err(path)(e)),
+            }
+        }
         let id = prog
             .attach("skb", "kfree_skb")
             .map_err(|source| LoadError::Program { name, source })?;
-        self.kfree_link = Some(
-            prog.take_link(id)
-                .map_err(|source| LoadError::Program { name, source })?,
-        );
+        let link = prog
+            .take_link(id)
+            .map_err(|source| LoadError::Program { name, source })?;
+        self.kfree_link = Some(match pin {
+            None => DropLink::Owned(link),
+            Some(path) => {
+                let link =
+                    FdLink::try_from(link).map_err(|e| pin_err(path)(std::io::Error::other(e)))?;
+                let pinned = link
+                    .pin(path)
+                    .map_err(|e| pin_err(path)(std::io::Error::other(e)))?;
+                DropLink::Pinned(pinned)
+            }
+        });
         Ok(reasons)
     }
 

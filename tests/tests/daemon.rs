@@ -72,6 +72,17 @@ fn requests_in(counters: &Value, iface: &str) -> u64 {
     count(counters, iface, "ingress", REQUEST)
 }
 
+/// Drops counted with `reason` in a `/v1/counters` answer (0 when none).
+fn drops_of(counters: &Value, reason: &str) -> u64 {
+    counters["drops"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["reason"] == reason)
+        .filter_map(|d| d["packets"].as_u64())
+        .sum()
+}
+
 /// Runs a command that must fail at once; returns (exit code, stderr lines).
 fn failing(command: Command) -> Result<(Option<i32>, Vec<String>)> {
     let out = run_with_timeout(command, COMMAND_TIMEOUT)?;
@@ -354,6 +365,9 @@ fn counting_continues_across_restarts_and_cleanup_removes_everything() -> Result
         requests_in(&counters, &pair.veth_a),
         pair.veth_a
     );
+    // Every echo reply is also freed by the kernel's ping handler (NO_SOCKET: busybox's
+    // raw socket already took its copy), a drop counted by reason in a pinned map.
+    let no_socket_1 = drops_of(&counters, "NO_SOCKET");
     let stopped = first.stop(libc::SIGTERM)?;
     ensure!(
         stopped.status.success(),
@@ -408,6 +422,14 @@ fn counting_continues_across_restarts_and_cleanup_removes_everything() -> Result
         requests_in(&counters, &pair.veth_a),
         pair.veth_a,
         3 * BATCH
+    );
+    // The drop program's link stayed pinned while no daemon ran: the second batch's
+    // replies were counted too.
+    let no_socket = drops_of(&counters, "NO_SOCKET") - no_socket_1;
+    ensure!(
+        no_socket == u64::from(2 * BATCH),
+        "NO_SOCKET drops of batches 2 (daemon down) and 3: {no_socket}, expected {}: {counters}",
+        2 * BATCH
     );
     let stopped = second.stop(libc::SIGTERM)?;
     ensure!(stopped.status.success(), "daemon exited {}", stopped.status);
