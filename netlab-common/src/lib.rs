@@ -189,7 +189,11 @@ pub struct DropConfig {
     pub net_inum: u32,
     /// Offset of `struct sk_buff` member `data`.
     pub skb_data: u32,
-    pub _pad: u32,
+    /// A drop reason (the kernel's value of `NO_SOCKET`) whose ICMP and ICMPv6 echo
+    /// replies are counted by reason but not reported: `ping_rcv` frees every reply that
+    /// a raw-socket ping already took a copy of, so under a ping flood these would fill
+    /// the ring with reports nobody is shown. 0: report every drop.
+    pub quiet_reason: u32,
 }
 
 /// A packet the kernel dropped, as written to the ring buffer.

@@ -108,6 +108,11 @@ impl DropReasons {
         )
     }
 
+    /// The value of the reason named `name` (without `SKB_DROP_REASON_`).
+    pub fn value_of(&self, name: &str) -> Option<u32> {
+        self.0.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+    }
+
     /// The name of `reason`, or its number when the kernel did not name it.
     pub fn name(&self, reason: u32) -> String {
         self.0
@@ -219,6 +224,10 @@ impl Datapath {
         };
         let kbtf = KernelBtf::from_sys_fs().map_err(LoadError::Btf)?;
         let off = |s: &str, path: &[&str]| kbtf.member_offset(s, path).map_err(LoadError::Btf);
+        let reasons = DropReasons::from_enum(
+            kbtf.enum_values("skb_drop_reason")
+                .map_err(LoadError::Btf)?,
+        );
         let cfg = DropConfig {
             enabled: 1,
             tp_skbaddr: field("skbaddr")?,
@@ -233,12 +242,8 @@ impl Datapath {
             dev_net: off("net_device", &["nd_net", "net"])?,
             net_inum: off("net", &["ns", "inum"])?,
             skb_data: off("sk_buff", &["data"])?,
-            _pad: 0,
+            quiet_reason: reasons.value_of("NO_SOCKET").unwrap_or(0),
         };
-        let reasons = DropReasons::from_enum(
-            kbtf.enum_values("skb_drop_reason")
-                .map_err(LoadError::Btf)?,
-        );
         // The BTF blob (~5 MB) and its index are done with: give their pages back now
         // rather than carry them as resident heap for the life of the process.
         drop(kbtf);
@@ -442,5 +447,26 @@ pub(crate) fn release_freed_memory() {
     // SAFETY: malloc_trim only walks glibc's own free lists; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_by_name_and_value() {
+        let r = DropReasons::from_enum(vec![
+            ("SKB_NOT_DROPPED_YET".into(), 0),
+            ("SKB_DROP_REASON_NO_SOCKET".into(), 3),
+            ("SKB_DROP_REASON_NETFILTER_DROP".into(), 12),
+            ("SKB_DROP_REASON_TOO_BIG".into(), u64::from(u32::MAX) + 1),
+        ]);
+        assert_eq!(r.value_of("NO_SOCKET"), Some(3));
+        assert_eq!(r.value_of("NETFILTER_DROP"), Some(12));
+        assert_eq!(r.value_of("TOO_BIG"), None, "values past u32 are left out");
+        assert_eq!(r.value_of("MISSING"), None);
+        assert_eq!(r.name(12), "NETFILTER_DROP");
+        assert_eq!(r.name(99), "reason-99");
     }
 }

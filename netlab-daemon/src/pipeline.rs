@@ -560,6 +560,8 @@ fn send(tx: &crate::stream::Sender, json: Vec<u8>, text: String, meta: crate::st
 /// Likewise, neighbour discovery the kernel sends on its own into a container whose IPv6
 /// is disabled (Docker's default) is freed with `IPV6DISABLED` every time a veth comes up:
 /// noise, not a problem anyone asked about. Both still count in the per-reason counters.
+/// The kernel program already leaves out the echo replies (`DropConfig::quiet_reason`,
+/// which keeps a ping flood's replies out of the ring); this is the check for both.
 fn is_benign(rec: &DropRecord) -> bool {
     (rec.drop.reason == "NO_SOCKET" && matches!(rec.packet, "icmp-echo-reply" | "icmp6-echo-reply"))
         || (rec.drop.reason == "IPV6DISABLED" && rec.packet.starts_with("ndp-"))

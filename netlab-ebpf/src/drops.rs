@@ -23,6 +23,8 @@ static NETLAB_DROP_REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DRO
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_ARP: u32 = 0x0806;
 const ETH_P_IPV6: u32 = 0x86DD;
+const ICMP_ECHO_REPLY: u32 = 0;
+const ICMP6_ECHO_REPLY: u32 = 129;
 /// SKB_NOT_DROPPED_YET (0) and SKB_CONSUMED (1) are not drops.
 const FIRST_DROP_REASON: u32 = 2;
 
@@ -95,8 +97,9 @@ fn observe_drop(ctx: &TracePointContext) {
     } else {
         len + (data_off - nh)
     };
-    // Only ARP, ICMP and ICMPv6: everything else is skipped here, in the kernel.
-    let l3_len: u64 = if proto == ETH_P_IP {
+    // Only ARP, ICMP and ICMPv6: everything else is skipped here, in the kernel. An echo
+    // reply is noted for the quiet reason below.
+    let (l3_len, echo_reply): (u64, bool) = if proto == ETH_P_IP {
         if avail < 20 {
             return;
         }
@@ -105,7 +108,9 @@ fn observe_drop(ctx: &TracePointContext) {
         if vihl >> 4 != 4 || ip_proto != 1 {
             return;
         }
-        u16::from_be(kread_u16(l3 + 2)) as u64
+        let ihl = ((vihl & 0x0f) * 4) as u64;
+        let reply = avail > ihl && kread_u32(l3 + ihl) & 0xff == ICMP_ECHO_REPLY;
+        (u16::from_be(kread_u16(l3 + 2)) as u64, reply)
     } else if proto == ETH_P_IPV6 {
         if avail < 40 {
             return;
@@ -114,9 +119,10 @@ fn observe_drop(ctx: &TracePointContext) {
         if next != 58 {
             return;
         }
-        40 + u16::from_be(kread_u16(l3 + 4)) as u64
+        let reply = avail > 40 && kread_u32(l3 + 40) & 0xff == ICMP6_ECHO_REPLY;
+        (40 + u16::from_be(kread_u16(l3 + 4)) as u64, reply)
     } else {
-        28
+        (28, false)
     };
     let cap = l3_len.min(avail).min(SNAP_LEN as u64);
     if let Some(p) = NETLAB_DROP_REASONS.get_ptr_mut(if reason < DROP_REASON_SLOTS {
@@ -126,6 +132,9 @@ fn observe_drop(ctx: &TracePointContext) {
     }) {
         // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
         unsafe { *p += 1 };
+    }
+    if echo_reply && reason == cfg.quiet_reason {
+        return;
     }
     let Some(mut entry) = NETLAB_EVENTS.reserve::<DropEvent>(0) else {
         bump_stat(stat::DROP_RING_FULL);
