@@ -22,7 +22,7 @@ use std::ffi::c_long;
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::AsRawFd as _;
+use std::os::fd::{AsRawFd as _, FromRawFd as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -117,7 +117,8 @@ impl Plan {
                 flood_levels: &[
                     FloodLoad::Unreachable { pps: 50_000 },
                     FloodLoad::Unreachable { pps: 100_000 },
-                    FloodLoad::Unreachable { pps: 150_000 },
+                    FloodLoad::Echo { pps: 75_000 },
+                    FloodLoad::Echo { pps: 100_000 },
                     FloodLoad::Ping {
                         procs: 1,
                         preload: 1,
@@ -144,6 +145,12 @@ impl Plan {
                     FloodLoad::Unreachable { pps: 100_000 },
                     FloodLoad::Unreachable { pps: 150_000 },
                     FloodLoad::Unreachable { pps: 200_000 },
+                    FloodLoad::Echo { pps: 25_000 },
+                    FloodLoad::Echo { pps: 50_000 },
+                    FloodLoad::Echo { pps: 75_000 },
+                    FloodLoad::Echo { pps: 90_000 },
+                    FloodLoad::Echo { pps: 110_000 },
+                    FloodLoad::Echo { pps: 130_000 },
                     FloodLoad::Ping {
                         procs: 1,
                         preload: 1,
@@ -745,17 +752,125 @@ impl ScaleNs {
 /// `sent N errors E secs T`. The socket is not connected, so ICMP errors that come back
 /// (a closed port) do not fail the sends.
 pub fn udp_send(dst: Ipv4Addr, port: u16, secs: f64, pps: u64) -> Result<()> {
+    check_send_args(dst, secs)?;
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("binding a UDP socket")?;
+    let to = std::net::SocketAddrV4::new(dst, port);
+    let payload = [0u8; UDP_PAYLOAD];
+    paced(secs, pps, || sock.send_to(&payload, to).is_ok());
+    Ok(())
+}
+
+/// `cargo xtask bench-icmp-send`: sends ICMP echo requests (56 bytes of data, like `ping`)
+/// to `dst` for `secs` seconds at `pps` (0: as fast as it can), from a raw socket that
+/// takes none of the replies back (`ICMP_FILTER`): each reply is then freed by the kernel's
+/// ping handler, as `ping -f`'s are. Prints `sent N errors E secs T`.
+pub fn icmp_send(dst: Ipv4Addr, secs: f64, pps: u64) -> Result<()> {
+    check_send_args(dst, secs)?;
+    // SAFETY: plain socket(2); the result is checked and owned right away.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMP,
+        )
+    };
+    ensure!(
+        fd >= 0,
+        "opening a raw ICMP socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // ICMP_FILTER (level SOL_RAW): one bit per ICMP type not to deliver; all of them.
+    let filter: u32 = u32::MAX;
+    // SAFETY: the option value is a u32 that lives across the call, with its size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_RAW,
+            ICMP_FILTER,
+            (&filter as *const u32).cast(),
+            4,
+        )
+    };
+    ensure!(
+        r == 0,
+        "setting ICMP_FILTER: {}",
+        std::io::Error::last_os_error()
+    );
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(dst.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let id = (std::process::id() & 0xffff) as u16;
+    let mut seq: u16 = 0;
+    let mut packet = [0u8; 64];
+    paced(secs, pps, || {
+        seq = seq.wrapping_add(1);
+        echo_request(&mut packet, id, seq);
+        // SAFETY: the buffer and the address live across the call, with their sizes.
+        let sent = unsafe {
+            libc::sendto(
+                sock.as_raw_fd(),
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (&to as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        sent == packet.len() as isize
+    });
+    Ok(())
+}
+
+/// `ICMP_FILTER` of `<linux/icmp.h>` (libc does not export it).
+const ICMP_FILTER: libc::c_int = 1;
+
+/// An ICMP echo request (type 8) with `id`, `seq` and a zero payload, checksum filled in.
+fn echo_request(packet: &mut [u8; 64], id: u16, seq: u16) {
+    packet.fill(0);
+    packet[0] = 8;
+    packet[4..6].copy_from_slice(&id.to_be_bytes());
+    packet[6..8].copy_from_slice(&seq.to_be_bytes());
+    let sum = inet_checksum(packet);
+    packet[2..4].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// The Internet checksum (RFC 1071) of `data`.
+fn inet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The senders' shared checks: only the bench's own subnet, for a bounded time.
+fn check_send_args(dst: Ipv4Addr, secs: f64) -> Result<()> {
     ensure!(
         dst.octets()[..3] == BENCH_NET,
-        "bench-udp-send only sends to the bench's own subnet 10.200.0.0/24, not {dst}"
+        "the bench's senders only send to its own subnet 10.200.0.0/24, not {dst}"
     );
     ensure!(
         secs > 0.0 && secs <= 60.0,
         "--secs must be in (0, 60], not {secs}"
     );
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("binding a UDP socket")?;
-    let to = std::net::SocketAddrV4::new(dst, port);
-    let payload = [0u8; UDP_PAYLOAD];
+    Ok(())
+}
+
+/// Calls `send` (true: sent) for `secs` seconds, as fast as possible or, with `pps` > 0, at
+/// that rate: it catches up with the schedule in bursts of at most 64, sleeping a little
+/// whenever it is met; the deadline is checked between bursts. Prints
+/// `sent N errors E secs T`.
+fn paced(secs: f64, pps: u64, mut send: impl FnMut() -> bool) {
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
     let (mut sent, mut errors) = (0u64, 0u64);
@@ -764,8 +879,6 @@ pub fn udp_send(dst: Ipv4Addr, port: u16, secs: f64, pps: u64) -> Result<()> {
         if now >= end {
             break;
         }
-        // Paced: catch up with the schedule in bursts of at most 64, sleeping a little
-        // whenever it is met; the deadline is checked between bursts.
         let done = sent + errors;
         let due = if pps == 0 {
             done + 64
@@ -777,9 +890,10 @@ pub fn udp_send(dst: Ipv4Addr, port: u16, secs: f64, pps: u64) -> Result<()> {
             continue;
         }
         for _ in 0..(due - done).min(64) {
-            match sock.send_to(&payload, to) {
-                Ok(_) => sent += 1,
-                Err(_) => errors += 1,
+            if send() {
+                sent += 1;
+            } else {
+                errors += 1;
             }
         }
     }
@@ -787,7 +901,6 @@ pub fn udp_send(dst: Ipv4Addr, port: u16, secs: f64, pps: u64) -> Result<()> {
         "sent {sent} errors {errors} secs {:.6}",
         start.elapsed().as_secs_f64()
     );
-    Ok(())
 }
 
 /// `cargo xtask bench-udp-recv`: counts datagrams on `port` until `secs` pass or none came
@@ -1656,6 +1769,9 @@ enum FloodLoad {
     /// UDP datagrams from a at this rate to a closed port of b, each answered with an ICMP
     /// port unreachable (seen twice: vb ingress, va egress). The rate is under control.
     Unreachable { pps: u64 },
+    /// ICMP echo requests from a to b at this rate (`bench-icmp-send`): four events per
+    /// echo (request and reply, each on va and vb). The rate is under control.
+    Echo { pps: u64 },
     /// `procs` × `ping -f -l preload` from a to b (four events per echo).
     Ping { procs: u32, preload: u32 },
 }
@@ -1664,6 +1780,7 @@ impl FloodLoad {
     fn describe(&self) -> String {
         match *self {
             FloodLoad::Unreachable { pps } => format!("{pps} UDP/s → port unreachable"),
+            FloodLoad::Echo { pps } => format!("{pps} echo requests/s"),
             FloodLoad::Ping { procs, preload } => {
                 let one = if preload > 1 {
                     format!("ping -f -l {preload}")
@@ -1750,11 +1867,19 @@ fn flood(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> Result<Vec<F
                     "--pps",
                     &pps.to_string(),
                 ]))?;
-                let sent =
-                    word_after(&out, "sent").ok_or_else(|| anyhow!("sender said {out:?}"))?;
-                let secs =
-                    word_after(&out, "secs").ok_or_else(|| anyhow!("sender said {out:?}"))?;
-                (sent as u64, secs)
+                sender_totals(&out)?
+            }
+            FloodLoad::Echo { pps } => {
+                let out = quiet(xtask_in(NS_A, xtask, End::Sender).args([
+                    "bench-icmp-send",
+                    "--dst",
+                    ADDR_B,
+                    "--secs",
+                    &plan.flood_secs.to_string(),
+                    "--pps",
+                    &pps.to_string(),
+                ]))?;
+                sender_totals(&out)?
             }
             FloodLoad::Ping { procs, preload } => {
                 let pings: Vec<Background> = (0..procs)
@@ -1801,6 +1926,13 @@ fn flood(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> Result<Vec<F
         levels.push(level);
     }
     Ok(levels)
+}
+
+/// (sent, seconds) from a sender's `sent N errors E secs T`.
+fn sender_totals(out: &str) -> Result<(u64, f64)> {
+    let sent = word_after(out, "sent").ok_or_else(|| anyhow!("sender said {out:?}"))?;
+    let secs = word_after(out, "secs").ok_or_else(|| anyhow!("sender said {out:?}"))?;
+    Ok((sent as u64, secs))
 }
 
 /// What the summary line of `netlab watch --json` says.
@@ -2380,8 +2512,13 @@ impl Results {
             .max_by(|a, b| a.events_per_s().total_cmp(&b.events_per_s()))
     }
 
+    /// The level with the lowest offered rate that lost events.
     fn first_lossy(&self) -> Option<&FloodLevel> {
-        self.flood.iter().flatten().find(|l| l.lost > 0)
+        self.flood
+            .iter()
+            .flatten()
+            .filter(|l| l.lost > 0)
+            .min_by(|a, b| a.offered_per_s().total_cmp(&b.offered_per_s()))
     }
 
     fn headline(&self) -> Option<&CritBench> {
@@ -3130,6 +3267,24 @@ mod tests {
         assert!(udp_send(Ipv4Addr::new(192, 0, 2, 1), UDP_PORT, 0.01, 0).is_err());
         assert!(udp_send(Ipv4Addr::new(10, 200, 0, 2), UDP_PORT, 0.0, 0).is_err());
         assert!(udp_send(Ipv4Addr::new(10, 200, 0, 2), UDP_PORT, 61.0, 0).is_err());
+        assert!(icmp_send(Ipv4Addr::new(192, 0, 2, 1), 0.01, 0).is_err());
+        assert!(icmp_send(Ipv4Addr::new(10, 200, 0, 2), 61.0, 0).is_err());
+    }
+
+    #[test]
+    fn echo_requests_carry_a_valid_checksum() {
+        let mut p = [0u8; 64];
+        echo_request(&mut p, 0x1234, 7);
+        assert_eq!((p[0], p[1]), (8, 0));
+        assert_eq!(&p[4..8], &[0x12, 0x34, 0, 7]);
+        // A packet with its checksum in place sums to zero.
+        assert_eq!(inet_checksum(&p), 0);
+        // RFC 1071's example: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2 (checksum 220d).
+        assert_eq!(
+            inet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0x220d
+        );
+        assert_eq!(inet_checksum(&[0xff]), 0x00ff);
     }
 
     #[test]

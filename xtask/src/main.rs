@@ -88,6 +88,19 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         pps: u64,
     },
+    /// Send ICMP echo requests at a rate for a while (a helper of `bench`).
+    #[command(hide = true)]
+    BenchIcmpSend {
+        /// Destination; only the bench's subnet 10.200.0.0/24 is accepted.
+        #[arg(long)]
+        dst: std::net::Ipv4Addr,
+        /// How long to send, in seconds (at most 60).
+        #[arg(long)]
+        secs: f64,
+        /// Echo requests per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        pps: u64,
+    },
     /// Count the UDP datagrams arriving on a port (a helper of `bench`).
     #[command(hide = true)]
     BenchUdpRecv {
@@ -151,6 +164,7 @@ fn main() -> Result<()> {
             secs,
             pps,
         } => bench::udp_send(dst, port, secs, pps),
+        Command::BenchIcmpSend { dst, secs, pps } => bench::icmp_send(dst, secs, pps),
         Command::BenchUdpRecv { port, secs, hold } => bench::udp_recv(port, secs, hold),
         Command::Fuzz { secs } => fuzz::run(secs),
         Command::DockerUp => docker::ensure_docker(),
@@ -260,9 +274,25 @@ mod tests {
             Command::BenchUdpSend { port: 5001, .. }
         ));
         assert!(Cli::try_parse_from(["xtask", "bench-udp-recv"]).is_err());
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench-icmp-send",
+            "--dst",
+            "10.200.0.2",
+            "--secs",
+            "3",
+            "--pps",
+            "1000",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::BenchIcmpSend { pps: 1000, .. }
+        ));
         let help = Cli::command().render_help().to_string();
         assert!(help.contains("bench"), "{help}");
         assert!(!help.contains("bench-udp"), "{help}");
+        assert!(!help.contains("bench-icmp"), "{help}");
     }
 
     #[test]
