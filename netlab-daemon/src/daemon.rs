@@ -691,21 +691,21 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
             }
             ask_docker = settle.settled(), if settle.armed() => {
                 if let Some(t) = feed.rescan(ask_docker).await {
-                        while let Some(item) = ring.get_mut().next() {
-                            p.record(&item)?;
+                    while let Some(item) = ring.get_mut().next() {
+                        p.record(&item)?;
+                    }
+                    for c in &p.topo.containers {
+                        if t.container_named(&c.name).is_none() {
+                            gone.entry(c.name.clone()).or_insert_with(Instant::now);
                         }
-                        for c in &p.topo.containers {
-                            if t.container_named(&c.name).is_none() {
-                                gone.entry(c.name.clone()).or_insert_with(Instant::now);
-                            }
-                        }
-                        obs.reconcile(&t);
-                        shared.attached.store(obs.attached(), Ordering::Relaxed);
-                        let t = Arc::new(t);
-                        if let Ok(mut w) = shared.topo.write() {
-                            *w = Arc::clone(&t);
-                        }
-                        p.set_topology(t)?;
+                    }
+                    obs.reconcile(&t);
+                    shared.attached.store(obs.attached(), Ordering::Relaxed);
+                    let t = Arc::new(t);
+                    if let Ok(mut w) = shared.topo.write() {
+                        *w = Arc::clone(&t);
+                    }
+                    p.set_topology(t)?;
                 }
             }
             _ = ticker.tick() => {
