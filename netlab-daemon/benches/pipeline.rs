@@ -6,6 +6,11 @@
 //! throughput in events per second, on one core. The topology is a Docker host of
 //! [`NETWORKS`] bridge networks with [`PER_NETWORK`] containers each, every container with
 //! an IPv4 and an IPv6 address, so labels come from tables of realistic size.
+//!
+//! The `journeys` group measures the ping-journey side of the same consumer under an echo
+//! flood: `correlator` the correlator alone (observe, poll, journey lines), `consumer`
+//! everything `netlab watch --json` does per event (label, packet line, correlate, journey
+//! lines).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -16,6 +21,8 @@ use netlab::clock::Clock;
 use netlab::decode::Mac;
 use netlab::docker::{ContainerInfo, DockerSnapshot, EndpointInfo, NetworkInfo, Subnet};
 use netlab::event::PacketRecord;
+use netlab::journey::{self, Correlator, Sighting};
+use netlab::kind::{Direction, Kind};
 use netlab::links::{Addr, Link, LinkKind};
 use netlab::topology::{NetnsScan, Topology};
 use netlab_common::{direction, kind, record, PacketEvent, SNAP_LEN};
@@ -379,5 +386,248 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline);
+/// Echo exchanges in one flood batch (four events each, fewer for a lost one).
+const FLOOD_ECHOES: usize = 250;
+/// Container pairs pinging each other at once, each with its own echo id.
+const FLOOD_PAIRS: usize = 25;
+/// Time between two echoes of the flood: 50,000 echoes per second.
+const ECHO_INTERVAL_NS: u64 = 20_000;
+/// One echo in this many is lost on the way (seen only at the sender's veth), so some
+/// journeys wait for their timeout as in a real flood.
+const LOST_EVERY: usize = 50;
+/// Simulated time one flood batch spans.
+const FLOOD_SPAN_NS: u64 = FLOOD_ECHOES as u64 * ECHO_INTERVAL_NS;
+
+/// One event of the flood batch: the kernel record and where its echo fits in the
+/// stream, so that every round can give it a fresh time and sequence number.
+struct FloodEvent {
+    ev: PacketEvent,
+    /// Time after the start of the batch.
+    rel_ns: u64,
+    /// Index of its echo in the batch.
+    echo: usize,
+    /// Offset of the echo id (and, two bytes on, the sequence number) in `ev.data`.
+    id_at: usize,
+}
+
+impl FloodEvent {
+    /// Echo id and sequence number of this event's echo in round `round`: each pair
+    /// counts its own sequence numbers up, as `ping -f` does.
+    fn id_seq(&self, round: u64) -> (u16, u16) {
+        let pair = self.echo % FLOOD_PAIRS;
+        let per_round = (FLOOD_ECHOES / FLOOD_PAIRS) as u64;
+        let seq = round * per_round + (self.echo / FLOOD_PAIRS) as u64;
+        (1000 + pair as u16, seq as u16)
+    }
+
+    /// Moves the record to round `round`: its time and its echo id and sequence number.
+    fn restamp(&mut self, round: u64) {
+        let (id, seq) = self.id_seq(round);
+        self.ev.ts_ns = flood_start(round) + self.rel_ns;
+        self.ev.data[self.id_at..self.id_at + 2].copy_from_slice(&id.to_be_bytes());
+        self.ev.data[self.id_at + 2..self.id_at + 4].copy_from_slice(&seq.to_be_bytes());
+    }
+}
+
+/// Kernel time at which round `round` of the flood starts.
+fn flood_start(round: u64) -> u64 {
+    1_000_000_000 + round * FLOOD_SPAN_NS
+}
+
+/// One batch of an echo flood between [`FLOOD_PAIRS`] pairs of neighbours (one pair in
+/// five pings over IPv6), in time order: each request is seen entering the bridge from
+/// the sender's veth and leaving to the receiver's, the reply the same way back, 30 µs
+/// after the request, so echoes overlap.
+fn flood_batch() -> Vec<FloodEvent> {
+    let ms = members();
+    let per = usize::from(PER_NETWORK);
+    let mut out = Vec::new();
+    for echo in 0..FLOOD_ECHOES {
+        let pair = echo % FLOOD_PAIRS;
+        let ai = pair * ms.len() / FLOOD_PAIRS;
+        let first = ai / per * per;
+        let (a, b) = (ms[ai], ms[first + (ai - first + 1) % per]);
+        let v6 = pair % 5 == 4;
+        let (request, reply, id_at) = if v6 {
+            (
+                (icmp6(a, b, 128, 0), kind::ICMP6_ECHO_REQUEST),
+                (icmp6(b, a, 129, 0), kind::ICMP6_ECHO_REPLY),
+                14 + 40 + 4,
+            )
+        } else {
+            (
+                (icmp4(a, b, 8, 0), kind::ICMP_ECHO_REQUEST),
+                (icmp4(b, a, 0, 0), kind::ICMP_ECHO_REPLY),
+                14 + 20 + 4,
+            )
+        };
+        let mut hops = vec![
+            (&request, a.host_ifindex, direction::INGRESS, 0),
+            (&request, b.host_ifindex, direction::EGRESS, 8_000),
+            (&reply, b.host_ifindex, direction::INGRESS, 22_000),
+            (&reply, a.host_ifindex, direction::EGRESS, 30_000),
+        ];
+        if echo % LOST_EVERY == LOST_EVERY - 1 {
+            hops.truncate(1);
+        }
+        let start = echo as u64 * ECHO_INTERVAL_NS;
+        for ((frame, k), ifindex, dir, dt) in hops {
+            out.push(FloodEvent {
+                ev: event(frame, ifindex, dir, *k, 0),
+                rel_ns: start + dt,
+                echo,
+                id_at,
+            });
+        }
+    }
+    out.sort_by_key(|e| e.rel_ns);
+    out
+}
+
+/// The kind named `name` (the correlator takes kinds, records carry names).
+fn kind_named(name: &str) -> Option<Kind> {
+    Kind::ALL.iter().copied().find(|k| k.name() == name)
+}
+
+/// The sighting the pipeline hands the correlator for an echo record, if it is one.
+fn sighting<'a>(rec: &PacketRecord<'a>, ts_ns: u64) -> Option<Sighting<'a>> {
+    let kind = kind_named(rec.kind).filter(|k| {
+        matches!(
+            k,
+            Kind::IcmpEchoRequest
+                | Kind::IcmpEchoReply
+                | Kind::Icmp6EchoRequest
+                | Kind::Icmp6EchoReply
+        )
+    })?;
+    let icmp = rec.icmp.as_ref()?;
+    Some(Sighting {
+        ts_ns,
+        kind,
+        src_ip: rec.src.ip?,
+        dst_ip: rec.dst.ip?,
+        id: icmp.id?,
+        seq: icmp.seq?,
+        iface: rec.iface.name,
+        ifindex: rec.iface.ifindex,
+        direction: if rec.direction == "ingress" {
+            Direction::Ingress
+        } else {
+            Direction::Egress
+        },
+        src_container: rec.src.container,
+        dst_container: rec.dst.container,
+    })
+}
+
+/// The correlator `netlab watch` runs (2 s timeout, 200 ms settling, 1 s ARP timeout).
+fn watch_correlator() -> Correlator {
+    Correlator::new(2_000_000_000, 200_000_000, 1_000_000_000, 65_536)
+}
+
+/// Finishes what is due at the end of round `round` and appends the journey lines.
+fn poll_and_write(c: &mut Correlator, round: u64, clock: &Clock, out: &mut Vec<u8>) {
+    for f in c.poll(flood_start(round) + FLOOD_SPAN_NS) {
+        let _ = journey::write_json(&f, clock, out);
+    }
+}
+
+/// Checks once that the flood's events become sightings and pair up into answered
+/// journeys of four hops (and unanswered ones for the lost echoes).
+fn check_flood(events: &[FloodEvent], topo: &Topology, clock: &Clock) {
+    let mut c = watch_correlator();
+    for round in 0..2 {
+        for e in events {
+            let rec = PacketRecord::new(&e.ev, topo, clock).expect("a known kind");
+            let (id, seq) = e.id_seq(round);
+            let s = sighting(&rec, flood_start(round) + e.rel_ns).expect("an echo");
+            c.observe(&Sighting { id, seq, ..s });
+        }
+    }
+    let done = c.flush();
+    assert_eq!(done.len(), 2 * FLOOD_ECHOES);
+    let mut answered = 0;
+    for f in &done {
+        let journey::Finished::Journey(j) = f else {
+            panic!("expected a journey")
+        };
+        assert!(j.src.container.is_some() && j.dst.container.is_some());
+        if j.result == journey::Outcome::Answered {
+            assert_eq!(j.hops.len(), 4);
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 2 * (FLOOD_ECHOES - FLOOD_ECHOES / LOST_EVERY));
+}
+
+/// An echo flood, round after round of fresh echoes (new times, sequence numbers) into
+/// one long-lived correlator, polled after each batch (every 5 ms of flood time; `watch`
+/// polls every 100 ms, finishing the same journeys in larger groups) with its finished
+/// journeys written as JSON lines. `correlator` feeds it sightings built once from the
+/// records as the pipeline builds them; `consumer` labels each record, writes its line
+/// and feeds its sighting, as `Pipeline::record` does.
+fn journeys(c: &mut Criterion) {
+    let topo = topology();
+    let clock = Clock::new();
+    let mut events = flood_batch();
+    check_flood(&events, &topo, &clock);
+    let mut group = c.benchmark_group("journeys");
+    group.throughput(Throughput::Elements(events.len() as u64));
+
+    let records: Vec<PacketRecord<'_>> = events
+        .iter()
+        .map(|e| PacketRecord::new(&e.ev, &topo, &clock).expect("a known kind"))
+        .collect();
+    let sightings: Vec<(Sighting<'_>, &FloodEvent)> = records
+        .iter()
+        .zip(&events)
+        .map(|(r, e)| (sighting(r, 0).expect("an echo"), e))
+        .collect();
+    let mut corr = watch_correlator();
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut round = 0u64;
+    group.bench_function("correlator", |b| {
+        b.iter(|| {
+            let start = flood_start(round);
+            for (s, e) in &sightings {
+                let (id, seq) = e.id_seq(round);
+                corr.observe(black_box(&Sighting {
+                    ts_ns: start + e.rel_ns,
+                    id,
+                    seq,
+                    ..*s
+                }));
+            }
+            out.clear();
+            poll_and_write(&mut corr, round, &clock, &mut out);
+            black_box(&out);
+            round += 1;
+        })
+    });
+
+    let mut corr = watch_correlator();
+    let mut round = 0u64;
+    group.bench_function("consumer", |b| {
+        b.iter(|| {
+            out.clear();
+            for e in events.iter_mut() {
+                e.restamp(round);
+                let ev = black_box(&e.ev);
+                let Some(rec) = PacketRecord::new(ev, &topo, &clock) else {
+                    continue;
+                };
+                if let Some(s) = sighting(&rec, ev.ts_ns) {
+                    corr.observe(&s);
+                }
+                let _ = rec.write_json(&mut out);
+            }
+            poll_and_write(&mut corr, round, &clock, &mut out);
+            black_box(&out);
+            round += 1;
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, journeys);
 criterion_main!(benches);

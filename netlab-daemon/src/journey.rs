@@ -59,6 +59,9 @@
 //! `rtt_ns`, `drop` and `last_seen` are always present (`null` when absent). All times
 //! are kernel monotonic ns; [`write_json`] adds the record's `ts` in RFC 3339 like every
 //! other record, [`write_human`] and [`pair_line`] give the human-readable lines.
+//! [`write_json`] writes the bytes `serde_json` would write for the derived `Serialize`
+//! impls, field by field without serde (it runs for every ping of a flood); the derives
+//! remain the reference the tests compare it with.
 //!
 //! # Memory
 //!
@@ -67,15 +70,17 @@
 //! interned, so a sighting allocates nothing unless it starts a journey. Finished journeys
 //! wait for the next `poll`, which the caller runs regularly.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::cmp::{Ordering, Reverse};
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
-use crate::clock::{Clock, UnixNanos};
+use crate::clock::Clock;
+use crate::jsonw::Object;
 use crate::kind::{Direction, Kind};
 
 /// Default [`Config::timeout_ns`]: 5 s.
@@ -99,8 +104,21 @@ pub const OTHER_PAIR: &str = "(other)";
 const HOPS_CAPACITY: usize = 8;
 /// Interned names are pruned when the table grows past this size (or twice its live size).
 const INTERNER_MIN_LIMIT: usize = 1024;
-/// Stale deadline entries tolerated beyond twice the live ones before compaction.
+/// Stale queue entries (deadline checks, finished journeys in the age queue) tolerated
+/// beyond twice the live ones before compaction.
 const STALE_SLACK: usize = 1024;
+/// Most finished records `poll` reserves room for ahead (see `Correlator::last_poll_len`).
+const POLL_RESERVE_MAX: usize = 8192;
+/// `Pending::scheduled` of a journey with no deadline check queued yet.
+const UNSCHEDULED: u64 = u64::MAX;
+
+/// Hash maps and sets keyed by packet fields (addresses, echo ids and sequence numbers)
+/// that whoever sends the packets chooses. foldhash is several times faster than std's
+/// SipHash on such small keys; each table gets its own random seed, so colliding keys
+/// cannot be worked out in advance.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// See [`Map`].
+type Set<T> = HashSet<T, foldhash::fast::RandomState>;
 
 /// Timing and bounds of a [`Correlator`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,6 +229,16 @@ pub enum Phase {
     Reply,
 }
 
+impl Phase {
+    /// Its name in JSON and in human-readable lines.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Phase::Request => "request",
+            Phase::Reply => "reply",
+        }
+    }
+}
+
 /// How a journey ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -221,6 +249,17 @@ pub enum Outcome {
     Dropped,
     /// Neither reply nor drop was seen in time (`unanswered`).
     Unanswered,
+}
+
+impl Outcome {
+    /// Its name in JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Dropped => "dropped",
+            Outcome::Unanswered => "unanswered",
+        }
+    }
 }
 
 /// One end of a journey.
@@ -370,20 +409,97 @@ impl Finished {
 /// Appends the JSON line (with its newline) of a finished journey or unanswered ARP
 /// request to `out`: its fields, preceded by `ts` (its `ts_ns` as RFC 3339 through
 /// `clock`, like every other record).
+///
+/// The bytes are those `serde_json` writes for the derived `Serialize` impls, written
+/// field by field without serde since a ping flood finishes tens of thousands of journeys
+/// a second. A field added to the structs must be added here too; the tests compare
+/// both. Never fails; the `Result` lets callers treat it like their other writers.
 pub fn write_json(f: &Finished, clock: &Clock, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    #[derive(Serialize)]
-    struct Stamped<'a, T> {
-        ts: UnixNanos,
-        #[serde(flatten)]
-        body: &'a T,
-    }
-    let ts = clock.to_unix(f.ts_ns());
+    let mut o = Object::begin(out);
+    o.ascii("ts", &clock.to_unix(f.ts_ns()).rfc3339());
     match f {
-        Finished::Journey(j) => serde_json::to_writer(&mut *out, &Stamped { ts, body: j })?,
-        Finished::ArpUnanswered(a) => serde_json::to_writer(&mut *out, &Stamped { ts, body: a })?,
+        Finished::Journey(j) => journey_members(&mut o, j),
+        Finished::ArpUnanswered(a) => arp_members(&mut o, a),
     }
+    o.end();
     out.push(b'\n');
     Ok(())
+}
+
+/// The members of a [`Journey`], in the order of its fields.
+fn journey_members(o: &mut Object<'_>, j: &Journey) {
+    o.str("kind", j.kind);
+    o.u64("ts_ns", j.ts_ns);
+    o.str("family", j.family);
+    end_json(o.key("src"), &j.src);
+    end_json(o.key("dst"), &j.dst);
+    o.u32("id", u32::from(j.id));
+    o.u32("seq", u32::from(j.seq));
+    o.ascii("result", j.result.name().as_bytes());
+    match j.rtt_ns {
+        Some(rtt) => o.u64("rtt_ns", rtt),
+        None => o.null("rtt_ns"),
+    }
+    let hops = o.key("hops");
+    hops.push(b'[');
+    for (i, h) in j.hops.iter().enumerate() {
+        if i > 0 {
+            hops.push(b',');
+        }
+        hop_json(hops, h);
+    }
+    hops.push(b']');
+    match &j.drop {
+        Some(d) => drop_json(o.key("drop"), d),
+        None => o.null("drop"),
+    }
+    match &j.last_seen {
+        Some(h) => hop_json(o.key("last_seen"), h),
+        None => o.null("last_seen"),
+    }
+}
+
+/// The members of an [`ArpUnanswered`], in the order of its fields.
+fn arp_members(o: &mut Object<'_>, a: &ArpUnanswered) {
+    o.str("kind", a.kind);
+    o.u64("ts_ns", a.ts_ns);
+    o.ip("who", IpAddr::V4(a.who));
+    o.opt_str("who_container", a.who_container.as_deref());
+    o.ip("asked_for", IpAddr::V4(a.asked_for));
+    o.opt_str("network", a.network.as_deref());
+    o.str("iface", &a.iface);
+    o.u32("requests", a.requests);
+}
+
+/// A [`JourneyEnd`] object.
+fn end_json(out: &mut Vec<u8>, e: &JourneyEnd) {
+    let mut o = Object::begin(out);
+    o.ip("ip", e.ip);
+    o.opt_str("container", e.container.as_deref());
+    o.end();
+}
+
+/// A [`Hop`] object.
+fn hop_json(out: &mut Vec<u8>, h: &Hop) {
+    let mut o = Object::begin(out);
+    o.str("iface", &h.iface);
+    o.u32("ifindex", h.ifindex);
+    o.ascii("direction", h.direction.name().as_bytes());
+    o.u64("ts_ns", h.ts_ns);
+    o.ascii("phase", h.phase.name().as_bytes());
+    o.end();
+}
+
+/// A [`JourneyDrop`] object.
+fn drop_json(out: &mut Vec<u8>, d: &JourneyDrop) {
+    let mut o = Object::begin(out);
+    o.str("reason", &d.reason);
+    o.opt_str("location", d.location.as_deref());
+    o.opt_str("iface", d.iface.as_deref());
+    o.opt_str("rule", d.rule.as_deref());
+    o.opt_str("hook", d.hook.as_deref());
+    o.ascii("phase", d.phase.name().as_bytes());
+    o.end();
 }
 
 /// Appends the human-readable line (with its newline) to `out`:
@@ -440,11 +556,7 @@ fn journey_human(j: &Journey, out: &mut String) {
         (Outcome::Unanswered, _) => out.push_str("unanswered"),
     }
     if let (Outcome::Dropped, Some(d)) = (j.result, &j.drop) {
-        let phase = match d.phase {
-            Phase::Request => "request",
-            Phase::Reply => "reply",
-        };
-        let _ = write!(out, " ({phase}): {}", d.reason);
+        let _ = write!(out, " ({}): {}", d.phase.name(), d.reason);
         if let Some(l) = &d.location {
             let _ = write!(out, " at {l}");
         }
@@ -555,7 +667,7 @@ fn classify(kind: Kind) -> Option<(Family, Phase)> {
 /// Shared copies of names, so that sightings of known names allocate nothing.
 #[derive(Debug, Default)]
 struct Interner {
-    names: HashSet<Arc<str>>,
+    names: Set<Arc<str>>,
     limit: usize,
 }
 
@@ -616,7 +728,7 @@ struct PendingHop {
 impl PendingHop {
     fn to_hop(&self) -> Hop {
         Hop {
-            iface: self.iface.to_string(),
+            iface: String::from(&*self.iface),
             ifindex: self.ifindex,
             direction: self.direction,
             ts_ns: self.ts_ns,
@@ -639,7 +751,8 @@ struct PendingDrop {
 #[derive(Debug)]
 struct Pending {
     serial: u64,
-    /// Deadline of this journey's live entry in `Correlator::due`.
+    /// Time of this journey's live entry in `Correlator::due` (never later than its
+    /// deadline), or [`UNSCHEDULED`].
     scheduled: u64,
     src_container: Option<Arc<str>>,
     dst_container: Option<Arc<str>>,
@@ -648,14 +761,15 @@ struct Pending {
     first_request_ts: Option<u64>,
     last_reply_ts: Option<u64>,
     hops: Vec<PendingHop>,
-    drop: Option<PendingDrop>,
+    /// Boxed: few journeys see a drop, and every journey is moved in and out of the map.
+    drop: Option<Box<PendingDrop>>,
 }
 
 impl Pending {
     fn new(serial: u64, ts_ns: u64) -> Self {
         Pending {
             serial,
-            scheduled: u64::MAX,
+            scheduled: UNSCHEDULED,
             src_container: None,
             dst_container: None,
             first_ts: ts_ns,
@@ -687,6 +801,32 @@ impl Pending {
         natural.min(cap)
     }
 
+    /// The check to queue for this journey (`key`) after a sighting, if its deadline is
+    /// now earlier than its queued check; it is then recorded as queued.
+    ///
+    /// A new journey is first checked `settle_ns` after it started (or at its deadline, if
+    /// that is earlier). By then an answered ping has usually been seen whole: its deadline
+    /// has only moved later, so the check requeues it once. Queued at the request's timeout
+    /// instead, the check would go stale when the reply moves the deadline earlier, and
+    /// stale checks pile up under a flood until the queue is compacted.
+    fn next_check(&mut self, cfg: &Config, key: Key) -> Option<Due> {
+        let deadline = self.deadline(cfg);
+        if deadline >= self.scheduled {
+            return None;
+        }
+        let at = if self.scheduled == UNSCHEDULED {
+            deadline.min(self.first_ts.saturating_add(cfg.settle_ns))
+        } else {
+            deadline
+        };
+        self.scheduled = at;
+        Some(Due {
+            at,
+            serial: self.serial,
+            key,
+        })
+    }
+
     fn outcome(&self) -> Outcome {
         match (&self.drop, self.last_reply_ts) {
             (Some(d), Some(r)) if r > d.ts_ns => Outcome::Answered,
@@ -694,6 +834,102 @@ impl Pending {
             (None, Some(_)) => Outcome::Answered,
             (None, None) => Outcome::Unanswered,
         }
+    }
+}
+
+/// A queued check of a pending journey, at `at` (ordered by `at`, then `serial`). It
+/// names its journey, so that the check costs one lookup; it is stale, and skipped, unless
+/// the journey is still pending under `serial` with this check as its `scheduled` one.
+#[derive(Clone, Copy, Debug)]
+struct Due {
+    at: u64,
+    serial: u64,
+    key: Key,
+}
+
+impl Due {
+    fn order(&self) -> (u64, u64) {
+        (self.at, self.serial)
+    }
+
+    /// Whether this is the live check of a pending journey.
+    fn is_live(&self, journeys: &Map<Key, Pending>) -> bool {
+        journeys
+            .get(&self.key)
+            .is_some_and(|p| p.serial == self.serial && p.scheduled == self.at)
+    }
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.order() == other.order()
+    }
+}
+
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.order().cmp(&other.order())
+    }
+}
+
+/// Pending journeys in creation order, for eviction. Serials only grow, so the queue stays
+/// sorted by serial: a finished journey is found by binary search and leaves a hole, holes
+/// at the front are dropped at once and the others once they outnumber the live entries.
+/// Cheaper than an ordered map, which allocates and rebalances nodes for every journey.
+#[derive(Debug, Default)]
+struct AgeQueue {
+    /// (serial, key), `None` once finished; the front entry is live.
+    entries: VecDeque<(u64, Option<Key>)>,
+    live: usize,
+}
+
+impl AgeQueue {
+    /// Adds a journey with a serial greater than any before.
+    fn push(&mut self, serial: u64, key: Key) {
+        debug_assert!(self.entries.back().is_none_or(|&(s, _)| s < serial));
+        self.entries.push_back((serial, Some(key)));
+        self.live += 1;
+    }
+
+    /// Forgets the journey with `serial`, if it is here.
+    fn remove(&mut self, serial: u64) {
+        let Ok(i) = self.entries.binary_search_by_key(&serial, |&(s, _)| s) else {
+            return;
+        };
+        if self.entries[i].1.take().is_none() {
+            return;
+        }
+        self.live -= 1;
+        while self.entries.front().is_some_and(|(_, k)| k.is_none()) {
+            self.entries.pop_front();
+        }
+        if self.entries.len() > self.live.saturating_mul(2) + STALE_SLACK {
+            self.entries.retain(|(_, k)| k.is_some());
+        }
+    }
+
+    /// The oldest pending journey.
+    fn oldest(&self) -> Option<Key> {
+        self.entries.front().and_then(|&(_, k)| k)
+    }
+
+    /// Pending journeys.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.live == 0
     }
 }
 
@@ -726,7 +962,7 @@ impl Label {
 
     fn text(&self) -> String {
         match self {
-            Label::Name(n) => n.to_string(),
+            Label::Name(n) => String::from(&**n),
             Label::Ip(ip) => ip.to_string(),
             Label::Other => OTHER_PAIR.to_owned(),
         }
@@ -749,23 +985,27 @@ struct Acc {
 #[derive(Debug)]
 pub struct Correlator {
     config: Config,
-    journeys: HashMap<Key, Pending>,
-    /// Pending journeys by creation order (serial), for eviction and deadline lookup.
-    by_age: BTreeMap<u64, Key>,
-    /// (deadline, serial); stale entries are skipped (see `Pending::scheduled`).
-    due: BinaryHeap<Reverse<(u64, u64)>>,
-    arps: HashMap<ArpKey, ArpPending>,
+    journeys: Map<Key, Pending>,
+    /// Pending journeys by creation order (serial), for eviction.
+    by_age: AgeQueue,
+    /// Checks of pending journeys, earliest first; stale ones are skipped (see [`Due`]).
+    due: BinaryHeap<Reverse<Due>>,
+    arps: Map<ArpKey, ArpPending>,
     /// (deadline, serial, pair); entries of answered pairs are skipped.
     arp_due: BinaryHeap<Reverse<(u64, u64, ArpKey)>>,
     /// Latest reply time per pair, to ignore request sightings delivered after the reply.
-    arp_answered: HashMap<ArpKey, u64>,
+    arp_answered: Map<ArpKey, u64>,
     /// Finished outside `poll` (evicted, closed by a late sighting), in finishing order.
     ready: Vec<Finished>,
     names: Interner,
-    stats: HashMap<(Label, Label), Acc>,
+    stats: Map<(Label, Label), Acc>,
     next_serial: u64,
     evicted: u64,
     orphan_replies: u64,
+    /// How many the last `poll` returned: the next one reserves room for as many (up to
+    /// [`POLL_RESERVE_MAX`]), so that its result (big records, thousands under a flood) is
+    /// not grown step by step.
+    last_poll_len: usize,
 }
 
 impl Correlator {
@@ -786,18 +1026,19 @@ impl Correlator {
                 max_pending: config.max_pending.max(1),
                 ..config
             },
-            journeys: HashMap::new(),
-            by_age: BTreeMap::new(),
+            journeys: Map::default(),
+            by_age: AgeQueue::default(),
             due: BinaryHeap::new(),
-            arps: HashMap::new(),
+            arps: Map::default(),
             arp_due: BinaryHeap::new(),
-            arp_answered: HashMap::new(),
+            arp_answered: Map::default(),
             ready: Vec::new(),
             names: Interner::default(),
-            stats: HashMap::new(),
+            stats: Map::default(),
             next_serial: 0,
             evicted: 0,
             orphan_replies: 0,
+            last_poll_len: 0,
         }
     }
 
@@ -828,9 +1069,13 @@ impl Correlator {
             return;
         };
         let key = Key::new(family, phase, s.src_ip, s.dst_ip, s.id, s.seq);
-        self.prepare(key, s.ts_ns);
-        let Some(p) = self.journeys.get_mut(&key) else {
-            return;
+        let cfg = self.config;
+        let p = match self.journeys.get_mut(&key) {
+            Some(p) if s.ts_ns < p.deadline(&cfg) => p,
+            _ => {
+                let fresh = self.start(key, s.ts_ns);
+                self.journeys.entry(key).insert_entry(fresh).into_mut()
+            }
         };
         p.touch(s.ts_ns);
         let (requester, responder) = match phase {
@@ -866,7 +1111,9 @@ impl Correlator {
                 ts_ns: s.ts_ns,
             });
         }
-        self.schedule(&key);
+        if let Some(due) = p.next_check(&self.config, key) {
+            self.queue(due);
+        }
     }
 
     /// Records a kernel drop of an echo request or reply, starting its journey if it is
@@ -876,14 +1123,18 @@ impl Correlator {
             return;
         };
         let key = Key::new(family, phase, d.src_ip, d.dst_ip, d.id, d.seq);
-        self.prepare(key, d.ts_ns);
-        let Some(p) = self.journeys.get_mut(&key) else {
-            return;
+        let cfg = self.config;
+        let p = match self.journeys.get_mut(&key) {
+            Some(p) if d.ts_ns < p.deadline(&cfg) => p,
+            _ => {
+                let fresh = self.start(key, d.ts_ns);
+                self.journeys.entry(key).insert_entry(fresh).into_mut()
+            }
         };
         p.touch(d.ts_ns);
         if p.drop.as_ref().is_none_or(|old| d.ts_ns >= old.ts_ns) {
             let names = &mut self.names;
-            p.drop = Some(PendingDrop {
+            p.drop = Some(Box::new(PendingDrop {
                 ts_ns: d.ts_ns,
                 phase,
                 reason: names.get(d.reason),
@@ -891,9 +1142,11 @@ impl Correlator {
                 iface: names.get_opt(d.iface),
                 rule: names.get_opt(d.rule),
                 hook: names.get_opt(d.hook),
-            });
+            }));
         }
-        self.schedule(&key);
+        if let Some(due) = p.next_check(&self.config, key) {
+            self.queue(due);
+        }
     }
 
     /// Records an ARP request or reply.
@@ -910,8 +1163,9 @@ impl Correlator {
     /// the last call.
     pub fn poll(&mut self, now_ns: u64) -> Vec<Finished> {
         let mut out = std::mem::take(&mut self.ready);
+        out.reserve(self.last_poll_len.min(POLL_RESERVE_MAX));
         loop {
-            let journey = self.due.peek().map(|Reverse((d, s))| (*d, *s));
+            let journey = self.due.peek().map(|Reverse(d)| d.order());
             let arp = self.arp_due.peek().map(|Reverse((d, s, _))| (*d, *s));
             let take_arp = match (journey, arp) {
                 (None, None) => break,
@@ -931,19 +1185,20 @@ impl Correlator {
                     out.extend(self.finish_arp(pair));
                 }
             } else {
-                let Some(&Reverse((deadline, serial))) = self.due.peek() else {
+                let Some(&Reverse(due)) = self.due.peek() else {
                     break;
                 };
-                if deadline > now_ns {
+                if due.at > now_ns {
                     break;
                 }
                 self.due.pop();
-                self.expire_journey(deadline, serial, &mut out);
+                self.expire_journey(due, &mut out);
             }
         }
         let keep = self.config.arp_timeout_ns;
         self.arp_answered
             .retain(|_, t| t.saturating_add(keep) > now_ns);
+        self.last_poll_len = out.len();
         out
     }
 
@@ -1008,75 +1263,70 @@ impl Correlator {
         s
     }
 
-    /// Makes sure a journey for `key` is pending and still open at `ts_ns`: a pending one
-    /// whose deadline has passed is finished first.
-    fn prepare(&mut self, key: Key, ts_ns: u64) {
-        if let Some(p) = self.journeys.get(&key) {
-            if ts_ns < p.deadline(&self.config) {
-                return;
-            }
+    /// A new journey for `key` starting at `ts_ns`, for the caller to insert (no journey
+    /// for it is open at that time): makes room for it by finishing a pending one of the
+    /// same key whose deadline has passed and, when `max_pending` are pending, the oldest.
+    fn start(&mut self, key: Key, ts_ns: u64) -> Pending {
+        if self.journeys.contains_key(&key) {
             let f = self.finish_journey(&key);
             self.ready.extend(f);
         }
         if self.journeys.len() >= self.config.max_pending {
-            if let Some((_, oldest)) = self.by_age.first_key_value() {
-                let oldest = *oldest;
+            if let Some(oldest) = self.by_age.oldest() {
                 let f = self.finish_journey(&oldest);
                 self.ready.extend(f);
                 self.evicted += 1;
             }
         }
         let serial = self.serial();
-        self.journeys.insert(key, Pending::new(serial, ts_ns));
-        self.by_age.insert(serial, key);
+        self.by_age.push(serial, key);
+        Pending::new(serial, ts_ns)
     }
 
-    /// Queues the journey's deadline if it moved earlier than its queued one (a later one
-    /// is requeued when the earlier entry comes due).
-    fn schedule(&mut self, key: &Key) {
-        let Some(p) = self.journeys.get_mut(key) else {
-            return;
-        };
-        let d = p.deadline(&self.config);
-        if d >= p.scheduled {
-            return;
-        }
-        p.scheduled = d;
-        self.due.push(Reverse((d, p.serial)));
+    /// Queues a journey's check; drops the stale checks (of journeys finished early or
+    /// whose deadline moved earlier) once they outnumber the live ones, so that the queue
+    /// stays bounded.
+    fn queue(&mut self, due: Due) {
+        self.due.push(Reverse(due));
         if self.due.len() > self.journeys.len().saturating_mul(2) + STALE_SLACK {
-            let (journeys, by_age) = (&self.journeys, &self.by_age);
-            self.due.retain(|Reverse((d, serial))| {
-                by_age
-                    .get(serial)
-                    .and_then(|k| journeys.get(k))
-                    .is_some_and(|p| p.scheduled == *d)
-            });
+            let journeys = &self.journeys;
+            self.due.retain(|Reverse(d)| d.is_live(journeys));
         }
     }
 
-    fn expire_journey(&mut self, deadline: u64, serial: u64, out: &mut Vec<Finished>) {
-        let Some(&key) = self.by_age.get(&serial) else {
-            return;
+    /// Handles a check that came due: finishes the journey when its deadline is reached,
+    /// checks it again at its deadline when that has moved later; skips a stale check.
+    fn expire_journey(&mut self, due: Due, out: &mut Vec<Finished>) {
+        let Entry::Occupied(mut e) = self.journeys.entry(due.key) else {
+            return; // stale
         };
-        let Some(p) = self.journeys.get_mut(&key) else {
-            return;
-        };
-        if p.scheduled != deadline {
-            return; // stale entry
+        let p = e.get_mut();
+        if p.serial != due.serial || p.scheduled != due.at {
+            return; // stale
         }
-        let actual = p.deadline(&self.config);
-        if actual > deadline {
-            p.scheduled = actual;
-            self.due.push(Reverse((actual, serial)));
+        let deadline = p.deadline(&self.config);
+        if deadline > due.at {
+            p.scheduled = deadline;
+            self.due.push(Reverse(Due {
+                at: deadline,
+                ..due
+            }));
             return;
         }
-        out.extend(self.finish_journey(&key));
+        let p = e.remove();
+        out.extend(self.finish(&due.key, p));
     }
 
     /// Removes a pending journey and builds its output; `None` for an orphan reply.
     fn finish_journey(&mut self, key: &Key) -> Option<Finished> {
         let p = self.journeys.remove(key)?;
-        self.by_age.remove(&p.serial);
+        self.finish(key, p)
+    }
+
+    /// Builds the output of a pending journey just removed from `journeys`; `None` for an
+    /// orphan reply.
+    fn finish(&mut self, key: &Key, p: Pending) -> Option<Finished> {
+        self.by_age.remove(p.serial);
         if p.first_request_ts.is_none() && p.drop.is_none() {
             self.orphan_replies += 1;
             return None;
@@ -1119,7 +1369,7 @@ impl Correlator {
             rtt_ns,
             hops: hops.iter().map(PendingHop::to_hop).collect(),
             drop: p.drop.as_ref().map(|d| JourneyDrop {
-                reason: d.reason.to_string(),
+                reason: String::from(&*d.reason),
                 location: text(&d.location),
                 iface: text(&d.iface),
                 rule: text(&d.rule),
@@ -1236,7 +1486,7 @@ impl Correlator {
             who_container: p.who_container.as_deref().map(str::to_owned),
             asked_for: pair.1,
             network: p.network.as_deref().map(str::to_owned),
-            iface: p.iface.to_string(),
+            iface: String::from(&*p.iface),
             requests: p.requests,
         }))
     }
@@ -1893,6 +2143,51 @@ mod tests {
         assert!(c.by_age.is_empty() && c.due.is_empty());
     }
 
+    /// An answered ping's first check comes after its reply, so a flood of them queues
+    /// one live check per journey and no stale ones.
+    #[test]
+    fn answered_pings_leave_no_stale_checks() {
+        let mut c = correlator();
+        let mut t = 0;
+        for seq in 0..5_000u16 {
+            t += 20_000;
+            for s in ping(t, seq, 30_000) {
+                c.observe(&s);
+            }
+            if seq % 100 == 0 {
+                assert!(c
+                    .poll(t)
+                    .iter()
+                    .all(|f| matches!(f, Finished::Journey(j) if j.result == Outcome::Answered)));
+            }
+            assert_eq!(c.due.len(), c.journeys.len());
+        }
+        let _ = c.flush();
+        let stats = c.stats();
+        assert_eq!((stats[0].sent, stats[0].answered), (5_000, 5_000));
+    }
+
+    /// Finished journeys behind one that stays pending leave holes in the age queue; they
+    /// are compacted away, and the oldest is still the one evicted.
+    #[test]
+    fn age_queue_holes_stay_bounded() {
+        let mut q = AgeQueue::default();
+        let key = |seq| Key::new(Family::Icmp, Phase::Request, ip(A), ip(B), 7, seq);
+        q.push(0, key(0));
+        for serial in 1..10_000u64 {
+            q.push(serial, key(serial as u16));
+            q.remove(serial);
+            assert!(q.entries.len() <= 2 * q.len() + STALE_SLACK + 1);
+        }
+        assert_eq!((q.len(), q.oldest()), (1, Some(key(0))));
+        q.push(10_000, key(1));
+        q.remove(0);
+        assert_eq!((q.len(), q.oldest()), (1, Some(key(1))));
+        assert_eq!(q.entries.len(), 1, "holes at the front are dropped");
+        q.remove(10_000);
+        assert!(q.is_empty() && q.oldest().is_none());
+    }
+
     #[test]
     fn stats_min_avg_max() {
         let mut c = correlator();
@@ -2087,6 +2382,237 @@ mod tests {
             pair_line(&none),
             "10.0.0.1 → 10.0.0.2  sent 3, answered 0, lost 3 (100.0%)"
         );
+    }
+
+    /// The JSON line as serde writes it for the derived impls: the reference for
+    /// [`write_json`].
+    fn serde_line(f: &Finished, clock: &Clock) -> String {
+        #[derive(Serialize)]
+        struct Stamped<'a, T> {
+            ts: crate::clock::UnixNanos,
+            #[serde(flatten)]
+            body: &'a T,
+        }
+        let ts = clock.to_unix(f.ts_ns());
+        let mut line = match f {
+            Finished::Journey(j) => serde_json::to_string(&Stamped { ts, body: j }),
+            Finished::ArpUnanswered(a) => serde_json::to_string(&Stamped { ts, body: a }),
+        }
+        .expect("json");
+        line.push('\n');
+        line
+    }
+
+    fn assert_json_like_serde(done: &[Finished], clock: &Clock) {
+        let mut out = Vec::new();
+        for f in done {
+            out.clear();
+            write_json(f, clock, &mut out).expect("json");
+            assert_eq!(String::from_utf8_lossy(&out), serde_line(f, clock), "{f:?}");
+        }
+    }
+
+    /// A deterministic stream of pseudo-random numbers (xorshift).
+    fn rng(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    /// Names as they come: container and interface names, text that needs escaping,
+    /// non-ASCII, empty.
+    const NAMES: [&str; 8] = [
+        "alpha",
+        "veth1a2b3c4",
+        "quote\"d",
+        "back\\slash",
+        "ctl\u{1}\t\n\r\u{1f}\u{7f}",
+        "é→日本🦀",
+        "",
+        "br-8be916360cbc",
+    ];
+
+    #[test]
+    fn json_matches_serde_for_correlated_journeys() {
+        let clock = Clock::new();
+        let mut next = rng(0x5eed);
+        let mut c = Correlator::with_config(Config {
+            timeout_ns: TIMEOUT,
+            settle_ns: SETTLE,
+            arp_timeout_ns: ARP_TIMEOUT,
+            max_pending: 64,
+        });
+        let addrs = [ip(A), ip(B), ip("10.0.0.1"), ip("fd00::2"), ip("fe80::1:2")];
+        let name = |n: u64| ((n & 3) != 0).then(|| NAMES[n as usize % NAMES.len()]);
+        let mut done = Vec::new();
+        let mut t = 0u64;
+        for _ in 0..20_000 {
+            t += next() % (SETTLE / 8);
+            let r = next();
+            let (src, dst) = (addrs[r as usize % 5], addrs[(r >> 3) as usize % 5]);
+            let v6 = src.is_ipv6();
+            let reply = r >> 6 & 1 == 1;
+            let kind = match (v6, reply) {
+                (false, false) => Kind::IcmpEchoRequest,
+                (false, true) => Kind::IcmpEchoReply,
+                (true, false) => Kind::Icmp6EchoRequest,
+                (true, true) => Kind::Icmp6EchoReply,
+            };
+            let (id, seq) = ((r >> 8) as u16 % 3, (r >> 16) as u16 % 40);
+            // Now and then delivered late, by up to a timeout.
+            let ts = if r >> 24 & 15 == 0 {
+                t.saturating_sub(next() % TIMEOUT)
+            } else {
+                t
+            };
+            if r >> 28 & 15 == 0 {
+                c.observe_drop(&DropSighting {
+                    ts_ns: ts,
+                    kind,
+                    src_ip: src,
+                    dst_ip: dst,
+                    id,
+                    seq,
+                    reason: NAMES[(r >> 32) as usize % NAMES.len()],
+                    location: name(r >> 36),
+                    iface: name(r >> 40),
+                    rule: name(r >> 44),
+                    hook: name(r >> 48),
+                });
+            } else if r >> 28 & 15 == 1 {
+                c.observe_arp(&ArpSighting {
+                    ts_ns: ts,
+                    op_request: r >> 32 & 3 != 0,
+                    sender_ip: Ipv4Addr::from(0xac14_0000 | ((r >> 34) as u32 % 4)),
+                    target_ip: Ipv4Addr::from(0xac14_0000 | ((r >> 36) as u32 % 4)),
+                    network: name(r >> 38),
+                    sender_container: name(r >> 42),
+                    iface: NAMES[(r >> 46) as usize % NAMES.len()],
+                });
+            } else {
+                let iface = NAMES[(r >> 32) as usize % NAMES.len()];
+                c.observe(&Sighting {
+                    ts_ns: ts,
+                    kind,
+                    src_ip: src,
+                    dst_ip: dst,
+                    id,
+                    seq,
+                    iface,
+                    ifindex: (r >> 36) as u32 % 4,
+                    direction: if r >> 38 & 1 == 0 { Ingress } else { Egress },
+                    src_container: name(r >> 40),
+                    dst_container: name(r >> 44),
+                });
+            }
+            if r >> 50 & 15 == 0 {
+                done.extend(c.poll(t));
+            }
+        }
+        done.extend(c.flush());
+        let count = |f: fn(&Finished) -> bool| done.iter().filter(|j| f(j)).count();
+        assert!(count(|f| matches!(f, Finished::ArpUnanswered(_))) > 10);
+        for outcome in [Outcome::Answered, Outcome::Dropped, Outcome::Unanswered] {
+            let n = done
+                .iter()
+                .filter(|f| matches!(f, Finished::Journey(j) if j.result == outcome))
+                .count();
+            assert!(n > 10, "{outcome:?}: {n}");
+        }
+        assert!(count(|f| matches!(f, Finished::Journey(j) if j.family == "icmp6")) > 10);
+        assert_json_like_serde(&done, &clock);
+    }
+
+    /// Every optional member present and absent, extreme numbers and times, names that
+    /// need escaping, up to [`MAX_HOPS`] hops.
+    #[test]
+    fn json_matches_serde_for_every_shape() {
+        let clock = Clock::new();
+        let mut next = rng(42);
+        let text = |n: u64| NAMES[n as usize % NAMES.len()].to_owned();
+        let opt = |n: u64| ((n & 3) != 0).then(|| text(n >> 2));
+        let times = [0, 1, 999_999_999, 1_000_000_000, u64::MAX / 2, u64::MAX];
+        let mut all = Vec::new();
+        for i in 0..2_000u64 {
+            let r = next();
+            let ts_ns = if i % 4 == 0 {
+                times[(r % 6) as usize]
+            } else {
+                r >> (r % 64)
+            };
+            let hop = |n: u64| Hop {
+                iface: text(n),
+                ifindex: (n >> 8) as u32,
+                direction: if n & 1 == 0 { Ingress } else { Egress },
+                ts_ns: n >> 3,
+                phase: if n & 2 == 0 {
+                    Phase::Request
+                } else {
+                    Phase::Reply
+                },
+            };
+            let family = if r & 1 == 0 { "icmp" } else { "icmp6" };
+            let end = |n: u64| JourneyEnd {
+                ip: if family == "icmp" {
+                    IpAddr::from(Ipv4Addr::from(n as u32))
+                } else {
+                    IpAddr::from(std::net::Ipv6Addr::from(u128::from(n) << (n % 64)))
+                },
+                container: opt(n >> 32),
+            };
+            all.push(Finished::Journey(Journey {
+                kind: "journey",
+                ts_ns,
+                family,
+                src: end(next()),
+                dst: end(next()),
+                id: (r >> 8) as u16,
+                seq: (r >> 24) as u16,
+                result: [Outcome::Answered, Outcome::Dropped, Outcome::Unanswered]
+                    [(r >> 40) as usize % 3],
+                rtt_ns: (r >> 42 & 1 == 0).then(|| next() >> (r % 64)),
+                hops: (0..(r >> 43) as usize % (MAX_HOPS + 1))
+                    .map(|_| hop(next()))
+                    .collect(),
+                drop: (r >> 49 & 1 == 0).then(|| JourneyDrop {
+                    reason: text(next()),
+                    location: opt(next()),
+                    iface: opt(next()),
+                    rule: opt(next()),
+                    hook: opt(next()),
+                    phase: if r >> 50 & 1 == 0 {
+                        Phase::Request
+                    } else {
+                        Phase::Reply
+                    },
+                }),
+                last_seen: (r >> 51 & 1 == 0).then(|| hop(next())),
+            }));
+            all.push(Finished::ArpUnanswered(ArpUnanswered {
+                kind: "arp-unanswered",
+                ts_ns,
+                who: Ipv4Addr::from(next() as u32),
+                who_container: opt(next()),
+                asked_for: Ipv4Addr::from(next() as u32),
+                network: opt(next()),
+                iface: text(next()),
+                requests: next() as u32 >> (r % 32),
+            }));
+        }
+        assert_json_like_serde(&all, &clock);
+    }
+
+    #[test]
+    fn names_match_serde() {
+        for p in [Phase::Request, Phase::Reply] {
+            assert_eq!(serde_json::to_value(p).expect("json"), p.name());
+        }
+        for o in [Outcome::Answered, Outcome::Dropped, Outcome::Unanswered] {
+            assert_eq!(serde_json::to_value(o).expect("json"), o.name());
+        }
     }
 
     #[test]

@@ -11,6 +11,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// Lowercase hex digits, as `serde_json` and std's `{:x}` write them.
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// `00` to `99`, so that numbers are written two digits per division.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
 /// A JSON object being written: remembers whether a comma is due before the next member,
 /// so members that are skipped (absent options) need no bookkeeping at the call site.
 pub struct Object<'a> {
@@ -69,6 +81,18 @@ impl<'a> Object<'a> {
         u32(self.key(key), value);
     }
 
+    /// An unsigned 64-bit number member (nanosecond times).
+    #[inline]
+    pub fn u64(&mut self, key: &str, value: u64) {
+        u64(self.key(key), value);
+    }
+
+    /// A `null` member: what serde writes for an absent option that is not skipped.
+    #[inline]
+    pub fn null(&mut self, key: &str) {
+        self.key(key).extend_from_slice(b"null");
+    }
+
     /// An unsigned number member when `value` is present.
     #[inline]
     pub fn opt_u32(&mut self, key: &str, value: Option<u32>) {
@@ -98,10 +122,37 @@ impl<'a> Object<'a> {
 }
 
 /// Whether `s` holds a byte that JSON strings must escape: `"`, `\` or a control
-/// character below 0x20 (DEL and non-ASCII bytes are written as they are).
+/// character below 0x20 (DEL and non-ASCII bytes are written as they are). Looks at eight
+/// bytes at a time, since almost every string needs no escaping and is scanned whole.
 #[inline]
 fn needs_escape(s: &[u8]) -> bool {
-    s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    let mut chunks = s.chunks_exact(8);
+    let wide = chunks.by_ref().any(|c| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        word_needs_escape(u64::from_le_bytes(w))
+    });
+    wide || chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// Whether one of the eight bytes of `w` must be escaped (exact, by the classic
+/// "has a byte less than n" and "has a zero byte" word tests).
+#[inline]
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// Whether a byte of `x` is below `n` (for `n` up to 0x80).
+    fn has_less(x: u64, n: u8) -> bool {
+        x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0
+    }
+    /// Whether a byte of `x` equals `b`.
+    fn has_byte(x: u64, b: u8) -> bool {
+        has_less(x ^ (ONES * u64::from(b)), 1)
+    }
+    has_less(w, 0x20) || has_byte(w, b'"') || has_byte(w, b'\\')
 }
 
 /// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it: `\"`, `\\`,
@@ -160,23 +211,39 @@ pub fn ascii_string(out: &mut Vec<u8>, text: &[u8]) {
 /// Appends `n` in decimal, as `serde_json` writes unsigned integers.
 #[inline]
 pub fn u32(out: &mut Vec<u8>, n: u32) {
-    let mut buf = [0u8; 10];
-    let len = decimal(&mut buf, n);
-    out.extend_from_slice(&buf[buf.len() - len..]);
+    u64(out, u64::from(n));
 }
 
-/// Writes `n` in decimal at the end of `buf` and returns the number of digits.
+/// Appends `n` in decimal, as `serde_json` writes unsigned integers. Nanosecond times
+/// have 19 digits: they are cut into groups of four, each written as two pairs.
 #[inline]
-fn decimal(buf: &mut [u8; 10], mut n: u32) -> usize {
+pub fn u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return buf.len() - i;
-        }
+    while n >= 10_000 {
+        let group = (n % 10_000) as usize;
+        n /= 10_000;
+        let (hi, lo) = (group / 100 * 2, group % 100 * 2);
+        i -= 4;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[hi..hi + 2]);
+        buf[i + 2..i + 4].copy_from_slice(&DIGIT_PAIRS[lo..lo + 2]);
     }
+    let mut n = n as usize;
+    if n >= 100 {
+        let pair = n % 100 * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + n as u8;
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// Appends an array of strings, each escaped.
@@ -219,14 +286,22 @@ impl Ipv4Text {
     fn push_ipv4(&mut self, ip: Ipv4Addr) {
         for (i, octet) in ip.octets().into_iter().enumerate() {
             if i > 0 {
-                self.buf[self.len] = b'.';
-                self.len += 1;
+                self.push_byte(b'.');
             }
-            let mut digits = [0u8; 10];
-            let n = decimal(&mut digits, u32::from(octet));
-            self.buf[self.len..self.len + n].copy_from_slice(&digits[10 - n..]);
-            self.len += n;
+            // Digit by digit: a copy of a variable length would be a call to memcpy.
+            if octet >= 100 {
+                self.push_byte(b'0' + octet / 100);
+            }
+            if octet >= 10 {
+                self.push_byte(b'0' + octet / 10 % 10);
+            }
+            self.push_byte(b'0' + octet % 10);
         }
+    }
+
+    fn push_byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -361,6 +436,67 @@ mod tests {
         }
     }
 
+    /// The word test against the byte test: every byte value at every position, among
+    /// neighbours on both sides of each boundary (control, quote, backslash, DEL, non-ASCII).
+    #[test]
+    fn word_test_is_exact() {
+        let bytewise = |w: [u8; 8]| w.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        for filler in [
+            0x00, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7f, 0x80, 0xff,
+        ] {
+            for pos in 0..8 {
+                for b in 0..=255u8 {
+                    let mut w = [filler; 8];
+                    w[pos] = b;
+                    assert_eq!(
+                        word_needs_escape(u64::from_le_bytes(w)),
+                        bytewise(w),
+                        "{w:?}"
+                    );
+                }
+            }
+        }
+        // Words mixing such bytes, where borrows between bytes could mislead the test.
+        let interesting = [
+            0x00, 0x01, 0x1f, 0x20, 0x21, 0x22, 0x5c, 0x7f, 0x80, 0xa2, 0xff,
+        ];
+        let mut next = rng(3);
+        for _ in 0..200_000 {
+            let w: [u8; 8] = std::array::from_fn(|_| {
+                let r = next();
+                if (r & 3) == 0 {
+                    r as u8 >> 2
+                } else {
+                    interesting[(r >> 8) as usize % interesting.len()]
+                }
+            });
+            assert_eq!(
+                word_needs_escape(u64::from_le_bytes(w)),
+                bytewise(w),
+                "{w:?}"
+            );
+        }
+    }
+
+    /// Strings of every length around the word size, with a byte to escape (or none) at
+    /// every place.
+    #[test]
+    fn long_strings_are_escaped_like_serde_json() {
+        let mut next = rng(5);
+        for len in 0..40 {
+            for special in ["", "\"", "\\", "\n", "\u{1}", "\u{7f}", "é"] {
+                for at in 0..=len {
+                    let mut s: String = (0..len)
+                        .map(|_| char::from(b'a' + (next() % 26) as u8))
+                        .collect();
+                    s.insert_str(at, special);
+                    let expected = serde_json::to_string(&s).expect("json");
+                    assert_eq!(written(|o| string(o, &s)), expected, "{s:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn numbers_are_written_like_serde_json() {
         let mut next = rng(7);
@@ -369,6 +505,20 @@ mod tests {
         for n in values {
             assert_eq!(
                 written(|o| u32(o, n)),
+                serde_json::to_string(&n).expect("json")
+            );
+        }
+    }
+
+    #[test]
+    fn u64_numbers_are_written_like_serde_json() {
+        let mut next = rng(17);
+        let mut values = vec![0, 9, 10, u64::from(u32::MAX) + 1, u64::MAX - 1, u64::MAX];
+        values.extend((0..20).map(|i| 10u64.pow(i)));
+        values.extend((0..1000).map(|_| next() >> (next() % 64)));
+        for n in values {
+            assert_eq!(
+                written(|o| u64(o, n)),
                 serde_json::to_string(&n).expect("json")
             );
         }
@@ -442,9 +592,14 @@ mod tests {
             obj.opt_str("c", Some("x"));
             obj.bool("d", true);
             str_array(obj.key("e"), &["p", "q\"r"]);
+            obj.u64("f", u64::MAX);
+            obj.null("g");
             obj.end();
         });
-        assert_eq!(s, r#"{"b":3,"c":"x","d":true,"e":["p","q\"r"]}"#);
+        assert_eq!(
+            s,
+            r#"{"b":3,"c":"x","d":true,"e":["p","q\"r"],"f":18446744073709551615,"g":null}"#
+        );
         assert_eq!(written(|o| Object::begin(o).end()), "{}");
     }
 }

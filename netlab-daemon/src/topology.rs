@@ -16,6 +16,11 @@ use crate::decode::Mac;
 use crate::docker::{ContainerInfo, DockerSnapshot, NetworkInfo};
 use crate::links::{Addr, Link, LinkKind};
 
+/// The label tables, looked up for every event: foldhash is several times faster than
+/// std's SipHash on these small keys. Their keys come from Docker and the host (packets
+/// only look them up), and each table gets its own random seed all the same.
+type LabelMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// What an observed interface is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -139,11 +144,11 @@ pub struct Topology {
     pub containers: Vec<ContainerView>,
     pub observed: Vec<ObservedIface>,
     #[serde(skip)]
-    by_ifindex: HashMap<u32, usize>,
+    by_ifindex: LabelMap<u32, usize>,
     #[serde(skip)]
-    by_ip: HashMap<IpAddr, EndpointLabel>,
+    by_ip: LabelMap<IpAddr, EndpointLabel>,
     #[serde(skip)]
-    by_mac: HashMap<Mac, EndpointLabel>,
+    by_mac: LabelMap<Mac, EndpointLabel>,
     /// Interface names of the host's and each container's namespace, by namespace inode.
     #[serde(skip)]
     netns: HashMap<u64, NetnsNames>,
