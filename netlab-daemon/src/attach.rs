@@ -280,34 +280,24 @@ pub fn attach(
             };
             Ok((dup(i, "ingress")?, dup(e, "egress")?))
         };
+    let tcx = |ingress: &SchedClassifier, egress: &SchedClassifier| {
+        let (i, e) = tcx_fds(ingress, egress)?;
+        attach_tcx(
+            ProgFds {
+                ingress: i.as_fd(),
+                egress: e.as_fd(),
+            },
+            iface,
+            idx,
+        )
+    };
     match mode {
-        AttachMode::Tcx => {
-            let (i, e) = tcx_fds(ingress, egress)?;
-            attach_tcx(
-                ProgFds {
-                    ingress: i.as_fd(),
-                    egress: e.as_fd(),
-                },
-                iface,
-                idx,
-            )
-        }
+        AttachMode::Tcx => tcx(ingress, egress),
         AttachMode::Netlink => attach_netlink(ingress, egress, iface, idx),
-        AttachMode::Auto if tcx_supported() => {
-            let (i, e) = tcx_fds(ingress, egress)?;
-            attach_tcx(
-                ProgFds {
-                    ingress: i.as_fd(),
-                    egress: e.as_fd(),
-                },
-                iface,
-                idx,
-            )
-            .or_else(|e| {
-                log::debug!("{e}; falling back to netlink");
-                attach_netlink(ingress, egress, iface, idx)
-            })
-        }
+        AttachMode::Auto if tcx_supported() => tcx(ingress, egress).or_else(|e| {
+            log::debug!("{e}; falling back to netlink");
+            attach_netlink(ingress, egress, iface, idx)
+        }),
         AttachMode::Auto => attach_netlink(ingress, egress, iface, idx),
     }
 }

@@ -618,7 +618,7 @@ pub fn counter_map_ifindexes(pid: u32) -> Result<Option<Vec<u32>>> {
 
 /// The key's first four bytes (`CounterKey::ifindex`, little endian), from bpftool's raw
 /// `"key": ["0x05", ...]` or its BTF-formatted `{"key": {"ifindex": 5, ...}}`.
-fn key_ifindex(entry: &Value) -> Option<u32> {
+pub(crate) fn key_ifindex(entry: &Value) -> Option<u32> {
     if let Some(idx) = entry
         .pointer("/formatted/key/ifindex")
         .and_then(Value::as_u64)

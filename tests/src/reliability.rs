@@ -20,6 +20,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::cmd::{run, run_with_timeout};
+use crate::docker::key_ifindex;
 use crate::netns::unique_name;
 
 /// What a process holds now: open file descriptors, threads, resident memory.
@@ -196,24 +197,6 @@ pub fn pinned_counter_ifindexes(pin_dir: &Path) -> Result<Vec<u32>> {
                 .with_context(|| format!("cannot read the ifindex of a {COUNTER_MAP} key: {entry}"))
         })
         .collect()
-}
-
-/// `CounterKey::ifindex` (the first four key bytes, little endian), from bpftool's BTF view
-/// or its raw bytes.
-fn key_ifindex(entry: &Value) -> Option<u32> {
-    if let Some(idx) = entry
-        .pointer("/formatted/key/ifindex")
-        .and_then(Value::as_u64)
-    {
-        return u32::try_from(idx).ok();
-    }
-    let bytes: Vec<u8> = entry["key"]
-        .as_array()?
-        .iter()
-        .take(4)
-        .map(|b| u8::from_str_radix(b.as_str()?.trim_start_matches("0x"), 16).ok())
-        .collect::<Option<_>>()?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
 }
 
 /// Counts of what one `/v1/events` client received, by interface and kind.
