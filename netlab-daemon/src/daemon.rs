@@ -98,6 +98,12 @@ struct Shared {
 /// Removes every pinned object under `dir`: the tc links and the drop program's link
 /// first (which detaches them), then the maps.
 pub fn cleanup(dir: &Path) -> anyhow::Result<usize> {
+    if dir.exists() && !crate::bpffs::is_bpffs(dir) {
+        anyhow::bail!(
+            "--pin-dir {} is not on bpffs: it holds nothing of netlab's to remove",
+            dir.display()
+        );
+    }
     let mut removed = 0;
     for sub in ["links", "drops", "maps"] {
         let d = dir.join(sub);
@@ -534,6 +540,7 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
             );
         }
     }
+    crate::bpffs::ensure(&args.pin_dir)?;
     let socket = bind_socket(&args.socket)?;
     let kallsyms = Kallsyms::load().ok();
     crate::privilege::drop_all_but(&crate::privilege::DAEMON_CAPS)
@@ -550,7 +557,7 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     let maps_dir = args.pin_dir.join("maps");
     let links_dir = args.pin_dir.join("links");
     std::fs::create_dir_all(&maps_dir)
-        .with_context(|| format!("creating {} (is bpffs mounted?)", maps_dir.display()))?;
+        .with_context(|| format!("creating {}", maps_dir.display()))?;
     let mut dp = Datapath::load_pinned(
         Config {
             sample_every: args.sample,

@@ -9,6 +9,7 @@
 //! [`topology_cmd`] are the commands.
 
 pub mod attach;
+pub mod bpffs;
 pub mod btf;
 pub mod client;
 pub mod clock;

@@ -678,3 +678,101 @@ fn watch_through_the_daemon_is_labelled_and_counted() -> Result<()> {
     }
     Ok(())
 }
+
+/// The line `/proc/self/mountinfo` has for `/sys/fs/bpf`, if anything is mounted there.
+fn bpffs_mount_line(mountinfo: &str) -> Option<String> {
+    mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(netlab_tests::daemon::BPFFS))
+        .map(str::to_owned)
+}
+
+/// A fresh host where nothing is mounted on /sys/fs/bpf, made in a mount namespace of the
+/// test's own (the host's mounts are left alone): the daemon mounts bpffs there itself, says
+/// so once, pins its maps and links there and serves; when it and its mount namespace are
+/// gone, nothing of it stays attached. A `--pin-dir` elsewhere than on bpffs is one line and
+/// exit 2, before anything is attached.
+#[test]
+fn the_daemon_mounts_bpffs_when_nothing_is_mounted() -> Result<()> {
+    let bin = netlab_tests::netlab_or_skip!();
+    let before = BpfSnapshot::take()?;
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let host_bpffs = bpffs_mount_line(&host_mounts);
+    let socket = unused_socket();
+    let pin_dir = format!(
+        "{}/{}",
+        netlab_tests::daemon::BPFFS,
+        netlab_tests::netns::unique_name("pin")
+    );
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "umount -l /sys/fs/bpf 2>/dev/null; \
+             if grep -q ' /sys/fs/bpf ' /proc/self/mountinfo; then echo 'still mounted' >&2; exit 97; fi; \
+             exec \"$0\" daemon --socket \"$1\" --pin-dir \"$2\"",
+        )
+        .arg(&bin)
+        .arg(&socket)
+        .arg(&pin_dir)
+        .env("NETLAB_SOCKET", &socket);
+    let daemon = Background::start(
+        command,
+        netlab_tests::daemon::DAEMON_READY_MARKER,
+        READY_TIMEOUT,
+    )?;
+    let pid = daemon.pid();
+    let said = daemon.stderr_so_far();
+    ensure!(
+        said.matches("mounted bpffs there").count() == 1,
+        "the daemon did not say once that it mounted bpffs:\n{said}"
+    );
+    // Inside its mount namespace: bpffs on /sys/fs/bpf, and the daemon's counters pinned.
+    let inside = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    let line = bpffs_mount_line(&inside)
+        .context("nothing on /sys/fs/bpf in the daemon's mount namespace")?;
+    ensure!(line.contains(" - bpf "), "not bpffs: {line}");
+    let counters = format!("/proc/{pid}/root{pin_dir}/maps/NETLAB_COUNTERS");
+    ensure!(Path::new(&counters).exists(), "{counters} does not exist");
+    let health = get_json(&socket, "/v1/health")?;
+    ensure!(health["status"] == "ok", "health: {health}");
+    // The host's own mount table did not change.
+    let host_now = std::fs::read_to_string("/proc/self/mountinfo")?;
+    ensure!(
+        bpffs_mount_line(&host_now) == host_bpffs,
+        "the host's /sys/fs/bpf changed: {:?} -> {:?}",
+        host_bpffs,
+        bpffs_mount_line(&host_now)
+    );
+    let stopped = daemon.stop(libc::SIGTERM)?;
+    ensure!(
+        stopped.status.success(),
+        "daemon exited {} after SIGTERM: {}",
+        stopped.status,
+        stopped.stderr
+    );
+    // Its bpffs went with its mount namespace, and with it every pinned link.
+    assert_detached("", &[], &before)?;
+
+    // A pin directory on another filesystem: one line, exit 2, nothing loaded.
+    let not_bpffs = std::env::temp_dir().join(netlab_tests::netns::unique_name("notbpf"));
+    let mut bad = Command::new(&bin);
+    bad.env("NETLAB_SOCKET", unused_socket())
+        .args(["daemon", "--socket"])
+        .arg(unused_socket())
+        .arg("--pin-dir")
+        .arg(&not_bpffs);
+    let out = run_with_timeout(bad, COMMAND_TIMEOUT)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(2)
+            && stderr.lines().count() == 1
+            && stderr.contains("not on bpffs"),
+        "--pin-dir {}: exit {}, stderr:\n{stderr}",
+        not_bpffs.display(),
+        out.status
+    );
+    ensure!(!not_bpffs.exists(), "{} was created", not_bpffs.display());
+    assert_detached("", &[], &before)?;
+    Ok(())
+}
