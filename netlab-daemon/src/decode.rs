@@ -268,9 +268,81 @@ fn decode_ipv4(b: &[u8], l3: usize, wire_len: usize, d: &mut Decoded) {
     d.icmp = decode_icmp(b, l4, matches!(t, 0 | 8));
 }
 
+/// IPv6 extension headers walked to find ICMPv6 (Hop-by-Hop, Routing, Fragment,
+/// Authentication, Destination Options), as the kernel program does.
+fn is_ipv6_ext(next: u8) -> bool {
+    matches!(next, 0 | 43 | 44 | 51 | 60)
+}
+
+/// Extension headers followed at most (the kernel program's bound).
+const MAX_IPV6_EXT: usize = 8;
+/// Furthest ICMPv6 header offset followed (the kernel program's bound, from the IPv6 header).
+const MAX_IPV6_L4_OFFSET: usize = 2048;
+
+/// Where the ICMPv6 header starts behind the extension headers of the packet at `l3`
+/// whose payload ends at `end`.
+enum Ipv6Upper {
+    Icmp6(usize),
+    /// A later fragment, another upper protocol, or a chain longer than followed.
+    NotOurs,
+    /// The chain runs past the payload.
+    Malformed,
+    /// The captured prefix ends inside the chain (the kernel saw the rest).
+    Unknown,
+}
+
+fn ipv6_upper(b: &[u8], l3: usize, end: usize) -> Ipv6Upper {
+    let Some(&first) = b.get(l3 + 6) else {
+        return Ipv6Upper::Unknown;
+    };
+    let mut next = first;
+    let mut off = l3 + 40;
+    for _ in 0..MAX_IPV6_EXT {
+        if next == 58 {
+            return Ipv6Upper::Icmp6(off);
+        }
+        if !is_ipv6_ext(next) {
+            return Ipv6Upper::NotOurs;
+        }
+        let min = if next == 44 { 8 } else { 2 };
+        if off + min > end {
+            return Ipv6Upper::Malformed;
+        }
+        let (Some(&nh), Some(&hl)) = (b.get(off), b.get(off + 1)) else {
+            return Ipv6Upper::Unknown;
+        };
+        off += match next {
+            44 => {
+                let Some(frag) = be16(b, off + 2) else {
+                    return Ipv6Upper::Unknown;
+                };
+                if frag & 0xfff8 != 0 {
+                    return Ipv6Upper::NotOurs;
+                }
+                8
+            }
+            51 => (usize::from(hl) + 2) * 4,
+            _ => (usize::from(hl) + 1) * 8,
+        };
+        if off > end {
+            return Ipv6Upper::Malformed;
+        }
+        if off > MAX_IPV6_L4_OFFSET {
+            return Ipv6Upper::NotOurs;
+        }
+        next = nh;
+    }
+    if next == 58 {
+        Ipv6Upper::Icmp6(off)
+    } else {
+        Ipv6Upper::NotOurs
+    }
+}
+
 fn decode_ipv6(b: &[u8], l3: usize, wire_len: usize, d: &mut Decoded) {
-    if b.get(l3 + 6) != Some(&58) {
-        return;
+    match b.get(l3 + 6) {
+        Some(&n) if n == 58 || is_ipv6_ext(n) => {}
+        _ => return,
     }
     if wire_len < l3 + 40 {
         d.kind = Some(Kind::Malformed);
@@ -279,8 +351,8 @@ fn decode_ipv6(b: &[u8], l3: usize, wire_len: usize, d: &mut Decoded) {
     let (Some(v), Some(plen)) = (b.get(l3), be16(b, l3 + 4)) else {
         return;
     };
-    let plen = usize::from(plen);
-    if v >> 4 != 6 || plen < 4 || l3 + 40 + plen > wire_len {
+    let end = l3 + 40 + usize::from(plen);
+    if v >> 4 != 6 || end > wire_len {
         d.kind = Some(Kind::Malformed);
         return;
     }
@@ -288,7 +360,19 @@ fn decode_ipv6(b: &[u8], l3: usize, wire_len: usize, d: &mut Decoded) {
         d.src_ip = Some(IpAddr::V6(Ipv6Addr::from(s)));
         d.dst_ip = Some(IpAddr::V6(Ipv6Addr::from(t)));
     }
-    let l4 = l3 + 40;
+    let l4 = match ipv6_upper(b, l3, end) {
+        Ipv6Upper::Icmp6(l4) => l4,
+        Ipv6Upper::NotOurs | Ipv6Upper::Unknown => return,
+        Ipv6Upper::Malformed => {
+            d.kind = Some(Kind::Malformed);
+            return;
+        }
+    };
+    let rem = end - l4;
+    if rem < 4 {
+        d.kind = Some(Kind::Malformed);
+        return;
+    }
     let Some(&t) = b.get(l4) else {
         return;
     };
@@ -301,7 +385,7 @@ fn decode_ipv6(b: &[u8], l3: usize, wire_len: usize, d: &mut Decoded) {
         136 => (Kind::NdpNeighborAdvert, 24),
         _ => (Kind::Icmp6Other, 4),
     };
-    if plen < min {
+    if rem < min {
         d.kind = Some(Kind::Malformed);
         return;
     }
@@ -379,6 +463,43 @@ pub(crate) mod tests {
         }
         f.extend_from_slice(&body);
         f
+    }
+
+    /// `icmp6_frame` with extension headers before ICMPv6: each `(next header it stands
+    /// for, its bytes)`; the payload length and next-header fields are fixed up.
+    pub fn icmp6_ext_frame(exts: &[(u8, Vec<u8>)], icmp_type: u8, body_len: usize) -> Vec<u8> {
+        let plain = icmp6_frame(icmp_type, body_len);
+        let (head, icmp) = plain.split_at(14 + 40);
+        let mut f = head.to_vec();
+        let mut chain = Vec::new();
+        for (i, (_, bytes)) in exts.iter().enumerate() {
+            let mut h = bytes.clone();
+            h[0] = exts.get(i + 1).map_or(58, |(n, _)| *n);
+            chain.extend_from_slice(&h);
+        }
+        if let Some((first, _)) = exts.first() {
+            f[14 + 6] = *first;
+        }
+        let plen = (chain.len() + icmp.len()) as u16;
+        f[18..20].copy_from_slice(&plen.to_be_bytes());
+        f.extend_from_slice(&chain);
+        f.extend_from_slice(icmp);
+        f
+    }
+
+    /// A Hop-by-Hop / Routing / Destination Options header of `8 * (units + 1)` bytes.
+    pub fn ext_opts(units: u8) -> Vec<u8> {
+        let mut h = vec![0, units, 1, 8 * units + 2];
+        h.resize(8 * usize::from(units) + 8, 0);
+        h
+    }
+
+    /// A fragment header (offset in 8-byte units).
+    pub fn ext_frag(offset: u16, more: bool) -> Vec<u8> {
+        let mut h = vec![0, 0];
+        h.extend_from_slice(&((offset << 3) | u16::from(more)).to_be_bytes());
+        h.extend_from_slice(&[0, 0, 0, 7]);
+        h
     }
 
     fn dec(f: &[u8]) -> Decoded {
@@ -500,6 +621,59 @@ pub(crate) mod tests {
         assert_eq!(dec(&v6_long).kind, Some(Kind::Malformed));
     }
 
+    #[test]
+    fn icmp6_behind_extension_headers() {
+        // A fragmented ping's first fragment, an MLD report behind Hop-by-Hop, Destination
+        // Options and Routing before neighbour discovery, an Authentication Header.
+        let first = icmp6_ext_frame(&[(44, ext_frag(0, true))], 128, 60);
+        let d = dec(&first);
+        assert_eq!(d.kind, Some(Kind::Icmp6EchoRequest));
+        assert_eq!(d.icmp.and_then(|i| i.seq), Some(9));
+        assert_eq!(
+            dec(&icmp6_ext_frame(&[(0, ext_opts(0))], 143, 20)).kind,
+            Some(Kind::Icmp6Other)
+        );
+        let ns = dec(&icmp6_ext_frame(
+            &[(60, ext_opts(1)), (43, ext_opts(0))],
+            135,
+            20,
+        ));
+        assert_eq!(ns.kind, Some(Kind::NdpNeighborSolicit));
+        assert!(ns.ndp_target.is_some());
+        let mut ah = vec![0, 4];
+        ah.resize(24, 0);
+        assert_eq!(
+            dec(&icmp6_ext_frame(&[(51, ah)], 129, 8)).kind,
+            Some(Kind::Icmp6EchoReply)
+        );
+        // Later fragments carry no ICMPv6 header: not counted, as for IPv4.
+        assert_eq!(
+            dec(&icmp6_ext_frame(&[(44, ext_frag(100, false))], 128, 60)).kind,
+            None
+        );
+        // Eight headers are followed, a ninth is not.
+        let eight: Vec<(u8, Vec<u8>)> = (0..8).map(|_| (60, ext_opts(0))).collect();
+        assert_eq!(
+            dec(&icmp6_ext_frame(&eight, 128, 8)).kind,
+            Some(Kind::Icmp6EchoRequest)
+        );
+        let nine: Vec<(u8, Vec<u8>)> = (0..9).map(|_| (60, ext_opts(0))).collect();
+        assert_eq!(dec(&icmp6_ext_frame(&nine, 128, 8)).kind, None);
+        // Another upper protocol behind Hop-by-Hop is not ours.
+        let mut tcp = icmp6_ext_frame(&[(0, ext_opts(0))], 128, 8);
+        tcp[14 + 40] = 6;
+        assert_eq!(dec(&tcp).kind, None);
+        // A header that runs past the payload, and ICMPv6 cut short behind a header.
+        let mut past = icmp6_ext_frame(&[(0, ext_opts(0))], 128, 8);
+        past[14 + 40 + 1] = 20;
+        assert_eq!(dec(&past).kind, Some(Kind::Malformed));
+        let mut short = icmp6_ext_frame(&[(0, ext_opts(0))], 128, 8);
+        let plen = 8 + 2;
+        short[18..20].copy_from_slice(&(plen as u16).to_be_bytes());
+        short.truncate(14 + 40 + plen);
+        assert_eq!(dec(&short).kind, Some(Kind::Malformed));
+    }
+
     /// Every prefix of every kind of frame, as the wire length: never a panic, never a
     /// kind other than the full frame's or `malformed`, or nothing when the prefix is too
     /// short to tell the protocol.
@@ -514,6 +688,9 @@ pub(crate) mod tests {
             icmp6_frame(128, 60),
             icmp6_frame(135, 20),
             icmp6_frame(134, 12),
+            icmp6_ext_frame(&[(0, ext_opts(0))], 128, 60),
+            icmp6_ext_frame(&[(44, ext_frag(0, true))], 129, 60),
+            icmp6_ext_frame(&[(60, ext_opts(1)), (43, ext_opts(0))], 135, 20),
         ];
         for f in &frames {
             let full = dec(f).kind;

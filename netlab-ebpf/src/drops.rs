@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use netlab_common::{record, stat, DropConfig, DropEvent, DROP_REASON_SLOTS, SNAP_LEN};
 
-use crate::program::{bump_stat, NETLAB_EVENTS};
+use crate::program::{bump_stat, MAX_IPV6_EXT, NETLAB_EVENTS};
 
 #[map]
 static NETLAB_DROP_CONFIG: Array<DropConfig> = Array::with_max_entries(1, 0);
@@ -51,6 +51,14 @@ fn kread_u32(addr: u64) -> u32 {
     // SAFETY: as above.
     unsafe { bpf_probe_read_kernel((&mut v as *mut u32).cast(), 4, addr as *const _) };
     v
+}
+
+#[inline(always)]
+fn kread_u8(addr: u64) -> u32 {
+    let mut v: u8 = 0;
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel((&mut v as *mut u8).cast(), 1, addr as *const _) };
+    u32::from(v)
 }
 
 #[inline(always)]
@@ -108,6 +116,10 @@ fn observe_drop(ctx: &TracePointContext) {
         if vihl >> 4 != 4 || ip_proto != 1 {
             return;
         }
+        // A later fragment carries no ICMP header: not ours (as in the tc program).
+        if u16::from_be(kread_u16(l3 + 6)) & 0x1fff != 0 {
+            return;
+        }
         let ihl = ((vihl & 0x0f) * 4) as u64;
         let reply = avail > ihl && kread_u32(l3 + ihl) & 0xff == ICMP_ECHO_REPLY;
         (u16::from_be(kread_u16(l3 + 2)) as u64, reply)
@@ -115,12 +127,39 @@ fn observe_drop(ctx: &TracePointContext) {
         if avail < 40 {
             return;
         }
-        let next = kread_u32(l3 + 4) >> 16 & 0xff;
-        if next != 58 {
+        let plen = u16::from_be(kread_u16(l3 + 4)) as u64;
+        let end = (40 + plen).min(avail);
+        let mut next = kread_u8(l3 + 6);
+        // The same walk over extension headers as the tc program's (fragmented pings,
+        // MLD behind Hop-by-Hop): ICMPv6 only, later fragments skipped.
+        let mut off: u64 = 40;
+        for _ in 0..MAX_IPV6_EXT {
+            if next == 58 {
+                break;
+            }
+            if off + 8 > end {
+                return;
+            }
+            let nh = kread_u8(l3 + off);
+            let hl = kread_u8(l3 + off + 1) as u64;
+            off += match next {
+                0 | 43 | 60 => (hl + 1) * 8,
+                51 => (hl + 2) * 4,
+                44 => {
+                    if u16::from_be(kread_u16(l3 + off + 2)) & 0xfff8 != 0 {
+                        return;
+                    }
+                    8
+                }
+                _ => return,
+            };
+            next = nh;
+        }
+        if next != 58 || off >= end {
             return;
         }
-        let reply = avail > 40 && kread_u32(l3 + 40) & 0xff == ICMP6_ECHO_REPLY;
-        (40 + u16::from_be(kread_u16(l3 + 4)) as u64, reply)
+        let reply = kread_u8(l3 + off) == ICMP6_ECHO_REPLY;
+        (40 + plen, reply)
     } else {
         (28, false)
     };

@@ -192,9 +192,31 @@ fn classify_ipv4(ctx: &TcContext, l3: usize, len: usize) -> u8 {
     }
 }
 
+/// IPv6 extension headers that may stand between the fixed header and ICMPv6.
+const NEXTHDR_HOP: u32 = 0;
+const NEXTHDR_ROUTING: u32 = 43;
+const NEXTHDR_FRAGMENT: u32 = 44;
+const NEXTHDR_AUTH: u32 = 51;
+const NEXTHDR_DEST: u32 = 60;
+/// Extension headers followed at most before giving up (not counted).
+pub(crate) const MAX_IPV6_EXT: usize = 8;
+/// Furthest offset of an ICMPv6 header followed through extension headers (beyond: not
+/// counted). Also keeps packet-pointer arithmetic within what the verifier accepts.
+const MAX_IPV6_L4_OFFSET: usize = 2048;
+
+#[inline(always)]
+fn is_ipv6_ext(next: u32) -> bool {
+    next == NEXTHDR_HOP
+        || next == NEXTHDR_ROUTING
+        || next == NEXTHDR_FRAGMENT
+        || next == NEXTHDR_AUTH
+        || next == NEXTHDR_DEST
+}
+
 #[inline(always)]
 fn classify_ipv6(ctx: &TcContext, l3: usize, len: usize) -> u8 {
-    if byte(ctx, l3 + 6) != IPPROTO_ICMPV6 as u32 {
+    let mut next = byte(ctx, l3 + 6);
+    if next != IPPROTO_ICMPV6 as u32 && !is_ipv6_ext(next) {
         return kind::NONE;
     }
     if len < l3 + 40 {
@@ -205,11 +227,60 @@ fn classify_ipv6(ctx: &TcContext, l3: usize, len: usize) -> u8 {
     if v == MISSING || plen == MISSING {
         return kind::MALFORMED;
     }
-    let plen = plen as usize;
-    if v >> 4 != 6 || plen < 4 || l3 + 40 + plen > len {
+    let end = l3 + 40 + plen as usize;
+    if v >> 4 != 6 || end > len {
         return kind::MALFORMED;
     }
-    let (k, min) = match byte(ctx, l3 + 40) {
+    // Walk the extension headers (bounded): ICMPv6 may follow a Hop-by-Hop header (MLD),
+    // Destination Options, Routing, or a Fragment header (a large ping). Only the first
+    // fragment carries the ICMPv6 header; later ones are not ours, as for IPv4.
+    let mut off = l3 + 40;
+    for _ in 0..MAX_IPV6_EXT {
+        if next == IPPROTO_ICMPV6 as u32 {
+            break;
+        }
+        if !is_ipv6_ext(next) {
+            return kind::NONE;
+        }
+        let min = if next == NEXTHDR_FRAGMENT { 8 } else { 2 };
+        if off + min > end {
+            return kind::MALFORMED;
+        }
+        let nh = byte(ctx, off);
+        let hl = byte(ctx, off + 1);
+        if nh == MISSING || hl == MISSING {
+            return kind::MALFORMED;
+        }
+        if next == NEXTHDR_FRAGMENT {
+            let frag = be16(ctx, off + 2);
+            if frag == MISSING {
+                return kind::MALFORMED;
+            }
+            if frag & 0xfff8 != 0 {
+                return kind::NONE;
+            }
+            off += 8;
+        } else if next == NEXTHDR_AUTH {
+            off += (hl as usize + 2) * 4;
+        } else {
+            off += (hl as usize + 1) * 8;
+        }
+        if off > end {
+            return kind::MALFORMED;
+        }
+        if off > MAX_IPV6_L4_OFFSET {
+            return kind::NONE;
+        }
+        next = nh;
+    }
+    if next != IPPROTO_ICMPV6 as u32 {
+        return kind::NONE;
+    }
+    let rem = end - off;
+    if rem < 4 {
+        return kind::MALFORMED;
+    }
+    let (k, min) = match byte(ctx, off) {
         128 => (kind::ICMP6_ECHO_REQUEST, 8),
         129 => (kind::ICMP6_ECHO_REPLY, 8),
         133 => (kind::NDP_ROUTER_SOLICIT, 8),
@@ -219,7 +290,7 @@ fn classify_ipv6(ctx: &TcContext, l3: usize, len: usize) -> u8 {
         MISSING => return kind::MALFORMED,
         _ => (kind::ICMP6_OTHER, 4),
     };
-    if plen < min {
+    if rem < min {
         return kind::MALFORMED;
     }
     k

@@ -36,9 +36,12 @@ fn be16(frame: &[u8], off: usize) -> Option<u16> {
 /// than 28 bytes is malformed; then by operation. IPv4: only protocol 1 (absent byte: not
 /// ours); then fewer than 20 bytes, version not 4, IHL below 5, total length below IHL or
 /// beyond the frame is malformed; a non-first fragment is not ours; fewer than 8 bytes of
-/// ICMP is malformed; then by ICMP type. IPv6: only next header 58; fewer than 40 bytes,
-/// version not 6, payload below 4 or beyond the frame is malformed; then by type, with each
-/// type's minimum length (echo 8, RS 8, RA 16, NS/NA 24, others 4).
+/// ICMP is malformed; then by ICMP type. IPv6: only next header 58 or an extension header
+/// (0, 43, 44, 51, 60); fewer than 40 bytes, version not 6 or payload beyond the frame is
+/// malformed; up to 8 extension headers are followed to ICMPv6 (one that runs past the
+/// payload is malformed, a later fragment, another protocol, a ninth header or an ICMPv6
+/// header beyond byte 2048 is not ours); fewer than 4 bytes of ICMPv6 is malformed; then by
+/// type, with each type's minimum length (echo 8, RS 8, RA 16, NS/NA 24, others 4).
 pub fn expected_kind(frame: &[u8]) -> Option<&'static str> {
     let len = frame.len();
     let mut ethertype = be16(frame, 12)?;
@@ -103,18 +106,63 @@ fn ipv4(frame: &[u8], l3: usize, len: usize) -> Option<&'static str> {
     })
 }
 
+/// IPv6 extension headers that may precede ICMPv6: Hop-by-Hop, Routing, Fragment,
+/// Authentication Header, Destination Options.
+const IPV6_EXTENSIONS: [u8; 5] = [0, 43, 44, 51, 60];
+/// Extension headers followed at most.
+const MAX_EXTENSIONS: usize = 8;
+/// Furthest offset (from the frame's start) an ICMPv6 header is looked for.
+const MAX_ICMP6_OFFSET: usize = 2048;
+
 fn ipv6(frame: &[u8], l3: usize, len: usize) -> Option<&'static str> {
-    if frame.get(l3 + 6) != Some(&58) {
+    let first = *frame.get(l3 + 6)?;
+    if first != 58 && !IPV6_EXTENSIONS.contains(&first) {
         return None;
     }
     if len < l3 + 40 {
         return Some("malformed");
     }
     let payload = usize::from(be16(frame, l3 + 4)?);
-    if frame[l3] >> 4 != 6 || payload < 4 || l3 + 40 + payload > len {
+    let end = l3 + 40 + payload;
+    if frame[l3] >> 4 != 6 || end > len {
         return Some("malformed");
     }
-    let (kind, min) = match frame[l3 + 40] {
+    // Extension headers: each one's next-header byte first; its length from its second
+    // byte in 8-byte units beyond the first 8 (AH: 4-byte units beyond the first 8), a
+    // fragment header 8 bytes whose later fragments (offset not 0) are skipped.
+    let mut next = first;
+    let mut at = l3 + 40;
+    let mut followed = 0;
+    while next != 58 {
+        if followed == MAX_EXTENSIONS || !IPV6_EXTENSIONS.contains(&next) {
+            return None;
+        }
+        followed += 1;
+        let header_min = if next == 44 { 8 } else { 2 };
+        if at + header_min > end {
+            return Some("malformed");
+        }
+        let length = usize::from(frame[at + 1]);
+        let size = match next {
+            44 if be16(frame, at + 2)? >> 3 != 0 => return None,
+            44 => 8,
+            51 => 4 * length + 8,
+            _ => 8 * length + 8,
+        };
+        next = frame[at];
+        at += size;
+        if at > end {
+            return Some("malformed");
+        }
+        if at > MAX_ICMP6_OFFSET {
+            return None;
+        }
+    }
+    let icmp_len = end - at;
+    if icmp_len < 4 {
+        return Some("malformed");
+    }
+    let (kind, min) = match frame[at] {
         128 => ("icmp6-echo-request", 8),
         129 => ("icmp6-echo-reply", 8),
         133 => ("ndp-router-solicit", 8),
@@ -123,7 +171,7 @@ fn ipv6(frame: &[u8], l3: usize, len: usize) -> Option<&'static str> {
         136 => ("ndp-neighbor-advert", 24),
         _ => ("icmp6-other", 4),
     };
-    Some(if payload < min { "malformed" } else { kind })
+    Some(if icmp_len < min { "malformed" } else { kind })
 }
 
 /// What the tc ingress hook of the receiving end of a veth sees of a frame sent as `frame`:
@@ -225,6 +273,66 @@ mod tests {
             bad[14] = 0x40 | ihl;
             assert_eq!(expected_kind(&bad), Some("malformed"), "ihl {ihl}");
         }
+    }
+
+    fn icmp6(chain: &[(u8, Vec<u8>)], icmp: &[u8]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for (i, (_, header)) in chain.iter().enumerate() {
+            let mut h = header.clone();
+            h[0] = chain.get(i + 1).map_or(58, |(next, _)| *next);
+            payload.extend_from_slice(&h);
+        }
+        payload.extend_from_slice(icmp);
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&u16::try_from(payload.len()).unwrap_or(0).to_be_bytes());
+        ip.extend_from_slice(&[chain.first().map_or(58, |(n, _)| *n), 64]);
+        ip.extend_from_slice(&[0; 32]);
+        ip.extend_from_slice(&payload);
+        eth(ETH_P_IPV6, &ip)
+    }
+
+    #[test]
+    fn icmp6_behind_extension_headers() {
+        let echo = [128, 0, 0, 0, 0, 1, 0, 1];
+        let opts = vec![0, 0, 1, 4, 0, 0, 0, 0];
+        let frag = |offset: u16| {
+            let mut h = vec![0, 0];
+            h.extend_from_slice(&(offset << 3 | 1).to_be_bytes());
+            h.extend_from_slice(&[0, 0, 0, 1]);
+            h
+        };
+        assert_eq!(
+            expected_kind(&icmp6(&[], &echo)),
+            Some("icmp6-echo-request")
+        );
+        assert_eq!(
+            expected_kind(&icmp6(&[(0, opts.clone())], &echo)),
+            Some("icmp6-echo-request")
+        );
+        assert_eq!(
+            expected_kind(&icmp6(&[(44, frag(0))], &echo)),
+            Some("icmp6-echo-request")
+        );
+        assert_eq!(expected_kind(&icmp6(&[(44, frag(1))], &echo)), None);
+        let chain = |n: usize| -> Vec<(u8, Vec<u8>)> { vec![(60, opts.clone()); n] };
+        assert_eq!(
+            expected_kind(&icmp6(&chain(8), &echo)),
+            Some("icmp6-echo-request")
+        );
+        assert_eq!(expected_kind(&icmp6(&chain(9), &echo)), None);
+        assert_eq!(
+            expected_kind(&icmp6(&[(0, opts.clone())], &echo[..3])),
+            Some("malformed")
+        );
+        let mut long = opts.clone();
+        long[1] = 9;
+        assert_eq!(
+            expected_kind(&icmp6(&[(0, long)], &echo)),
+            Some("malformed")
+        );
+        let mut tcp = icmp6(&[(0, opts)], &echo);
+        tcp[14 + 40] = 6;
+        assert_eq!(expected_kind(&tcp), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod netns;
 pub mod public_copy;
 pub mod raw_socket;
 pub mod reliability;
+pub mod tcpdump;
 pub mod topology;
 pub mod watch;
 

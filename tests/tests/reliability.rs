@@ -395,6 +395,42 @@ fn ipv6_plain(next: u8, payload: &[u8]) -> Vec<u8> {
     )
 }
 
+/// An IPv6 extension header of the Hop-by-Hop / Routing / Destination Options shape:
+/// `next`, length `units` (8-byte units beyond the first 8), padding, then `rest`.
+fn ext(next: u8, units: u8, rest: &[u8]) -> Vec<u8> {
+    let mut header = vec![next, units];
+    // PadN option over the rest of the header (its content is zero).
+    let size = 8 * usize::from(units) + 8;
+    header.extend_from_slice(&[1, u8::try_from(size - 4).unwrap_or(u8::MAX)]);
+    header.resize(size, 0);
+    header.extend_from_slice(rest);
+    header
+}
+
+/// An IPv6 fragment header (offset in 8-byte units, more-fragments flag) before `rest`.
+fn fragment6(next: u8, offset: u16, more: bool, rest: &[u8]) -> Vec<u8> {
+    let mut header = vec![next, 0];
+    header.extend_from_slice(&((offset << 3) | u16::from(more)).to_be_bytes());
+    header.extend_from_slice(&[0x4e, 0x4c, 0, 1]);
+    header.extend_from_slice(rest);
+    header
+}
+
+/// An IPv6 Authentication Header (length 4: 24 bytes) before `rest`.
+fn ah(next: u8, rest: &[u8]) -> Vec<u8> {
+    let mut header = vec![next, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+    header.resize(24, 0);
+    header.extend_from_slice(rest);
+    header
+}
+
+/// `n` Destination Options headers in a row, then ICMPv6 `rest`.
+fn dstopts_chain(n: usize, rest: &[u8]) -> Vec<u8> {
+    (0..n).fold(rest.to_vec(), |inner, i| {
+        ext(if i == 0 { 58 } else { 60 }, 0, &inner)
+    })
+}
+
 /// An ARP body with the given header fields (Ethernet/IPv4 addresses after them).
 fn arp(htype: u16, ptype: u16, hlen: u8, plen: u8, op: u16) -> Vec<u8> {
     let mut body = Vec::with_capacity(28);
@@ -497,6 +533,67 @@ fn hostile_bodies() -> Vec<Body> {
         body("icmp6-plen-2", IP6, ipv6(0x60, 2, 58, &echo6[..2]), false),
         body("icmp6-version4", IP6, ipv6(0x40, 64, 58, &echo6), false),
         body("ipv6-tcp", IP6, ipv6_plain(6, &[0; 20]), false),
+        body(
+            "icmp6-hbh-echo",
+            IP6,
+            ipv6_plain(0, &ext(58, 0, &echo6)),
+            true,
+        ),
+        body(
+            "icmp6-frag-first-echo",
+            IP6,
+            ipv6_plain(44, &fragment6(58, 0, true, &echo6)),
+            true,
+        ),
+        body(
+            "icmp6-frag-later",
+            IP6,
+            ipv6_plain(44, &fragment6(58, 100, false, &echo6)),
+            false,
+        ),
+        body(
+            "icmp6-dstopts-ns",
+            IP6,
+            ipv6_plain(60, &ext(58, 1, &ns)),
+            true,
+        ),
+        body(
+            "icmp6-routing-echo",
+            IP6,
+            ipv6_plain(43, &ext(58, 0, &echo6)),
+            false,
+        ),
+        body("icmp6-ah-echo", IP6, ipv6_plain(51, &ah(58, &echo6)), false),
+        body(
+            "icmp6-hbh-past-payload",
+            IP6,
+            ipv6_plain(0, &ext(58, 10, &echo6[..8])),
+            false,
+        ),
+        body(
+            "icmp6-hbh-short-icmp",
+            IP6,
+            ipv6_plain(0, &ext(58, 0, &echo6[..2])),
+            false,
+        ),
+        body(
+            "ipv6-hbh-tcp",
+            IP6,
+            ipv6_plain(0, &ext(6, 0, &[0; 20])),
+            false,
+        ),
+        body(
+            "icmp6-8-dstopts-echo",
+            IP6,
+            ipv6_plain(60, &dstopts_chain(8, &echo6)),
+            false,
+        ),
+        body(
+            "icmp6-9-dstopts-echo",
+            IP6,
+            ipv6_plain(60, &dstopts_chain(9, &echo6)),
+            false,
+        ),
         body(
             "lldp",
             0x88cc,

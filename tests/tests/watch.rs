@@ -230,6 +230,66 @@ fn ipv6_ping_counts_echo_and_ndp() -> Result<()> {
     Ok(())
 }
 
+/// Large pings are how people test MTU: fragmented, an ICMPv6 echo carries a Fragment
+/// header before its ICMPv6 header. Each datagram is counted once (its first fragment), on
+/// every point, as ping's own statistics say; a multicast listener report (Hop-by-Hop, then
+/// ICMPv6) is counted as tcpdump sees it.
+#[test]
+fn fragmented_pings_and_extension_headers_are_counted() -> Result<()> {
+    netlab_or_skip!();
+    const LARGE: u64 = 3;
+    let topo = Topology::new("frag")?;
+    // A report of multicast listening: Hop-by-Hop (router alert) + ICMPv6 type 143.
+    let reports = netlab_tests::tcpdump::Tcpdump::start(
+        Some(topo.br.name()),
+        VETH_A,
+        "in",
+        "ip6[6] == 0 and ip6[40] == 58 and ip6[48] == 143",
+    )?;
+    let watch = Watch::start(topo.br.name(), &WATCH_BRIDGE)?;
+    let watching = std::time::SystemTime::now();
+    let v6 = topo
+        .a
+        .exec(&format!("ping -6 -c {LARGE} -s 3000 -i 0.2 -w 10 {IP6_B}"))?;
+    let v4 = topo
+        .a
+        .exec(&format!("ping -c {LARGE} -s 3000 -i 0.2 -w 10 {IP_B}"))?;
+    // A new address joins its solicited-node group: the kernel reports it (twice, within
+    // a second).
+    topo.a.exec(&format!(
+        "ip -6 addr add fd99::99/64 dev {CONTAINER_IF} nodad"
+    ))?;
+    std::thread::sleep(Duration::from_secs(3));
+    let output = watch.stop_after(SETTLE)?;
+    let watched = std::time::SystemTime::now();
+    let all_reports = reports.stop_after(Duration::ZERO)?;
+    // What tcpdump saw while netlab watched.
+    let report_lines = netlab_tests::tcpdump::between(&all_reports, watching, watched);
+    for (family, text) in [("IPv6", &v6), ("IPv4", &v4)] {
+        ensure!(
+            text.contains(&format!("{LARGE} packets transmitted, {LARGE} received")),
+            "{family} large ping did not get every reply:\n{text}"
+        );
+    }
+    assert_echo_path(&output, "icmp6-echo-request", "icmp6-echo-reply", LARGE)?;
+    assert_echo_path(&output, "icmp-echo-request", "icmp-echo-reply", LARGE)?;
+    let requests: Vec<&Value> = output
+        .events_at(VETH_A, "ingress", "icmp6-echo-request")
+        .collect();
+    ensure!(
+        requests.len() as u64 == LARGE && requests.iter().all(|e| e.pointer("/icmp/seq").is_some()),
+        "expected {LARGE} fragmented echo requests with their sequence numbers on va: {requests:?}"
+    );
+    let counted = count(&output.summary, VETH_A, "ingress", "icmp6-other");
+    ensure!(
+        !report_lines.is_empty() && counted == report_lines.len() as u64,
+        "listener reports: tcpdump saw {} on va ingress ({report_lines:?}), netlab counted {counted} icmp6-other\n{}",
+        report_lines.len(),
+        output.counters_text()
+    );
+    Ok(())
+}
+
 #[test]
 fn sampling_keeps_counters_exact() -> Result<()> {
     netlab_or_skip!();
