@@ -12,6 +12,7 @@ mod lab;
 mod netns_lab;
 mod setup;
 mod test_all;
+mod vmtest;
 mod workspace;
 
 use anyhow::Result;
@@ -120,6 +121,20 @@ enum Command {
         #[arg(long, default_value_t = fuzz::DEFAULT_SECS, value_parser = clap::value_parser!(u32).range(1..))]
         secs: u32,
     },
+    /// Boot Debian's 5.10, 6.1 and 6.12 kernels under qemu (TCG) and run netlab's kernel
+    /// scenarios in each: load, count, kinds, drop, btf, daemon, cleanup.
+    Vmtest {
+        /// Which kernel to boot.
+        #[arg(long, default_value = "all", value_parser = vmtest::KERNEL_CHOICES)]
+        kernel: String,
+        /// Run only this scenario (repeatable).
+        #[arg(long = "scenario", value_name = "NAME", value_parser = vmtest::SCENARIOS)]
+        scenarios: Vec<String>,
+        /// Seconds one kernel's boot and scenarios may take before qemu is killed.
+        #[arg(long, value_name = "SECS", default_value_t = vmtest::DEFAULT_TIMEOUT_SECS,
+              value_parser = clap::value_parser!(u64).range(10..))]
+        timeout: u64,
+    },
     /// Make sure a Docker engine answers, starting dockerd if needed.
     #[command(hide = true)]
     DockerUp,
@@ -167,6 +182,11 @@ fn main() -> Result<()> {
         Command::BenchIcmpSend { dst, secs, pps } => bench::icmp_send(dst, secs, pps),
         Command::BenchUdpRecv { port, secs, hold } => bench::udp_recv(port, secs, hold),
         Command::Fuzz { secs } => fuzz::run(secs),
+        Command::Vmtest {
+            kernel,
+            scenarios,
+            timeout,
+        } => vmtest::run(&kernel, &scenarios, std::time::Duration::from_secs(timeout)),
         Command::DockerUp => docker::ensure_docker(),
         Command::Images { rebuild } => {
             docker::ensure_docker()?;
