@@ -36,6 +36,17 @@ pub const PROG_INGRESS: &str = "netlab_ingress";
 /// Name of the tc program attached to egress hooks.
 pub const PROG_EGRESS: &str = "netlab_egress";
 
+/// Name of the map of (interface, direction) hooks covered while netlab attaches to them.
+pub const MAP_COVER: &str = "NETLAB_COVER";
+/// Name of the single-entry cover configuration array.
+pub const MAP_COVER_CONFIG: &str = "NETLAB_COVER_CONFIG";
+/// Name of the raw tracepoint on `netif_receive_skb` that covers a new port's ingress.
+pub const PROG_COVER_INGRESS: &str = "netlab_cover_ingress";
+/// Name of the raw tracepoint on `net_dev_queue` that covers a new port's egress.
+pub const PROG_COVER_EGRESS: &str = "netlab_cover_egress";
+/// Hooks covered at most at once.
+pub const COVER_ENTRIES: u32 = 4096;
+
 /// Direction of a packet relative to the interface the program is attached to.
 pub mod direction {
     /// Received by the interface (tc ingress).
@@ -196,6 +207,38 @@ pub struct DropConfig {
     pub quiet_reason: u32,
 }
 
+/// What the cover programs need, written by user space from the running kernel's BTF.
+///
+/// Between a veth joining an observed bridge and netlab's tc programs running on it (an
+/// attach waits for RCU grace periods, tens of milliseconds, and a container may send
+/// sooner), raw tracepoints on `netif_receive_skb` (just before tc ingress) and
+/// `net_dev_queue` (just after tc egress) count the packets of the hooks in [`MAP_COVER`];
+/// a per-CPU note tells the tc program and the tracepoint which of them counted a packet,
+/// so none is counted twice (see `netlab-ebpf/src/cover.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoverConfig {
+    /// 0: the map is empty, every program returns at once.
+    pub active: u32,
+    /// Offsets of `struct sk_buff` members.
+    pub skb_len: u32,
+    pub skb_data_len: u32,
+    pub skb_head: u32,
+    pub skb_data: u32,
+    pub skb_mac_header: u32,
+    pub skb_dev: u32,
+    /// Offset of `struct net_device` member `ifindex`.
+    pub dev_ifindex: u32,
+    /// Offset of `struct net_device` member `nd_net.net`.
+    pub dev_net: u32,
+    /// Offset of `struct net` member `ns.inum`.
+    pub net_inum: u32,
+    /// Inode number of the network namespace netlab observes: interface indexes repeat
+    /// across namespaces, so a covered index counts only there.
+    pub netns: u32,
+    pub _pad: u32,
+}
+
 /// A packet the kernel dropped, as written to the ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -225,6 +268,7 @@ pub struct DropEvent {
 
 const _: () = assert!(core::mem::size_of::<CounterKey>() == 8);
 const _: () = assert!(core::mem::size_of::<DropConfig>() == 56);
+const _: () = assert!(core::mem::size_of::<CoverConfig>() == 48);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 40 + SNAP_LEN);
 const _: () = assert!(core::mem::offset_of!(PacketEvent, record) == RECORD_OFFSET);
 const _: () = assert!(core::mem::offset_of!(DropEvent, record) == RECORD_OFFSET);
@@ -245,6 +289,8 @@ mod pod {
     unsafe impl aya::Pod for super::PacketEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DropConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CoverConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DropEvent {}
 }

@@ -176,6 +176,60 @@ impl Attachment {
         self.pinned.is_some()
     }
 
+    /// Attaches `prog` to one hook again with a new TCX link (something else detached the
+    /// old one), in place of the old link (and of its pin). The other hook is left alone:
+    /// releasing a link and attaching the same program at once can fail with EEXIST while
+    /// the kernel frees the old one.
+    pub fn replace_hook(&mut self, prog: BorrowedFd<'_>, ingress: bool) -> Result<(), AttachError> {
+        let hook = if ingress { "ingress" } else { "egress" };
+        let fd =
+            tcx::link_create(prog, self.ifindex, ingress).map_err(|source| AttachError::Tcx {
+                iface: self.iface.clone(),
+                hook,
+                source,
+            })?;
+        let slot = if ingress {
+            &mut self.ingress
+        } else {
+            &mut self.egress
+        };
+        match &self.pinned {
+            Some(paths) => {
+                let path = &paths[usize::from(!ingress)];
+                // The old pin holds a link that no longer attaches anything.
+                let _ = std::fs::remove_file(path);
+                tcx::obj_pin(fd.as_fd(), path).map_err(|source| AttachError::Pin {
+                    iface: self.iface.clone(),
+                    hook,
+                    path: path.clone(),
+                    source,
+                })?;
+                *slot = None;
+            }
+            None => *slot = Some(Hook::Tcx(fd)),
+        }
+        Ok(())
+    }
+
+    /// The interface was renamed: TCX links follow an interface by index, so only the name
+    /// (and the names of the pins) change.
+    pub fn rename(&mut self, name: &str) {
+        if let Some(old) = self.pinned.take() {
+            let new = pin_paths(
+                old[0].parent().unwrap_or(Path::new("/")),
+                self.ifindex,
+                name,
+            );
+            for (from, to) in old.iter().zip(&new) {
+                if let Err(e) = std::fs::rename(from, to) {
+                    log::warn!("cannot rename {} to {}: {e}", from.display(), to.display());
+                }
+            }
+            self.pinned = Some(new);
+        }
+        self.iface = name.to_owned();
+    }
+
     /// Removes the pins, which detaches pinned links.
     pub fn unpin(&mut self) {
         for p in self.pinned.take().into_iter().flatten() {

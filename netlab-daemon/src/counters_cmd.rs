@@ -80,6 +80,7 @@ fn from_pins(args: &CountersArgs) -> anyhow::Result<Summary> {
                 .cloned()
                 .unwrap_or_else(|| format!("ifindex {}", key.ifindex)),
             ifindex: key.ifindex,
+            label: None,
             direction: dir.name(),
             kind: kind.name(),
             packets: values.iter().sum(),

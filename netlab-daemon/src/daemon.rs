@@ -28,9 +28,8 @@ use crate::btf::Kallsyms;
 use crate::clock::Clock;
 use crate::discover::Observer;
 use crate::filter::Filter;
-use crate::follow::{scan, DockerFeed, Settle};
+use crate::follow::{scan, Change, DockerFeed, Follower};
 use crate::journey::Correlator;
-use crate::links::{LinkChange, LinkWatcher};
 use crate::loader::Datapath;
 use crate::metrics;
 use crate::pipeline::{DropContext, Pipeline};
@@ -44,6 +43,8 @@ pub const DEFAULT_SOCKET: &str = "/run/netlab/netlab.sock";
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netlab";
 /// Events queued per client before that client starts losing them.
 const CLIENT_QUEUE: usize = 4096;
+/// Every this many 100 ms ticks, every hook is checked to still run netlab's programs.
+pub const VERIFY_EVERY_TICKS: u64 = 20;
 
 /// Options of `netlab daemon`.
 #[derive(Debug, Clone, clap::Args)]
@@ -93,6 +94,8 @@ struct Shared {
     started: Instant,
     /// Events lost by slow clients, all clients together.
     client_lost: AtomicU64,
+    /// Hooks found detached by something else (and attached again).
+    hooks_lost: AtomicU64,
 }
 
 /// Removes every pinned object under `dir`: the tc links and the drop program's link
@@ -328,6 +331,7 @@ async fn handle(
             "attached_interfaces": shared.attached.load(Ordering::Relaxed),
             "clients": shared.clients.load(Ordering::Relaxed),
             "client_events_lost": shared.client_lost.load(Ordering::Relaxed),
+            "hooks_lost": shared.hooks_lost.load(Ordering::Relaxed),
             "docker": shared.docker.load(Ordering::Relaxed),
             "uptime_seconds": shared.started.elapsed().as_secs(),
         })),
@@ -493,6 +497,11 @@ fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
         rtt,
         attached_interfaces: obs.attached() as u64,
         journeys: p.tallies.journeys.iter().map(|(k, v)| (*k, *v)).collect(),
+        hooks_lost: obs
+            .hooks_lost
+            .iter()
+            .map(|((iface, hook), n)| (iface.clone(), *hook, *n))
+            .collect(),
     })
 }
 
@@ -510,6 +519,56 @@ fn counters_summary(obs: &Observer, p: &Pipeline) -> Summary {
     Summary::new(rows, delivery, 0)
         .with_drops(drops)
         .with_pairs(pairs)
+}
+
+/// Acts on one change of links or of Docker.
+fn on_change(
+    change: Change,
+    obs: &mut Observer,
+    p: &mut Pipeline,
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    shared: &Shared,
+    gone: &mut BTreeMap<String, Instant>,
+) -> anyhow::Result<()> {
+    match change {
+        Change::LinkGone { ifindex } => {
+            // Events already queued for it are recorded first, with its labels.
+            while let Some(item) = ring.next() {
+                p.record(&item)?;
+            }
+            obs.forget(ifindex);
+        }
+        Change::Link(link) => {
+            if !obs.note_new_port(&link, &p.topo) {
+                // A change of a link netlab observes (tcpdump turning promiscuous mode on,
+                // say): check that its hooks still run netlab's programs.
+                obs.verify(Some(link.ifindex));
+            }
+            p.hold();
+        }
+        Change::Overrun => p.hold(),
+        Change::Engine { connected } => {
+            shared.docker.store(connected, Ordering::Relaxed);
+        }
+        Change::Rescanned(t) => {
+            while let Some(item) = ring.next() {
+                p.record(&item)?;
+            }
+            for c in &p.topo.containers {
+                if t.container_named(&c.name).is_none() {
+                    gone.entry(c.name.clone()).or_insert_with(Instant::now);
+                }
+            }
+            obs.reconcile(&t);
+            let t = Arc::new(t);
+            if let Ok(mut w) = shared.topo.write() {
+                *w = Arc::clone(&t);
+            }
+            p.set_topology(t)?;
+        }
+    }
+    shared.attached.store(obs.attached(), Ordering::Relaxed);
+    Ok(())
 }
 
 /// What the daemon sets up while the process is still single-threaded, with every
@@ -552,7 +611,7 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
 pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     let Prepared { socket, kallsyms } = prepared;
     let mut kallsyms = kallsyms;
-    let mut feed = DockerFeed::connect().await;
+    let feed = DockerFeed::connect().await;
     let topo = scan(feed.snapshot.clone()).await?;
     let maps_dir = args.pin_dir.join("maps");
     let links_dir = args.pin_dir.join("links");
@@ -584,6 +643,7 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
             None
         }
     };
+    crate::watch::enable_cover(&mut dp);
     let obs = Observer::new(dp, AttachMode::Tcx)
         .persist_in(&links_dir)
         .with_context(|| format!("creating {}", links_dir.display()))?;
@@ -607,6 +667,7 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         clients: AtomicUsize::new(0),
         started: Instant::now(),
         client_lost: AtomicU64::new(0),
+        hooks_lost: AtomicU64::new(0),
     });
     let mut p = Pipeline::new(
         topo,
@@ -649,10 +710,11 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut links = LinkWatcher::new().context("subscribing to link changes")?;
+    let mut follow = Follower::new(feed).context("subscribing to link changes")?;
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut settle = Settle::default();
+    let mut ticks: u64 = 0;
+    let mut attaching: Option<tokio::task::JoinHandle<crate::discover::AttachDone>> = None;
     let mut attributing_at: Option<Instant> = None;
     // Containers that left, and when: their series leave /metrics after the grace period.
     let mut gone: BTreeMap<String, Instant> = BTreeMap::new();
@@ -675,51 +737,44 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
                 Ask::Counters(tx) => { let _ = tx.send(counters_summary(&obs, &p)); }
                 Ask::Metrics(tx) => { let _ = tx.send(metrics_page(&obs, &p)); }
             },
-            change = links.next() => {
-                let change = change.context("reading link changes")?;
-                if let LinkChange::Deleted { ifindex, .. } = change {
-                    // Events already queued for it are recorded first, with its labels.
-                    while let Some(item) = ring.get_mut().next() {
-                        p.record(&item)?;
-                    }
-                    obs.forget(ifindex);
-                } else {
-                    if let LinkChange::New(link) = &change {
-                        obs.attach_new_port(link, &p.topo);
-                        shared.attached.store(obs.attached(), Ordering::Relaxed);
-                    }
-                    p.hold();
+            change = follow.next() => {
+                let mut change = Some(change.context("following links and Docker")?);
+                while let Some(c) = change.take() {
+                    on_change(c, &mut obs, &mut p, ring.get_mut(), &shared, &mut gone)?;
+                    change = follow.try_link().context("reading link changes")?;
                 }
-                settle.soon(change.asks_docker());
             }
-            () = feed.next_event() => {
-                shared.docker.store(feed.connected(), Ordering::Relaxed);
-                settle.soon(true);
-            }
-            ask_docker = settle.settled(), if settle.armed() => {
-                if let Some(t) = feed.rescan(ask_docker).await {
-                    while let Some(item) = ring.get_mut().next() {
-                        p.record(&item)?;
-                    }
-                    for c in &p.topo.containers {
-                        if t.container_named(&c.name).is_none() {
-                            gone.entry(c.name.clone()).or_insert_with(Instant::now);
-                        }
-                    }
-                    obs.reconcile(&t);
-                    shared.attached.store(obs.attached(), Ordering::Relaxed);
-                    let t = Arc::new(t);
-                    if let Ok(mut w) = shared.topo.write() {
-                        *w = Arc::clone(&t);
-                    }
-                    p.set_topology(t)?;
+            () = std::future::ready(()), if obs.has_pending() => {
+                // Every new port already announced is covered before this one is attached.
+                while let Some(c) = follow.try_link().context("reading link changes")? {
+                    on_change(c, &mut obs, &mut p, ring.get_mut(), &shared, &mut gone)?;
                 }
+                if let Some(job) = obs.next_attach_job() {
+                    attaching = Some(tokio::task::spawn_blocking(move || job.run()));
+                }
+                shared.attached.store(obs.attached(), Ordering::Relaxed);
+            }
+            done = async {
+                match attaching.as_mut() {
+                    Some(t) => t.await,
+                    None => std::future::pending().await,
+                }
+            }, if attaching.is_some() => {
+                attaching = None;
+                obs.finish_attach(done.context("attaching a new port")?);
+                shared.attached.store(obs.attached(), Ordering::Relaxed);
             }
             _ = ticker.tick() => {
+                ticks += 1;
+                if ticks.is_multiple_of(VERIFY_EVERY_TICKS) {
+                    obs.verify(None);
+                    shared.hooks_lost.store(obs.hooks_lost_total(), Ordering::Relaxed);
+                }
+                obs.expire_cover();
                 p.release_if_due()?;
                 if p.holding() {
                     // A veth's owner is still unknown: ask Docker again.
-                    settle.now();
+                    follow.rescan_soon();
                 }
                 p.poll_journeys(Clock::monotonic_now())?;
                 if attributing_at.is_some_and(|t| Instant::now() >= t) {

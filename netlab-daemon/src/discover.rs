@@ -56,11 +56,118 @@ pub struct Observer {
     attached: BTreeMap<u32, Attachment>,
     /// Counters of interfaces that went away, kept by name so the totals stay exact, with
     /// when they went.
-    retired: Vec<(u32, String, Direction, Kind, u64, std::time::Instant)>,
+    retired: Vec<Retired>,
+    /// What a person reads for each observed interface (`veth of AppDev (devops, br-…)`),
+    /// from the last topology, for interfaces whose name alone says little.
+    labels: HashMap<u32, String>,
     /// Names of the interfaces detached at the end, whose counters are still in the map.
     detached: HashMap<u32, String>,
     /// Pin links here so they outlive the process (daemon mode).
     pin_dir: Option<std::path::PathBuf>,
+    /// The kernel's ids of the ingress and egress programs, once asked.
+    prog_ids: Option<(u32, u32)>,
+    /// Hooks found no longer running netlab's program (something else detached it), by
+    /// interface name and hook; each was attached again.
+    pub hooks_lost: BTreeMap<(String, &'static str), u64>,
+    /// New bridge ports waiting to be attached (covered meanwhile), in the order they came.
+    pending: std::collections::VecDeque<(u32, String)>,
+    /// Interfaces covered, with when their tc programs were attached (`None`: not yet).
+    covering: BTreeMap<u32, Option<std::time::Instant>>,
+    /// The new port an [`AttachJob`] is attaching now.
+    in_flight: Option<u32>,
+}
+
+/// How long a hook stays covered after its tc program was attached, if that program has
+/// counted no packet there yet (it then removes the hook itself).
+const COVER_AFTER_ATTACH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Attaches both programs to `idx` as TCX links, adopting (with a pin directory) the
+/// links an earlier run pinned for it, and pinning new ones.
+fn tcx_attach_or_adopt(
+    progs: crate::attach::ProgFds<'_>,
+    pin_dir: Option<&std::path::Path>,
+    idx: u32,
+    name: &str,
+) -> anyhow::Result<Attachment> {
+    if let Some(dir) = pin_dir {
+        if let Some(a) = crate::attach::adopt(progs, dir, name, idx)? {
+            log::debug!("adopted the pinned links of {name}");
+            return Ok(a);
+        }
+        return Ok(crate::attach::attach_tcx(progs, name, idx)?.pin(dir)?);
+    }
+    Ok(crate::attach::attach_tcx(progs, name, idx)?)
+}
+
+/// Attaching a new port on a thread of its own: the attach waits for RCU grace periods,
+/// and meanwhile the loop goes on covering the next ports that appear.
+pub struct AttachJob {
+    idx: u32,
+    name: String,
+    ingress: std::os::fd::OwnedFd,
+    egress: std::os::fd::OwnedFd,
+    pin_dir: Option<std::path::PathBuf>,
+}
+
+/// What an [`AttachJob`] did.
+pub struct AttachDone {
+    idx: u32,
+    name: String,
+    result: anyhow::Result<Attachment>,
+}
+
+impl AttachJob {
+    /// Attaches (blocking).
+    pub fn run(self) -> AttachDone {
+        use std::os::fd::AsFd as _;
+        let progs = crate::attach::ProgFds {
+            ingress: self.ingress.as_fd(),
+            egress: self.egress.as_fd(),
+        };
+        let t0 = std::time::Instant::now();
+        let result = tcx_attach_or_adopt(progs, self.pin_dir.as_deref(), self.idx, &self.name);
+        log::debug!("attaching {} took {:?}", self.name, t0.elapsed());
+        AttachDone {
+            idx: self.idx,
+            name: self.name,
+            result,
+        }
+    }
+}
+
+/// The counters of an interface that went away, kept by name.
+#[derive(Clone, Debug)]
+struct Retired {
+    ifindex: u32,
+    iface: String,
+    label: Option<String>,
+    dir: Direction,
+    kind: Kind,
+    packets: u64,
+    at: std::time::Instant,
+}
+
+/// What a person reads for `o`, when its name alone says little (a container's or a
+/// hand-made veth, a Docker network's bridge).
+pub fn label_of(o: &crate::topology::ObservedIface) -> Option<String> {
+    let named = match o.role {
+        Role::ContainerVeth | Role::ManualVeth => o.container.is_some() || o.network.is_some(),
+        Role::Bridge => o.network.is_some(),
+        Role::Veth | Role::Interface => false,
+    };
+    named.then(|| {
+        let mut s = String::new();
+        crate::event::IfaceView::of(o).describe(&mut s);
+        s
+    })
+}
+
+/// A hook of an observed interface that no longer runs netlab's program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LostHook {
+    pub ifindex: u32,
+    pub iface: String,
+    pub hook: &'static str,
 }
 
 impl Observer {
@@ -70,8 +177,14 @@ impl Observer {
             mode,
             attached: BTreeMap::new(),
             retired: Vec::new(),
+            labels: HashMap::new(),
             detached: HashMap::new(),
             pin_dir: None,
+            prog_ids: None,
+            hooks_lost: BTreeMap::new(),
+            pending: Default::default(),
+            covering: BTreeMap::new(),
+            in_flight: None,
         }
     }
 
@@ -147,14 +260,7 @@ impl Observer {
         idx: u32,
         name: &str,
     ) -> anyhow::Result<Attachment> {
-        if let Some(dir) = &self.pin_dir {
-            if let Some(a) = crate::attach::adopt(progs, dir, name, idx)? {
-                log::debug!("adopted the pinned links of {name}");
-                return Ok(a);
-            }
-            return Ok(crate::attach::attach_tcx(progs, name, idx)?.pin(dir)?);
-        }
-        Ok(crate::attach::attach_tcx(progs, name, idx)?)
+        tcx_attach_or_adopt(progs, self.pin_dir.as_deref(), idx, name)
     }
 
     /// Netlink filters cannot be pinned: they always go with the process.
@@ -188,6 +294,16 @@ impl Observer {
     /// Attaches to what `topo` observes and is not attached yet, detaches what it no longer
     /// observes. Errors on single interfaces (one that vanished meanwhile) are logged.
     pub fn reconcile(&mut self, topo: &Topology) {
+        for o in &topo.observed {
+            match label_of(o) {
+                Some(l) => {
+                    self.labels.insert(o.ifindex, l);
+                }
+                None => {
+                    self.labels.remove(&o.ifindex);
+                }
+            }
+        }
         let gone: Vec<u32> = self
             .attached
             .keys()
@@ -199,11 +315,27 @@ impl Observer {
         }
         let mut todo: Vec<(u32, String)> = Vec::new();
         for o in &topo.observed {
+            if self.in_flight == Some(o.ifindex)
+                || self.pending.iter().any(|(i, _)| *i == o.ifindex)
+            {
+                // Attached in its turn (covered meanwhile).
+                continue;
+            }
             if let Some(a) = self.attached.get(&o.ifindex) {
                 if a.iface == o.name {
                     continue;
                 }
-                // Renamed (or the index was reused): start again under the new name.
+                if self.still_attached(o.ifindex) {
+                    // Renamed: the links follow the interface, only the name changes (a
+                    // release and attach of the same programs could fail while the kernel
+                    // frees the old links).
+                    if let Some(a) = self.attached.get_mut(&o.ifindex) {
+                        log::debug!("{} is now called {}", a.iface, o.name);
+                        a.rename(&o.name);
+                    }
+                    continue;
+                }
+                // The index was reused by another interface: start again.
                 self.forget(o.ifindex);
             }
             todo.push((o.ifindex, o.name.clone()));
@@ -228,11 +360,22 @@ impl Observer {
         }
     }
 
-    /// Attaches at once to a veth the kernel just reported as a port of an observed bridge,
-    /// before the rescan that will label it: counting starts as soon as it joins, not a
-    /// settle time and a scan of every namespace later. Returns whether it attached.
-    pub fn attach_new_port(&mut self, link: &links::Link, topo: &Topology) -> bool {
-        if link.kind != links::LinkKind::Veth || self.attached.contains_key(&link.ifindex) {
+    /// Takes note of a veth the kernel just reported as a port of an observed bridge,
+    /// before the rescan that will label it: its packets are counted at once by the cover
+    /// programs (when they run), and it is queued to be attached (see
+    /// [`Observer::attach_pending`]). Returns whether it is new.
+    pub fn note_new_port(&mut self, link: &links::Link, topo: &Topology) -> bool {
+        if link.kind != links::LinkKind::Veth
+            || self.attached.contains_key(&link.ifindex)
+            || self.pending.iter().any(|(i, _)| *i == link.ifindex)
+        {
+            log::trace!(
+                "{}: not a new veth ({:?}, attached {}, pending {})",
+                link.name,
+                link.kind,
+                self.attached.contains_key(&link.ifindex),
+                self.pending.len()
+            );
             return false;
         }
         let on_observed_bridge = link
@@ -242,38 +385,236 @@ impl Observer {
         if !on_observed_bridge {
             return false;
         }
-        match self
-            .attach_batch(&[(link.ifindex, link.name.clone())])
-            .pop()
-        {
-            Some((idx, name, Ok(a))) => {
+        if self.dp.covers() {
+            match self.dp.cover(link.ifindex) {
+                Ok(()) => {
+                    self.covering.insert(link.ifindex, None);
+                }
+                Err(e) => log::debug!("cannot cover {}: {e:#}", link.name),
+            }
+        }
+        log::debug!(
+            "new port {} on an observed bridge: covered, to be attached",
+            link.name
+        );
+        self.pending.push_back((link.ifindex, link.name.clone()));
+        true
+    }
+
+    /// Whether new ports wait to be attached (and none is being attached now).
+    pub fn has_pending(&self) -> bool {
+        self.in_flight.is_none() && !self.pending.is_empty()
+    }
+
+    /// The oldest new port waiting, as a job for another thread when it is attached with
+    /// TCX; in netlink mode it is attached here and then `None`. One at a time: TCX
+    /// attaches wait for the kernel's RCU grace periods under one lock, so more threads
+    /// would only queue.
+    pub fn next_attach_job(&mut self) -> Option<AttachJob> {
+        while let Some((idx, name)) = self.pending.pop_front() {
+            if self.attached.contains_key(&idx) {
+                continue;
+            }
+            let tcx = match self.mode {
+                AttachMode::Tcx => true,
+                AttachMode::Auto => crate::attach::tcx_by_default(),
+                AttachMode::Netlink => false,
+            };
+            if tcx {
+                match self.dp.prog_fds() {
+                    Ok((ingress, egress)) => {
+                        self.in_flight = Some(idx);
+                        return Some(AttachJob {
+                            idx,
+                            name,
+                            ingress,
+                            egress,
+                            pin_dir: self.pin_dir.clone(),
+                        });
+                    }
+                    Err(e) => log::warn!("{name}: {e}"),
+                }
+            }
+            let result = self.attach_batch(&[(idx, name.clone())]).pop();
+            if let Some((idx, name, result)) = result {
+                self.finish_attach(AttachDone { idx, name, result });
+            }
+            return None;
+        }
+        None
+    }
+
+    /// Takes the result of an [`AttachJob`]: the attachment, unless the interface went away
+    /// meanwhile (then it is released).
+    pub fn finish_attach(&mut self, done: AttachDone) {
+        let AttachDone { idx, name, result } = done;
+        if self.in_flight == Some(idx) {
+            self.in_flight = None;
+        }
+        match result {
+            Ok(a) if crate::attach::ifindex(&name) == Some(idx) => {
                 log::debug!("attached to new port {name}");
                 self.attached.insert(idx, a);
-                true
+                if let Some(t) = self.covering.get_mut(&idx) {
+                    *t = Some(std::time::Instant::now());
+                }
+                return;
             }
-            Some((_, name, Err(e))) => {
-                log::debug!("{name}: {e:#}; the next rescan tries again");
-                false
+            Ok(mut a) => {
+                log::debug!("{name} went away while it was attached");
+                a.unpin();
             }
-            None => false,
+            Err(e) => log::debug!("{name}: {e:#}; the next rescan tries again"),
         }
+        self.stop_covering(idx);
+    }
+
+    /// Stops covering interfaces attached for longer than [`COVER_AFTER_ATTACH`] (their
+    /// tc programs took over), and gone ones.
+    pub fn expire_cover(&mut self) {
+        let done: Vec<u32> = self
+            .covering
+            .iter()
+            .filter(|(idx, t)| {
+                t.is_some_and(|t| t.elapsed() >= COVER_AFTER_ATTACH)
+                    || (t.is_none()
+                        && self.in_flight != Some(**idx)
+                        && !self.pending.iter().any(|(i, _)| i == *idx))
+            })
+            .map(|(idx, _)| *idx)
+            .collect();
+        for idx in done {
+            self.stop_covering(idx);
+        }
+    }
+
+    fn stop_covering(&mut self, idx: u32) {
+        if self.covering.remove(&idx).is_some() {
+            if let Err(e) = self.dp.uncover(idx) {
+                log::debug!("uncovering {idx}: {e:#}");
+            }
+        }
+    }
+
+    /// Interfaces whose packets the cover programs count now.
+    pub fn covering(&self) -> usize {
+        self.covering.len()
+    }
+
+    /// Checks that every TCX hook netlab attached (or only that of `only`) still runs its
+    /// program, and attaches again where something else detached it, saying so once per
+    /// hook (its counters stay: packets in between were not counted). Returns the hooks
+    /// found lost. Netlink filters are not checked.
+    pub fn verify(&mut self, only: Option<u32>) -> Vec<LostHook> {
+        let ids = match self.prog_ids {
+            Some(ids) => ids,
+            None => match self.dp.prog_ids() {
+                Ok(ids) => *self.prog_ids.insert(ids),
+                Err(e) => {
+                    log::debug!("cannot check attachments: {e:#}");
+                    return Vec::new();
+                }
+            },
+        };
+        let mut lost = Vec::new();
+        for (idx, a) in &self.attached {
+            if a.mode != AttachMode::Tcx || only.is_some_and(|o| o != *idx) {
+                continue;
+            }
+            for (ingress, hook, want) in [(true, "ingress", ids.0), (false, "egress", ids.1)] {
+                match crate::tcx::query_prog_ids(*idx, ingress) {
+                    Ok(running) if !running.contains(&want) => lost.push(LostHook {
+                        ifindex: *idx,
+                        iface: a.iface.clone(),
+                        hook,
+                    }),
+                    Ok(_) => {}
+                    // Gone, or renamed into another namespace: link events deal with it.
+                    Err(e) => log::debug!("checking {} {hook}: {e}", a.iface),
+                }
+            }
+        }
+        if lost.is_empty() {
+            return lost;
+        }
+        let fds = match self.dp.prog_fds() {
+            Ok(fds) => fds,
+            Err(e) => {
+                log::warn!("cannot attach lost hooks again: {e}");
+                return lost;
+            }
+        };
+        for l in &lost {
+            log::warn!(
+                "{}: netlab's {} program is no longer attached (something else detached it); attaching again, packets in between were not counted",
+                l.iface,
+                l.hook
+            );
+            *self
+                .hooks_lost
+                .entry((l.iface.clone(), l.hook))
+                .or_default() += 1;
+            let Some(a) = self.attached.get_mut(&l.ifindex) else {
+                continue;
+            };
+            use std::os::fd::AsFd as _;
+            let (prog, ingress) = match l.hook {
+                "ingress" => (fds.0.as_fd(), true),
+                _ => (fds.1.as_fd(), false),
+            };
+            // Its counters stay in the map: the same interface goes on counting.
+            if let Err(e) = a.replace_hook(prog, ingress) {
+                log::warn!("{}: cannot attach again: {e:#}", l.iface);
+            }
+        }
+        lost
+    }
+
+    /// Whether interface `ifindex` runs netlab's programs on both TCX hooks now (false for
+    /// netlink attachments, which are not checked).
+    fn still_attached(&mut self, ifindex: u32) -> bool {
+        if self.attached.get(&ifindex).map(|a| a.mode) != Some(AttachMode::Tcx) {
+            return false;
+        }
+        let Some((i, e)) = self.prog_ids.or_else(|| self.dp.prog_ids().ok()) else {
+            return false;
+        };
+        self.prog_ids = Some((i, e));
+        [(true, i), (false, e)].into_iter().all(|(ingress, id)| {
+            crate::tcx::query_prog_ids(ifindex, ingress).is_ok_and(|ids| ids.contains(&id))
+        })
+    }
+
+    /// Hooks found lost so far, all interfaces together.
+    pub fn hooks_lost_total(&self) -> u64 {
+        self.hooks_lost.values().sum()
     }
 
     /// Detaches from interface `ifindex` (gone or no longer wanted) and moves its counters
     /// out of the kernel map.
     pub fn forget(&mut self, ifindex: u32) {
+        self.pending.retain(|(i, _)| *i != ifindex);
+        self.stop_covering(ifindex);
         let Some(mut a) = self.attached.remove(&ifindex) else {
             return;
         };
         let name = a.iface.clone();
         a.unpin();
         drop(a);
+        let label = self.labels.remove(&ifindex);
         match self.dp.take_counters(ifindex) {
             Ok(rows) => {
                 let now = std::time::Instant::now();
                 for ((dir, kind), n) in rows {
-                    self.retired
-                        .push((ifindex, name.clone(), dir, kind, n, now));
+                    self.retired.push(Retired {
+                        ifindex,
+                        iface: name.clone(),
+                        label: label.clone(),
+                        dir,
+                        kind,
+                        packets: n,
+                        at: now,
+                    });
                 }
             }
             Err(e) => log::warn!("reading the counters of {name}: {e:#}"),
@@ -296,18 +637,20 @@ impl Observer {
             rows.push(CounterRow {
                 iface: name.clone(),
                 ifindex: idx,
+                label: self.labels.get(&idx).cloned(),
                 direction: dir.name(),
                 kind: kind.name(),
                 packets: n,
             });
         }
-        for (idx, name, dir, kind, n, _) in &self.retired {
+        for r in &self.retired {
             rows.push(CounterRow {
-                iface: name.clone(),
-                ifindex: *idx,
-                direction: dir.name(),
-                kind: kind.name(),
-                packets: *n,
+                iface: r.iface.clone(),
+                ifindex: r.ifindex,
+                label: r.label.clone(),
+                direction: r.dir.name(),
+                kind: r.kind.name(),
+                packets: r.packets,
             });
         }
         Ok(rows)
@@ -318,16 +661,21 @@ impl Observer {
     pub fn fold_retired(&mut self, grace: std::time::Duration) {
         let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
             .into_iter()
-            .partition(|r| r.5.elapsed() >= grace && r.1 != GONE);
+            .partition(|r| r.at.elapsed() >= grace && r.iface != GONE);
         self.retired = keep;
-        for (_, _, dir, kind, n, t) in old {
+        for r in old {
             match self
                 .retired
                 .iter_mut()
-                .find(|r| r.1 == GONE && r.2 == dir && r.3 == kind)
+                .find(|g| g.iface == GONE && g.dir == r.dir && g.kind == r.kind)
             {
-                Some(r) => r.4 += n,
-                None => self.retired.push((0, GONE.to_owned(), dir, kind, n, t)),
+                Some(g) => g.packets += r.packets,
+                None => self.retired.push(Retired {
+                    ifindex: 0,
+                    iface: GONE.to_owned(),
+                    label: None,
+                    ..r
+                }),
             }
         }
     }

@@ -269,15 +269,24 @@ impl DockerClient {
             .map_err(req("list containers"))?;
         let mut containers = Vec::new();
         let mut running = std::collections::HashSet::new();
+        let mut new = Vec::new();
         for c in list {
             let Some(id) = c.id else { continue };
             running.insert(id.clone());
-            if let Some(known) = cache.get(&id) {
-                containers.push(known.clone());
-                continue;
+            match cache.get(&id) {
+                Some(known) => containers.push(known.clone()),
+                None => new.push(id),
             }
+        }
+        // New containers are inspected all at once: while the engine starts a burst of
+        // containers, one inspect can wait for another container's start.
+        let inspected = futures_util::future::join_all(
+            new.iter().map(|id| self.docker.inspect_container(id, None)),
+        )
+        .await;
+        for (id, r) in new.into_iter().zip(inspected) {
             // A container can stop between the list and the inspect: skip it then.
-            match self.docker.inspect_container(&id, None).await {
+            match r {
                 Ok(full) => {
                     if let Some(info) = container_info(&full) {
                         cache.insert(id, info.clone());

@@ -342,7 +342,17 @@ impl<'a> PacketRecord<'a> {
             let _ = write!(out, " 1:{}", self.sample_rate);
         }
         out.push_str("  ");
-        let i = &self.iface;
+        self.iface.describe(out);
+        let _ = writeln!(out, " {}", self.direction);
+    }
+}
+
+impl IfaceView<'_> {
+    /// What a person reads for this interface: `veth of AppDev (devops, br-8be916360cbc)`,
+    /// `int_hote → AppProd eth1 (hand-made, devops, br-…)`, `br-… (bridge of devops)`, or
+    /// its name.
+    pub fn describe(&self, out: &mut String) {
+        let i = self;
         let net_bridge = match (i.network, i.bridge) {
             (Some(n), Some(b)) => format!("{n}, {b}"),
             (None, Some(b)) => b.to_owned(),
@@ -370,7 +380,19 @@ impl<'a> PacketRecord<'a> {
             }
             _ => out.push_str(i.name),
         }
-        let _ = writeln!(out, " {}", self.direction);
+    }
+
+    /// The view of an observed interface.
+    pub fn of(o: &'_ crate::topology::ObservedIface) -> IfaceView<'_> {
+        IfaceView {
+            name: &o.name,
+            ifindex: o.ifindex,
+            role: o.role.name(),
+            container: o.container.as_deref(),
+            network: o.network.as_deref(),
+            bridge: o.bridge.as_deref(),
+            peer: o.peer.as_deref(),
+        }
     }
 }
 

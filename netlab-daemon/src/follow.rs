@@ -9,6 +9,7 @@ use futures_util::{Stream, StreamExt as _};
 
 use crate::discover;
 use crate::docker::{self, DockerClient, DockerSnapshot};
+use crate::links::{self, LinkChange, LinkWatcher};
 use crate::topology::Topology;
 
 /// Docker's event stream.
@@ -237,6 +238,127 @@ impl Settle {
         self.timer.as_mut().await;
         self.armed = false;
         std::mem::take(&mut self.ask_docker)
+    }
+}
+
+/// What following Docker and the kernel's links reports, one change at a time.
+pub enum Change {
+    /// A link appeared or changed (state, master, name, promiscuity...).
+    Link(links::Link),
+    /// A link was deleted (or left this namespace).
+    LinkGone { ifindex: u32 },
+    /// Link messages were lost: a rescan is on its way.
+    Overrun,
+    /// A rescan finished: what to observe and who everything is, now.
+    Rescanned(Topology),
+    /// The Docker engine answers again, or stopped answering.
+    Engine { connected: bool },
+}
+
+/// A rescan running concurrently with everything else; it gives the feed back when done.
+type Rescan = Pin<Box<dyn std::future::Future<Output = (DockerFeed, Option<Topology>)> + Send>>;
+
+/// Follows Docker (events, reconnection) and the kernel's link changes, and rescans after
+/// each burst of changes. A rescan asks Docker and enters every container's namespace,
+/// which takes long while the engine is busy starting containers; it runs beside
+/// everything else, so link changes (a new port to attach at once) never wait for it.
+pub struct Follower {
+    feed: Option<DockerFeed>,
+    links: LinkWatcher,
+    settle: Settle,
+    rescan: Option<Rescan>,
+    connected: bool,
+}
+
+impl Follower {
+    /// Subscribes to link changes; `feed` is the Docker side (connected or not).
+    pub fn new(feed: DockerFeed) -> std::io::Result<Self> {
+        Ok(Self {
+            connected: feed.connected(),
+            feed: Some(feed),
+            links: LinkWatcher::new()?,
+            settle: Settle::default(),
+            rescan: None,
+        })
+    }
+
+    /// Whether the Docker engine answered last time it was asked.
+    pub fn docker_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Rescan now (asking Docker), unless one is due or running already.
+    pub fn rescan_soon(&mut self) {
+        self.settle.now();
+    }
+
+    /// A link change already queued, without waiting: a burst of new ports is taken note
+    /// of (and covered) before any of them is attached.
+    pub fn try_link(&mut self) -> std::io::Result<Option<Change>> {
+        let Some(change) = self.links.try_next()? else {
+            return Ok(None);
+        };
+        log::trace!("link change (queued): {change:?}");
+        self.settle.soon(change.asks_docker());
+        Ok(Some(match change {
+            LinkChange::New(l) => Change::Link(l),
+            LinkChange::Deleted { ifindex, .. } => Change::LinkGone { ifindex },
+            LinkChange::Overrun => Change::Overrun,
+        }))
+    }
+
+    /// The next change. Cancel-safe: everything in progress (a rescan, a reconnection, a
+    /// settle timer) lives in `self`, so a `select!` may drop this future at any point.
+    pub async fn next(&mut self) -> std::io::Result<Change> {
+        loop {
+            let rescanning = self.rescan.is_some();
+            let can_listen = self.feed.is_some();
+            tokio::select! {
+                change = self.links.next() => {
+                    let change = change?;
+                    log::trace!("link change: {change:?}");
+                    self.settle.soon(change.asks_docker());
+                    return Ok(match change {
+                        LinkChange::New(l) => Change::Link(l),
+                        LinkChange::Deleted { ifindex, .. } => Change::LinkGone { ifindex },
+                        LinkChange::Overrun => Change::Overrun,
+                    });
+                }
+                () = async {
+                    match self.feed.as_mut() {
+                        Some(f) => f.next_event().await,
+                        None => std::future::pending().await,
+                    }
+                }, if can_listen => {
+                    self.settle.soon(true);
+                    let now = self.feed.as_ref().is_some_and(DockerFeed::connected);
+                    if now != self.connected {
+                        self.connected = now;
+                        return Ok(Change::Engine { connected: now });
+                    }
+                }
+                ask_docker = self.settle.settled(), if self.settle.armed() && !rescanning => {
+                    if let Some(mut feed) = self.feed.take() {
+                        self.rescan = Some(Box::pin(async move {
+                            let t = feed.rescan(ask_docker).await;
+                            (feed, t)
+                        }));
+                    }
+                }
+                (feed, topo) = async {
+                    match self.rescan.as_mut() {
+                        Some(r) => r.await,
+                        None => std::future::pending().await,
+                    }
+                }, if rescanning => {
+                    self.rescan = None;
+                    self.feed = Some(feed);
+                    if let Some(t) = topo {
+                        return Ok(Change::Rescanned(t));
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -271,31 +271,53 @@ impl LinkWatcher {
                 }
                 Err(e) => return Err(e),
             };
-            let mut off = 0;
-            while off < n {
-                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                else {
-                    break;
-                };
-                let len = msg.header.length as usize;
-                match msg.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
-                        self.pending.push_back(LinkChange::New(link_from(l)));
-                    }
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                        let l = link_from(l);
-                        self.pending.push_back(LinkChange::Deleted {
-                            ifindex: l.ifindex,
-                            name: l.name,
-                        });
-                    }
-                    _ => {}
-                }
-                if len == 0 {
-                    break;
-                }
-                off += len;
+            self.parse(n);
+        }
+    }
+
+    /// A change already queued in the kernel or here, without waiting.
+    pub fn try_next(&mut self) -> io::Result<Option<LinkChange>> {
+        if let Some(c) = self.pending.pop_front() {
+            return Ok(Some(c));
+        }
+        let n = match self.fd.get_mut().recv(&mut &mut self.buf[..], 0) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                return Ok(Some(LinkChange::Overrun))
             }
+            Err(e) => return Err(e),
+        };
+        self.parse(n);
+        Ok(self.pending.pop_front())
+    }
+
+    /// Queues the link messages among the first `n` bytes of the buffer.
+    fn parse(&mut self, n: usize) {
+        let mut off = 0;
+        while off < n {
+            let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
+            else {
+                break;
+            };
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                    self.pending.push_back(LinkChange::New(link_from(l)));
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+                    let l = link_from(l);
+                    self.pending.push_back(LinkChange::Deleted {
+                        ifindex: l.ifindex,
+                        name: l.name,
+                    });
+                }
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            off += len;
         }
     }
 }

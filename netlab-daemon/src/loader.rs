@@ -3,18 +3,19 @@
 use std::collections::BTreeMap;
 
 use aya::{
-    maps::{Array, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         links::{FdLink, PinnedLink},
+        raw_trace_point::RawTracePointLink,
         trace_point::TracePointLink,
-        ProgramError, SchedClassifier, TracePoint,
+        ProgramError, RawTracePoint, SchedClassifier, TracePoint,
     },
     Ebpf, EbpfError,
 };
 use netlab_common::{
-    stat, Config, CounterKey, DropConfig, DROP_REASON_SLOTS, MAP_CONFIG, MAP_COUNTERS,
-    MAP_DROP_CONFIG, MAP_DROP_REASONS, MAP_EVENTS, MAP_STATS, PROG_EGRESS, PROG_INGRESS,
-    PROG_KFREE_SKB,
+    direction, stat, Config, CounterKey, CoverConfig, DropConfig, DROP_REASON_SLOTS, MAP_CONFIG,
+    MAP_COUNTERS, MAP_COVER, MAP_COVER_CONFIG, MAP_DROP_CONFIG, MAP_DROP_REASONS, MAP_EVENTS,
+    MAP_STATS, PROG_COVER_EGRESS, PROG_COVER_INGRESS, PROG_EGRESS, PROG_INGRESS, PROG_KFREE_SKB,
 };
 
 use crate::btf::{self, KernelBtf};
@@ -127,6 +128,10 @@ impl DropReasons {
 pub struct Datapath {
     /// Declared before `ebpf`: the link goes before the program.
     kfree_link: Option<DropLink>,
+    /// The cover programs' links, when they run (see [`Datapath::enable_cover`]).
+    cover_links: Option<Vec<RawTracePointLink>>,
+    /// Their configuration, once written.
+    cover_cfg: Option<CoverConfig>,
     ebpf: Ebpf,
 }
 
@@ -136,6 +141,15 @@ pub struct Datapath {
 enum DropLink {
     Owned(#[allow(dead_code)] TracePointLink),
     Pinned(#[allow(dead_code)] PinnedLink),
+}
+
+fn cover_key(ifindex: u32, direction: u8) -> CounterKey {
+    CounterKey {
+        ifindex,
+        direction,
+        kind: 0,
+        _pad: [0; 2],
+    }
 }
 
 /// The error of a program the kernel refused; the verifier's log (hundreds of lines) goes
@@ -198,6 +212,8 @@ impl Datapath {
         }
         Ok(Self {
             kfree_link: None,
+            cover_links: None,
+            cover_cfg: None,
             ebpf,
         })
     }
@@ -296,6 +312,149 @@ impl Datapath {
         Ok(reasons)
     }
 
+    /// Loads and attaches the cover programs (raw tracepoints on `netif_receive_skb` and
+    /// `net_dev_queue`), idle until [`Datapath::cover`] names a hook: they count a new
+    /// bridge port's packets until its tc programs run.
+    pub fn enable_cover(&mut self) -> Result<(), LoadError> {
+        let kbtf = KernelBtf::from_sys_fs().map_err(LoadError::Btf)?;
+        let off = |s: &str, path: &[&str]| kbtf.member_offset(s, path).map_err(LoadError::Btf);
+        let cfg = CoverConfig {
+            active: 0,
+            skb_len: off("sk_buff", &["len"])?,
+            skb_data_len: off("sk_buff", &["data_len"])?,
+            skb_head: off("sk_buff", &["head"])?,
+            skb_data: off("sk_buff", &["data"])?,
+            skb_mac_header: off("sk_buff", &["mac_header"])?,
+            skb_dev: off("sk_buff", &["dev"])?,
+            dev_ifindex: off("net_device", &["ifindex"])?,
+            dev_net: off("net_device", &["nd_net", "net"])?,
+            net_inum: off("net", &["ns", "inum"])?,
+            netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino as u32),
+            _pad: 0,
+        };
+        drop(kbtf);
+        release_freed_memory();
+        self.write_cover_config(cfg)?;
+        let mut links = Vec::with_capacity(2);
+        for (name, tracepoint) in [
+            (PROG_COVER_INGRESS, "netif_receive_skb"),
+            (PROG_COVER_EGRESS, "net_dev_queue"),
+        ] {
+            let tp: &mut RawTracePoint = self
+                .ebpf
+                .program_mut(name)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(LoadError::MissingProgram(name))?;
+            tp.load().map_err(refused(name))?;
+            let err = |source| LoadError::Program { name, source };
+            let id = tp.attach(tracepoint).map_err(err)?;
+            links.push(tp.take_link(id).map_err(err)?);
+        }
+        self.cover_links = Some(links);
+        self.cover_cfg = Some(cfg);
+        Ok(())
+    }
+
+    fn write_cover_config(&mut self, cfg: CoverConfig) -> Result<(), LoadError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_COVER_CONFIG)
+            .ok_or(LoadError::MissingProgram(MAP_COVER_CONFIG))?;
+        let mut c: Array<_, CoverConfig> =
+            Array::try_from(map).map_err(map_err(MAP_COVER_CONFIG))?;
+        c.set(0, cfg, 0).map_err(map_err(MAP_COVER_CONFIG))
+    }
+
+    fn cover_map(&mut self) -> Result<BpfHashMap<&mut MapData, CounterKey, u8>, LoadError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_COVER)
+            .ok_or(LoadError::MissingProgram(MAP_COVER))?;
+        BpfHashMap::try_from(map).map_err(map_err(MAP_COVER))
+    }
+
+    fn clear_cover_notes(&mut self) -> Result<(), LoadError> {
+        const NAME: &str = "NETLAB_COVER_LAST";
+        let map = self
+            .ebpf
+            .map_mut(NAME)
+            .ok_or(LoadError::MissingProgram(NAME))?;
+        let mut notes: PerCpuArray<_, [u64; 2]> =
+            PerCpuArray::try_from(map).map_err(map_err(NAME))?;
+        let io = |call: &'static str| {
+            move |io_error| LoadError::Map {
+                name: NAME,
+                source: MapError::SyscallError(aya::sys::SyscallError { call, io_error }),
+            }
+        };
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| io("nr_cpus")(e))?;
+        for slot in 0..2 {
+            let zeros = aya::maps::PerCpuValues::try_from(vec![[0u64; 2]; cpus])
+                .map_err(io("per-CPU values"))?;
+            notes.set(slot, zeros, 0).map_err(map_err(NAME))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the cover programs run.
+    pub fn covers(&self) -> bool {
+        self.cover_links.is_some()
+    }
+
+    /// Counts interface `ifindex`'s packets with the cover programs until the tc programs
+    /// attached to it count one (each direction on its own). No-op without them.
+    pub fn cover(&mut self, ifindex: u32) -> Result<(), LoadError> {
+        let Some(cfg) = self.cover_cfg else {
+            return Ok(());
+        };
+        let mut m = self.cover_map()?;
+        for d in [direction::INGRESS, direction::EGRESS] {
+            m.insert(cover_key(ifindex, d), 1, 0)
+                .map_err(map_err(MAP_COVER))?;
+        }
+        if cfg.active == 0 {
+            // Notes left from before the programs went idle mean nothing any more.
+            self.clear_cover_notes()?;
+            let on = CoverConfig { active: 1, ..cfg };
+            self.write_cover_config(on)?;
+            self.cover_cfg = Some(on);
+        }
+        Ok(())
+    }
+
+    /// Stops covering `ifindex` (its tc programs have run long enough, or it is gone);
+    /// when nothing is covered any more, the cover programs go idle.
+    pub fn uncover(&mut self, ifindex: u32) -> Result<(), LoadError> {
+        let Some(cfg) = self.cover_cfg else {
+            return Ok(());
+        };
+        let mut m = self.cover_map()?;
+        for d in [direction::INGRESS, direction::EGRESS] {
+            match m.remove(&cover_key(ifindex, d)) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(map_err(MAP_COVER)(e)),
+            }
+        }
+        let empty = m.keys().next().is_none();
+        if empty && cfg.active != 0 {
+            let off = CoverConfig { active: 0, ..cfg };
+            self.write_cover_config(off)?;
+            self.cover_cfg = Some(off);
+        }
+        Ok(())
+    }
+
+    /// Hooks still covered now (the tc program of each has not counted a packet yet).
+    pub fn covered(&mut self) -> Result<Vec<(u32, Direction)>, LoadError> {
+        let m = self.cover_map()?;
+        Ok(m.keys()
+            .filter_map(Result::ok)
+            .filter_map(|k| Some((k.ifindex, Direction::from_id(k.direction)?)))
+            .collect())
+    }
+
     /// Drops seen so far, by reason value (summed over CPUs; zero counts left out).
     pub fn drop_counts(&self) -> Result<BTreeMap<u32, u64>, LoadError> {
         let map = self
@@ -342,6 +501,18 @@ impl Datapath {
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<Attachment, AttachError> {
         let (ingress, egress) = self.programs();
         attach::attach(ingress, egress, iface, mode)
+    }
+
+    /// The kernel's ids of the two tc programs (ingress, egress): what a hook lists when
+    /// they are attached to it.
+    pub fn prog_ids(&mut self) -> Result<(u32, u32), LoadError> {
+        let (ingress, egress) = self.programs();
+        let id = |p: &SchedClassifier, name| {
+            p.info()
+                .map(|i| i.id())
+                .map_err(|source| LoadError::Program { name, source })
+        };
+        Ok((id(ingress, PROG_INGRESS)?, id(egress, PROG_EGRESS)?))
     }
 
     /// Duplicates of the two tc programs' file descriptors, for attaching from several

@@ -86,6 +86,9 @@ pub struct Snapshot {
     pub attached_interfaces: u64,
     /// `netlab_journeys_total` by result (e.g. `answered`, `dropped`, `timeout`).
     pub journeys: Vec<(&'static str, u64)>,
+    /// `netlab_hooks_lost_total`: hooks found no longer running netlab's program (something
+    /// else detached it), by interface and hook; each was attached again.
+    pub hooks_lost: Vec<(String, &'static str, u64)>,
 }
 
 /// Default upper bounds (seconds) of the RTT histogram: 50 µs to 1 s.
@@ -219,7 +222,8 @@ pub fn aggregate_unlabelled(packets: Vec<PacketSeries>) -> Vec<PacketSeries> {
 ///
 /// Families, in this order: `netlab_packets_total`, `netlab_drops_total`,
 /// `netlab_events_lost_total` (counters), `netlab_ping_rtt_seconds` (histogram),
-/// `netlab_attached_interfaces` (gauge), `netlab_journeys_total` (counter). Every family
+/// `netlab_attached_interfaces` (gauge), `netlab_journeys_total`, `netlab_hooks_lost_total`
+/// (counters). Every family
 /// prints its `# HELP` and `# TYPE` lines even without series.
 ///
 /// Input is normalised so the page is always valid: counter series with identical label
@@ -375,6 +379,26 @@ pub fn render(s: &Snapshot) -> String {
             &mut out,
             "netlab_journeys_total",
             &[("result", result)],
+            &v.to_string(),
+        );
+    }
+
+    header(
+        &mut out,
+        "netlab_hooks_lost_total",
+        "Hooks found no longer running netlab's program (something else detached it; attached again), by interface and hook.",
+        "counter",
+    );
+    let mut lost: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for (iface, hook, n) in &s.hooks_lost {
+        let v = lost.entry((iface.as_str(), hook)).or_insert(0);
+        *v = v.saturating_add(*n);
+    }
+    for ((iface, hook), v) in lost {
+        sample(
+            &mut out,
+            "netlab_hooks_lost_total",
+            &[("iface", iface), ("hook", hook)],
             &v.to_string(),
         );
     }
@@ -555,6 +579,7 @@ mod tests {
             rtt: vec![h.series("web", "db")],
             attached_interfaces: 7,
             journeys: vec![("timeout", 1), ("answered", 2)],
+            hooks_lost: vec![("veth1a".to_string(), "ingress", 1)],
         }
     }
 
@@ -585,6 +610,9 @@ netlab_attached_interfaces 7
 # TYPE netlab_journeys_total counter
 netlab_journeys_total{result="answered"} 2
 netlab_journeys_total{result="timeout"} 1
+# HELP netlab_hooks_lost_total Hooks found no longer running netlab's program (something else detached it; attached again), by interface and hook.
+# TYPE netlab_hooks_lost_total counter
+netlab_hooks_lost_total{iface="veth1a",hook="ingress"} 1
 "#;
 
     #[test]
@@ -620,6 +648,8 @@ netlab_journeys_total{result="timeout"} 1
 netlab_attached_interfaces 0
 # HELP netlab_journeys_total Finished ping journeys, by result.
 # TYPE netlab_journeys_total counter
+# HELP netlab_hooks_lost_total Hooks found no longer running netlab's program (something else detached it; attached again), by interface and hook.
+# TYPE netlab_hooks_lost_total counter
 ";
         assert_eq!(got, expected);
         for family in [
@@ -629,6 +659,7 @@ netlab_attached_interfaces 0
             "netlab_ping_rtt_seconds",
             "netlab_attached_interfaces",
             "netlab_journeys_total",
+            "netlab_hooks_lost_total",
         ] {
             assert_eq!(got.matches(&format!("# TYPE {family} ")).count(), 1);
             assert_eq!(got.matches(&format!("# HELP {family} ")).count(), 1);

@@ -564,7 +564,11 @@ fn send(tx: &crate::stream::Sender, json: Vec<u8>, text: String, meta: crate::st
 /// which keeps a ping flood's replies out of the ring); this is the check for both.
 fn is_benign(rec: &DropRecord) -> bool {
     (rec.drop.reason == "NO_SOCKET" && matches!(rec.packet, "icmp-echo-reply" | "icmp6-echo-reply"))
-        || (rec.drop.reason == "IPV6DISABLED" && rec.packet.starts_with("ndp-"))
+        // Neighbour discovery and multicast listener reports reach namespaces whose IPv6
+        // is off (the host side of Docker's bridges, containers on IPv4-only networks):
+        // nobody there wanted them. An echo request freed so is reported.
+        || (rec.drop.reason == "IPV6DISABLED"
+            && (rec.packet.starts_with("ndp-") || rec.packet == "icmp6-other"))
 }
 
 fn is_echo(k: Kind) -> bool {

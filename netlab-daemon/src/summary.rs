@@ -10,6 +10,10 @@ use crate::loader::DeliveryStats;
 pub struct CounterRow {
     pub iface: String,
     pub ifindex: u32,
+    /// What a person reads for the interface (`veth of AppDev (devops, br-…)`), when its
+    /// name alone says little.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     pub direction: &'static str,
     pub kind: &'static str,
     pub packets: u64,
@@ -99,6 +103,7 @@ impl Summary {
                 rows.push(CounterRow {
                     iface: k.0,
                     ifindex: k.1 as u32,
+                    label: r["label"].as_str().map(str::to_owned),
                     direction,
                     kind,
                     packets: n,
@@ -159,10 +164,17 @@ impl Summary {
         if self.counters.is_empty() {
             s.push_str("  no ARP, ICMP or ICMPv6 packet seen\n");
         } else {
+            // The interface as events name it, its name first when the label does not
+            // start with it: `veth4d13db2 veth of AppDev (devops, br-…)`.
+            let shown = |r: &CounterRow| match &r.label {
+                Some(l) if l.starts_with(r.iface.as_str()) => l.clone(),
+                Some(l) => format!("{} {l}", r.iface),
+                None => r.iface.clone(),
+            };
             let w = self
                 .counters
                 .iter()
-                .map(|r| r.iface.len())
+                .map(|r| shown(r).chars().count())
                 .max()
                 .unwrap_or(0)
                 .max(5);
@@ -172,10 +184,12 @@ impl Summary {
                 "IFACE", "DIRECTION", "KIND", "PACKETS"
             );
             for r in &self.counters {
+                let name = shown(r);
+                let pad = w.saturating_sub(name.chars().count());
                 let _ = writeln!(
                     s,
-                    "  {:<w$}  {:<9}  {:<21}  {:>8}",
-                    r.iface, r.direction, r.kind, r.packets
+                    "  {name}{:pad$}  {:<9}  {:<21}  {:>8}",
+                    "", r.direction, r.kind, r.packets
                 );
             }
         }
@@ -215,6 +229,7 @@ mod tests {
         CounterRow {
             iface: iface.to_owned(),
             ifindex,
+            label: None,
             direction,
             kind,
             packets,
@@ -278,6 +293,51 @@ mod tests {
             }]
         );
         assert_eq!(s.events, 4);
+    }
+
+    #[test]
+    fn rows_are_named_as_events_name_interfaces() {
+        let mut veth = row("veth4d13db2", 9, "egress", "icmp-echo-request", 119);
+        veth.label = Some("veth of AppDev (devops, br-3b34dcfb7363)".into());
+        let mut leg = row("int_hote", 12, "ingress", "icmp-echo-reply", 3);
+        leg.label = Some("int_hote → AppProd eth1 (hand-made, devops, br-3b34dcfb7363)".into());
+        let plain = row("va", 3, "ingress", "arp-request", 1);
+        let s = Summary::new(vec![veth, leg, plain], DeliveryStats::default(), 0);
+        let h = s.human();
+        for (name, direction) in [
+            (
+                "veth4d13db2 veth of AppDev (devops, br-3b34dcfb7363) ",
+                "egress",
+            ),
+            (
+                "int_hote → AppProd eth1 (hand-made, devops, br-3b34dcfb7363) ",
+                "ingress",
+            ),
+            ("va ", "ingress"),
+        ] {
+            assert!(
+                h.lines()
+                    .any(|l| l.starts_with(&format!("  {name}")) && l.contains(direction)),
+                "{name}: {h}"
+            );
+        }
+        // Columns line up whatever the labels' lengths.
+        let starts: Vec<usize> = h
+            .lines()
+            .filter(|l| l.contains("gress "))
+            .filter_map(|l| {
+                l.find(" egress ")
+                    .or_else(|| l.find(" ingress "))
+                    .map(|i| l[..i].chars().count())
+            })
+            .collect();
+        assert_eq!(starts.len(), 3, "{h}");
+        let json = serde_json::to_value(&s).expect("json");
+        assert_eq!(
+            json["counters"][0]["label"],
+            "int_hote → AppProd eth1 (hand-made, devops, br-3b34dcfb7363)"
+        );
+        assert!(json["counters"][1].get("label").is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@ const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_UPDATE: libc::c_long = 29;
+const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_TCX_INGRESS: u32 = 46;
 const BPF_TCX_EGRESS: u32 = 47;
 
@@ -103,6 +104,27 @@ pub fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()>
     bpf(BPF_LINK_UPDATE, &mut a).map(drop)
 }
 
+/// The ids of the programs attached to the TCX hook of `ifindex` (in the caller's network
+/// namespace), in the order they run.
+pub fn query_prog_ids(ifindex: u32, ingress: bool) -> io::Result<Vec<u32>> {
+    let mut ids = [0u32; 64];
+    let mut a = Attr::new();
+    a.put_u32(0, ifindex);
+    a.put_u32(
+        4,
+        if ingress {
+            BPF_TCX_INGRESS
+        } else {
+            BPF_TCX_EGRESS
+        },
+    );
+    a.put_u64(16, ids.as_mut_ptr() as u64);
+    a.put_u32(24, ids.len() as u32);
+    bpf(BPF_PROG_QUERY, &mut a)?;
+    let count = u32::from_ne_bytes([a.0[24], a.0[25], a.0[26], a.0[27]]) as usize;
+    Ok(ids[..count.min(ids.len())].to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +139,7 @@ mod tests {
         assert!(obj_get(Path::new("/nonexistent/netlab-pin")).is_err());
         assert!(obj_pin(bad, Path::new("/nonexistent/netlab-pin")).is_err());
         assert!(link_update(bad, bad).is_err());
+        // No interface has index 0.
+        assert!(query_prog_ids(0, true).is_err());
     }
 }

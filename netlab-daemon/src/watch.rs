@@ -18,9 +18,8 @@ use crate::btf::Kallsyms;
 use crate::clock::Clock;
 use crate::discover::Observer;
 use crate::filter::Filter;
-use crate::follow::{scan, DockerFeed, Settle};
+use crate::follow::{scan, Change, DockerFeed, Follower};
 use crate::journey::Correlator;
-use crate::links::{LinkChange, LinkWatcher};
 use crate::loader::Datapath;
 use crate::pipeline::{DropContext, Pipeline};
 use crate::summary::Summary;
@@ -230,6 +229,47 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::client::Client) -> anyho
     Ok(())
 }
 
+/// Starts the programs that count a new bridge port's packets until its own are attached;
+/// without them (an old kernel, no bridge module), says what that means, once.
+pub(crate) fn enable_cover(dp: &mut Datapath) {
+    if let Err(e) = dp.enable_cover() {
+        log::info!(
+            "{:#}: a new veth's packets are counted from when its programs are attached (tens of milliseconds after it joins its bridge)",
+            anyhow::Error::from(e)
+        );
+    }
+}
+
+/// Acts on one change of links or of Docker.
+fn on_change(
+    change: Change,
+    obs: &mut Observer,
+    p: &mut Pipeline,
+    ring: &mut RingBuf<MapData>,
+) -> anyhow::Result<()> {
+    match change {
+        Change::LinkGone { ifindex } => {
+            // Events already queued for it are shown first, with its labels.
+            drain(ring, p)?;
+            obs.forget(ifindex);
+        }
+        Change::Link(link) => {
+            if !obs.note_new_port(&link, &p.topo) {
+                obs.verify(Some(link.ifindex));
+            }
+            p.hold();
+        }
+        Change::Overrun => p.hold(),
+        Change::Engine { .. } => {}
+        Change::Rescanned(t) => {
+            drain(ring, p)?;
+            obs.reconcile(&t);
+            p.set_topology(Arc::new(t))?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `netlab watch` until a signal, `--duration` or `--count`.
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     run_inner(args, None).await
@@ -243,11 +283,11 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     }
     crate::privilege::require()?;
     let filter = Filter::new(&args.containers, &args.networks, &args.kinds)?;
-    let follow = args.ifaces.is_empty();
+    let following = args.ifaces.is_empty();
 
     // What to observe, decided before anything touches the kernel.
     let mut feed = None;
-    let mut topo = if follow {
+    let mut topo = if following {
         let f = DockerFeed::connect().await;
         let t = scan(f.snapshot.clone()).await?;
         if t.docker {
@@ -289,7 +329,7 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
                     .inspect_err(|e| log::debug!("no kernel symbols: {e}"))
                     .ok(),
                 own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
-                only_observed: !follow,
+                only_observed: !following,
                 baseline: crate::netfilter::snapshot_async()
                     .await
                     .inspect_err(|e| log::debug!("no firewall counters: {e:#}"))
@@ -302,11 +342,14 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
             }
         }
     };
+    if following {
+        enable_cover(&mut dp);
+    }
     let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     // The observer owns every attachment: an error below drops it, which detaches all.
     let mut obs = Observer::new(dp, args.attach);
-    if follow {
+    if following {
         obs.reconcile(&topo);
     } else {
         let named: Vec<(u32, String)> = topo
@@ -316,16 +359,16 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
             .collect();
         obs.attach_all(&named)?;
     }
-    let mut links = if follow {
-        Some(LinkWatcher::new().context("subscribing to link changes")?)
-    } else {
-        None
+    let docker_answers = feed.as_ref().is_some_and(DockerFeed::connected);
+    let mut follow = match feed {
+        Some(f) => Some(Follower::new(f).context("subscribing to link changes")?),
+        None => None,
     };
     log::info!(
         "watching {} interfaces ({}){}",
         obs.attached(),
         obs.mode_in_use().map_or("-", AttachMode::name),
-        match (follow, feed.as_ref().is_some_and(|f| f.client.is_some())) {
+        match (following, docker_answers) {
             (true, true) => ", following Docker and link changes",
             (true, false) => ", following link changes",
             (false, _) => "",
@@ -363,7 +406,8 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     let mut attributing = false;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
-    let mut settle = Settle::default();
+    let mut ticks: u64 = 0;
+    let mut attaching: Option<tokio::task::JoinHandle<crate::discover::AttachDone>> = None;
     let mut more = true;
     while more {
         tokio::select! {
@@ -386,38 +430,55 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
                 more = p.flush()? && !p.full();
             }
             _ = ticker.tick() => {
+                ticks += 1;
+                if ticks.is_multiple_of(crate::daemon::VERIFY_EVERY_TICKS) {
+                    obs.verify(None);
+                }
+                obs.expire_cover();
                 p.release_if_due()?;
                 if p.holding() {
                     // A veth's owner is still unknown: ask Docker again.
-                    settle.now();
+                    if let Some(f) = follow.as_mut() {
+                        f.rescan_soon();
+                    }
                 }
                 p.poll_journeys(Clock::monotonic_now())?;
                 more = p.flush()? && !p.full();
             }
-            change = async { links.as_mut().expect("guarded").next().await }, if links.is_some() => {
-                let change = change.context("reading link changes")?;
-                if let LinkChange::Deleted { ifindex, .. } = change {
-                    // Events already queued for it are shown first, with its labels.
-                    drain(ring.get_mut(), &mut p)?;
-                    obs.forget(ifindex);
-                } else {
-                    if let LinkChange::New(link) = &change {
-                        obs.attach_new_port(link, &p.topo);
+            change = async {
+                match follow.as_mut() {
+                    Some(f) => f.next().await,
+                    None => std::future::pending().await,
+                }
+            }, if follow.is_some() => {
+                let mut change = Some(change.context("following links and Docker")?);
+                while let Some(c) = change.take() {
+                    on_change(c, &mut obs, &mut p, ring.get_mut())?;
+                    change = match follow.as_mut() {
+                        Some(f) => f.try_link().context("reading link changes")?,
+                        None => None,
+                    };
+                }
+            }
+            () = std::future::ready(()), if obs.has_pending() => {
+                // Every new port already announced is covered before this one is attached.
+                if let Some(f) = follow.as_mut() {
+                    while let Some(c) = f.try_link().context("reading link changes")? {
+                        on_change(c, &mut obs, &mut p, ring.get_mut())?;
                     }
-                    p.hold();
                 }
-                settle.soon(change.asks_docker());
-            }
-            () = async { feed.as_mut().expect("guarded").next_event().await }, if feed.is_some() => {
-                settle.soon(true);
-            }
-            ask_docker = settle.settled(), if settle.armed() => {
-                let Some(f) = feed.as_mut() else { continue };
-                if let Some(t) = f.rescan(ask_docker).await {
-                    drain(ring.get_mut(), &mut p)?;
-                    obs.reconcile(&t);
-                    p.set_topology(Arc::new(t))?;
+                if let Some(job) = obs.next_attach_job() {
+                    attaching = Some(tokio::task::spawn_blocking(move || job.run()));
                 }
+            }
+            done = async {
+                match attaching.as_mut() {
+                    Some(t) => t.await,
+                    None => std::future::pending().await,
+                }
+            }, if attaching.is_some() => {
+                attaching = None;
+                obs.finish_attach(done.context("attaching a new port")?);
             }
         }
     }

@@ -38,7 +38,7 @@ pub fn netlab_kfree_skb(ctx: TracePointContext) -> u32 {
 ///
 /// Plain values rather than `Result`s: see `program::MISSING` on why.
 #[inline(always)]
-fn kread_u64(addr: u64) -> u64 {
+pub(crate) fn kread_u64(addr: u64) -> u64 {
     let mut v: u64 = 0;
     // SAFETY: bpf_probe_read_kernel checks the address; on failure `v` is zeroed.
     unsafe { bpf_probe_read_kernel((&mut v as *mut u64).cast(), 8, addr as *const _) };
@@ -46,7 +46,7 @@ fn kread_u64(addr: u64) -> u64 {
 }
 
 #[inline(always)]
-fn kread_u32(addr: u64) -> u32 {
+pub(crate) fn kread_u32(addr: u64) -> u32 {
     let mut v: u32 = 0;
     // SAFETY: as above.
     unsafe { bpf_probe_read_kernel((&mut v as *mut u32).cast(), 4, addr as *const _) };
@@ -54,7 +54,7 @@ fn kread_u32(addr: u64) -> u32 {
 }
 
 #[inline(always)]
-fn kread_u8(addr: u64) -> u32 {
+pub(crate) fn kread_u8(addr: u64) -> u32 {
     let mut v: u8 = 0;
     // SAFETY: as above.
     unsafe { bpf_probe_read_kernel((&mut v as *mut u8).cast(), 1, addr as *const _) };
@@ -62,7 +62,7 @@ fn kread_u8(addr: u64) -> u32 {
 }
 
 #[inline(always)]
-fn kread_u16(addr: u64) -> u16 {
+pub(crate) fn kread_u16(addr: u64) -> u16 {
     let mut v: u16 = 0;
     // SAFETY: as above.
     unsafe { bpf_probe_read_kernel((&mut v as *mut u16).cast(), 2, addr as *const _) };

@@ -7,6 +7,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod cover;
+#[cfg(target_arch = "bpf")]
 mod drops;
 #[cfg(target_arch = "bpf")]
 mod program;

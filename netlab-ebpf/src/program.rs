@@ -61,62 +61,100 @@ fn observe(ctx: &TcContext, dir: u8) {
     ) {
         return;
     }
-    let k = classify(ctx);
+    let k = classify(&Tc(ctx));
     if k == kind::NONE {
         return;
     }
     // SAFETY: `skb` is the context pointer the kernel passed to this program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if dir == direction::INGRESS {
+        // A new port's packet, counted by the cover program that runs just before.
+        if crate::cover::counted_on_ingress(ifindex) {
+            return;
+        }
+    } else {
+        crate::cover::note_egress(ifindex);
+    }
     count(ifindex, dir, k);
-    sample(ctx, ifindex, dir, k);
+    let len = ctx.len();
+    sample(ifindex, dir, k, len, |data, cap| {
+        // SAFETY: `data` is SNAP_LEN bytes of a reserved ring-buffer slot and `cap` is at
+        // most SNAP_LEN (checked by `sample`).
+        if unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, data.cast(), cap) } == 0 {
+            cap
+        } else {
+            0
+        }
+    });
 }
 
 /// A read past the end of the packet. Reads return plain integers with this out-of-range
 /// value instead of `Option`s: an `Option`'s undefined payload can end up in a register
 /// the verifier considers unreadable.
-const MISSING: u32 = 0x1_0000;
+pub(crate) const MISSING: u32 = 0x1_0000;
 
-/// Reads a big-endian u16 at `off` (or [`MISSING`]), directly from the linear area when
-/// it is there.
-#[inline(always)]
-fn be16(ctx: &TcContext, off: usize) -> u32 {
-    let start = ctx.data();
-    if start + off + 2 <= ctx.data_end() {
-        // SAFETY: the bounds check above is the one the verifier requires.
-        let v = unsafe { ((start + off) as *const u16).read_unaligned() };
-        return u32::from(u16::from_be(v));
-    }
-    match ctx.load::<u16>(off) {
-        Ok(v) => u32::from(u16::from_be(v)),
-        Err(_) => MISSING,
-    }
+/// A frame being classified, from its Ethernet header on: the tc programs read the packet
+/// itself, the cover programs a copy of its first bytes (see `cover.rs`).
+pub(crate) trait Frame {
+    /// Length of the whole frame.
+    fn len(&self) -> usize;
+    /// The byte at `off`, or [`MISSING`].
+    fn byte(&self, off: usize) -> u32;
+    /// The big-endian u16 at `off`, or [`MISSING`].
+    fn be16(&self, off: usize) -> u32;
 }
 
-/// Reads the byte at `off` (or [`MISSING`]).
-#[inline(always)]
-fn byte(ctx: &TcContext, off: usize) -> u32 {
-    let start = ctx.data();
-    // `+ 2`, not `+ 1`: LLVM folds `p + 1 <= end` into `p < end`, a form from which the
-    // verifier derives no readable range. The packet's last byte takes the helper path.
-    if start + off + 2 <= ctx.data_end() {
-        // SAFETY: bounds checked against data_end above.
-        return u32::from(unsafe { *((start + off) as *const u8) });
+/// The packet a tc program runs on.
+struct Tc<'a>(&'a TcContext);
+
+impl Frame for Tc<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.len() as usize
     }
-    match ctx.load::<u8>(off) {
-        Ok(v) => u32::from(v),
-        Err(_) => MISSING,
+
+    /// Directly from the linear area when it is there, else with a helper.
+    #[inline(always)]
+    fn be16(&self, off: usize) -> u32 {
+        let ctx = self.0;
+        let start = ctx.data();
+        if start + off + 2 <= ctx.data_end() {
+            // SAFETY: the bounds check above is the one the verifier requires.
+            let v = unsafe { ((start + off) as *const u16).read_unaligned() };
+            return u32::from(u16::from_be(v));
+        }
+        match ctx.load::<u16>(off) {
+            Ok(v) => u32::from(u16::from_be(v)),
+            Err(_) => MISSING,
+        }
+    }
+
+    #[inline(always)]
+    fn byte(&self, off: usize) -> u32 {
+        let ctx = self.0;
+        let start = ctx.data();
+        // `+ 2`, not `+ 1`: LLVM folds `p + 1 <= end` into `p < end`, a form from which the
+        // verifier derives no readable range. The packet's last byte takes the helper path.
+        if start + off + 2 <= ctx.data_end() {
+            // SAFETY: bounds checked against data_end above.
+            return u32::from(unsafe { *((start + off) as *const u8) });
+        }
+        match ctx.load::<u8>(off) {
+            Ok(v) => u32::from(v),
+            Err(_) => MISSING,
+        }
     }
 }
 
 /// The packet's kind, or `kind::NONE` when it is not ARP/ICMP/ICMPv6 (or is a non-first
 /// fragment, which carries no ICMP header).
 #[inline(always)]
-fn classify(ctx: &TcContext) -> u8 {
-    let len = ctx.len() as usize;
-    let mut ethertype = be16(ctx, 12);
+pub(crate) fn classify<F: Frame>(ctx: &F) -> u8 {
+    let len = ctx.len();
+    let mut ethertype = ctx.be16(12);
     let mut l3 = ETH_HLEN;
     if ethertype == ETH_P_8021Q as u32 || ethertype == ETH_P_8021AD as u32 {
-        ethertype = be16(ctx, 16);
+        ethertype = ctx.be16(16);
         l3 = ETH_HLEN + 4;
     }
     if ethertype == ETH_P_ARP as u32 {
@@ -131,15 +169,15 @@ fn classify(ctx: &TcContext) -> u8 {
 }
 
 #[inline(always)]
-fn classify_arp(ctx: &TcContext, l3: usize, len: usize) -> u8 {
+fn classify_arp<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
     if len < l3 + 8 {
         return kind::MALFORMED;
     }
-    let htype = be16(ctx, l3);
-    let ptype = be16(ctx, l3 + 2);
-    let hlen = byte(ctx, l3 + 4);
-    let plen = byte(ctx, l3 + 5);
-    let op = be16(ctx, l3 + 6);
+    let htype = ctx.be16(l3);
+    let ptype = ctx.be16(l3 + 2);
+    let hlen = ctx.byte(l3 + 4);
+    let plen = ctx.byte(l3 + 5);
+    let op = ctx.be16(l3 + 6);
     if op == MISSING || plen == MISSING {
         return kind::MALFORMED;
     }
@@ -157,17 +195,17 @@ fn classify_arp(ctx: &TcContext, l3: usize, len: usize) -> u8 {
 }
 
 #[inline(always)]
-fn classify_ipv4(ctx: &TcContext, l3: usize, len: usize) -> u8 {
+fn classify_ipv4<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
     // The protocol byte decides whether this is ours; skip everything else at once.
-    if byte(ctx, l3 + 9) != IPPROTO_ICMP as u32 {
+    if ctx.byte(l3 + 9) != IPPROTO_ICMP as u32 {
         return kind::NONE;
     }
     if len < l3 + 20 {
         return kind::MALFORMED;
     }
-    let vihl = byte(ctx, l3);
-    let tot_len = be16(ctx, l3 + 2);
-    let frag = be16(ctx, l3 + 6);
+    let vihl = ctx.byte(l3);
+    let tot_len = ctx.be16(l3 + 2);
+    let frag = ctx.be16(l3 + 6);
     if vihl == MISSING || tot_len == MISSING || frag == MISSING {
         return kind::MALFORMED;
     }
@@ -182,7 +220,7 @@ fn classify_ipv4(ctx: &TcContext, l3: usize, len: usize) -> u8 {
     if tot_len < ihl + 8 {
         return kind::MALFORMED;
     }
-    match byte(ctx, l3 + ihl) {
+    match ctx.byte(l3 + ihl) {
         8 => kind::ICMP_ECHO_REQUEST,
         0 => kind::ICMP_ECHO_REPLY,
         3 => kind::ICMP_UNREACHABLE,
@@ -214,16 +252,16 @@ fn is_ipv6_ext(next: u32) -> bool {
 }
 
 #[inline(always)]
-fn classify_ipv6(ctx: &TcContext, l3: usize, len: usize) -> u8 {
-    let mut next = byte(ctx, l3 + 6);
+fn classify_ipv6<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
+    let mut next = ctx.byte(l3 + 6);
     if next != IPPROTO_ICMPV6 as u32 && !is_ipv6_ext(next) {
         return kind::NONE;
     }
     if len < l3 + 40 {
         return kind::MALFORMED;
     }
-    let v = byte(ctx, l3);
-    let plen = be16(ctx, l3 + 4);
+    let v = ctx.byte(l3);
+    let plen = ctx.be16(l3 + 4);
     if v == MISSING || plen == MISSING {
         return kind::MALFORMED;
     }
@@ -246,13 +284,13 @@ fn classify_ipv6(ctx: &TcContext, l3: usize, len: usize) -> u8 {
         if off + min > end {
             return kind::MALFORMED;
         }
-        let nh = byte(ctx, off);
-        let hl = byte(ctx, off + 1);
+        let nh = ctx.byte(off);
+        let hl = ctx.byte(off + 1);
         if nh == MISSING || hl == MISSING {
             return kind::MALFORMED;
         }
         if next == NEXTHDR_FRAGMENT {
-            let frag = be16(ctx, off + 2);
+            let frag = ctx.be16(off + 2);
             if frag == MISSING {
                 return kind::MALFORMED;
             }
@@ -280,7 +318,7 @@ fn classify_ipv6(ctx: &TcContext, l3: usize, len: usize) -> u8 {
     if rem < 4 {
         return kind::MALFORMED;
     }
-    let (k, min) = match byte(ctx, off) {
+    let (k, min) = match ctx.byte(off) {
         128 => (kind::ICMP6_ECHO_REQUEST, 8),
         129 => (kind::ICMP6_ECHO_REPLY, 8),
         133 => (kind::NDP_ROUTER_SOLICIT, 8),
@@ -305,7 +343,7 @@ pub(crate) fn bump_stat(slot: u32) {
 }
 
 #[inline(always)]
-fn count(ifindex: u32, dir: u8, k: u8) {
+pub(crate) fn count(ifindex: u32, dir: u8, k: u8) {
     let key = CounterKey {
         ifindex,
         direction: dir,
@@ -325,8 +363,17 @@ fn count(ifindex: u32, dir: u8, k: u8) {
     }
 }
 
+/// Emits a sampled event for a frame of `len` bytes (unless sampling or the rate limit say
+/// no), its first bytes copied by `copy(dest, n)` (n between 14 and SNAP_LEN), which
+/// returns how many it copied (0 when it could not).
 #[inline(always)]
-fn sample(ctx: &TcContext, ifindex: u32, dir: u8, k: u8) {
+pub(crate) fn sample(
+    ifindex: u32,
+    dir: u8,
+    k: u8,
+    len: u32,
+    copy: impl FnOnce(*mut u8, u32) -> u32,
+) {
     let cfg = NETLAB_CONFIG.get(0).copied().unwrap_or_default();
     let Some(st) = NETLAB_SAMPLING.get_ptr_mut(0) else {
         return;
@@ -357,7 +404,6 @@ fn sample(ctx: &TcContext, ifindex: u32, dir: u8, k: u8) {
         return;
     };
     let ev = entry.as_mut_ptr();
-    let len = ctx.len();
     let cap = if len > SNAP_LEN as u32 {
         SNAP_LEN as u32
     } else {
@@ -375,11 +421,11 @@ fn sample(ctx: &TcContext, ifindex: u32, dir: u8, k: u8) {
         (*ev).record = record::TC_PACKET;
         (*ev)._pad = [0; 6];
         let copied = if cap >= ETH_HLEN as u32 && cap <= SNAP_LEN as u32 {
-            bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, (*ev).data.as_mut_ptr().cast(), cap) == 0
+            copy((*ev).data.as_mut_ptr(), cap)
         } else {
-            false
+            0
         };
-        (*ev).cap_len = if copied { cap as u16 } else { 0 };
+        (*ev).cap_len = if copied <= cap { copied as u16 } else { 0 };
     }
     entry.submit(0);
 }

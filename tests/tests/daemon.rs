@@ -776,3 +776,232 @@ fn the_daemon_mounts_bpffs_when_nothing_is_mounted() -> Result<()> {
     assert_detached("", &[], &before)?;
     Ok(())
 }
+
+/// Echo requests counted on `iface` ingress and replies on its egress by a `/v1/counters`
+/// answer or a watch summary.
+fn echo_on(counters: &Value, iface: &str) -> (u64, u64) {
+    (
+        count(counters, iface, "ingress", REQUEST),
+        count(counters, iface, "egress", REPLY),
+    )
+}
+
+/// People run tcpdump beside an observer all the time: while a daemon and an embedded
+/// `netlab watch` both run, pings before, during and after a tcpdump on the same veths are
+/// counted by both exactly as ping says, and what they count while tcpdump runs equals what
+/// tcpdump itself saw.
+#[test]
+fn tcpdump_beside_the_daemon_and_watch_does_not_stop_counting() -> Result<()> {
+    use netlab_tests::tcpdump::Tcpdump;
+    const PINGS: u32 = 5;
+    let bin = docker_or_skip!();
+    let pair = Pair::new(&bin, "td")?;
+    let paths = DaemonPaths::new(&bin)?;
+    let daemon = paths.start(&[])?;
+    let host = HostNetns::attach()?;
+    let watch = host.watch(&bin, &["--json"])?;
+    let n = u64::from(PINGS);
+
+    let at_start = get_json(&paths.socket, "/v1/counters")?;
+    pair.a.ping(&pair.b.name, PINGS)?;
+    std::thread::sleep(SETTLE);
+    let before_tcpdump = get_json(&paths.socket, "/v1/counters")?;
+    // tcpdump on both veths (promiscuous mode on: a link change netlab sees), then pings.
+    let dumps = [&pair.veth_a, &pair.veth_b].map(|veth| {
+        Tcpdump::start(
+            None,
+            veth,
+            "inout",
+            "icmp[icmptype] == icmp-echo or icmp[icmptype] == icmp-echoreply",
+        )
+    });
+    let [dump_a, dump_b] = dumps;
+    let (dump_a, dump_b) = (dump_a?, dump_b?);
+    // Let the daemon and watch act on the link changes first.
+    std::thread::sleep(SETTLE);
+    pair.a.ping(&pair.b.name, PINGS)?;
+    let seen_a = dump_a.stop_after(SETTLE)?;
+    let seen_b = dump_b.stop_after(Duration::ZERO)?;
+    std::thread::sleep(SETTLE);
+    let after_tcpdump = get_json(&paths.socket, "/v1/counters")?;
+    pair.a.ping(&pair.b.name, PINGS)?;
+    std::thread::sleep(SETTLE);
+    let at_end = get_json(&paths.socket, "/v1/counters")?;
+    let output = watch.stop()?;
+
+    let delta = |from: &Value, to: &Value, iface: &str| {
+        let (r0, p0) = echo_on(from, iface);
+        let (r1, p1) = echo_on(to, iface);
+        (r1 - r0, p1 - p0)
+    };
+    let witness =
+        |lines: &[String], what: &str| lines.iter().filter(|l| l.contains(what)).count() as u64;
+    // tcpdump's own count on veth a: requests in, replies out.
+    let tcpdump_a = (
+        witness(&seen_a, "echo request"),
+        witness(&seen_a, "echo reply"),
+    );
+    let tcpdump_b = (
+        witness(&seen_b, "echo request"),
+        witness(&seen_b, "echo reply"),
+    );
+    ensure!(
+        tcpdump_a == (n, n) && tcpdump_b == (n, n),
+        "tcpdump saw {tcpdump_a:?} on {} and {tcpdump_b:?} on {}, ping sent {n}",
+        pair.veth_a,
+        pair.veth_b
+    );
+    let rounds = [
+        (
+            "before tcpdump",
+            delta(&at_start, &before_tcpdump, &pair.veth_a),
+            (n, n),
+        ),
+        (
+            "while tcpdump ran",
+            delta(&before_tcpdump, &after_tcpdump, &pair.veth_a),
+            tcpdump_a,
+        ),
+        (
+            "after tcpdump stopped",
+            delta(&after_tcpdump, &at_end, &pair.veth_a),
+            (n, n),
+        ),
+    ];
+    let wrong: Vec<String> = rounds
+        .iter()
+        .filter(|(_, got, want)| got != want)
+        .map(|(when, got, want)| format!("{when}: daemon counted {got:?}, expected {want:?}"))
+        .collect();
+    ensure!(wrong.is_empty(), "on {}: {}", pair.veth_a, wrong.join("; "));
+    // The daemon's counts on b: requests out, replies in, all three rounds.
+    let b_total = (
+        count(&at_end, &pair.veth_b, "egress", REQUEST)
+            - count(&at_start, &pair.veth_b, "egress", REQUEST),
+        count(&at_end, &pair.veth_b, "ingress", REPLY)
+            - count(&at_start, &pair.veth_b, "ingress", REPLY),
+    );
+    ensure!(
+        b_total == (3 * n, 3 * n),
+        "daemon on {}: {b_total:?}, expected {}",
+        pair.veth_b,
+        3 * n
+    );
+    // The embedded watch saw the same three rounds.
+    let watched = echo_on(&output.summary, &pair.veth_a);
+    ensure!(
+        output.status.success() && watched == (3 * n, 3 * n),
+        "netlab watch beside tcpdump counted {watched:?} on {}, expected {}:\n{}",
+        pair.veth_a,
+        3 * n,
+        output.counters_text()
+    );
+    ensure!(
+        !daemon.stderr_so_far().contains("no longer attached"),
+        "the daemon reported lost hooks: {}",
+        daemon.stderr_so_far()
+    );
+    Ok(())
+}
+
+/// Id of the link pinned at `path` (`bpftool link show pinned`).
+fn pinned_link_id(path: &Path) -> Result<u64> {
+    let shown = netlab_tests::sh(&format!("bpftool -j link show pinned {}", path.display()))?;
+    let link: Value = serde_json::from_str(&shown).with_context(|| format!("bpftool: {shown}"))?;
+    link["id"]
+        .as_u64()
+        .with_context(|| format!("no link id in {shown}"))
+}
+
+/// Something else detaches a hook netlab attached (`bpftool link detach`): the daemon and
+/// `netlab watch` notice within seconds, say so in one log line, count it in
+/// `netlab_hooks_lost_total` and `/v1/health`, attach again, and count the next pings
+/// exactly as ping says.
+#[test]
+fn a_hook_detached_by_something_else_is_noticed_and_attached_again() -> Result<()> {
+    const PINGS: u32 = 3;
+    const NOTICE: Duration = Duration::from_secs(10);
+    let bin = docker_or_skip!();
+    let pair = Pair::new(&bin, "dh")?;
+    let paths = DaemonPaths::new(&bin)?;
+    let daemon = paths.start(&[])?;
+    let host = HostNetns::attach()?;
+    let watch = host.watch(&bin, &["--json"])?;
+    let idx = std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", pair.veth_a))?;
+    let pin = paths
+        .pin_dir
+        .join("links")
+        .join(format!("{}-{}-ingress", idx.trim(), pair.veth_a));
+    let daemon_link = pinned_link_id(&pin)?;
+    let watch_link = netlab_tests::docker::tcx_links_of(watch.pid())
+        .into_iter()
+        .filter(|l| l.ifindex.to_string() == idx.trim())
+        .map(|l| l.link_id)
+        .min()
+        .context("netlab watch holds no tcx link on veth a")?;
+    for id in [daemon_link, watch_link] {
+        netlab_tests::sh(&format!("bpftool link detach id {id}"))?;
+    }
+    let deadline = Instant::now() + NOTICE;
+    loop {
+        let health = get_json(&paths.socket, "/v1/health")?;
+        if health["hooks_lost"].as_u64() == Some(1) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the daemon did not notice within {NOTICE:?}: {health}\n{}",
+            daemon.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    while !watch.stderr_so_far().contains("no longer attached") {
+        ensure!(
+            Instant::now() < deadline,
+            "netlab watch did not notice within {NOTICE:?}:\n{}",
+            watch.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let before = get_json(&paths.socket, "/v1/counters")?;
+    pair.a.ping(&pair.b.name, PINGS)?;
+    std::thread::sleep(SETTLE);
+    let after = get_json(&paths.socket, "/v1/counters")?;
+    let n = u64::from(PINGS);
+    ensure!(
+        requests_in(&after, &pair.veth_a) - requests_in(&before, &pair.veth_a) == n,
+        "after attaching again the daemon counted {} requests on {}, ping sent {n}",
+        requests_in(&after, &pair.veth_a) - requests_in(&before, &pair.veth_a),
+        pair.veth_a
+    );
+    let metrics = http_get(&paths.socket, "/metrics")?;
+    let samples = parse_metrics(&metrics.body)?;
+    ensure!(
+        samples.iter().any(|s| s.name == "netlab_hooks_lost_total"
+            && s.has(&[("iface", pair.veth_a.as_str()), ("hook", "ingress")])
+            && s.value == 1.0),
+        "no netlab_hooks_lost_total{{iface={},hook=ingress}} 1 in /metrics:\n{}",
+        pair.veth_a,
+        metrics.body
+    );
+    let said = daemon.stderr_so_far();
+    ensure!(
+        said.matches("no longer attached").count() == 1,
+        "the daemon should say it once:\n{said}"
+    );
+    let output = watch.stop()?;
+    ensure!(
+        output.status.success() && output.stderr.matches("no longer attached").count() == 1,
+        "netlab watch ({}) should say it once:\n{}",
+        output.status,
+        output.stderr
+    );
+    // No ping went while the hook was detached: watch counted every one.
+    ensure!(
+        count(&output.summary, &pair.veth_a, "ingress", REQUEST) == n,
+        "watch counted {} requests on {} after attaching again",
+        count(&output.summary, &pair.veth_a, "ingress", REQUEST),
+        pair.veth_a
+    );
+    Ok(())
+}

@@ -309,20 +309,35 @@ fn sampling_keeps_counters_exact() -> Result<()> {
     assert_echo_path(&output, "icmp-echo-request", "icmp-echo-reply", REQUESTS)?;
 
     let counted = total(&output.summary);
-    let events = output.events.len() as u64;
+    // Sampled packet events only: drop reports and journeys are not samples.
+    let events = output
+        .events
+        .iter()
+        .filter(|e| e.get("direction").is_some())
+        .count() as u64;
     let lost = lost_events(&output.summary);
     let cpus = possible_cpus();
     // 1-in-RATE per CPU: each CPU may be up to RATE-1 packets short of its next sample.
+    let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
+    for e in &output.events {
+        *kinds
+            .entry(format!("{} {}", e["kind"], e["direction"]))
+            .or_default() += 1;
+    }
     ensure!(
         events * RATE <= counted + RATE,
-        "{events} events for {counted} counted packets is more than 1 in {RATE} (+1)"
+        "{events} events for {counted} counted packets is more than 1 in {RATE} (+1): {kinds:?}"
     );
     ensure!(
         (events + lost + cpus + 1) * RATE >= counted,
         "{events} events (+{lost} lost) for {counted} counted packets on {cpus} CPUs \
          is fewer than 1 in {RATE}"
     );
-    for event in &output.events {
+    for event in output
+        .events
+        .iter()
+        .filter(|e| e.get("direction").is_some())
+    {
         ensure!(
             u64_at(event, "/sample_rate")? == RATE,
             "sample_rate: {event}"

@@ -1,0 +1,274 @@
+//! Covering a new bridge port until netlab's tc programs run on it.
+//!
+//! Attaching a tc program waits for RCU grace periods (tens of milliseconds a hook), and a
+//! container may send its first ARP request sooner than that after its veth joins the
+//! bridge. For the hooks user space lists in `NETLAB_COVER`, two raw tracepoints count and
+//! sample those packets meanwhile: `netif_receive_skb` (a frame an interface received; it
+//! runs just *before* tc ingress) and `net_dev_queue` (a frame queued for transmission; it
+//! runs just *after* tc egress). Each pair runs back to back on one CPU for one packet, so a
+//! per-CPU note says which of the two counted it: never both, never neither.
+//!
+//! - Ingress: the tracepoint notes (interface, time) when it counts a packet, and nothing
+//!   when it does not; tc ingress skips a packet the note says was counted just now.
+//! - Egress: tc egress notes the interface of each packet it counts; the tracepoint skips a
+//!   packet so noted.
+//!
+//! A hook stays covered for a while after its tc program is attached (user space removes
+//! it), so the hand-over needs no coordination beyond the notes.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_kernel},
+    macros::{map, raw_tracepoint},
+    maps::{Array, HashMap, PerCpuArray},
+    programs::RawTracePointContext,
+};
+use netlab_common::{direction, kind, CounterKey, CoverConfig, COVER_ENTRIES, SNAP_LEN};
+
+use crate::drops::{kread_u16, kread_u32, kread_u64, kread_u8};
+use crate::program::{classify, count, sample, Frame, MISSING};
+
+#[map]
+static NETLAB_COVER: HashMap<CounterKey, u8> = HashMap::with_max_entries(COVER_ENTRIES, 0);
+
+#[map]
+static NETLAB_COVER_CONFIG: Array<CoverConfig> = Array::with_max_entries(1, 0);
+
+/// A copy of the frame's first bytes, per CPU.
+#[map]
+static NETLAB_COVER_SCRATCH: PerCpuArray<[u8; SNAP_LEN]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Which program counted the packet on its way through this CPU (slot 0: ingress, 1: egress).
+#[map]
+static NETLAB_COVER_LAST: PerCpuArray<Last> = PerCpuArray::with_max_entries(2, 0);
+
+/// A packet counted on interface `ifindex` at `ts_ns` (0: none).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Last {
+    ifindex: u32,
+    _pad: u32,
+    ts_ns: u64,
+}
+
+/// How soon after the ingress tracepoint tc ingress runs on the same packet, at most.
+const SAME_PACKET_NS: u64 = 1_000_000;
+
+/// For tc ingress: whether the cover tracepoint counted this very packet (then tc does
+/// not). Clears the note.
+#[inline(always)]
+pub(crate) fn counted_on_ingress(ifindex: u32) -> bool {
+    let Some(l) = NETLAB_COVER_LAST.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU slot, only this CPU touches it while this program runs.
+    let l = unsafe { &mut *l };
+    if l.ifindex != ifindex {
+        return false;
+    }
+    l.ifindex = 0;
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    now.wrapping_sub(l.ts_ns) < SAME_PACKET_NS
+}
+
+/// For tc egress: notes that it counted this packet on `ifindex`.
+#[inline(always)]
+pub(crate) fn note_egress(ifindex: u32) {
+    if let Some(l) = NETLAB_COVER_LAST.get_ptr_mut(1) {
+        // SAFETY: per-CPU slot, only this CPU touches it while this program runs.
+        unsafe { (*l).ifindex = ifindex };
+    }
+}
+
+#[inline(always)]
+fn key(ifindex: u32, dir: u8) -> CounterKey {
+    CounterKey {
+        ifindex,
+        direction: dir,
+        kind: kind::NONE,
+        _pad: [0; 2],
+    }
+}
+
+/// `netif_receive_skb(struct sk_buff *skb)`: a frame an interface received, just before
+/// tc ingress runs on it.
+#[raw_tracepoint(tracepoint = "netif_receive_skb")]
+pub fn netlab_cover_ingress(ctx: RawTracePointContext) -> i32 {
+    let Some(cfg) = NETLAB_COVER_CONFIG.get(0) else {
+        return 0;
+    };
+    if cfg.active == 0 {
+        return 0;
+    }
+    let Some(l) = NETLAB_COVER_LAST.get_ptr_mut(0) else {
+        return 0;
+    };
+    let counted = cover(ctx.arg::<u64>(0), cfg, direction::INGRESS);
+    // SAFETY: per-CPU slot, only this CPU touches it while this program runs.
+    unsafe {
+        (*l).ifindex = counted;
+        // SAFETY: a helper without preconditions.
+        (*l).ts_ns = if counted != 0 { bpf_ktime_get_ns() } else { 0 };
+    }
+    0
+}
+
+/// `net_dev_queue(struct sk_buff *skb)`: a frame queued for transmission, just after tc
+/// egress ran on it.
+#[raw_tracepoint(tracepoint = "net_dev_queue")]
+pub fn netlab_cover_egress(ctx: RawTracePointContext) -> i32 {
+    let Some(cfg) = NETLAB_COVER_CONFIG.get(0) else {
+        return 0;
+    };
+    if cfg.active == 0 {
+        return 0;
+    }
+    let skb = ctx.arg::<u64>(0);
+    let Some(l) = NETLAB_COVER_LAST.get_ptr_mut(1) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slot, only this CPU touches it while this program runs.
+    let by_tc = unsafe { (*l).ifindex };
+    // SAFETY: as above.
+    unsafe { (*l).ifindex = 0 };
+    if by_tc != 0 && by_tc == device_ifindex(skb, cfg) {
+        return 0;
+    }
+    cover(skb, cfg, direction::EGRESS);
+    0
+}
+
+/// The index of `skb->dev` (0: none).
+#[inline(always)]
+fn device_ifindex(skb: u64, cfg: &CoverConfig) -> u32 {
+    if skb == 0 {
+        return 0;
+    }
+    let dev = kread_u64(skb + cfg.skb_dev as u64);
+    if dev == 0 {
+        return 0;
+    }
+    kread_u32(dev + cfg.dev_ifindex as u64)
+}
+
+/// The first bytes of a frame copied out of its skb, and where the rest is.
+struct Copied {
+    buf: *const u8,
+    /// Bytes in `buf` (at most SNAP_LEN).
+    cap: usize,
+    /// Length of the whole frame.
+    len: usize,
+    /// Kernel address of the frame's first byte.
+    base: u64,
+    /// Bytes from `base` that are in the skb's linear area.
+    linear: usize,
+}
+
+impl Frame for Copied {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn byte(&self, off: usize) -> u32 {
+        if off < SNAP_LEN && off < self.cap {
+            // SAFETY: `buf` holds SNAP_LEN bytes and off < SNAP_LEN.
+            return u32::from(unsafe { *self.buf.add(off) });
+        }
+        if off < self.linear {
+            return kread_u8(self.base + off as u64);
+        }
+        MISSING
+    }
+
+    #[inline(always)]
+    fn be16(&self, off: usize) -> u32 {
+        let hi = self.byte(off);
+        let lo = self.byte(off + 1);
+        if hi == MISSING || lo == MISSING {
+            MISSING
+        } else {
+            (hi << 8) | lo
+        }
+    }
+}
+
+/// Counts and samples `skb` if its device's hook `dir` is covered and it is one of ours;
+/// returns the device's index when it counted it, else 0.
+#[inline(always)]
+fn cover(skb: u64, cfg: &CoverConfig, dir: u8) -> u32 {
+    let ifindex = device_ifindex(skb, cfg);
+    if ifindex == 0 || NETLAB_COVER.get_ptr(&key(ifindex, dir)).is_none() {
+        return 0;
+    }
+    // The same index in another namespace is another interface.
+    let dev = kread_u64(skb + cfg.skb_dev as u64);
+    let net = kread_u64(dev + cfg.dev_net as u64);
+    if net == 0 || kread_u32(net + cfg.net_inum as u64) != cfg.netns {
+        return 0;
+    }
+    let head = kread_u64(skb + cfg.skb_head as u64);
+    let data = kread_u64(skb + cfg.skb_data as u64);
+    let len = kread_u32(skb + cfg.skb_len as u64) as u64;
+    let data_len = kread_u32(skb + cfg.skb_data_len as u64) as u64;
+    if head == 0 || data == 0 || data_len > len {
+        return 0;
+    }
+    // On receive the Ethernet header was pulled already: the frame starts at the MAC
+    // header. On transmit it starts at `data`.
+    let base = if dir == direction::INGRESS {
+        let mac = kread_u16(skb + cfg.skb_mac_header as u64) as u64;
+        if mac == 0xffff || head + mac > data {
+            return 0;
+        }
+        head + mac
+    } else {
+        data
+    };
+    let pulled = data - base;
+    let frame_len = len + pulled;
+    let linear = len - data_len + pulled;
+    let Some(buf) = NETLAB_COVER_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let want = if linear < SNAP_LEN as u64 {
+        linear
+    } else {
+        SNAP_LEN as u64
+    };
+    if !(14..=SNAP_LEN as u64).contains(&want) {
+        return 0;
+    }
+    // SAFETY: `buf` is SNAP_LEN bytes of per-CPU scratch; the length is bounded above.
+    if unsafe { bpf_probe_read_kernel(buf.cast(), want as u32, base as *const _) } != 0 {
+        return 0;
+    }
+    let cap = want as usize;
+    let frame = Copied {
+        buf: buf as *const u8,
+        cap,
+        len: frame_len as usize,
+        base,
+        linear: linear as usize,
+    };
+    let k = classify(&frame);
+    if k == kind::NONE {
+        return 0;
+    }
+    count(ifindex, dir, k);
+    sample(ifindex, dir, k, frame_len as u32, |dest, n| {
+        let n = if n > cap as u32 { cap as u32 } else { n };
+        if n == 0 || n > SNAP_LEN as u32 {
+            return 0;
+        }
+        // SAFETY: `dest` holds SNAP_LEN bytes of a reserved ring-buffer slot and `buf`
+        // SNAP_LEN bytes of scratch; n <= SNAP_LEN.
+        if unsafe { bpf_probe_read_kernel(dest.cast(), n, buf as *const _) } == 0 {
+            n
+        } else {
+            0
+        }
+    });
+    ifindex
+}
