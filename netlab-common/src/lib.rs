@@ -205,7 +205,15 @@ pub struct DropConfig {
     /// a raw-socket ping already took a copy of, so under a ping flood these would fill
     /// the ring with reports nobody is shown. 0: report every drop.
     pub quiet_reason: u32,
+    /// Kernels without drop reasons (before 5.17): echo replies freed in these two address
+    /// ranges (`icmp_rcv`, `ping_rcv`: start, end, start, end) are the quiet ones instead.
+    pub quiet_ranges: [u64; 4],
 }
+
+/// [`DropConfig::tp_reason`] when the tracepoint has no `reason` field (before Linux 5.17).
+pub const NO_REASON_FIELD: u32 = u32::MAX;
+/// The reason a drop is counted under when the kernel gives none.
+pub const REASON_UNKNOWN: u32 = DROP_REASON_SLOTS - 1;
 
 /// What the cover programs need, written by user space from the running kernel's BTF.
 ///
@@ -267,7 +275,7 @@ pub struct DropEvent {
 }
 
 const _: () = assert!(core::mem::size_of::<CounterKey>() == 8);
-const _: () = assert!(core::mem::size_of::<DropConfig>() == 56);
+const _: () = assert!(core::mem::size_of::<DropConfig>() == 88);
 const _: () = assert!(core::mem::size_of::<CoverConfig>() == 48);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 40 + SNAP_LEN);
 const _: () = assert!(core::mem::offset_of!(PacketEvent, record) == RECORD_OFFSET);

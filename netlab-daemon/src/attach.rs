@@ -7,7 +7,7 @@ use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use aya::programs::{
-    tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions},
+    tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle},
     ProgramError, SchedClassifier, TcAttachType,
 };
 
@@ -109,6 +109,9 @@ pub struct Attachment {
     qdisc: Option<QdiscGuard>,
     /// Where the links are pinned, when they outlive the process (daemon mode).
     pinned: Option<[PathBuf; 2]>,
+    /// Netlink filters the daemon leaves attached when it goes (recorded under this
+    /// directory, see [`attach_netlink_kept`]), until `unpin`.
+    kept: Option<PathBuf>,
     /// The mode actually used (never `Auto`).
     pub mode: AttachMode,
     pub iface: String,
@@ -117,6 +120,20 @@ pub struct Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
+        if self.kept.is_some() {
+            // The filters stay and keep counting into the pinned maps; the next daemon
+            // replaces their program, `--cleanup` removes them.
+            if let Some(h) = self.ingress.take() {
+                std::mem::forget(h);
+            }
+            if let Some(h) = self.egress.take() {
+                std::mem::forget(h);
+            }
+            if let Some(q) = self.qdisc.take() {
+                std::mem::forget(q);
+            }
+            return;
+        }
         // Explicit order: the filters must go before the qdisc that holds them. Pinned
         // links stay attached (their pins hold them) until `unpin`.
         drop(self.ingress.take());
@@ -124,6 +141,138 @@ impl Drop for Attachment {
         drop(self.qdisc.take());
         log::debug!("released {}", self.iface);
     }
+}
+
+/// Priority and handle of the netlink filters the daemon keeps across restarts (`NL`):
+/// how the next daemon and `--cleanup` find them, whoever else has filters there.
+pub const KEPT_PRIORITY: u16 = 0x4e4c;
+/// See [`KEPT_PRIORITY`].
+pub const KEPT_HANDLE: TcHandle = TcHandle::new(0, 0x4e4c);
+
+/// The record of an interface's kept netlink filters under `dir` (an empty directory on
+/// bpffs, which holds no regular files): `<ifindex>-<iface>-netlink`, with `-clsact`
+/// when netlab added the clsact qdisc.
+pub fn kept_record(dir: &Path, ifindex: u32, iface: &str, qdisc_ours: bool) -> PathBuf {
+    dir.join(format!(
+        "{ifindex}-{iface}-netlink{}",
+        if qdisc_ours { "-clsact" } else { "" }
+    ))
+}
+
+/// Parses a [`kept_record`] name: (ifindex, interface, whether netlab added the qdisc).
+pub fn parse_kept_record(name: &str) -> Option<(u32, &str, bool)> {
+    let (rest, qdisc) = match name.strip_suffix("-clsact") {
+        Some(r) => (r, true),
+        None => (name, false),
+    };
+    let rest = rest.strip_suffix("-netlink")?;
+    let (idx, iface) = rest.split_once('-')?;
+    Some((idx.parse().ok()?, iface, qdisc))
+}
+
+/// Netlink filters for the daemon on kernels without TCX: they cannot be pinned, so they
+/// are left attached when the daemon goes and keep counting into the pinned maps. Filters
+/// an earlier daemon left on `iface` (found by [`KEPT_PRIORITY`] and [`KEPT_HANDLE`]) get
+/// the new programs in place (a replace: no packet goes uncounted); otherwise new ones are
+/// added, and a record is made under `dir` for `--cleanup`.
+pub fn attach_netlink_kept(
+    ingress: &mut SchedClassifier,
+    egress: &mut SchedClassifier,
+    iface: &str,
+    ifindex: u32,
+    dir: &Path,
+) -> Result<Attachment, AttachError> {
+    let mut qdisc_ours = false;
+    match tc::qdisc_add_clsact(iface) {
+        Ok(()) => qdisc_ours = true,
+        Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(source) => {
+            return Err(AttachError::Qdisc {
+                iface: iface.to_owned(),
+                source: Box::new(source),
+            })
+        }
+    }
+    // A record from an earlier run says whether that run added the qdisc.
+    let earlier = kept_record(dir, ifindex, iface, true);
+    if earlier.exists() {
+        qdisc_ours = true;
+    }
+    let hook = |prog: &mut SchedClassifier, at: TcAttachType| -> Result<Hook, AttachError> {
+        let name = if at == TcAttachType::Ingress {
+            "ingress"
+        } else {
+            "egress"
+        };
+        let err = |source: ProgramError| AttachError::Attach {
+            iface: iface.to_owned(),
+            hook: name,
+            mode: "netlink",
+            source: Box::new(source),
+        };
+        if let Ok(old) = SchedClassifierLink::attached(iface, at, KEPT_PRIORITY, KEPT_HANDLE, None)
+        {
+            if let Ok(id) = prog.attach_to_link(old) {
+                return prog.take_link(id).map(Hook::Netlink).map_err(err);
+            }
+        }
+        let id = prog
+            .attach_with_options(
+                iface,
+                at,
+                TcAttachOptions::Netlink(NlOptions {
+                    priority: KEPT_PRIORITY,
+                    handle: KEPT_HANDLE,
+                    ..NlOptions::default()
+                }),
+            )
+            .map_err(err)?;
+        prog.take_link(id).map(Hook::Netlink).map_err(err)
+    };
+    let i = hook(ingress, TcAttachType::Ingress)?;
+    let e = hook(egress, TcAttachType::Egress)?;
+    let record = kept_record(dir, ifindex, iface, qdisc_ours);
+    std::fs::create_dir_all(&record).map_err(|source| AttachError::Pin {
+        iface: iface.to_owned(),
+        hook: "netlink",
+        path: record.clone(),
+        source,
+    })?;
+    Ok(Attachment {
+        ingress: Some(i),
+        egress: Some(e),
+        qdisc: qdisc_ours.then(|| QdiscGuard {
+            ifindex,
+            iface: iface.to_owned(),
+        }),
+        pinned: None,
+        kept: Some(record),
+        mode: AttachMode::Netlink,
+        iface: iface.to_owned(),
+        ifindex,
+    })
+}
+
+/// Removes the filters a daemon kept on the interface of record `name` (under `dir`) and,
+/// when netlab added it, the clsact qdisc, then the record. An interface that is gone took
+/// its filters with it.
+pub fn remove_kept(dir: &Path, name: &str) -> std::io::Result<()> {
+    if let Some((idx, iface, qdisc)) = parse_kept_record(name) {
+        if ifindex(iface) == Some(idx) {
+            for at in [TcAttachType::Ingress, TcAttachType::Egress] {
+                if let Ok(link) =
+                    SchedClassifierLink::attached(iface, at, KEPT_PRIORITY, KEPT_HANDLE, None)
+                {
+                    // Dropping the link removes the filter.
+                    drop(link);
+                }
+            }
+            if qdisc {
+                crate::qdisc::delete_clsact(idx)?;
+            }
+        }
+    }
+    std::fs::remove_dir(dir.join(name))
 }
 
 /// The pin paths of an interface's two links under `dir`.
@@ -230,8 +379,12 @@ impl Attachment {
         self.iface = name.to_owned();
     }
 
-    /// Removes the pins, which detaches pinned links.
+    /// Removes the pins, which detaches pinned links (and makes kept netlink filters go
+    /// with this value).
     pub fn unpin(&mut self) {
+        if let Some(record) = self.kept.take() {
+            let _ = std::fs::remove_dir(record);
+        }
         for p in self.pinned.take().into_iter().flatten() {
             if let Err(e) = std::fs::remove_file(&p) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -274,6 +427,7 @@ pub fn adopt(
         egress: None,
         qdisc: None,
         pinned: Some(paths),
+        kept: None,
         mode: AttachMode::Tcx,
         iface: iface.to_owned(),
         ifindex,
@@ -402,6 +556,7 @@ pub fn attach_tcx(
         egress: Some(e),
         qdisc: None,
         pinned: None,
+        kept: None,
         mode: AttachMode::Tcx,
         iface: iface.to_owned(),
         ifindex,
@@ -434,6 +589,7 @@ fn attach_netlink(
         egress: None,
         qdisc,
         pinned: None,
+        kept: None,
         mode,
         iface: iface.to_owned(),
         ifindex,

@@ -898,6 +898,24 @@ impl Kallsyms {
         self.index.is_empty()
     }
 
+    /// Where function `name` starts and where the next symbol starts (its end, near enough).
+    pub fn range_of(&self, name: &str) -> Option<(u64, u64)> {
+        let i = self.index.iter().position(|&(_, start, end)| {
+            self.names.get(start as usize..end as usize) == Some(name)
+        })?;
+        let start = self.index[i].0;
+        let end = self.index.get(i + 1).map_or(start + 1, |&(a, _, _)| a);
+        Some((start, end))
+    }
+
+    /// The address ranges of `icmp_rcv` and `ping_rcv`, where kernels without drop reasons
+    /// free the echo replies a raw-socket ping already took (see `DropConfig::quiet_ranges`).
+    pub fn echo_reply_frees(&self) -> [u64; 4] {
+        let (a, b) = self.range_of("icmp_rcv").unwrap_or((0, 0));
+        let (c, d) = self.range_of("ping_rcv").unwrap_or((0, 0));
+        [a, b, c, d]
+    }
+
     /// `name+0x1f` for the nearest symbol at or below `addr` (`name+0x0` on an exact hit);
     /// `None` if `addr` is below the first symbol.
     pub fn symbolize(&self, addr: u64) -> Option<String> {

@@ -74,6 +74,10 @@ pub struct DaemonArgs {
     /// At most N events per second reach user space (0: no limit).
     #[arg(long = "rate-limit", value_name = "N", default_value_t = 200_000)]
     pub rate_limit: u32,
+    /// How to hook the programs: TCX links (pinned) where the kernel has them, netlink
+    /// filters (kept attached while the daemon is down) otherwise.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub attach: AttachMode,
 }
 
 /// Requests the API makes to the loop that owns the kernel objects.
@@ -108,14 +112,21 @@ pub fn cleanup(dir: &Path) -> anyhow::Result<usize> {
         );
     }
     let mut removed = 0;
-    for sub in ["links", "drops", "maps"] {
+    for sub in ["links", "drops", "netlink", "maps"] {
         let d = dir.join(sub);
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
         for e in entries.flatten() {
-            std::fs::remove_file(e.path())
-                .with_context(|| format!("removing {}", e.path().display()))?;
+            if sub == "netlink" {
+                // The filters a daemon kept on a kernel without TCX, and their qdiscs.
+                let name = e.file_name();
+                crate::attach::remove_kept(&d, &name.to_string_lossy())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+            } else {
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+            }
             removed += 1;
         }
         let _ = std::fs::remove_dir(&d);
@@ -571,6 +582,21 @@ fn on_change(
     Ok(())
 }
 
+/// Lifts `RLIMIT_MEMLOCK` (what the BPF maps are charged to before Linux 5.11).
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid rlimit value.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        log::debug!(
+            "cannot lift RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// What the daemon sets up while the process is still single-threaded, with every
 /// capability it started with: afterwards it keeps only [`crate::privilege::DAEMON_CAPS`]
 /// (capabilities are per thread, so the drop must come before any thread exists).
@@ -600,6 +626,9 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
         }
     }
     crate::bpffs::ensure(&args.pin_dir)?;
+    // Before 5.11 the kernel charges BPF maps to the locked-memory limit, and raising it
+    // needs CAP_SYS_RESOURCE, which the daemon is about to give up.
+    raise_memlock_limit();
     let socket = bind_socket(&args.socket)?;
     let kallsyms = Kallsyms::load().ok();
     crate::privilege::drop_all_but(&crate::privilege::DAEMON_CAPS)
@@ -629,7 +658,8 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     let drops_dir = args.pin_dir.join("drops");
     std::fs::create_dir_all(&drops_dir)
         .with_context(|| format!("creating {}", drops_dir.display()))?;
-    let drops = match dp.enable_drops_pinned(Some(&drops_dir.join("kfree_skb"))) {
+    let quiet = kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees);
+    let drops = match dp.enable_drops_pinned(Some(&drops_dir.join("kfree_skb")), quiet) {
         Ok(reasons) => Some(DropContext {
             reasons,
             kallsyms: kallsyms.take(),
@@ -644,12 +674,19 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         }
     };
     crate::watch::enable_cover(&mut dp);
-    let obs = Observer::new(dp, AttachMode::Tcx)
+    // TCX links where the kernel has them (6.6+), pinned; netlink filters otherwise, kept.
+    let obs = Observer::new(dp, args.attach)
         .persist_in(&links_dir)
         .with_context(|| format!("creating {}", links_dir.display()))?;
     let mut obs = obs;
     obs.prune_pins(&topo);
     obs.reconcile(&topo);
+    if obs.attached() == 0 && !topo.observed.is_empty() {
+        anyhow::bail!(
+            "could not attach to any of the {} interfaces to observe (see the warnings above)",
+            topo.observed.len()
+        );
+    }
     let ring = obs.datapath_mut().take_events()?;
     // SAFETY: the RingBuf owns its fd for as long as the AsyncFd (which owns it) lives.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -798,8 +835,12 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&args.socket);
     log::info!(
-        "daemon stopped; {} interfaces stay attached (pinned) and keep counting; `netlab daemon --cleanup` detaches them",
-        obs.attached()
+        "daemon stopped; {} interfaces stay attached ({}) and keep counting; `netlab daemon --cleanup` detaches them",
+        obs.attached(),
+        match obs.mode_in_use() {
+            Some(AttachMode::Netlink) => "netlink filters",
+            _ => "pinned TCX links",
+        }
     );
     // Pinned links stay attached; dropping the observer only closes our handles.
     drop(obs);

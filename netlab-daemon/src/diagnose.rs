@@ -435,12 +435,13 @@ async fn observe_embedded(
         sample_every: 1,
         rate_per_cpu: 0,
     })?;
-    let reasons = dp.enable_drops()?;
+    let kallsyms = Kallsyms::load().ok();
+    let reasons = dp.enable_drops(kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees))?;
     let mut obs = Observer::new(dp, AttachMode::Auto);
     obs.reconcile(topo);
     let drops = DropContext {
         reasons,
-        kallsyms: Kallsyms::load().ok(),
+        kallsyms,
         own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
         only_observed: false,
         baseline: crate::netfilter::snapshot_async().await.ok(),

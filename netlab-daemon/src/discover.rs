@@ -196,8 +196,24 @@ impl Observer {
         Ok(self)
     }
 
-    /// Removes pins under the pin directory whose interface is not in `topo`.
+    /// Removes pins under the pin directory whose interface is not in `topo` (and kept
+    /// netlink filters of interfaces no longer observed).
     pub fn prune_pins(&self, topo: &Topology) {
+        if let Some(kept) = self.kept_dir() {
+            for e in std::fs::read_dir(&kept).into_iter().flatten().flatten() {
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let keep = crate::attach::parse_kept_record(name).is_some_and(|(idx, iface, _)| {
+                    topo.iface(idx).is_some_and(|o| o.name == iface)
+                });
+                if !keep {
+                    log::debug!("removing kept filters {name}");
+                    if let Err(e) = crate::attach::remove_kept(&kept, name) {
+                        log::debug!("{name}: {e}");
+                    }
+                }
+            }
+        }
         let Some(dir) = &self.pin_dir else { return };
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -263,9 +279,19 @@ impl Observer {
         tcx_attach_or_adopt(progs, self.pin_dir.as_deref(), idx, name)
     }
 
-    /// Netlink filters cannot be pinned: they always go with the process.
+    /// Netlink filters cannot be pinned: with a pin directory (the daemon) they are kept
+    /// attached when the process goes, and recorded beside the pins; otherwise they go
+    /// with the process.
     fn attach_one_netlink(&mut self, name: &str) -> anyhow::Result<Attachment> {
-        Ok(self.dp.attach(name, AttachMode::Netlink)?)
+        match self.kept_dir() {
+            Some(dir) => Ok(self.dp.attach_kept(name, &dir)?),
+            None => Ok(self.dp.attach(name, AttachMode::Netlink)?),
+        }
+    }
+
+    /// Where the records of kept netlink filters live: `netlink/` beside `links/`.
+    fn kept_dir(&self) -> Option<std::path::PathBuf> {
+        self.pin_dir.as_ref().map(|d| d.with_file_name("netlink"))
     }
 
     pub fn datapath_mut(&mut self) -> &mut Datapath {

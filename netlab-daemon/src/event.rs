@@ -497,7 +497,11 @@ impl DropRecord {
         let (netns, name) = match topo.place(inode, ev.ifindex) {
             Some((None, name)) => ("host".to_owned(), name.map(str::to_owned)),
             Some((Some(c), name)) => (c.to_owned(), name.map(str::to_owned)),
-            None if inode == host_netns => ("host".to_owned(), None),
+            // No scan of the namespaces (`--iface`): the host's observed interfaces.
+            None if inode == host_netns => (
+                "host".to_owned(),
+                topo.iface(ev.ifindex).map(|o| o.name.clone()),
+            ),
             None => (format!("netns:{inode}"), None),
         };
         Some(DropRecord {

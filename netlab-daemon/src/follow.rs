@@ -340,7 +340,13 @@ impl Follower {
                 ask_docker = self.settle.settled(), if self.settle.armed() && !rescanning => {
                     if let Some(mut feed) = self.feed.take() {
                         self.rescan = Some(Box::pin(async move {
+                            let started = std::time::Instant::now();
                             let t = feed.rescan(ask_docker).await;
+                            log::debug!(
+                                "rescan{} took {:?}",
+                                if ask_docker { " (asking Docker)" } else { "" },
+                                started.elapsed()
+                            );
                             (feed, t)
                         }));
                     }

@@ -62,6 +62,13 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The running kernel is older than netlab supports.
+    #[error(
+        "Linux {found} is older than {}.{}, the oldest netlab runs on (it needs the BPF ring buffer)",
+        MIN_KERNEL.0,
+        MIN_KERNEL.1
+    )]
+    KernelTooOld { found: String },
     /// A map is missing or could not be read or written.
     #[error("map {name}")]
     Map {
@@ -95,7 +102,18 @@ impl DeliveryStats {
 #[derive(Clone, Debug, Default)]
 pub struct DropReasons(BTreeMap<u32, String>);
 
+/// What a drop's reason is called when the kernel gives none (before Linux 5.17).
+pub const UNKNOWN_REASON: &str = "unknown";
+
 impl DropReasons {
+    /// A kernel without drop reasons: every drop's reason is [`UNKNOWN_REASON`].
+    pub fn unknown() -> Self {
+        DropReasons(BTreeMap::from([(
+            netlab_common::REASON_UNKNOWN,
+            UNKNOWN_REASON.to_owned(),
+        )]))
+    }
+
     /// From `enum skb_drop_reason` (`SKB_DROP_REASON_` stripped).
     pub fn from_enum(values: Vec<(String, u64)>) -> Self {
         DropReasons(
@@ -171,6 +189,23 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
     move |source| LoadError::Map { name, source }
 }
 
+/// The oldest kernel netlab runs on: the BPF ring buffer came with 5.8 (tested on 5.10).
+pub const MIN_KERNEL: (u32, u32) = (5, 8);
+
+/// Refuses a kernel older than [`MIN_KERNEL`], given its release (`uname -r`).
+pub fn check_kernel(release: &str) -> Result<(), LoadError> {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if have < MIN_KERNEL {
+        return Err(LoadError::KernelTooOld {
+            found: release.trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
 impl Datapath {
     /// Loads both tc programs into the kernel and writes `config`.
     pub fn load(config: Config) -> Result<Self, LoadError> {
@@ -183,6 +218,9 @@ impl Datapath {
         config: Config,
         pin_dir: Option<&std::path::Path>,
     ) -> Result<Self, LoadError> {
+        if let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+            check_kernel(&release)?;
+        }
         let mut loader = aya::EbpfLoader::new();
         let paths: Vec<(&str, std::path::PathBuf)> = pin_dir
             .map(|d| {
@@ -220,8 +258,8 @@ impl Datapath {
 
     /// Loads and attaches the `skb:kfree_skb` program, configured from the running
     /// kernel's tracefs format and BTF. Returns the names of the kernel's drop reasons.
-    pub fn enable_drops(&mut self) -> Result<DropReasons, LoadError> {
-        self.enable_drops_pinned(None)
+    pub fn enable_drops(&mut self, quiet_ranges: [u64; 4]) -> Result<DropReasons, LoadError> {
+        self.enable_drops_pinned(None, quiet_ranges)
     }
 
     /// [`Datapath::enable_drops`]; with `pin`, the link is pinned at that path so that
@@ -231,6 +269,7 @@ impl Datapath {
     pub fn enable_drops_pinned(
         &mut self,
         pin: Option<&std::path::Path>,
+        quiet_ranges: [u64; 4],
     ) -> Result<DropReasons, LoadError> {
         let fields = btf::tracepoint_fields("skb", "kfree_skb").map_err(LoadError::Btf)?;
         let field = |name: &'static str| {
@@ -240,16 +279,25 @@ impl Datapath {
         };
         let kbtf = KernelBtf::from_sys_fs().map_err(LoadError::Btf)?;
         let off = |s: &str, path: &[&str]| kbtf.member_offset(s, path).map_err(LoadError::Btf);
-        let reasons = DropReasons::from_enum(
-            kbtf.enum_values("skb_drop_reason")
-                .map_err(LoadError::Btf)?,
-        );
+        // Drop reasons exist from Linux 5.17 on (the tracepoint's `reason` field and its
+        // enum); before, every drop is reported with an unknown reason, never a wrong one.
+        let tp_reason = btf::field(&fields, "reason").map(|f| f.offset);
+        let reasons = match (tp_reason, kbtf.enum_values("skb_drop_reason")) {
+            (Some(_), Ok(values)) => DropReasons::from_enum(values),
+            (Some(_), Err(e)) => return Err(LoadError::Btf(e)),
+            (None, _) => {
+                log::info!(
+                    "this kernel's skb:kfree_skb has no drop reason (Linux 5.17 and later have one): drops are reported with reason unknown"
+                );
+                DropReasons::unknown()
+            }
+        };
         let cfg = DropConfig {
             enabled: 1,
             tp_skbaddr: field("skbaddr")?,
             tp_location: field("location")?,
             tp_protocol: field("protocol")?,
-            tp_reason: field("reason")?,
+            tp_reason: tp_reason.unwrap_or(netlab_common::NO_REASON_FIELD),
             skb_len: off("sk_buff", &["len"])?,
             skb_head: off("sk_buff", &["head"])?,
             skb_network_header: off("sk_buff", &["network_header"])?,
@@ -259,6 +307,7 @@ impl Datapath {
             net_inum: off("net", &["ns", "inum"])?,
             skb_data: off("sk_buff", &["data"])?,
             quiet_reason: reasons.value_of("NO_SOCKET").unwrap_or(0),
+            quiet_ranges,
         };
         // The BTF blob (~5 MB) and its index are done with: give their pages back now
         // rather than carry them as resident heap for the life of the process.
@@ -503,6 +552,20 @@ impl Datapath {
         attach::attach(ingress, egress, iface, mode)
     }
 
+    /// Hooks both programs to `iface` with netlink filters that stay when the process goes
+    /// (see [`attach::attach_netlink_kept`]).
+    pub fn attach_kept(
+        &mut self,
+        iface: &str,
+        dir: &std::path::Path,
+    ) -> Result<Attachment, AttachError> {
+        let idx = attach::ifindex(iface).ok_or_else(|| AttachError::NoSuchInterface {
+            iface: iface.to_owned(),
+        })?;
+        let (ingress, egress) = self.programs();
+        attach::attach_netlink_kept(ingress, egress, iface, idx, dir)
+    }
+
     /// The kernel's ids of the two tc programs (ingress, egress): what a hook lists when
     /// they are attached to it.
     pub fn prog_ids(&mut self) -> Result<(u32, u32), LoadError> {
@@ -624,6 +687,22 @@ pub(crate) fn release_freed_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernels_older_than_5_8_are_refused_in_one_line() {
+        assert!(check_kernel("5.10.0-46-cloud-amd64").is_ok());
+        assert!(check_kernel("6.18.44-fc-v782\n").is_ok());
+        assert!(check_kernel("5.8.0").is_ok());
+        let e = check_kernel("4.19.0-27-amd64").expect_err("4.19");
+        let text = e.to_string();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("Linux 4.19.0-27-amd64 is older than 5.8"),
+            "{text}"
+        );
+        assert!(check_kernel("5.7.19").is_err());
+        assert!(check_kernel("garbage").is_err());
+    }
 
     #[test]
     fn drop_reasons_by_name_and_value() {

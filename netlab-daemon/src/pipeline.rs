@@ -142,7 +142,9 @@ pub struct Pipeline {
 }
 
 /// How long records wait at most for a new veth's owner to be known.
-const HOLD_AT_MOST: std::time::Duration = std::time::Duration::from_millis(1000);
+/// Long enough for a rescan while the engine starts and removes containers in bursts
+/// (its API then answers in seconds); records go out as soon as the owner is known.
+const HOLD_AT_MOST: std::time::Duration = std::time::Duration::from_millis(3000);
 /// Records held at most (beyond, they are released unlabelled rather than piling up).
 const HOLD_MAX_RECORDS: usize = 65_536;
 
@@ -326,7 +328,7 @@ impl Pipeline {
         if is_benign(&rec) {
             return Ok(());
         }
-        if rec.drop.reason == NETFILTER_DROP && ctx.baseline.is_some() {
+        if by_netfilter(&rec) && ctx.baseline.is_some() {
             // Shown once the firewall counters tell which rule it was.
             ctx.pending.push(rec);
             return Ok(());
@@ -569,6 +571,18 @@ fn is_benign(rec: &DropRecord) -> bool {
         // nobody there wanted them. An echo request freed so is reported.
         || (rec.drop.reason == "IPV6DISABLED"
             && (rec.packet.starts_with("ndp-") || rec.packet == "icmp6-other"))
+}
+
+/// Whether netfilter dropped it: by reason, or, on kernels without drop reasons, because
+/// it was freed where netfilter frees a verdict's drop (`nf_hook_slow`).
+fn by_netfilter(rec: &DropRecord) -> bool {
+    rec.drop.reason == NETFILTER_DROP
+        || (rec.drop.reason == crate::loader::UNKNOWN_REASON
+            && rec
+                .drop
+                .location
+                .as_deref()
+                .is_some_and(|l| l.starts_with("nf_hook_slow+")))
 }
 
 fn is_echo(k: Kind) -> bool {

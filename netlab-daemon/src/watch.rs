@@ -322,12 +322,14 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     let drops = if args.no_drops {
         None
     } else {
-        match dp.enable_drops() {
+        let kallsyms = Kallsyms::load()
+            .inspect_err(|e| log::debug!("no kernel symbols: {e}"))
+            .ok();
+        let quiet = kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees);
+        match dp.enable_drops(quiet) {
             Ok(reasons) => Some(DropContext {
                 reasons,
-                kallsyms: Kallsyms::load()
-                    .inspect_err(|e| log::debug!("no kernel symbols: {e}"))
-                    .ok(),
+                kallsyms,
                 own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
                 only_observed: !following,
                 baseline: crate::netfilter::snapshot_async()
@@ -351,6 +353,12 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     let mut obs = Observer::new(dp, args.attach);
     if following {
         obs.reconcile(&topo);
+        if obs.attached() == 0 && !topo.observed.is_empty() {
+            anyhow::bail!(
+                "could not attach to any of the {} interfaces to observe (see the warnings above)",
+                topo.observed.len()
+            );
+        }
     } else {
         let named: Vec<(u32, String)> = topo
             .observed

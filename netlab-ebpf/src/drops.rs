@@ -10,7 +10,10 @@ use aya_ebpf::{
     programs::TracePointContext,
     EbpfContext as _,
 };
-use netlab_common::{record, stat, DropConfig, DropEvent, DROP_REASON_SLOTS, SNAP_LEN};
+use netlab_common::{
+    record, stat, DropConfig, DropEvent, DROP_REASON_SLOTS, NO_REASON_FIELD, REASON_UNKNOWN,
+    SNAP_LEN,
+};
 
 use crate::program::{bump_stat, MAX_IPV6_EXT, NETLAB_EVENTS};
 
@@ -78,7 +81,13 @@ fn observe_drop(ctx: &TracePointContext) {
         return;
     }
     let rec = ctx.as_ptr() as u64;
-    let reason = kread_u32(rec + cfg.tp_reason as u64);
+    // Before Linux 5.17 the tracepoint carries no reason: every kfree_skb is a drop of
+    // unknown reason (consume_skb is the normal free).
+    let reason = if cfg.tp_reason == NO_REASON_FIELD {
+        REASON_UNKNOWN
+    } else {
+        kread_u32(rec + cfg.tp_reason as u64)
+    };
     if reason < FIRST_DROP_REASON {
         return;
     }
@@ -172,8 +181,18 @@ fn observe_drop(ctx: &TracePointContext) {
         // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
         unsafe { *p += 1 };
     }
-    if echo_reply && reason == cfg.quiet_reason {
-        return;
+    if echo_reply {
+        if cfg.tp_reason != NO_REASON_FIELD {
+            if reason == cfg.quiet_reason {
+                return;
+            }
+        } else {
+            let at = kread_u64(rec + cfg.tp_location as u64);
+            let r = &cfg.quiet_ranges;
+            if (at >= r[0] && at < r[1]) || (at >= r[2] && at < r[3]) {
+                return;
+            }
+        }
     }
     let Some(mut entry) = NETLAB_EVENTS.reserve::<DropEvent>(0) else {
         bump_stat(stat::DROP_RING_FULL);

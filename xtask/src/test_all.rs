@@ -2,11 +2,12 @@
 
 use anyhow::{Context, Result};
 
-use crate::{cmd, docker, fuzz, images, setup, workspace};
+use crate::{cmd, docker, fuzz, images, setup, vmtest, workspace};
 
 /// setup, a Docker engine and the lab's images, the unit tests, a release build of netlab, then
 /// the privileged integration tests (one at a time) against that binary, then (without a test
-/// filter) every fuzz target for 30 s. Stops at the first failing step.
+/// filter) the kernel scenarios in VMs (`vmtest`) and every fuzz target for 30 s. Stops at
+/// the first failing step.
 pub fn run(filter: &[String]) -> Result<()> {
     setup::run().context("setup failed")?;
     docker::ensure_docker().context("no Docker engine")?;
@@ -29,8 +30,15 @@ pub fn run(filter: &[String]) -> Result<()> {
             .current_dir(workspace::root()),
     )
     .context("integration tests failed")?;
-    // A bounded fuzz run of every target (not when only some tests were asked for).
     if filter.is_empty() {
+        // The kernels Docker hosts run (5.10, 6.1, 6.12), each in a VM.
+        vmtest::run(
+            "all",
+            &[],
+            std::time::Duration::from_secs(vmtest::DEFAULT_TIMEOUT_SECS),
+        )
+        .context("the kernel tests in VMs failed")?;
+        // A bounded fuzz run of every target (not when only some tests were asked for).
         fuzz::run(fuzz::TEST_SECS).context("fuzzing failed")?;
     }
     eprintln!("xtask: all tests passed");
