@@ -1005,3 +1005,86 @@ fn a_hook_detached_by_something_else_is_noticed_and_attached_again() -> Result<(
     );
     Ok(())
 }
+
+/// Twenty containers started at once, each pinging a peer the moment it starts: while the
+/// daemon runs, every one's first ARP request and both echo requests are counted on its
+/// own veth's ingress exactly as tcpdump on every interface (`-i any`, running before the
+/// first container starts) saw them.
+#[test]
+fn containers_started_in_a_burst_are_counted_from_their_first_packet() -> Result<()> {
+    use netlab_tests::tcpdump::Tcpdump;
+    const BURST: usize = 20;
+    let bin = docker_or_skip!();
+    let net = Network::create("bu")?;
+    let peer = Container::sleeper("bupeer", &net)?;
+    let peer_ip = netlab_tests::docker::docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &peer.name,
+    ])?
+    .trim()
+    .to_owned();
+    let paths = DaemonPaths::new(&bin)?;
+    let _daemon = paths.start(&[])?;
+    let dump = Tcpdump::start(None, "any", "in", "arp or icmp")?;
+    let prefix = netlab_tests::netns::unique_name("bu");
+    let command = format!("ping -c 2 -i 0.2 {peer_ip}; sleep 300");
+    let containers: Vec<Container> = std::thread::scope(|scope| {
+        let started: Vec<_> = (0..BURST)
+            .map(|i| {
+                let (name, net, command) = (format!("{prefix}-{i}"), &net, command.as_str());
+                scope.spawn(move || {
+                    Container::run_named(
+                        name,
+                        net,
+                        netlab_tests::docker::BUSYBOX_IMAGE,
+                        &["sh", "-c", command],
+                    )
+                })
+            })
+            .collect();
+        started
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("docker run panicked"))?
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    // Both pings of every container are over within a second of its start.
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = dump.stop_after(SETTLE)?;
+    let counters = get_json(&paths.socket, "/v1/counters")?;
+    let topo = topology_json(&bin, &paths.socket)?;
+    let mut wrong = Vec::new();
+    for c in &containers {
+        let veth = host_veth(&topo, &c.name, "eth0")?;
+        // tcpdump -i any: `<time> <iface> <In|B|M> <what>`.
+        let on = |what: &str| -> u64 {
+            seen.iter()
+                .filter(|l| l.split_whitespace().nth(1) == Some(veth.as_str()))
+                .filter(|l| l.contains(what))
+                .count() as u64
+        };
+        let witness = (on("ARP, Request"), on("ICMP echo request"));
+        let counted = (
+            count(&counters, &veth, "ingress", "arp-request"),
+            count(&counters, &veth, "ingress", REQUEST),
+        );
+        if witness.0 == 0 || witness.1 != 2 || counted != witness {
+            wrong.push(format!(
+                "{} ({veth}): netlab counted {counted:?} (ARP requests, echo requests), tcpdump saw {witness:?}",
+                c.name
+            ));
+        }
+    }
+    ensure!(
+        wrong.is_empty(),
+        "{} of {BURST} containers not counted as tcpdump saw them:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    drop(peer);
+    Ok(())
+}
