@@ -107,6 +107,8 @@ fn topology() -> Topology {
                 Subnet::parse(&format!("fd{net:02x}::/64")).expect("subnet"),
             ],
             gateways: vec![IpAddr::from([172, 20 + net, 0, 1])],
+            internal: false,
+            icc: true,
         })
         .collect();
     let mut host_links = vec![link(1, "lo".into(), LinkKind::Unknown)];

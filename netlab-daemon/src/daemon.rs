@@ -561,7 +561,7 @@ fn on_change(
         Change::Engine { connected } => {
             shared.docker.store(connected, Ordering::Relaxed);
         }
-        Change::Rescanned(t) => {
+        Change::Rescanned { topo: t, started } => {
             while let Some(item) = ring.next() {
                 p.record(&item)?;
             }
@@ -575,7 +575,7 @@ fn on_change(
             if let Ok(mut w) = shared.topo.write() {
                 *w = Arc::clone(&t);
             }
-            p.set_topology(t)?;
+            p.set_scanned_topology(t, started)?;
         }
     }
     shared.attached.store(obs.attached(), Ordering::Relaxed);
@@ -660,14 +660,9 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", drops_dir.display()))?;
     let quiet = kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees);
     let drops = match dp.enable_drops_pinned(Some(&drops_dir.join("kfree_skb")), quiet) {
-        Ok(reasons) => Some(DropContext {
-            reasons,
-            kallsyms: kallsyms.take(),
-            own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
-            only_observed: false,
-            baseline: crate::netfilter::snapshot_async().await.ok(),
-            pending: Vec::new(),
-        }),
+        Ok(reasons) => {
+            Some(DropContext::new(reasons, kallsyms.take(), false, feed.engine.as_ref()).await)
+        }
         Err(e) => {
             log::warn!("{e:#}; drops are not reported");
             None

@@ -190,6 +190,8 @@ pub fn verdict(f: &Facts) -> Verdict {
         message: String::new(),
         details: Vec::new(),
     };
+    // A remedy that works on this engine, from the rule that dropped the probe.
+    let mut fixed_by_rule: Option<String> = None;
     let first_answered = f.journeys.iter().find(|j| j.result == Outcome::Answered);
     if !f.replies.is_empty() {
         let ms: Vec<f64> = f
@@ -265,12 +267,28 @@ pub fn verdict(f: &Facts) -> Verdict {
         }
         v.details.push(how);
         if let Some(r) = &d.drop.rule {
-            let docker = if r.starts_with("DOCKER-ISOLATION") {
-                "  (Docker's network isolation)"
-            } else {
-                ""
-            };
-            v.details.push(format!("rule: {r}{docker}"));
+            v.details.push(format!(
+                "rule: {}  ({} table {} {}{})",
+                r.rule,
+                r.backend,
+                r.family,
+                r.table,
+                if r.certain {
+                    ""
+                } else {
+                    "; other rules counted drops too"
+                }
+            ));
+            if let Some(m) = &r.docker {
+                v.details.push(format!("what it is: {}", m.summary));
+                for c in &m.caveats {
+                    v.details.push(format!("note: {c}"));
+                }
+                if let Some(fix) = m.remedies.first() {
+                    v.details.push(format!("to let it through: {fix}"));
+                    fixed_by_rule = Some(fix.clone());
+                }
+            }
         } else if !d.drop.candidates.is_empty() {
             v.details
                 .push(format!("rule: one of {}", d.drop.candidates.join(" | ")));
@@ -308,8 +326,13 @@ pub fn verdict(f: &Facts) -> Verdict {
             f.src_networks.join(", "),
             f.dst_networks.join(", ")
         ));
-        if let Some(h) = &hint {
-            v.details.push(format!("to connect them: {h}"));
+        // The rule's own remedy is the one that works on this engine; the plain
+        // suggestion stands in when no rule was named.
+        let hint = fixed_by_rule.clone().or(hint);
+        if fixed_by_rule.is_none() {
+            if let Some(h) = &hint {
+                v.details.push(format!("to connect them: {h}"));
+            }
         }
         v.hint = hint;
     }
@@ -430,6 +453,7 @@ async fn observe_embedded(
     topo: &Topology,
     pinger: Pinger,
     count: u16,
+    engine: Option<&crate::docker::EngineFacts>,
 ) -> anyhow::Result<(Vec<Reply>, Capture)> {
     let mut dp = Datapath::load(Config {
         sample_every: 1,
@@ -439,14 +463,7 @@ async fn observe_embedded(
     let reasons = dp.enable_drops(kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees))?;
     let mut obs = Observer::new(dp, AttachMode::Auto);
     obs.reconcile(topo);
-    let drops = DropContext {
-        reasons,
-        kallsyms,
-        own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
-        only_observed: false,
-        baseline: crate::netfilter::snapshot_async().await.ok(),
-        pending: Vec::new(),
-    };
+    let drops = DropContext::new(reasons, kallsyms, false, engine).await;
     let correlator = Correlator::new(2_000_000_000, 200_000_000, 1_000_000_000, 4096);
     let mut p = Pipeline::new(
         Arc::new(topo.clone()),
@@ -599,7 +616,7 @@ fn journey_from_json(v: &serde_json::Value) -> Option<Journey> {
                 reason: reason.to_owned(),
                 location: d["location"].as_str().map(str::to_owned),
                 iface: d["iface"].as_str().map(str::to_owned),
-                rule: d["rule"].as_str().map(str::to_owned),
+                rule: serde_json::from_value(d["rule"].clone()).ok(),
                 hook: d["hook"].as_str().map(str::to_owned),
                 phase: if d["phase"].as_str() == Some("reply") {
                     Phase::Reply
@@ -664,7 +681,7 @@ fn drop_from_json(v: &serde_json::Value) -> Option<DropRecord> {
             reason: d["reason"].as_str()?.to_owned(),
             location: d["location"].as_str().map(str::to_owned),
             hook: d["hook"].as_str().map(str::to_owned),
-            rule: d["rule"].as_str().map(str::to_owned),
+            rule: serde_json::from_value(d["rule"].clone()).ok(),
             candidates: d["candidates"]
                 .as_array()
                 .map(|c| {
@@ -854,7 +871,10 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
         .with_context(|| format!("opening an ICMP socket in {}'s namespace", src.name))?;
     let observed = match crate::client::Client::connect().await {
         Some(c) => observe_via_daemon(c, pinger, args.count).await?,
-        None => observe_embedded(&topo, pinger, args.count).await?,
+        None => {
+            let engine = client.engine_facts().await;
+            observe_embedded(&topo, pinger, args.count, engine.as_ref()).await?
+        }
     };
     let (replies, cap) = observed;
     facts.replies = replies;
@@ -1041,6 +1061,7 @@ mod tests {
         assert!(!v.reachable);
         assert_eq!(v.verdict, "dropped");
         assert!(v.share_no_network);
+        // A rule netlab cannot explain: the plain suggestion.
         assert_eq!(
             v.hint.as_deref(),
             Some("docker network connect devops AppProd")
@@ -1051,11 +1072,41 @@ mod tests {
             text.contains("DOCKER-ISOLATION-STAGE-2 -o br-prod -j DROP"),
             "{text}"
         );
-        assert!(text.contains("Docker's network isolation"), "{text}");
         assert!(text.contains("they share no network"), "{text}");
         assert!(
             text.contains("docker network connect devops AppProd"),
             "{text}"
+        );
+
+        // Explained: its meaning is said, and its own remedy (one that works on the
+        // engine running) replaces the plain suggestion.
+        let mut explained = isolation_drop();
+        if let Some(r) = explained.drop.rule.as_mut() {
+            r.docker = Some(crate::firewall::DockerMeaning {
+                meaning: "isolation".into(),
+                summary: "Docker's network isolation drops packets from devops to prod".into(),
+                remedies: vec!["docker network connect prod AppDev".into()],
+                caveats: vec!["not the raw table".into()],
+            });
+        }
+        f.drops = vec![explained];
+        let v = verdict(&f);
+        let text = format!("{}\n{}", v.message, v.details.join("\n"));
+        assert!(
+            text.contains(
+                "what it is: Docker's network isolation drops packets from devops to prod"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("note: not the raw table"), "{text}");
+        assert!(
+            text.contains("to let it through: docker network connect prod AppDev"),
+            "{text}"
+        );
+        assert!(!text.contains("to connect them"), "{text}");
+        assert_eq!(
+            v.hint.as_deref(),
+            Some("docker network connect prod AppDev")
         );
         assert_eq!(v.dropped_at.as_deref(), Some("br-devops (host)"));
     }

@@ -90,6 +90,12 @@ pub struct NetworkInfo {
     pub bridge: String,
     pub subnets: Vec<Subnet>,
     pub gateways: Vec<IpAddr>,
+    /// `--internal`: nothing enters or leaves its subnet.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// Containers of the network may talk to each other (inter-container communication,
+    /// `com.docker.network.bridge.enable_icc`, on unless set to false).
+    pub icc: bool,
 }
 
 /// A container's endpoint on one network, as Docker describes it.
@@ -120,6 +126,15 @@ pub struct ContainerInfo {
 pub struct DockerSnapshot {
     pub networks: Vec<NetworkInfo>,
     pub containers: Vec<ContainerInfo>,
+}
+
+/// What the engine says of itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineFacts {
+    /// As it reports it, e.g. `28.5.2+dfsg4`.
+    pub version: String,
+    /// Its `/info` answer, as JSON.
+    pub info_json: String,
 }
 
 /// The bridge device of a bridge network: `com.docker.network.bridge.name` when set,
@@ -159,7 +174,14 @@ pub fn network_info(n: &Network) -> Option<NetworkInfo> {
             gateways.push(g);
         }
     }
+    let icc = n
+        .options
+        .as_ref()
+        .and_then(|o| o.get("com.docker.network.bridge.enable_icc"))
+        .is_none_or(|v| v != "false");
     Some(NetworkInfo {
+        internal: n.internal.unwrap_or(false),
+        icc,
         bridge: bridge_name(&id, n.options.as_ref()),
         name: n.name.clone().unwrap_or_else(|| id.clone()),
         id,
@@ -238,6 +260,23 @@ impl DockerClient {
         let docker = Docker::connect_with_defaults().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         Ok(Self { docker })
+    }
+
+    /// The engine's version and its `/info` answer as JSON (what the firewall explanation
+    /// needs: the version decides Docker's rule layout, `/info` names its backend).
+    pub async fn engine_facts(&self) -> Option<EngineFacts> {
+        let version = self.docker.version().await.ok()?.version?;
+        let info = self
+            .docker
+            .info()
+            .await
+            .ok()
+            .and_then(|i| serde_json::to_string(&i).ok())
+            .unwrap_or_default();
+        Some(EngineFacts {
+            version,
+            info_json: info,
+        })
     }
 
     /// Bridge networks and running containers now.

@@ -417,9 +417,10 @@ pub struct DropInfo {
     /// The netfilter hook, for netfilter drops.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hook: Option<String>,
-    /// The firewall rule, as iptables prints it, for netfilter drops.
+    /// The firewall rule, for netfilter drops: backend, table, chain, the rule as the
+    /// backend prints it, what it means in Docker's terms and how it was found.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
+    pub rule: Option<crate::firewall::RuleRef>,
     /// Other rules whose counters rose at the same time, when attribution is not certain.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<String>,
@@ -564,7 +565,9 @@ impl DropRecord {
         info.str("reason", &d.reason);
         info.opt_str("location", d.location.as_deref());
         info.opt_str("hook", d.hook.as_deref());
-        info.opt_str("rule", d.rule.as_deref());
+        if let Some(r) = &d.rule {
+            serde_json::to_writer(info.key("rule"), r)?;
+        }
         if !d.candidates.is_empty() {
             jsonw::str_array(info.key("candidates"), &d.candidates);
         }
@@ -612,7 +615,10 @@ impl DropRecord {
             let _ = write!(out, ", hook {h}");
         }
         if let Some(r) = &self.drop.rule {
-            let _ = write!(out, ", rule: {r}");
+            let _ = write!(out, ", rule: {} ({} {})", r.rule, r.family, r.table);
+            if let Some(d) = &r.docker {
+                let _ = write!(out, ": {}", d.summary);
+            }
         }
         out.push('\n');
     }

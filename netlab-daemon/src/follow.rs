@@ -23,6 +23,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// reconnection with back-off when the engine goes away (or was not there at start).
 pub struct DockerFeed {
     pub client: Option<DockerClient>,
+    /// What the engine says of itself (version, `/info`), from the last connection.
+    pub engine: Option<docker::EngineFacts>,
     pub snapshot: Option<DockerSnapshot>,
     pub events: Option<DockerEvents>,
     backoff: Duration,
@@ -39,6 +41,7 @@ impl DockerFeed {
     pub async fn connect() -> Self {
         let mut feed = DockerFeed {
             client: None,
+            engine: None,
             snapshot: None,
             events: None,
             backoff: Duration::from_secs(1),
@@ -61,6 +64,7 @@ impl DockerFeed {
 
     fn install(&mut self, c: Connected) {
         self.cache = c.cache;
+        self.engine = c.engine;
         self.client = Some(c.client);
         self.events = Some(c.events);
         self.snapshot = Some(c.snapshot);
@@ -157,6 +161,7 @@ impl DockerFeed {
 /// A fresh connection: client, event stream, snapshot, and the inspected containers.
 pub struct Connected {
     client: DockerClient,
+    engine: Option<docker::EngineFacts>,
     events: DockerEvents,
     snapshot: DockerSnapshot,
     cache: std::collections::HashMap<String, docker::ContainerInfo>,
@@ -175,8 +180,10 @@ async fn connect_fresh() -> Result<Connected, String> {
         .snapshot_cached(&mut cache)
         .await
         .map_err(|e| describe(&e))?;
+    let engine = client.engine_facts().await;
     Ok(Connected {
         client,
+        engine,
         events,
         snapshot,
         cache,
@@ -249,14 +256,21 @@ pub enum Change {
     LinkGone { ifindex: u32 },
     /// Link messages were lost: a rescan is on its way.
     Overrun,
-    /// A rescan finished: what to observe and who everything is, now.
-    Rescanned(Topology),
+    /// A rescan finished: what to observe and who everything is, as of when it started.
+    Rescanned {
+        topo: Topology,
+        started: std::time::Instant,
+    },
     /// The Docker engine answers again, or stopped answering.
     Engine { connected: bool },
 }
 
 /// A rescan running concurrently with everything else; it gives the feed back when done.
-type Rescan = Pin<Box<dyn std::future::Future<Output = (DockerFeed, Option<Topology>)> + Send>>;
+type Rescan = Pin<
+    Box<
+        dyn std::future::Future<Output = (DockerFeed, Option<Topology>, std::time::Instant)> + Send,
+    >,
+>;
 
 /// Follows Docker (events, reconnection) and the kernel's link changes, and rescans after
 /// each burst of changes. A rescan asks Docker and enters every container's namespace,
@@ -347,11 +361,11 @@ impl Follower {
                                 if ask_docker { " (asking Docker)" } else { "" },
                                 started.elapsed()
                             );
-                            (feed, t)
+                            (feed, t, started)
                         }));
                     }
                 }
-                (feed, topo) = async {
+                (feed, topo, started) = async {
                     match self.rescan.as_mut() {
                         Some(r) => r.await,
                         None => std::future::pending().await,
@@ -359,8 +373,8 @@ impl Follower {
                 }, if rescanning => {
                     self.rescan = None;
                     self.feed = Some(feed);
-                    if let Some(t) = topo {
-                        return Ok(Change::Rescanned(t));
+                    if let Some(topo) = topo {
+                        return Ok(Change::Rescanned { topo, started });
                     }
                 }
             }

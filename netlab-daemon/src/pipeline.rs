@@ -16,7 +16,6 @@ use crate::filter::Filter;
 use crate::journey::{self, Correlator, Finished};
 use crate::kind::Kind;
 use crate::loader::DropReasons;
-use crate::netfilter::{self, Ruleset};
 use crate::topology::Topology;
 
 /// What drop reports need to be explained.
@@ -27,10 +26,31 @@ pub struct DropContext {
     pub own_netns: u64,
     /// Only drops on observed interfaces of netlab's own namespace (explicit `--iface`).
     pub only_observed: bool,
-    /// Firewall counters at the last attribution; `None` when iptables cannot be read.
-    pub baseline: Option<Ruleset>,
+    /// The firewall and its counters at the last attribution.
+    pub firewall: crate::firewall::Firewall,
     /// Netfilter drops waiting for the next counter snapshot.
     pub pending: Vec<DropRecord>,
+}
+
+impl DropContext {
+    /// The context of a run that reports drops: the kernel's reason names, its symbols,
+    /// netlab's namespace, and the firewall read once (for `engine`, the Docker engine's
+    /// facts, when one answers).
+    pub async fn new(
+        reasons: crate::loader::DropReasons,
+        kallsyms: Option<Kallsyms>,
+        only_observed: bool,
+        engine: Option<&crate::docker::EngineFacts>,
+    ) -> Self {
+        DropContext {
+            reasons,
+            kallsyms,
+            own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
+            only_observed,
+            firewall: crate::firewall::Firewall::read(engine).await,
+            pending: Vec::new(),
+        }
+    }
 }
 
 /// Sampled frames written to a pcapng file (`netlab capture`).
@@ -137,6 +157,8 @@ pub struct Pipeline {
     /// While a new veth's owner is being looked up, records wait here (raw) so that they
     /// are labelled with it; released when it is known, or at this deadline.
     hold_until: Option<std::time::Instant>,
+    /// When the latest reason to hold came (a link change).
+    held_since: Option<std::time::Instant>,
     held: Vec<Vec<u8>>,
     limit: Option<u64>,
 }
@@ -175,6 +197,7 @@ impl Pipeline {
             printed: 0,
             tallies: crate::tally::Tallies::default(),
             hold_until: None,
+            held_since: None,
             held: Vec::new(),
             limit,
         }
@@ -187,9 +210,11 @@ impl Pipeline {
 
     /// Starts holding records back (a new link appeared: its owner is being looked up).
     pub fn hold(&mut self) {
+        let now = std::time::Instant::now();
         if self.hold_until.is_none() {
-            self.hold_until = Some(std::time::Instant::now() + HOLD_AT_MOST);
+            self.hold_until = Some(now + HOLD_AT_MOST);
         }
+        self.held_since = Some(now);
     }
 
     /// Whether records are held back.
@@ -200,9 +225,23 @@ impl Pipeline {
     /// Uses `topo` for labels from now on; held records are released once no observed
     /// veth is unresolved any more.
     pub fn set_topology(&mut self, topo: Arc<Topology>) -> anyhow::Result<()> {
+        self.set_scanned_topology(topo, std::time::Instant::now())
+    }
+
+    /// [`Pipeline::set_topology`] for a topology scanned from `started` on: a link that
+    /// appeared after that is not in it, so what was held for it stays held (until a
+    /// later scan, or the deadline).
+    pub fn set_scanned_topology(
+        &mut self,
+        topo: Arc<Topology>,
+        started: std::time::Instant,
+    ) -> anyhow::Result<()> {
         self.topo = topo;
+        let newer_links = self.held_since.is_some_and(|h| h > started);
         if self.topo.has_unresolved() {
             self.hold();
+            Ok(())
+        } else if newer_links && self.hold_until.is_some() {
             Ok(())
         } else {
             self.release()
@@ -220,6 +259,7 @@ impl Pipeline {
     /// Labels and emits every held record, in order.
     pub fn release(&mut self) -> anyhow::Result<()> {
         self.hold_until = None;
+        self.held_since = None;
         for bytes in std::mem::take(&mut self.held) {
             self.record(&bytes)?;
         }
@@ -328,7 +368,7 @@ impl Pipeline {
         if is_benign(&rec) {
             return Ok(());
         }
-        if by_netfilter(&rec) && ctx.baseline.is_some() {
+        if by_netfilter(&rec) && ctx.firewall.readable() {
             // Shown once the firewall counters tell which rule it was.
             ctx.pending.push(rec);
             return Ok(());
@@ -400,28 +440,28 @@ impl Pipeline {
         if ctx.pending.is_empty() {
             return Ok(());
         }
-        let pending = std::mem::take(&mut ctx.pending);
-        let after = netfilter::snapshot_async().await;
+        let mut pending = std::mem::take(&mut ctx.pending);
+        let a = ctx.firewall.attribute(pending.len() as u64).await;
+        let facts = crate::docker_rules::DockerFacts::from_topology(&self.topo);
         let ctx = self.drops.as_mut().context("drop context")?;
-        let mut pending = pending;
-        match (ctx.baseline.as_ref(), after) {
-            (Some(before), Ok(after)) => {
-                let a = netfilter::attribute(before, &after, pending.len() as u64);
-                let rules: Vec<String> = a.culprits.iter().map(|c| c.rule.clone()).collect();
-                for rec in &mut pending {
-                    if let Some(first) = a.culprits.first() {
-                        rec.drop.hook = first.hook.map(str::to_owned);
-                        if a.certain || a.culprits.len() == 1 {
-                            rec.drop.rule = Some(first.rule.clone());
-                        } else {
-                            rec.drop.candidates = rules.clone();
-                        }
-                    }
-                }
-                ctx.baseline = Some(after);
+        let rules: Vec<String> = a.culprits.iter().map(|c| c.rule.clone()).collect();
+        if let Some(why) = &a.not_sure {
+            log::info!("{why}: the rule behind these drops is not sure");
+        }
+        for rec in &mut pending {
+            let Some(first) = a.culprits.first() else {
+                continue;
+            };
+            rec.drop.hook.clone_from(&first.hook);
+            if a.not_sure.is_none() && (a.certain || a.culprits.len() == 1) {
+                let hint = crate::docker_rules::PacketHint {
+                    src: rec.src.ip,
+                    dst: rec.dst.ip,
+                };
+                rec.drop.rule = Some(ctx.firewall.rule_ref(first, a.certain, &facts, &hint));
+            } else {
+                rec.drop.candidates = rules.clone();
             }
-            (_, Err(e)) => log::warn!("reading firewall counters: {e:#}"),
-            (None, Ok(after)) => ctx.baseline = Some(after),
         }
         for rec in pending {
             self.emit_drop(rec)?;
@@ -663,7 +703,7 @@ fn observe_drop(c: &mut Correlator, rec: &DropRecord, clock: &Clock) {
         reason: &rec.drop.reason,
         location: rec.drop.location.as_deref(),
         iface: rec.iface.name.as_deref(),
-        rule: rec.drop.rule.as_deref(),
+        rule: rec.drop.rule.as_ref().map(|r| r.rule.as_str()),
         hook: rec.drop.hook.as_deref(),
     });
 }

@@ -515,6 +515,8 @@ pub(crate) mod tests {
             bridge: "br-8be916360cbc".into(),
             subnets: vec![Subnet::parse("172.20.0.0/16").expect("subnet")],
             gateways: vec!["172.20.0.1".parse().expect("ip")],
+            internal: false,
+            icc: true,
         };
         let prod = NetworkInfo {
             id: "1aa2bb3cc4dd0000".into(),
@@ -523,6 +525,8 @@ pub(crate) mod tests {
             bridge: "br-1aa2bb3cc4dd".into(),
             subnets: vec![Subnet::parse("172.21.0.0/16").expect("subnet")],
             gateways: vec!["172.21.0.1".parse().expect("ip")],
+            internal: false,
+            icc: true,
         };
         let ep = |net: &NetworkInfo, ip: &str, m: u8| EndpointInfo {
             network_id: net.id.clone(),

@@ -261,10 +261,10 @@ fn on_change(
         }
         Change::Overrun => p.hold(),
         Change::Engine { .. } => {}
-        Change::Rescanned(t) => {
+        Change::Rescanned { topo: t, started } => {
             drain(ring, p)?;
             obs.reconcile(&t);
-            p.set_topology(Arc::new(t))?;
+            p.set_scanned_topology(Arc::new(t), started)?;
         }
     }
     Ok(())
@@ -327,17 +327,15 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
             .ok();
         let quiet = kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees);
         match dp.enable_drops(quiet) {
-            Ok(reasons) => Some(DropContext {
-                reasons,
-                kallsyms,
-                own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
-                only_observed: !following,
-                baseline: crate::netfilter::snapshot_async()
-                    .await
-                    .inspect_err(|e| log::debug!("no firewall counters: {e:#}"))
-                    .ok(),
-                pending: Vec::new(),
-            }),
+            Ok(reasons) => Some(
+                DropContext::new(
+                    reasons,
+                    kallsyms,
+                    !following,
+                    feed.as_ref().and_then(|f| f.engine.as_ref()),
+                )
+                .await,
+            ),
             Err(e) => {
                 log::warn!("{e:#}; drops are not reported");
                 None

@@ -156,8 +156,36 @@ fn unused_address(
     Ok((addr, cidr))
 }
 
-/// The course's lab: AppDev on devops pings AppProd on prod and Docker's isolation drops
-/// it. diagnose names the rule and the fix; watch reports each drop and dropped journeys.
+/// The running engine's version, major and minor (`28.5.2+dfsg4` → (28, 5)).
+fn engine_version() -> Result<(u32, u32)> {
+    let v = docker(&["version", "--format", "{{.Server.Version}}"])?;
+    let mut parts = v
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+}
+
+/// The packet counter of `rule` (as iptables-save prints it without `-A`) in `table`, read
+/// with `iptables-save -c`: the firewall's own witness of what it dropped.
+fn rule_counter(table: &str, rule: &str) -> Result<u64> {
+    let saved = netlab_tests::sh(&format!("iptables-save -c -t {table}"))?;
+    let line = saved
+        .lines()
+        .find(|l| l.ends_with(&format!("-A {rule}")))
+        .with_context(|| format!("no rule {rule:?} in table {table}:\n{saved}"))?;
+    line.trim_start_matches('[')
+        .split(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no counter in {line:?}"))
+}
+
+/// The course's lab: AppDev on devops pings AppProd on prod and Docker's firewall drops it,
+/// with the rule of the engine running: from 28.2 the raw table's direct-access filter,
+/// before that DOCKER-ISOLATION-STAGE-2. diagnose names the rule whose own counter moved by
+/// the probes it sent, says what it means and a remedy that works on that engine; watch's
+/// drop events and dropped journeys agree.
 #[test]
 fn isolation_drop_is_explained_with_rule_and_hint() -> Result<()> {
     let bin = docker_or_skip!();
@@ -165,6 +193,19 @@ fn isolation_drop_is_explained_with_rule_and_hint() -> Result<()> {
     let lab = CourseLab::new()?;
     let (appdev, appprod) = (lab.appdev.name.as_str(), lab.appprod.name.as_str());
     let prod_bridge = lab.prod.bridge();
+    let appprod_ip = container_ip(&lab.appprod, &lab.prod)?;
+    let engine = engine_version()?;
+    let raw_filter = engine >= (28, 2);
+    println!(
+        "engine {}.{}: expecting {}",
+        engine.0,
+        engine.1,
+        if raw_filter {
+            "the raw direct-access rule"
+        } else {
+            "DOCKER-ISOLATION-STAGE-2"
+        }
+    );
 
     let run = diagnose(&bin, &socket, &[appdev, appprod, "--json"])?;
     ensure!(
@@ -173,37 +214,66 @@ fn isolation_drop_is_explained_with_rule_and_hint() -> Result<()> {
         run.shown()
     );
     let v = run.json()?;
-    let rule = text(&v, "/drop/rule").unwrap_or_default();
-    let expected_hint = format!("docker network connect {} {appprod}", lab.devops.name);
+    let rule = text(&v, "/drop/rule/rule").unwrap_or_default().to_owned();
+    let table = text(&v, "/drop/rule/table").unwrap_or_default().to_owned();
+    let meaning = text(&v, "/drop/rule/docker/meaning").unwrap_or_default();
+    let expected_hint = format!("docker network connect {} {appdev}", lab.prod.name);
+    let shape_ok = if raw_filter {
+        table == "raw"
+            && rule.starts_with("PREROUTING")
+            && rule.contains(&format!("-d {appprod_ip}/32"))
+            && rule.contains(&format!("! -i {prod_bridge}"))
+            && meaning == "direct-access"
+            && v.pointer("/drop/rule/docker/caveats")
+                .and_then(Value::as_array)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|x| x.as_str().is_some_and(|x| x.contains("DOCKER-USER")))
+                })
+    } else {
+        table == "filter"
+            && rule.contains("DOCKER-ISOLATION-STAGE-2")
+            && rule.contains(&prod_bridge)
+            && meaning == "isolation"
+    };
     ensure!(
         v["verdict"] == "dropped"
             && v["reachable"] == false
             && text(&v, "/drop/reason") == Some("NETFILTER_DROP")
-            && rule.contains("DOCKER-ISOLATION-STAGE-2")
-            && rule.contains(&prod_bridge)
+            && shape_ok
+            && text(&v, "/drop/rule/attributed_by") == Some("counters")
             && v["share_no_network"] == true
             && text(&v, "/hint") == Some(expected_hint.as_str())
             && text(&v, "/dst/container") == Some(appprod)
             && v["answered"] == 0,
-        "expected verdict dropped by DOCKER-ISOLATION-STAGE-2 on {prod_bridge}, \
-         share_no_network, hint {expected_hint:?}; got {}",
+        "expected a verdict dropped by {} for {appprod_ip} on {prod_bridge}, hint {expected_hint:?}; got {}",
+        if raw_filter { "raw PREROUTING (direct-access)" } else { "DOCKER-ISOLATION-STAGE-2 (isolation)" },
         run.shown()
     );
     println!("diagnose --json (dropped) took {:?}", run.elapsed);
 
+    // The rule's own counter moves by the probes diagnose sends.
+    let before = rule_counter(&table, &rule)?;
     let human = diagnose(&bin, &socket, &[appdev, appprod])?;
+    let after = rule_counter(&table, &rule)?;
     ensure!(
         human.code == Some(1),
         "diagnose should exit 1: {}",
         human.shown()
     );
     ensure!(
-        human.stdout.contains(rule) && human.stdout.contains(&expected_hint),
-        "the human verdict does not mention the rule {rule:?} and the hint {expected_hint:?}: {}",
+        after - before == 3,
+        "the rule {rule:?} counted {} packets while diagnose sent 3",
+        after - before
+    );
+    ensure!(
+        human.stdout.contains(&rule)
+            && human.stdout.contains(&expected_hint)
+            && human.stdout.contains("what it is: "),
+        "the human verdict does not mention the rule {rule:?}, what it is and the hint {expected_hint:?}: {}",
         human.shown()
     );
 
-    let appprod_ip = container_ip(&lab.appprod, &lab.prod)?;
     let watch = HostWatch::start(&bin, &socket, &["--json"])?;
     let ping = lab
         .appdev
@@ -235,13 +305,14 @@ fn isolation_drop_is_explained_with_rule_and_hint() -> Result<()> {
         .iter()
         .filter(|e| {
             e["packet"] != "icmp-echo-request"
-                || !text(e, "/drop/rule").is_some_and(|r| r.contains("DOCKER-ISOLATION-STAGE-2"))
+                || text(e, "/drop/rule/rule") != Some(rule.as_str())
+                || text(e, "/drop/rule/docker/meaning") != Some(meaning)
         })
         .map(|e| e.to_string())
         .collect();
     ensure!(
         unattributed.is_empty(),
-        "drop events that are not echo requests dropped by DOCKER-ISOLATION-STAGE-2:\n{}",
+        "drop events that are not echo requests dropped by {rule:?} ({meaning}):\n{}",
         unattributed.join("\n")
     );
     let journeys: Vec<&Value> = output

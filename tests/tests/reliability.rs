@@ -250,9 +250,20 @@ fn churn_of_200_containers_leaves_nothing_behind() -> Result<()> {
         .filter_map(|e| e["events"].as_u64())
         .sum();
     if let Err(err) = unlabelled {
+        // What the daemon said of the requests that are not fully labelled.
+        let partly: Vec<String> = all_events
+            .iter()
+            .filter(|e| e["kind"] == REQUEST && e["direction"] == "ingress")
+            .filter(|e| {
+                text(e, "/iface/container").is_none() || text(e, "/src/container").is_none()
+            })
+            .take(5)
+            .map(|e| e.to_string())
+            .collect();
         bail!(
             "{err:#}: no labelled echo request on their own veth's ingress for these containers \
-             ({} request events received, {client_lost} lost by the client)",
+             ({} request events received, {client_lost} lost by the client); requests not \
+             fully labelled: {partly:#?}",
             all_events.len()
         );
     }
