@@ -5,6 +5,7 @@
 mod bench;
 mod cmd;
 mod docker;
+mod engines;
 mod fuzz;
 mod images;
 mod interrupt;
@@ -31,8 +32,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Install what this machine lacks: rust-src for nightly, Debian packages, bpf-linker (idempotent).
-    Setup,
+    /// Install what this machine lacks: rust-src for nightly, Debian packages, the Docker
+    /// engine, bpf-linker (idempotent).
+    Setup {
+        /// The Docker engine to install from Debian's archives.
+        #[arg(long, value_enum, default_value = "28")]
+        engine: engines::Engine,
+    },
     /// Build the netlab binary (`cargo build -p netlab-daemon`) and print its path.
     Build {
         /// Build with the release profile.
@@ -138,6 +144,13 @@ enum Command {
     /// Make sure a Docker engine answers, starting dockerd if needed.
     #[command(hide = true)]
     DockerUp,
+    /// The firewall tests (tests/drops.rs) on another engine run beside the host's (whose
+    /// dockerd is stopped meanwhile and started again after); a step of `test`.
+    #[command(hide = true)]
+    FirewallTests {
+        #[arg(long, value_enum)]
+        engine: engines::Engine,
+    },
     /// Make sure a Docker engine answers and the lab's images exist, building those missing.
     #[command(hide = true)]
     Images {
@@ -151,7 +164,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     cmd::put_cargo_bin_on_path();
     match cli.command {
-        Command::Setup => setup::run(),
+        Command::Setup { engine } => setup::run_with(engine).map(drop),
         Command::Build { release } => {
             let bin = workspace::build_daemon(release)?;
             println!("{}", bin.display());
@@ -188,6 +201,12 @@ fn main() -> Result<()> {
             timeout,
         } => vmtest::run(&kernel, &scenarios, std::time::Duration::from_secs(timeout)),
         Command::DockerUp => docker::ensure_docker(),
+        Command::FirewallTests { engine } => {
+            let netlab = workspace::build_daemon(true)?;
+            let r = test_all::firewall_tests_on(engine, &netlab);
+            docker::ensure_docker()?;
+            r
+        }
         Command::Images { rebuild } => {
             docker::ensure_docker()?;
             images::ensure_images(rebuild)

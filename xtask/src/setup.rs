@@ -13,7 +13,6 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "iputils-ping",
     "iproute2",
-    "docker.io",
     "busybox-static",
     "tcpdump",
     "util-linux",
@@ -29,18 +28,37 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Installs whatever is missing; prints what it did, or that nothing was missing.
+/// Installs whatever is missing, with the default Docker engine (28).
 pub fn run() -> Result<()> {
+    run_with(crate::engines::Engine::V28).map(drop)
+}
+
+/// Installs whatever is missing, and Docker `engine` (or, when it cannot be installed, the
+/// newest older one that can: returned); prints what it did, or that nothing was missing.
+pub fn run_with(engine: crate::engines::Engine) -> Result<crate::engines::Engine> {
     let mut installed_something = false;
     installed_something |= ensure_rust_src()?;
     installed_something |= ensure_debian_packages()?;
+    let before = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "docker.io"])
+        .output()
+        .ok();
+    let engine = crate::engines::ensure_engine(engine)?;
+    let after = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "docker.io"])
+        .output()
+        .ok();
+    installed_something |= before.map(|o| o.stdout) != after.map(|o| o.stdout);
     installed_something |= ensure_bpf_linker()?;
     if installed_something {
-        eprintln!("xtask: setup done");
+        eprintln!("xtask: setup done (Docker {})", engine.name());
     } else {
-        eprintln!("xtask: setup: nothing is missing");
+        eprintln!(
+            "xtask: setup: nothing is missing (Docker {})",
+            engine.name()
+        );
     }
-    Ok(())
+    Ok(engine)
 }
 
 /// `rustup component add rust-src --toolchain nightly` unless it is installed already.

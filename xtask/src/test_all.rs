@@ -2,14 +2,36 @@
 
 use anyhow::{Context, Result};
 
-use crate::{cmd, docker, fuzz, images, setup, vmtest, workspace};
+use crate::{cmd, docker, engines, fuzz, images, setup, vmtest, workspace};
 
-/// setup, a Docker engine and the lab's images, the unit tests, a release build of netlab, then
-/// the privileged integration tests (one at a time) against that binary, then (without a test
-/// filter) the kernel scenarios in VMs (`vmtest`) and every fuzz target for 30 s. Stops at
-/// the first failing step.
+/// The integration tests that involve Docker's firewall (`tests/drops.rs`), run against
+/// `engine` beside the host's (whose dockerd is stopped meanwhile).
+pub fn firewall_tests_on(engine: engines::Engine, netlab: &std::path::Path) -> Result<()> {
+    let side = engines::SideEngine::start(engine)?;
+    // Every docker command of xtask and of the tests talks to it.
+    std::env::set_var("DOCKER_HOST", &side.host);
+    let run = images::ensure_images(false)
+        .context("building the lab's images")
+        .and_then(|()| {
+            cmd::run(
+                cmd::cargo()
+                    .env("NETLAB_BIN", netlab)
+                    .args(["test", "-p", "netlab-tests", "--test", "drops", "--"])
+                    .arg("--test-threads=1")
+                    .current_dir(workspace::root()),
+            )
+        });
+    std::env::remove_var("DOCKER_HOST");
+    let stopped = side.stop();
+    run.and(stopped)
+}
+
+/// setup (Docker 28), a Docker engine and the lab's images, the unit tests, a release build of
+/// netlab, then the privileged integration tests (one at a time) against that binary, then
+/// (without a test filter) the firewall tests again on Docker 20.10, the kernel scenarios in
+/// VMs (`vmtest`) and every fuzz target for 30 s. Stops at the first failing step.
 pub fn run(filter: &[String]) -> Result<()> {
-    setup::run().context("setup failed")?;
+    let engine = setup::run_with(engines::Engine::V28).context("setup failed")?;
     docker::ensure_docker().context("no Docker engine")?;
     // The Docker tests run containers of the lab's images: build those missing or outdated.
     images::ensure_images(false).context("building the lab's Docker images failed")?;
@@ -25,12 +47,28 @@ pub fn run(filter: &[String]) -> Result<()> {
     cmd::run(
         cmd::cargo()
             .env("NETLAB_BIN", &netlab)
-            .args(["test", "-p", "netlab-tests", "--", "--test-threads=1"])
+            .args([
+                "test",
+                "-p",
+                "netlab-tests",
+                "--no-fail-fast",
+                "--",
+                "--test-threads=1",
+            ])
             .args(filter)
             .current_dir(workspace::root()),
     )
     .context("integration tests failed")?;
     if filter.is_empty() {
+        // The tests of Docker's firewall again on an older engine, whose rules differ.
+        let older = if engine == engines::Engine::V20_10 {
+            engines::Engine::V26
+        } else {
+            engines::Engine::V20_10
+        };
+        firewall_tests_on(older, &netlab)
+            .with_context(|| format!("the firewall tests on Docker {} failed", older.name()))?;
+        docker::ensure_docker().context("restarting the host's Docker engine")?;
         // The kernels Docker hosts run (5.10, 6.1, 6.12), each in a VM.
         vmtest::run(
             "all",
