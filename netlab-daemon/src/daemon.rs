@@ -513,6 +513,12 @@ fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
             .iter()
             .map(|((iface, hook), n)| (iface.clone(), *hook, *n))
             .collect(),
+        not_drops: p
+            .tallies
+            .not_drops
+            .iter()
+            .map(|((packet, reason, _), n)| (packet.clone(), reason.clone(), *n))
+            .collect(),
     })
 }
 
@@ -529,6 +535,7 @@ fn counters_summary(obs: &Observer, p: &Pipeline) -> Summary {
     let pairs = p.journeys.as_ref().map(|c| c.stats()).unwrap_or_default();
     Summary::new(rows, delivery, 0)
         .with_drops(drops)
+        .with_not_drops(&p.tallies.not_drops)
         .with_pairs(pairs)
 }
 

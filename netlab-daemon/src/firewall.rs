@@ -129,6 +129,8 @@ pub struct Firewall {
     pub iptables: Option<Backend>,
     /// How the backend was told, one line per piece of evidence.
     pub reasons: Vec<String>,
+    /// Docker's nftables tables hold the bridge rules (told with or without an engine).
+    nftables: bool,
     iptables_counters: Option<Ruleset>,
     nft_counters: Option<NftRuleset>,
 }
@@ -164,6 +166,7 @@ impl Firewall {
         let version = d
             .version
             .or_else(|| engine.and_then(|e| EngineVersion::parse(&e.version)));
+        let nftables = d.backend == Some(Backend::Nftables);
         let engine = match (engine, version) {
             (Some(_), Some(v)) => Some(Engine::new(
                 v,
@@ -178,6 +181,7 @@ impl Firewall {
                 .as_deref()
                 .and_then(crate::docker_backend::iptables_variant),
             reasons: d.reasons,
+            nftables,
             iptables_counters: None,
             nft_counters: None,
         };
@@ -194,9 +198,10 @@ impl Firewall {
         fw
     }
 
-    /// Whether Docker's rules are in its nftables tables.
+    /// Whether Docker's rules are in its nftables tables: the engine says so, or (no engine
+    /// answering) the tables are there.
     fn uses_nftables(&self) -> bool {
-        self.engine.is_some_and(|e| e.backend == Backend::Nftables)
+        self.nftables || self.engine.is_some_and(|e| e.backend == Backend::Nftables)
     }
 
     /// Whether any counters could be read.
@@ -355,6 +360,7 @@ mod tests {
             engine: EngineVersion::parse(version).map(|v| Engine::new(v, backend)),
             iptables: Some(Backend::IptablesNft),
             reasons: Vec::new(),
+            nftables: backend == Backend::Nftables,
             iptables_counters: None,
             nft_counters: None,
         }

@@ -89,6 +89,9 @@ pub struct Snapshot {
     /// `netlab_hooks_lost_total`: hooks found no longer running netlab's program (something
     /// else detached it), by interface and hook; each was attached again.
     pub hooks_lost: Vec<(String, &'static str, u64)>,
+    /// `netlab_frees_not_drops_total`: packets the kernel freed that nobody wanted
+    /// delivered, by packet kind and reason; never counted as drops.
+    pub not_drops: Vec<(String, String, u64)>,
 }
 
 /// Default upper bounds (seconds) of the RTT histogram: 50 µs to 1 s.
@@ -403,6 +406,26 @@ pub fn render(s: &Snapshot) -> String {
         );
     }
 
+    header(
+        &mut out,
+        "netlab_frees_not_drops_total",
+        "Packets the kernel freed that nobody wanted delivered (neighbour discovery for a group nobody joined, replies to exited pings), by kind and reason; not drops.",
+        "counter",
+    );
+    let mut frees: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for (packet, reason, n) in &s.not_drops {
+        let v = frees.entry((packet.as_str(), reason.as_str())).or_insert(0);
+        *v = v.saturating_add(*n);
+    }
+    for ((packet, reason), v) in frees {
+        sample(
+            &mut out,
+            "netlab_frees_not_drops_total",
+            &[("packet", packet), ("reason", reason)],
+            &v.to_string(),
+        );
+    }
+
     out
 }
 
@@ -580,6 +603,11 @@ mod tests {
             attached_interfaces: 7,
             journeys: vec![("timeout", 1), ("answered", 2)],
             hooks_lost: vec![("veth1a".to_string(), "ingress", 1)],
+            not_drops: vec![(
+                "ndp-router-solicit".to_string(),
+                "NOT_SPECIFIED".to_string(),
+                2,
+            )],
         }
     }
 
@@ -613,6 +641,9 @@ netlab_journeys_total{result="timeout"} 1
 # HELP netlab_hooks_lost_total Hooks found no longer running netlab's program (something else detached it; attached again), by interface and hook.
 # TYPE netlab_hooks_lost_total counter
 netlab_hooks_lost_total{iface="veth1a",hook="ingress"} 1
+# HELP netlab_frees_not_drops_total Packets the kernel freed that nobody wanted delivered (neighbour discovery for a group nobody joined, replies to exited pings), by kind and reason; not drops.
+# TYPE netlab_frees_not_drops_total counter
+netlab_frees_not_drops_total{packet="ndp-router-solicit",reason="NOT_SPECIFIED"} 2
 "#;
 
     #[test]
@@ -650,6 +681,8 @@ netlab_attached_interfaces 0
 # TYPE netlab_journeys_total counter
 # HELP netlab_hooks_lost_total Hooks found no longer running netlab's program (something else detached it; attached again), by interface and hook.
 # TYPE netlab_hooks_lost_total counter
+# HELP netlab_frees_not_drops_total Packets the kernel freed that nobody wanted delivered (neighbour discovery for a group nobody joined, replies to exited pings), by kind and reason; not drops.
+# TYPE netlab_frees_not_drops_total counter
 ";
         assert_eq!(got, expected);
         for family in [

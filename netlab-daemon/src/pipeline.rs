@@ -365,7 +365,8 @@ impl Pipeline {
         else {
             return Ok(());
         };
-        if is_benign(&rec) {
+        if let Some(why) = not_a_drop(&rec) {
+            self.tallies.not_a_drop(&rec, why);
             return Ok(());
         }
         if by_netfilter(&rec) && ctx.firewall.readable() {
@@ -444,7 +445,15 @@ impl Pipeline {
         let a = ctx.firewall.attribute(pending.len() as u64).await;
         let facts = crate::docker_rules::DockerFacts::from_topology(&self.topo);
         let ctx = self.drops.as_mut().context("drop context")?;
-        let rules: Vec<String> = a.culprits.iter().map(|c| c.rule.clone()).collect();
+        // Named with their comments: Docker's say what each rule is for.
+        let rules: Vec<String> = a
+            .culprits
+            .iter()
+            .map(|c| match &c.comment {
+                Some(comment) => format!("{} comment {comment:?}", c.rule),
+                None => c.rule.clone(),
+            })
+            .collect();
         if let Some(why) = &a.not_sure {
             log::info!("{why}: the rule behind these drops is not sure");
         }
@@ -604,13 +613,40 @@ fn send(tx: &crate::stream::Sender, json: Vec<u8>, text: String, meta: crate::st
 /// noise, not a problem anyone asked about. Both still count in the per-reason counters.
 /// The kernel program already leaves out the echo replies (`DropConfig::quiet_reason`,
 /// which keeps a ping flood's replies out of the ring); this is the check for both.
-fn is_benign(rec: &DropRecord) -> bool {
-    (rec.drop.reason == "NO_SOCKET" && matches!(rec.packet, "icmp-echo-reply" | "icmp6-echo-reply"))
+/// Why a packet the kernel freed is not a drop anyone would want reported, if it is not:
+/// nobody wanted it delivered. Such frees are counted apart (`not_drops`), never reported
+/// as drops. An echo request or anything a firewall rule dropped is always a drop.
+pub fn not_a_drop(rec: &DropRecord) -> Option<&'static str> {
+    let reason = rec.drop.reason.as_str();
+    let neighbour_or_listener = rec.packet.starts_with("ndp-") || rec.packet == "icmp6-other";
+    if reason == "NO_SOCKET" && matches!(rec.packet, "icmp-echo-reply" | "icmp6-echo-reply") {
+        // A reply whose ping has exited: nobody waits for it any more.
+        return Some("echo reply nobody waits for");
+    }
+    if reason == "IPV6DISABLED" && neighbour_or_listener {
         // Neighbour discovery and multicast listener reports reach namespaces whose IPv6
-        // is off (the host side of Docker's bridges, containers on IPv4-only networks):
-        // nobody there wanted them. An echo request freed so is reported.
-        || (rec.drop.reason == "IPV6DISABLED"
-            && (rec.packet.starts_with("ndp-") || rec.packet == "icmp6-other"))
+        // is off (the host side of Docker's bridges, containers on IPv4-only networks).
+        return Some("IPv6 is off where it arrived");
+    }
+    // Neighbour discovery and listener messages the IPv6 stack read and had no use for:
+    // multicast for a group nobody joined here (ip6_mc_input), or messages ndisc ignored
+    // (icmpv6_rcv). The kernel frees them without a specific reason (NOT_SPECIFIED), or,
+    // before 5.17, without any.
+    let unspecific = reason == "NOT_SPECIFIED" || reason == crate::loader::UNKNOWN_REASON;
+    let freed_in = |f: &str| {
+        rec.drop
+            .location
+            .as_deref()
+            .and_then(|l| l.strip_prefix(f))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
+    };
+    if unspecific
+        && neighbour_or_listener
+        && (freed_in("ip6_mc_input") || freed_in("icmpv6_rcv") || freed_in("ndisc_rcv"))
+    {
+        return Some("neighbour discovery the kernel read and had no use for");
+    }
+    None
 }
 
 /// Whether netfilter dropped it: by reason, or, on kernels without drop reasons, because
@@ -706,4 +742,113 @@ fn observe_drop(c: &mut Correlator, rec: &DropRecord, clock: &Clock) {
         rule: rec.drop.rule.as_ref().map(|r| r.rule.as_str()),
         hook: rec.drop.hook.as_deref(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::UnixNanos;
+    use crate::event::{DropInfo, DropPlace, Endpoint};
+
+    fn freed(packet: &'static str, dst: &str, reason: &str, location: Option<&str>) -> DropRecord {
+        let ep = |ip: &str| Endpoint {
+            mac: crate::decode::Mac::default(),
+            ip: ip.parse().ok(),
+            container: None,
+            network: None,
+            host: false,
+        };
+        DropRecord {
+            ts: UnixNanos(0),
+            kind: "drop",
+            packet,
+            len: 72,
+            iface: DropPlace {
+                name: Some("br-1".into()),
+                ifindex: 3,
+                netns: "host".into(),
+            },
+            src: ep("fe80::1"),
+            dst: ep(dst),
+            icmp: None,
+            arp: None,
+            drop: DropInfo {
+                reason: reason.into(),
+                location: location.map(str::to_owned),
+                hook: None,
+                rule: None,
+                candidates: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn multicast_neighbour_discovery_nobody_joined_is_not_a_drop() {
+        // Seen on 6.18 on IPv6 Docker networks: solicitations and listener reports for
+        // groups nobody joined, freed by ip6_mc_input; messages ndisc ignored, by
+        // icmpv6_rcv. Before 5.17 the same frees come without a reason.
+        for (packet, reason, at) in [
+            ("ndp-router-solicit", "NOT_SPECIFIED", "ip6_mc_input+0x15e"),
+            ("ndp-neighbor-solicit", "NOT_SPECIFIED", "icmpv6_rcv+0x2c1"),
+            ("ndp-neighbor-advert", "NOT_SPECIFIED", "icmpv6_rcv+0x2c1"),
+            ("icmp6-other", "NOT_SPECIFIED", "ip6_mc_input+0x15e"),
+            (
+                "ndp-neighbor-solicit",
+                crate::loader::UNKNOWN_REASON,
+                "icmpv6_rcv+0x90",
+            ),
+            ("ndp-neighbor-solicit", "IPV6DISABLED", "ipv6_rcv+0x10"),
+        ] {
+            let rec = freed(packet, "ff02::2", reason, Some(at));
+            assert!(not_a_drop(&rec).is_some(), "{packet} {reason} at {at}");
+        }
+    }
+
+    #[test]
+    fn what_someone_wanted_delivered_stays_a_drop() {
+        for (packet, reason, at) in [
+            // A firewall rule dropped it: always reported.
+            (
+                "ndp-neighbor-solicit",
+                "NETFILTER_DROP",
+                Some("nf_hook_slow+0x8c"),
+            ),
+            // An echo request freed without a reason is a lost ping.
+            (
+                "icmp6-echo-request",
+                "NOT_SPECIFIED",
+                Some("ip6_mc_input+0x15e"),
+            ),
+            (
+                "icmp-echo-request",
+                crate::loader::UNKNOWN_REASON,
+                Some("icmp_rcv+0x1"),
+            ),
+            // Neighbour discovery freed somewhere else, for another reason.
+            (
+                "ndp-neighbor-solicit",
+                "NOT_SPECIFIED",
+                Some("ip6_rcv_core+0x10"),
+            ),
+            (
+                "ndp-neighbor-solicit",
+                "NOT_SPECIFIED",
+                Some("icmpv6_rcv_extra+0x1"),
+            ),
+            ("ndp-neighbor-solicit", "NOT_SPECIFIED", None),
+            (
+                "ndp-neighbor-advert",
+                "PKT_TOO_SMALL",
+                Some("icmpv6_rcv+0x20"),
+            ),
+            (
+                "icmp-echo-reply",
+                "NETFILTER_DROP",
+                Some("nf_hook_slow+0x8c"),
+            ),
+        ] {
+            let rec = freed(packet, "fd00::2", reason, at);
+            assert_eq!(not_a_drop(&rec), None, "{packet} {reason} at {at:?}");
+        }
+    }
 }

@@ -31,9 +31,22 @@ pub struct Summary {
     /// ARP, ICMP and ICMPv6 packets the kernel dropped, by reason (host-wide).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drops: Vec<DropRow>,
+    /// Packets the kernel freed that nobody wanted delivered (multicast neighbour discovery
+    /// for a group nobody joined, replies to exited pings, ...): not reported as drops.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_drops: Vec<NotDropRow>,
     /// Ping statistics per (source, destination) pair, from finished journeys.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pairs: Vec<crate::journey::PairStats>,
+}
+
+/// Frees of one packet kind and reason that are not drops, and why.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct NotDropRow {
+    pub packet: String,
+    pub reason: String,
+    pub why: &'static str,
+    pub packets: u64,
 }
 
 /// Drops of one reason.
@@ -61,6 +74,7 @@ impl Summary {
             delivery,
             events,
             drops: Vec::new(),
+            not_drops: Vec::new(),
             pairs: Vec::new(),
         }
     }
@@ -152,6 +166,23 @@ impl Summary {
         self
     }
 
+    /// Adds the frees that are not drops.
+    pub fn with_not_drops(
+        mut self,
+        rows: &std::collections::BTreeMap<(String, String, &'static str), u64>,
+    ) -> Self {
+        self.not_drops = rows
+            .iter()
+            .map(|((packet, reason, why), n)| NotDropRow {
+                packet: packet.clone(),
+                reason: reason.clone(),
+                why,
+                packets: *n,
+            })
+            .collect();
+        self
+    }
+
     /// Adds per-pair ping statistics.
     pub fn with_pairs(mut self, pairs: Vec<crate::journey::PairStats>) -> Self {
         self.pairs = pairs;
@@ -197,6 +228,16 @@ impl Summary {
             s.push_str("drops (ARP/ICMP/ICMPv6, whole host):\n");
             for d in &self.drops {
                 let _ = writeln!(s, "  {:<24} {:>8}", d.reason, d.packets);
+            }
+        }
+        if !self.not_drops.is_empty() {
+            s.push_str("freed, not drops (nobody wanted them delivered):\n");
+            for d in &self.not_drops {
+                let _ = writeln!(
+                    s,
+                    "  {:<22} {:<14} {:>8}  {}",
+                    d.packet, d.reason, d.packets, d.why
+                );
             }
         }
         if !self.pairs.is_empty() {

@@ -15,6 +15,8 @@ const MAX_SERIES: usize = 4096;
 pub struct Tallies {
     /// (reason, container, network) → drops reported.
     pub drops: BTreeMap<(String, String, String), u64>,
+    /// (packet kind, reason, why it is not a drop) → frees not reported as drops.
+    pub not_drops: BTreeMap<(String, String, &'static str), u64>,
     /// Journey result → count.
     pub journeys: BTreeMap<&'static str, u64>,
     /// (source, destination) → RTTs of answered journeys.
@@ -29,6 +31,16 @@ fn bounded<K: Ord + Clone, V: Default>(map: &mut BTreeMap<K, V>, key: K, other: 
 }
 
 impl Tallies {
+    /// Counts a freed packet that is not reported as a drop, and why.
+    pub fn not_a_drop(&mut self, r: &DropRecord, why: &'static str) {
+        let other = ("other".to_owned(), "other".to_owned(), why);
+        *bounded(
+            &mut self.not_drops,
+            (r.packet.to_owned(), r.drop.reason.clone(), why),
+            other,
+        ) += 1;
+    }
+
     /// Counts a reported drop, labelled with its source container (else destination).
     pub fn drop(&mut self, r: &DropRecord) {
         let (container, network) = match (r.src.container, r.dst.container) {

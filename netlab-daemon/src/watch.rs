@@ -523,6 +523,7 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     }
     let summary = Summary::new(rows, delivery, p.printed)
         .with_drops(drop_rows)
+        .with_not_drops(&p.tallies.not_drops)
         .with_pairs(pairs);
     if args.json {
         let mut line = serde_json::to_vec(&summary)?;

@@ -18,6 +18,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "util-linux",
     "procps",
     "iptables",
+    "nftables",
     "curl",
     // Tests read netlab's captures and metrics with the ecosystem's own tools.
     "tshark",

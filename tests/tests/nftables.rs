@@ -1,0 +1,299 @@
+//! Docker 29's nftables firewall backend, without a Docker 29: a ruleset shaped like the one
+//! it writes (`ip docker-bridges`, verdict maps, rules with counters and comments) loaded with
+//! the real `nft` into a network namespace of the test's own, two bridges and two
+//! "containers" behind it, and `netlab watch` run in that namespace.
+//!
+//! netlab must name the rule that dropped a ping by table, chain and Docker's comment, check
+//! it against the rule's own counter, and, when the chain is flushed and refilled between two
+//! drops (as Docker does whenever it changes one: counters back to zero, new handles), say
+//! "not sure" rather than name a rule that no longer exists.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use netlab_tests::{netlab_or_skip, Netns, Watch};
+use serde_json::Value;
+
+/// Time for netfilter drops (reported once the counters are read again) to reach stdout.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../netlab-daemon/tests/fixtures/firewall/docker29-nftables.nft")
+}
+
+/// The namespace holding the bridges and the ruleset, and the two "containers".
+struct Lab {
+    host: Netns,
+    a: Netns,
+    b: Netns,
+}
+
+impl Lab {
+    /// Bridges `nlt-br-a` 10.77.1.1/24 and `nlt-br-b` 10.77.2.1/24 with one veth each, whose
+    /// peers are `eth0` 10.77.{1,2}.2 in the two containers; forwarding on; the ruleset loaded.
+    fn new() -> Result<Lab> {
+        let lab = Lab {
+            host: Netns::unique("nfh")?,
+            a: Netns::unique("nfa")?,
+            b: Netns::unique("nfb")?,
+        };
+        lab.host.exec("sysctl -qw net.ipv4.ip_forward=1")?;
+        for (x, n, c) in [("a", 1, &lab.a), ("b", 2, &lab.b)] {
+            lab.host.exec(&format!(
+                "ip link add nlt-br-{x} type bridge && ip addr add 10.77.{n}.1/24 dev nlt-br-{x} \
+                 && ip link set nlt-br-{x} up \
+                 && ip link add veth-{x} type veth peer name eth0 netns {c} \
+                 && ip link set veth-{x} master nlt-br-{x} up",
+                c = c.name()
+            ))?;
+            c.exec(&format!(
+                "ip addr add 10.77.{n}.2/24 dev eth0 && ip link set eth0 up \
+                 && ip route add default via 10.77.{n}.1"
+            ))?;
+        }
+        lab.host
+            .exec(&format!("nft -f {}", fixture().display()))
+            .context("loading the Docker 29-shaped ruleset")?;
+        Ok(lab)
+    }
+
+    /// One ping from container a to container b; it must not be answered.
+    fn ping_b(&self) -> Result<()> {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", self.a.name()])
+            .args(["ping", "-c", "1", "-W", "1", "10.77.2.2"])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            text.contains("1 packets transmitted, 0 received"),
+            "the ruleset let the ping through:\n{text}"
+        );
+        Ok(())
+    }
+
+    /// `(handle, packets)` of the rules of `chain` whose comment is `comment`, from
+    /// `nft -j`: the firewall's own witness.
+    fn counted(&self, chain: &str, comment: &str) -> Result<Vec<(u64, u64)>> {
+        let json = self
+            .host
+            .exec(&format!("nft -j list chain ip docker-bridges {chain}"))?;
+        let v: Value = serde_json::from_str(&json).context("nft -j output")?;
+        let mut out = Vec::new();
+        for item in v["nftables"].as_array().into_iter().flatten() {
+            let rule = &item["rule"];
+            if rule["comment"] != comment {
+                continue;
+            }
+            let packets = rule["expr"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|e| e["counter"]["packets"].as_u64())
+                .unwrap_or(0);
+            out.push((rule["handle"].as_u64().unwrap_or(0), packets));
+        }
+        Ok(out)
+    }
+
+    /// The handle of the rule dropping what goes to 10.77.2.2 in raw-PREROUTING, and its
+    /// counter.
+    fn direct_access_rule(&self) -> Result<(u64, u64)> {
+        let json = self
+            .host
+            .exec("nft -j list chain ip docker-bridges raw-PREROUTING")?;
+        let v: Value = serde_json::from_str(&json)?;
+        v["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| &i["rule"])
+            .filter(|r| r.is_object() && r.to_string().contains("10.77.2.2"))
+            .map(|r| {
+                let packets = r["expr"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|e| e["counter"]["packets"].as_u64())
+                    .unwrap_or(0);
+                (r["handle"].as_u64().unwrap_or(0), packets)
+            })
+            .next()
+            .context("no raw-PREROUTING rule for 10.77.2.2")
+    }
+
+    /// What Docker does when a container joins: raw-PREROUTING flushed and written again,
+    /// with one more rule (its counters at zero, every handle new).
+    fn rewrite_raw_prerouting(&self) -> Result<()> {
+        self.host.exec(
+            "nft -f - <<'EOF'\n\
+             flush chain ip docker-bridges raw-PREROUTING\n\
+             add rule ip docker-bridges raw-PREROUTING ip daddr 10.77.1.3 iifname != \"nlt-br-a\" counter drop comment \"DROP DIRECT ACCESS\"\n\
+             add rule ip docker-bridges raw-PREROUTING ip daddr 10.77.1.2 iifname != \"nlt-br-a\" counter drop comment \"DROP DIRECT ACCESS\"\n\
+             add rule ip docker-bridges raw-PREROUTING ip daddr 10.77.2.2 iifname != \"nlt-br-b\" counter drop comment \"DROP DIRECT ACCESS\"\n\
+             EOF",
+        )?;
+        Ok(())
+    }
+}
+
+/// The drop events of echo requests a → b, in order.
+fn echo_drops(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "drop"
+                && e["packet"] == "icmp-echo-request"
+                && e["src"]["ip"] == "10.77.1.2"
+                && e["dst"]["ip"] == "10.77.2.2"
+        })
+        .collect()
+}
+
+fn show(events: &[&Value]) -> String {
+    events
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A ping dropped by "DROP DIRECT ACCESS" is named by Docker's comment, table and chain, with
+/// the handle whose own counter moved; after Docker-style rewrites of the chain netlab says it
+/// is not sure (naming no vanished handle), then, counters read again, is sure of the new
+/// rule; with the raw rules gone (allow-direct-routing) the same ping dies by "UNPUBLISHED
+/// PORT DROP" in the destination bridge's forward chain, and is named so.
+#[test]
+fn docker_29_nftables_rules_are_named_by_their_comments_through_rewrites() -> Result<()> {
+    let bin = netlab_or_skip!();
+    if netlab_tests::sh("command -v nft").is_err() {
+        println!("skipping: the nft binary is not installed");
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let watch = Watch::start_bin(
+        &bin,
+        lab.host.name(),
+        &[
+            "--iface", "nlt-br-a", "--iface", "veth-a", "--iface", "nlt-br-b", "--iface", "veth-b",
+            "--json",
+        ],
+        netlab_tests::watch::READY_TIMEOUT,
+    )?;
+
+    // 1. One ping, one drop: named, and certain.
+    lab.ping_b()?;
+    std::thread::sleep(SETTLE);
+    let (first_handle, first_count) = lab.direct_access_rule()?;
+    ensure!(
+        first_count == 1,
+        "the raw rule counted {first_count}, not 1"
+    );
+
+    // 2. Docker rewrites the chain; the next drop comes after new handles.
+    lab.rewrite_raw_prerouting()?;
+    let (second_handle, _) = lab.direct_access_rule()?;
+    ensure!(
+        second_handle != first_handle,
+        "the rewrite kept handle {first_handle}"
+    );
+    lab.ping_b()?;
+    std::thread::sleep(SETTLE);
+
+    // 3. Counters read again: the next drop is certain again, with the new handle.
+    lab.ping_b()?;
+    std::thread::sleep(SETTLE);
+    let (_, second_count) = lab.direct_access_rule()?;
+    ensure!(
+        second_count == 2,
+        "the rewritten raw rule counted {second_count}, not 2"
+    );
+
+    // 4. The raw rules flushed, as with allow-direct-routing: two pings, the first across
+    // the change, the second after it.
+    lab.host
+        .exec("nft flush chain ip docker-bridges raw-PREROUTING")?;
+    lab.ping_b()?;
+    std::thread::sleep(SETTLE);
+    lab.ping_b()?;
+    let output = watch.stop_after(SETTLE)?;
+    let unpublished = lab.counted("filter-forward-in__nlt-br-b", "UNPUBLISHED PORT DROP")?;
+    ensure!(
+        unpublished.len() == 1 && unpublished[0].1 == 2,
+        "UNPUBLISHED PORT DROP counted {unpublished:?}, not 2"
+    );
+
+    let drops = echo_drops(&output.events);
+    ensure!(
+        drops.len() == 5,
+        "expected 5 drop events for 5 dropped pings, got {}:\n{}\nstderr:\n{}",
+        drops.len(),
+        show(&drops),
+        output.stderr
+    );
+    let named = |e: &Value, chain: &str, comment: &str, handle: Option<u64>| {
+        let r = &e["drop"]["rule"];
+        e["drop"]["reason"] == "NETFILTER_DROP"
+            && r["backend"] == "nftables"
+            && r["family"] == "ip"
+            && r["table"] == "docker-bridges"
+            && r["chain"] == chain
+            && r["comment"] == comment
+            && r["attributed_by"] == "counters"
+            && r["certain"] == true
+            && handle.is_none_or(|h| r["handle"] == h)
+    };
+    let not_sure = |e: &Value, comment: &str| {
+        e["drop"]["rule"].is_null()
+            && e["drop"]["candidates"].as_array().is_some_and(|c| {
+                !c.is_empty()
+                    && c.iter().all(|x| {
+                        x.as_str().is_some_and(|x| {
+                            x.contains(comment) && !x.contains(&format!("handle {first_handle}"))
+                        })
+                    })
+            })
+    };
+    ensure!(
+        named(drops[0], "raw-PREROUTING", "DROP DIRECT ACCESS", Some(first_handle)),
+        "the first drop is not named raw-PREROUTING \"DROP DIRECT ACCESS\" handle {first_handle}:\n{}",
+        drops[0]
+    );
+    ensure!(
+        not_sure(drops[1], "DROP DIRECT ACCESS"),
+        "the drop across the rewrite should be 'not sure', with DROP DIRECT ACCESS as candidate:\n{}",
+        drops[1]
+    );
+    ensure!(
+        named(
+            drops[2],
+            "raw-PREROUTING",
+            "DROP DIRECT ACCESS",
+            Some(second_handle)
+        ),
+        "the drop after the rewrite is not named with the new handle {second_handle}:\n{}",
+        drops[2]
+    );
+    ensure!(
+        drops[3]["drop"]["rule"].is_null(),
+        "the drop across the flush named a rule although the ruleset changed:\n{}",
+        drops[3]
+    );
+    ensure!(
+        named(
+            drops[4],
+            "filter-forward-in__nlt-br-b",
+            "UNPUBLISHED PORT DROP",
+            Some(unpublished[0].0)
+        ),
+        "the drop without raw rules is not named filter-forward-in__nlt-br-b \"UNPUBLISHED PORT DROP\":\n{}",
+        drops[4]
+    );
+    ensure!(
+        output.stderr.contains("not sure"),
+        "netlab did not say it was not sure:\n{}",
+        output.stderr
+    );
+    Ok(())
+}
