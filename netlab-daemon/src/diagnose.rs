@@ -37,9 +37,15 @@ pub struct DiagnoseArgs {
     /// Echo requests to send.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub count: u16,
-    /// One JSON object instead of the human verdict.
+    /// One JSON object per family probed instead of the human verdict.
     #[arg(long)]
     pub json: bool,
+    /// Probe over IPv4 only (by default: every family both containers have an address of).
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Probe over IPv6 only.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
 }
 
 /// The destination as resolved.
@@ -78,8 +84,10 @@ pub struct Facts {
 /// The answer.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
-    /// `reachable`, `dropped`, `no-arp-reply`, `unanswered`.
+    /// `reachable`, `dropped`, `no-arp-reply`, `unanswered`, `no-route`, ...
     pub verdict: &'static str,
+    /// `ipv4` or `ipv6`: a verdict is per family.
+    pub family: &'static str,
     pub reachable: bool,
     pub src: String,
     pub dst: Option<Target>,
@@ -176,6 +184,7 @@ pub fn verdict(f: &Facts) -> Verdict {
         .flatten();
     let mut v = Verdict {
         verdict: "unanswered",
+        family: family_of(f.dst.as_ref().map(|d| d.ip)),
         reachable: false,
         src: f.src.clone(),
         dst: f.dst.clone(),
@@ -339,6 +348,15 @@ pub fn verdict(f: &Facts) -> Verdict {
     v
 }
 
+/// `ipv6` for an IPv6 destination, else `ipv4`.
+fn family_of(ip: Option<IpAddr>) -> &'static str {
+    if ip.is_some_and(|ip| ip.is_ipv6()) {
+        "ipv6"
+    } else {
+        "ipv4"
+    }
+}
+
 /// Prints the verdict; returns whether DST is reachable.
 fn report(v: &Verdict, json: bool) -> anyhow::Result<bool> {
     use std::io::Write as _;
@@ -364,8 +382,19 @@ fn early(
     message: String,
     json: bool,
 ) -> anyhow::Result<bool> {
-    let v = Verdict {
+    report(&early_verdict(src, dst, verdict, message), json)
+}
+
+/// The verdict of [`early`].
+fn early_verdict(
+    src: &str,
+    dst: Option<Target>,
+    verdict: &'static str,
+    message: String,
+) -> Verdict {
+    Verdict {
         verdict,
+        family: family_of(dst.as_ref().map(|d| d.ip)),
         reachable: false,
         src: src.to_owned(),
         dst,
@@ -379,8 +408,7 @@ fn early(
         hint: None,
         message,
         details: Vec::new(),
-    };
-    report(&v, json)
+    }
 }
 
 /// Whether `ip` is on a Docker bridge network of this host, or on a subnet of one of
@@ -725,9 +753,19 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
         ..Default::default()
     };
 
-    // The destination: an address, or the address of a container on a network we share.
-    let target = match args.dst.parse::<IpAddr>() {
+    // The destinations, one per family: an address, or the addresses of a container (on a
+    // network we share, if any).
+    let wanted = |ip: &IpAddr| (!args.ipv4 || ip.is_ipv4()) && (!args.ipv6 || ip.is_ipv6());
+    let mut targets: Vec<Result<Target, Verdict>> = Vec::new();
+    match args.dst.parse::<IpAddr>() {
         Ok(ip) => {
+            if !wanted(&ip) {
+                anyhow::bail!(
+                    "{ip} is an IPv{} address, and {} was given",
+                    if ip.is_ipv4() { 4 } else { 6 },
+                    if args.ipv4 { "-4" } else { "-6" }
+                );
+            }
             if !on_docker_networks(&topo, &src, ip) {
                 anyhow::bail!(
                     "{ip} is on no Docker network of this host: netlab diagnose only probes addresses on Docker's bridges, so its packets never leave the host"
@@ -739,11 +777,11 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
                 .iter()
                 .find(|n| n.info.subnets.iter().any(|s| s.contains(ip)))
                 .map(|n| n.info.name.clone());
-            Target {
+            targets.push(Ok(Target {
                 ip,
                 container: l.and_then(|l| l.container.clone()),
                 network: l.and_then(|l| l.network.clone()).or(by_subnet),
-            }
+            }));
         }
         Err(_) => {
             let dst = match find_container(&topo, &client, &args.dst).await? {
@@ -763,12 +801,15 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
             facts.dst_networks = dst_info
                 .map(|c| c.endpoints.iter().map(|e| e.network.clone()).collect())
                 .unwrap_or_default();
-            // Addresses per network: Docker's endpoints and hand-made legs alike.
+            // Addresses per network: Docker's endpoints and hand-made legs alike (IPv6
+            // link-local addresses left out: they are the same on every link).
             let mut by_net: Vec<(Option<String>, IpAddr, bool)> = Vec::new();
             for i in &dst.interfaces {
                 for a in &i.addrs {
                     if let Some(ip) = a.split('/').next().and_then(|s| s.parse::<IpAddr>().ok()) {
-                        by_net.push((i.network.clone(), ip, i.up));
+                        if !is_link_local(ip) {
+                            by_net.push((i.network.clone(), ip, i.up));
+                        }
                     }
                 }
                 if let Some(n) = &i.network {
@@ -786,16 +827,84 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
                     }
                 }
             }
-            let pick = by_net
-                .iter()
-                .filter(|(n, ip, _)| {
-                    ip.is_ipv4() && n.as_ref().is_some_and(|n| src_networks.contains(n))
-                })
-                .chain(by_net.iter().filter(|(_, ip, _)| ip.is_ipv4()))
-                .chain(by_net.iter())
-                .next()
-                .cloned();
-            let Some((network, ip, up)) = pick else {
+            let src_has = |v6: bool| {
+                src.interfaces
+                    .iter()
+                    .flat_map(|i| i.addrs.iter())
+                    .filter_map(|a| a.split('/').next()?.parse::<IpAddr>().ok())
+                    .any(|ip| ip.is_ipv6() == v6 && !is_link_local(ip))
+            };
+            let explicit = args.ipv4 || args.ipv6;
+            for v6 in [false, true] {
+                if (v6 && args.ipv4) || (!v6 && args.ipv6) {
+                    continue;
+                }
+                let of_family = |ip: &IpAddr| ip.is_ipv6() == v6;
+                let pick = by_net
+                    .iter()
+                    .filter(|(n, ip, _)| {
+                        of_family(ip) && n.as_ref().is_some_and(|n| src_networks.contains(n))
+                    })
+                    .chain(by_net.iter().filter(|(_, ip, _)| of_family(ip)))
+                    .next()
+                    .cloned();
+                let family = if v6 { "IPv6" } else { "IPv4" };
+                let Some((network, ip, up)) = pick else {
+                    if explicit {
+                        targets.push(Err(early_verdict(
+                            &src.name,
+                            None,
+                            "no-address",
+                            format!(
+                                "{} → {}: not reachable: {} has no {family} address on a Docker network",
+                                src.name, dst.name, dst.name
+                            ),
+                        )));
+                    }
+                    continue;
+                };
+                let target = Target {
+                    ip,
+                    container: Some(dst.name.clone()),
+                    network,
+                };
+                if !src_has(v6) && (explicit || v6) {
+                    // IPv6 is probed only when asked or when both ends have it.
+                    if explicit {
+                        targets.push(Err(early_verdict(
+                            &src.name,
+                            Some(target),
+                            "no-address",
+                            format!(
+                                "{} → {}: not reachable: {} has no {family} address",
+                                src.name, dst.name, src.name
+                            ),
+                        )));
+                    }
+                    continue;
+                }
+                if !up {
+                    let iface = dst
+                        .interfaces
+                        .iter()
+                        .find(|i| i.addrs.iter().any(|a| a.starts_with(&format!("{ip}/"))))
+                        .map_or("its interface".to_owned(), |i| {
+                            format!("interface {}", i.name)
+                        });
+                    targets.push(Err(early_verdict(
+                        &src.name,
+                        Some(target),
+                        "interface-down",
+                        format!(
+                            "{} → {}: not reachable: {} of {} ({ip}) is down",
+                            src.name, dst.name, iface, dst.name
+                        ),
+                    )));
+                    continue;
+                }
+                targets.push(Ok(target));
+            }
+            if targets.is_empty() {
                 return early(
                     &src.name,
                     None,
@@ -806,37 +915,50 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
                     ),
                     args.json,
                 );
-            };
-            if !up {
-                let iface = dst
-                    .interfaces
-                    .iter()
-                    .find(|i| i.addrs.iter().any(|a| a.starts_with(&format!("{ip}/"))))
-                    .map_or("its interface".to_owned(), |i| {
-                        format!("interface {}", i.name)
-                    });
-                return early(
-                    &src.name,
-                    Some(Target {
-                        ip,
-                        container: Some(dst.name.clone()),
-                        network,
-                    }),
-                    "interface-down",
-                    format!(
-                        "{} → {}: not reachable: {} of {} ({ip}) is down",
-                        src.name, dst.name, iface, dst.name
-                    ),
-                    args.json,
-                );
-            }
-            Target {
-                ip,
-                container: Some(dst.name.clone()),
-                network,
             }
         }
-    };
+    }
+    let mut reachable = true;
+    for (i, target) in targets.into_iter().enumerate() {
+        let v = match target {
+            Ok(target) => probe(&args, &client, &topo, &src, facts.clone(), target).await?,
+            Err(v) => v,
+        };
+        if i > 0 && !args.json {
+            // One paragraph per family.
+            println!();
+        }
+        reachable &= report(&v, args.json)?;
+    }
+    Ok(reachable)
+}
+
+/// Whether sending failed because the source has no route to the destination.
+fn no_route(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| {
+            matches!(
+                io.raw_os_error(),
+                Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
+            )
+        })
+}
+
+/// Whether `ip` is an IPv6 link-local address (`fe80::/10`).
+fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local())
+}
+
+/// Sends echo requests from `src` to `target`, observes them and gives the verdict.
+async fn probe(
+    args: &DiagnoseArgs,
+    client: &DockerClient,
+    topo: &Topology,
+    src: &crate::topology::ContainerView,
+    mut facts: Facts,
+    target: Target,
+) -> anyhow::Result<Verdict> {
     facts.dst = Some(target.clone());
     facts.src_ip = src
         .interfaces
@@ -870,11 +992,29 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
     let pinger = Pinger::open_in(src.pid, target.ip, id)
         .with_context(|| format!("opening an ICMP socket in {}'s namespace", src.name))?;
     let observed = match crate::client::Client::connect().await {
-        Some(c) => observe_via_daemon(c, pinger, args.count).await?,
+        Some(c) => observe_via_daemon(c, pinger, args.count).await,
         None => {
             let engine = client.engine_facts().await;
-            observe_embedded(&topo, pinger, args.count, engine.as_ref()).await?
+            observe_embedded(topo, pinger, args.count, engine.as_ref()).await
         }
+    };
+    let observed = match observed {
+        Err(e) if no_route(&e) => {
+            let networks = facts.src_networks.join(", ");
+            return Ok(early_verdict(
+                &src.name,
+                Some(target.clone()),
+                "no-route",
+                format!(
+                    "{} → {}: not reachable: {} has no route to {} (its networks: {networks}; an internal network has no gateway)",
+                    src.name,
+                    target.container.as_deref().unwrap_or("it"),
+                    src.name,
+                    target.ip
+                ),
+            ));
+        }
+        other => other?,
     };
     let (replies, cap) = observed;
     facts.replies = replies;
@@ -899,7 +1039,7 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
                 && (d.dst.ip == Some(target.ip) || d.src.ip == Some(target.ip))
         })
         .collect();
-    report(&verdict(&facts), args.json)
+    Ok(verdict(&facts))
 }
 
 #[cfg(test)]

@@ -199,6 +199,10 @@ pub fn summary(meaning: &Meaning, engine: &Engine) -> String {
             "The {chain} chain's policy is DROP (Docker sets it when it enabled IP forwarding \
              itself) and no rule accepted the packet"
         ),
+        Meaning::UserRule { table, chain, rule } if chain == "DOCKER-USER" => format!(
+            "Your own rule in DOCKER-USER (the chain Docker leaves to you, run before its own \
+             rules) drops it: table {table}: {rule}"
+        ),
         Meaning::UserRule { table, chain, rule } => {
             format!("A rule that is not Docker's drops it: table {table}, chain {chain}: {rule}")
         }

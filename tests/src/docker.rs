@@ -122,10 +122,17 @@ impl Network {
     /// `docker network create nlt-<tag>-<pid>-<n>` (the bridge driver, an address pool
     /// Docker picks).
     pub fn create(tag: &str) -> Result<Self> {
+        Self::create_with(tag, &[])
+    }
+
+    /// Like [`Network::create`], with more options of `docker network create` (`--internal`,
+    /// `-o com.docker.network.bridge.enable_icc=false`, `--ipv6 --subnet ...`).
+    pub fn create_with(tag: &str, options: &[&str]) -> Result<Self> {
         let name = unique_name(tag);
-        let id = docker(&["network", "create", "--driver", "bridge", &name])?
-            .trim()
-            .to_owned();
+        let mut args = vec!["network", "create", "--driver", "bridge"];
+        args.extend_from_slice(options);
+        args.push(&name);
+        let id = docker(&args)?.trim().to_owned();
         ensure!(
             id.len() >= 12,
             "`docker network create {name}` printed {id:?}"
@@ -144,8 +151,24 @@ impl Network {
         Ok(())
     }
 
-    /// The bridge device: `br-` and the first 12 hex digits of the id.
+    /// Docker's default network `bridge` (docker0), which the guard never removes.
+    pub fn default_bridge() -> Result<Self> {
+        let id = docker(&["network", "inspect", "--format", "{{.Id}}", "bridge"])?
+            .trim()
+            .to_owned();
+        Ok(Self {
+            name: "bridge".to_owned(),
+            id,
+            gone: true,
+        })
+    }
+
+    /// The bridge device: `br-` and the first 12 hex digits of the id (`docker0` for the
+    /// default network).
     pub fn bridge(&self) -> String {
+        if self.name == "bridge" {
+            return "docker0".to_owned();
+        }
         format!("br-{}", &self.id[..12])
     }
 }

@@ -595,3 +595,353 @@ fn unknown_stopped_and_down_destinations() -> Result<()> {
     );
     Ok(())
 }
+
+/// What `diagnose --json` must say of a ping Docker's firewall drops.
+struct Expected<'a> {
+    /// `drop.rule.docker.meaning`.
+    meaning: &'a str,
+    /// `drop.rule.table`.
+    table: &'a str,
+    /// `ipv4` or `ipv6`: `drop.rule.family`, and which iptables-save is the witness.
+    family: &'a str,
+    /// Pieces `drop.rule.rule` must contain.
+    rule_has: Vec<String>,
+    /// A remedy that must be offered (a prefix of one of `drop.rule.docker.remedies`).
+    remedy: Option<String>,
+}
+
+/// The packet counter of `rule` in `table` of the `family` ruleset (`ip6tables-save` for
+/// `ipv6`).
+fn rule_counter_of(family: &str, table: &str, rule: &str) -> Result<u64> {
+    if family == "ipv4" {
+        return rule_counter(table, rule);
+    }
+    let saved = netlab_tests::sh(&format!("ip6tables-save -c -t {table}"))?;
+    let line = saved
+        .lines()
+        .find(|l| l.ends_with(&format!("-A {rule}")))
+        .with_context(|| format!("no rule {rule:?} in ip6 table {table}:\n{saved}"))?;
+    line.trim_start_matches('[')
+        .split(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no counter in {line:?}"))
+}
+
+/// `diagnose --json <flags> src dst` must find the ping dropped by a rule as `expected` says,
+/// and the rule's own counter must move by the 3 probes of a second run. Returns the verdict.
+fn dropped_as_expected(
+    bin: &Path,
+    socket: &Path,
+    flags: &[&str],
+    src: &str,
+    dst: &str,
+    expected: &Expected<'_>,
+) -> Result<Value> {
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend([src, dst, "--json"]);
+    let run = diagnose(bin, socket, &args)?;
+    ensure!(
+        run.code == Some(1),
+        "diagnose should exit 1: {}",
+        run.shown()
+    );
+    let v = run.json()?;
+    let rule = text(&v, "/drop/rule/rule").unwrap_or_default().to_owned();
+    let remedies: Vec<&str> = v
+        .pointer("/drop/rule/docker/remedies")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    ensure!(
+        v["verdict"] == "dropped"
+            && text(&v, "/drop/reason") == Some("NETFILTER_DROP")
+            && text(&v, "/drop/rule/table") == Some(expected.table)
+            && text(&v, "/drop/rule/family") == Some(expected.family)
+            && text(&v, "/drop/rule/docker/meaning") == Some(expected.meaning)
+            && text(&v, "/drop/rule/attributed_by") == Some("counters")
+            && v.pointer("/drop/rule/certain") == Some(&Value::Bool(true))
+            && expected.rule_has.iter().all(|p| rule.contains(p.as_str()))
+            && expected
+                .remedy
+                .as_ref()
+                .is_none_or(|want| remedies.iter().any(|r| r.starts_with(want.as_str()))),
+        "{src} → {dst}: expected a drop by a {} rule of table {} ({}) containing {:?}, remedy {:?}; got {}",
+        expected.meaning,
+        expected.table,
+        expected.family,
+        expected.rule_has,
+        expected.remedy,
+        run.shown()
+    );
+    let before = rule_counter_of(expected.family, expected.table, &rule)?;
+    let again = diagnose(bin, socket, &args)?;
+    let after = rule_counter_of(expected.family, expected.table, &rule)?;
+    ensure!(
+        again.code == Some(1),
+        "diagnose should exit 1: {}",
+        again.shown()
+    );
+    ensure!(
+        after - before == 3,
+        "the rule {rule:?} counted {} packets while diagnose sent 3",
+        after - before
+    );
+    println!(
+        "{src} → {dst}: {} by {rule:?} (table {}), counted by the rule itself",
+        expected.meaning, expected.table
+    );
+    Ok(v)
+}
+
+/// An internal network: a container outside it cannot reach one inside (Docker's rule for
+/// internal networks, whichever engine), and a container inside has no route out at all.
+#[test]
+fn internal_network_drop_is_explained() -> Result<()> {
+    let bin = docker_or_skip!();
+    let socket = unused_socket();
+    let internal = Network::create_with("int", &["--internal"])?;
+    let outside = Network::create("ext")?;
+    let inside = Container::sleeper("in", &internal)?;
+    let out = Container::sleeper("out", &outside)?;
+    dropped_as_expected(
+        &bin,
+        &socket,
+        &["-4"],
+        &out.name,
+        &inside.name,
+        &Expected {
+            meaning: "internal-network",
+            table: "filter",
+            family: "ipv4",
+            rule_has: vec![format!("-o {}", internal.bridge()), "-j DROP".into()],
+            remedy: Some(format!(
+                "docker network connect {} {}",
+                internal.name, out.name
+            )),
+        },
+    )?;
+    let run = diagnose(&bin, &socket, &[&inside.name, &out.name, "--json"])?;
+    let v = run.json()?;
+    ensure!(
+        run.code == Some(1)
+            && v["verdict"] == "no-route"
+            && text(&v, "/message").is_some_and(|m| m.contains("no route")),
+        "from inside an internal network: expected a no-route verdict, got {}",
+        run.shown()
+    );
+    Ok(())
+}
+
+/// A network with inter-container communication disabled: two of its containers cannot
+/// ping each other, and netlab says it is ICC.
+#[test]
+fn icc_disabled_drop_is_explained() -> Result<()> {
+    let bin = docker_or_skip!();
+    let socket = unused_socket();
+    let net = Network::create_with(
+        "noicc",
+        &["-o", "com.docker.network.bridge.enable_icc=false"],
+    )?;
+    let a = Container::sleeper("a", &net)?;
+    let b = Container::sleeper("b", &net)?;
+    let bridge = net.bridge();
+    dropped_as_expected(
+        &bin,
+        &socket,
+        &[],
+        &a.name,
+        &b.name,
+        &Expected {
+            meaning: "icc-disabled",
+            table: "filter",
+            family: "ipv4",
+            rule_has: vec![format!("-i {bridge} -o {bridge} -j DROP")],
+            remedy: None,
+        },
+    )?;
+    Ok(())
+}
+
+/// An administrator's own rule in DOCKER-USER drops pings between two containers of one
+/// network: named as theirs, with the command that removes it. (Docker makes bridged
+/// traffic traverse iptables once a network needs it, as an ICC-disabled one does.)
+#[test]
+fn a_users_docker_user_rule_is_named_as_theirs() -> Result<()> {
+    let bin = docker_or_skip!();
+    let socket = unused_socket();
+    let _noicc = Network::create_with(
+        "brnf",
+        &["-o", "com.docker.network.bridge.enable_icc=false"],
+    )?;
+    let net = Network::create("user")?;
+    let a = Container::sleeper("a", &net)?;
+    let b = Container::sleeper("b", &net)?;
+    let bridged =
+        std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").unwrap_or_default();
+    ensure!(
+        bridged.trim() == "1",
+        "bridged traffic does not traverse iptables (net.bridge.bridge-nf-call-iptables = {:?}) even with an ICC-disabled network",
+        bridged.trim()
+    );
+    let (a_ip, b_ip) = (container_ip(&a, &net)?, container_ip(&b, &net)?);
+    let spec = format!("-s {a_ip}/32 -d {b_ip}/32 -p icmp -j DROP");
+    netlab_tests::sh(&format!("iptables -I DOCKER-USER {spec}"))?;
+    struct Removed(String);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = netlab_tests::sh(&format!("iptables -D DOCKER-USER {}", self.0));
+        }
+    }
+    let _rule = Removed(spec.clone());
+    let v = dropped_as_expected(
+        &bin,
+        &socket,
+        &[],
+        &a.name,
+        &b.name,
+        &Expected {
+            meaning: "user-rule",
+            table: "filter",
+            family: "ipv4",
+            rule_has: vec![format!("DOCKER-USER {spec}")],
+            remedy: Some(format!("iptables -t filter -D DOCKER-USER {spec}")),
+        },
+    )?;
+    ensure!(
+        text(&v, "/drop/rule/docker/summary")
+            .is_some_and(|s| s.starts_with("Your own rule in DOCKER-USER")),
+        "the rule is not named as the user's: {v}"
+    );
+    Ok(())
+}
+
+/// A container on Docker's default network (docker0) pings one on a user network: dropped
+/// by the engine's rule for that (raw direct-access filter from 28.2, isolation before),
+/// and `docker network connect` is offered.
+#[test]
+fn default_bridge_to_user_network_drop_is_explained() -> Result<()> {
+    let bin = docker_or_skip!();
+    let socket = unused_socket();
+    let default = Network::default_bridge()?;
+    let user = Network::create("usr")?;
+    let on_default = Container::sleeper("d0", &default)?;
+    let on_user = Container::sleeper("u", &user)?;
+    let user_ip = container_ip(&on_user, &user)?;
+    let engine = engine_version()?;
+    let expected = if engine >= (28, 2) {
+        Expected {
+            meaning: "direct-access",
+            table: "raw",
+            family: "ipv4",
+            rule_has: vec![format!("-d {user_ip}/32 ! -i {}", user.bridge())],
+            remedy: Some(format!(
+                "docker network connect {} {}",
+                user.name, on_default.name
+            )),
+        }
+    } else {
+        Expected {
+            meaning: "isolation",
+            table: "filter",
+            family: "ipv4",
+            rule_has: vec![
+                "DOCKER-ISOLATION-STAGE-2".into(),
+                format!("-o {}", user.bridge()),
+            ],
+            remedy: Some(format!(
+                "docker network connect {} {}",
+                user.name, on_default.name
+            )),
+        }
+    };
+    dropped_as_expected(
+        &bin,
+        &socket,
+        &[],
+        &on_default.name,
+        &on_user.name,
+        &expected,
+    )?;
+    Ok(())
+}
+
+/// Two IPv6-enabled networks: diagnose probes both families and gives a verdict for each
+/// (IPv4 first); the IPv6 echo is dropped by the engine's ip6tables rule, named with its
+/// family; `-6` probes IPv6 alone.
+#[test]
+fn ipv6_networks_get_a_verdict_per_family() -> Result<()> {
+    let bin = docker_or_skip!();
+    let engine = engine_version()?;
+    if engine < (27, 0) {
+        println!(
+            "skipping: Docker {}.{} writes no ip6tables rules by default (ip6tables is on from 27.0)",
+            engine.0, engine.1
+        );
+        return Ok(());
+    }
+    let socket = unused_socket();
+    let prefix = format!("fd4e:{:x}", std::process::id() & 0xffff);
+    let a_net = Network::create_with("v6a", &["--ipv6", "--subnet", &format!("{prefix}:1::/64")])?;
+    let b_net = Network::create_with("v6b", &["--ipv6", "--subnet", &format!("{prefix}:2::/64")])?;
+    let a = Container::sleeper("a", &a_net)?;
+    let b = Container::sleeper("b", &b_net)?;
+    let b_ip6 = docker(&[
+        "inspect",
+        "--format",
+        &format!(
+            "{{{{with index .NetworkSettings.Networks \"{}\"}}}}{{{{.GlobalIPv6Address}}}}{{{{end}}}}",
+            b_net.name
+        ),
+        &b.name,
+    ])?
+    .trim()
+    .to_owned();
+    ensure!(
+        b_ip6.starts_with(&prefix),
+        "{} has no IPv6 address: {b_ip6:?}",
+        b.name
+    );
+
+    let both = diagnose(&bin, &socket, &[&a.name, &b.name, "--json"])?;
+    let lines: Vec<Value> = both
+        .stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("diagnose --json lines: {}", both.shown()))?;
+    ensure!(
+        both.code == Some(1)
+            && lines.len() == 2
+            && lines[0]["family"] == "ipv4"
+            && lines[1]["family"] == "ipv6"
+            && lines.iter().all(|v| v["verdict"] == "dropped")
+            && text(&lines[1], "/dst/ip") == Some(b_ip6.as_str()),
+        "expected two dropped verdicts, IPv4 then IPv6 (to {b_ip6}); got {}",
+        both.shown()
+    );
+    let expected = if engine >= (28, 2) {
+        Expected {
+            meaning: "direct-access",
+            table: "raw",
+            family: "ipv6",
+            rule_has: vec![format!("-d {b_ip6}/128 ! -i {}", b_net.bridge())],
+            remedy: Some(format!("docker network connect {} {}", b_net.name, a.name)),
+        }
+    } else {
+        Expected {
+            meaning: "isolation",
+            table: "filter",
+            family: "ipv6",
+            rule_has: vec![format!("-o {}", b_net.bridge())],
+            remedy: Some(format!("docker network connect {} {}", b_net.name, a.name)),
+        }
+    };
+    let v6 = dropped_as_expected(&bin, &socket, &["-6"], &a.name, &b.name, &expected)?;
+    ensure!(
+        v6["family"] == "ipv6" && v6["drop"]["rule"]["rule"] == lines[1]["drop"]["rule"]["rule"],
+        "-6 and the two-family run disagree:\n{v6}\n{}",
+        lines[1]
+    );
+    Ok(())
+}

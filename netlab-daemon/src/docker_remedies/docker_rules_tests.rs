@@ -256,7 +256,11 @@ fn internal_icc_policy_and_user_rules() {
         rule: "DOCKER-USER -s 203.0.113.0/24 -j DROP".into(),
     };
     let e = explain(&m, &engine("28.5.2", Backend::IptablesNft));
-    assert!(e.summary.starts_with("A rule that is not Docker's"));
+    assert!(
+        e.summary.starts_with("Your own rule in DOCKER-USER"),
+        "{}",
+        e.summary
+    );
     assert_eq!(
         e.remedies[0].action,
         "iptables -t filter -D DOCKER-USER -s 203.0.113.0/24 -j DROP (or narrow it)"
