@@ -301,6 +301,8 @@ pub fn verdict(f: &Facts) -> Verdict {
         } else if !d.drop.candidates.is_empty() {
             v.details
                 .push(format!("rule: one of {}", d.drop.candidates.join(" | ")));
+        } else if let Some(why) = &d.drop.unattributed {
+            v.details.push(format!("rule: unknown ({why})"));
         }
         v.dropped_at = Some(at);
         v.drop = Some(d.drop.clone());
@@ -718,6 +720,7 @@ fn drop_from_json(v: &serde_json::Value) -> Option<DropRecord> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            unattributed: d["unattributed"].as_str().map(str::to_owned),
         },
     })
 }
@@ -1183,6 +1186,7 @@ mod tests {
                 hook: Some("forward".into()),
                 rule: Some("DOCKER-ISOLATION-STAGE-2 -o br-prod -j DROP".into()),
                 candidates: Vec::new(),
+                unattributed: None,
             },
         }
     }

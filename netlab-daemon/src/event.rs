@@ -424,6 +424,10 @@ pub struct DropInfo {
     /// Other rules whose counters rose at the same time, when attribution is not certain.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<String>,
+    /// Why the rule of a netfilter drop is not known (the firewall's counters cannot be
+    /// read: no iptables-save or nft, no permission, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unattributed: Option<String>,
 }
 
 /// A packet the kernel dropped (`"kind":"drop"`), labelled.
@@ -536,6 +540,7 @@ impl DropRecord {
                 hook: None,
                 rule: None,
                 candidates: Vec::new(),
+                unattributed: None,
             },
         })
     }
@@ -571,6 +576,7 @@ impl DropRecord {
         if !d.candidates.is_empty() {
             jsonw::str_array(info.key("candidates"), &d.candidates);
         }
+        info.opt_str("unattributed", d.unattributed.as_deref());
         info.end();
         o.end();
         out.push(b'\n');
@@ -619,6 +625,14 @@ impl DropRecord {
             if let Some(d) = &r.docker {
                 let _ = write!(out, ": {}", d.summary);
             }
+        } else if !self.drop.candidates.is_empty() {
+            let _ = write!(
+                out,
+                ", rule not sure: one of {}",
+                self.drop.candidates.join(" | ")
+            );
+        } else if let Some(why) = &self.drop.unattributed {
+            let _ = write!(out, ", rule unknown ({why})");
         }
         out.push('\n');
     }
@@ -1021,6 +1035,7 @@ mod tests {
                 hook: Some("FORWARD".into()),
                 rule: Some("-A DOCKER-ISOLATION -j DROP -m comment --comment \"x\\y\"".into()),
                 candidates: vec!["-A FORWARD -j DROP".into(), "tab\there".into()],
+                unattributed: Some("nft: \"not found\"".into()),
             },
         };
         let mut bare = base.clone();
@@ -1047,6 +1062,7 @@ mod tests {
             hook: None,
             rule: None,
             candidates: Vec::new(),
+            unattributed: None,
         };
         for rec in [base, bare] {
             assert_same_json(&rec, |o| rec.write_json(o).expect("json"));

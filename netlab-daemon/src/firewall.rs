@@ -118,6 +118,8 @@ pub struct Attributed {
     pub certain: bool,
     /// Why netlab cannot be sure (a chain Docker rewrote between the reads), if so.
     pub not_sure: Option<String>,
+    /// Why no counters could be read this time, if so.
+    pub unattributed: Option<String>,
 }
 
 /// The firewall as netlab reads it: the engine whose rules these are, and the counters at
@@ -131,6 +133,10 @@ pub struct Firewall {
     pub reasons: Vec<String>,
     /// Docker's nftables tables hold the bridge rules (told with or without an engine).
     nftables: bool,
+    /// Why no counters can be read (said once, as a warning, and on every netfilter drop).
+    pub unreadable: Option<String>,
+    /// Read errors already warned about: each is said once.
+    warned: std::collections::BTreeSet<String>,
     iptables_counters: Option<Ruleset>,
     nft_counters: Option<NftRuleset>,
 }
@@ -182,20 +188,39 @@ impl Firewall {
                 .and_then(crate::docker_backend::iptables_variant),
             reasons: d.reasons,
             nftables,
+            unreadable: None,
+            warned: Default::default(),
             iptables_counters: None,
             nft_counters: None,
         };
+        let mut why = Vec::new();
         fw.iptables_counters = netfilter::snapshot_async()
             .await
-            .inspect_err(|e| log::debug!("no iptables counters: {e:#}"))
+            .inspect_err(|e| why.push(format!("{e:#}")))
             .ok();
         if fw.uses_nftables() {
             fw.nft_counters = nftables::snapshot_async()
                 .await
-                .inspect_err(|e| log::debug!("no nftables counters: {e}"))
+                .inspect_err(|e| why.push(format!("{e}")))
                 .ok();
         }
+        if !fw.readable() {
+            let why = why.join("; ");
+            log::warn!(
+                "the firewall's counters cannot be read ({why}): netfilter drops are reported without their rule"
+            );
+            fw.unreadable = Some(why);
+        }
         fw
+    }
+
+    /// Logs a counter read error once (the same error again is only a debug line).
+    fn warn_once(&mut self, what: &str, e: String) {
+        if self.warned.insert(e.clone()) {
+            log::warn!("{what}: {e}; drops meanwhile have no rule");
+        } else {
+            log::debug!("{what}: {e}");
+        }
     }
 
     /// Whether Docker's rules are in its nftables tables: the engine says so, or (no engine
@@ -234,7 +259,11 @@ impl Firewall {
                     }
                     self.iptables_counters = Some(after);
                 }
-                Err(e) => log::warn!("reading iptables counters: {e:#}"),
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    out.unattributed = Some(e.clone());
+                    self.warn_once("reading iptables counters", e);
+                }
             }
         }
         if self.uses_nftables() {
@@ -275,7 +304,11 @@ impl Firewall {
                     }
                     self.nft_counters = Some(after);
                 }
-                Err(e) => log::warn!("reading Docker's nftables counters: {e}"),
+                Err(e) => {
+                    let e = e.to_string();
+                    out.unattributed = Some(e.clone());
+                    self.warn_once("reading Docker's nftables counters", e);
+                }
             }
         }
         out.culprits.sort_by_key(|c| std::cmp::Reverse(c.delta));
@@ -361,6 +394,8 @@ mod tests {
             iptables: Some(Backend::IptablesNft),
             reasons: Vec::new(),
             nftables: backend == Backend::Nftables,
+            unreadable: None,
+            warned: Default::default(),
             iptables_counters: None,
             nft_counters: None,
         }

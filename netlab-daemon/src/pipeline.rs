@@ -360,7 +360,7 @@ impl Pipeline {
         }
         let reason = ctx.reasons.name(ev.reason);
         let location = ctx.kallsyms.as_ref().and_then(|k| k.symbolize(ev.location));
-        let Some(rec) =
+        let Some(mut rec) =
             DropRecord::new(ev, &self.topo, &self.clock, reason, location, ctx.own_netns)
         else {
             return Ok(());
@@ -369,10 +369,13 @@ impl Pipeline {
             self.tallies.not_a_drop(&rec, why);
             return Ok(());
         }
-        if by_netfilter(&rec) && ctx.firewall.readable() {
-            // Shown once the firewall counters tell which rule it was.
-            ctx.pending.push(rec);
-            return Ok(());
+        if by_netfilter(&rec) {
+            if ctx.firewall.readable() {
+                // Shown once the firewall counters tell which rule it was.
+                ctx.pending.push(rec);
+                return Ok(());
+            }
+            rec.drop.unattributed = ctx.firewall.unreadable.clone();
         }
         self.emit_drop(rec)
     }
@@ -459,6 +462,10 @@ impl Pipeline {
         }
         for rec in &mut pending {
             let Some(first) = a.culprits.first() else {
+                rec.drop.unattributed = Some(a.unattributed.clone().unwrap_or_else(|| {
+                    "no rule's counter rose (a chain policy, or a rule without a counter)"
+                        .to_owned()
+                }));
                 continue;
             };
             rec.drop.hook.clone_from(&first.hook);
@@ -778,6 +785,7 @@ mod tests {
                 hook: None,
                 rule: None,
                 candidates: Vec::new(),
+                unattributed: None,
             },
         }
     }

@@ -1,12 +1,16 @@
+//! The firewall behind netfilter drops, in namespaces of the tests' own.
+//!
 //! Docker 29's nftables firewall backend, without a Docker 29: a ruleset shaped like the one
 //! it writes (`ip docker-bridges`, verdict maps, rules with counters and comments) loaded with
-//! the real `nft` into a network namespace of the test's own, two bridges and two
-//! "containers" behind it, and `netlab watch` run in that namespace.
+//! the real `nft` into a network namespace, two bridges and two "containers" behind it, and
+//! `netlab watch` run in that namespace. netlab must name the rule that dropped a ping by
+//! table, chain and Docker's comment, check it against the rule's own counter, and, when the
+//! chain is flushed and refilled between two drops (as Docker does whenever it changes one:
+//! counters back to zero, new handles), say "not sure" rather than name a rule that no
+//! longer exists.
 //!
-//! netlab must name the rule that dropped a ping by table, chain and Docker's comment, check
-//! it against the rule's own counter, and, when the chain is flushed and refilled between two
-//! drops (as Docker does whenever it changes one: counters back to zero, new handles), say
-//! "not sure" rather than name a rule that no longer exists.
+//! And a host where the firewall cannot be read (no iptables-save, no nft): drops are still
+//! reported, each saying why its rule is unknown, with one warning.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -293,6 +297,105 @@ fn docker_29_nftables_rules_are_named_by_their_comments_through_rewrites() -> Re
     ensure!(
         output.stderr.contains("not sure"),
         "netlab did not say it was not sure:\n{}",
+        output.stderr
+    );
+    Ok(())
+}
+
+/// A wrapper that runs netlab in a mount namespace of its own where /usr/sbin (and /sbin,
+/// a link to it) is an empty tmpfs: no iptables-save, ip6tables-save or nft to run.
+struct WithoutFirewallTools {
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl WithoutFirewallTools {
+    fn new(netlab: &Path) -> Result<Self> {
+        let dir = std::env::temp_dir().join(netlab_tests::netns::unique_name("nosbin"));
+        std::fs::create_dir_all(&dir)?;
+        let bin = dir.join("netlab");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\nexec unshare -m --propagation private sh -c 'mount -t tmpfs none /usr/sbin && exec \"$0\" \"$@\"' {} \"$@\"\n",
+                netlab.display()
+            ),
+        )?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
+        Ok(Self { dir, bin })
+    }
+}
+
+impl Drop for WithoutFirewallTools {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Pings dropped by an iptables rule on a host without iptables-save and nft: every drop is
+/// reported (as many as ping lost and the rule's own counter counted), each with the reason
+/// its rule is unknown; netlab warns once and exits cleanly.
+#[test]
+fn drops_are_reported_when_the_firewall_cannot_be_read() -> Result<()> {
+    let bin = netlab_or_skip!();
+    let (a, b) = (Netns::unique("fwa")?, Netns::unique("fwb")?);
+    a.exec(&format!(
+        "ip link add a0 type veth peer name b0 netns {} && ip addr add 10.78.0.1/24 dev a0 && ip link set a0 up",
+        b.name()
+    ))?;
+    b.exec("ip addr add 10.78.0.2/24 dev b0 && ip link set b0 up")?;
+    b.exec("iptables -A INPUT -p icmp --icmp-type echo-request -j DROP")?;
+    let wrapper = WithoutFirewallTools::new(&bin)?;
+    let watch = Watch::start_bin(
+        &wrapper.bin,
+        b.name(),
+        &["--iface", "b0", "--json"],
+        netlab_tests::watch::READY_TIMEOUT,
+    )?;
+    let ping = a.exec("ping -c 3 -i 0.3 -W 1 10.78.0.2 || true")?;
+    ensure!(
+        ping.contains("3 packets transmitted, 0 received"),
+        "the rule let pings through:\n{ping}"
+    );
+    let output = watch.stop_after(SETTLE)?;
+    let counted: u64 = b
+        .exec("iptables -L INPUT -v -x -n")?
+        .lines()
+        .find(|l| l.contains("DROP"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .context("no counter on the DROP rule")?;
+    let drops: Vec<&Value> = output
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "drop" && e["packet"] == "icmp-echo-request")
+        .collect();
+    ensure!(
+        counted == 3 && drops.len() == 3,
+        "the rule counted {counted}, netlab reported {} drops:\n{}\nstderr:\n{}",
+        drops.len(),
+        show(&drops),
+        output.stderr
+    );
+    ensure!(
+        drops.iter().all(|e| {
+            e["drop"]["reason"] == "NETFILTER_DROP"
+                && e["drop"]["rule"].is_null()
+                && e["drop"]["unattributed"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("iptables-save"))
+        }),
+        "each drop should say why its rule is unknown:\n{}",
+        show(&drops)
+    );
+    let warnings = output
+        .stderr
+        .lines()
+        .filter(|l| l.contains("counters cannot be read"))
+        .count();
+    ensure!(
+        warnings == 1,
+        "expected one warning about the firewall, got {warnings}:\n{}",
         output.stderr
     );
     Ok(())
