@@ -64,6 +64,11 @@ pub struct DaemonArgs {
     /// Remove every pinned object of netlab's (detaching its links) and exit.
     #[arg(long)]
     pub cleanup: bool,
+    /// Attribute each netfilter drop to its rule through the kernel's nftables tracing
+    /// (adds a table `inet netlab-trace-<pid>` that marks ICMP for tracing, removed on exit;
+    /// never changes a packet's fate). Without it, rules are found by their counters.
+    #[arg(long)]
+    pub nftrace: bool,
     /// Seconds a removed container's series stay in /metrics.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub grace: u64,
@@ -623,6 +628,12 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
             "removed {n} pinned objects under {}",
             args.pin_dir.display()
         );
+        let tables = crate::nftrace::remove_stale_tables();
+        if tables > 0 {
+            log::info!(
+                "removed {tables} nftables trace tables of netlab processes that no longer run"
+            );
+        }
         return Ok(None);
     }
     if let Some(addr) = args.listen {
@@ -667,9 +678,16 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", drops_dir.display()))?;
     let quiet = kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees);
     let drops = match dp.enable_drops_pinned(Some(&drops_dir.join("kfree_skb")), quiet) {
-        Ok(reasons) => {
-            Some(DropContext::new(reasons, kallsyms.take(), false, feed.engine.as_ref()).await)
-        }
+        Ok(reasons) => Some(
+            DropContext::new(
+                reasons,
+                kallsyms.take(),
+                false,
+                feed.engine.as_ref(),
+                args.nftrace,
+            )
+            .await,
+        ),
         Err(e) => {
             log::warn!("{e:#}; drops are not reported");
             None

@@ -46,6 +46,10 @@ pub struct DiagnoseArgs {
     /// Probe over IPv6 only.
     #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
+    /// Find the dropping rule by counters only, without nftables tracing (which diagnose
+    /// uses for its own probes where nf_tables holds the rules).
+    #[arg(long)]
+    pub no_nftrace: bool,
 }
 
 /// The destination as resolved.
@@ -484,6 +488,7 @@ async fn observe_embedded(
     pinger: Pinger,
     count: u16,
     engine: Option<&crate::docker::EngineFacts>,
+    nftrace: bool,
 ) -> anyhow::Result<(Vec<Reply>, Capture)> {
     let mut dp = Datapath::load(Config {
         sample_every: 1,
@@ -493,7 +498,7 @@ async fn observe_embedded(
     let reasons = dp.enable_drops(kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees))?;
     let mut obs = Observer::new(dp, AttachMode::Auto);
     obs.reconcile(topo);
-    let drops = DropContext::new(reasons, kallsyms, false, engine).await;
+    let drops = DropContext::new(reasons, kallsyms, false, engine, nftrace).await;
     let correlator = Correlator::new(2_000_000_000, 200_000_000, 1_000_000_000, 4096);
     let mut p = Pipeline::new(
         Arc::new(topo.clone()),
@@ -998,7 +1003,7 @@ async fn probe(
         Some(c) => observe_via_daemon(c, pinger, args.count).await,
         None => {
             let engine = client.engine_facts().await;
-            observe_embedded(topo, pinger, args.count, engine.as_ref()).await
+            observe_embedded(topo, pinger, args.count, engine.as_ref(), !args.no_nftrace).await
         }
     };
     let observed = match observed {

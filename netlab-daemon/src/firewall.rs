@@ -137,6 +137,8 @@ pub struct Firewall {
     pub unreadable: Option<String>,
     /// Read errors already warned about: each is said once.
     warned: std::collections::BTreeSet<String>,
+    /// Per-packet attribution through nftables tracing, when asked for and possible.
+    trace: Option<crate::nftrace::NfTrace>,
     iptables_counters: Option<Ruleset>,
     nft_counters: Option<NftRuleset>,
 }
@@ -161,7 +163,7 @@ async fn output_of(program: &str, args: &[&str]) -> Option<String> {
 impl Firewall {
     /// Tells the backend (from the engine's `/info`, `iptables --version` and Docker's
     /// nftables tables) and reads the counters once.
-    pub async fn read(engine: Option<&EngineFacts>) -> Firewall {
+    pub async fn read(engine: Option<&EngineFacts>, nftrace: bool) -> Firewall {
         let iptables_version = output_of("iptables", &["--version"]).await;
         let tables = output_of("nft", &["list", "tables"]).await;
         let d = detect_backend(&BackendEvidence {
@@ -190,9 +192,19 @@ impl Firewall {
             nftables,
             unreadable: None,
             warned: Default::default(),
+            trace: None,
             iptables_counters: None,
             nft_counters: None,
         };
+        if nftrace {
+            match tokio::task::spawn_blocking(crate::nftrace::NfTrace::start).await {
+                Ok(Ok(t)) => fw.trace = Some(t),
+                Ok(Err(e)) => log::warn!(
+                    "nftables tracing is not available ({e}): drops are attributed by counters"
+                ),
+                Err(e) => log::warn!("starting nftables tracing: {e}"),
+            }
+        }
         let mut why = Vec::new();
         fw.iptables_counters = netfilter::snapshot_async()
             .await
@@ -229,9 +241,33 @@ impl Firewall {
         self.nftables || self.engine.is_some_and(|e| e.backend == Backend::Nftables)
     }
 
-    /// Whether any counters could be read.
+    /// Whether any counters could be read, or drops are traced.
     pub fn readable(&self) -> bool {
-        self.iptables_counters.is_some() || self.nft_counters.is_some()
+        self.iptables_counters.is_some() || self.nft_counters.is_some() || self.trace.is_some()
+    }
+
+    /// Whether nftables tracing is on.
+    pub fn tracing(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    /// The rule that dropped packet `key`, from the kernel's trace of it, explained, and its
+    /// hook; `None` when tracing is off or the kernel traced no drop of it (a rule of
+    /// iptables-legacy, or no ICMP).
+    pub async fn traced(
+        &mut self,
+        key: &crate::nftrace::PacketKey,
+        facts: &DockerFacts,
+        hint: &PacketHint,
+    ) -> Option<(RuleRef, Option<String>)> {
+        let v = self
+            .trace
+            .as_mut()?
+            .take(key, std::time::Duration::from_millis(50))?;
+        let c = culprit_of(&v).await;
+        let mut r = self.rule_ref(&c, true, facts, hint);
+        r.attributed_by = "trace".to_owned();
+        Some((r, c.hook))
     }
 
     /// Reads the counters again and names the dropping rules whose counters rose since the
@@ -363,6 +399,85 @@ impl Firewall {
     }
 }
 
+/// The rule a traced verdict names, as the backend prints it: Docker's nftables rules and
+/// other nft tables by their nft text and comment; iptables-nft's tables (`ip filter`,
+/// `ip raw`, ...) as iptables-save prints the rule at the same place in the chain.
+async fn culprit_of(v: &crate::nftrace::TraceVerdict) -> Culprit {
+    let (family, table) = (v.family, v.table.clone());
+    let listing = tokio::task::spawn_blocking(move || {
+        nftables::snapshot_tables(
+            &[(family, table.as_str())],
+            std::time::Duration::from_secs(5),
+        )
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default();
+    let hook = nftables::hook_of(&listing, v.family, &v.table, &v.chain);
+    let in_chain: Vec<&nftables::NftRule> = listing
+        .rules
+        .iter()
+        .filter(|r| r.family == v.family && r.table == v.table && r.chain == v.chain)
+        .collect();
+    let found = v.handle.and_then(|h| {
+        in_chain
+            .iter()
+            .position(|r| r.handle == h)
+            .map(|i| (i, in_chain[i]))
+    });
+    let iptables_family = match (v.family, v.table.as_str()) {
+        ("ip", "filter" | "raw" | "nat" | "mangle" | "security") => Some(netfilter::Family::Ipv4),
+        ("ip6", "filter" | "raw" | "nat" | "mangle" | "security") => Some(netfilter::Family::Ipv6),
+        _ => None,
+    };
+    if let Some(fam) = iptables_family {
+        let spec = match found {
+            Some((index, _)) => netfilter::snapshot_async().await.ok().and_then(|rs| {
+                rs.rules
+                    .into_iter()
+                    .filter(|r| r.family == fam && r.table == v.table && r.chain == v.chain)
+                    .nth(index)
+                    .map(|r| r.spec)
+            }),
+            None => None,
+        };
+        let rule = match (spec, v.handle) {
+            (Some(spec), _) => spec,
+            (None, None) => format!("{} policy DROP", v.chain),
+            (None, Some(h)) => found.map_or(format!("{} handle {h}", v.chain), |(_, r)| {
+                format!("{} {}", v.chain, r.text)
+            }),
+        };
+        return Culprit {
+            backend: Backend::IptablesNft,
+            family: fam.name().to_owned(),
+            table: v.table.clone(),
+            chain: v.chain.clone(),
+            rule,
+            handle: v.handle,
+            comment: None,
+            hook,
+            delta: 1,
+        };
+    }
+    Culprit {
+        backend: Backend::Nftables,
+        family: v.family.to_owned(),
+        table: v.table.clone(),
+        chain: v.chain.clone(),
+        rule: match (found, v.handle) {
+            (Some((_, r)), _) => r.text.clone(),
+            (None, None) => "policy drop".to_owned(),
+            (None, Some(h)) => format!("handle {h} (gone before it could be read)"),
+        },
+        handle: v.handle,
+        comment: found.and_then(|(_, r)| r.comment.clone()),
+        hook,
+        delta: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +511,7 @@ mod tests {
             nftables: backend == Backend::Nftables,
             unreadable: None,
             warned: Default::default(),
+            trace: None,
             iptables_counters: None,
             nft_counters: None,
         }

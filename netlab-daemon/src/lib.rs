@@ -34,6 +34,7 @@ pub mod loader;
 pub mod metrics;
 pub mod netfilter;
 pub mod nftables;
+pub mod nftrace;
 pub mod pcapng;
 pub mod pinger;
 pub mod pipeline;

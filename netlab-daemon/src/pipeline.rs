@@ -41,13 +41,14 @@ impl DropContext {
         kallsyms: Option<Kallsyms>,
         only_observed: bool,
         engine: Option<&crate::docker::EngineFacts>,
+        nftrace: bool,
     ) -> Self {
         DropContext {
             reasons,
             kallsyms,
             own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
             only_observed,
-            firewall: crate::firewall::Firewall::read(engine).await,
+            firewall: crate::firewall::Firewall::read(engine, nftrace).await,
             pending: Vec::new(),
         }
     }
@@ -457,10 +458,26 @@ impl Pipeline {
                 None => c.rule.clone(),
             })
             .collect();
-        if let Some(why) = &a.not_sure {
-            log::info!("{why}: the rule behind these drops is not sure");
-        }
+        let mut said_not_sure = false;
         for rec in &mut pending {
+            // Exact first: the rule the kernel traced this very packet to.
+            let hint = crate::docker_rules::PacketHint {
+                src: rec.src.ip,
+                dst: rec.dst.ip,
+            };
+            if let Some(key) = trace_key(rec) {
+                if let Some((r, hook)) = ctx.firewall.traced(&key, &facts, &hint).await {
+                    if hook.is_some() {
+                        rec.drop.hook = hook;
+                    }
+                    rec.drop.rule = Some(r);
+                    continue;
+                }
+            }
+            if let Some(why) = a.not_sure.as_ref().filter(|_| !said_not_sure) {
+                log::info!("{why}: the rule behind these drops is not sure");
+                said_not_sure = true;
+            }
             let Some(first) = a.culprits.first() else {
                 rec.drop.unattributed = Some(a.unattributed.clone().unwrap_or_else(|| {
                     "no rule's counter rose (a chain policy, or a rule without a counter)"
@@ -654,6 +671,18 @@ pub fn not_a_drop(rec: &DropRecord) -> Option<&'static str> {
         return Some("neighbour discovery the kernel read and had no use for");
     }
     None
+}
+
+/// What a traced verdict of this drop would carry: its ICMP packet.
+fn trace_key(rec: &DropRecord) -> Option<crate::nftrace::PacketKey> {
+    let icmp = rec.icmp.as_ref()?;
+    Some(crate::nftrace::PacketKey {
+        src: rec.src.ip?,
+        dst: rec.dst.ip?,
+        icmp_type: icmp.icmp_type,
+        id: icmp.id?,
+        seq: icmp.seq?,
+    })
 }
 
 /// Whether netfilter dropped it: by reason, or, on kernels without drop reasons, because

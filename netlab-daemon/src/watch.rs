@@ -63,6 +63,11 @@ pub struct WatchArgs {
     /// Do not report packets the kernel drops (skb:kfree_skb).
     #[arg(long)]
     pub no_drops: bool,
+    /// Attribute each netfilter drop to its rule through the kernel's nftables tracing
+    /// (adds a table `inet netlab-trace-<pid>` that marks ICMP for tracing, removed on exit;
+    /// never changes a packet's fate). Without it, rules are found by their counters.
+    #[arg(long)]
+    pub nftrace: bool,
     /// Do not pair echo requests with replies into journeys.
     #[arg(long)]
     pub no_journeys: bool,
@@ -333,6 +338,7 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
                     kallsyms,
                     !following,
                     feed.as_ref().and_then(|f| f.engine.as_ref()),
+                    args.nftrace,
                 )
                 .await,
             ),

@@ -156,6 +156,17 @@ fn unused_address(
     Ok((addr, cidr))
 }
 
+/// How diagnose finds the rule: through nftables tracing where iptables is iptables-nft,
+/// by counters where it is iptables-legacy.
+fn diagnose_attribution() -> &'static str {
+    let version = netlab_tests::sh("iptables --version").unwrap_or_default();
+    if version.contains("nf_tables") {
+        "trace"
+    } else {
+        "counters"
+    }
+}
+
 /// The running engine's version, major and minor (`28.5.2+dfsg4` → (28, 5)).
 fn engine_version() -> Result<(u32, u32)> {
     let v = docker(&["version", "--format", "{{.Server.Version}}"])?;
@@ -241,7 +252,7 @@ fn isolation_drop_is_explained_with_rule_and_hint() -> Result<()> {
             && v["reachable"] == false
             && text(&v, "/drop/reason") == Some("NETFILTER_DROP")
             && shape_ok
-            && text(&v, "/drop/rule/attributed_by") == Some("counters")
+            && text(&v, "/drop/rule/attributed_by") == Some(diagnose_attribution())
             && v["share_no_network"] == true
             && text(&v, "/hint") == Some(expected_hint.as_str())
             && text(&v, "/dst/container") == Some(appprod)
@@ -659,7 +670,7 @@ fn dropped_as_expected(
             && text(&v, "/drop/rule/table") == Some(expected.table)
             && text(&v, "/drop/rule/family") == Some(expected.family)
             && text(&v, "/drop/rule/docker/meaning") == Some(expected.meaning)
-            && text(&v, "/drop/rule/attributed_by") == Some("counters")
+            && text(&v, "/drop/rule/attributed_by") == Some(diagnose_attribution())
             && v.pointer("/drop/rule/certain") == Some(&Value::Bool(true))
             && expected.rule_has.iter().all(|p| rule.contains(p.as_str()))
             && expected

@@ -400,3 +400,119 @@ fn drops_are_reported_when_the_firewall_cannot_be_read() -> Result<()> {
     );
     Ok(())
 }
+
+/// With `--nftrace`, each drop is joined to the rule verdict the kernel traced for that very
+/// packet: named exactly (attributed_by "trace") right across a rewrite of the chain, and
+/// never confused by drops of the same rule that netlab does not observe (a third
+/// "container" on a bridge netlab does not watch, pinging the same address meanwhile).
+/// netlab's trace table is gone when it exits.
+#[test]
+fn nftrace_names_each_drop_exactly_through_rewrites_and_concurrent_drops() -> Result<()> {
+    let bin = netlab_or_skip!();
+    if netlab_tests::sh("command -v nft").is_err() {
+        println!("skipping: the nft binary is not installed");
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let c = Netns::unique("nfc")?;
+    lab.host.exec(&format!(
+        "ip link add nlt-br-c type bridge && ip addr add 10.77.3.1/24 dev nlt-br-c \
+         && ip link set nlt-br-c up \
+         && ip link add veth-c type veth peer name eth0 netns {} \
+         && ip link set veth-c master nlt-br-c up",
+        c.name()
+    ))?;
+    c.exec(
+        "ip addr add 10.77.3.2/24 dev eth0 && ip link set eth0 up \
+         && ip route add default via 10.77.3.1",
+    )?;
+    let watch = Watch::start_bin(
+        &bin,
+        lab.host.name(),
+        &[
+            "--iface",
+            "nlt-br-a",
+            "--iface",
+            "veth-a",
+            "--iface",
+            "nlt-br-b",
+            "--iface",
+            "veth-b",
+            "--json",
+            "--nftrace",
+        ],
+        netlab_tests::watch::READY_TIMEOUT,
+    )?;
+    let tables = lab.host.exec("nft list tables")?;
+    ensure!(
+        tables.contains("table inet netlab-trace-"),
+        "no trace table while netlab runs:\n{tables}"
+    );
+    let (first_handle, before) = lab.direct_access_rule()?;
+
+    // The unobserved neighbour pings the same address, dropped by the same rule, while a
+    // sends three pings.
+    let mut neighbour = std::process::Command::new("ip")
+        .args(["netns", "exec", c.name()])
+        .args(["ping", "-c", "15", "-i", "0.2", "-W", "1", "10.77.2.2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.a.name()])
+        .args(["ping", "-c", "3", "-i", "0.3", "-W", "1", "10.77.2.2"])
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).contains("3 packets transmitted, 0 received"),
+        "the ruleset let a's pings through"
+    );
+    neighbour.wait()?;
+    let (_, after) = lab.direct_access_rule()?;
+    ensure!(
+        after - before >= 3 + 15,
+        "the raw rule counted {} drops, not a's 3 plus the neighbour's 15",
+        after - before
+    );
+
+    // Docker rewrites the chain; the very next drop is named with its new handle.
+    lab.rewrite_raw_prerouting()?;
+    let (second_handle, _) = lab.direct_access_rule()?;
+    lab.ping_b()?;
+    let output = watch.stop_after(SETTLE)?;
+
+    let drops = echo_drops(&output.events);
+    ensure!(
+        drops.len() == 4,
+        "expected 4 drop events for a's 4 dropped pings, got {}:\n{}\nstderr:\n{}",
+        drops.len(),
+        show(&drops),
+        output.stderr
+    );
+    for (i, e) in drops.iter().enumerate() {
+        let handle = if i < 3 { first_handle } else { second_handle };
+        let r = &e["drop"]["rule"];
+        ensure!(
+            r["attributed_by"] == "trace"
+                && r["certain"] == true
+                && r["table"] == "docker-bridges"
+                && r["chain"] == "raw-PREROUTING"
+                && r["comment"] == "DROP DIRECT ACCESS"
+                && r["handle"] == handle,
+            "drop {i} is not traced to raw-PREROUTING handle {handle}:\n{e}"
+        );
+    }
+    let neighbours = output
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "drop" && e["src"]["ip"] == "10.77.3.2")
+        .count();
+    ensure!(
+        neighbours == 0,
+        "{neighbours} drops of the unobserved neighbour were reported"
+    );
+    let tables = lab.host.exec("nft list tables")?;
+    ensure!(
+        !tables.contains("netlab-trace"),
+        "the trace table is left after netlab exited:\n{tables}"
+    );
+    Ok(())
+}
