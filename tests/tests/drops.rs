@@ -948,7 +948,42 @@ fn ipv6_networks_get_a_verdict_per_family() -> Result<()> {
             remedy: Some(format!("docker network connect {} {}", b_net.name, a.name)),
         }
     };
+    // Drops seen meanwhile: the echo requests, and no neighbour discovery the kernel merely
+    // had no use for (multicast for groups nobody joined is freed, not dropped).
+    let watch = HostWatch::start(&bin, &socket, &["--json"])?;
     let v6 = dropped_as_expected(&bin, &socket, &["-6"], &a.name, &b.name, &expected)?;
+    let output = watch.stop()?;
+    let ndp_noise: Vec<String> = output
+        .events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "drop"
+                && e["packet"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("ndp-") || p == "icmp6-other")
+                && e["drop"]["reason"] != "NETFILTER_DROP"
+        })
+        .map(Value::to_string)
+        .collect();
+    ensure!(
+        ndp_noise.is_empty(),
+        "neighbour discovery reported as drops:\n{}",
+        ndp_noise.join("\n")
+    );
+    let echo_drops = output
+        .events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "drop"
+                && e["packet"] == "icmp6-echo-request"
+                && text(e, "/dst/ip") == Some(b_ip6.as_str())
+        })
+        .count();
+    ensure!(
+        echo_drops == 6,
+        "watch saw {echo_drops} dropped ICMPv6 echo requests to {b_ip6}, diagnose sent 6:\n{}",
+        output.stdout
+    );
     ensure!(
         v6["family"] == "ipv6" && v6["drop"]["rule"]["rule"] == lines[1]["drop"]["rule"]["rule"],
         "-6 and the two-family run disagree:\n{v6}\n{}",
