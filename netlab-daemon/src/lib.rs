@@ -43,6 +43,7 @@ pub mod stream;
 pub mod summary;
 pub mod tally;
 pub mod tcx;
+pub mod topo_events;
 pub mod topology;
 pub mod topology_cmd;
 pub mod watch;
