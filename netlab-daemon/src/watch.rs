@@ -39,7 +39,9 @@ pub struct WatchArgs {
     /// Only events from, to or on this network (repeatable; case-insensitive).
     #[arg(long = "network", value_name = "NAME")]
     pub networks: Vec<String>,
-    /// Only these kinds: arp, icmp, icmp6, ndp, malformed or an exact kind (repeatable).
+    /// Only these kinds: arp, icmp, icmp6, ndp, malformed, drop, journey, arp-unanswered,
+    /// topology (interfaces, containers, networks coming and going) or an exact kind
+    /// (repeatable).
     #[arg(long = "kind", value_name = "KIND")]
     pub kinds: Vec<String>,
     /// One JSON object per line instead of human-readable lines.
