@@ -407,6 +407,9 @@ struct PendingGone {
     counted: Vec<Counted>,
     /// The link still exists (the topology stopped observing it).
     link_exists: bool,
+    /// The interface's container still had its network namespace when the link went:
+    /// neither its stop nor its removal took the link with it.
+    owner_alive: bool,
     since: Instant,
 }
 
@@ -503,9 +506,15 @@ impl Tracker {
                     packets: n,
                 })
                 .collect();
+            let owner_alive = iface
+                .container
+                .as_deref()
+                .and_then(|c| labels.container_named(c))
+                .is_some_and(|c| has_netns(c.pid));
             self.gone.push(PendingGone {
                 iface,
                 counted,
+                owner_alive,
                 link_exists: crate::attach::ifindex(&f.name) == Some(f.ifindex),
                 since: Instant::now(),
             });
@@ -725,8 +734,23 @@ impl Tracker {
             // A container that stops or is removed is disconnected from its networks
             // too (Docker may say so first): a disconnection explains a departure only
             // if, after a while, the container neither stopped nor went.
+            let manual = g.iface.role == Role::ManualVeth.name();
             let reason = if bridge && net_removed {
                 Some("network-removed")
+            } else if g.owner_alive {
+                // Its container was still there: someone deleted the link, or Docker
+                // disconnected the container from the network (it says so).
+                if disconnected && !manual {
+                    Some("network-disconnected")
+                } else if manual || due {
+                    Some(if g.link_exists {
+                        "no-longer-observed"
+                    } else {
+                        "link-deleted"
+                    })
+                } else {
+                    None
+                }
             } else if fate == Some(Fate::Removed) {
                 Some("container-removed")
             } else if !due {
@@ -758,6 +782,11 @@ impl Tracker {
     }
 }
 
+/// Whether process `pid` still has a network namespace (a zombie has none).
+fn has_netns(pid: u32) -> bool {
+    pid != 0 && std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok()
+}
+
 fn direction_name(d: Direction) -> &'static str {
     d.name()
 }
@@ -767,9 +796,14 @@ mod tests {
     use super::*;
     use crate::filter::Filter;
 
+    /// The course lab, its containers' processes gone (pid 0).
     fn lab() -> Topology {
         let (snap, links, scans) = crate::topology::tests::course_lab();
-        Topology::build(Some(&snap), &links, &[], &scans)
+        let mut t = Topology::build(Some(&snap), &links, &[], &scans);
+        for c in &mut t.containers {
+            c.pid = 0;
+        }
+        t
     }
 
     fn counters(
@@ -871,6 +905,36 @@ mod tests {
             "{text}"
         );
         assert_eq!(out[0].iface.as_ref().map(|i| i.role), Some("manual-veth"));
+    }
+
+    #[test]
+    fn a_leg_deleted_while_its_container_lives_is_deleted_by_hand() {
+        let mut topo = lab();
+        // AppProd's process: this one, which has a network namespace.
+        for c in &mut topo.containers {
+            c.pid = std::process::id();
+        }
+        let mut t = Tracker::new(&topo);
+        t.gone(
+            vec![Forgotten {
+                ifindex: 12,
+                name: "int_hote".into(),
+                counters: Default::default(),
+            }],
+            &topo,
+        );
+        // Removed right after: that is not why the leg went.
+        t.docker(Happening::ContainerDestroyed {
+            id: "c-appprod".into(),
+            name: "AppProd".into(),
+        });
+        let gone: Vec<_> = t
+            .take()
+            .into_iter()
+            .filter(|e| e.kind == "iface-gone")
+            .collect();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].reason, Some("link-deleted"));
     }
 
     #[test]

@@ -199,29 +199,41 @@ fn removing_the_course_lab_says_each_veth_gone_with_its_totals() -> Result<()> {
 
 /// The course's hand-made leg, made and then deleted by hand while netlab watches:
 /// `iface-observed` with role manual-veth and both ends, then `iface-gone` (link deleted
-/// by hand) with the echoes ping counted over it.
+/// by hand, although AppProd is removed a moment later) with the echoes ping counted
+/// over it.
 #[test]
 fn hand_made_leg_is_observed_then_gone() -> Result<()> {
     const LEG_PINGS: u32 = 3;
     let bin = docker_or_skip!();
     let lab = CourseLab::new()?;
     let host = HostNetns::attach()?;
-    let devops = lab.devops.name.as_str();
-    let appprod = lab.appprod.name.as_str();
+    let devops = lab.devops.name.clone();
+    let appprod = lab.appprod.name.clone();
+    let bridge = lab.devops.bridge();
     let topo = topology(&bin)?;
-    let subnet = topo_network(&topo, devops)?["subnets"][0]
+    let subnet = topo_network(&topo, &devops)?["subnets"][0]
         .as_str()
         .with_context(|| format!("no subnet for {devops}: {topo}"))?
         .to_owned();
     let (addr, cidr) = subnet_host(&subnet, 200)?;
 
     let watch = host.watch(&bin, &["--json"])?;
-    let leg = add_hand_made_leg(&lab.devops.bridge(), &lab.appprod, &cidr)?;
+    let leg = add_hand_made_leg(&bridge, &lab.appprod, &cidr)?;
     let ping_out = lab.appdev.ping(&addr.to_string(), LEG_PINGS)?;
     Command::new("ip")
         .args(["link", "del", &leg.name])
         .status()
         .context("ip link del")?;
+    // AppProd removed right after: that is not why the leg went.
+    std::thread::sleep(Duration::from_millis(300));
+    let CourseLab {
+        appdev: _appdev,
+        pinger: _pinger,
+        appprod: appprod_container,
+        devops: _devops,
+        prod: _prod,
+    } = lab;
+    remove_all(vec![appprod_container])?;
     std::thread::sleep(EXPLAINED);
     let output = watch.stop_after(Duration::from_millis(200))?;
 
@@ -244,10 +256,10 @@ fn hand_made_leg_is_observed_then_gone() -> Result<()> {
     let o = observed[0];
     ensure!(
         o["iface"]["role"] == "manual-veth"
-            && o["iface"]["container"] == appprod
+            && o["iface"]["container"] == appprod.as_str()
             && o["iface"]["peer"] == "eth1"
-            && o["iface"]["network"] == devops
-            && o["iface"]["bridge"] == lab.devops.bridge().as_str(),
+            && o["iface"]["network"] == devops.as_str()
+            && o["iface"]["bridge"] == bridge.as_str(),
         "iface-observed of {}: {o}",
         leg.name
     );
