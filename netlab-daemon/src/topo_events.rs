@@ -471,6 +471,11 @@ impl Tracker {
                     v
                 },
             );
+            // A container scanned while it stops may show no interface: what it was on
+            // stays known until it is removed.
+            if nets.is_empty() && self.networks_of.contains_key(&c.id) {
+                continue;
+            }
             self.networks_of
                 .insert(c.id.clone(), (c.name.clone(), nets));
         }
@@ -550,7 +555,11 @@ impl Tracker {
             let info = IfaceInfo::of(o);
             match self.known.get(&o.ifindex) {
                 Some(k) if k.name == o.name => {
-                    self.known.insert(o.ifindex, info);
+                    // A container's veth scanned while the container stops loses its
+                    // owner: the labels it had say better what went.
+                    if info.container.is_some() || k.container.is_none() {
+                        self.known.insert(o.ifindex, info);
+                    }
                 }
                 _ => {
                     let veth = matches!(o.role, Role::ContainerVeth | Role::ManualVeth);
@@ -691,7 +700,13 @@ impl Tracker {
         // Started containers, once a rescan names their networks (or after a while).
         let starts = std::mem::take(&mut self.starts);
         for s in starts {
-            if all || self.networks_of.contains_key(&s.id) || s.since.elapsed() >= EXPLAIN_WITHIN {
+            if all
+                || self
+                    .networks_of
+                    .get(&s.id)
+                    .is_some_and(|(_, n)| !n.is_empty())
+                || s.since.elapsed() >= EXPLAIN_WITHIN
+            {
                 let mut e = self.container_event("container-started", &s.id, s.name);
                 e.image = s.image;
                 self.out.push(e);
