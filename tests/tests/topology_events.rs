@@ -11,9 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use netlab_tests::daemon::{get_json, DaemonPaths, EventStream};
 use netlab_tests::docker::{
-    add_hand_made_leg, remove_all, subnet_host, topo_network, topology, CourseLab, EnvWrapper,
-    HostNetns, NO_DAEMON,
+    add_hand_made_leg, remove_all, subnet_host, topo_network, topology, Container, CourseLab,
+    EnvWrapper, HostNetns, Network, BUSYBOX_IMAGE, NO_DAEMON,
 };
 use netlab_tests::netns::unique_name;
 use netlab_tests::watch::READY_TIMEOUT;
@@ -406,5 +407,80 @@ fn engine_lost_and_regained() -> Result<()> {
         output.stderr
     );
     drop(wrapper);
+    Ok(())
+}
+
+/// Through the daemon's API: `/v1/events?kind=topology&container=<a>` says a container
+/// started, its veth observed, then (after `docker rm -f`) stopped, removed and its veth
+/// gone with the echoes ping counted there, equal to what `/v1/counters` keeps of that
+/// veth; nothing about the other container on the same network.
+#[test]
+fn daemon_streams_topology_events_filtered_by_container() -> Result<()> {
+    const PINGS: u32 = 3;
+    let bin = docker_or_skip!();
+    let net = Network::create("tapi")?;
+    let peer = Container::sleeper("tpeer", &net)?;
+    let paths = DaemonPaths::new(&bin)?;
+    let daemon = paths.start(&[])?;
+    let name = unique_name("ta");
+    let stream = EventStream::open(
+        &paths.socket,
+        &format!("/v1/events?kind=topology&container={name}"),
+    )?;
+    let a = Container::run_named(name.clone(), &net, BUSYBOX_IMAGE, &["sleep", "600"])?;
+    let ping_out = a.ping(&peer.name, PINGS)?;
+    let veth = a.host_veth()?;
+    remove_all(vec![a])?;
+    let events = stream.wait_for(Duration::from_secs(10), |all| {
+        all.iter().any(|e| e["kind"] == "iface-gone")
+    })?;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    let once = |k: &str| kinds.iter().filter(|x| **x == k).count() == 1;
+    ensure!(
+        [
+            "container-started",
+            "iface-observed",
+            "container-stopped",
+            "container-removed",
+            "iface-gone"
+        ]
+        .iter()
+        .all(|k| once(k))
+            && events.iter().all(|e| e["container"] == name.as_str()
+                || e["kind"].as_str().is_some_and(|k| k.starts_with("engine-"))),
+        "events for {name}: {kinds:?}\n{events:#?}"
+    );
+    let gone = events
+        .iter()
+        .find(|e| e["kind"] == "iface-gone")
+        .context("iface-gone")?;
+    ensure!(
+        gone["iface"]["name"] == veth.as_str() && gone["reason"] == "container-removed",
+        "{gone}"
+    );
+    let c = counted(gone);
+    let n = u64::from(PINGS);
+    ensure!(
+        ping_out.contains(&format!("{PINGS} packets received"))
+            && packets(&c, "ingress", "icmp-echo-request") == n
+            && packets(&c, "egress", "icmp-echo-reply") == n,
+        "ping: {ping_out}\ngone counted {c:?}"
+    );
+    let ifindex = gone["iface"]["ifindex"].as_u64().context("ifindex")?;
+    let kept = get_json(&paths.socket, "/v1/counters")?;
+    let mut rows = BTreeMap::new();
+    for r in kept["counters"].as_array().into_iter().flatten() {
+        if r["iface"] == veth.as_str() && r["ifindex"].as_u64() == Some(ifindex) {
+            *rows
+                .entry((
+                    r["direction"].as_str().unwrap_or_default().to_owned(),
+                    r["kind"].as_str().unwrap_or_default().to_owned(),
+                ))
+                .or_insert(0u64) += r["packets"].as_u64().unwrap_or_default();
+        }
+    }
+    ensure!(c == rows, "gone counted {c:?}, /v1/counters {rows:?}");
+    let stopped = daemon.stop(libc::SIGTERM)?;
+    ensure!(stopped.status.success(), "daemon: {}", stopped.stderr);
     Ok(())
 }
