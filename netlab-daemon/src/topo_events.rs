@@ -992,6 +992,58 @@ mod tests {
     }
 
     #[test]
+    fn an_interface_not_attached_is_said_once_with_why() {
+        let topo = lab();
+        let mut t = Tracker::new(&topo);
+        let failed = || vec![(10, "veth1111111".to_owned(), "attaching: busy".to_owned())];
+        t.unobserved(failed(), &topo);
+        t.unobserved(failed(), &topo);
+        let out = t.take();
+        assert_eq!(out.len(), 1, "said once");
+        assert_eq!(out[0].kind, "iface-unobserved");
+        assert_eq!(out[0].error.as_deref(), Some("attaching: busy"));
+        let mut text = String::new();
+        out[0].write_human(&mut text);
+        assert!(
+            text.ends_with("veth of AppDev (devops, br-8be916360cbc) (veth1111111) cannot be observed: attaching: busy\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_scan_of_a_stopping_container_does_not_erase_what_it_was() {
+        let topo = lab();
+        let mut t = Tracker::new(&topo);
+        // Scanned while AppDev stops: Docker no longer lists it, its veth has no owner.
+        let (snap, links, scans) = crate::topology::tests::course_lab();
+        let mut snap = snap;
+        snap.containers.retain(|c| c.name != "AppDev");
+        let stopping = Topology::build(Some(&snap), &links, &[], &scans);
+        t.rescanned(&stopping, |_| true);
+        t.gone(
+            vec![Forgotten {
+                ifindex: 10,
+                name: "veth1111111".into(),
+                counters: Default::default(),
+            }],
+            &stopping,
+        );
+        t.docker(Happening::ContainerDestroyed {
+            id: "c-appdev".into(),
+            name: "AppDev".into(),
+        });
+        let out = t.take();
+        let removed = out
+            .iter()
+            .find(|e| e.kind == "container-removed")
+            .expect("removed");
+        assert_eq!(removed.networks, ["devops"]);
+        let gone = out.iter().find(|e| e.kind == "iface-gone").expect("gone");
+        assert_eq!(gone.container.as_deref(), Some("AppDev"));
+        assert_eq!(gone.reason, Some("container-removed"));
+    }
+
+    #[test]
     fn filters_select_topology_events() {
         let mut removed = TopoEvent::new("container-removed");
         removed.container = Some("AppDev".into());
