@@ -552,6 +552,7 @@ fn on_change(
     ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
     shared: &Shared,
     gone: &mut BTreeMap<String, Instant>,
+    topo_events: &mut crate::topo_events::Tracker,
 ) -> anyhow::Result<()> {
     match change {
         Change::LinkGone { ifindex } => {
@@ -559,7 +560,7 @@ fn on_change(
             while let Some(item) = ring.next() {
                 p.record(&item)?;
             }
-            obs.forget(ifindex);
+            topo_events.gone(obs.forget(ifindex).into_iter().collect(), &p.topo);
         }
         Change::Link(link) => {
             if !obs.note_new_port(&link, &p.topo) {
@@ -572,7 +573,9 @@ fn on_change(
         Change::Overrun => p.hold(),
         Change::Engine { connected } => {
             shared.docker.store(connected, Ordering::Relaxed);
+            topo_events.engine(connected, None);
         }
+        Change::Docker(h) => topo_events.docker(h),
         Change::Rescanned { topo: t, started } => {
             while let Some(item) = ring.next() {
                 p.record(&item)?;
@@ -582,7 +585,10 @@ fn on_change(
                     gone.entry(c.name.clone()).or_insert_with(Instant::now);
                 }
             }
-            obs.reconcile(&t);
+            let done = obs.reconcile(&t);
+            topo_events.gone(done.forgotten, &p.topo);
+            topo_events.unobserved(done.failed, &t);
+            topo_events.rescanned(&t, |i| obs.observes(i));
             let t = Arc::new(t);
             if let Ok(mut w) = shared.topo.write() {
                 *w = Arc::clone(&t);
@@ -591,7 +597,7 @@ fn on_change(
         }
     }
     shared.attached.store(obs.attached(), Ordering::Relaxed);
-    Ok(())
+    p.topology(topo_events.take())
 }
 
 /// Lifts `RLIMIT_MEMLOCK` (what the BPF maps are charged to before Linux 5.11).
@@ -700,7 +706,9 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", links_dir.display()))?;
     let mut obs = obs;
     obs.prune_pins(&topo);
-    obs.reconcile(&topo);
+    let unobserved_at_start = obs.reconcile(&topo).failed;
+    let mut topo_events = crate::topo_events::Tracker::new(&topo);
+    topo_events.unobserved(unobserved_at_start, &topo);
     if obs.attached() == 0 && !topo.observed.is_empty() {
         anyhow::bail!(
             "could not attach to any of the {} interfaces to observe (see the warnings above)",
@@ -797,14 +805,14 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
             change = follow.next() => {
                 let mut change = Some(change.context("following links and Docker")?);
                 while let Some(c) = change.take() {
-                    on_change(c, &mut obs, &mut p, ring.get_mut(), &shared, &mut gone)?;
+                    on_change(c, &mut obs, &mut p, ring.get_mut(), &shared, &mut gone, &mut topo_events)?;
                     change = follow.try_link().context("reading link changes")?;
                 }
             }
             () = std::future::ready(()), if obs.has_pending() => {
                 // Every new port already announced is covered before this one is attached.
                 while let Some(c) = follow.try_link().context("reading link changes")? {
-                    on_change(c, &mut obs, &mut p, ring.get_mut(), &shared, &mut gone)?;
+                    on_change(c, &mut obs, &mut p, ring.get_mut(), &shared, &mut gone, &mut topo_events)?;
                 }
                 if let Some(job) = obs.next_attach_job() {
                     attaching = Some(tokio::task::spawn_blocking(move || job.run()));
@@ -834,6 +842,8 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
                     follow.rescan_soon();
                 }
                 p.poll_journeys(Clock::monotonic_now())?;
+                topo_events.poll();
+                p.topology(topo_events.take())?;
                 if attributing_at.is_some_and(|t| Instant::now() >= t) {
                     attributing_at = None;
                     p.attribute_pending().await?;

@@ -162,6 +162,24 @@ pub fn label_of(o: &crate::topology::ObservedIface) -> Option<String> {
     })
 }
 
+/// An interface no longer observed, with its final counters (moved out of the kernel
+/// map when it was detached).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forgotten {
+    pub ifindex: u32,
+    pub name: String,
+    pub counters: BTreeMap<(Direction, Kind), u64>,
+}
+
+/// What [`Observer::reconcile`] changed beyond attaching.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    /// Interfaces detached (no longer in the topology), with their counters.
+    pub forgotten: Vec<Forgotten>,
+    /// Interfaces that could not be attached: ifindex, name, why.
+    pub failed: Vec<(u32, String, String)>,
+}
+
 /// A hook of an observed interface that no longer runs netlab's program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LostHook {
@@ -319,7 +337,8 @@ impl Observer {
 
     /// Attaches to what `topo` observes and is not attached yet, detaches what it no longer
     /// observes. Errors on single interfaces (one that vanished meanwhile) are logged.
-    pub fn reconcile(&mut self, topo: &Topology) {
+    pub fn reconcile(&mut self, topo: &Topology) -> Reconciled {
+        let mut done = Reconciled::default();
         for o in &topo.observed {
             match label_of(o) {
                 Some(l) => {
@@ -337,7 +356,7 @@ impl Observer {
             .filter(|idx| topo.iface(*idx).is_none())
             .collect();
         for idx in gone {
-            self.forget(idx);
+            done.forgotten.extend(self.forget(idx));
         }
         let mut todo: Vec<(u32, String)> = Vec::new();
         for o in &topo.observed {
@@ -362,7 +381,7 @@ impl Observer {
                     continue;
                 }
                 // The index was reused by another interface: start again.
-                self.forget(o.ifindex);
+                done.forgotten.extend(self.forget(o.ifindex));
             }
             todo.push((o.ifindex, o.name.clone()));
         }
@@ -381,9 +400,13 @@ impl Observer {
                 {
                     log::debug!("{e}")
                 }
-                Err(e) => log::warn!("{e:#}"),
+                Err(e) => {
+                    log::warn!("{e:#}");
+                    done.failed.push((idx, name, format!("{e:#}")));
+                }
             }
         }
+        done
     }
 
     /// Takes note of a veth the kernel just reported as a port of an observed bridge,
@@ -522,6 +545,13 @@ impl Observer {
         }
     }
 
+    /// Whether interface `ifindex` is counted: attached, or a new port covered and queued.
+    pub fn observes(&self, ifindex: u32) -> bool {
+        self.attached.contains_key(&ifindex)
+            || self.in_flight == Some(ifindex)
+            || self.pending.iter().any(|(i, _)| *i == ifindex)
+    }
+
     /// Interfaces whose packets the cover programs count now.
     pub fn covering(&self) -> usize {
         self.covering.len()
@@ -617,20 +647,24 @@ impl Observer {
     }
 
     /// Detaches from interface `ifindex` (gone or no longer wanted) and moves its counters
-    /// out of the kernel map.
-    pub fn forget(&mut self, ifindex: u32) {
+    /// out of the kernel map; returns them (`None` when it was not attached).
+    pub fn forget(&mut self, ifindex: u32) -> Option<Forgotten> {
         self.pending.retain(|(i, _)| *i != ifindex);
         self.stop_covering(ifindex);
-        let Some(mut a) = self.attached.remove(&ifindex) else {
-            return;
-        };
+        let mut a = self.attached.remove(&ifindex)?;
         let name = a.iface.clone();
         a.unpin();
         drop(a);
         let label = self.labels.remove(&ifindex);
+        let mut forgotten = Forgotten {
+            ifindex,
+            name: name.clone(),
+            counters: BTreeMap::new(),
+        };
         match self.dp.take_counters(ifindex) {
             Ok(rows) => {
                 let now = std::time::Instant::now();
+                forgotten.counters = rows.clone();
                 for ((dir, kind), n) in rows {
                     self.retired.push(Retired {
                         ifindex,
@@ -646,6 +680,7 @@ impl Observer {
             Err(e) => log::warn!("reading the counters of {name}: {e:#}"),
         }
         log::debug!("detached from {name}");
+        Some(forgotten)
     }
 
     /// Every counter: live interfaces' from the kernel, gone interfaces' from memory.

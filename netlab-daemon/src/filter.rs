@@ -7,7 +7,7 @@ use crate::kind::Kind;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FilterError {
     /// `--kind` names no kind and no family.
-    #[error("unknown kind '{0}': use arp, icmp, icmp6, ndp, malformed, drop, journey, arp-unanswered or an exact kind such as icmp-echo-request")]
+    #[error("unknown kind '{0}': use arp, icmp, icmp6, ndp, malformed, drop, journey, arp-unanswered, topology or an exact kind such as icmp-echo-request or iface-gone")]
     UnknownKind(String),
 }
 
@@ -19,7 +19,8 @@ pub struct Filter {
     /// Network names (lowercase): the event's source, destination or interface network.
     networks: Vec<String>,
     kinds: Vec<Kind>,
-    /// Record kinds that are not packets: `drop`, `journey`, `arp-unanswered`.
+    /// Record kinds that are not packets: `drop`, `journey`, `arp-unanswered`, and the
+    /// topology events (`iface-gone`...).
     records: Vec<&'static str>,
 }
 
@@ -37,6 +38,14 @@ impl Filter {
         for k in kinds {
             let k = k.to_ascii_lowercase();
             if let Some(r) = RECORD_KINDS.iter().find(|r| **r == k) {
+                records.push(*r);
+                continue;
+            }
+            if k == crate::topo_events::FAMILY {
+                records.extend(crate::topo_events::KINDS);
+                continue;
+            }
+            if let Some(r) = crate::topo_events::KINDS.iter().find(|r| **r == k) {
                 records.push(*r);
                 continue;
             }
@@ -94,6 +103,7 @@ impl Filter {
                     || self.kinds.iter().any(|k| k.family() == "arp")
             }
             "lost" => true,
+            k if crate::topo_events::KINDS.contains(&k) => self.records.contains(&k),
             k => self.kinds.iter().any(|x| x.name() == k),
         }
     }
@@ -161,6 +171,14 @@ impl Filter {
                     )
             }
         }
+    }
+
+    /// A topology event matches `--kind topology` or its own kind, and `--container` and
+    /// `--network` by the container and network it is about (engine events match any).
+    pub fn matches_topo(&self, e: &crate::topo_events::TopoEvent) -> bool {
+        self.kind_selected(e.kind, None, None)
+            && (e.about_everything()
+                || self.names_match(e.filter_containers(), e.filter_networks()))
     }
 
     pub fn matches(&self, r: &PacketRecord<'_>) -> bool {

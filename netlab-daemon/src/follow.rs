@@ -10,6 +10,7 @@ use futures_util::{Stream, StreamExt as _};
 use crate::discover;
 use crate::docker::{self, DockerClient, DockerSnapshot};
 use crate::links::{self, LinkChange, LinkWatcher};
+use crate::topo_events::Happening;
 use crate::topology::Topology;
 
 /// Docker's event stream.
@@ -99,8 +100,9 @@ impl DockerFeed {
 
     /// Waits for the next change worth a rescan: an event that matters, or the engine
     /// coming back after it went away. Labels stay as they were while it is away; the
-    /// kernel keeps counting all along.
-    pub async fn next_event(&mut self) {
+    /// kernel keeps counting all along. Returns what the event says happened, if it is a
+    /// topology event of its own.
+    pub async fn next_event(&mut self) -> Option<Happening> {
         loop {
             match &mut self.events {
                 Some(s) => match s.next().await {
@@ -108,14 +110,14 @@ impl DockerFeed {
                         if let Some(id) = docker::event_container(&ev) {
                             self.cache.remove(id);
                         }
-                        return;
+                        return Happening::of(&ev);
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
                         log::warn!("{e:#}; labels stay as they were until it answers again");
                         self.events = None;
                         self.client = None;
-                        return;
+                        return None;
                     }
                     None => {
                         log::warn!(
@@ -123,7 +125,7 @@ impl DockerFeed {
                         );
                         self.events = None;
                         self.client = None;
-                        return;
+                        return None;
                     }
                 },
                 None => {
@@ -141,7 +143,7 @@ impl DockerFeed {
                         Ok(Ok(c)) => {
                             self.install(c);
                             log::info!("the Docker engine answers: labels are up to date again");
-                            return;
+                            return None;
                         }
                         Ok(Err(e)) => {
                             log::debug!("Docker engine still unreachable: {e}");
@@ -263,6 +265,8 @@ pub enum Change {
     },
     /// The Docker engine answers again, or stopped answering.
     Engine { connected: bool },
+    /// Docker said something happened (a container started, a network removed...).
+    Docker(Happening),
 }
 
 /// A rescan running concurrently with everything else; it gives the feed back when done.
@@ -338,7 +342,7 @@ impl Follower {
                         LinkChange::Overrun => Change::Overrun,
                     });
                 }
-                () = async {
+                happening = async {
                     match self.feed.as_mut() {
                         Some(f) => f.next_event().await,
                         None => std::future::pending().await,
@@ -349,6 +353,9 @@ impl Follower {
                     if now != self.connected {
                         self.connected = now;
                         return Ok(Change::Engine { connected: now });
+                    }
+                    if let Some(h) = happening {
+                        return Ok(Change::Docker(h));
                     }
                 }
                 ask_docker = self.settle.settled(), if self.settle.armed() && !rescanning => {

@@ -4,7 +4,8 @@
 //! hooks it to interfaces (and [`qdisc`] cleans up netlink mode). [`docker`] reads the
 //! Docker Engine API, [`links`] the kernel's interfaces (also inside container namespaces),
 //! [`topology`] derives from both what to observe and who every address is, and
-//! [`discover`] keeps the attachments in step with it. [`decode`] reads captured frames,
+//! [`discover`] keeps the attachments in step with it, [`topo_events`] says what came and
+//! went (with what a gone interface counted). [`decode`] reads captured frames,
 //! [`event`] is the public event model, [`filter`] selects events; [`watch`] and
 //! [`topology_cmd`] are the commands.
 
@@ -44,6 +45,7 @@ pub mod stream;
 pub mod summary;
 pub mod tally;
 pub mod tcx;
+pub mod topo_events;
 pub mod topology;
 pub mod topology_cmd;
 pub mod watch;

@@ -572,6 +572,51 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Emits topology events (an interface observed or gone, a container started...),
+    /// under the same filters and `--count` as packets.
+    pub fn topology(&mut self, events: Vec<crate::topo_events::TopoEvent>) -> anyhow::Result<()> {
+        for e in events {
+            if self.capture.is_some() || self.pcap.is_some() {
+                continue;
+            }
+            if let Some(tx) = &self.broadcast {
+                let mut json = Vec::with_capacity(256);
+                e.write_json(&mut json)?;
+                let mut text = String::with_capacity(160);
+                e.write_human(&mut text);
+                let meta = crate::stream::EventMeta {
+                    kind: e.kind.to_owned(),
+                    packet: None,
+                    family: None,
+                    containers: e
+                        .filter_containers()
+                        .into_iter()
+                        .map(|c| c.unwrap_or_default().to_owned())
+                        .collect(),
+                    networks: e
+                        .filter_networks()
+                        .into_iter()
+                        .map(|c| c.unwrap_or_default().to_owned())
+                        .collect(),
+                };
+                send(tx, json, text, meta);
+                continue;
+            }
+            if self.full() || !self.filter.matches_topo(&e) {
+                continue;
+            }
+            if self.json {
+                e.write_json(&mut self.bytes)?;
+            } else {
+                self.text.clear();
+                e.write_human(&mut self.text);
+                self.bytes.extend_from_slice(self.text.as_bytes());
+            }
+            self.printed += 1;
+        }
+        Ok(())
+    }
+
     /// Writes out what was gathered; `false` when stdout is gone (a closed pipe).
     pub fn flush(&mut self) -> anyhow::Result<bool> {
         use std::io::Write as _;

@@ -11,7 +11,8 @@ use crate::filter::Filter;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventMeta {
     /// Record kind: a packet kind (`icmp-echo-request`), `drop`, `journey`,
-    /// `arp-unanswered`, or `lost` (a notice to one client).
+    /// `arp-unanswered`, a topology event (`iface-gone`...), or `lost` (a notice to one
+    /// client).
     pub kind: String,
     /// For drops: the kind of the packet dropped.
     pub packet: Option<String>,
@@ -47,8 +48,9 @@ impl Filter {
                 v.get(2).map(String::as_str),
             ]
         }
+        let everything = m.kind.starts_with("engine-");
         self.kind_selected(&m.kind, m.packet.as_deref(), m.family.as_deref())
-            && self.names_match_pub(pad(&m.containers), pad(&m.networks))
+            && (everything || self.names_match_pub(pad(&m.containers), pad(&m.networks)))
             && !(m.kind == "journey" && self.has_networks())
     }
 }

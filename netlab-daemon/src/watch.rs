@@ -23,6 +23,7 @@ use crate::journey::Correlator;
 use crate::loader::Datapath;
 use crate::pipeline::{DropContext, Pipeline};
 use crate::summary::Summary;
+use crate::topo_events::Tracker;
 use crate::topology::Topology;
 
 /// Options of `netlab watch`.
@@ -38,7 +39,9 @@ pub struct WatchArgs {
     /// Only events from, to or on this network (repeatable; case-insensitive).
     #[arg(long = "network", value_name = "NAME")]
     pub networks: Vec<String>,
-    /// Only these kinds: arp, icmp, icmp6, ndp, malformed or an exact kind (repeatable).
+    /// Only these kinds: arp, icmp, icmp6, ndp, malformed, drop, journey, arp-unanswered,
+    /// topology (interfaces, containers, networks coming and going) or an exact kind
+    /// (repeatable).
     #[arg(long = "kind", value_name = "KIND")]
     pub kinds: Vec<String>,
     /// One JSON object per line instead of human-readable lines.
@@ -251,12 +254,13 @@ fn on_change(
     obs: &mut Observer,
     p: &mut Pipeline,
     ring: &mut RingBuf<MapData>,
+    topo_events: &mut Tracker,
 ) -> anyhow::Result<()> {
     match change {
         Change::LinkGone { ifindex } => {
             // Events already queued for it are shown first, with its labels.
             drain(ring, p)?;
-            obs.forget(ifindex);
+            topo_events.gone(obs.forget(ifindex).into_iter().collect(), &p.topo);
         }
         Change::Link(link) => {
             if !obs.note_new_port(&link, &p.topo) {
@@ -265,14 +269,18 @@ fn on_change(
             p.hold();
         }
         Change::Overrun => p.hold(),
-        Change::Engine { .. } => {}
+        Change::Engine { connected } => topo_events.engine(connected, None),
+        Change::Docker(h) => topo_events.docker(h),
         Change::Rescanned { topo: t, started } => {
             drain(ring, p)?;
-            obs.reconcile(&t);
+            let done = obs.reconcile(&t);
+            topo_events.gone(done.forgotten, &p.topo);
+            topo_events.unobserved(done.failed, &t);
+            topo_events.rescanned(&t, |i| obs.observes(i));
             p.set_scanned_topology(Arc::new(t), started)?;
         }
     }
-    Ok(())
+    p.topology(topo_events.take())
 }
 
 /// Runs `netlab watch` until a signal, `--duration` or `--count`.
@@ -355,8 +363,9 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     // The observer owns every attachment: an error below drops it, which detaches all.
     let mut obs = Observer::new(dp, args.attach);
+    let mut unobserved_at_start = Vec::new();
     if following {
-        obs.reconcile(&topo);
+        unobserved_at_start = obs.reconcile(&topo).failed;
         if obs.attached() == 0 && !topo.observed.is_empty() {
             anyhow::bail!(
                 "could not attach to any of the {} interfaces to observe (see the warnings above)",
@@ -400,6 +409,8 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
             65_536,
         )
     });
+    let mut topo_events = Tracker::new(&topo);
+    topo_events.unobserved(unobserved_at_start, &topo);
     let mut p = Pipeline::new(
         Arc::new(std::mem::take(&mut topo)),
         filter,
@@ -455,6 +466,8 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
                     }
                 }
                 p.poll_journeys(Clock::monotonic_now())?;
+                topo_events.poll();
+                p.topology(topo_events.take())?;
                 more = p.flush()? && !p.full();
             }
             change = async {
@@ -465,7 +478,7 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
             }, if follow.is_some() => {
                 let mut change = Some(change.context("following links and Docker")?);
                 while let Some(c) = change.take() {
-                    on_change(c, &mut obs, &mut p, ring.get_mut())?;
+                    on_change(c, &mut obs, &mut p, ring.get_mut(), &mut topo_events)?;
                     change = match follow.as_mut() {
                         Some(f) => f.try_link().context("reading link changes")?,
                         None => None,
@@ -476,7 +489,7 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
                 // Every new port already announced is covered before this one is attached.
                 if let Some(f) = follow.as_mut() {
                     while let Some(c) = f.try_link().context("reading link changes")? {
-                        on_change(c, &mut obs, &mut p, ring.get_mut())?;
+                        on_change(c, &mut obs, &mut p, ring.get_mut(), &mut topo_events)?;
                     }
                 }
                 if let Some(job) = obs.next_attach_job() {
@@ -497,6 +510,8 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     // Detach first, so the counters below are final; then show what was already queued.
     obs.detach_all();
     if more {
+        topo_events.finish();
+        p.topology(topo_events.take())?;
         drain(ring.get_mut(), &mut p)?;
         p.release()?;
         p.attribute_pending().await?;

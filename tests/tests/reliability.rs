@@ -189,8 +189,9 @@ fn labelled(events: &EventStream, name: &str) -> Result<bool> {
 }
 
 /// 200 containers started and removed in batches of 20 while the daemon runs: every one's
-/// ping is labelled with its name, and afterwards nothing of them is left (links, pins,
-/// counter keys), and the daemon's fds, threads and memory are back where they were.
+/// ping is labelled with its name, every start and removal is said exactly once on the
+/// event stream, and afterwards nothing of them is left (links, pins, counter keys), and
+/// the daemon's fds, threads and memory are back where they were.
 #[test]
 fn churn_of_200_containers_leaves_nothing_behind() -> Result<()> {
     const BATCHES: usize = 10;
@@ -204,11 +205,16 @@ fn churn_of_200_containers_leaves_nothing_behind() -> Result<()> {
     let mut daemon = paths.start(&[])?;
     let pid = daemon.pid();
     let events = EventStream::open(&paths.socket, "/v1/events?kind=icmp-echo-request")?;
+    let comings = EventStream::open(
+        &paths.socket,
+        "/v1/events?kind=container-started&kind=container-removed",
+    )?;
     let prefix = netlab_tests::netns::unique_name("ch");
 
     // A warm-up batch, so allocations that happen once (caches, the pools of the runtime)
     // are in the baseline.
     let warm = start_batch(&net, &format!("{prefix}-w"), PER_BATCH)?;
+    let mut everyone: Vec<String> = warm.iter().map(|c| c.name.clone()).collect();
     ping_peer(&warm, &peer.name)?;
     remove_all(warm)?;
     let baseline = eventually("the daemon after the warm-up", FOLLOW_TIMEOUT, || {
@@ -267,6 +273,34 @@ fn churn_of_200_containers_leaves_nothing_behind() -> Result<()> {
             all_events.len()
         );
     }
+    // Every start and every removal said exactly once, through the API.
+    everyone.extend(names.iter().cloned());
+    let times = |all: &[Value], kind: &str, name: &str| {
+        all.iter()
+            .filter(|e| e["kind"] == kind && e["container"] == name)
+            .count()
+    };
+    let said = comings.wait_for(Duration::from_secs(10), |all| {
+        everyone
+            .iter()
+            .all(|n| times(all, "container-removed", n) >= 1)
+    })?;
+    let wrong: Vec<String> = everyone
+        .iter()
+        .filter_map(|n| {
+            let (s, r) = (
+                times(&said, "container-started", n),
+                times(&said, "container-removed", n),
+            );
+            (s != 1 || r != 1).then(|| format!("{n}: started {s} times, removed {r} times"))
+        })
+        .collect();
+    ensure!(
+        wrong.is_empty(),
+        "{} of {} containers were not said started and removed exactly once: {wrong:#?}",
+        wrong.len(),
+        everyone.len()
+    );
     let summary = counters(&paths)?;
     let lost_events = summary["lost_events"]
         .as_u64()

@@ -443,9 +443,16 @@ Next steps, as root in another terminal:
       nsenter -t {pid} -n ip link set {HAND_PEER} name eth1
       nsenter -t {pid} -n ip addr add {hand}/{prefix} dev eth1
       nsenter -t {pid} -n ip link set eth1 up
+    netlab watch says when it starts observing the leg:
+      {HAND_VETH} → {APP_PROD} eth1 (hand-made, {DEVOPS}, {dev_bridge}) observed ({HAND_VETH}, manual-veth)
     Now {APP_DEV} reaches {APP_PROD} over one bridge, past the isolation:
       docker exec {APP_DEV} ping -c 3 {hand}
  3. Remove the lab (containers, networks, {HAND_VETH}): cargo xtask lab --down
+    While it watches, netlab prints every interface going, why, and what it counted there,
+    like this (with your run's counts):
+      veth of {APP_DEV} ({DEVOPS}, {dev_bridge}) gone: container {APP_DEV} removed; it counted 12 echo requests, 12 replies, 3 ARP
+    and `container {APP_DEV} removed`, `network {DEVOPS} removed` (`netlab watch --kind topology`
+    shows only these).
 --------------------------------------------------------------------------------
 ",
         devops_subnet = devops.subnet.to_string(),
@@ -572,6 +579,8 @@ mod tests {
             "nsenter -t 4242 -n ip link set eth1 up\n",
             "docker exec AppDev ping -c 3 172.18.0.200\n",
             "cargo xtask lab --down\n",
+            "int_hote → AppProd eth1 (hand-made, devops, br-3f6c1d0e2a7b) observed (int_hote, manual-veth)\n",
+            "veth of AppDev (devops, br-3f6c1d0e2a7b) gone: container AppDev removed;",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
