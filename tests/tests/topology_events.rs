@@ -292,11 +292,13 @@ fn hand_made_leg_is_observed_then_gone() -> Result<()> {
     Ok(())
 }
 
-/// A Docker engine of this test's own (its own socket, data and exec roots, no bridge,
-/// no firewall rules), stopped on drop.
+/// A Docker engine of this test's own (its own socket, data and exec roots, a bridge of its
+/// own for its default network, no firewall rules), stopped on drop. Not `--bridge=none`:
+/// with that, dockerd deletes the host's docker0 at start.
 struct PrivateEngine {
     dir: std::path::PathBuf,
     socket: String,
+    bridge: String,
     child: Option<std::process::Child>,
 }
 
@@ -305,9 +307,14 @@ impl PrivateEngine {
         let name = unique_name("engine");
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir)?;
+        let bridge = format!("nle{}", std::process::id());
+        netlab_tests::sh(&format!(
+            "ip link add {bridge} type bridge && ip addr add 10.79.0.1/24 dev {bridge} && ip link set {bridge} up"
+        ))?;
         let mut e = Self {
             socket: format!("/run/{name}.sock"),
             dir,
+            bridge,
             child: None,
         };
         e.run()?;
@@ -324,7 +331,8 @@ impl PrivateEngine {
             .arg("--pidfile")
             .arg(self.dir.join("dockerd.pid"))
             .args(["-H", &format!("unix://{}", self.socket)])
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .arg(format!("--bridge={}", self.bridge))
+            .args(["--iptables=false", "--ip6tables=false"])
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -371,6 +379,7 @@ impl Drop for PrivateEngine {
         let _ = std::fs::remove_file(&self.socket);
         let _ = Command::new("umount").arg("-R").arg(&self.dir).output();
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = netlab_tests::sh(&format!("ip link del {}", self.bridge));
     }
 }
 
