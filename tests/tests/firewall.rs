@@ -303,21 +303,27 @@ fn docker_29_nftables_rules_are_named_by_their_comments_through_rewrites() -> Re
 }
 
 /// A wrapper that runs netlab in a mount namespace of its own where /usr/sbin (and /sbin,
-/// a link to it) is an empty tmpfs: no iptables-save, ip6tables-save or nft to run.
+/// a link to it) is a tmpfs: empty (no iptables-save, ip6tables-save or nft to run), or
+/// holding those three as files nobody may execute.
 struct WithoutFirewallTools {
     dir: PathBuf,
     bin: PathBuf,
 }
 
 impl WithoutFirewallTools {
-    fn new(netlab: &Path) -> Result<Self> {
+    fn new(netlab: &Path, unexecutable: bool) -> Result<Self> {
         let dir = std::env::temp_dir().join(netlab_tests::netns::unique_name("nosbin"));
         std::fs::create_dir_all(&dir)?;
         let bin = dir.join("netlab");
+        let fill = if unexecutable {
+            " && for f in iptables-save ip6tables-save nft; do : > /usr/sbin/$f; done"
+        } else {
+            ""
+        };
         std::fs::write(
             &bin,
             format!(
-                "#!/bin/sh\nexec unshare -m --propagation private sh -c 'mount -t tmpfs none /usr/sbin && exec \"$0\" \"$@\"' {} \"$@\"\n",
+                "#!/bin/sh\nexec unshare -m --propagation private sh -c 'mount -t tmpfs none /usr/sbin{fill} && exec \"$0\" \"$@\"' {} \"$@\"\n",
                 netlab.display()
             ),
         )?;
@@ -339,6 +345,19 @@ impl Drop for WithoutFirewallTools {
 #[test]
 fn drops_are_reported_when_the_firewall_cannot_be_read() -> Result<()> {
     let bin = netlab_or_skip!();
+    unreadable_firewall(&bin, false, "iptables-save")
+}
+
+/// The same when the tools are there but may not be run (permission denied).
+#[test]
+fn drops_are_reported_when_the_firewall_tools_may_not_run() -> Result<()> {
+    let bin = netlab_or_skip!();
+    unreadable_firewall(&bin, true, "ermission denied")
+}
+
+/// Three pings dropped by an iptables rule, netlab watching through [`WithoutFirewallTools`];
+/// every drop must carry `unattributed` containing `why`.
+fn unreadable_firewall(bin: &Path, unexecutable: bool, why: &str) -> Result<()> {
     let (a, b) = (Netns::unique("fwa")?, Netns::unique("fwb")?);
     a.exec(&format!(
         "ip link add a0 type veth peer name b0 netns {} && ip addr add 10.78.0.1/24 dev a0 && ip link set a0 up",
@@ -346,7 +365,7 @@ fn drops_are_reported_when_the_firewall_cannot_be_read() -> Result<()> {
     ))?;
     b.exec("ip addr add 10.78.0.2/24 dev b0 && ip link set b0 up")?;
     b.exec("iptables -A INPUT -p icmp --icmp-type echo-request -j DROP")?;
-    let wrapper = WithoutFirewallTools::new(&bin)?;
+    let wrapper = WithoutFirewallTools::new(bin, unexecutable)?;
     let watch = Watch::start_bin(
         &wrapper.bin,
         b.name(),
@@ -383,7 +402,7 @@ fn drops_are_reported_when_the_firewall_cannot_be_read() -> Result<()> {
                 && e["drop"]["rule"].is_null()
                 && e["drop"]["unattributed"]
                     .as_str()
-                    .is_some_and(|w| w.contains("iptables-save"))
+                    .is_some_and(|w| w.contains(why))
         }),
         "each drop should say why its rule is unknown:\n{}",
         show(&drops)
@@ -513,6 +532,71 @@ fn nftrace_names_each_drop_exactly_through_rewrites_and_concurrent_drops() -> Re
     ensure!(
         !tables.contains("netlab-trace"),
         "the trace table is left after netlab exited:\n{tables}"
+    );
+    Ok(())
+}
+
+/// A chain policy (`iptables -P FORWARD DROP` in a router namespace) has no rule and, under
+/// iptables-nft, no counter: traced, each drop is named as that chain's policy.
+#[test]
+fn a_forward_policy_drop_is_traced_to_the_policy() -> Result<()> {
+    let bin = netlab_or_skip!();
+    let version = netlab_tests::sh("iptables --version").unwrap_or_default();
+    if !version.contains("nf_tables") {
+        println!(
+            "skipping: iptables is not iptables-nft here ({})",
+            version.trim()
+        );
+        return Ok(());
+    }
+    let (r, a, b) = (
+        Netns::unique("pr")?,
+        Netns::unique("pa")?,
+        Netns::unique("pb")?,
+    );
+    r.exec("sysctl -qw net.ipv4.ip_forward=1")?;
+    for (x, n, ns) in [("a", 1, &a), ("b", 2, &b)] {
+        r.exec(&format!(
+            "ip link add r{x} type veth peer name eth0 netns {} && ip addr add 10.76.{n}.1/24 dev r{x} && ip link set r{x} up",
+            ns.name()
+        ))?;
+        ns.exec(&format!(
+            "ip addr add 10.76.{n}.2/24 dev eth0 && ip link set eth0 up && ip route add default via 10.76.{n}.1"
+        ))?;
+    }
+    r.exec("iptables -P FORWARD DROP")?;
+    let watch = Watch::start_bin(
+        &bin,
+        r.name(),
+        &["--iface", "ra", "--iface", "rb", "--json", "--nftrace"],
+        netlab_tests::watch::READY_TIMEOUT,
+    )?;
+    let ping = a.exec("ping -c 2 -i 0.3 -W 1 10.76.2.2 || true")?;
+    ensure!(
+        ping.contains("2 packets transmitted, 0 received"),
+        "the policy let pings through:\n{ping}"
+    );
+    let output = watch.stop_after(SETTLE)?;
+    let drops: Vec<&Value> = output
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "drop" && e["packet"] == "icmp-echo-request")
+        .collect();
+    ensure!(
+        drops.len() == 2
+            && drops.iter().all(|e| {
+                let r = &e["drop"]["rule"];
+                r["backend"] == "iptables-nft"
+                    && r["family"] == "ipv4"
+                    && r["table"] == "filter"
+                    && r["chain"] == "FORWARD"
+                    && r["rule"] == "FORWARD policy DROP"
+                    && r["attributed_by"] == "trace"
+                    && r["certain"] == true
+            }),
+        "expected 2 drops traced to the FORWARD policy:\n{}\nstderr:\n{}",
+        show(&drops),
+        output.stderr
     );
     Ok(())
 }
