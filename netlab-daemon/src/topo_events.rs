@@ -325,7 +325,22 @@ fn counted_text(rows: &[Counted], out: &mut String) {
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "{n} {l}");
+        // One echo request, one reply: the singular.
+        let one = match l.as_str() {
+            "echo requests" => Some("echo request"),
+            "replies" => Some("reply"),
+            "ICMPv6 echo requests" => Some("ICMPv6 echo request"),
+            "ICMPv6 replies" => Some("ICMPv6 reply"),
+            _ => None,
+        };
+        match one {
+            Some(singular) if *n == 1 => {
+                let _ = write!(out, "1 {singular}");
+            }
+            _ => {
+                let _ = write!(out, "{n} {l}");
+            }
+        }
     }
 }
 
@@ -825,6 +840,31 @@ mod tests {
         rows: &[(Direction, Kind, u64)],
     ) -> std::collections::BTreeMap<(Direction, Kind), u64> {
         rows.iter().map(|(d, k, n)| ((*d, *k), *n)).collect()
+    }
+
+    #[test]
+    fn one_echo_is_said_in_the_singular() {
+        let row = |direction, kind, packets| Counted {
+            direction,
+            kind,
+            packets,
+        };
+        let mut out = String::new();
+        counted_text(
+            &[
+                row("egress", "icmp-echo-request", 1),
+                row("ingress", "icmp-echo-reply", 1),
+                row("ingress", "arp-request", 1),
+            ],
+            &mut out,
+        );
+        assert_eq!(out, "1 echo request, 1 reply, 1 ARP");
+        out.clear();
+        counted_text(&[row("egress", "icmp6-echo-request", 2)], &mut out);
+        assert_eq!(out, "2 ICMPv6 echo requests");
+        out.clear();
+        counted_text(&[], &mut out);
+        assert_eq!(out, "nothing");
     }
 
     #[test]
