@@ -180,16 +180,7 @@ fn engine_version() -> Result<(u32, u32)> {
 /// The packet counter of `rule` (as iptables-save prints it without `-A`) in `table`, read
 /// with `iptables-save -c`: the firewall's own witness of what it dropped.
 fn rule_counter(table: &str, rule: &str) -> Result<u64> {
-    let saved = netlab_tests::sh(&format!("iptables-save -c -t {table}"))?;
-    let line = saved
-        .lines()
-        .find(|l| l.ends_with(&format!("-A {rule}")))
-        .with_context(|| format!("no rule {rule:?} in table {table}:\n{saved}"))?;
-    line.trim_start_matches('[')
-        .split(':')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no counter in {line:?}"))
+    rule_counter_of("ipv4", table, rule)
 }
 
 /// The course's lab: AppDev on devops pings AppProd on prod and Docker's firewall drops it,
@@ -621,17 +612,19 @@ struct Expected<'a> {
     remedy: Option<String>,
 }
 
-/// The packet counter of `rule` in `table` of the `family` ruleset (`ip6tables-save` for
-/// `ipv6`).
+/// The packet counter of `rule` in `table` of the `family` ruleset (`iptables-save -c`, or
+/// `ip6tables-save -c` for `ipv6`).
 fn rule_counter_of(family: &str, table: &str, rule: &str) -> Result<u64> {
-    if family == "ipv4" {
-        return rule_counter(table, rule);
-    }
-    let saved = netlab_tests::sh(&format!("ip6tables-save -c -t {table}"))?;
+    let save = if family == "ipv6" {
+        "ip6tables-save"
+    } else {
+        "iptables-save"
+    };
+    let saved = netlab_tests::sh(&format!("{save} -c -t {table}"))?;
     let line = saved
         .lines()
         .find(|l| l.ends_with(&format!("-A {rule}")))
-        .with_context(|| format!("no rule {rule:?} in ip6 table {table}:\n{saved}"))?;
+        .with_context(|| format!("no rule {rule:?} in {save} table {table}:\n{saved}"))?;
     line.trim_start_matches('[')
         .split(':')
         .next()
