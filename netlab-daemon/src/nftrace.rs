@@ -473,14 +473,11 @@ impl Drop for NfTrace {
 
 /// Removes trace tables left by netlab processes that no longer run; returns how many.
 pub fn remove_stale_tables() -> usize {
-    let Ok(out) = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-    else {
+    let Ok(tables) = crate::nftables::list_tables(crate::nftables::NFT_TIMEOUT) else {
         return 0;
     };
     let mut removed = 0;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in tables.lines() {
         let Some(table) = line.strip_prefix("table inet ") else {
             continue;
         };
