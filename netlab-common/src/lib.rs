@@ -46,6 +46,23 @@ pub const PROG_COVER_INGRESS: &str = "netlab_cover_ingress";
 pub const PROG_COVER_EGRESS: &str = "netlab_cover_egress";
 /// Hooks covered at most at once.
 pub const COVER_ENTRIES: u32 = 4096;
+/// Name of the map of observed bridges (by interface index) whose new ports the kernel
+/// covers the moment they join (see [`PROG_COVER_ENSLAVE`]).
+pub const MAP_COVER_BRIDGES: &str = "NETLAB_COVER_BRIDGES";
+/// Name of the fentry program on `netdev_master_upper_dev_link` that covers a port as it
+/// joins an observed bridge, before user space hears of it.
+pub const PROG_COVER_ENSLAVE: &str = "netlab_cover_enslave";
+/// The same as a kprobe, for kernels without BPF trampolines.
+pub const PROG_COVER_ENSLAVE_KPROBE: &str = "netlab_cover_enslave_kprobe";
+/// Observed bridges at most.
+pub const COVER_BRIDGES: u32 = 1024;
+/// Value of a [`MAP_COVER`] entry user space wrote.
+pub const COVERED_BY_USER: u8 = 1;
+/// Value of a [`MAP_COVER`] entry the enslave program wrote.
+pub const COVERED_BY_KERNEL: u8 = 2;
+/// Value of a [`MAP_COVER`] entry of a hook whose tc program took over (with `find_ports`):
+/// the tracepoints leave it alone.
+pub const HANDED_OVER: u8 = 3;
 
 /// Direction of a packet relative to the interface the program is attached to.
 pub mod direction {
@@ -223,6 +240,13 @@ pub const REASON_UNKNOWN: u32 = DROP_REASON_SLOTS - 1;
 /// `net_dev_queue` (just after tc egress) count the packets of the hooks in [`MAP_COVER`];
 /// a per-CPU note tells the tc program and the tracepoint which of them counted a packet,
 /// so none is counted twice (see `netlab-ebpf/src/cover.rs`).
+///
+/// A busy host's user space may hear of a new port after its first packets, so the kernel
+/// finds new ports of the bridges in [`MAP_COVER_BRIDGES`] itself: a program on
+/// `netdev_master_upper_dev_link` adds a port to [`MAP_COVER`] as it joins (and sets
+/// `active`), or, where no such program may run, the tracepoints look up the master of
+/// each packet's device (`find_ports`) and count those of observed bridges' ports not
+/// [`HANDED_OVER`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CoverConfig {
@@ -244,7 +268,14 @@ pub struct CoverConfig {
     /// Inode number of the network namespace netlab observes: interface indexes repeat
     /// across namespaces, so a covered index counts only there.
     pub netns: u32,
-    pub _pad: u32,
+    /// 1: the tracepoints cover every port of an observed bridge not handed over.
+    pub find_ports: u32,
+    /// Offset of `struct net_device` member `adj_list.upper` (a `list_head`).
+    pub dev_upper: u32,
+    /// Offsets of `struct netdev_adjacent` members `list`, `master` and `dev`.
+    pub adj_list: u32,
+    pub adj_master: u32,
+    pub adj_dev: u32,
 }
 
 /// A packet the kernel dropped, as written to the ring buffer.
@@ -276,7 +307,7 @@ pub struct DropEvent {
 
 const _: () = assert!(core::mem::size_of::<CounterKey>() == 8);
 const _: () = assert!(core::mem::size_of::<DropConfig>() == 88);
-const _: () = assert!(core::mem::size_of::<CoverConfig>() == 48);
+const _: () = assert!(core::mem::size_of::<CoverConfig>() == 64);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 40 + SNAP_LEN);
 const _: () = assert!(core::mem::offset_of!(PacketEvent, record) == RECORD_OFFSET);
 const _: () = assert!(core::mem::offset_of!(DropEvent, record) == RECORD_OFFSET);

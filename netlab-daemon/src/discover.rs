@@ -71,7 +71,7 @@ pub struct Observer {
     pub hooks_lost: BTreeMap<(String, &'static str), u64>,
     /// New bridge ports waiting to be attached (covered meanwhile), in the order they came.
     pending: std::collections::VecDeque<(u32, String)>,
-    /// Interfaces covered, with when their tc programs were attached (`None`: not yet).
+    /// Interfaces covered, with when they stop being covered (`None`: once attached).
     covering: BTreeMap<u32, Option<std::time::Instant>>,
     /// The new port an [`AttachJob`] is attaching now.
     in_flight: Option<u32>,
@@ -80,6 +80,10 @@ pub struct Observer {
 /// How long a hook stays covered after its tc program was attached, if that program has
 /// counted no packet there yet (it then removes the hook itself).
 const COVER_AFTER_ATTACH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a port the kernel covered on its own stays covered when user space has not
+/// heard of it as a new port (a port of no interest to netlab: not a veth).
+const COVER_UNHEARD: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Attaches both programs to `idx` as TCX links, adopting (with a pin directory) the
 /// links an earlier run pinned for it, and pinning new ones.
@@ -331,6 +335,7 @@ impl Observer {
     pub fn attach_all(&mut self, ifaces: &[(u32, String)]) -> anyhow::Result<()> {
         for (idx, _name, r) in self.attach_batch(ifaces) {
             self.attached.insert(idx, r?);
+            self.hand_over(idx);
         }
         Ok(())
     }
@@ -339,6 +344,15 @@ impl Observer {
     /// observes. Errors on single interfaces (one that vanished meanwhile) are logged.
     pub fn reconcile(&mut self, topo: &Topology) -> Reconciled {
         let mut done = Reconciled::default();
+        let bridges: std::collections::BTreeSet<u32> = topo
+            .observed
+            .iter()
+            .filter(|o| o.role == Role::Bridge)
+            .map(|o| o.ifindex)
+            .collect();
+        if let Err(e) = self.dp.set_cover_bridges(&bridges) {
+            log::debug!("listing the bridges to cover new ports of: {e:#}");
+        }
         for o in &topo.observed {
             match label_of(o) {
                 Some(l) => {
@@ -390,6 +404,7 @@ impl Observer {
                 Ok(a) => {
                     log::debug!("attached to {name}");
                     self.attached.insert(idx, a);
+                    self.hand_over(idx);
                 }
                 // Gone between the scan and now (churn): the next scan forgets it.
                 Err(e)
@@ -414,6 +429,20 @@ impl Observer {
     /// programs (when they run), and it is queued to be attached (see
     /// [`Observer::attach_pending`]). Returns whether it is new.
     pub fn note_new_port(&mut self, link: &links::Link, topo: &Topology) -> bool {
+        let on_observed_bridge = link
+            .master
+            .and_then(|m| topo.iface(m))
+            .is_some_and(|b| b.role == Role::Bridge);
+        if on_observed_bridge
+            && matches!(
+                link.kind,
+                links::LinkKind::Bridge | links::LinkKind::Other(_)
+            )
+        {
+            // Not one netlab attaches to: the cover programs leave it alone. (`Unknown`
+            // says nothing: the bridge's own notices of a port carry no kind.)
+            self.hand_over(link.ifindex);
+        }
         if link.kind != links::LinkKind::Veth
             || self.attached.contains_key(&link.ifindex)
             || self.pending.iter().any(|(i, _)| *i == link.ifindex)
@@ -427,10 +456,6 @@ impl Observer {
             );
             return false;
         }
-        let on_observed_bridge = link
-            .master
-            .and_then(|m| topo.iface(m))
-            .is_some_and(|b| b.role == Role::Bridge);
         if !on_observed_bridge {
             return false;
         }
@@ -505,7 +530,7 @@ impl Observer {
                 log::debug!("attached to new port {name}");
                 self.attached.insert(idx, a);
                 if let Some(t) = self.covering.get_mut(&idx) {
-                    *t = Some(std::time::Instant::now());
+                    *t = Some(std::time::Instant::now() + COVER_AFTER_ATTACH);
                 }
                 return;
             }
@@ -519,13 +544,37 @@ impl Observer {
     }
 
     /// Stops covering interfaces attached for longer than [`COVER_AFTER_ATTACH`] (their
-    /// tc programs took over), and gone ones.
+    /// tc programs took over), and gone ones; takes in the ports the kernel covered as
+    /// they joined an observed bridge.
     pub fn expire_cover(&mut self) {
+        let now = std::time::Instant::now();
+        if self.dp.covers_in_kernel() {
+            match self.dp.covered_by_kernel() {
+                Ok(ports) => {
+                    for idx in ports {
+                        if self.covering.contains_key(&idx) {
+                            continue;
+                        }
+                        // Covered before the netlink message about it was read: it is
+                        // queued then (and this deadline dropped). One attached already
+                        // (found by a rescan first) is handed over as usual.
+                        let wait = if self.attached.contains_key(&idx) {
+                            COVER_AFTER_ATTACH
+                        } else {
+                            COVER_UNHEARD
+                        };
+                        log::debug!("interface {idx} covered by the kernel as it joined");
+                        self.covering.insert(idx, Some(now + wait));
+                    }
+                }
+                Err(e) => log::debug!("reading covered ports: {e:#}"),
+            }
+        }
         let done: Vec<u32> = self
             .covering
             .iter()
             .filter(|(idx, t)| {
-                t.is_some_and(|t| t.elapsed() >= COVER_AFTER_ATTACH)
+                t.is_some_and(|t| now >= t)
                     || (t.is_none()
                         && self.in_flight != Some(**idx)
                         && !self.pending.iter().any(|(i, _)| i == *idx))
@@ -537,9 +586,17 @@ impl Observer {
         }
     }
 
+    /// Tells the cover programs that `idx`'s tc programs run, if they find ports per packet.
+    fn hand_over(&mut self, idx: u32) {
+        if let Err(e) = self.dp.hand_over(idx) {
+            log::debug!("handing {idx} over to its tc programs: {e:#}");
+        }
+    }
+
     fn stop_covering(&mut self, idx: u32) {
         if self.covering.remove(&idx).is_some() {
-            if let Err(e) = self.dp.uncover(idx) {
+            let gone = !self.attached.contains_key(&idx);
+            if let Err(e) = self.dp.uncover(idx, gone) {
                 log::debug!("uncovering {idx}: {e:#}");
             }
         }
@@ -650,7 +707,10 @@ impl Observer {
     /// out of the kernel map; returns them (`None` when it was not attached).
     pub fn forget(&mut self, ifindex: u32) -> Option<Forgotten> {
         self.pending.retain(|(i, _)| *i != ifindex);
-        self.stop_covering(ifindex);
+        self.covering.remove(&ifindex);
+        if let Err(e) = self.dp.uncover(ifindex, true) {
+            log::debug!("uncovering {ifindex}: {e:#}");
+        }
         let mut a = self.attached.remove(&ifindex)?;
         let name = a.iface.clone();
         a.unpin();

@@ -5,17 +5,21 @@ use std::collections::BTreeMap;
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
+        fentry::FEntryLink,
+        kprobe::KProbeLink,
         links::{FdLink, PinnedLink},
         raw_trace_point::RawTracePointLink,
         trace_point::TracePointLink,
-        ProgramError, RawTracePoint, SchedClassifier, TracePoint,
+        FEntry, KProbe, ProgramError, RawTracePoint, SchedClassifier, TracePoint,
     },
     Ebpf, EbpfError,
 };
 use netlab_common::{
-    direction, stat, Config, CounterKey, CoverConfig, DropConfig, DROP_REASON_SLOTS, MAP_CONFIG,
-    MAP_COUNTERS, MAP_COVER, MAP_COVER_CONFIG, MAP_DROP_CONFIG, MAP_DROP_REASONS, MAP_EVENTS,
-    MAP_STATS, PROG_COVER_EGRESS, PROG_COVER_INGRESS, PROG_EGRESS, PROG_INGRESS, PROG_KFREE_SKB,
+    direction, stat, Config, CounterKey, CoverConfig, DropConfig, COVERED_BY_KERNEL,
+    DROP_REASON_SLOTS, HANDED_OVER, MAP_CONFIG, MAP_COUNTERS, MAP_COVER, MAP_COVER_BRIDGES,
+    MAP_COVER_CONFIG, MAP_DROP_CONFIG, MAP_DROP_REASONS, MAP_EVENTS, MAP_STATS, PROG_COVER_EGRESS,
+    PROG_COVER_ENSLAVE, PROG_COVER_ENSLAVE_KPROBE, PROG_COVER_INGRESS, PROG_EGRESS, PROG_INGRESS,
+    PROG_KFREE_SKB,
 };
 
 use crate::btf::{self, KernelBtf};
@@ -148,9 +152,17 @@ pub struct Datapath {
     kfree_link: Option<DropLink>,
     /// The cover programs' links, when they run (see [`Datapath::enable_cover`]).
     cover_links: Option<Vec<RawTracePointLink>>,
+    /// The program that covers a port as it joins an observed bridge, when it runs.
+    enslave_link: Option<EnslaveLink>,
     /// Their configuration, once written.
     cover_cfg: Option<CoverConfig>,
     ebpf: Ebpf,
+}
+
+/// The link of the program on `netdev_master_upper_dev_link`. Held, never read.
+enum EnslaveLink {
+    FEntry(#[allow(dead_code)] FEntryLink),
+    KProbe(#[allow(dead_code)] KProbeLink),
 }
 
 /// The drop program's link: owned by this process, or pinned in bpffs (it stays attached
@@ -188,6 +200,12 @@ fn refused(name: &'static str) -> impl Fn(ProgramError) -> LoadError {
 fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
     move |source| LoadError::Map { name, source }
 }
+
+/// Names the first way to try of covering new ports as they join (tests).
+pub const COVER_VIA_ENV: &str = "NETLAB_COVER_VIA";
+
+/// Every bridge port joins its bridge through this function.
+const ENSLAVE_FUNCTION: &str = "netdev_master_upper_dev_link";
 
 /// The oldest kernel netlab runs on: the BPF ring buffer came with 5.8 (tested on 5.10).
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
@@ -251,6 +269,7 @@ impl Datapath {
         Ok(Self {
             kfree_link: None,
             cover_links: None,
+            enslave_link: None,
             cover_cfg: None,
             ebpf,
         })
@@ -379,8 +398,18 @@ impl Datapath {
             dev_net: off("net_device", &["nd_net", "net"])?,
             net_inum: off("net", &["ns", "inum"])?,
             netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino as u32),
-            _pad: 0,
+            ..CoverConfig::default()
         };
+        // Where to find a device's master, for when no program may run on the function
+        // every port joins its bridge through.
+        let adjacency = (|| -> Result<[u32; 4], btf::BtfError> {
+            Ok([
+                kbtf.member_offset("net_device", &["adj_list", "upper"])?,
+                kbtf.member_offset("netdev_adjacent", &["list"])?,
+                kbtf.member_offset("netdev_adjacent", &["master"])?,
+                kbtf.member_offset("netdev_adjacent", &["dev"])?,
+            ])
+        })();
         drop(kbtf);
         release_freed_memory();
         self.write_cover_config(cfg)?;
@@ -401,7 +430,163 @@ impl Datapath {
         }
         self.cover_links = Some(links);
         self.cover_cfg = Some(cfg);
+        // Without it user space covers new ports when it hears of them, later on a busy
+        // host.
+        // For tests of each way on one kernel: `fentry`, `kprobe` or `packet` skips the
+        // ways before it.
+        let via = std::env::var(COVER_VIA_ENV).unwrap_or_default();
+        let skip = |why: &str| anyhow::anyhow!("{why} skipped ({COVER_VIA_ENV}={via})");
+        let fentry = match via.as_str() {
+            "kprobe" | "packet" => Err(skip("fentry")),
+            _ => self.enable_enslave_fentry(),
+        };
+        self.enslave_link = match fentry {
+            Ok(link) => {
+                log::debug!("new bridge ports are covered as they join (fentry)");
+                Some(EnslaveLink::FEntry(link))
+            }
+            Err(fentry) => match if via == "packet" {
+                Err(skip("kprobe"))
+            } else {
+                self.enable_enslave_kprobe()
+            } {
+                Ok(link) => {
+                    log::debug!(
+                        "new bridge ports are covered as they join (kprobe; no BPF trampoline: {fentry:#})"
+                    );
+                    Some(EnslaveLink::KProbe(link))
+                }
+                Err(kprobe) => {
+                    let why = format!("{fentry:#}; {kprobe:#}");
+                    match adjacency {
+                        Ok([dev_upper, adj_list, adj_master, adj_dev]) => {
+                            log::debug!(
+                                "new bridge ports are covered as they join (per packet; {why})"
+                            );
+                            let find = CoverConfig {
+                                active: 1,
+                                find_ports: 1,
+                                dev_upper,
+                                adj_list,
+                                adj_master,
+                                adj_dev,
+                                ..cfg
+                            };
+                            self.write_cover_config(find)?;
+                            self.cover_cfg = Some(find);
+                        }
+                        Err(e) => log::info!(
+                            "new bridge ports are covered once netlab hears of them (on a \
+                             busy host a container's first packets may be missed): {why}; {e}"
+                        ),
+                    }
+                    None
+                }
+            },
+        };
         Ok(())
+    }
+
+    /// Whether the cover programs find new ports of observed bridges per packet (and
+    /// leave alone the hooks [`Datapath::hand_over`] names).
+    fn finds_ports(&self) -> bool {
+        self.cover_cfg.is_some_and(|c| c.find_ports != 0)
+    }
+
+    /// Tells the cover programs that `ifindex`'s tc programs run (they find ports per
+    /// packet, see [`Datapath::finds_ports`]); no-op otherwise.
+    pub fn hand_over(&mut self, ifindex: u32) -> Result<(), LoadError> {
+        if !self.finds_ports() {
+            return Ok(());
+        }
+        let mut m = self.cover_map()?;
+        for d in [direction::INGRESS, direction::EGRESS] {
+            m.insert(cover_key(ifindex, d), HANDED_OVER, 0)
+                .map_err(map_err(MAP_COVER))?;
+        }
+        Ok(())
+    }
+
+    fn enable_enslave_fentry(&mut self) -> anyhow::Result<FEntryLink> {
+        let btf = aya::Btf::from_sys_fs()?;
+        let prog: &mut FEntry = self
+            .ebpf
+            .program_mut(PROG_COVER_ENSLAVE)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(LoadError::MissingProgram(PROG_COVER_ENSLAVE))?;
+        prog.load(ENSLAVE_FUNCTION, &btf)
+            .map_err(refused(PROG_COVER_ENSLAVE))?;
+        let id = prog.attach()?;
+        Ok(prog.take_link(id)?)
+    }
+
+    fn enable_enslave_kprobe(&mut self) -> anyhow::Result<KProbeLink> {
+        use anyhow::Context as _;
+        let prog: &mut KProbe = self
+            .ebpf
+            .program_mut(PROG_COVER_ENSLAVE_KPROBE)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(LoadError::MissingProgram(PROG_COVER_ENSLAVE_KPROBE))?;
+        prog.load().map_err(refused(PROG_COVER_ENSLAVE_KPROBE))?;
+        let id = prog
+            .attach(ENSLAVE_FUNCTION, 0)
+            .with_context(|| format!("no kprobe on {ENSLAVE_FUNCTION}"))?;
+        Ok(prog.take_link(id)?)
+    }
+
+    /// Whether a program on the function ports join bridges through lists new ports of
+    /// the bridges of [`Datapath::set_cover_bridges`] in the cover map.
+    pub fn covers_in_kernel(&self) -> bool {
+        self.enslave_link.is_some()
+    }
+
+    /// Makes `bridges` (interface indexes) the bridges whose new ports the kernel covers as
+    /// they join. No-op when it cannot.
+    pub fn set_cover_bridges(
+        &mut self,
+        bridges: &std::collections::BTreeSet<u32>,
+    ) -> Result<(), LoadError> {
+        if self.enslave_link.is_none() && !self.finds_ports() {
+            return Ok(());
+        }
+        let map = self
+            .ebpf
+            .map_mut(MAP_COVER_BRIDGES)
+            .ok_or(LoadError::MissingProgram(MAP_COVER_BRIDGES))?;
+        let mut m: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(map).map_err(map_err(MAP_COVER_BRIDGES))?;
+        let now: Vec<u32> = m.keys().filter_map(Result::ok).collect();
+        for idx in now.iter().filter(|i| !bridges.contains(i)) {
+            match m.remove(idx) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(MAP_COVER_BRIDGES)(e)),
+            }
+        }
+        for idx in bridges.iter().filter(|i| !now.contains(i)) {
+            m.insert(idx, 1, 0).map_err(map_err(MAP_COVER_BRIDGES))?;
+        }
+        Ok(())
+    }
+
+    /// Interfaces the kernel covered on its own as they joined an observed bridge, and
+    /// that are still covered.
+    pub fn covered_by_kernel(&mut self) -> Result<std::collections::BTreeSet<u32>, LoadError> {
+        let m = self.cover_map()?;
+        let keys: Vec<CounterKey> = m.keys().filter_map(Result::ok).collect();
+        Ok(keys
+            .into_iter()
+            .filter(|k| m.get(k, 0).is_ok_and(|v| v == COVERED_BY_KERNEL))
+            .map(|k| k.ifindex)
+            .collect())
+    }
+
+    fn read_cover_config(&self) -> Result<CoverConfig, LoadError> {
+        let map = self
+            .ebpf
+            .map(MAP_COVER_CONFIG)
+            .ok_or(LoadError::MissingProgram(MAP_COVER_CONFIG))?;
+        let c: Array<_, CoverConfig> = Array::try_from(map).map_err(map_err(MAP_COVER_CONFIG))?;
+        c.get(&0, 0).map_err(map_err(MAP_COVER_CONFIG))
     }
 
     fn write_cover_config(&mut self, cfg: CoverConfig) -> Result<(), LoadError> {
@@ -461,7 +646,8 @@ impl Datapath {
             m.insert(cover_key(ifindex, d), 1, 0)
                 .map_err(map_err(MAP_COVER))?;
         }
-        if cfg.active == 0 {
+        // The kernel may have turned the programs on already (then notes are in use).
+        if self.read_cover_config()?.active == 0 {
             // Notes left from before the programs went idle mean nothing any more.
             self.clear_cover_notes()?;
             let on = CoverConfig { active: 1, ..cfg };
@@ -471,26 +657,39 @@ impl Datapath {
         Ok(())
     }
 
-    /// Stops covering `ifindex` (its tc programs have run long enough, or it is gone);
-    /// when nothing is covered any more, the cover programs go idle.
-    pub fn uncover(&mut self, ifindex: u32) -> Result<(), LoadError> {
+    /// Stops covering `ifindex`: its tc programs have run long enough (`gone` false: with
+    /// [`Datapath::finds_ports`], it is handed over), or it is gone. When nothing is
+    /// covered any more, the cover programs go idle (unless they find ports).
+    pub fn uncover(&mut self, ifindex: u32, gone: bool) -> Result<(), LoadError> {
         let Some(cfg) = self.cover_cfg else {
             return Ok(());
         };
+        if !gone && self.finds_ports() {
+            return self.hand_over(ifindex);
+        }
         let mut m = self.cover_map()?;
+        let mut removed = false;
         for d in [direction::INGRESS, direction::EGRESS] {
             match m.remove(&cover_key(ifindex, d)) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Ok(()) => removed = true,
+                Err(MapError::KeyNotFound) => {}
                 Err(MapError::SyscallError(e))
                     if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(map_err(MAP_COVER)(e)),
             }
         }
-        let empty = m.keys().next().is_none();
-        if empty && cfg.active != 0 {
-            let off = CoverConfig { active: 0, ..cfg };
-            self.write_cover_config(off)?;
-            self.cover_cfg = Some(off);
+        if !removed || cfg.find_ports != 0 || m.keys().next().is_some() {
+            return Ok(());
+        }
+        // The kernel may have turned the programs on behind this copy's back.
+        let off = CoverConfig { active: 0, ..cfg };
+        self.write_cover_config(off)?;
+        self.cover_cfg = Some(off);
+        // And may have covered a port since the map was read: then they stay on.
+        if self.cover_map()?.keys().next().is_some() {
+            let on = CoverConfig { active: 1, ..cfg };
+            self.write_cover_config(on)?;
+            self.cover_cfg = Some(on);
         }
         Ok(())
     }
@@ -498,8 +697,10 @@ impl Datapath {
     /// Hooks still covered now (the tc program of each has not counted a packet yet).
     pub fn covered(&mut self) -> Result<Vec<(u32, Direction)>, LoadError> {
         let m = self.cover_map()?;
-        Ok(m.keys()
-            .filter_map(Result::ok)
+        let keys: Vec<CounterKey> = m.keys().filter_map(Result::ok).collect();
+        Ok(keys
+            .into_iter()
+            .filter(|k| m.get(k, 0).is_ok_and(|v| v != HANDED_OVER))
             .filter_map(|k| Some((k.ifindex, Direction::from_id(k.direction)?)))
             .collect())
     }

@@ -161,6 +161,9 @@ pub struct Pipeline {
     /// When the latest reason to hold came (a link change).
     held_since: Option<std::time::Instant>,
     held: Vec<Vec<u8>>,
+    /// Interfaces a packet came from before the topology had them (each holds records
+    /// once: one gone before a scan saw it stays unknown).
+    unknown_ports: std::collections::HashSet<u32>,
     limit: Option<u64>,
 }
 
@@ -200,6 +203,7 @@ impl Pipeline {
             hold_until: None,
             held_since: None,
             held: Vec::new(),
+            unknown_ports: Default::default(),
             limit,
         }
     }
@@ -262,13 +266,26 @@ impl Pipeline {
         self.hold_until = None;
         self.held_since = None;
         for bytes in std::mem::take(&mut self.held) {
-            self.record(&bytes)?;
+            self.process(&bytes)?;
         }
         Ok(())
     }
 
     /// Handles one ring-buffer record.
     pub fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        if self.hold_until.is_none() {
+            if let Some(idx) = self.unknown_port(bytes) {
+                // The kernel covered a port as it joined an observed bridge, and this
+                // packet came before the netlink message about the port was read: held
+                // until a scan says whose port it is.
+                if self.unknown_ports.len() >= HOLD_MAX_RECORDS {
+                    self.unknown_ports.clear();
+                }
+                if self.unknown_ports.insert(idx) {
+                    self.hold();
+                }
+            }
+        }
         if self.hold_until.is_some() {
             if self.held.len() < HOLD_MAX_RECORDS {
                 self.held.push(bytes.to_vec());
@@ -276,6 +293,11 @@ impl Pipeline {
             }
             self.release()?;
         }
+        self.process(bytes)
+    }
+
+    /// Handles one ring-buffer record now.
+    fn process(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         let Some(kind) = bytes
             .get(RECORD_OFFSET..RECORD_OFFSET + 2)
             .map(|b| u16::from_ne_bytes([b[0], b[1]]))
@@ -296,6 +318,23 @@ impl Pipeline {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The interface of `bytes`, a packet record, if the topology does not have it.
+    fn unknown_port(&self, bytes: &[u8]) -> Option<u32> {
+        let field = |at: usize| {
+            bytes
+                .get(at..at + 2)
+                .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+        };
+        if field(RECORD_OFFSET) != Some(record::TC_PACKET)
+            || bytes.len() < std::mem::size_of::<PacketEvent>()
+        {
+            return None;
+        }
+        // SAFETY: as in `process`.
+        let ev: PacketEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        self.topo.iface(ev.ifindex).is_none().then_some(ev.ifindex)
     }
 
     fn packet(&mut self, ev: &PacketEvent) -> anyhow::Result<()> {

@@ -15,14 +15,27 @@
 //!
 //! A hook stays covered for a while after its tc program is attached (user space removes
 //! it), so the hand-over needs no coordination beyond the notes.
+//!
+//! Who lists a hook: a program on `netdev_master_upper_dev_link` (every bridge port joins
+//! its bridge through it) lists both hooks of a port the moment it joins a bridge of
+//! `NETLAB_COVER_BRIDGES`, before the kernel even tells user space; user space lists the
+//! ports it hears of and removes every entry once the tc programs took over. A container's
+//! first packets come tens of milliseconds after its veth joins the bridge, and a daemon on
+//! a busy host may take longer than that to read the netlink message. Where neither fentry
+//! nor kprobes may run, the tracepoints find new ports per packet instead (`find_ports`):
+//! a device whose master is an observed bridge is covered unless its entry says its tc
+//! programs took over.
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_kernel},
-    macros::{map, raw_tracepoint},
+    macros::{fentry, kprobe, map, raw_tracepoint},
     maps::{Array, HashMap, PerCpuArray},
-    programs::RawTracePointContext,
+    programs::{FEntryContext, ProbeContext, RawTracePointContext},
 };
-use netlab_common::{direction, kind, CounterKey, CoverConfig, COVER_ENTRIES, SNAP_LEN};
+use netlab_common::{
+    direction, kind, CounterKey, CoverConfig, COVERED_BY_KERNEL, COVER_BRIDGES, COVER_ENTRIES,
+    HANDED_OVER, SNAP_LEN,
+};
 
 use crate::drops::{kread_u16, kread_u32, kread_u64, kread_u8};
 use crate::program::{classify, count, sample, Frame, MISSING};
@@ -32,6 +45,10 @@ static NETLAB_COVER: HashMap<CounterKey, u8> = HashMap::with_max_entries(COVER_E
 
 #[map]
 static NETLAB_COVER_CONFIG: Array<CoverConfig> = Array::with_max_entries(1, 0);
+
+/// The bridges user space observes, by interface index.
+#[map]
+static NETLAB_COVER_BRIDGES: HashMap<u32, u8> = HashMap::with_max_entries(COVER_BRIDGES, 0);
 
 /// A copy of the frame's first bytes, per CPU.
 #[map]
@@ -138,6 +155,81 @@ pub fn netlab_cover_egress(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// `netdev_master_upper_dev_link(dev, upper_dev, ...)`: `dev` is about to become a port
+/// of `upper_dev` (a bridge's `br_add_if` calls it). Through a BPF trampoline where the
+/// kernel has them, else [`netlab_cover_enslave_kprobe`].
+#[fentry(function = "netdev_master_upper_dev_link")]
+pub fn netlab_cover_enslave(ctx: FEntryContext) -> i32 {
+    let (dev, upper): (u64, u64) = (ctx.arg(0), ctx.arg(1));
+    enslave(dev, upper);
+    0
+}
+
+/// [`netlab_cover_enslave`] as a kprobe.
+#[kprobe]
+pub fn netlab_cover_enslave_kprobe(ctx: ProbeContext) -> u32 {
+    if let (Some(dev), Some(upper)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
+        enslave(dev, upper);
+    }
+    0
+}
+
+/// Covers port `dev` from now on, in both directions, if `upper` is an observed bridge.
+#[inline(always)]
+fn enslave(dev: u64, upper: u64) {
+    let Some(cfg) = NETLAB_COVER_CONFIG.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the single entry of an array map; user space rewrites it whole, and a torn
+    // read at worst covers or skips one port.
+    let c = unsafe { *cfg };
+    if dev == 0 || upper == 0 || c.dev_ifindex == 0 {
+        return;
+    }
+    let bridge = kread_u32(upper + c.dev_ifindex as u64);
+    if NETLAB_COVER_BRIDGES.get_ptr(&bridge).is_none() {
+        return;
+    }
+    // The same index in another namespace is another bridge.
+    let net = kread_u64(upper + c.dev_net as u64);
+    if net == 0 || kread_u32(net + c.net_inum as u64) != c.netns {
+        return;
+    }
+    let ifindex = kread_u32(dev + c.dev_ifindex as u64);
+    if ifindex == 0 {
+        return;
+    }
+    for dir in [direction::INGRESS, direction::EGRESS] {
+        let _ = NETLAB_COVER.insert(&key(ifindex, dir), &COVERED_BY_KERNEL, 0);
+    }
+    // SAFETY: as above; a plain store of one field.
+    unsafe { core::ptr::write_volatile(&mut (*cfg).active, 1) };
+}
+
+/// Whether device `dev`'s master (the first of its upper devices, if it is a master: what
+/// `netdev_master_upper_dev_get` returns) is a bridge of `NETLAB_COVER_BRIDGES`.
+#[inline(always)]
+fn port_of_observed_bridge(dev: u64, cfg: &CoverConfig) -> bool {
+    if dev == 0 {
+        return false;
+    }
+    let head = dev + cfg.dev_upper as u64;
+    let first = kread_u64(head);
+    if first == 0 || first == head {
+        return false;
+    }
+    let adj = first - cfg.adj_list as u64;
+    if kread_u8(adj + cfg.adj_master as u64) == 0 {
+        return false;
+    }
+    let master = kread_u64(adj + cfg.adj_dev as u64);
+    if master == 0 {
+        return false;
+    }
+    let bridge = kread_u32(master + cfg.dev_ifindex as u64);
+    NETLAB_COVER_BRIDGES.get_ptr(&bridge).is_some()
+}
+
 /// The index of `skb->dev` (0: none).
 #[inline(always)]
 fn device_ifindex(skb: u64, cfg: &CoverConfig) -> u32 {
@@ -150,6 +242,8 @@ fn device_ifindex(skb: u64, cfg: &CoverConfig) -> u32 {
     }
     kread_u32(dev + cfg.dev_ifindex as u64)
 }
+
+const _: () = assert!(SNAP_LEN.is_power_of_two());
 
 /// The first bytes of a frame copied out of its skb, and where the rest is.
 struct Copied {
@@ -173,8 +267,13 @@ impl Frame for Copied {
     #[inline(always)]
     fn byte(&self, off: usize) -> u32 {
         if off < SNAP_LEN && off < self.cap {
-            // SAFETY: `buf` holds SNAP_LEN bytes and off < SNAP_LEN.
-            return u32::from(unsafe { *self.buf.add(off) });
+            // The mask is a no-op here, but LLVM must not know it: verifiers before 6.18
+            // walk paths with contradictory bounds (REG INVARIANTS VIOLATION) and refuse
+            // the unmasked access on them.
+            // SAFETY: a read of a local.
+            let i = unsafe { core::ptr::read_volatile(&off) } & (SNAP_LEN - 1);
+            // SAFETY: `buf` holds SNAP_LEN bytes and i < SNAP_LEN.
+            return u32::from(unsafe { *self.buf.add(i) });
         }
         if off < self.linear {
             return kread_u8(self.base + off as u64);
@@ -199,11 +298,18 @@ impl Frame for Copied {
 #[inline(always)]
 fn cover(skb: u64, cfg: &CoverConfig, dir: u8) -> u32 {
     let ifindex = device_ifindex(skb, cfg);
-    if ifindex == 0 || NETLAB_COVER.get_ptr(&key(ifindex, dir)).is_none() {
+    if ifindex == 0 {
         return 0;
     }
-    // The same index in another namespace is another interface.
     let dev = kread_u64(skb + cfg.skb_dev as u64);
+    match NETLAB_COVER.get_ptr(&key(ifindex, dir)) {
+        // SAFETY: a value of the map, valid while this program runs.
+        Some(v) if unsafe { *v } == HANDED_OVER => return 0,
+        Some(_) => {}
+        None if cfg.find_ports != 0 && port_of_observed_bridge(dev, cfg) => {}
+        None => return 0,
+    }
+    // The same index in another namespace is another interface.
     let net = kread_u64(dev + cfg.dev_net as u64);
     if net == 0 || kread_u32(net + cfg.net_inum as u64) != cfg.netns {
         return 0;
@@ -259,6 +365,10 @@ fn cover(skb: u64, cfg: &CoverConfig, dir: u8) -> u32 {
     count(ifindex, dir, k);
     sample(ifindex, dir, k, frame_len as u32, |dest, n| {
         let n = if n > cap as u32 { cap as u32 } else { n };
+        // LLVM would drop the check below as redundant; verifiers before 6.12 cannot
+        // bound `n` without it.
+        // SAFETY: a read of a local.
+        let n = unsafe { core::ptr::read_volatile(&n) };
         if n == 0 || n > SNAP_LEN as u32 {
             return 0;
         }
