@@ -1073,9 +1073,15 @@ fn containers_started_in_a_burst_are_counted_from_their_first_packet() -> Result
             count(&counters, &veth, "ingress", REQUEST),
         );
         if witness.0 == 0 || witness.1 != 2 || counted != witness {
+            let lines: Vec<&str> = seen
+                .iter()
+                .filter(|l| l.split_whitespace().nth(1) == Some(veth.as_str()))
+                .map(String::as_str)
+                .collect();
             wrong.push(format!(
-                "{} ({veth}): netlab counted {counted:?} (ARP requests, echo requests), tcpdump saw {witness:?}",
-                c.name
+                "{} ({veth}): netlab counted {counted:?} (ARP requests, echo requests), tcpdump saw {witness:?}:\n  {}",
+                c.name,
+                lines.join("\n  ")
             ));
         }
     }
@@ -1084,6 +1090,86 @@ fn containers_started_in_a_burst_are_counted_from_their_first_packet() -> Result
         "{} of {BURST} containers not counted as tcpdump saw them:\n{}",
         wrong.len(),
         wrong.join("\n")
+    );
+    drop(peer);
+    Ok(())
+}
+
+/// The kernel, not the daemon, covers a new port from the moment it joins an observed
+/// bridge: with the daemon stopped (SIGSTOP: it reads no netlink message and attaches
+/// nothing) while a container starts and pings, its announcements, ARP request and echo
+/// requests are all counted on its veth, as tcpdump saw them, once the daemon goes on.
+#[test]
+fn a_stopped_daemon_misses_no_packet_of_a_container_started_meanwhile() -> Result<()> {
+    use netlab_tests::tcpdump::Tcpdump;
+    const PINGS: u64 = 3;
+    let bin = docker_or_skip!();
+    let net = Network::create("st")?;
+    let peer = Container::sleeper("stpeer", &net)?;
+    let peer_ip = netlab_tests::docker::docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &peer.name,
+    ])?
+    .trim()
+    .to_owned();
+    let paths = DaemonPaths::new(&bin)?;
+    let daemon = paths.start(&[])?;
+    let dump = Tcpdump::start(None, "any", "in", "arp or icmp")?;
+    let pid = libc::pid_t::try_from(daemon.pid()).context("daemon pid")?;
+    /// Lets the daemon go on whatever happens below.
+    struct Stopped(libc::pid_t);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on the daemon this test started (still its child).
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    // SAFETY: as above.
+    ensure!(
+        unsafe { libc::kill(pid, libc::SIGSTOP) } == 0,
+        "cannot stop the daemon"
+    );
+    let stopped = Stopped(pid);
+    let pinger = Container::run_named(
+        netlab_tests::netns::unique_name("st"),
+        &net,
+        netlab_tests::docker::BUSYBOX_IMAGE,
+        &[
+            "sh",
+            "-c",
+            &format!("ping -c {PINGS} -i 0.2 {peer_ip}; sleep 300"),
+        ],
+    )?;
+    // Its pings and Docker's three address announcements (one a second) are over.
+    std::thread::sleep(Duration::from_secs(4));
+    drop(stopped);
+    let seen = dump.stop_after(SETTLE)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let veth = loop {
+        let topo = topology_json(&bin, &paths.socket)?;
+        match host_veth(&topo, &pinger.name, "eth0") {
+            Ok(v) => break v,
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let counters = get_json(&paths.socket, "/v1/counters")?;
+    let lines: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.split_whitespace().nth(1) == Some(veth.as_str()))
+        .collect();
+    let on = |what: &str| lines.iter().filter(|l| l.contains(what)).count() as u64;
+    let witness = (on("ARP, Request"), on("ICMP echo request"));
+    let counted = (
+        count(&counters, &veth, "ingress", "arp-request"),
+        count(&counters, &veth, "ingress", REQUEST),
+    );
+    ensure!(
+        witness.1 == PINGS && witness.0 >= 2 && counted == witness,
+        "{veth}: netlab counted {counted:?} (ARP requests, echo requests) while stopped, tcpdump saw {witness:?}:\n  {}",
+        lines.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n  ")
     );
     drop(peer);
     Ok(())

@@ -93,8 +93,10 @@ net_up() {
 net_down() {
     ip netns del ns1 2>/dev/null
     ip netns del ns2 2>/dev/null
+    ip netns del ns3 2>/dev/null
     ip link del v1 2>/dev/null
     ip link del v2 2>/dev/null
+    ip link del v3 2>/dev/null
     ip link del br0 2>/dev/null
     iptables -F INPUT 2>/dev/null
 }
@@ -407,6 +409,62 @@ sc_daemon() {
     pass "counters add up over a restart: $total_tx requests, $total_rx replies on v1"
 }
 
+# A port that joins br0 while the daemon is stopped (SIGSTOP: it reads no netlink message,
+# attaches nothing) is counted from its first packet: the kernel covers it as it joins. Each
+# way in turn (NETLAB_COVER_VIA): fentry on netdev_master_upper_dev_link, a kprobe there,
+# the tracepoints per packet.
+sc_newport() {
+    export NETLAB_SOCKET=/run/nl.sock
+    net_up || fail "cannot make the namespaces and bridge"
+    done_ways=
+    for via in fentry kprobe packet; do
+        rm -f /run/nl.sock
+        RUST_LOG=debug NETLAB_COVER_VIA=$via start_daemon "d$via" ||
+            fail "the daemon did not start: $(last_error "$W/d$via.err")"
+        pid=$(cat "$W/d$via.pid")
+        kill -STOP "$pid"
+        ip netns add ns3 &&
+            ip link add v3 type veth peer name eth0 netns ns3 &&
+            ip link set v3 master br0 &&
+            ip link set v3 up &&
+            ip -n ns3 link set lo up &&
+            ip -n ns3 addr add 10.99.0.3/24 dev eth0 &&
+            ip -n ns3 link set eth0 up || { kill -CONT "$pid"; fail "cannot make ns3 and v3"; }
+        ping_from ns3 10.99.0.1 2 "$W/p$via"
+        kill -CONT "$pid"
+        set -- $(ping_stats "$W/p$via")
+        tx=${1:-?} rx=${2:-?}
+        [ "$rx" != "?" ] && [ "$rx" -gt 0 ] || fail "ns3 cannot ping ns1 ($tx sent, $rx answered)"
+        # Counters show once the daemon attached to v3.
+        c=$W/c$via
+        n=0
+        until timeout 60 netlab counters --json >"$c" 2>"$c.err" &&
+            [ "$(counter "$c" v3 ingress icmp-echo-request)" -gt 0 ] || [ "$n" -ge 50 ]; do
+            n=$((n + 1))
+            sleep 0.2
+        done
+        how=$(sed -n 's/.*new bridge ports are covered as they join (\([a-z ]*\).*/\1/p' "$W/d$via.err" | head -n 1)
+        stop_daemon "d$via"
+        timeout 60 netlab daemon --cleanup >/dev/null 2>&1
+        ip netns del ns3
+        ip link del v3 2>/dev/null
+        expect "$via:v3.in.request" "$(counter "$c" v3 ingress icmp-echo-request)" "$tx"
+        expect "$via:v3.out.reply" "$(counter "$c" v3 egress icmp-echo-reply)" "$rx"
+        arp=$(counter "$c" v3 ingress arp-request)
+        [ "$arp" -ge 1 ] || echo "$via:v3.in.arp-request=$arp (ns3 asked first)" >>"$W/bad"
+        want=$via
+        [ "$via" = packet ] && want="per packet"
+        expect "$via:way" "$how" "$want"
+        if [ -s "$W/bad" ]; then
+            grep -B12 'processed [0-9]* insns' "$W/d$via.err" | cut -c1-300 | while IFS= read -r l; do say "[newport] $l"; done
+            grep -i 'refused\|new bridge ports\|counted from when' "$W/d$via.err" | tail -n 4 | while IFS= read -r l; do say "[newport] $l"; done
+            fail "$(mismatches)"
+        fi
+        done_ways="$done_ways $via: $tx requests, $rx replies, $arp ARP;"
+    done
+    pass "counted while the daemon was stopped, each way:$done_ways"
+}
+
 # leftovers: what of netlab's is still in the kernel (pins, programs, clsact qdiscs).
 leftovers() {
     pins=$(find /sys/fs/bpf -mindepth 1 ! -type d 2>/dev/null | tr '\n' ' ')
@@ -488,7 +546,7 @@ run_scenario() {
     fi
 }
 
-for s in load count kinds drop btf daemon cleanup; do
+for s in load count kinds drop btf daemon newport cleanup; do
     run_scenario "$s"
 done
 say "modules loaded: $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
