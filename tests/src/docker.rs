@@ -200,6 +200,23 @@ impl Container {
         Self::run_named(unique_name(tag), network, image, args)
     }
 
+    /// Its address on its (only) network.
+    pub fn ipv4(&self) -> Result<String> {
+        let shown = docker(&[
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &self.name,
+        ])?;
+        let ip = shown.trim().to_owned();
+        anyhow::ensure!(
+            ip.parse::<std::net::Ipv4Addr>().is_ok(),
+            "{} has no IPv4 address: {shown:?}",
+            self.name
+        );
+        Ok(ip)
+    }
+
     /// A busybox container that sleeps (long enough for any test).
     pub fn sleeper(tag: &str, network: &Network) -> Result<Self> {
         Self::run(tag, network, BUSYBOX_IMAGE, &["sleep", "300"])

@@ -1017,14 +1017,7 @@ fn containers_started_in_a_burst_are_counted_from_their_first_packet() -> Result
     let bin = docker_or_skip!();
     let net = Network::create("bu")?;
     let peer = Container::sleeper("bupeer", &net)?;
-    let peer_ip = netlab_tests::docker::docker(&[
-        "inspect",
-        "--format",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        &peer.name,
-    ])?
-    .trim()
-    .to_owned();
+    let peer_ip = peer.ipv4()?;
     let paths = DaemonPaths::new(&bin)?;
     let _daemon = paths.start(&[])?;
     let dump = Tcpdump::start(None, "any", "in", "arp or icmp")?;
@@ -1106,14 +1099,7 @@ fn a_stopped_daemon_misses_no_packet_of_a_container_started_meanwhile() -> Resul
     let bin = docker_or_skip!();
     let net = Network::create("st")?;
     let peer = Container::sleeper("stpeer", &net)?;
-    let peer_ip = netlab_tests::docker::docker(&[
-        "inspect",
-        "--format",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        &peer.name,
-    ])?
-    .trim()
-    .to_owned();
+    let peer_ip = peer.ipv4()?;
     let paths = DaemonPaths::new(&bin)?;
     let daemon = paths.start(&[])?;
     let dump = Tcpdump::start(None, "any", "in", "arp or icmp")?;

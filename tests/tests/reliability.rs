@@ -1092,7 +1092,7 @@ impl Pair {
         let b = Container::sleeper(&format!("{tag}b"), &net)?;
         let veth_a = a.host_veth()?;
         let veth_b = b.host_veth()?;
-        let ip_b = container_ip(&b)?;
+        let ip_b = b.ipv4()?;
         Ok(Self {
             a,
             b,
@@ -1102,23 +1102,6 @@ impl Pair {
             net,
         })
     }
-}
-
-/// The container's address on its (only) network.
-fn container_ip(container: &Container) -> Result<String> {
-    let shown = netlab_tests::docker::docker(&[
-        "inspect",
-        "--format",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        &container.name,
-    ])?;
-    let ip = shown.trim().to_owned();
-    ensure!(
-        ip.parse::<std::net::Ipv4Addr>().is_ok(),
-        "{} has no IPv4 address: {shown:?}",
-        container.name
-    );
-    Ok(ip)
 }
 
 /// The counter of (`iface`, `direction`, `kind`) in a `/v1/counters` answer.
