@@ -375,7 +375,16 @@ impl Topology {
                 None if docker.is_some() => (Role::ManualVeth, None, None),
                 None => (Role::Veth, None, None),
             };
-            let unresolved = docker.is_some() && container.is_none() && p.peer_netnsid.is_some();
+            // Docker makes both ends in this namespace and moves one into the container
+            // after the other joined the bridge: a port whose peer is still here is on its
+            // way (or a hand-made pair not yet placed), like one whose peer's namespace no
+            // known container owns.
+            let peer_here = p.peer_netnsid.is_none()
+                && p.peer_ifindex
+                    .and_then(|i| by_index.get(&i))
+                    .is_some_and(|q| q.peer_ifindex == Some(p.ifindex));
+            let unresolved =
+                docker.is_some() && container.is_none() && (p.peer_netnsid.is_some() || peer_here);
             t.observed.push(ObservedIface {
                 ifindex: p.ifindex,
                 name: p.name.clone(),
@@ -708,6 +717,25 @@ pub(crate) mod tests {
             .expect("still observed: it is on a Docker bridge");
         assert_eq!(v.container, None);
         assert_eq!(v.role, Role::ManualVeth);
+    }
+
+    #[test]
+    fn a_port_whose_peer_is_still_here_is_unresolved() {
+        let (snap, mut links, scans) = course_lab();
+        // Docker made a pair, put one end on devops, and has not moved the other yet.
+        let mut new_port = link(20, "veth3333333", LinkKind::Veth);
+        new_port.master = Some(3);
+        new_port.peer_ifindex = Some(21);
+        let mut inner = link(21, "veth4444444", LinkKind::Veth);
+        inner.peer_ifindex = Some(20);
+        links.extend([new_port, inner]);
+        let t = Topology::build(Some(&snap), &links, &[], &scans);
+        let v = t.iface(20).expect("a port of a Docker bridge");
+        assert!(v.unresolved && v.container.is_none());
+        assert!(t.has_unresolved());
+        // Without it, the course lab resolves.
+        let (snap, links, scans) = course_lab();
+        assert!(!Topology::build(Some(&snap), &links, &[], &scans).has_unresolved());
     }
 
     #[test]
