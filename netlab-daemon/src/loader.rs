@@ -16,10 +16,10 @@ use aya::{
 };
 use netlab_common::{
     direction, stat, Config, CounterKey, CoverConfig, DropConfig, COVERED_BY_KERNEL,
-    DROP_REASON_SLOTS, HANDED_OVER, MAP_CONFIG, MAP_COUNTERS, MAP_COVER, MAP_COVER_BRIDGES,
-    MAP_COVER_CONFIG, MAP_DROP_CONFIG, MAP_DROP_REASONS, MAP_EVENTS, MAP_STATS, PROG_COVER_EGRESS,
-    PROG_COVER_ENSLAVE, PROG_COVER_ENSLAVE_KPROBE, PROG_COVER_INGRESS, PROG_EGRESS, PROG_INGRESS,
-    PROG_KFREE_SKB,
+    COVERED_BY_USER, DROP_REASON_SLOTS, HANDED_OVER, MAP_CONFIG, MAP_COUNTERS, MAP_COVER,
+    MAP_COVER_BRIDGES, MAP_COVER_CONFIG, MAP_DROP_CONFIG, MAP_DROP_REASONS, MAP_EVENTS, MAP_STATS,
+    PROG_COVER_EGRESS, PROG_COVER_ENSLAVE, PROG_COVER_ENSLAVE_KPROBE, PROG_COVER_INGRESS,
+    PROG_EGRESS, PROG_INGRESS, PROG_KFREE_SKB,
 };
 
 use crate::btf::{self, KernelBtf};
@@ -499,9 +499,14 @@ impl Datapath {
         if !self.finds_ports() {
             return Ok(());
         }
+        self.mark_hooks(ifindex, HANDED_OVER)
+    }
+
+    /// Writes `value` for both hooks of `ifindex` in the cover map.
+    fn mark_hooks(&mut self, ifindex: u32, value: u8) -> Result<(), LoadError> {
         let mut m = self.cover_map()?;
         for d in [direction::INGRESS, direction::EGRESS] {
-            m.insert(cover_key(ifindex, d), HANDED_OVER, 0)
+            m.insert(cover_key(ifindex, d), value, 0)
                 .map_err(map_err(MAP_COVER))?;
         }
         Ok(())
@@ -641,11 +646,7 @@ impl Datapath {
         let Some(cfg) = self.cover_cfg else {
             return Ok(());
         };
-        let mut m = self.cover_map()?;
-        for d in [direction::INGRESS, direction::EGRESS] {
-            m.insert(cover_key(ifindex, d), 1, 0)
-                .map_err(map_err(MAP_COVER))?;
-        }
+        self.mark_hooks(ifindex, COVERED_BY_USER)?;
         // The kernel may have turned the programs on already (then notes are in use).
         if self.read_cover_config()?.active == 0 {
             // Notes left from before the programs went idle mean nothing any more.

@@ -167,6 +167,13 @@ pub struct Pipeline {
     limit: Option<u64>,
 }
 
+/// The record type of a ring-buffer record (`record::*`).
+fn record_kind(bytes: &[u8]) -> Option<u16> {
+    bytes
+        .get(RECORD_OFFSET..RECORD_OFFSET + 2)
+        .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+}
+
 /// How long records wait at most for a new veth's owner to be known.
 /// Long enough for a rescan while the engine starts and removes containers in bursts
 /// (its API then answers in seconds); records go out as soon as the owner is known.
@@ -298,10 +305,7 @@ impl Pipeline {
 
     /// Handles one ring-buffer record now.
     fn process(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        let Some(kind) = bytes
-            .get(RECORD_OFFSET..RECORD_OFFSET + 2)
-            .map(|b| u16::from_ne_bytes([b[0], b[1]]))
-        else {
+        let Some(kind) = record_kind(bytes) else {
             return Ok(());
         };
         match kind {
@@ -322,19 +326,14 @@ impl Pipeline {
 
     /// The interface of `bytes`, a packet record, if the topology does not have it.
     fn unknown_port(&self, bytes: &[u8]) -> Option<u32> {
-        let field = |at: usize| {
-            bytes
-                .get(at..at + 2)
-                .map(|b| u16::from_ne_bytes([b[0], b[1]]))
-        };
-        if field(RECORD_OFFSET) != Some(record::TC_PACKET)
+        if record_kind(bytes) != Some(record::TC_PACKET)
             || bytes.len() < std::mem::size_of::<PacketEvent>()
         {
             return None;
         }
-        // SAFETY: as in `process`.
-        let ev: PacketEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        self.topo.iface(ev.ifindex).is_none().then_some(ev.ifindex)
+        let at = std::mem::offset_of!(PacketEvent, ifindex);
+        let ifindex = u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
+        self.topo.iface(ifindex).is_none().then_some(ifindex)
     }
 
     fn packet(&mut self, ev: &PacketEvent) -> anyhow::Result<()> {

@@ -148,7 +148,7 @@ pub fn netlab_cover_egress(ctx: RawTracePointContext) -> i32 {
     let by_tc = unsafe { (*l).ifindex };
     // SAFETY: as above.
     unsafe { (*l).ifindex = 0 };
-    if by_tc != 0 && by_tc == device_ifindex(skb, cfg) {
+    if by_tc != 0 && by_tc == ifindex_of(device(skb, cfg), cfg) {
         return 0;
     }
     cover(skb, cfg, direction::EGRESS);
@@ -186,16 +186,11 @@ fn enslave(dev: u64, upper: u64) {
     if dev == 0 || upper == 0 || c.dev_ifindex == 0 {
         return;
     }
-    let bridge = kread_u32(upper + c.dev_ifindex as u64);
-    if NETLAB_COVER_BRIDGES.get_ptr(&bridge).is_none() {
+    let bridge = ifindex_of(upper, &c);
+    if NETLAB_COVER_BRIDGES.get_ptr(&bridge).is_none() || !in_observed_netns(upper, &c) {
         return;
     }
-    // The same index in another namespace is another bridge.
-    let net = kread_u64(upper + c.dev_net as u64);
-    if net == 0 || kread_u32(net + c.net_inum as u64) != c.netns {
-        return;
-    }
-    let ifindex = kread_u32(dev + c.dev_ifindex as u64);
+    let ifindex = ifindex_of(dev, &c);
     if ifindex == 0 {
         return;
     }
@@ -226,21 +221,35 @@ fn port_of_observed_bridge(dev: u64, cfg: &CoverConfig) -> bool {
     if master == 0 {
         return false;
     }
-    let bridge = kread_u32(master + cfg.dev_ifindex as u64);
-    NETLAB_COVER_BRIDGES.get_ptr(&bridge).is_some()
+    NETLAB_COVER_BRIDGES
+        .get_ptr(&ifindex_of(master, cfg))
+        .is_some()
 }
 
-/// The index of `skb->dev` (0: none).
+/// `skb->dev` (0: none).
 #[inline(always)]
-fn device_ifindex(skb: u64, cfg: &CoverConfig) -> u32 {
+fn device(skb: u64, cfg: &CoverConfig) -> u64 {
     if skb == 0 {
         return 0;
     }
-    let dev = kread_u64(skb + cfg.skb_dev as u64);
+    kread_u64(skb + cfg.skb_dev as u64)
+}
+
+/// The index of device `dev` (0: none).
+#[inline(always)]
+fn ifindex_of(dev: u64, cfg: &CoverConfig) -> u32 {
     if dev == 0 {
         return 0;
     }
     kread_u32(dev + cfg.dev_ifindex as u64)
+}
+
+/// Whether device `dev` is in the namespace netlab observes (the same index in another
+/// namespace is another interface).
+#[inline(always)]
+fn in_observed_netns(dev: u64, cfg: &CoverConfig) -> bool {
+    let net = kread_u64(dev + cfg.dev_net as u64);
+    net != 0 && kread_u32(net + cfg.net_inum as u64) == cfg.netns
 }
 
 const _: () = assert!(SNAP_LEN.is_power_of_two());
@@ -297,11 +306,11 @@ impl Frame for Copied {
 /// returns the device's index when it counted it, else 0.
 #[inline(always)]
 fn cover(skb: u64, cfg: &CoverConfig, dir: u8) -> u32 {
-    let ifindex = device_ifindex(skb, cfg);
+    let dev = device(skb, cfg);
+    let ifindex = ifindex_of(dev, cfg);
     if ifindex == 0 {
         return 0;
     }
-    let dev = kread_u64(skb + cfg.skb_dev as u64);
     match NETLAB_COVER.get_ptr(&key(ifindex, dir)) {
         // SAFETY: a value of the map, valid while this program runs.
         Some(v) if unsafe { *v } == HANDED_OVER => return 0,
@@ -309,9 +318,7 @@ fn cover(skb: u64, cfg: &CoverConfig, dir: u8) -> u32 {
         None if cfg.find_ports != 0 && port_of_observed_bridge(dev, cfg) => {}
         None => return 0,
     }
-    // The same index in another namespace is another interface.
-    let net = kread_u64(dev + cfg.dev_net as u64);
-    if net == 0 || kread_u32(net + cfg.net_inum as u64) != cfg.netns {
+    if !in_observed_netns(dev, cfg) {
         return 0;
     }
     let head = kread_u64(skb + cfg.skb_head as u64);
