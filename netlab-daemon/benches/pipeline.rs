@@ -1,5 +1,6 @@
-//! The user-space half of an event, alone: a kernel record becomes a labelled
-//! [`PacketRecord`] and its JSON line, over recorded events (no kernel, no root).
+//! The user-space half of an event, alone: kernel records go through the real
+//! [`Pipeline`] (label, correlate, hand to the outputs) into the real JSON-lines output,
+//! over recorded events (no kernel, no root).
 //!
 //! `cargo bench -p netlab-daemon --bench pipeline` (what `cargo xtask bench` runs). Each
 //! benchmark handles a batch of [`BATCH`] events per iteration; criterion reports
@@ -7,23 +8,25 @@
 //! [`NETWORKS`] bridge networks with [`PER_NETWORK`] containers each, every container with
 //! an IPv4 and an IPv6 address, so labels come from tables of realistic size.
 //!
-//! The `journeys` group measures the ping-journey side of the same consumer under an echo
-//! flood: `correlator` the correlator alone (observe, poll, journey lines), `consumer`
-//! everything `netlab watch --json` does per event (label, packet line, correlate, journey
-//! lines).
+//! The `journeys` group measures the ping-journey side under an echo flood: `correlator`
+//! the correlator alone (observe, poll, journey lines), `consumer` the pipeline as
+//! `netlab watch --json` runs it (label, packet line, correlate, journey lines).
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use netlab::clock::Clock;
 use netlab::decode::Mac;
 use netlab::docker::{ContainerInfo, DockerSnapshot, EndpointInfo, NetworkInfo, Subnet};
 use netlab::event::PacketRecord;
+use netlab::filter::Filter;
 use netlab::journey::{self, Correlator, Sighting};
-use netlab::kind::{Direction, Kind};
 use netlab::links::{Addr, Link, LinkKind};
+use netlab::output::{Format, Lines};
+use netlab::pipeline::Pipeline;
 use netlab::topology::{NetnsScan, Topology};
 use netlab_common::{direction, kind, record, PacketEvent, SNAP_LEN};
 
@@ -336,15 +339,40 @@ fn batch(traffic: Traffic) -> Vec<PacketEvent> {
     out
 }
 
-/// Labels and renders every event of `events` into `out`, reused line after line.
-fn label_and_render(events: &[PacketEvent], topo: &Topology, clock: &Clock, out: &mut Vec<u8>) {
-    for ev in events {
-        out.clear();
-        if let Some(rec) = PacketRecord::new(ev, topo, clock) {
-            let _ = rec.write_json(out);
-        }
-        black_box(&*out);
+/// The bytes of a kernel record, as the ring buffer hands them over.
+fn as_record(ev: &PacketEvent) -> &[u8] {
+    // SAFETY: PacketEvent is a plain-integer repr(C) struct with explicit padding fields:
+    // all of its bytes are initialised, and the slice lives as long as the borrow.
+    unsafe {
+        std::slice::from_raw_parts(
+            (ev as *const PacketEvent).cast::<u8>(),
+            std::mem::size_of::<PacketEvent>(),
+        )
     }
+}
+
+/// The pipeline `netlab watch --json` runs, writing its lines nowhere; `journeys` as
+/// watch's (2 s timeout) or none.
+fn watch_pipeline(topo: &Topology, journeys: bool) -> Pipeline {
+    Pipeline::new(
+        Arc::new(topo.clone()),
+        None,
+        journeys.then(|| Correlator::with_timeout(2_000_000_000)),
+    )
+    .with_output(Lines::new(
+        std::io::sink(),
+        Format::Json,
+        Filter::default(),
+        None,
+    ))
+}
+
+/// Hands every event of `events` to the pipeline, then writes the lines out.
+fn run_batch(events: &[PacketEvent], p: &mut Pipeline) {
+    for ev in events {
+        let _ = p.record(as_record(ev));
+    }
+    let _ = p.flush();
 }
 
 /// Checks once that the recorded events decode as intended and get their labels, so the
@@ -380,10 +408,10 @@ fn pipeline(c: &mut Criterion) {
     ] {
         let events = batch(traffic);
         check(&events, &topo, &clock);
-        let mut out = Vec::with_capacity(1024);
-        group.bench_function(name, |b| {
-            b.iter(|| label_and_render(black_box(&events), &topo, &clock, &mut out))
-        });
+        let mut p = watch_pipeline(&topo, false);
+        run_batch(&events, &mut p);
+        assert_eq!(p.printed(), BATCH as u64, "every event is written");
+        group.bench_function(name, |b| b.iter(|| run_batch(black_box(&events), &mut p)));
     }
     group.finish();
 }
@@ -486,22 +514,9 @@ fn flood_batch() -> Vec<FloodEvent> {
     out
 }
 
-/// The kind named `name` (the correlator takes kinds, records carry names).
-fn kind_named(name: &str) -> Option<Kind> {
-    Kind::ALL.iter().copied().find(|k| k.name() == name)
-}
-
 /// The sighting the pipeline hands the correlator for an echo record, if it is one.
 fn sighting<'a>(rec: &PacketRecord<'a>, ts_ns: u64) -> Option<Sighting<'a>> {
-    let kind = kind_named(rec.kind).filter(|k| {
-        matches!(
-            k,
-            Kind::IcmpEchoRequest
-                | Kind::IcmpEchoReply
-                | Kind::Icmp6EchoRequest
-                | Kind::Icmp6EchoReply
-        )
-    })?;
+    let kind = Some(rec.kind).filter(|k| k.is_echo())?;
     let icmp = rec.icmp.as_ref()?;
     Some(Sighting {
         ts_ns,
@@ -512,19 +527,15 @@ fn sighting<'a>(rec: &PacketRecord<'a>, ts_ns: u64) -> Option<Sighting<'a>> {
         seq: icmp.seq?,
         iface: rec.iface.name,
         ifindex: rec.iface.ifindex,
-        direction: if rec.direction == "ingress" {
-            Direction::Ingress
-        } else {
-            Direction::Egress
-        },
+        direction: rec.direction,
         src_container: rec.src.container,
         dst_container: rec.dst.container,
     })
 }
 
-/// The correlator `netlab watch` runs (2 s timeout, 200 ms settling, 1 s ARP timeout).
+/// The correlator `netlab watch` runs (2 s timeout, default settling and ARP timeout).
 fn watch_correlator() -> Correlator {
-    Correlator::new(2_000_000_000, 200_000_000, 1_000_000_000, 65_536)
+    Correlator::with_timeout(2_000_000_000)
 }
 
 /// Finishes what is due at the end of round `round` and appends the journey lines.
@@ -607,24 +618,16 @@ fn journeys(c: &mut Criterion) {
         })
     });
 
-    let mut corr = watch_correlator();
+    let mut p = watch_pipeline(&topo, true);
     let mut round = 0u64;
     group.bench_function("consumer", |b| {
         b.iter(|| {
-            out.clear();
             for e in events.iter_mut() {
                 e.restamp(round);
-                let ev = black_box(&e.ev);
-                let Some(rec) = PacketRecord::new(ev, &topo, &clock) else {
-                    continue;
-                };
-                if let Some(s) = sighting(&rec, ev.ts_ns) {
-                    corr.observe(&s);
-                }
-                let _ = rec.write_json(&mut out);
+                let _ = p.record(as_record(black_box(&e.ev)));
             }
-            poll_and_write(&mut corr, round, &clock, &mut out);
-            black_box(&out);
+            let _ = p.poll_journeys(flood_start(round) + FLOOD_SPAN_NS);
+            let _ = p.flush();
             round += 1;
         })
     });

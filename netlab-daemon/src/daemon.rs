@@ -19,22 +19,21 @@ use http_body_util::{combinators::BoxBody, BodyExt as _, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::{Request, Response, StatusCode};
 use netlab_common::Config;
-use tokio::io::{unix::AsyncFd, Interest};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::attach::AttachMode;
 use crate::btf::Kallsyms;
-use crate::clock::Clock;
 use crate::discover::Observer;
 use crate::filter::Filter;
-use crate::follow::{scan, Change, DockerFeed, Follower};
-use crate::journey::Correlator;
-use crate::loader::Datapath;
+use crate::follow::{scan, DockerFeed};
 use crate::metrics;
-use crate::pipeline::{DropContext, Pipeline};
+use crate::output::Broadcast;
+use crate::pipeline::Pipeline;
+use crate::session::{per_cpu_rate, Drops, Handled, Options, Session, Source};
 use crate::stream::StreamEvent;
 use crate::summary::Summary;
+use crate::tally::Tallies;
 use crate::topology::Topology;
 
 /// Where clients find the daemon by default.
@@ -43,8 +42,6 @@ pub const DEFAULT_SOCKET: &str = "/run/netlab/netlab.sock";
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netlab";
 /// Events queued per client before that client starts losing them.
 const CLIENT_QUEUE: usize = 4096;
-/// Every this many 100 ms ticks, every hook is checked to still run netlab's programs.
-pub const VERIFY_EVERY_TICKS: u64 = 20;
 
 /// Options of `netlab daemon`.
 #[derive(Debug, Clone, clap::Args)]
@@ -470,6 +467,8 @@ where
 /// The Prometheus page from the live counters, labels and tallies.
 fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
     let topo = &p.topo;
+    let none = Tallies::default();
+    let tallies = p.output::<Tallies>().unwrap_or(&none);
     let mut packets = Vec::new();
     if let Ok(rows) = obs.counter_rows() {
         for r in rows {
@@ -484,8 +483,7 @@ fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
             });
         }
     }
-    let drops = p
-        .tallies
+    let drops = tallies
         .drops
         .iter()
         .map(|((reason, container, network), n)| metrics::DropSeries {
@@ -496,8 +494,7 @@ fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
         })
         .collect();
     let d = obs.datapath().delivery().unwrap_or_default();
-    let rtt = p
-        .tallies
+    let rtt = tallies
         .rtt
         .iter()
         .map(|((s, dst), h)| h.series(s.clone(), dst.clone()))
@@ -512,14 +509,13 @@ fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
         ],
         rtt,
         attached_interfaces: obs.attached() as u64,
-        journeys: p.tallies.journeys.iter().map(|(k, v)| (*k, *v)).collect(),
+        journeys: tallies.journeys.iter().map(|(k, v)| (*k, *v)).collect(),
         hooks_lost: obs
             .hooks_lost
             .iter()
             .map(|((iface, hook), n)| (iface.clone(), *hook, *n))
             .collect(),
-        not_drops: p
-            .tallies
+        not_drops: tallies
             .not_drops
             .iter()
             .map(|((packet, reason, _), n)| (packet.clone(), reason.clone(), *n))
@@ -527,77 +523,37 @@ fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
     })
 }
 
-fn counters_summary(obs: &Observer, p: &Pipeline) -> Summary {
-    let rows = obs.counter_rows().unwrap_or_default();
-    let delivery = obs.datapath().delivery().unwrap_or_default();
-    let drops: Vec<(String, u64)> = match (&p.drops, obs.datapath().drop_counts()) {
-        (Some(ctx), Ok(counts)) => counts
-            .into_iter()
-            .map(|(r, n)| (ctx.reasons.name(r), n))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let pairs = p.journeys.as_ref().map(|c| c.stats()).unwrap_or_default();
-    Summary::new(rows, delivery, 0)
-        .with_drops(drops)
-        .with_not_drops(&p.tallies.not_drops)
-        .with_pairs(pairs)
+/// The daemon's counters since it started counting (its pinned maps: across restarts).
+fn counters_summary(session: &Session) -> Summary {
+    session.summary(|_| true).unwrap_or_else(|e| {
+        log::warn!("reading the counters: {e:#}");
+        Summary::new(Vec::new(), Default::default(), 0)
+    })
 }
 
-/// Acts on one change of links or of Docker.
-fn on_change(
-    change: Change,
-    obs: &mut Observer,
-    p: &mut Pipeline,
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-    shared: &Shared,
-    gone: &mut BTreeMap<String, Instant>,
-    topo_events: &mut crate::topo_events::Tracker,
-) -> anyhow::Result<()> {
-    match change {
-        Change::LinkGone { ifindex } => {
-            // Events already queued for it are recorded first, with its labels.
-            while let Some(item) = ring.next() {
-                p.record(&item)?;
-            }
-            topo_events.gone(obs.forget(ifindex).into_iter().collect(), &p.topo);
-        }
-        Change::Link(link) => {
-            if !obs.note_new_port(&link, &p.topo) {
-                // A change of a link netlab observes (tcpdump turning promiscuous mode on,
-                // say): check that its hooks still run netlab's programs.
-                obs.verify(Some(link.ifindex));
-            }
-            p.hold();
-        }
-        Change::Overrun => p.hold(),
-        Change::Engine { connected } => {
-            shared.docker.store(connected, Ordering::Relaxed);
-            topo_events.engine(connected, None);
-        }
-        Change::Docker(h) => topo_events.docker(h),
-        Change::Rescanned { topo: t, started } => {
-            while let Some(item) = ring.next() {
-                p.record(&item)?;
-            }
-            for c in &p.topo.containers {
-                if t.container_named(&c.name).is_none() {
-                    gone.entry(c.name.clone()).or_insert_with(Instant::now);
-                }
-            }
-            let done = obs.reconcile(&t);
-            topo_events.gone(done.forgotten, &p.topo);
-            topo_events.unobserved(done.failed, &t);
-            topo_events.rescanned(&t, |i| obs.observes(i));
-            let t = Arc::new(t);
-            if let Ok(mut w) = shared.topo.write() {
-                *w = Arc::clone(&t);
-            }
-            p.set_scanned_topology(t, started)?;
+/// What the API shows of a change the session acted on.
+fn publish(session: &Session, handled: &Handled, shared: &Shared) {
+    if let Some(connected) = handled.engine {
+        shared.docker.store(connected, Ordering::Relaxed);
+    }
+    if handled.rescanned.is_some() {
+        if let Ok(mut w) = shared.topo.write() {
+            *w = Arc::clone(session.topology());
         }
     }
-    shared.attached.store(obs.attached(), Ordering::Relaxed);
-    p.topology(topo_events.take())
+    shared
+        .attached
+        .store(session.observer().attached(), Ordering::Relaxed);
+}
+
+/// Containers that left since `before` (their series leave /metrics after the grace
+/// period), noted with when they left.
+fn note_gone(before: &Topology, now: &Topology, gone: &mut BTreeMap<String, Instant>) {
+    for c in &before.containers {
+        if now.container_named(&c.name).is_none() {
+            gone.entry(c.name.clone()).or_insert_with(Instant::now);
+        }
+    }
 }
 
 /// Lifts `RLIMIT_MEMLOCK` (what the BPF maps are charged to before Linux 5.11).
@@ -663,91 +619,44 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
 /// Runs the daemon until SIGINT/SIGTERM (after [`prepare`]).
 pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     let Prepared { socket, kallsyms } = prepared;
-    let mut kallsyms = kallsyms;
     let feed = DockerFeed::connect().await;
     let topo = scan(feed.snapshot.clone()).await?;
-    let maps_dir = args.pin_dir.join("maps");
-    let links_dir = args.pin_dir.join("links");
-    std::fs::create_dir_all(&maps_dir)
-        .with_context(|| format!("creating {}", maps_dir.display()))?;
-    let mut dp = Datapath::load_pinned(
-        Config {
+    let opts = Options {
+        config: Config {
             sample_every: args.sample,
-            rate_per_cpu: args
-                .rate_limit
-                .div_ceil(aya::util::nr_cpus().unwrap_or(1).max(1) as u32),
+            rate_per_cpu: per_cpu_rate(args.rate_limit),
         },
-        Some(&maps_dir),
-    )?;
-    let drops_dir = args.pin_dir.join("drops");
-    std::fs::create_dir_all(&drops_dir)
-        .with_context(|| format!("creating {}", drops_dir.display()))?;
-    let quiet = kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees);
-    let drops = match dp.enable_drops_pinned(Some(&drops_dir.join("kfree_skb")), quiet) {
-        Ok(reasons) => Some(
-            DropContext::new(
-                reasons,
-                kallsyms.take(),
-                false,
-                feed.engine.as_ref(),
-                args.nftrace,
-            )
-            .await,
-        ),
-        Err(e) => {
-            log::warn!("{e:#}; drops are not reported");
-            None
-        }
+        attach: args.attach,
+        drops: Drops::IfAvailable,
+        nftrace: args.nftrace,
+        journey_timeout: Some(Duration::from_nanos(crate::journey::DEFAULT_TIMEOUT_NS)),
+        kallsyms,
+        pin_dir: Some(args.pin_dir.clone()),
+        engine: None,
     };
-    crate::watch::enable_cover(&mut dp);
-    // TCX links where the kernel has them (6.6+), pinned; netlink filters otherwise, kept.
-    let obs = Observer::new(dp, args.attach)
-        .persist_in(&links_dir)
-        .with_context(|| format!("creating {}", links_dir.display()))?;
-    let mut obs = obs;
-    obs.prune_pins(&topo);
-    let unobserved_at_start = obs.reconcile(&topo).failed;
-    let mut topo_events = crate::topo_events::Tracker::new(&topo);
-    topo_events.unobserved(unobserved_at_start, &topo);
-    if obs.attached() == 0 && !topo.observed.is_empty() {
-        anyhow::bail!(
-            "could not attach to any of the {} interfaces to observe (see the warnings above)",
-            topo.observed.len()
-        );
-    }
-    let ring = obs.datapath_mut().take_events()?;
-    // SAFETY: the RingBuf owns its fd for as long as the AsyncFd (which owns it) lives.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .context("polling the event ring buffer")?;
     let (events, _) = broadcast::channel(CLIENT_QUEUE);
+    let mut session = Session::start(
+        Source::Docker {
+            feed: Box::new(feed),
+            topo,
+        },
+        opts,
+    )
+    .await?
+    .with_output(Tallies::default())
+    .with_output(Broadcast::new(events.clone()));
     let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(64);
-    let topo = Arc::new(topo);
     let shared = Arc::new(Shared {
-        topo: RwLock::new(Arc::clone(&topo)),
-        events: events.clone(),
+        topo: RwLock::new(Arc::clone(session.topology())),
+        events,
         ask: ask_tx,
-        attached: AtomicUsize::new(obs.attached()),
-        docker: std::sync::atomic::AtomicBool::new(feed.connected()),
+        attached: AtomicUsize::new(session.observer().attached()),
+        docker: std::sync::atomic::AtomicBool::new(session.docker_answered()),
         clients: AtomicUsize::new(0),
         started: Instant::now(),
         client_lost: AtomicU64::new(0),
         hooks_lost: AtomicU64::new(0),
     });
-    let mut p = Pipeline::new(
-        topo,
-        Filter::default(),
-        true,
-        None,
-        drops,
-        Some(Correlator::new(
-            2_000_000_000,
-            200_000_000,
-            1_000_000_000,
-            65_536,
-        )),
-    );
-    p.broadcast = Some(events);
 
     let unix =
         Arc::new(tokio::net::UnixListener::from_std(socket).context("serving the unix socket")?);
@@ -769,18 +678,12 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     }
     log::info!(
         "daemon: watching {} interfaces, API on {}",
-        obs.attached(),
+        session.observer().attached(),
         args.socket.display()
     );
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut follow = Follower::new(feed).context("subscribing to link changes")?;
-    let mut ticker = tokio::time::interval(Duration::from_millis(100));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks: u64 = 0;
-    let mut attaching: Option<tokio::task::JoinHandle<crate::discover::AttachDone>> = None;
-    let mut attributing_at: Option<Instant> = None;
     // Containers that left, and when: their series leave /metrics after the grace period.
     let mut gone: BTreeMap<String, Instant> = BTreeMap::new();
     let grace = Duration::from_secs(args.grace);
@@ -788,92 +691,51 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         tokio::select! {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
-            guard = ring.readable_mut() => {
-                let mut guard = guard.context("waiting for events")?;
-                while let Some(item) = guard.get_inner_mut().next() {
-                    p.record(&item)?;
-                }
-                guard.clear_ready();
-                if p.has_pending_drops() && attributing_at.is_none() {
-                    attributing_at = Some(Instant::now() + Duration::from_millis(150));
-                }
-            }
             Some(ask) = ask_rx.recv() => match ask {
-                Ask::Counters(tx) => { let _ = tx.send(counters_summary(&obs, &p)); }
-                Ask::Metrics(tx) => { let _ = tx.send(metrics_page(&obs, &p)); }
+                Ask::Counters(tx) => { let _ = tx.send(counters_summary(&session)); }
+                Ask::Metrics(tx) => {
+                    let _ = tx.send(metrics_page(session.observer(), &session.pipeline));
+                }
             },
-            change = follow.next() => {
-                let mut change = Some(change.context("following links and Docker")?);
-                while let Some(c) = change.take() {
-                    on_change(c, &mut obs, &mut p, ring.get_mut(), &shared, &mut gone, &mut topo_events)?;
-                    change = follow.try_link().context("reading link changes")?;
+            wake = session.wait() => {
+                let handled = session.handle(wake?).await?;
+                if let Some(before) = &handled.rescanned {
+                    note_gone(before, session.topology(), &mut gone);
                 }
-            }
-            () = std::future::ready(()), if obs.has_pending() => {
-                // Every new port already announced is covered before this one is attached.
-                while let Some(c) = follow.try_link().context("reading link changes")? {
-                    on_change(c, &mut obs, &mut p, ring.get_mut(), &shared, &mut gone, &mut topo_events)?;
-                }
-                if let Some(job) = obs.next_attach_job() {
-                    attaching = Some(tokio::task::spawn_blocking(move || job.run()));
-                }
-                shared.attached.store(obs.attached(), Ordering::Relaxed);
-            }
-            done = async {
-                match attaching.as_mut() {
-                    Some(t) => t.await,
-                    None => std::future::pending().await,
-                }
-            }, if attaching.is_some() => {
-                attaching = None;
-                obs.finish_attach(done.context("attaching a new port")?);
-                shared.attached.store(obs.attached(), Ordering::Relaxed);
-            }
-            _ = ticker.tick() => {
-                ticks += 1;
-                if ticks.is_multiple_of(VERIFY_EVERY_TICKS) {
-                    obs.verify(None);
-                    shared.hooks_lost.store(obs.hooks_lost_total(), Ordering::Relaxed);
-                }
-                obs.expire_cover();
-                p.release_if_due()?;
-                if p.holding() {
-                    // A veth's owner is still unknown: ask Docker again.
-                    follow.rescan_soon();
-                }
-                p.poll_journeys(Clock::monotonic_now())?;
-                topo_events.poll();
-                p.topology(topo_events.take())?;
-                if attributing_at.is_some_and(|t| Instant::now() >= t) {
-                    attributing_at = None;
-                    p.attribute_pending().await?;
-                }
-                let expired: Vec<String> = gone
-                    .iter()
-                    .filter(|(_, t)| t.elapsed() >= grace)
-                    .map(|(c, _)| c.clone())
-                    .collect();
-                if !expired.is_empty() {
-                    p.tallies.forget_containers(&expired);
-                    for c in &expired {
-                        gone.remove(c);
+                publish(&session, &handled, &shared);
+                if handled.tick {
+                    shared
+                        .hooks_lost
+                        .store(session.observer().hooks_lost_total(), Ordering::Relaxed);
+                    let expired: Vec<String> = gone
+                        .iter()
+                        .filter(|(_, t)| t.elapsed() >= grace)
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    if !expired.is_empty() {
+                        if let Some(t) = session.pipeline.output_mut::<Tallies>() {
+                            t.forget_containers(&expired);
+                        }
+                        for c in &expired {
+                            gone.remove(c);
+                        }
                     }
+                    session.observer_mut().fold_retired(grace);
                 }
-                obs.fold_retired(grace);
             }
         }
     }
     let _ = std::fs::remove_file(&args.socket);
     log::info!(
         "daemon stopped; {} interfaces stay attached ({}) and keep counting; `netlab daemon --cleanup` detaches them",
-        obs.attached(),
-        match obs.mode_in_use() {
+        session.observer().attached(),
+        match session.observer().mode_in_use() {
             Some(AttachMode::Netlink) => "netlink filters",
             _ => "pinned TCX links",
         }
     );
-    // Pinned links stay attached; dropping the observer only closes our handles.
-    drop(obs);
+    // Pinned links stay attached; dropping the session only closes our handles.
+    drop(session);
     Ok(())
 }
 

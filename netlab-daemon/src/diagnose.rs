@@ -6,25 +6,19 @@
 //! logic is pure and tested on recorded facts.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use netlab_common::Config;
 use serde::Serialize;
-use tokio::io::{unix::AsyncFd, Interest};
 use tokio::sync::mpsc;
 
-use crate::attach::AttachMode;
-use crate::btf::Kallsyms;
-use crate::discover::{self, Observer};
+use crate::discover::{self};
 use crate::docker::DockerClient;
 use crate::event::DropRecord;
-use crate::filter::Filter;
-use crate::journey::{Correlator, Finished, Hop, Journey, Outcome, Phase};
-use crate::loader::Datapath;
+use crate::journey::{Finished, Hop, Journey, Outcome, Phase};
+use crate::output::Collect;
 use crate::pinger::{Pinger, Reply};
-use crate::pipeline::{Capture, DropContext, Pipeline};
+use crate::session::{Options, Session, Source};
 use crate::topology::{Role, Topology};
 
 /// Options of `netlab diagnose`.
@@ -269,7 +263,9 @@ pub fn verdict(f: &Facts) -> Verdict {
         };
         v.message = format!(
             "{} → {dst_name}: not reachable: {} dropped by the kernel ({}) at {at}",
-            f.src, d.packet, d.drop.reason
+            f.src,
+            d.packet.name(),
+            d.drop.reason
         );
         let mut how = format!("reason {}", d.drop.reason);
         if let Some(l) = &d.drop.location {
@@ -487,56 +483,36 @@ async fn observe_embedded(
     topo: &Topology,
     pinger: Pinger,
     count: u16,
-    engine: Option<&crate::docker::EngineFacts>,
+    engine: Option<crate::docker::EngineFacts>,
     nftrace: bool,
-) -> anyhow::Result<(Vec<Reply>, Capture)> {
-    let mut dp = Datapath::load(Config {
-        sample_every: 1,
-        rate_per_cpu: 0,
-    })?;
-    let kallsyms = Kallsyms::load().ok();
-    let reasons = dp.enable_drops(kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees))?;
-    let mut obs = Observer::new(dp, AttachMode::Auto);
-    obs.reconcile(topo);
-    let drops = DropContext::new(reasons, kallsyms, false, engine, nftrace).await;
-    let correlator = Correlator::new(2_000_000_000, 200_000_000, 1_000_000_000, 4096);
-    let mut p = Pipeline::new(
-        Arc::new(topo.clone()),
-        Filter::default(),
-        true,
-        None,
-        Some(drops),
-        Some(correlator),
-    );
-    p.capture = Some(Capture::default());
-    let ring = obs.datapath_mut().take_events()?;
-    // SAFETY: the RingBuf owns its fd for as long as the AsyncFd (which owns it) lives.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .context("polling the event ring buffer")?;
+) -> anyhow::Result<(Vec<Reply>, Collect)> {
+    let opts = Options {
+        nftrace,
+        engine,
+        ..Options::everything()
+    };
+    let mut session = Session::start(Source::Fixed(topo.clone()), opts)
+        .await?
+        .with_output(Collect::default());
     let sender = spawn_sender(pinger, count);
     tokio::pin!(sender);
     let replies = loop {
         tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard.context("waiting for events")?;
-                while let Some(item) = guard.get_inner_mut().next() {
-                    p.record(&item)?;
-                }
-                guard.clear_ready();
+            wake = session.wait() => {
+                session.handle(wake?).await?;
             }
             r = &mut sender => break r.context("sender task")?.context("sending echo requests")?,
         }
     };
     // Let the last observations and the firewall counters settle.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    while let Some(item) = ring.get_mut().next() {
-        p.record(&item)?;
-    }
-    p.attribute_pending().await?;
-    p.flush_journeys()?;
-    obs.detach_all();
-    Ok((replies, p.capture.take().unwrap_or_default()))
+    session.finish().await?;
+    let collected = session
+        .pipeline
+        .output_mut::<Collect>()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    Ok((replies, collected))
 }
 
 /// Observes through the running daemon's event stream: its journeys, drops and
@@ -545,7 +521,7 @@ async fn observe_via_daemon(
     mut c: crate::client::Client,
     pinger: Pinger,
     count: u16,
-) -> anyhow::Result<(Vec<Reply>, Capture)> {
+) -> anyhow::Result<(Vec<Reply>, Collect)> {
     let (tx, mut rx) = mpsc::unbounded_channel::<serde_json::Value>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     let reader = tokio::spawn(async move {
@@ -576,7 +552,7 @@ async fn observe_via_daemon(
     // Unanswered journeys finish 2 s after their request, attributed drops ~150 ms late.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     reader.abort();
-    let mut cap = Capture::default();
+    let mut cap = Collect::default();
     while let Ok(v) = rx.try_recv() {
         match v["kind"].as_str() {
             Some("journey") => cap
@@ -627,9 +603,9 @@ fn journey_from_json(v: &serde_json::Value) -> Option<Journey> {
         kind: "journey",
         ts_ns: v["ts_ns"].as_u64().unwrap_or_default(),
         family: if v["family"].as_str() == Some("icmp6") {
-            "icmp6"
+            crate::journey::Family::Icmp6
         } else {
-            "icmp"
+            crate::journey::Family::Icmp
         },
         src: end(&v["src"])?,
         dst: end(&v["dst"])?,
@@ -679,10 +655,7 @@ fn arp_from_json(v: &serde_json::Value) -> Option<crate::journey::ArpUnanswered>
 /// A drop report as the daemon streams it.
 fn drop_from_json(v: &serde_json::Value) -> Option<DropRecord> {
     use crate::event::{intern, DropInfo, DropPlace, Endpoint, IcmpView};
-    let packet = crate::kind::Kind::ALL
-        .iter()
-        .find(|k| Some(k.name()) == v["packet"].as_str())?
-        .name();
+    let packet = crate::kind::Kind::from_name(v["packet"].as_str()?)?;
     let end = |e: &serde_json::Value| Endpoint {
         mac: crate::decode::Mac::default(),
         ip: ip_of(&e["ip"]),
@@ -1003,7 +976,7 @@ async fn probe(
         Some(c) => observe_via_daemon(c, pinger, args.count).await,
         None => {
             let engine = client.engine_facts().await;
-            observe_embedded(topo, pinger, args.count, engine.as_ref(), !args.no_nftrace).await
+            observe_embedded(topo, pinger, args.count, engine.clone(), !args.no_nftrace).await
         }
     };
     let observed = match observed {
@@ -1071,7 +1044,7 @@ mod tests {
         Journey {
             kind: "journey",
             ts_ns: 0,
-            family: "icmp",
+            family: crate::journey::Family::Icmp,
             src: JourneyEnd {
                 ip: "172.18.0.2".parse().expect("ip"),
                 container: Some("AppDev".into()),
@@ -1157,7 +1130,7 @@ mod tests {
         DropRecord {
             ts: crate::clock::UnixNanos(0),
             kind: "drop",
-            packet: "icmp-echo-request",
+            packet: crate::kind::Kind::IcmpEchoRequest,
             len: 98,
             iface: DropPlace {
                 name: Some("br-devops".into()),
@@ -1350,7 +1323,7 @@ mod tests {
         assert_eq!(back.iface.name, d.iface.name);
         assert_eq!(back.src.container, Some("AppDev"));
         assert_eq!(back.icmp.and_then(|i| i.id), Some(7));
-        assert_eq!(back.packet, "icmp-echo-request");
+        assert_eq!(back.packet, crate::kind::Kind::IcmpEchoRequest);
         assert!(drop_from_json(&serde_json::json!({"kind": "drop"})).is_none());
     }
 

@@ -175,8 +175,8 @@ pub struct NdpView {
 pub struct PacketRecord<'a> {
     pub ts: UnixNanos,
     pub iface: IfaceView<'a>,
-    pub direction: &'static str,
-    pub kind: &'static str,
+    pub direction: Direction,
+    pub kind: Kind,
     /// Length of the frame on the wire.
     pub len: u32,
     /// This event stands for `sample_rate` packets (1-in-N sampling).
@@ -224,8 +224,8 @@ impl<'a> PacketRecord<'a> {
                     .filter(|i| i.role == Role::ManualVeth)
                     .and_then(|i| i.peer.as_deref()),
             },
-            direction: direction.name(),
-            kind: kind.name(),
+            direction,
+            kind,
             len: ev.pkt_len,
             sample_rate: ev.sample_rate.max(1),
             vlan,
@@ -259,8 +259,8 @@ impl<'a> PacketRecord<'a> {
         let mut o = Object::begin(out);
         o.ascii("ts", &self.ts.rfc3339());
         self.iface.write_object(o.key("iface"));
-        o.str("direction", self.direction);
-        o.str("kind", self.kind);
+        o.str("direction", self.direction.name());
+        o.str("kind", self.kind.name());
         o.u32("len", self.len);
         o.u32("sample_rate", self.sample_rate);
         o.opt_u32("vlan", self.vlan.map(u32::from));
@@ -311,10 +311,11 @@ impl<'a> PacketRecord<'a> {
                 "reply" => {
                     let _ = write!(out, "arp {} is-at {}", a.sender_ip, a.sender_mac);
                 }
-                _ => out.push_str(self.kind),
+                _ => out.push_str(self.kind.name()),
             }
         } else {
-            let (family, rest) = self.kind.split_once('-').unwrap_or((self.kind, ""));
+            let name = self.kind.name();
+            let (family, rest) = name.split_once('-').unwrap_or((name, ""));
             out.push_str(family);
             if !rest.is_empty() {
                 out.push(' ');
@@ -330,7 +331,7 @@ impl<'a> PacketRecord<'a> {
             if let Some(n) = &self.ndp {
                 let _ = write!(out, " target {}", n.target);
             }
-            if self.kind == "malformed" {
+            if self.kind == Kind::Malformed {
                 let _ = write!(out, " ({} → {})", self.src.mac, self.dst.mac);
             }
         }
@@ -343,7 +344,7 @@ impl<'a> PacketRecord<'a> {
         }
         out.push_str("  ");
         self.iface.describe(out);
-        let _ = writeln!(out, " {}", self.direction);
+        let _ = writeln!(out, " {}", self.direction.name());
     }
 }
 
@@ -436,7 +437,7 @@ pub struct DropRecord {
     pub ts: UnixNanos,
     pub kind: &'static str,
     /// What was dropped: `icmp-echo-request`, `arp-request`, ...
-    pub packet: &'static str,
+    pub packet: Kind,
     pub len: u32,
     pub iface: DropPlace,
     pub src: Endpoint<'static>,
@@ -480,6 +481,12 @@ pub(crate) fn intern(s: &str) -> &'static str {
 }
 
 impl DropRecord {
+    /// The container whose namespace it died in, if it was one's.
+    pub fn netns_container(&self) -> Option<&str> {
+        (self.iface.netns != "host" && !self.iface.netns.starts_with("netns:"))
+            .then_some(self.iface.netns.as_str())
+    }
+
     /// The public record of a kernel drop report; `None` when its packet is not one of
     /// ours (the kernel filtered already; this is the last check).
     pub fn new(
@@ -512,7 +519,7 @@ impl DropRecord {
         Some(DropRecord {
             ts: clock.to_unix(ev.ts_ns),
             kind: "drop",
-            packet: kind.name(),
+            packet: kind,
             len: ev.pkt_len,
             iface: DropPlace {
                 name,
@@ -551,7 +558,7 @@ impl DropRecord {
         let mut o = Object::begin(out);
         o.ascii("ts", &self.ts.rfc3339());
         o.str("kind", self.kind);
-        o.str("packet", self.packet);
+        o.str("packet", self.packet.name());
         o.u32("len", self.len);
         let mut place = Object::begin(o.key("iface"));
         place.opt_str("name", self.iface.name.as_deref());
@@ -598,7 +605,7 @@ impl DropRecord {
             "{} → {}  DROPPED {}",
             end(&self.src),
             end(&self.dst),
-            self.packet
+            self.packet.name()
         );
         if let Some(i) = &self.icmp {
             if let (Some(id), Some(seq)) = (i.id, i.seq) {
@@ -1008,7 +1015,7 @@ mod tests {
         let base = DropRecord {
             ts: UnixNanos(1_795_803_924_123_456_789),
             kind: "drop",
-            packet: "icmp-echo-request",
+            packet: Kind::IcmpEchoRequest,
             len: 98,
             iface: DropPlace {
                 name: Some("br-8be916360cbc".into()),
@@ -1040,7 +1047,7 @@ mod tests {
         };
         let mut bare = base.clone();
         bare.ts = UnixNanos(0);
-        bare.packet = "arp-request";
+        bare.packet = Kind::ArpRequest;
         bare.iface = DropPlace {
             name: None,
             ifindex: 0,

@@ -133,11 +133,9 @@ impl Filter {
 
     /// A drop matches `--kind drop` or the kind of the packet dropped.
     pub fn matches_drop(&self, r: &crate::event::DropRecord) -> bool {
-        let kind_ok = self.no_kinds()
-            || self.records.contains(&"drop")
-            || self.kinds.iter().any(|k| k.name() == r.packet);
-        let netns_container = (r.iface.netns != "host" && !r.iface.netns.starts_with("netns:"))
-            .then_some(r.iface.netns.as_str());
+        let kind_ok =
+            self.no_kinds() || self.records.contains(&"drop") || self.kinds.contains(&r.packet);
+        let netns_container = r.netns_container();
         kind_ok
             && self.names_match(
                 [r.src.container, r.dst.container, netns_container],
@@ -151,7 +149,7 @@ impl Filter {
         use crate::journey::Finished;
         match f {
             Finished::Journey(j) => {
-                let fam = j.family;
+                let fam = j.family.name();
                 (self.no_kinds()
                     || self.records.contains(&"journey")
                     || self.kinds.iter().any(|k| k.family() == fam))
@@ -182,7 +180,7 @@ impl Filter {
     }
 
     pub fn matches(&self, r: &PacketRecord<'_>) -> bool {
-        (self.no_kinds() || self.kinds.iter().any(|k| k.name() == r.kind))
+        (self.no_kinds() || self.kinds.contains(&r.kind))
             && self.names_match(
                 [r.src.container, r.dst.container, r.iface.container],
                 [r.src.network, r.dst.network, r.iface.network],

@@ -77,10 +77,11 @@ use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::jsonw::Object;
+pub use crate::kind::Family;
 use crate::kind::{Direction, Kind};
 
 /// Default [`Config::timeout_ns`]: 5 s.
@@ -280,7 +281,6 @@ pub struct Hop {
     /// Interface index.
     pub ifindex: u32,
     /// Direction (`ingress` or `egress`).
-    #[serde(serialize_with = "direction_name")]
     pub direction: Direction,
     /// Earliest time it was seen there, ns.
     pub ts_ns: u64,
@@ -317,8 +317,8 @@ pub struct Journey {
     /// Time of the first request sighting (or, without one, of the first sighting or
     /// drop), kernel monotonic ns.
     pub ts_ns: u64,
-    /// `icmp` or `icmp6` (as [`Kind::family`]).
-    pub family: &'static str,
+    /// `icmp` or `icmp6`.
+    pub family: Family,
     /// The requester.
     pub src: JourneyEnd,
     /// The responder.
@@ -430,7 +430,7 @@ pub fn write_json(f: &Finished, clock: &Clock, out: &mut Vec<u8>) -> serde_json:
 fn journey_members(o: &mut Object<'_>, j: &Journey) {
     o.str("kind", j.kind);
     o.u64("ts_ns", j.ts_ns);
-    o.str("family", j.family);
+    o.str("family", j.family.name());
     end_json(o.key("src"), &j.src);
     end_json(o.key("dst"), &j.dst);
     o.u32("id", u32::from(j.id));
@@ -541,7 +541,7 @@ fn journey_human(j: &Journey, out: &mut String) {
     end(out, &j.src);
     out.push_str(" → ");
     end(out, &j.dst);
-    let proto = if j.family == Kind::Icmp6EchoRequest.family() {
+    let proto = if j.family == Family::Icmp6 {
         "ping6"
     } else {
         "ping"
@@ -631,26 +631,6 @@ pub fn pair_line(p: &PairStats) -> String {
         );
     }
     s
-}
-
-fn direction_name<S: Serializer>(d: &Direction, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(d.name())
-}
-
-/// Address family of a journey.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Family {
-    Icmp,
-    Icmp6,
-}
-
-impl Family {
-    const fn name(self) -> &'static str {
-        match self {
-            Family::Icmp => Kind::IcmpEchoRequest.family(),
-            Family::Icmp6 => Kind::Icmp6EchoRequest.family(),
-        }
-    }
 }
 
 /// The family and phase of an echo kind.
@@ -1009,6 +989,15 @@ pub struct Correlator {
 }
 
 impl Correlator {
+    /// A correlator whose requests are unanswered after `timeout_ns`, with the default
+    /// settings otherwise.
+    pub fn with_timeout(timeout_ns: u64) -> Self {
+        Self::with_config(Config {
+            timeout_ns,
+            ..Config::default()
+        })
+    }
+
     /// A correlator with the given settings (see [`Config`] for their meaning).
     pub fn new(timeout_ns: u64, settle_ns: u64, arp_timeout_ns: u64, max_pending: usize) -> Self {
         Self::with_config(Config {
@@ -1354,7 +1343,7 @@ impl Correlator {
         Some(Finished::Journey(Journey {
             kind: "journey",
             ts_ns: p.first_request_ts.unwrap_or(p.first_ts),
-            family: key.family.name(),
+            family: key.family,
             src: JourneyEnd {
                 ip: key.requester,
                 container: text(&p.src_container),
@@ -1651,7 +1640,7 @@ mod tests {
         assert_eq!(j.result, Outcome::Answered);
         assert_eq!(j.ts_ns, t);
         assert_eq!(j.rtt_ns, Some(4 * MS));
-        assert_eq!(j.family, "icmp");
+        assert_eq!(j.family, Family::Icmp);
         assert_eq!((j.id, j.seq), (7, 1));
         assert_eq!(j.src.ip, ip(A));
         assert_eq!(j.src.container.as_deref(), Some("alpha"));
@@ -1855,7 +1844,7 @@ mod tests {
         // An IPv4 reply with the same id/seq is another family: an orphan.
         c.observe(&rep(500, 1, VETH_A, Egress));
         let j = one_journey(c.flush());
-        assert_eq!(j.family, "icmp6");
+        assert_eq!(j.family, Family::Icmp6);
         assert_eq!(j.result, Outcome::Answered);
         assert_eq!(j.rtt_ns, Some(800));
         assert_eq!((j.src.ip, j.dst.ip), (a, b));
@@ -2522,7 +2511,7 @@ mod tests {
                 .count();
             assert!(n > 10, "{outcome:?}: {n}");
         }
-        assert!(count(|f| matches!(f, Finished::Journey(j) if j.family == "icmp6")) > 10);
+        assert!(count(|f| matches!(f, Finished::Journey(j) if j.family == Family::Icmp6)) > 10);
         assert_json_like_serde(&done, &clock);
     }
 
@@ -2554,9 +2543,13 @@ mod tests {
                     Phase::Reply
                 },
             };
-            let family = if r & 1 == 0 { "icmp" } else { "icmp6" };
+            let family = if r & 1 == 0 {
+                Family::Icmp
+            } else {
+                Family::Icmp6
+            };
             let end = |n: u64| JourneyEnd {
-                ip: if family == "icmp" {
+                ip: if family == Family::Icmp {
                     IpAddr::from(Ipv4Addr::from(n as u32))
                 } else {
                     IpAddr::from(std::net::Ipv6Addr::from(u128::from(n) << (n % 64)))

@@ -50,6 +50,22 @@ impl Kind {
         Self::ALL.iter().copied().find(|k| *k as u8 == id)
     }
 
+    /// The kind named `name` (as [`Kind::name`] writes it), if any.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Self::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    /// Whether it is an ICMP or ICMPv6 echo request or reply.
+    pub const fn is_echo(self) -> bool {
+        matches!(
+            self,
+            Kind::IcmpEchoRequest
+                | Kind::IcmpEchoReply
+                | Kind::Icmp6EchoRequest
+                | Kind::Icmp6EchoReply
+        )
+    }
+
     /// The name used in output and filters (`icmp-echo-request`).
     pub const fn name(self) -> &'static str {
         match self {
@@ -114,7 +130,73 @@ impl Direction {
             Direction::Egress => "egress",
         }
     }
+
+    /// The direction named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Direction> {
+        [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
 }
+
+/// The ICMP family of a ping journey.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// ICMP over IPv4.
+    Icmp,
+    /// ICMPv6.
+    Icmp6,
+}
+
+impl Family {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Family::Icmp => "icmp",
+            Family::Icmp6 => "icmp6",
+        }
+    }
+
+    /// The family named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Family> {
+        [Family::Icmp, Family::Icmp6]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
+
+    /// The family of an echo kind.
+    pub const fn of(kind: Kind) -> Family {
+        match kind {
+            Kind::Icmp6EchoRequest | Kind::Icmp6EchoReply => Family::Icmp6,
+            _ => Family::Icmp,
+        }
+    }
+}
+
+/// Kinds, directions and families are written and read by their names.
+macro_rules! by_name {
+    ($t:ty, $what:literal) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                <$t>::from_name(&name).ok_or_else(|| {
+                    serde::de::Error::custom(format_args!(
+                        concat!("unknown ", $what, " '{}'"),
+                        name
+                    ))
+                })
+            }
+        }
+    };
+}
+by_name!(Kind, "kind");
+by_name!(Direction, "direction");
+by_name!(Family, "family");
 
 #[cfg(test)]
 mod tests {
@@ -130,6 +212,27 @@ mod tests {
         assert_eq!(Kind::ALL.len() + 1, usize::from(k::COUNT));
         assert_eq!(Kind::from_id(k::NONE), None);
         assert_eq!(Kind::from_id(k::COUNT), None);
+    }
+
+    #[test]
+    fn names_round_trip_through_serde() {
+        for k in Kind::ALL {
+            let json = serde_json::to_string(&k).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", k.name()));
+            assert_eq!(serde_json::from_str::<Kind>(&json).expect("deserialize"), k);
+        }
+        for f in [Family::Icmp, Family::Icmp6] {
+            let json = serde_json::to_string(&f).expect("serialize");
+            assert_eq!(
+                serde_json::from_str::<Family>(&json).expect("deserialize"),
+                f
+            );
+        }
+        assert_eq!(
+            serde_json::from_str::<Direction>("\"egress\"").expect("deserialize"),
+            Direction::Egress
+        );
+        assert!(serde_json::from_str::<Kind>("\"tcp\"").is_err());
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! From ring-buffer records to output lines: decode, label, filter, correlate, format.
+//! From ring-buffer records to events: decode, label, explain, correlate, then hand each
+//! event to every output.
 //!
-//! One [`Pipeline`] owns everything between the kernel's records and stdout: the topology
-//! used for labels, the drop context (reason names, kernel symbols, firewall attribution),
-//! the ping-journey correlator and the output buffer.
+//! One [`Pipeline`] owns everything between the kernel's records and the outputs: the
+//! topology used for labels, the drop context (reason names, kernel symbols, firewall
+//! attribution), the ping-journey correlator, and the records held while a new port's
+//! owner is looked up. What happens to an event (a line, a frame in a file, a message to
+//! API clients, a counter) is up to the outputs ([`crate::output`]).
 
+use std::any::Any;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -12,10 +16,10 @@ use netlab_common::{record, DropEvent, PacketEvent, RECORD_OFFSET};
 use crate::btf::Kallsyms;
 use crate::clock::Clock;
 use crate::event::{DropRecord, PacketRecord};
-use crate::filter::Filter;
 use crate::journey::{self, Correlator, Finished};
 use crate::kind::Kind;
 use crate::loader::DropReasons;
+use crate::output::{Ctx, Event, Output};
 use crate::topology::Topology;
 
 /// What drop reports need to be explained.
@@ -54,107 +58,14 @@ impl DropContext {
     }
 }
 
-/// Sampled frames written to a pcapng file (`netlab capture`).
-pub struct PcapSink {
-    w: crate::pcapng::PcapngWriter<std::io::BufWriter<std::fs::File>>,
-    /// ifindex → pcapng interface id.
-    ifaces: std::collections::HashMap<(u32, String), u32>,
-    pub written: u64,
-}
-
-impl PcapSink {
-    pub fn create(path: &std::path::Path) -> anyhow::Result<Self> {
-        let f =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(PcapSink {
-            w: crate::pcapng::PcapngWriter::new(std::io::BufWriter::new(f), "netlab")?,
-            ifaces: Default::default(),
-            written: 0,
-        })
-    }
-
-    fn write(&mut self, rec: &PacketRecord<'_>, ev: &PacketEvent) -> anyhow::Result<()> {
-        let i = &rec.iface;
-        let key = (i.ifindex, i.name.to_owned());
-        let id = match self.ifaces.get(&key) {
-            Some(id) => *id,
-            None => {
-                let mut desc = i.role.to_owned();
-                if let Some(c) = i.container {
-                    desc.push_str(&format!(" of {c}"));
-                }
-                if let Some(n) = i.network {
-                    desc.push_str(&format!(", network {n}"));
-                }
-                if let Some(b) = i.bridge {
-                    desc.push_str(&format!(", bridge {b}"));
-                }
-                let id = self
-                    .w
-                    .add_interface(i.name, &desc, netlab_common::SNAP_LEN as u32)?;
-                self.ifaces.insert(key, id);
-                id
-            }
-        };
-        let end = |e: &crate::event::Endpoint<'_>| match (e.container, e.ip) {
-            (Some(c), _) => c.to_owned(),
-            (None, Some(ip)) if e.host => format!("{ip} (host)"),
-            (None, Some(ip)) => ip.to_string(),
-            (None, None) => e.mac.to_string(),
-        };
-        let comment = format!(
-            "{} → {} {} {}",
-            end(&rec.src),
-            end(&rec.dst),
-            rec.kind,
-            rec.direction
-        );
-        let cap = usize::from(ev.cap_len).min(ev.data.len());
-        self.w.write_packet(
-            id,
-            rec.ts.0,
-            &ev.data[..cap],
-            ev.pkt_len.max(cap as u32),
-            Some(&comment),
-        )?;
-        self.written += 1;
-        Ok(())
-    }
-
-    pub fn finish(&mut self) -> anyhow::Result<()> {
-        self.w.flush()?;
-        Ok(())
-    }
-}
-
-/// What a pipeline in capture mode keeps instead of printing.
-#[derive(Default)]
-pub struct Capture {
-    pub finished: Vec<Finished>,
-    pub drops: Vec<DropRecord>,
-}
-
-/// Output sink with filters and limits.
+/// From kernel records to events, handed to every output.
 pub struct Pipeline {
-    /// When set (daemon), every event is rendered once and sent here instead of stdout;
-    /// each client filters for itself.
-    pub broadcast: Option<crate::stream::Sender>,
-    /// When set, nothing is printed: drops and finished journeys are kept here.
-    pub capture: Option<Capture>,
-    /// When set, matching sampled frames go to a pcapng file and nothing is printed.
-    pub pcap: Option<PcapSink>,
+    /// Where events go, in order.
+    outputs: Vec<Box<dyn Output>>,
     pub topo: Arc<Topology>,
     pub clock: Clock,
-    pub filter: Filter,
-    pub json: bool,
     pub drops: Option<DropContext>,
     pub journeys: Option<Correlator>,
-    bytes: Vec<u8>,
-    text: String,
-    /// Events written (packets, drops, journeys).
-    pub printed: u64,
-    /// Counts for metrics: drops by reason and labels, journeys by result, RTTs.
-    pub tallies: crate::tally::Tallies,
     /// While a new veth's owner is being looked up, records wait here (raw) so that they
     /// are labelled with it; released when it is known, or at this deadline.
     hold_until: Option<std::time::Instant>,
@@ -164,7 +75,6 @@ pub struct Pipeline {
     /// Interfaces a packet came from before the topology had them (each holds records
     /// once: one gone before a scan saw it stays unknown).
     unknown_ports: std::collections::HashSet<u32>,
-    limit: Option<u64>,
 }
 
 /// The record type of a ring-buffer record (`record::*`).
@@ -185,39 +95,65 @@ const HOLD_MAX_RECORDS: usize = 65_536;
 const NETFILTER_DROP: &str = "NETFILTER_DROP";
 
 impl Pipeline {
+    /// A pipeline without outputs (add them with [`Pipeline::with_output`]).
     pub fn new(
         topo: Arc<Topology>,
-        filter: Filter,
-        json: bool,
-        limit: Option<u64>,
         drops: Option<DropContext>,
         journeys: Option<Correlator>,
     ) -> Self {
         Pipeline {
-            broadcast: None,
-            capture: None,
-            pcap: None,
+            outputs: Vec::new(),
             topo,
             clock: Clock::new(),
-            filter,
-            json,
             drops,
             journeys,
-            bytes: Vec::with_capacity(64 * 1024),
-            text: String::with_capacity(256),
-            printed: 0,
-            tallies: crate::tally::Tallies::default(),
             hold_until: None,
             held_since: None,
             held: Vec::new(),
             unknown_ports: Default::default(),
-            limit,
         }
     }
 
-    /// Whether `--count` is reached.
+    /// Adds an output: it gets every event after those added before it.
+    pub fn with_output(mut self, o: impl Output) -> Self {
+        self.outputs.push(Box::new(o));
+        self
+    }
+
+    /// The output of type `T`, if the pipeline has one.
+    pub fn output<T: Output>(&self) -> Option<&T> {
+        self.outputs
+            .iter()
+            .find_map(|o| (o.as_ref() as &dyn Any).downcast_ref::<T>())
+    }
+
+    /// The output of type `T`, if the pipeline has one, to change.
+    pub fn output_mut<T: Output>(&mut self) -> Option<&mut T> {
+        self.outputs
+            .iter_mut()
+            .find_map(|o| (o.as_mut() as &mut dyn Any).downcast_mut::<T>())
+    }
+
+    /// Whether an output wants nothing more (`--count` reached).
     pub fn full(&self) -> bool {
-        self.limit.is_some_and(|l| self.printed >= l)
+        self.outputs.iter().any(|o| o.done())
+    }
+
+    /// Events written by the outputs (lines, frames).
+    pub fn printed(&self) -> u64 {
+        self.outputs.iter().map(|o| o.written()).sum()
+    }
+
+    /// Hands `ev` to every output.
+    fn emit(&mut self, ev: Event<'_>) -> anyhow::Result<()> {
+        let ctx = Ctx {
+            clock: &self.clock,
+            topo: &self.topo,
+        };
+        for o in &mut self.outputs {
+            o.event(ev, ctx)?;
+        }
+        Ok(())
     }
 
     /// Starts holding records back (a new link appeared: its owner is being looked up).
@@ -344,44 +280,7 @@ impl Pipeline {
         if let Some(c) = self.journeys.as_mut() {
             observe(c, &rec, ev.ts_ns);
         }
-        if let Some(tx) = &self.broadcast {
-            let mut json = Vec::with_capacity(512);
-            rec.write_json(&mut json)?;
-            let mut text = String::with_capacity(160);
-            rec.write_human(&mut text);
-            let meta = crate::stream::EventMeta {
-                kind: rec.kind.to_owned(),
-                packet: None,
-                family: None,
-                containers: [rec.src.container, rec.dst.container, rec.iface.container]
-                    .into_iter()
-                    .map(|c| c.unwrap_or_default().to_owned())
-                    .collect(),
-                networks: [rec.src.network, rec.dst.network, rec.iface.network]
-                    .into_iter()
-                    .map(|c| c.unwrap_or_default().to_owned())
-                    .collect(),
-            };
-            send(tx, json, text, meta);
-            return Ok(());
-        }
-        if self.capture.is_some() || self.full() || !self.filter.matches(&rec) {
-            return Ok(());
-        }
-        if let Some(pcap) = self.pcap.as_mut() {
-            pcap.write(&rec, ev)?;
-            self.printed += 1;
-            return Ok(());
-        }
-        if self.json {
-            rec.write_json(&mut self.bytes)?;
-        } else {
-            self.text.clear();
-            rec.write_human(&mut self.text);
-            self.bytes.extend_from_slice(self.text.as_bytes());
-        }
-        self.printed += 1;
-        Ok(())
+        self.emit(Event::Packet(&rec, ev))
     }
 
     fn drop_report(&mut self, ev: &DropEvent) -> anyhow::Result<()> {
@@ -405,8 +304,7 @@ impl Pipeline {
             return Ok(());
         };
         if let Some(why) = not_a_drop(&rec) {
-            self.tallies.not_a_drop(&rec, why);
-            return Ok(());
+            return self.emit(Event::NotADrop(&rec, why));
         }
         if by_netfilter(&rec) {
             if ctx.firewall.readable() {
@@ -423,51 +321,7 @@ impl Pipeline {
         if let Some(c) = self.journeys.as_mut() {
             observe_drop(c, &rec, &self.clock);
         }
-        if let Some(cap) = self.capture.as_mut() {
-            cap.drops.push(rec);
-            return Ok(());
-        }
-        if self.pcap.is_some() {
-            return Ok(());
-        }
-        self.tallies.drop(&rec);
-        if let Some(tx) = &self.broadcast {
-            let mut json = Vec::with_capacity(512);
-            rec.write_json(&mut json)?;
-            let mut text = String::with_capacity(160);
-            rec.write_human(&mut text);
-            let netns_container = (rec.iface.netns != "host"
-                && !rec.iface.netns.starts_with("netns:"))
-            .then(|| rec.iface.netns.clone());
-            let meta = crate::stream::EventMeta {
-                kind: "drop".to_owned(),
-                packet: Some(rec.packet.to_owned()),
-                family: None,
-                containers: vec![
-                    rec.src.container.unwrap_or_default().to_owned(),
-                    rec.dst.container.unwrap_or_default().to_owned(),
-                    netns_container.unwrap_or_default(),
-                ],
-                networks: vec![
-                    rec.src.network.unwrap_or_default().to_owned(),
-                    rec.dst.network.unwrap_or_default().to_owned(),
-                ],
-            };
-            send(tx, json, text, meta);
-            return Ok(());
-        }
-        if self.full() || !self.filter.matches_drop(&rec) {
-            return Ok(());
-        }
-        if self.json {
-            rec.write_json(&mut self.bytes)?;
-        } else {
-            self.text.clear();
-            rec.write_human(&mut self.text);
-            self.bytes.extend_from_slice(self.text.as_bytes());
-        }
-        self.printed += 1;
-        Ok(())
+        self.emit(Event::Drop(&rec))
     }
 
     /// Whether netfilter drops wait for attribution.
@@ -559,53 +413,8 @@ impl Pipeline {
     }
 
     fn emit_finished(&mut self, done: Vec<Finished>) -> anyhow::Result<()> {
-        for f in done {
-            if let Some(cap) = self.capture.as_mut() {
-                cap.finished.push(f);
-                continue;
-            }
-            if self.pcap.is_some() {
-                continue;
-            }
-            self.tallies.finished(&f);
-            if let Some(tx) = &self.broadcast {
-                let mut json = Vec::with_capacity(512);
-                journey::write_json(&f, &self.clock, &mut json)?;
-                let mut text = String::with_capacity(160);
-                journey::write_human(&friendly(&f, &self.topo), &self.clock, &mut text);
-                let meta = match &f {
-                    Finished::Journey(j) => crate::stream::EventMeta {
-                        kind: "journey".to_owned(),
-                        packet: None,
-                        family: Some(j.family.to_owned()),
-                        containers: vec![
-                            j.src.container.clone().unwrap_or_default(),
-                            j.dst.container.clone().unwrap_or_default(),
-                        ],
-                        networks: Vec::new(),
-                    },
-                    Finished::ArpUnanswered(a) => crate::stream::EventMeta {
-                        kind: "arp-unanswered".to_owned(),
-                        packet: None,
-                        family: None,
-                        containers: vec![a.who_container.clone().unwrap_or_default()],
-                        networks: vec![a.network.clone().unwrap_or_default()],
-                    },
-                };
-                send(tx, json, text, meta);
-                continue;
-            }
-            if self.full() || !self.filter.matches_finished(&f) {
-                continue;
-            }
-            if self.json {
-                journey::write_json(&f, &self.clock, &mut self.bytes)?;
-            } else {
-                self.text.clear();
-                journey::write_human(&friendly(&f, &self.topo), &self.clock, &mut self.text);
-                self.bytes.extend_from_slice(self.text.as_bytes());
-            }
-            self.printed += 1;
+        for f in &done {
+            self.emit(Event::Finished(f))?;
         }
         Ok(())
     }
@@ -613,102 +422,29 @@ impl Pipeline {
     /// Emits topology events (an interface observed or gone, a container started...),
     /// under the same filters and `--count` as packets.
     pub fn topology(&mut self, events: Vec<crate::topo_events::TopoEvent>) -> anyhow::Result<()> {
-        for e in events {
-            if self.capture.is_some() || self.pcap.is_some() {
-                continue;
-            }
-            if let Some(tx) = &self.broadcast {
-                let mut json = Vec::with_capacity(256);
-                e.write_json(&mut json)?;
-                let mut text = String::with_capacity(160);
-                e.write_human(&mut text);
-                let meta = crate::stream::EventMeta {
-                    kind: e.kind.to_owned(),
-                    packet: None,
-                    family: None,
-                    containers: e
-                        .filter_containers()
-                        .into_iter()
-                        .map(|c| c.unwrap_or_default().to_owned())
-                        .collect(),
-                    networks: e
-                        .filter_networks()
-                        .into_iter()
-                        .map(|c| c.unwrap_or_default().to_owned())
-                        .collect(),
-                };
-                send(tx, json, text, meta);
-                continue;
-            }
-            if self.full() || !self.filter.matches_topo(&e) {
-                continue;
-            }
-            if self.json {
-                e.write_json(&mut self.bytes)?;
-            } else {
-                self.text.clear();
-                e.write_human(&mut self.text);
-                self.bytes.extend_from_slice(self.text.as_bytes());
-            }
-            self.printed += 1;
+        for e in &events {
+            self.emit(Event::Topology(e))?;
         }
         Ok(())
     }
 
-    /// Writes out what was gathered; `false` when stdout is gone (a closed pipe).
+    /// Writes out what the outputs gathered; `false` when a reader is gone (a closed
+    /// pipe).
     pub fn flush(&mut self) -> anyhow::Result<bool> {
-        use std::io::Write as _;
-        if self.bytes.is_empty() {
-            return Ok(true);
+        let mut open = true;
+        for o in &mut self.outputs {
+            open &= o.flush()?;
         }
-        let mut out = std::io::stdout().lock();
-        let r = out.write_all(&self.bytes).and_then(|()| out.flush());
-        self.bytes.clear();
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-            Err(e) => Err(e).context("writing to stdout"),
-        }
+        Ok(open)
     }
 
-    /// Appends raw text (the summary) to the output.
-    pub fn push_raw(&mut self, s: &[u8]) {
-        self.bytes.extend_from_slice(s);
-    }
-}
-
-/// A copy of a finished journey whose hops read `veth of AppDev` rather than the veth's
-/// kernel name (for human lines; JSON keeps the interface names).
-fn friendly(f: &Finished, topo: &Topology) -> Finished {
-    let mut f = f.clone();
-    if let Finished::Journey(j) = &mut f {
-        let name = |ifindex: u32, iface: &mut String| {
-            if let Some(o) = topo.iface(ifindex).filter(|o| o.name == *iface) {
-                match (o.role, &o.container) {
-                    (crate::topology::Role::ContainerVeth, Some(c)) => {
-                        *iface = format!("veth of {c}")
-                    }
-                    (crate::topology::Role::ManualVeth, Some(c)) => {
-                        *iface = format!("{} (hand-made, to {c})", o.name)
-                    }
-                    _ => {}
-                }
-            }
-        };
-        for h in j.hops.iter_mut().chain(j.last_seen.iter_mut()) {
-            name(h.ifindex, &mut h.iface);
+    /// At the end of a run: the outputs complete what is open (a file).
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        for o in &mut self.outputs {
+            o.finish()?;
         }
+        Ok(())
     }
-    f
-}
-
-/// Sends one rendered event to every client; with no client listening it is dropped.
-fn send(tx: &crate::stream::Sender, json: Vec<u8>, text: String, meta: crate::stream::EventMeta) {
-    let _ = tx.send(Arc::new(crate::stream::StreamEvent {
-        json: bytes::Bytes::from(json),
-        text: bytes::Bytes::from(text.into_bytes()),
-        meta,
-    }));
 }
 
 /// An echo reply freed with `NO_SOCKET` by `ping_rcv` had no *ping socket* waiting; a
@@ -725,8 +461,8 @@ fn send(tx: &crate::stream::Sender, json: Vec<u8>, text: String, meta: crate::st
 /// as drops. An echo request or anything a firewall rule dropped is always a drop.
 pub fn not_a_drop(rec: &DropRecord) -> Option<&'static str> {
     let reason = rec.drop.reason.as_str();
-    let neighbour_or_listener = rec.packet.starts_with("ndp-") || rec.packet == "icmp6-other";
-    if reason == "NO_SOCKET" && matches!(rec.packet, "icmp-echo-reply" | "icmp6-echo-reply") {
+    let neighbour_or_listener = rec.packet.family() == "ndp" || rec.packet == Kind::Icmp6Other;
+    if reason == "NO_SOCKET" && matches!(rec.packet, Kind::IcmpEchoReply | Kind::Icmp6EchoReply) {
         // A reply whose ping has exited: nobody waits for it any more.
         return Some("echo reply nobody waits for");
     }
@@ -780,34 +516,16 @@ fn by_netfilter(rec: &DropRecord) -> bool {
                 .is_some_and(|l| l.starts_with("nf_hook_slow+")))
 }
 
-fn is_echo(k: Kind) -> bool {
-    matches!(
-        k,
-        Kind::IcmpEchoRequest | Kind::IcmpEchoReply | Kind::Icmp6EchoRequest | Kind::Icmp6EchoReply
-    )
-}
-
-fn kind_named(name: &str) -> Option<Kind> {
-    Kind::ALL.iter().copied().find(|k| k.name() == name)
-}
-
 /// Feeds an echo packet or an ARP packet to the correlator.
 fn observe(c: &mut Correlator, rec: &PacketRecord<'_>, ts_ns: u64) {
-    let Some(kind) = kind_named(rec.kind) else {
-        return;
-    };
-    if is_echo(kind) {
+    let kind = rec.kind;
+    if kind.is_echo() {
         let (Some(src_ip), Some(dst_ip), Some(icmp)) = (rec.src.ip, rec.dst.ip, rec.icmp.as_ref())
         else {
             return;
         };
         let (Some(id), Some(seq)) = (icmp.id, icmp.seq) else {
             return;
-        };
-        let direction = if rec.direction == "ingress" {
-            crate::kind::Direction::Ingress
-        } else {
-            crate::kind::Direction::Egress
         };
         c.observe(&journey::Sighting {
             ts_ns,
@@ -818,7 +536,7 @@ fn observe(c: &mut Correlator, rec: &PacketRecord<'_>, ts_ns: u64) {
             seq,
             iface: rec.iface.name,
             ifindex: rec.iface.ifindex,
-            direction,
+            direction: rec.direction,
             src_container: rec.src.container,
             dst_container: rec.dst.container,
         });
@@ -838,9 +556,10 @@ fn observe(c: &mut Correlator, rec: &PacketRecord<'_>, ts_ns: u64) {
 }
 
 fn observe_drop(c: &mut Correlator, rec: &DropRecord, clock: &Clock) {
-    let Some(kind) = kind_named(rec.packet).filter(|k| is_echo(*k)) else {
+    let kind = rec.packet;
+    if !kind.is_echo() {
         return;
-    };
+    }
     let (Some(src_ip), Some(dst_ip), Some(icmp)) = (rec.src.ip, rec.dst.ip, rec.icmp.as_ref())
     else {
         return;
@@ -880,7 +599,7 @@ mod tests {
         DropRecord {
             ts: UnixNanos(0),
             kind: "drop",
-            packet,
+            packet: Kind::from_name(packet).expect("a kind"),
             len: 72,
             iface: DropPlace {
                 name: Some("br-1".into()),
@@ -969,6 +688,202 @@ mod tests {
         ] {
             let rec = freed(packet, "fd00::2", reason, at);
             assert_eq!(not_a_drop(&rec), None, "{packet} {reason} at {at:?}");
+        }
+    }
+
+    /// The real pipeline over the course's lab, its outputs read back.
+    mod outputs {
+        use super::super::*;
+        use crate::decode::tests::{arp_frame, icmp4_frame};
+        use crate::filter::Filter;
+        use crate::output::{Broadcast, Collect, Format, Lines};
+        use netlab_common::{direction, kind as k, record, PacketEvent, SNAP_LEN};
+
+        /// AppDev's veth in the course's lab.
+        const APPDEV_VETH: u32 = 10;
+
+        fn lab() -> Arc<Topology> {
+            let (snap, links, scans) = crate::topology::tests::course_lab();
+            Arc::new(Topology::build(Some(&snap), &links, &[], &scans))
+        }
+
+        fn ev(frame: &[u8], kind: u8, dir: u8, ts_ns: u64) -> PacketEvent {
+            let mut data = [0u8; SNAP_LEN];
+            data[..frame.len()].copy_from_slice(frame);
+            PacketEvent {
+                ts_ns,
+                ifindex: APPDEV_VETH,
+                pkt_len: frame.len() as u32,
+                sample_rate: 1,
+                cap_len: frame.len() as u16,
+                direction: dir,
+                kind,
+                record: record::TC_PACKET,
+                _pad: [0; 6],
+                data,
+            }
+        }
+
+        fn bytes(ev: &PacketEvent) -> Vec<u8> {
+            // SAFETY: a plain-integer repr(C) struct with explicit padding: every byte is
+            // initialised.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (ev as *const PacketEvent).cast::<u8>(),
+                    std::mem::size_of::<PacketEvent>(),
+                )
+            }
+            .to_vec()
+        }
+
+        fn request(seq: u16) -> PacketEvent {
+            ev(
+                &icmp4_frame(8, 7, seq),
+                k::ICMP_ECHO_REQUEST,
+                direction::INGRESS,
+                1_000 + u64::from(seq),
+            )
+        }
+
+        fn lines(format: Format, filter: Filter, limit: Option<u64>) -> Lines<Vec<u8>> {
+            Lines::new(Vec::new(), format, filter, limit)
+        }
+
+        fn written(p: &mut Pipeline) -> String {
+            let out = p.output_mut::<Lines<Vec<u8>>>().expect("a lines output");
+            String::from_utf8(std::mem::take(out.get_mut())).expect("utf-8")
+        }
+
+        #[test]
+        fn a_packet_becomes_the_json_line_of_its_record() {
+            let topo = lab();
+            let mut p = Pipeline::new(Arc::clone(&topo), None, None).with_output(lines(
+                Format::Json,
+                Filter::default(),
+                None,
+            ));
+            let e = request(1);
+            p.record(&bytes(&e)).expect("record");
+            assert!(p.flush().expect("flush"));
+            let mut want = Vec::new();
+            PacketRecord::new(&e, &topo, &p.clock)
+                .expect("a record")
+                .write_json(&mut want)
+                .expect("json");
+            let got = written(&mut p);
+            assert_eq!(got.as_bytes(), want.as_slice());
+            let v: serde_json::Value = serde_json::from_str(&got).expect("a JSON line");
+            assert_eq!(v["iface"]["container"], "AppDev");
+            assert_eq!(v["kind"], "icmp-echo-request");
+            assert_eq!(p.printed(), 1);
+        }
+
+        #[test]
+        fn each_output_filters_and_counts_for_itself() {
+            let prod = Filter::new(&["AppProd".into()], &[], &[]).expect("filter");
+            let arp = Filter::new(&[], &[], &["arp".into()]).expect("filter");
+            let mut p = Pipeline::new(lab(), None, None)
+                .with_output(lines(Format::Text, prod, None))
+                .with_output(Lines::new(Vec::<u8>::new(), Format::Text, arp, Some(1)))
+                .with_output(Collect::default());
+            let arp_ev = ev(&arp_frame(1), k::ARP_REQUEST, direction::INGRESS, 5);
+            for e in [request(1), arp_ev, arp_ev, request(2)] {
+                p.record(&bytes(&e)).expect("record");
+            }
+            p.flush().expect("flush");
+            // AppProd is on neither end nor on the interface: nothing for the first.
+            assert_eq!(written(&mut p), "");
+            // The second took the first ARP request and is full.
+            let second = p.outputs[1].as_mut() as &mut dyn std::any::Any;
+            let second = second.downcast_mut::<Lines<Vec<u8>>>().expect("lines");
+            let text = String::from_utf8(second.get_mut().clone()).expect("utf-8");
+            assert_eq!(text.lines().count(), 1, "{text}");
+            assert!(
+                text.contains("arp who-has 172.20.0.3 tell 172.20.0.2"),
+                "{text}"
+            );
+            assert!(p.full());
+            assert_eq!(p.printed(), 1);
+        }
+
+        #[test]
+        fn journeys_reach_every_output() {
+            let mut p = Pipeline::new(lab(), None, Some(Correlator::with_timeout(1_000_000)))
+                .with_output(lines(Format::Json, Filter::default(), None))
+                .with_output(Collect::default());
+            let mut reply = ev(
+                &icmp4_frame(0, 7, 1),
+                k::ICMP_ECHO_REPLY,
+                direction::EGRESS,
+                2_000,
+            );
+            // The reply goes back from .3 to .2.
+            for (a, b) in (26..30).zip(30..34) {
+                reply.data.swap(a, b);
+            }
+            for e in [request(1), reply] {
+                p.record(&bytes(&e)).expect("record");
+            }
+            p.flush_journeys().expect("journeys");
+            p.flush().expect("flush");
+            let got = written(&mut p);
+            let journeys: Vec<serde_json::Value> = got
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("JSON"))
+                .filter(|v: &serde_json::Value| v["kind"] == "journey")
+                .collect();
+            assert_eq!(journeys.len(), 1, "{got}");
+            assert_eq!(journeys[0]["seq"], 1);
+            assert_eq!(journeys[0]["result"], "answered", "{got}");
+            assert_eq!(journeys[0]["src"]["ip"], "172.20.0.2");
+            let kept = p.output::<Collect>().expect("collect");
+            assert_eq!(kept.finished.len(), 1);
+            assert!(kept.drops.is_empty());
+        }
+
+        #[test]
+        fn api_clients_get_the_same_line_and_what_their_filters_need() {
+            let (tx, mut rx) = tokio::sync::broadcast::channel(8);
+            let topo = lab();
+            let mut p = Pipeline::new(Arc::clone(&topo), None, None)
+                .with_output(Broadcast::new(tx))
+                .with_output(lines(Format::Json, Filter::default(), None));
+            p.record(&bytes(&request(3))).expect("record");
+            p.flush().expect("flush");
+            let sent = rx.try_recv().expect("one event");
+            assert_eq!(sent.json.as_ref(), written(&mut p).as_bytes());
+            assert!(sent.text.ends_with(b"\n"));
+            assert_eq!(sent.meta.kind, "icmp-echo-request");
+            assert!(sent.meta.containers.iter().any(|c| c == "AppDev"));
+            assert!(Filter::new(&["appdev".into()], &[], &[])
+                .expect("filter")
+                .matches_meta(&sent.meta));
+            assert!(rx.try_recv().is_err(), "sent once");
+        }
+
+        /// A writer whose reader went away.
+        struct Closed;
+
+        impl std::io::Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        #[test]
+        fn a_closed_reader_ends_the_output_without_an_error() {
+            let mut p = Pipeline::new(lab(), None, None).with_output(Lines::new(
+                Closed,
+                Format::Text,
+                Filter::default(),
+                None,
+            ));
+            assert!(p.flush().expect("nothing to write"));
+            p.record(&bytes(&request(1))).expect("record");
+            assert!(!p.flush().expect("a closed pipe is not an error"));
         }
     }
 }

@@ -36,7 +36,7 @@ impl Tallies {
         let other = ("other".to_owned(), "other".to_owned(), why);
         *bounded(
             &mut self.not_drops,
-            (r.packet.to_owned(), r.drop.reason.clone(), why),
+            (r.packet.name().to_owned(), r.drop.reason.clone(), why),
             other,
         ) += 1;
     }

@@ -4,27 +4,19 @@
 //! everything Docker has (every bridge network's bridge and every veth on it) and follows
 //! changes from Docker events and kernel link events while it runs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use aya::maps::{MapData, RingBuf};
 use netlab_common::Config;
-use tokio::io::{unix::AsyncFd, Interest};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::attach::{self, AttachMode};
-use crate::btf::Kallsyms;
-use crate::clock::Clock;
-use crate::discover::Observer;
 use crate::filter::Filter;
-use crate::follow::{scan, Change, DockerFeed, Follower};
-use crate::journey::Correlator;
-use crate::loader::Datapath;
-use crate::pipeline::{DropContext, Pipeline};
+use crate::follow::{scan, DockerFeed};
+use crate::output::{write_or_closed, Format, Lines, Pcap};
+use crate::session::{per_cpu_rate, Drops, Options, Session, Source};
 use crate::summary::Summary;
-use crate::topo_events::Tracker;
-use crate::topology::Topology;
+use crate::tally::Tallies;
 
 /// Options of `netlab watch`.
 #[derive(Debug, Clone, clap::Args)]
@@ -102,24 +94,6 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         return Err(format!("'{s}' must be a positive number of seconds"));
     }
     Ok(Duration::from_secs_f64(v))
-}
-
-/// The per-CPU share of a host-wide event rate (rounded up, 0 stays "unlimited").
-fn per_cpu_rate(rate: u32) -> u32 {
-    let cpus = aya::util::nr_cpus().unwrap_or(1).max(1) as u32;
-    rate.div_ceil(cpus)
-}
-
-/// Reads every record available now. Returns `false` once no more output is wanted.
-fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) -> anyhow::Result<bool> {
-    while let Some(item) = ring.next() {
-        p.record(&item)?;
-        drop(item);
-        if p.full() {
-            break;
-        }
-    }
-    Ok(p.flush()? && !p.full())
 }
 
 /// Whether these options can be served by a running daemon (which observes everything
@@ -237,52 +211,6 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::client::Client) -> anyho
     Ok(())
 }
 
-/// Starts the programs that count a new bridge port's packets until its own are attached;
-/// without them (an old kernel, no bridge module), says what that means, once.
-pub(crate) fn enable_cover(dp: &mut Datapath) {
-    if let Err(e) = dp.enable_cover() {
-        log::info!(
-            "{:#}: a new veth's packets are counted from when its programs are attached (tens of milliseconds after it joins its bridge)",
-            anyhow::Error::from(e)
-        );
-    }
-}
-
-/// Acts on one change of links or of Docker.
-fn on_change(
-    change: Change,
-    obs: &mut Observer,
-    p: &mut Pipeline,
-    ring: &mut RingBuf<MapData>,
-    topo_events: &mut Tracker,
-) -> anyhow::Result<()> {
-    match change {
-        Change::LinkGone { ifindex } => {
-            // Events already queued for it are shown first, with its labels.
-            drain(ring, p)?;
-            topo_events.gone(obs.forget(ifindex).into_iter().collect(), &p.topo);
-        }
-        Change::Link(link) => {
-            if !obs.note_new_port(&link, &p.topo) {
-                obs.verify(Some(link.ifindex));
-            }
-            p.hold();
-        }
-        Change::Overrun => p.hold(),
-        Change::Engine { connected } => topo_events.engine(connected, None),
-        Change::Docker(h) => topo_events.docker(h),
-        Change::Rescanned { topo: t, started } => {
-            drain(ring, p)?;
-            let done = obs.reconcile(&t);
-            topo_events.gone(done.forgotten, &p.topo);
-            topo_events.unobserved(done.failed, &t);
-            topo_events.rescanned(&t, |i| obs.observes(i));
-            p.set_scanned_topology(Arc::new(t), started)?;
-        }
-    }
-    p.topology(topo_events.take())
-}
-
 /// Runs `netlab watch` until a signal, `--duration` or `--count`.
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     run_inner(args, None).await
@@ -296,27 +224,27 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     }
     crate::privilege::require()?;
     let filter = Filter::new(&args.containers, &args.networks, &args.kinds)?;
-    let following = args.ifaces.is_empty();
 
     // What to observe, decided before anything touches the kernel.
-    let mut feed = None;
-    let mut topo = if following {
-        let f = DockerFeed::connect().await;
-        let t = scan(f.snapshot.clone()).await?;
-        if t.docker {
+    let source = if args.ifaces.is_empty() {
+        let feed = DockerFeed::connect().await;
+        let topo = scan(feed.snapshot.clone()).await?;
+        if topo.docker {
             for c in &args.containers {
-                if t.container_named(c).is_none() {
+                if topo.container_named(c).is_none() {
                     anyhow::bail!("no running container named {c}");
                 }
             }
             for n in &args.networks {
-                if t.network_named(n).is_none() {
+                if topo.network_named(n).is_none() {
                     anyhow::bail!("no Docker network named {n}");
                 }
             }
         }
-        feed = Some(f);
-        t
+        Source::Docker {
+            feed: Box::new(feed),
+            topo,
+        }
     } else {
         let mut named: Vec<(u32, String)> = Vec::new();
         for i in &args.ifaces {
@@ -325,235 +253,82 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
                 named.push((idx, i.clone()));
             }
         }
-        Topology::explicit(&named)
+        Source::Ifaces(named)
     };
-
-    let mut dp = Datapath::load(Config {
-        sample_every: args.sample,
-        rate_per_cpu: per_cpu_rate(args.rate_limit),
-    })?;
-    let drops = if args.no_drops {
-        None
-    } else {
-        let kallsyms = Kallsyms::load()
-            .inspect_err(|e| log::debug!("no kernel symbols: {e}"))
-            .ok();
-        let quiet = kallsyms.as_ref().map_or([0; 4], Kallsyms::echo_reply_frees);
-        match dp.enable_drops(quiet) {
-            Ok(reasons) => Some(
-                DropContext::new(
-                    reasons,
-                    kallsyms,
-                    !following,
-                    feed.as_ref().and_then(|f| f.engine.as_ref()),
-                    args.nftrace,
-                )
-                .await,
-            ),
-            Err(e) => {
-                log::warn!("{e:#}; drops are not reported");
-                None
-            }
-        }
+    let opts = Options {
+        config: Config {
+            sample_every: args.sample,
+            rate_per_cpu: per_cpu_rate(args.rate_limit),
+        },
+        attach: args.attach,
+        drops: if args.no_drops {
+            Drops::Off
+        } else {
+            Drops::IfAvailable
+        },
+        nftrace: args.nftrace,
+        journey_timeout: (!args.no_journeys).then_some(args.journey_timeout),
+        kallsyms: None,
+        pin_dir: None,
+        engine: None,
     };
-    if following {
-        enable_cover(&mut dp);
-    }
     let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    // The observer owns every attachment: an error below drops it, which detaches all.
-    let mut obs = Observer::new(dp, args.attach);
-    let mut unobserved_at_start = Vec::new();
-    if following {
-        unobserved_at_start = obs.reconcile(&topo).failed;
-        if obs.attached() == 0 && !topo.observed.is_empty() {
-            anyhow::bail!(
-                "could not attach to any of the {} interfaces to observe (see the warnings above)",
-                topo.observed.len()
-            );
+    // The session owns every attachment: an error below drops it, which detaches all.
+    let mut session = Session::start(source, opts)
+        .await?
+        .with_output(Tallies::default());
+    session = match &pcap_file {
+        Some(f) => session.with_output(Pcap::create(f, filter.clone(), args.count)?),
+        None => {
+            let format = if args.json {
+                Format::Json
+            } else {
+                Format::Text
+            };
+            session.with_output(Lines::new(
+                std::io::stdout(),
+                format,
+                filter.clone(),
+                args.count,
+            ))
         }
-    } else {
-        let named: Vec<(u32, String)> = topo
-            .observed
-            .iter()
-            .map(|o| (o.ifindex, o.name.clone()))
-            .collect();
-        obs.attach_all(&named)?;
-    }
-    let docker_answers = feed.as_ref().is_some_and(DockerFeed::connected);
-    let mut follow = match feed {
-        Some(f) => Some(Follower::new(f).context("subscribing to link changes")?),
-        None => None,
     };
     log::info!(
         "watching {} interfaces ({}){}",
-        obs.attached(),
-        obs.mode_in_use().map_or("-", AttachMode::name),
-        match (following, docker_answers) {
+        session.observer().attached(),
+        session
+            .observer()
+            .mode_in_use()
+            .map_or("-", AttachMode::name),
+        match (session.following(), session.docker_answered()) {
             (true, true) => ", following Docker and link changes",
             (true, false) => ", following link changes",
             (false, _) => "",
         }
     );
-    let ring = obs.datapath_mut().take_events()?;
-    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged for as long as
-    // the AsyncFd (which owns the RingBuf) lives.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .context("polling the event ring buffer")?;
-    let journeys = (!args.no_journeys).then(|| {
-        Correlator::new(
-            args.journey_timeout.as_nanos() as u64,
-            200_000_000,
-            1_000_000_000,
-            65_536,
-        )
-    });
-    let mut topo_events = Tracker::new(&topo);
-    topo_events.unobserved(unobserved_at_start, &topo);
-    let mut p = Pipeline::new(
-        Arc::new(std::mem::take(&mut topo)),
-        filter,
-        args.json,
-        args.count,
-        drops,
-        journeys,
-    );
-    if let Some(f) = &pcap_file {
-        p.pcap = Some(crate::pipeline::PcapSink::create(f)?);
-    }
-    let mut ticker = tokio::time::interval(Duration::from_millis(100));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let attribute = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(attribute);
-    let mut attributing = false;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
-    let mut ticks: u64 = 0;
-    let mut attaching: Option<tokio::task::JoinHandle<crate::discover::AttachDone>> = None;
-    let mut more = true;
-    while more {
+    while session.wants_more() {
         tokio::select! {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             () = &mut deadline, if args.duration.is_some() => break,
-            guard = ring.readable_mut() => {
-                let mut guard = guard.context("waiting for events")?;
-                more = drain(guard.get_inner_mut(), &mut p)?;
-                guard.clear_ready();
-                if p.has_pending_drops() && !attributing {
-                    // Let the firewall counters settle, then read them once for the batch.
-                    attributing = true;
-                    attribute.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(150));
-                }
-            }
-            () = &mut attribute, if attributing => {
-                attributing = false;
-                p.attribute_pending().await?;
-                more = p.flush()? && !p.full();
-            }
-            _ = ticker.tick() => {
-                ticks += 1;
-                if ticks.is_multiple_of(crate::daemon::VERIFY_EVERY_TICKS) {
-                    obs.verify(None);
-                }
-                obs.expire_cover();
-                p.release_if_due()?;
-                if p.holding() {
-                    // A veth's owner is still unknown: ask Docker again.
-                    if let Some(f) = follow.as_mut() {
-                        f.rescan_soon();
-                    }
-                }
-                p.poll_journeys(Clock::monotonic_now())?;
-                topo_events.poll();
-                p.topology(topo_events.take())?;
-                more = p.flush()? && !p.full();
-            }
-            change = async {
-                match follow.as_mut() {
-                    Some(f) => f.next().await,
-                    None => std::future::pending().await,
-                }
-            }, if follow.is_some() => {
-                let mut change = Some(change.context("following links and Docker")?);
-                while let Some(c) = change.take() {
-                    on_change(c, &mut obs, &mut p, ring.get_mut(), &mut topo_events)?;
-                    change = match follow.as_mut() {
-                        Some(f) => f.try_link().context("reading link changes")?,
-                        None => None,
-                    };
-                }
-            }
-            () = std::future::ready(()), if obs.has_pending() => {
-                // Every new port already announced is covered before this one is attached.
-                if let Some(f) = follow.as_mut() {
-                    while let Some(c) = f.try_link().context("reading link changes")? {
-                        on_change(c, &mut obs, &mut p, ring.get_mut(), &mut topo_events)?;
-                    }
-                }
-                if let Some(job) = obs.next_attach_job() {
-                    attaching = Some(tokio::task::spawn_blocking(move || job.run()));
-                }
-            }
-            done = async {
-                match attaching.as_mut() {
-                    Some(t) => t.await,
-                    None => std::future::pending().await,
-                }
-            }, if attaching.is_some() => {
-                attaching = None;
-                obs.finish_attach(done.context("attaching a new port")?);
+            wake = session.wait() => {
+                session.handle(wake?).await?;
             }
         }
     }
-    // Detach first, so the counters below are final; then show what was already queued.
-    obs.detach_all();
-    if more {
-        topo_events.finish();
-        p.topology(topo_events.take())?;
-        drain(ring.get_mut(), &mut p)?;
-        p.release()?;
-        p.attribute_pending().await?;
-        p.flush_journeys()?;
-    }
-    let rows = obs.counter_rows()?;
-    let delivery = obs.datapath().delivery()?;
-    let drop_rows: Vec<(String, u64)> = match &p.drops {
-        Some(ctx) => obs
-            .datapath()
-            .drop_counts()?
-            .into_iter()
-            .map(|(r, n)| (ctx.reasons.name(r), n))
-            .collect(),
-        None => Vec::new(),
-    };
-    let pairs: Vec<_> = p
-        .journeys
-        .as_ref()
-        .map(|c| c.stats())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|s| p.filter.matches_pair(&s.src, &s.dst))
-        .collect();
-    if let Some(pcap) = p.pcap.as_mut() {
-        pcap.finish()?;
-        if let Some(f) = &pcap_file {
-            log::info!("wrote {} frames to {}", pcap.written, f.display());
-        }
-    }
-    let summary = Summary::new(rows, delivery, p.printed)
-        .with_drops(drop_rows)
-        .with_not_drops(&p.tallies.not_drops)
-        .with_pairs(pairs);
-    if args.json {
+    session.finish().await?;
+    let summary = session.summary(|s| filter.matches_pair(&s.src, &s.dst))?;
+    let text = if args.json {
         let mut line = serde_json::to_vec(&summary)?;
         line.push(b'\n');
-        p.push_raw(&line);
+        line
     } else {
-        p.push_raw(summary.human().as_bytes());
-    }
-    p.flush()?;
+        summary.human().into_bytes()
+    };
+    write_or_closed(&mut std::io::stdout(), &text)?;
     Ok(())
 }
 

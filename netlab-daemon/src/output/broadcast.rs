@@ -1,0 +1,37 @@
+//! The daemon's API clients: every event rendered once (JSON and text) and sent to all;
+//! each client filters for itself.
+
+use std::sync::Arc;
+
+use super::{Ctx, Event, Output};
+use crate::stream::{Sender, StreamEvent};
+
+/// Sends every shown event to the daemon's clients.
+pub struct Broadcast {
+    tx: Sender,
+}
+
+impl Broadcast {
+    pub fn new(tx: Sender) -> Self {
+        Broadcast { tx }
+    }
+}
+
+impl Output for Broadcast {
+    fn event(&mut self, ev: Event<'_>, ctx: Ctx<'_>) -> anyhow::Result<()> {
+        if !ev.shown() {
+            return Ok(());
+        }
+        let mut json = Vec::with_capacity(512);
+        ev.write_json(ctx, &mut json)?;
+        let mut text = String::with_capacity(160);
+        ev.write_human(ctx, &mut text);
+        // With no client listening the event is dropped.
+        let _ = self.tx.send(Arc::new(StreamEvent {
+            json: bytes::Bytes::from(json),
+            text: bytes::Bytes::from(text.into_bytes()),
+            meta: ev.meta(),
+        }));
+        Ok(())
+    }
+}
