@@ -43,6 +43,14 @@ impl std::fmt::Display for Mac {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse()
+            .map_err(|()| serde::de::Error::custom(format_args!("not a MAC address: {text}")))
+    }
+}
+
 impl std::str::FromStr for Mac {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {

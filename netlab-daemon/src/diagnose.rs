@@ -555,152 +555,18 @@ async fn observe_via_daemon(
     let mut cap = Collect::default();
     while let Ok(v) = rx.try_recv() {
         match v["kind"].as_str() {
-            Some("journey") => cap
-                .finished
-                .extend(journey_from_json(&v).map(Finished::Journey)),
-            Some("arp-unanswered") => {
-                if let Some(a) = arp_from_json(&v) {
-                    cap.finished.push(Finished::ArpUnanswered(a));
-                }
-            }
-            Some("drop") => cap.drops.extend(drop_from_json(&v)),
+            Some("journey" | "arp-unanswered") => match serde_json::from_value(v) {
+                Ok(f) => cap.finished.push(f),
+                Err(e) => log::debug!("unreadable journey from the daemon: {e}"),
+            },
+            Some("drop") => match serde_json::from_value(v) {
+                Ok(d) => cap.drops.push(d),
+                Err(e) => log::debug!("unreadable drop from the daemon: {e}"),
+            },
             _ => {}
         }
     }
     Ok((replies, cap))
-}
-
-fn ip_of(v: &serde_json::Value) -> Option<IpAddr> {
-    v.as_str()?.parse().ok()
-}
-
-fn hop_from_json(v: &serde_json::Value) -> Option<Hop> {
-    Some(Hop {
-        iface: v["iface"].as_str()?.to_owned(),
-        ifindex: u32::try_from(v["ifindex"].as_u64()?).ok()?,
-        direction: match v["direction"].as_str()? {
-            "ingress" => crate::kind::Direction::Ingress,
-            _ => crate::kind::Direction::Egress,
-        },
-        ts_ns: v["ts_ns"].as_u64()?,
-        phase: match v["phase"].as_str()? {
-            "request" => Phase::Request,
-            _ => Phase::Reply,
-        },
-    })
-}
-
-/// A journey as the daemon streams it.
-fn journey_from_json(v: &serde_json::Value) -> Option<Journey> {
-    let end = |e: &serde_json::Value| {
-        Some(crate::journey::JourneyEnd {
-            ip: ip_of(&e["ip"])?,
-            container: e["container"].as_str().map(str::to_owned),
-        })
-    };
-    let d = &v["drop"];
-    Some(Journey {
-        kind: "journey",
-        ts_ns: v["ts_ns"].as_u64().unwrap_or_default(),
-        family: if v["family"].as_str() == Some("icmp6") {
-            crate::journey::Family::Icmp6
-        } else {
-            crate::journey::Family::Icmp
-        },
-        src: end(&v["src"])?,
-        dst: end(&v["dst"])?,
-        id: u16::try_from(v["id"].as_u64()?).ok()?,
-        seq: u16::try_from(v["seq"].as_u64()?).ok()?,
-        result: match v["result"].as_str()? {
-            "answered" => Outcome::Answered,
-            "dropped" => Outcome::Dropped,
-            _ => Outcome::Unanswered,
-        },
-        rtt_ns: v["rtt_ns"].as_u64(),
-        hops: v["hops"]
-            .as_array()
-            .map(|h| h.iter().filter_map(hop_from_json).collect())
-            .unwrap_or_default(),
-        drop: d["reason"]
-            .as_str()
-            .map(|reason| crate::journey::JourneyDrop {
-                reason: reason.to_owned(),
-                location: d["location"].as_str().map(str::to_owned),
-                iface: d["iface"].as_str().map(str::to_owned),
-                rule: serde_json::from_value(d["rule"].clone()).ok(),
-                hook: d["hook"].as_str().map(str::to_owned),
-                phase: if d["phase"].as_str() == Some("reply") {
-                    Phase::Reply
-                } else {
-                    Phase::Request
-                },
-            }),
-        last_seen: hop_from_json(&v["last_seen"]),
-    })
-}
-
-fn arp_from_json(v: &serde_json::Value) -> Option<crate::journey::ArpUnanswered> {
-    Some(crate::journey::ArpUnanswered {
-        kind: "arp-unanswered",
-        ts_ns: v["ts_ns"].as_u64().unwrap_or_default(),
-        who: v["who"].as_str()?.parse().ok()?,
-        who_container: v["who_container"].as_str().map(str::to_owned),
-        asked_for: v["asked_for"].as_str()?.parse().ok()?,
-        network: v["network"].as_str().map(str::to_owned),
-        iface: v["iface"].as_str().unwrap_or_default().to_owned(),
-        requests: u32::try_from(v["requests"].as_u64().unwrap_or(1)).unwrap_or(1),
-    })
-}
-
-/// A drop report as the daemon streams it.
-fn drop_from_json(v: &serde_json::Value) -> Option<DropRecord> {
-    use crate::event::{intern, DropInfo, DropPlace, Endpoint, IcmpView};
-    let packet = crate::kind::Kind::from_name(v["packet"].as_str()?)?;
-    let end = |e: &serde_json::Value| Endpoint {
-        mac: crate::decode::Mac::default(),
-        ip: ip_of(&e["ip"]),
-        container: e["container"].as_str().map(intern),
-        network: e["network"].as_str().map(intern),
-        host: e["host"].as_bool().unwrap_or(false),
-    };
-    let i = &v["icmp"];
-    let d = &v["drop"];
-    Some(DropRecord {
-        ts: crate::clock::UnixNanos(0),
-        kind: "drop",
-        packet,
-        len: u32::try_from(v["len"].as_u64().unwrap_or_default()).unwrap_or_default(),
-        iface: DropPlace {
-            name: v["iface"]["name"].as_str().map(str::to_owned),
-            ifindex: u32::try_from(v["iface"]["ifindex"].as_u64().unwrap_or_default())
-                .unwrap_or_default(),
-            netns: v["iface"]["netns"].as_str().unwrap_or("?").to_owned(),
-        },
-        src: end(&v["src"]),
-        dst: end(&v["dst"]),
-        icmp: i["type"].as_u64().map(|t| IcmpView {
-            icmp_type: t as u8,
-            code: i["code"].as_u64().unwrap_or_default() as u8,
-            id: i["id"].as_u64().map(|x| x as u16),
-            seq: i["seq"].as_u64().map(|x| x as u16),
-        }),
-        arp: None,
-        drop: DropInfo {
-            reason: d["reason"].as_str()?.to_owned(),
-            location: d["location"].as_str().map(str::to_owned),
-            hook: d["hook"].as_str().map(str::to_owned),
-            rule: serde_json::from_value(d["rule"].clone()).ok(),
-            candidates: d["candidates"]
-                .as_array()
-                .map(|c| {
-                    c.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            unattributed: d["unattributed"].as_str().map(str::to_owned),
-        },
-    })
 }
 
 /// Runs `netlab diagnose`; `Ok(true)` when DST is reachable.
@@ -1310,21 +1176,45 @@ mod tests {
         let clock = crate::clock::Clock::new();
         let mut out = Vec::new();
         crate::journey::write_json(&Finished::Journey(j.clone()), &clock, &mut out).expect("json");
-        let v: serde_json::Value = serde_json::from_slice(&out).expect("parse");
-        assert_eq!(journey_from_json(&v), Some(j));
+        let back: Finished = serde_json::from_slice(&out).expect("a journey");
+        assert_eq!(back, Finished::Journey(j));
+        let arp = Finished::ArpUnanswered(crate::journey::ArpUnanswered {
+            kind: "arp-unanswered",
+            ts_ns: 5,
+            who: "172.20.0.2".parse().expect("ip"),
+            who_container: Some("AppDev".into()),
+            asked_for: "172.20.0.9".parse().expect("ip"),
+            network: Some("devops".into()),
+            iface: "br-x".into(),
+            requests: 3,
+        });
+        let mut out = Vec::new();
+        crate::journey::write_json(&arp, &clock, &mut out).expect("json");
+        assert_eq!(
+            serde_json::from_slice::<Finished>(&out).expect("an ARP report"),
+            arp
+        );
 
         let d = isolation_drop();
         let mut out = Vec::new();
         d.write_json(&mut out).expect("json");
-        let v: serde_json::Value = serde_json::from_slice(&out).expect("parse");
-        let back = drop_from_json(&v).expect("drop");
+        let back: DropRecord = serde_json::from_slice(&out).expect("a drop");
         assert_eq!(back.drop.rule, d.drop.rule);
         assert_eq!(back.drop.hook, d.drop.hook);
         assert_eq!(back.iface.name, d.iface.name);
         assert_eq!(back.src.container, Some("AppDev"));
         assert_eq!(back.icmp.and_then(|i| i.id), Some(7));
         assert_eq!(back.packet, crate::kind::Kind::IcmpEchoRequest);
-        assert!(drop_from_json(&serde_json::json!({"kind": "drop"})).is_none());
+        assert!(serde_json::from_str::<DropRecord>(r#"{"kind":"drop"}"#).is_err());
+        // Another kind is not read as a drop, nor a drop as a journey.
+        let mut other = out.clone();
+        let at = other
+            .windows(13)
+            .position(|w| w == br#""kind":"drop""#)
+            .expect("the tag");
+        other.splice(at..at + 13, br#""kind":"jump""#.iter().copied());
+        assert!(serde_json::from_slice::<DropRecord>(&other).is_err());
+        assert!(serde_json::from_slice::<Finished>(&out).is_err());
     }
 
     #[test]

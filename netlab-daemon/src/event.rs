@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlab_common::{DropEvent, PacketEvent, SNAP_LEN};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, UnixNanos};
 use crate::decode::{decode, Mac};
@@ -71,6 +71,34 @@ pub struct Endpoint<'a> {
     pub host: bool,
 }
 
+/// Read back (drops, from the daemon), an endpoint's names are interned: they outlive
+/// the text they were read from.
+impl<'de> Deserialize<'de> for Endpoint<'_> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Read {
+            #[serde(default)]
+            mac: Mac,
+            #[serde(default)]
+            ip: Option<IpAddr>,
+            #[serde(default)]
+            container: Option<String>,
+            #[serde(default)]
+            network: Option<String>,
+            #[serde(default)]
+            host: bool,
+        }
+        let r = Read::deserialize(d)?;
+        Ok(Endpoint {
+            mac: r.mac,
+            ip: r.ip,
+            container: r.container.as_deref().map(intern),
+            network: r.network.as_deref().map(intern),
+            host: r.host,
+        })
+    }
+}
+
 impl<'a> Endpoint<'a> {
     /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
     fn write_object(&self, out: &mut Vec<u8>) {
@@ -101,7 +129,7 @@ impl<'a> Endpoint<'a> {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IcmpView {
     #[serde(rename = "type")]
     pub icmp_type: u8,
@@ -112,9 +140,10 @@ pub struct IcmpView {
     pub seq: Option<u16>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ArpView {
-    pub op: &'static str,
+    #[serde(deserialize_with = "crate::jsonw::tag::arp_op")]
+    pub op: crate::jsonw::tag::Name,
     pub sender_mac: Mac,
     pub sender_ip: Ipv4Addr,
     pub target_mac: Mac,
@@ -398,7 +427,7 @@ impl IfaceView<'_> {
 }
 
 /// Where a dropped packet was: the device it was on and the namespace of that device.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DropPlace {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -408,7 +437,7 @@ pub struct DropPlace {
 }
 
 /// Why and where the kernel dropped it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DropInfo {
     /// `enum skb_drop_reason` name, e.g. `NETFILTER_DROP`.
     pub reason: String,
@@ -423,7 +452,7 @@ pub struct DropInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<crate::firewall::RuleRef>,
     /// Other rules whose counters rose at the same time, when attribution is not certain.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub candidates: Vec<String>,
     /// Why the rule of a netfilter drop is not known (the firewall's counters cannot be
     /// read: no iptables-save or nft, no permission, ...).
@@ -431,11 +460,14 @@ pub struct DropInfo {
     pub unattributed: Option<String>,
 }
 
-/// A packet the kernel dropped (`"kind":"drop"`), labelled.
-#[derive(Clone, Debug, Serialize)]
+/// A packet the kernel dropped (`"kind":"drop"`), labelled. Read back (`diagnose`
+/// through the daemon), its time is not: `ts` is the Unix epoch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DropRecord {
+    #[serde(skip_deserializing)]
     pub ts: UnixNanos,
-    pub kind: &'static str,
+    #[serde(deserialize_with = "crate::jsonw::tag::drop")]
+    pub kind: crate::jsonw::tag::Name,
     /// What was dropped: `icmp-echo-request`, `arp-request`, ...
     pub packet: Kind,
     pub len: u32,

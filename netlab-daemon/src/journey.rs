@@ -77,7 +77,7 @@ use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::jsonw::Object;
@@ -221,7 +221,7 @@ pub struct ArpSighting<'a> {
 }
 
 /// Which half of the ping a hop or drop belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// The echo request (`request`).
@@ -241,7 +241,7 @@ impl Phase {
 }
 
 /// How a journey ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// A reply was seen after any drop (`answered`).
@@ -264,7 +264,7 @@ impl Outcome {
 }
 
 /// One end of a journey.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JourneyEnd {
     /// Its address.
     pub ip: IpAddr,
@@ -274,7 +274,7 @@ pub struct JourneyEnd {
 }
 
 /// An observation point a journey passed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hop {
     /// Interface name.
     pub iface: String,
@@ -289,7 +289,7 @@ pub struct Hop {
 }
 
 /// The drop that ended a journey.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JourneyDrop {
     /// The kernel's drop reason.
     pub reason: String,
@@ -310,10 +310,11 @@ pub struct JourneyDrop {
 }
 
 /// The story of one ping.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journey {
     /// Always `"journey"`.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "crate::jsonw::tag::journey")]
+    pub kind: crate::jsonw::tag::Name,
     /// Time of the first request sighting (or, without one, of the first sighting or
     /// drop), kernel monotonic ns.
     pub ts_ns: u64,
@@ -340,10 +341,11 @@ pub struct Journey {
 }
 
 /// An ARP request nobody answered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArpUnanswered {
     /// Always `"arp-unanswered"`.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "crate::jsonw::tag::arp_unanswered")]
+    pub kind: crate::jsonw::tag::Name,
     /// Time of the first request, kernel monotonic ns.
     pub ts_ns: u64,
     /// Who asked (sender address).
@@ -363,7 +365,7 @@ pub struct ArpUnanswered {
 }
 
 /// Something [`Correlator::poll`] or [`Correlator::flush`] finished.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 // Nearly everything finished is a journey: boxing it would cost an allocation each to
 // save space only for the rare ARP report.

@@ -603,3 +603,49 @@ mod tests {
         assert_eq!(written(|o| Object::begin(o).end()), "{}");
     }
 }
+
+/// Readers of the constant `kind` tags of events (`"kind":"drop"`): the tag read back is
+/// the same `'static` text the writer wrote, and any other text is an error.
+pub mod tag {
+    use serde::{de::Error as _, Deserialize, Deserializer};
+
+    /// A name from a fixed set (an event's `kind`, an ARP operation), read back by one of
+    /// this module's readers. Spelled as an alias because serde's derive borrows every
+    /// field written `&str` from its input, which read-back events must not.
+    pub type Name = &'static str;
+
+    fn expect<'de, D: Deserializer<'de>>(
+        d: D,
+        want: &'static str,
+    ) -> Result<&'static str, D::Error> {
+        let got = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if got == want {
+            Ok(want)
+        } else {
+            Err(D::Error::custom(format_args!(
+                "expected kind {want}, not {got}"
+            )))
+        }
+    }
+
+    pub fn journey<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        expect(d, "journey")
+    }
+
+    pub fn arp_unanswered<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        expect(d, "arp-unanswered")
+    }
+
+    pub fn drop<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        expect(d, "drop")
+    }
+
+    /// An ARP operation's name (`request`, `reply`, `other`).
+    pub fn arp_op<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        let got = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        ["request", "reply", "other"]
+            .into_iter()
+            .find(|op| *op == got)
+            .ok_or_else(|| D::Error::custom(format_args!("unknown ARP operation {got}")))
+    }
+}
