@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
+use netlab_common::checksum;
 
 use super::netns::in_ns;
 use super::parse::word_after;
@@ -105,20 +106,8 @@ fn echo_request(packet: &mut [u8; 64], id: u16, seq: u16) {
     packet[0] = 8;
     packet[4..6].copy_from_slice(&id.to_be_bytes());
     packet[6..8].copy_from_slice(&seq.to_be_bytes());
-    let sum = inet_checksum(packet);
+    let sum = checksum::internet(packet);
     packet[2..4].copy_from_slice(&sum.to_be_bytes());
-}
-
-/// The Internet checksum (RFC 1071) of `data`.
-fn inet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// The senders' shared checks: only the bench's own subnet, for a bounded time.
@@ -418,12 +407,12 @@ mod tests {
         assert_eq!((p[0], p[1]), (8, 0));
         assert_eq!(&p[4..8], &[0x12, 0x34, 0, 7]);
         // A packet with its checksum in place sums to zero.
-        assert_eq!(inet_checksum(&p), 0);
+        assert_eq!(checksum::internet(&p), 0);
         // RFC 1071's example: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2 (checksum 220d).
         assert_eq!(
-            inet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            checksum::internet(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
             0x220d
         );
-        assert_eq!(inet_checksum(&[0xff]), 0x00ff);
+        assert_eq!(checksum::internet(&[0xff]), 0x00ff);
     }
 }
