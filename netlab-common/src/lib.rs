@@ -64,6 +64,8 @@ pub const COVERED_BY_KERNEL: u8 = 2;
 /// the tracepoints leave it alone.
 pub const HANDED_OVER: u8 = 3;
 
+pub mod checksum;
+
 /// Direction of a packet relative to the interface the program is attached to.
 pub mod direction {
     /// Received by the interface (tc ingress).

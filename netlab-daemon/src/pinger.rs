@@ -6,21 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::time::{Duration, Instant};
 
-/// The Internet checksum (RFC 1071) of `data`.
-pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+use netlab_common::checksum;
 
 /// An ICMP (or ICMPv6) echo request with `payload`; the ICMPv6 checksum is left to the
 /// kernel, which computes it for raw ICMPv6 sockets.
@@ -31,7 +17,7 @@ pub fn echo_request(v6: bool, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(payload);
     if !v6 {
-        let c = checksum(&p);
+        let c = checksum::internet(&p);
         p[2..4].copy_from_slice(&c.to_be_bytes());
     }
     p
@@ -202,17 +188,17 @@ mod tests {
     fn checksum_of_a_known_packet() {
         // RFC 1071's example words.
         assert_eq!(
-            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            checksum::internet(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
             !0xddf2
         );
         // A request with its checksum in place sums to zero.
         let p = echo_request(false, 0x1234, 7, b"abc");
-        assert_eq!(checksum(&p), 0);
+        assert_eq!(checksum::internet(&p), 0);
         assert_eq!(&p[..2], &[8, 0]);
         assert_eq!(&p[4..8], &[0x12, 0x34, 0, 7]);
         assert_eq!(echo_request(true, 1, 1, b"")[0], 128);
-        assert_eq!(checksum(&[]), 0xffff);
-        assert_eq!(checksum(&[0xff]), !0xff00);
+        assert_eq!(checksum::internet(&[]), 0xffff);
+        assert_eq!(checksum::internet(&[0xff]), !0xff00);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use netlab_common::checksum;
 use netlab_tests::bpf_state::{assert_detached, BpfSnapshot};
 use netlab_tests::classify::{at_ingress, expected_kind, is_echo, ETH_P_8021AD, ETH_P_8021Q};
 use netlab_tests::daemon::{
@@ -382,10 +383,6 @@ struct Body {
     cut: bool,
 }
 
-fn checksum(bytes: &[u8]) -> u16 {
-    netlab_tests::frames::internet_checksum(bytes)
-}
-
 /// An IPv4 header whose first byte says `ihl` whatever its real length (20 bytes plus
 /// `options`), with `total` as total length and `frag` as flags and fragment offset.
 fn ipv4(ihl: u8, total: u16, frag: u16, protocol: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
@@ -396,7 +393,7 @@ fn ipv4(ihl: u8, total: u16, frag: u16, protocol: u8, options: &[u8], payload: &
     header.extend_from_slice(&[64, protocol, 0, 0]);
     header.extend_from_slice(&[10, 77, 0, 1, 10, 77, 0, 2]);
     header.extend_from_slice(options);
-    let sum = checksum(&header);
+    let sum = checksum::internet(&header);
     header[10..12].copy_from_slice(&sum.to_be_bytes());
     header.extend_from_slice(payload);
     header
@@ -413,7 +410,7 @@ fn icmp(icmp_type: u8, code: u8, rest: [u8; 4], data: &[u8]) -> Vec<u8> {
     let mut msg = vec![icmp_type, code, 0, 0];
     msg.extend_from_slice(&rest);
     msg.extend_from_slice(data);
-    let sum = checksum(&msg);
+    let sum = checksum::internet(&msg);
     msg[2..4].copy_from_slice(&sum.to_be_bytes());
     msg
 }

@@ -1,0 +1,352 @@
+//! Bursts of new ports on the 500-veth bridge (part 5): veths made and enslaved together,
+//! a frame on each every millisecond, and when the kernel said each joined the bridge.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, ensure, Result};
+
+use super::kernel::{tcx_programs, BPF_TCX_EGRESS, BPF_TCX_INGRESS};
+use super::netns::ip_batch;
+use super::process::{check_stop, pause};
+use super::NS_SCALE;
+
+/// Veths made and enslaved at once in a burst (as when containers start together).
+pub(super) const BURST_SIZE: usize = 20;
+/// Bursts measured.
+pub(super) const BURST_ROUNDS: usize = 3;
+
+/// The MAC address of `iface` in the calling thread's network namespace.
+fn mac_of(iface: &str) -> Result<[u8; 6]> {
+    // SAFETY: plain socket(2); closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: an all-zero ifreq is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, b) in req.ifr_name.iter_mut().zip(iface.bytes()) {
+        *d = b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR fills `req`, which lives across the call.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    ensure!(r == 0, "SIOCGIFHWADDR {iface}: {err}");
+    // SAFETY: the kernel wrote a hardware address into the union.
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *m = *b as u8;
+    }
+    Ok(mac)
+}
+
+/// Frames sent on each new port of a burst, one a millisecond from the moment the burst
+/// is made: how many of them netlab counts tells how long a port went unobserved.
+pub(super) const BURST_FRAMES: u64 = 100;
+
+/// Raw sockets on interfaces of the calling thread's network namespace, each sending ARP
+/// requests (from 10.255.255.1 for 10.255.255.254, nobody's address) to `dst`.
+struct ArpProbes {
+    socks: Vec<(std::os::fd::OwnedFd, libc::sockaddr_ll)>,
+    frame: Vec<u8>,
+}
+
+impl ArpProbes {
+    fn new(ifindexes: &[u32], dst: [u8; 6]) -> Result<Self> {
+        use std::os::fd::FromRawFd as _;
+        const SRC: [u8; 6] = [0x02, 0x6e, 0x6c, 0x62, 0x75, 0x72];
+        let mut frame = Vec::with_capacity(42);
+        frame.extend_from_slice(&dst);
+        frame.extend_from_slice(&SRC);
+        frame.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        frame.extend_from_slice(&SRC);
+        frame.extend_from_slice(&[10, 255, 255, 1]);
+        frame.extend_from_slice(&[0; 6]);
+        frame.extend_from_slice(&[10, 255, 255, 254]);
+        let mut socks = Vec::with_capacity(ifindexes.len());
+        for &ifindex in ifindexes {
+            // SAFETY: plain socket(2); owned below.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    i32::from(0x0806u16.to_be()),
+                )
+            };
+            ensure!(
+                fd >= 0,
+                "packet socket: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: a descriptor just created, owned by nothing else.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            // SAFETY: an all-zero sockaddr_ll is valid; the fields used are set below.
+            let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            to.sll_family = libc::AF_PACKET as u16;
+            to.sll_protocol = 0x0806u16.to_be();
+            to.sll_ifindex = ifindex as i32;
+            to.sll_halen = 6;
+            to.sll_addr[..6].copy_from_slice(&dst);
+            socks.push((fd, to));
+        }
+        Ok(Self { socks, frame })
+    }
+
+    /// Sends one frame on every socket, `rounds` times, a millisecond apart.
+    fn send(&self, rounds: u64) -> Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let t0 = Instant::now();
+        for round in 0..rounds {
+            let at = t0 + Duration::from_millis(round);
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+            for (fd, to) in &self.socks {
+                // SAFETY: `frame` and `to` are valid for the lengths passed.
+                let sent = unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        self.frame.as_ptr().cast(),
+                        self.frame.len(),
+                        0,
+                        (to as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    )
+                };
+                ensure!(
+                    sent == self.frame.len() as isize,
+                    "sending on ifindex {}: {}",
+                    to.sll_ifindex,
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// When each interface was first reported with a master (joined a bridge), read from the
+/// kernel's link notifications on a thread of its own as they arrive.
+struct PortJoins {
+    _fd: std::os::fd::OwnedFd,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, Instant>>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl PortJoins {
+    /// Subscribes (in the calling thread's network namespace) to link notifications.
+    fn listen() -> Result<Self> {
+        use std::os::fd::{AsRawFd as _, FromRawFd as _};
+        // SAFETY: plain socket(2); the descriptor is owned below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        ensure!(
+            raw >= 0,
+            "netlink socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a descriptor we just created and nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        // SAFETY: an all-zero sockaddr_nl is valid; the group is set below.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        addr.nl_groups = 1; // RTMGRP_LINK
+                            // SAFETY: `addr` is a valid sockaddr_nl of the size passed.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        ensure!(r == 0, "netlink bind: {}", std::io::Error::last_os_error());
+        // A receive timeout, so the reader sees `stop` (netlink sockets ignore shutdown).
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 50_000,
+        };
+        // SAFETY: a valid timeval of the size passed.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        ensure!(r == 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader_fd = fd.try_clone()?;
+        let sink = std::sync::Arc::clone(&seen);
+        let stopped = std::sync::Arc::clone(&stop);
+        let reader = thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: `buf` is writable for its whole length.
+                let n = unsafe {
+                    libc::recv(reader_fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+                };
+                if n <= 0 {
+                    continue;
+                }
+                let at = Instant::now();
+                for idx in new_ports(&buf[..n as usize]) {
+                    if let Ok(mut m) = sink.lock() {
+                        m.entry(idx).or_insert(at);
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            _fd: fd,
+            seen,
+            stop,
+            reader: Some(reader),
+        })
+    }
+
+    /// When `ifindex` joined a bridge, if it was seen to.
+    fn joined(&self, ifindex: u32) -> Option<Instant> {
+        self.seen.lock().ok()?.get(&ifindex).copied()
+    }
+}
+
+impl Drop for PortJoins {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The interface indexes of the RTM_NEWLINK messages in `buf` that carry IFLA_MASTER.
+fn new_ports(buf: &[u8]) -> Vec<u32> {
+    const NLMSG_HDR: usize = 16;
+    const IFINFO: usize = 16;
+    const IFLA_MASTER: u16 = 10;
+    let u16_at = |b: &[u8], o: usize| b.get(o..o + 2).map(|x| u16::from_ne_bytes([x[0], x[1]]));
+    let u32_at = |b: &[u8], o: usize| {
+        b.get(o..o + 4)
+            .map(|x| u32::from_ne_bytes([x[0], x[1], x[2], x[3]]))
+    };
+    let mut out = Vec::new();
+    let mut off = 0;
+    while let (Some(len), Some(kind)) = (u32_at(buf, off), u16_at(buf, off + 4)) {
+        let len = len as usize;
+        if len < NLMSG_HDR || off + len > buf.len() {
+            break;
+        }
+        let msg = &buf[off..off + len];
+        if kind == libc::RTM_NEWLINK {
+            let ifindex = u32_at(msg, NLMSG_HDR + 4).unwrap_or(0);
+            let mut a = NLMSG_HDR + IFINFO;
+            while let (Some(alen), Some(atype)) = (u16_at(msg, a), u16_at(msg, a + 2)) {
+                let alen = usize::from(alen);
+                if alen < 4 {
+                    break;
+                }
+                if atype & 0x3fff == IFLA_MASTER && u32_at(msg, a + 4).unwrap_or(0) != 0 {
+                    out.push(ifindex);
+                }
+                a += (alen + 3) & !3;
+            }
+        }
+        off += (len + 3) & !3;
+    }
+    out
+}
+
+/// In the scale namespace (the calling thread must be in it): `rounds` times, makes `size`
+/// veth pairs `b<i>`/`c<i>` and puts each `b<i>` on br0 in one `ip -batch` (a burst of
+/// links appearing, as when containers start together), then polls every millisecond
+/// until each has TCX programs on both directions. Returns, for every veth, the time from
+/// the kernel's notification that it joined br0 to both programs attached (the gap in
+/// which its packets cross uncounted), and how many were not attached within 3 s. The
+/// veths are deleted after each round.
+pub(super) fn burst_latencies(
+    first: u32,
+    rounds: usize,
+    size: usize,
+) -> Result<(Vec<f64>, usize, Vec<String>)> {
+    let (mut gaps, mut missed, mut ports) = (Vec::new(), 0, Vec::new());
+    for round in 0..rounds {
+        let names: Vec<u32> = (0..size as u32)
+            .map(|j| first + (round * size) as u32 + j)
+            .collect();
+        let batch: String = names
+            .iter()
+            .map(|n| {
+                format!(
+                    "link add b{n} type veth peer name c{n}\nlink set c{n} up\nlink set b{n} master br0 up\n"
+                )
+            })
+            .collect();
+        let joins = PortJoins::listen()?;
+        let t0 = Instant::now();
+        ip_batch(NS_SCALE, &batch)?;
+        let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let mut pending: Vec<(u32, u32)> = Vec::new();
+        for n in &names {
+            // The calling thread is in the scale namespace: the ioctl looks there.
+            let name = std::ffi::CString::new(format!("b{n}"))?;
+            // SAFETY: a valid NUL-terminated name.
+            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            ensure!(ifindex != 0, "b{n} does not exist after the burst");
+            pending.push((*n, ifindex));
+        }
+        // The first frame of each new port, at once: an ARP request from its peer to br0
+        // (for an address nobody has, so nothing answers). The tc programs cannot be
+        // attached yet; whether it is counted all the same is what covering is for.
+        let br0 = mac_of("br0")?;
+        let mut peers = Vec::with_capacity(names.len());
+        for n in &names {
+            let name = std::ffi::CString::new(format!("c{n}"))?;
+            // SAFETY: a valid NUL-terminated name.
+            peers.push(unsafe { libc::if_nametoindex(name.as_ptr()) });
+        }
+        let probes = ArpProbes::new(&peers, br0)?;
+        let sender = thread::spawn(move || probes.send(BURST_FRAMES));
+        eprintln!("xtask: bench: burst {round}: `ip -batch` took {batch_ms:.1} ms");
+        let deadline = t0 + Duration::from_secs(3);
+        while !pending.is_empty() && Instant::now() < deadline {
+            let mut still = Vec::new();
+            for (n, idx) in pending {
+                if tcx_programs(idx, BPF_TCX_INGRESS)? > 0 && tcx_programs(idx, BPF_TCX_EGRESS)? > 0
+                {
+                    // From the moment the kernel said it joined the bridge (packets can
+                    // cross it from then on) to both programs attached.
+                    let from = joins.joined(idx).unwrap_or(t0);
+                    gaps.push(from.elapsed().as_secs_f64() * 1e3);
+                } else {
+                    still.push((n, idx));
+                }
+            }
+            pending = still;
+            thread::sleep(Duration::from_millis(1));
+        }
+        missed += pending.len();
+        sender
+            .join()
+            .map_err(|_| anyhow!("the frame sender panicked"))??;
+        ports.extend(names.iter().map(|n| format!("b{n}")));
+        check_stop()?;
+        let del: String = names.iter().map(|n| format!("link del b{n}\n")).collect();
+        ip_batch(NS_SCALE, &del)?;
+        pause(Duration::from_millis(500))?;
+    }
+    eprintln!(
+        "xtask: bench: bursts of {size}: {} veths attached, {missed} not within 3 s",
+        gaps.len()
+    );
+    Ok((gaps, missed, ports))
+}

@@ -1,0 +1,181 @@
+//! Part 1: the per-packet cost of the tc programs, from the kernel's BPF statistics and
+//! BPF_PROG_TEST_RUN.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, ensure, Result};
+
+use super::kernel::{BpfStats, RunStats, TcProgs};
+use super::memory::MemSnapshot;
+use super::netns::Pair;
+use super::parse::number_at;
+use super::process::{quiet, StdoutMode, SIGINT};
+use super::traffic::{parse_ping, ping_cmd, udp_window, Receiver};
+use super::{start_watch, Plan, UDP_PAYLOAD, UDP_PORT};
+
+/// What the programs did during one traffic window.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CostWindow {
+    /// `udp` (skipped) or `icmp`.
+    pub(super) traffic: &'static str,
+    pub(super) sample: u32,
+    pub(super) ingress: RunStats,
+    pub(super) egress: RunStats,
+    /// Packets sent (UDP datagrams or echo requests).
+    pub(super) packets: u64,
+    /// The same kind of packet through BPF_PROG_TEST_RUN (ns per run), with the BPF
+    /// statistics on (as in the window) and off (only when they were off before the bench).
+    pub(super) test_run_stats_on: Option<f64>,
+    pub(super) test_run_stats_off: Option<f64>,
+}
+
+/// Part 1's results.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Costs {
+    pub(super) windows: Vec<CostWindow>,
+    /// Memory of the first `netlab watch` on br0, va and vb: just started, and after its
+    /// windows (a UDP window, a 20,000-echo `ping -f`, the test runs).
+    pub(super) watch_mem_idle: Option<MemSnapshot>,
+    pub(super) watch_mem_busy: Option<MemSnapshot>,
+}
+
+impl CostWindow {
+    pub(super) fn ns_per_run(&self) -> Option<f64> {
+        self.ingress.plus(self.egress).ns_per_run()
+    }
+}
+
+/// Files removed when dropped.
+struct TempFiles(Vec<PathBuf>);
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// A frame from a to b: Ethernet, IPv4 with `proto`, then `l4`.
+fn frame(proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let total = (20 + l4.len()) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0, 10, 200, 0, 1, 10, 200, 0, 2]);
+    f.extend_from_slice(l4);
+    f
+}
+
+/// The datagram of the UDP sender and an echo request of ping, as frames.
+fn test_frames() -> (Vec<u8>, Vec<u8>) {
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&40000u16.to_be_bytes());
+    udp.extend_from_slice(&UDP_PORT.to_be_bytes());
+    udp.extend_from_slice(&((8 + UDP_PAYLOAD) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&[0; UDP_PAYLOAD]);
+    let mut icmp = vec![8, 0, 0, 0, 0, 7, 0, 1];
+    icmp.extend_from_slice(&[0xab; 56]);
+    (frame(17, &udp), frame(1, &icmp))
+}
+
+pub(super) fn parse_test_run(out: &str) -> Option<f64> {
+    let rest = &out[out.find("duration (average):")? + "duration (average):".len()..];
+    number_at(rest.trim_start().split("ns").next()?)
+}
+
+pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> Result<Costs> {
+    let (udp_frame, icmp_frame) = test_frames();
+    let files = TempFiles(vec![
+        PathBuf::from("/tmp/nlbench-udp.frame"),
+        PathBuf::from("/tmp/nlbench-icmp.frame"),
+    ]);
+    std::fs::write(&files.0[0], udp_frame)?;
+    std::fs::write(&files.0[1], icmp_frame)?;
+    let stats = BpfStats::enable()?;
+    let mut windows = Vec::new();
+    let (mut watch_mem_idle, mut watch_mem_busy) = (None, None);
+    for round in 0..plan.cost_rounds {
+        for sample in [1u32, 100] {
+            eprintln!(
+                "xtask: bench: per-packet cost, round {}/{}, --sample {sample}",
+                round + 1,
+                plan.cost_rounds
+            );
+            let watch = start_watch(netlab, &["--sample", &sample.to_string()], StdoutMode::Null)?;
+            let progs = TcProgs::of(watch.pid())?;
+            if watch_mem_idle.is_none() {
+                watch_mem_idle = MemSnapshot::of(watch.pid()).ok();
+            }
+            let t0 = progs.read()?;
+            let udp = udp_window(xtask, plan.skip_secs, Receiver::Reads)?;
+            let t1 = progs.read()?;
+            let out = quiet(&mut ping_cmd(1, plan.pings, 60))?;
+            let t2 = progs.read()?;
+            // Synthetic runs on lo of nlbench-br: their counts and events land on ifindex 1,
+            // after the windows above were read.
+            let test = |on: bool| -> Result<(Option<f64>, Option<f64>)> {
+                if !on && !stats.can_disable() {
+                    return Ok((None, None));
+                }
+                stats.set(on)?;
+                Ok((
+                    progs.test_run(&files.0[0], 1_000_000).ok(),
+                    progs.test_run(&files.0[1], 20_000).ok(),
+                ))
+            };
+            let (udp_on, icmp_on) = test(true)?;
+            let (udp_off, icmp_off) = test(false)?;
+            stats.set(true)?;
+            if watch_mem_busy.is_none() {
+                watch_mem_busy = MemSnapshot::of(watch.pid()).ok();
+            }
+            watch.stop(SIGINT, Duration::from_secs(20))?;
+            let pings = parse_ping(&out).ok_or_else(|| anyhow!("ping said {out:?}"))?;
+            ensure!(pings.received > 0, "no echo reply came back: {out}");
+            windows.push(CostWindow {
+                traffic: "udp",
+                sample,
+                ingress: t1.0.since(t0.0),
+                egress: t1.1.since(t0.1),
+                packets: udp.sent,
+                test_run_stats_on: udp_on,
+                test_run_stats_off: udp_off,
+            });
+            windows.push(CostWindow {
+                traffic: "icmp",
+                sample,
+                ingress: t2.0.since(t1.0),
+                egress: t2.1.since(t1.1),
+                packets: pings.transmitted,
+                test_run_stats_on: icmp_on,
+                test_run_stats_off: icmp_off,
+            });
+        }
+    }
+    Ok(Costs {
+        windows,
+        watch_mem_idle,
+        watch_mem_busy,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_and_test_runs() {
+        let (udp, icmp) = test_frames();
+        assert_eq!(udp.len(), 60);
+        assert_eq!(icmp.len(), 98);
+        assert_eq!((udp[23], icmp[23]), (17, 1));
+        assert_eq!(
+            parse_test_run("Return value: 4294967295, duration (average): 24ns\n"),
+            Some(24.0)
+        );
+        assert_eq!(parse_test_run(""), None);
+    }
+}

@@ -1,0 +1,312 @@
+//! The results block of BENCH.md, written between its markers.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::bursts::{BURST_FRAMES, BURST_ROUNDS, BURST_SIZE};
+use super::costs::CostWindow;
+use super::pps::{Observer, PpsWindow, PPS_ROUND};
+use super::results::{verdict, Results};
+use super::stats::{percentile, Spread};
+use super::traffic::Receiver;
+
+pub(super) const BENCH_MD: &str = "BENCH.md";
+const BEGIN: &str = "<!-- bench:results:begin -->";
+const END: &str = "<!-- bench:results:end -->";
+
+impl Results {
+    /// The results block of BENCH.md (between the markers).
+    fn markdown(&self) -> String {
+        let mut s = self.markdown_parts();
+        let times: Vec<String> = self
+            .log
+            .timings
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.0} s"))
+            .collect();
+        s.push_str(&format!(
+            "\nTime per part: {}; {:.0} s in all.\n",
+            times.join(", "),
+            self.elapsed_secs
+        ));
+        s
+    }
+
+    fn markdown_parts(&self) -> String {
+        let mut s = String::new();
+        let m = &self.machine;
+        s.push_str(&format!(
+            "## Results ({} run, {}, {:.0} s)\n\n",
+            if self.quick { "`--quick`" } else { "full" },
+            self.date,
+            self.elapsed_secs
+        ));
+        let idle = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.0} %"));
+        s.push_str(&format!(
+            "Machine: {} × {} (`nproc` {}), Linux {}, {:.1} GiB of memory. Other jobs shared it: load average {} before, {} after; CPU idle over 2 s just before {}, just after {}.\n\n",
+            m.cpus,
+            m.model,
+            m.cpus,
+            m.kernel,
+            m.memory_gib,
+            m.load_before,
+            m.load_after,
+            idle(m.idle_before),
+            idle(m.idle_after)
+        ));
+        s.push_str("| measurement | median (min–max, n) | target | |\n|---|---|---|---|\n");
+        for r in self.rows() {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                r.what,
+                r.shown,
+                r.target,
+                verdict(r.met)
+            ));
+        }
+        for f in &self.log.failures {
+            s.push_str(&format!("\nFailed: {f}\n"));
+        }
+        if let Some(c) = self.costs.as_ref().map(|c| &c.windows) {
+            s.push_str("\n### 1. Per-packet cost of the tc programs\n\n");
+            s.push_str("ns per program run = Δrun_time_ns / Δrun_cnt of each window (one window per round and setting), from the programs' fdinfo with `kernel.bpf_stats_enabled=1`; these include the statistics' own two clock reads per run. The last columns run the ingress program on the same kind of frame with `bpftool prog run … repeat N` (BPF_PROG_TEST_RUN, 1,000,000 UDP or 20,000 ICMP runs timed together), with the statistics on and off: their difference is what the statistics add to every run; each TEST_RUN iteration also pays a `local_bh_disable/enable` pair.\n\n");
+            s.push_str("| traffic | --sample | ingress ns/run | egress ns/run | both ns/run | runs per window | packets per window | TEST_RUN, stats on | TEST_RUN, stats off |\n|---|---|---|---|---|---|---|---|---|\n");
+            for (traffic, sample) in [("udp", 1), ("udp", 100), ("icmp", 1), ("icmp", 100)] {
+                let ws: Vec<&CostWindow> = c
+                    .iter()
+                    .filter(|w| w.traffic == traffic && w.sample == sample)
+                    .collect();
+                let col = |f: &dyn Fn(&CostWindow) -> Option<f64>, d: usize| {
+                    Spread::of(&ws.iter().filter_map(|w| f(w)).collect::<Vec<_>>())
+                        .map_or("–".into(), |x| x.show(d))
+                };
+                s.push_str(&format!(
+                    "| {} | {sample} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    if traffic == "udp" {
+                        "UDP (skipped)"
+                    } else {
+                        "ICMP echo"
+                    },
+                    col(&|w| w.ingress.ns_per_run(), 1),
+                    col(&|w| w.egress.ns_per_run(), 1),
+                    col(&|w| w.ns_per_run(), 1),
+                    col(&|w| Some((w.ingress.runs + w.egress.runs) as f64), 0),
+                    col(&|w| Some(w.packets as f64), 0),
+                    col(&|w| w.test_run_stats_on, 1),
+                    col(&|w| w.test_run_stats_off, 1),
+                ));
+            }
+        }
+        if let Some(p) = &self.pps {
+            s.push_str("\n### 2. UDP packets per second, a → b\n\n");
+            s.push_str("The sender runs on CPU 0 (with it, in its softirqs, the whole path a → va → br0 → vb → b, where the tc programs run), the receiver on CPU 1, both at `nice -n -20`. Arrived = datagrams that reached b's UDP layer (`InDatagrams` + `RcvbufErrors` of b's /proc/net/snmp) per second of sending. \"b drops\": the receiver reads nothing, so b frees every datagram (socket buffer full), which runs netlab's `kfree_skb` program for each. Each round runs the rows in this order; ratio = the row's arrived rate / the no-observer rate of the same round and receiver.\n\n");
+            s.push_str("| b | observer | arrived pps | sent pps | read by receiver pps | ratio to no observer |\n|---|---|---|---|---|---|\n");
+            for (receiver, o) in PPS_ROUND {
+                let ws: Vec<&PpsWindow> = p
+                    .iter()
+                    .filter(|w| w.observer == o && w.receiver == receiver)
+                    .collect();
+                let rx = Spread::of(&ws.iter().map(|w| w.udp.pps()).collect::<Vec<_>>());
+                let tx = Spread::of(
+                    &ws.iter()
+                        .map(|w| w.udp.sent as f64 / w.udp.secs)
+                        .collect::<Vec<_>>(),
+                );
+                let read = Spread::of(
+                    &ws.iter()
+                        .map(|w| w.udp.received as f64 / w.udp.secs)
+                        .collect::<Vec<_>>(),
+                );
+                let ratio = Spread::of(&self.ratios(receiver, o));
+                s.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} |\n",
+                    match receiver {
+                        Receiver::Reads => "reads",
+                        Receiver::Drops => "drops",
+                    },
+                    o.name(),
+                    rx.map_or("–".into(), |x| x.show(0)),
+                    tx.map_or("–".into(), |x| x.show(0)),
+                    read.map_or("–".into(), |x| x.show(0)),
+                    ratio.map_or("–".into(), |x| x.show(3)),
+                ));
+            }
+        }
+        if let Some(f) = &self.flood {
+            s.push_str("\n### 3. ICMP flood into `netlab watch --json --rate-limit 0`\n\n");
+            s.push_str("Each level is its own `netlab watch` run. Offered = packets counted by the programs on va, vb and br0 per second; delivered = offered minus ring-buffer overflows. Drop reports are the `kfree_skb` records of ARP/ICMP packets the flood gets freed, which share the ring with packet events and count in `lost_events` too; the echo replies `ping_rcv` frees with `NO_SOCKET` are only counted by reason in the kernel, not reported.\n\n");
+            s.push_str("| load | s | sent/s | offered events/s | delivered events/s | packet events lost | drop reports lost | lines printed |\n|---|---|---|---|---|---|---|---|\n");
+            for l in f {
+                s.push_str(&format!(
+                    "| {} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {} | {} |\n",
+                    l.load.describe(),
+                    l.secs,
+                    l.sent as f64 / l.secs,
+                    l.offered_per_s(),
+                    l.events_per_s(),
+                    l.ring_full,
+                    l.drop_ring_full,
+                    l.printed
+                ));
+            }
+        }
+        if let Some(p) = &self.pipeline {
+            s.push_str(
+                "\n### 4. User-space pipeline (criterion, `PacketRecord::new` + `write_json`)\n\n",
+            );
+            s.push_str("| bench | events/s (mean) | 95% CI | per-sample min–median–max |\n|---|---|---|---|\n");
+            for b in p {
+                let sm = Spread::of(&b.samples);
+                s.push_str(&format!(
+                    "| {} | {:.0} | {:.0}–{:.0} | {} |\n",
+                    b.name,
+                    b.events_per_s(),
+                    b.batch * 1e9 / b.upper_ns,
+                    b.batch * 1e9 / b.lower_ns,
+                    sm.map_or("–".into(), |x| format!(
+                        "{:.0}–{:.0}–{:.0}",
+                        x.min, x.median, x.max
+                    ))
+                ));
+            }
+        }
+        if let Some(sc) = &self.scale {
+            s.push_str("\n### 5. Attaching to 500 veths\n\n");
+            s.push_str(&format!(
+                "- `netlab watch` (no Docker) watched {} interfaces; start to `watching` line: {} s.\n",
+                sc.interfaces,
+                Spread::of(&sc.startup_secs).map_or("–".into(), |x| x.show(3))
+            ));
+            let lat = Spread::of(&sc.latency_ms);
+            s.push_str(&format!(
+                "- New veth enslaved → both TCX programs attached: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (n={}, not attached within 3 s: {}); the `ip link set … master br0` command itself took {} ms of that.\n",
+                lat.map_or("–".into(), |x| format!("{:.1}", x.median)),
+                percentile(&sc.latency_ms, 90.0).map_or("–".into(), |x| format!("{x:.1}")),
+                percentile(&sc.latency_ms, 99.0).map_or("–".into(), |x| format!("{x:.1}")),
+                lat.map_or("–".into(), |x| format!("{:.1}", x.max)),
+                sc.latency_ms.len(),
+                sc.missed,
+                Spread::of(&sc.ip_ms).map_or("–".into(), |x| x.show(1))
+            ));
+            s.push_str(&format!(
+                "- Bursts of {BURST_SIZE} veths made and put on br0 by one `ip -batch` ({BURST_ROUNDS} rounds): from the start of the burst to each veth's programs attached (its packets before that are not counted): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (n={}, not attached within 3 s: {}).\n",
+                percentile(&sc.burst_ms, 50.0).map_or("–".into(), |x| format!("{x:.1}")),
+                percentile(&sc.burst_ms, 90.0).map_or("–".into(), |x| format!("{x:.1}")),
+                percentile(&sc.burst_ms, 99.0).map_or("–".into(), |x| format!("{x:.1}")),
+                Spread::of(&sc.burst_ms).map_or("–".into(), |x| format!("{:.1}", x.max)),
+                sc.burst_ms.len(),
+                sc.burst_missed,
+            ));
+            if !sc.unobserved_ms.is_empty() {
+                s.push_str(&format!(
+                    "- Each burst port sent one frame a millisecond from the end of its burst on ({BURST_FRAMES} each); the frames netlab did not count are the time it went unobserved: p50 {} ms, p99 {} ms, max {} ms; ports counted from their first frame: {} of {}. New ports are counted by raw tracepoints beside tc until their programs are attached (see netlab-ebpf/src/cover.rs).\n",
+                    percentile(&sc.unobserved_ms, 50.0).map_or("–".into(), |x| format!("{x:.0}")),
+                    percentile(&sc.unobserved_ms, 99.0).map_or("–".into(), |x| format!("{x:.0}")),
+                    Spread::of(&sc.unobserved_ms).map_or("–".into(), |x| format!("{:.0}", x.max)),
+                    sc.unobserved_ms.iter().filter(|v| **v == 0.0).count(),
+                    sc.unobserved_ms.len()
+                ));
+            }
+            if let Some(m) = &sc.watch_mem {
+                s.push_str(&format!("- `netlab watch` memory on them: {}.\n", m.show()));
+            }
+            if let Some(stop) = sc.stop_secs {
+                s.push_str(&format!(
+                    "- `netlab watch` took {stop:.1} s to stop (detach everything) after SIGINT.\n"
+                ));
+            }
+        }
+        if let Some(mem) = &self.memory {
+            s.push_str("\n### 6. `netlab daemon` memory\n\n");
+            s.push_str(&format!(
+                "- {} interfaces observed, no Docker (so no labelled endpoints): {}.\n",
+                mem.interfaces,
+                mem.mem.show()
+            ));
+            if let Some(c) = &self.costs {
+                if let Some(m) = &c.watch_mem_idle {
+                    s.push_str(&format!(
+                        "- For comparison, `netlab watch` on 3 interfaces (part 1), just started: {}.\n",
+                        m.show()
+                    ));
+                }
+                let pps_mem = |o: Observer| {
+                    self.pps
+                        .iter()
+                        .flatten()
+                        .find(|w| w.observer == o)
+                        .and_then(|w| w.mem.as_ref())
+                };
+                if let (Some(with), Some(without)) =
+                    (pps_mem(Observer::Netlab), pps_mem(Observer::NetlabNoDrops))
+                {
+                    s.push_str(&format!(
+                        "- After a UDP window of part 2: {}; with `--no-drops` (no kernel symbols, BTF or drop program): {}.\n",
+                        with.show(),
+                        without.show()
+                    ));
+                }
+                if let Some(m) = &c.watch_mem_busy {
+                    s.push_str(&format!(
+                        "- The same after its first windows ({} UDP datagrams, a {}-echo `ping -f`, the test runs): {}.\n",
+                        c.windows.first().map_or(0, |w| w.packets),
+                        c.windows.get(1).map_or(0, |w| w.packets),
+                        m.show()
+                    ));
+                }
+            }
+            let total: u64 = mem.maps.iter().map(|m| m.bytes).sum();
+            s.push_str(&format!(
+                "- Kernel maps it holds: {:.1} MiB of memlock in all.\n\n| map | type | bytes |\n|---|---|---|\n",
+                total as f64 / 1_048_576.0
+            ));
+            for m in &mem.maps {
+                s.push_str(&format!("| {} | {} | {} |\n", m.name, m.kind, m.bytes));
+            }
+        }
+        s
+    }
+}
+
+/// Replaces the results block of BENCH.md, keeping everything around it; creates the file
+/// with the method and the way to reproduce when it does not exist.
+pub(super) fn write_bench_md(path: &Path, r: &Results) -> Result<()> {
+    let block = format!("{BEGIN}\n{}{END}", r.markdown());
+    let text = match std::fs::read_to_string(path) {
+        Ok(old) => splice(&old, &block),
+        Err(_) => format!("{}{block}\n{}", MD_HEAD, MD_TAIL),
+    };
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `old` with the text between the markers replaced by `block` (appended when no markers).
+fn splice(old: &str, block: &str) -> String {
+    match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{block}{}", &old[..b], &old[e + END.len()..])
+        }
+        _ => format!("{old}\n{block}\n"),
+    }
+}
+
+const MD_HEAD: &str = "# netlab benchmarks\n\n`cargo xtask bench` measures what netlab costs on the machine it runs on and rewrites the\nresults block below; the text around it is kept.\n\n";
+
+const MD_TAIL: &str = "\n## Reproduce\n\n```sh\ncargo xtask bench            # everything, < 15 minutes\ncargo xtask bench --quick    # shorter windows, < 3 minutes\ncargo xtask bench --quick --json   # and one JSON object on stdout\ncargo bench -p netlab-daemon --bench pipeline   # the user-space pipeline alone\n```\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_block_is_replaced_in_place() {
+        let old = format!("# t\n\nintro\n{BEGIN}\nold numbers\n{END}\n\n## Analysis\nkept\n");
+        let new = splice(&old, &format!("{BEGIN}\nnew\n{END}"));
+        assert_eq!(
+            new,
+            format!("# t\n\nintro\n{BEGIN}\nnew\n{END}\n\n## Analysis\nkept\n")
+        );
+        let appended = splice("no markers\n", "B");
+        assert_eq!(appended, "no markers\n\nB\n");
+    }
+}

@@ -1,0 +1,451 @@
+//! The results of every part, the summary table and the JSON object of `--json`.
+
+use super::costs::{CostWindow, Costs};
+use super::flood::FloodLevel;
+use super::machine::Machine;
+use super::memory::Memory;
+use super::pipeline::{CritBench, PIPELINE_BENCHES};
+use super::pps::{Observer, PpsWindow};
+use super::scale::Scale;
+use super::stats::{percentile, Spread};
+use super::traffic::Receiver;
+use super::PartLog;
+
+#[derive(Debug, Default)]
+pub(super) struct Results {
+    pub(super) quick: bool,
+    pub(super) date: String,
+    pub(super) elapsed_secs: f64,
+    pub(super) machine: Machine,
+    pub(super) costs: Option<Costs>,
+    pub(super) pps: Option<Vec<PpsWindow>>,
+    pub(super) flood: Option<Vec<FloodLevel>>,
+    pub(super) pipeline: Option<Vec<CritBench>>,
+    pub(super) scale: Option<Scale>,
+    pub(super) memory: Option<Memory>,
+    pub(super) log: PartLog,
+}
+
+/// One line of the summary table.
+pub(super) struct Row {
+    pub(super) what: &'static str,
+    key: &'static str,
+    value: Option<f64>,
+    pub(super) shown: String,
+    pub(super) target: &'static str,
+    pub(super) met: Option<bool>,
+}
+
+impl Results {
+    fn cost_spread(&self, traffic: &str, sample: Option<u32>) -> Option<Spread> {
+        let v: Vec<f64> = self
+            .costs
+            .iter()
+            .flat_map(|c| &c.windows)
+            .filter(|w| w.traffic == traffic && sample.is_none_or(|s| w.sample == s))
+            .filter_map(CostWindow::ns_per_run)
+            .collect();
+        Spread::of(&v)
+    }
+
+    /// The skipped UDP through BPF_PROG_TEST_RUN with the statistics off.
+    fn skip_test_run(&self) -> Option<Spread> {
+        let v: Vec<f64> = self
+            .costs
+            .iter()
+            .flat_map(|c| &c.windows)
+            .filter(|w| w.traffic == "udp")
+            .filter_map(|w| w.test_run_stats_off)
+            .collect();
+        Spread::of(&v)
+    }
+
+    /// Per round, the observer's packet rate over the no-observer rate of the same round
+    /// (and the same receiver).
+    pub(super) fn ratios(&self, receiver: Receiver, observer: Observer) -> Vec<f64> {
+        let windows = self.pps.as_deref().unwrap_or_default();
+        windows
+            .iter()
+            .filter(|w| w.observer == observer && w.receiver == receiver)
+            .filter_map(|w| {
+                let base = windows.iter().find(|b| {
+                    b.round == w.round && b.receiver == receiver && b.observer == Observer::None
+                })?;
+                Some(w.udp.pps() / base.udp.pps())
+            })
+            .collect()
+    }
+
+    fn best_lossless(&self) -> Option<&FloodLevel> {
+        self.flood
+            .iter()
+            .flatten()
+            .filter(|l| l.lost == 0)
+            .max_by(|a, b| a.events_per_s().total_cmp(&b.events_per_s()))
+    }
+
+    /// The level with the lowest offered rate that lost events.
+    fn first_lossy(&self) -> Option<&FloodLevel> {
+        self.flood
+            .iter()
+            .flatten()
+            .filter(|l| l.lost > 0)
+            .min_by(|a, b| a.offered_per_s().total_cmp(&b.offered_per_s()))
+    }
+
+    fn headline(&self) -> Option<&CritBench> {
+        self.pipeline
+            .iter()
+            .flatten()
+            .find(|b| b.name == PIPELINE_BENCHES[PIPELINE_BENCHES.len() - 1])
+    }
+
+    pub(super) fn rows(&self) -> Vec<Row> {
+        let spread_row =
+            |what, key, s: Option<Spread>, decimals, target, ok: fn(f64) -> bool| Row {
+                what,
+                key,
+                value: s.map(|s| s.median),
+                shown: s.map_or("not measured".into(), |s| s.show(decimals)),
+                target,
+                met: s.map(|s| ok(s.median)),
+            };
+        let skip = self.cost_spread("udp", None);
+        let icmp100 = self.cost_spread("icmp", Some(100));
+        let icmp1 = self.cost_spread("icmp", Some(1));
+        let netlab = Spread::of(&self.ratios(Receiver::Reads, Observer::Netlab));
+        let filtered = Spread::of(&self.ratios(Receiver::Reads, Observer::TcpdumpFiltered));
+        let full = Spread::of(&self.ratios(Receiver::Reads, Observer::TcpdumpFull));
+        let lossless = self.best_lossless();
+        let pipeline = self.headline();
+        let scale = self.scale.as_ref();
+        let startup = scale.and_then(|s| Spread::of(&s.startup_secs));
+        let p99 = scale.and_then(|s| percentile(&s.latency_ms, 99.0));
+        let rss = self.memory.as_ref().map(|m| m.mem.rss);
+        let netlab_beats_tcpdump = match (netlab, filtered) {
+            (Some(n), Some(f)) => Some(n.median >= 0.97 && n.median > f.median),
+            (Some(n), None) => Some(n.median >= 0.97),
+            _ => None,
+        };
+        vec![
+            spread_row(
+                "tc programs, UDP they skip (ns/run)",
+                "skip_ns_per_pkt",
+                skip,
+                1,
+                "≤ 15",
+                |v| v <= 15.0,
+            ),
+            Row {
+                met: None,
+                ..spread_row(
+                    "same, BPF_PROG_TEST_RUN, statistics off (ns/run)",
+                    "",
+                    self.skip_test_run(),
+                    1,
+                    "",
+                    |_| true,
+                )
+            },
+            spread_row(
+                "tc programs, ICMP at --sample 100 (ns/run)",
+                "icmp_ns_per_pkt_sample100",
+                icmp100,
+                1,
+                "≤ 60",
+                |v| v <= 60.0,
+            ),
+            Row {
+                met: None,
+                ..spread_row(
+                    "tc programs, ICMP at --sample 1 (ns/run)",
+                    "",
+                    icmp1,
+                    1,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "UDP pps, no observer again / no observer (noise)",
+                    "",
+                    Spread::of(&self.ratios(Receiver::Reads, Observer::NoneAgain)),
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: netlab_beats_tcpdump,
+                ..spread_row(
+                    "UDP pps with netlab / without",
+                    "pps_ratio_netlab",
+                    netlab,
+                    3,
+                    "≥ 0.97, > tcpdump 'icmp or arp'",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "UDP pps with netlab --no-drops / without",
+                    "",
+                    Spread::of(&self.ratios(Receiver::Reads, Observer::NetlabNoDrops)),
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "UDP pps with tcpdump 'icmp or arp' / without",
+                    "pps_ratio_tcpdump_filtered",
+                    filtered,
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "UDP pps with tcpdump (all) / without",
+                    "pps_ratio_tcpdump_full",
+                    full,
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "b drops every datagram: netlab / without",
+                    "",
+                    Spread::of(&self.ratios(Receiver::Drops, Observer::Netlab)),
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "b drops every datagram: netlab --no-drops / without",
+                    "",
+                    Spread::of(&self.ratios(Receiver::Drops, Observer::NetlabNoDrops)),
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                what: "ICMP events/s delivered without loss",
+                key: "events_per_s_no_loss",
+                value: lossless.map(FloodLevel::events_per_s),
+                shown: match (lossless, self.first_lossy()) {
+                    (Some(l), Some(x)) => format!(
+                        "{:.0} (loss from {:.0}/s offered)",
+                        l.events_per_s(),
+                        x.offered_per_s()
+                    ),
+                    (Some(l), None) => format!("{:.0} (no loss seen)", l.events_per_s()),
+                    (None, Some(x)) => {
+                        format!("loss at every level (from {:.0}/s)", x.offered_per_s())
+                    }
+                    (None, None) => "not measured".into(),
+                },
+                target: "≥ 300,000",
+                met: self
+                    .flood
+                    .as_ref()
+                    .map(|_| lossless.is_some_and(|l| l.events_per_s() >= 300_000.0)),
+            },
+            Row {
+                what: "pipeline: label + JSON, one core (events/s)",
+                key: "pipeline_events_per_s",
+                value: pipeline.map(CritBench::events_per_s),
+                shown: pipeline.map_or("not measured".into(), |b| {
+                    format!(
+                        "{:.0} (95% CI {:.0}–{:.0})",
+                        b.events_per_s(),
+                        b.batch * 1e9 / b.upper_ns,
+                        b.batch * 1e9 / b.lower_ns
+                    )
+                }),
+                target: "≥ 1,000,000",
+                met: pipeline.map(|b| b.events_per_s() >= 1_000_000.0),
+            },
+            spread_row(
+                "start-up on 500 veths (s)",
+                "attach_500_s",
+                startup,
+                3,
+                "< 2",
+                |v| v < 2.0,
+            ),
+            Row {
+                what: "new veth to attached, p99 (ms)",
+                key: "attach_p99_ms",
+                value: p99,
+                shown: match (scale, p99) {
+                    (Some(s), Some(p)) => format!(
+                        "{p:.1} (median {:.1}, n={}, missed {})",
+                        Spread::of(&s.latency_ms).map_or(f64::NAN, |x| x.median),
+                        s.latency_ms.len(),
+                        s.missed
+                    ),
+                    _ => "not measured".into(),
+                },
+                target: "< 50",
+                met: scale.map(|s| s.missed == 0 && p99.is_some_and(|p| p < 50.0)),
+            },
+            Row {
+                what: "burst of 20 new ports, unobserved p99 (ms)",
+                key: "burst20_unobserved_p99_ms",
+                value: scale.and_then(|s| percentile(&s.unobserved_ms, 99.0)),
+                shown: match scale.and_then(|s| percentile(&s.unobserved_ms, 99.0).map(|p| (s, p))) {
+                    Some((s, p)) => format!(
+                        "{p:.0} (p50 {:.0}, n={}; attached p50 {:.0} ms, p99 {:.0} ms after joining)",
+                        percentile(&s.unobserved_ms, 50.0).unwrap_or(f64::NAN),
+                        s.unobserved_ms.len(),
+                        percentile(&s.burst_ms, 50.0).unwrap_or(f64::NAN),
+                        percentile(&s.burst_ms, 99.0).unwrap_or(f64::NAN),
+                    ),
+                    None => "not measured".into(),
+                },
+                target: "0 (reported)",
+                met: scale.and_then(|s| percentile(&s.unobserved_ms, 99.0)).map(|p| p == 0.0),
+            },
+            Row {
+                what: "daemon resident memory, 500 veths (MiB)",
+                key: "daemon_rss_mb",
+                value: rss,
+                shown: rss.map_or("not measured".into(), |r| format!("{r:.1}")),
+                target: "< 40",
+                met: rss.map(|r| r < 40.0),
+            },
+        ]
+    }
+
+    /// The one JSON object of `--json`.
+    pub(super) fn json(&self) -> String {
+        let rows = self.rows();
+        let fields: Vec<String> = JSON_KEYS
+            .iter()
+            .map(|key| {
+                let v = rows.iter().find(|r| r.key == *key).and_then(|r| r.value);
+                let decimals = match *key {
+                    "pps_ratio_netlab"
+                    | "pps_ratio_tcpdump_filtered"
+                    | "pps_ratio_tcpdump_full" => 4,
+                    "events_per_s_no_loss" | "pipeline_events_per_s" => 0,
+                    "attach_500_s" => 3,
+                    _ => 2,
+                };
+                format!("\"{key}\":{}", json_value(v, decimals))
+            })
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    }
+
+    pub(super) fn table(&self) -> String {
+        let mut t = String::new();
+        let m = &self.machine;
+        t.push_str(&format!(
+            "\nnetlab bench ({}) — {} × {}, Linux {}, {:.1} GiB; load {} → {}; idle {} → {}\n\n",
+            if self.quick { "quick" } else { "full" },
+            m.cpus,
+            m.model,
+            m.kernel,
+            m.memory_gib,
+            m.load_before,
+            m.load_after,
+            m.idle_before.map_or("?".into(), |v| format!("{v:.0}%")),
+            m.idle_after.map_or("?".into(), |v| format!("{v:.0}%"))
+        ));
+        let rows = self.rows();
+        let w0 = rows
+            .iter()
+            .map(|r| r.what.chars().count())
+            .max()
+            .unwrap_or(0);
+        let w1 = rows
+            .iter()
+            .map(|r| r.shown.chars().count())
+            .max()
+            .unwrap_or(0);
+        for r in &rows {
+            t.push_str(&format!(
+                "  {:<w0$}  {:<w1$}  {:<32}  {}\n",
+                r.what,
+                r.shown,
+                r.target,
+                verdict(r.met)
+            ));
+        }
+        for f in &self.log.failures {
+            t.push_str(&format!("  failed: {f}\n"));
+        }
+        t.push('\n');
+        t
+    }
+}
+
+/// The keys of `--json`, in order.
+const JSON_KEYS: [&str; 10] = [
+    "skip_ns_per_pkt",
+    "icmp_ns_per_pkt_sample100",
+    "pps_ratio_netlab",
+    "pps_ratio_tcpdump_filtered",
+    "pps_ratio_tcpdump_full",
+    "events_per_s_no_loss",
+    "pipeline_events_per_s",
+    "attach_500_s",
+    "attach_p99_ms",
+    "daemon_rss_mb",
+];
+
+fn json_value(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        Some(x) if x.is_finite() => {
+            let s = format!("{x:.decimals$}");
+            if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.').to_owned()
+            } else {
+                s
+            }
+        }
+        _ => "null".into(),
+    }
+}
+
+pub(super) fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_exactly_the_keys() {
+        let r = Results::default();
+        let j = r.json();
+        for key in JSON_KEYS {
+            assert!(j.contains(&format!("\"{key}\":null")), "{j}");
+        }
+        assert_eq!(j.matches(':').count(), JSON_KEYS.len());
+        assert_eq!(json_value(Some(0.97004), 4), "0.97");
+        assert_eq!(json_value(Some(412345.6), 0), "412346");
+        assert_eq!(json_value(Some(f64::NAN), 2), "null");
+    }
+}
