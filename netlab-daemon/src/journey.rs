@@ -367,9 +367,11 @@ pub struct ArpUnanswered {
 /// Something [`Correlator::poll`] or [`Correlator::flush`] finished.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-// Nearly everything finished is a journey: boxing it would cost an allocation each to
-// save space only for the rare ARP report.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly everything finished is a journey: boxing it would cost an allocation \
+              each to save space only for the rare ARP report"
+)]
 pub enum Finished {
     /// A ping's journey.
     Journey(Journey),

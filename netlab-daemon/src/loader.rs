@@ -161,16 +161,18 @@ pub struct Datapath {
 
 /// The link of the program on `netdev_master_upper_dev_link`. Held, never read.
 enum EnslaveLink {
-    FEntry(#[allow(dead_code)] FEntryLink),
-    KProbe(#[allow(dead_code)] KProbeLink),
+    FEntry(#[expect(dead_code, reason = "held only for its Drop, which detaches")] FEntryLink),
+    KProbe(#[expect(dead_code, reason = "held only for its Drop, which detaches")] KProbeLink),
 }
 
 /// The drop program's link: owned by this process, or pinned in bpffs (it stays attached
 /// when the process goes, and keeps counting drops by reason into the pinned map). Held,
 /// never read: dropping it is what detaches (or closes our handle).
 enum DropLink {
-    Owned(#[allow(dead_code)] TracePointLink),
-    Pinned(#[allow(dead_code)] PinnedLink),
+    Owned(#[expect(dead_code, reason = "held only for its Drop, which detaches")] TracePointLink),
+    Pinned(
+        #[expect(dead_code, reason = "held only for its Drop, which closes our handle")] PinnedLink,
+    ),
 }
 
 fn cover_key(ifindex: u32, direction: u8) -> CounterKey {

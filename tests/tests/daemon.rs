@@ -1112,11 +1112,9 @@ fn a_stopped_daemon_misses_no_packet_of_a_container_started_meanwhile() -> Resul
             unsafe { libc::kill(self.0, libc::SIGCONT) };
         }
     }
-    // SAFETY: as above.
-    ensure!(
-        unsafe { libc::kill(pid, libc::SIGSTOP) } == 0,
-        "cannot stop the daemon"
-    );
+    // SAFETY: kill(2) on the daemon this test started (still its child).
+    let stop = unsafe { libc::kill(pid, libc::SIGSTOP) };
+    ensure!(stop == 0, "cannot stop the daemon");
     let stopped = Stopped(pid);
     let pinger = Container::run_named(
         netlab_tests::netns::unique_name("st"),
