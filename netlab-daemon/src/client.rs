@@ -7,11 +7,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::Request;
 
+/// Where clients find the daemon by default (where it listens by default).
+pub const DEFAULT_SOCKET: &str = "/run/netlab/netlab.sock";
+
 /// The daemon's socket: `NETLAB_SOCKET`, else the default path.
 pub fn socket_path() -> PathBuf {
     std::env::var_os("NETLAB_SOCKET")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(crate::daemon::DEFAULT_SOCKET))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 
 /// A connection to the daemon.

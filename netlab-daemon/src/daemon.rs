@@ -36,8 +36,7 @@ use crate::summary::Summary;
 use crate::tally::Tallies;
 use crate::topology::Topology;
 
-/// Where clients find the daemon by default.
-pub const DEFAULT_SOCKET: &str = "/run/netlab/netlab.sock";
+use crate::client::DEFAULT_SOCKET;
 /// Where the daemon pins its maps and links by default.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netlab";
 /// Events queued per client before that client starts losing them.

@@ -100,6 +100,24 @@ impl<'de> Deserialize<'de> for Endpoint<'_> {
 }
 
 impl<'a> Endpoint<'a> {
+    /// Appends how a human line names it: its container, else its address (`(host)` for
+    /// the host), else its MAC address, else `?` (a drop seen without its Ethernet header).
+    pub fn write_label(&self, out: &mut String) {
+        match (self.container, self.ip) {
+            (Some(c), _) => out.push_str(c),
+            (None, Some(ip)) if self.host => {
+                let _ = write!(out, "{ip} (host)");
+            }
+            (None, Some(ip)) => {
+                let _ = write!(out, "{ip}");
+            }
+            (None, None) if !self.mac.is_zero() => {
+                let _ = write!(out, "{}", self.mac);
+            }
+            (None, None) => out.push('?'),
+        }
+    }
+
     /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
     fn write_object(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
@@ -314,23 +332,9 @@ impl<'a> PacketRecord<'a> {
     /// `18:25:24.123  AppDev → AppProd  icmp echo-request id=17 seq=3  len=98  veth of AppDev (devops, br-8be916360cbc) ingress`.
     pub fn write_human(&self, out: &mut String) {
         let _ = write!(out, "{}  ", self.ts.time_of_day());
-        fn end(out: &mut String, e: &Endpoint<'_>) {
-            match (e.container, e.ip) {
-                (Some(c), _) => out.push_str(c),
-                (None, Some(ip)) if e.host => {
-                    let _ = write!(out, "{ip} (host)");
-                }
-                (None, Some(ip)) => {
-                    let _ = write!(out, "{ip}");
-                }
-                (None, None) => {
-                    let _ = write!(out, "{}", e.mac);
-                }
-            }
-        }
-        end(out, &self.src);
+        self.src.write_label(out);
         out.push_str(" → ");
-        end(out, &self.dst);
+        self.dst.write_label(out);
         out.push_str("  ");
         if let Some(a) = &self.arp {
             match a.op {
@@ -626,19 +630,10 @@ impl DropRecord {
     /// id=17 seq=3  NETFILTER_DROP at nf_hook_slow+0x8c on br-… (host), rule …`.
     pub fn write_human(&self, out: &mut String) {
         let _ = write!(out, "{}  ", self.ts.time_of_day());
-        let end = |e: &Endpoint<'_>| match (e.container, e.ip) {
-            (Some(c), _) => c.to_owned(),
-            (None, Some(ip)) if e.host => format!("{ip} (host)"),
-            (None, Some(ip)) => ip.to_string(),
-            (None, None) => "?".to_owned(),
-        };
-        let _ = write!(
-            out,
-            "{} → {}  DROPPED {}",
-            end(&self.src),
-            end(&self.dst),
-            self.packet.name()
-        );
+        self.src.write_label(out);
+        out.push_str(" → ");
+        self.dst.write_label(out);
+        let _ = write!(out, "  DROPPED {}", self.packet.name());
         if let Some(i) = &self.icmp {
             if let (Some(id), Some(seq)) = (i.id, i.seq) {
                 let _ = write!(out, " id={id} seq={seq}");

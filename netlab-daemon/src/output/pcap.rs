@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::Context as _;
 
 use super::{Ctx, Event, Output};
-use crate::event::{Endpoint, PacketRecord};
+use crate::event::PacketRecord;
 use crate::filter::Filter;
 use crate::pcapng::PcapngWriter;
 use netlab_common::PacketEvent;
@@ -74,19 +74,14 @@ impl<W: Write> Pcap<W> {
                 id
             }
         };
-        let end = |e: &Endpoint<'_>| match (e.container, e.ip) {
-            (Some(c), _) => c.to_owned(),
-            (None, Some(ip)) if e.host => format!("{ip} (host)"),
-            (None, Some(ip)) => ip.to_string(),
-            (None, None) => e.mac.to_string(),
-        };
-        let comment = format!(
-            "{} → {} {} {}",
-            end(&rec.src),
-            end(&rec.dst),
-            rec.kind.name(),
-            rec.direction.name()
-        );
+        let mut comment = String::with_capacity(96);
+        rec.src.write_label(&mut comment);
+        comment.push_str(" → ");
+        rec.dst.write_label(&mut comment);
+        comment.push(' ');
+        comment.push_str(rec.kind.name());
+        comment.push(' ');
+        comment.push_str(rec.direction.name());
         let cap = usize::from(ev.cap_len).min(ev.data.len());
         self.w.write_packet(
             id,
