@@ -1,4 +1,4 @@
-//! `netlab::decode::decode` on arbitrary bytes.
+//! `netlab::model::decode::decode` on arbitrary bytes.
 //!
 //! Input: the first 4 bytes are the frame's length on the wire (little endian; 0 stands for
 //! "the whole frame was captured", i.e. the rest's length), the rest is the captured prefix.
@@ -12,8 +12,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netlab::decode::decode;
-use netlab::kind::Kind;
+use netlab::model::decode::decode;
+use netlab::model::kind::Kind;
 use netlab_tests::classify::expected_kind;
 
 fuzz_target!(|input: &[u8]| {

@@ -1,4 +1,4 @@
-//! `netlab::event::PacketRecord` built from an arbitrary kernel record, then written as JSON
+//! `netlab::model::event::PacketRecord` built from an arbitrary kernel record, then written as JSON
 //! and as a human line.
 //!
 //! Input: the bytes of a `netlab_common::PacketEvent` (any bit pattern is a valid one: the
@@ -9,10 +9,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netlab::clock::Clock;
-use netlab::event::PacketRecord;
-use netlab::kind::{Direction, Kind};
-use netlab::topology::Topology;
+use netlab::kernel::clock::Clock;
+use netlab::model::event::PacketRecord;
+use netlab::model::kind::{Direction, Kind};
+use netlab::docker::topology::Topology;
 use netlab_common::PacketEvent;
 
 fuzz_target!(|input: &[u8]| {

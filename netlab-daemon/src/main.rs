@@ -13,18 +13,18 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Stream sampled packets live and print exact counters on exit.
-    Watch(netlab::watch::WatchArgs),
+    Watch(netlab::cmd::watch::WatchArgs),
     /// Show Docker's networks, containers, their veths and what `watch` observes.
-    Topology(netlab::topology_cmd::TopologyArgs),
+    Topology(netlab::cmd::topology::TopologyArgs),
     /// Ping DST from inside SRC's namespace and explain why it is (not) reachable.
     /// Exit code 0: reachable, 1: not reachable, 2: error.
-    Diagnose(netlab::diagnose::DiagnoseArgs),
+    Diagnose(netlab::cmd::diagnose::DiagnoseArgs),
     /// Run as a service: attach once, keep counting across restarts, serve the API.
-    Daemon(netlab::daemon::DaemonArgs),
+    Daemon(netlab::cmd::daemon::DaemonArgs),
     /// Print the exact counters of the running daemon.
-    Counters(netlab::counters_cmd::CountersArgs),
+    Counters(netlab::cmd::counters::CountersArgs),
     /// Write sampled ICMP/ARP frames to a pcapng file, labelled with containers.
-    Capture(netlab::watch::CaptureArgs),
+    Capture(netlab::cmd::watch::CaptureArgs),
 }
 
 fn init_logging() {
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     init_logging();
     // The daemon drops capabilities while the process is still single-threaded.
     let prepared = match &cli.command {
-        Command::Daemon(args) => match netlab::daemon::prepare(args) {
+        Command::Daemon(args) => match netlab::cmd::daemon::prepare(args) {
             Ok(Some(p)) => Some(p),
             Ok(None) => return ExitCode::SUCCESS,
             Err(e) => {
@@ -86,15 +86,15 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Watch(args) => netlab::watch::run(args).await.map(|()| true),
-            Command::Topology(args) => netlab::topology_cmd::run(args).await.map(|()| true),
-            Command::Diagnose(args) => netlab::diagnose::run(args).await,
+            Command::Watch(args) => netlab::cmd::watch::run(args).await.map(|()| true),
+            Command::Topology(args) => netlab::cmd::topology::run(args).await.map(|()| true),
+            Command::Diagnose(args) => netlab::cmd::diagnose::run(args).await,
             Command::Daemon(args) => match prepared {
-                Some(p) => netlab::daemon::run(args, p).await.map(|()| true),
+                Some(p) => netlab::cmd::daemon::run(args, p).await.map(|()| true),
                 None => Ok(true),
             },
-            Command::Counters(args) => netlab::counters_cmd::run(args).await.map(|()| true),
-            Command::Capture(args) => netlab::watch::capture(args).await.map(|()| true),
+            Command::Counters(args) => netlab::cmd::counters::run(args).await.map(|()| true),
+            Command::Capture(args) => netlab::cmd::watch::capture(args).await.map(|()| true),
         }
     });
     match result {

@@ -14,13 +14,13 @@ use anyhow::Context as _;
 use netlab_common::{record, DropEvent, PacketEvent, RECORD_OFFSET};
 
 use crate::btf::Kallsyms;
-use crate::clock::Clock;
-use crate::event::{DropRecord, PacketRecord};
-use crate::journey::{self, Correlator, Finished};
-use crate::kind::Kind;
-use crate::loader::DropReasons;
+use crate::kernel::clock::Clock;
+use crate::model::event::{DropRecord, PacketRecord};
+use crate::model::journey::{self, Correlator, Finished};
+use crate::model::kind::Kind;
+use crate::kernel::loader::DropReasons;
 use crate::output::{Ctx, Event, Output};
-use crate::topology::Topology;
+use crate::docker::topology::Topology;
 
 /// What drop reports need to be explained.
 pub struct DropContext {
@@ -31,7 +31,7 @@ pub struct DropContext {
     /// Only drops on observed interfaces of netlab's own namespace (explicit `--iface`).
     pub only_observed: bool,
     /// The firewall and its counters at the last attribution.
-    pub firewall: crate::firewall::Firewall,
+    pub firewall: crate::explain::firewall::Firewall,
     /// Netfilter drops waiting for the next counter snapshot.
     pub pending: Vec<DropRecord>,
 }
@@ -41,7 +41,7 @@ impl DropContext {
     /// netlab's namespace, and the firewall read once (for `engine`, the Docker engine's
     /// facts, when one answers).
     pub async fn new(
-        reasons: crate::loader::DropReasons,
+        reasons: crate::kernel::loader::DropReasons,
         kallsyms: Option<Kallsyms>,
         only_observed: bool,
         engine: Option<&crate::docker::EngineFacts>,
@@ -50,9 +50,9 @@ impl DropContext {
         DropContext {
             reasons,
             kallsyms,
-            own_netns: crate::links::netns_id(None).map_or(0, |(_, ino)| ino),
+            own_netns: crate::kernel::links::netns_id(None).map_or(0, |(_, ino)| ino),
             only_observed,
-            firewall: crate::firewall::Firewall::read(engine, nftrace).await,
+            firewall: crate::explain::firewall::Firewall::read(engine, nftrace).await,
             pending: Vec::new(),
         }
     }
@@ -339,7 +339,7 @@ impl Pipeline {
         }
         let mut pending = std::mem::take(&mut ctx.pending);
         let a = ctx.firewall.attribute(pending.len() as u64).await;
-        let facts = crate::docker_rules::DockerFacts::from_topology(&self.topo);
+        let facts = crate::explain::docker_rules::DockerFacts::from_topology(&self.topo);
         let ctx = self.drops.as_mut().context("drop context")?;
         // Named with their comments: Docker's say what each rule is for.
         let rules: Vec<String> = a
@@ -353,7 +353,7 @@ impl Pipeline {
         let mut said_not_sure = false;
         for rec in &mut pending {
             // Exact first: the rule the kernel traced this very packet to.
-            let hint = crate::docker_rules::PacketHint {
+            let hint = crate::explain::docker_rules::PacketHint {
                 src: rec.src.ip,
                 dst: rec.dst.ip,
             };
@@ -379,7 +379,7 @@ impl Pipeline {
             };
             rec.drop.hook.clone_from(&first.hook);
             if a.not_sure.is_none() && (a.certain || a.culprits.len() == 1) {
-                let hint = crate::docker_rules::PacketHint {
+                let hint = crate::explain::docker_rules::PacketHint {
                     src: rec.src.ip,
                     dst: rec.dst.ip,
                 };
@@ -421,7 +421,7 @@ impl Pipeline {
 
     /// Emits topology events (an interface observed or gone, a container started...),
     /// under the same filters and `--count` as packets.
-    pub fn topology(&mut self, events: Vec<crate::topo_events::TopoEvent>) -> anyhow::Result<()> {
+    pub fn topology(&mut self, events: Vec<crate::docker::topo_events::TopoEvent>) -> anyhow::Result<()> {
         for e in &events {
             self.emit(Event::Topology(e))?;
         }
@@ -475,7 +475,7 @@ pub fn not_a_drop(rec: &DropRecord) -> Option<&'static str> {
     // multicast for a group nobody joined here (ip6_mc_input), or messages ndisc ignored
     // (icmpv6_rcv). The kernel frees them without a specific reason (NOT_SPECIFIED), or,
     // before 5.17, without any.
-    let unspecific = reason == "NOT_SPECIFIED" || reason == crate::loader::UNKNOWN_REASON;
+    let unspecific = reason == "NOT_SPECIFIED" || reason == crate::kernel::loader::UNKNOWN_REASON;
     let freed_in = |f: &str| {
         rec.drop
             .location
@@ -493,9 +493,9 @@ pub fn not_a_drop(rec: &DropRecord) -> Option<&'static str> {
 }
 
 /// What a traced verdict of this drop would carry: its ICMP packet.
-fn trace_key(rec: &DropRecord) -> Option<crate::nftrace::PacketKey> {
+fn trace_key(rec: &DropRecord) -> Option<crate::explain::nftrace::PacketKey> {
     let icmp = rec.icmp.as_ref()?;
-    Some(crate::nftrace::PacketKey {
+    Some(crate::explain::nftrace::PacketKey {
         src: rec.src.ip?,
         dst: rec.dst.ip?,
         icmp_type: icmp.icmp_type,
@@ -508,7 +508,7 @@ fn trace_key(rec: &DropRecord) -> Option<crate::nftrace::PacketKey> {
 /// it was freed where netfilter frees a verdict's drop (`nf_hook_slow`).
 fn by_netfilter(rec: &DropRecord) -> bool {
     rec.drop.reason == NETFILTER_DROP
-        || (rec.drop.reason == crate::loader::UNKNOWN_REASON
+        || (rec.drop.reason == crate::kernel::loader::UNKNOWN_REASON
             && rec
                 .drop
                 .location
@@ -585,12 +585,12 @@ fn observe_drop(c: &mut Correlator, rec: &DropRecord, clock: &Clock) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::UnixNanos;
-    use crate::event::{DropInfo, DropPlace, Endpoint};
+    use crate::kernel::clock::UnixNanos;
+    use crate::model::event::{DropInfo, DropPlace, Endpoint};
 
     fn freed(packet: &'static str, dst: &str, reason: &str, location: Option<&str>) -> DropRecord {
         let ep = |ip: &str| Endpoint {
-            mac: crate::decode::Mac::default(),
+            mac: crate::model::decode::Mac::default(),
             ip: ip.parse().ok(),
             container: None,
             network: None,
@@ -633,7 +633,7 @@ mod tests {
             ("icmp6-other", "NOT_SPECIFIED", "ip6_mc_input+0x15e"),
             (
                 "ndp-neighbor-solicit",
-                crate::loader::UNKNOWN_REASON,
+                crate::kernel::loader::UNKNOWN_REASON,
                 "icmpv6_rcv+0x90",
             ),
             ("ndp-neighbor-solicit", "IPV6DISABLED", "ipv6_rcv+0x10"),
@@ -660,7 +660,7 @@ mod tests {
             ),
             (
                 "icmp-echo-request",
-                crate::loader::UNKNOWN_REASON,
+                crate::kernel::loader::UNKNOWN_REASON,
                 Some("icmp_rcv+0x1"),
             ),
             // Neighbour discovery freed somewhere else, for another reason.
@@ -694,8 +694,8 @@ mod tests {
     /// The real pipeline over the course's lab, its outputs read back.
     mod outputs {
         use super::super::*;
-        use crate::decode::tests::{arp_frame, icmp4_frame};
-        use crate::filter::Filter;
+        use crate::model::decode::tests::{arp_frame, icmp4_frame};
+        use crate::model::filter::Filter;
         use crate::output::{Broadcast, Collect, Format, Lines};
         use netlab_common::{direction, kind as k, record, PacketEvent, SNAP_LEN};
 
@@ -703,7 +703,7 @@ mod tests {
         const APPDEV_VETH: u32 = 10;
 
         fn lab() -> Arc<Topology> {
-            let (snap, links, scans) = crate::topology::tests::course_lab();
+            let (snap, links, scans) = crate::docker::topology::tests::course_lab();
             Arc::new(Topology::build(Some(&snap), &links, &[], &scans))
         }
 

@@ -29,18 +29,18 @@ use netlab_common::Config;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use crate::attach::AttachMode;
+use crate::kernel::attach::AttachMode;
 use crate::btf::Kallsyms;
-use crate::clock::Clock;
-use crate::discover::{AttachDone, Observer};
-use crate::follow::{Change, DockerFeed, Follower};
-use crate::journey::{Correlator, PairStats};
-use crate::loader::Datapath;
+use crate::kernel::clock::Clock;
+use crate::docker::discover::{AttachDone, Observer};
+use crate::docker::follow::{Change, DockerFeed, Follower};
+use crate::model::journey::{Correlator, PairStats};
+use crate::kernel::loader::Datapath;
 use crate::output::Output;
 use crate::pipeline::{DropContext, Pipeline};
-use crate::summary::Summary;
-use crate::topo_events::Tracker;
-use crate::topology::Topology;
+use crate::model::summary::Summary;
+use crate::docker::topo_events::Tracker;
+use crate::docker::topology::Topology;
 
 /// Every this many 100 ms ticks, every hook is checked to still run netlab's programs
 /// (another tool may have replaced them).
@@ -106,7 +106,7 @@ impl Options {
             attach: AttachMode::Auto,
             drops: Drops::Required,
             nftrace: false,
-            journey_timeout: Some(Duration::from_nanos(crate::journey::DEFAULT_TIMEOUT_NS)),
+            journey_timeout: Some(Duration::from_nanos(crate::model::journey::DEFAULT_TIMEOUT_NS)),
             kallsyms: None,
             pin_dir: None,
             engine: None,
@@ -519,7 +519,7 @@ impl Session {
             .filter(|s| pairs(s))
             .collect();
         let mut s = Summary::new(rows, delivery, p.printed()).with_drops(drops);
-        if let Some(t) = p.output::<crate::tally::Tallies>() {
+        if let Some(t) = p.output::<crate::model::tally::Tallies>() {
             s = s.with_not_drops(&t.not_drops);
         }
         Ok(s.with_pairs(stats))

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{Ctx, Event, Output};
-use crate::stream::{Sender, StreamEvent};
+use crate::output::stream::{Sender, StreamEvent};
 
 /// Sends every shown event to the daemon's clients.
 pub struct Broadcast {

@@ -1,8 +1,8 @@
 //! What `netlab diagnose` keeps instead of printing: drops and finished journeys.
 
 use super::{Ctx, Event, Output};
-use crate::event::DropRecord;
-use crate::journey::Finished;
+use crate::model::event::DropRecord;
+use crate::model::journey::Finished;
 
 /// The drops and finished journeys (and unanswered ARP requests) of a run.
 #[derive(Default)]

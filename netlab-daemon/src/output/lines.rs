@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context as _;
 
 use super::{Ctx, Event, Output};
-use crate::filter::Filter;
+use crate::model::filter::Filter;
 
 /// How each event is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! The pipeline turns kernel records into [`Event`]s and hands every event to each of its
 //! outputs in turn: text or JSON lines ([`Lines`]), the daemon's API clients
 //! ([`Broadcast`]), a pcapng file ([`Pcap`]), the metrics tallies
-//! ([`crate::tally::Tallies`]), or what `diagnose` keeps ([`Collect`]). A new output (a
+//! ([`crate::model::tally::Tallies`]), or what `diagnose` keeps ([`Collect`]). A new output (a
 //! web map, an exporter) is one more implementation, added with
 //! [`crate::pipeline::Pipeline::with_output`].
 
@@ -11,6 +11,7 @@ mod broadcast;
 mod collect;
 mod lines;
 mod pcap;
+pub mod stream;
 
 use std::any::Any;
 
@@ -19,13 +20,13 @@ pub use collect::Collect;
 pub use lines::{write_or_closed, Format, Lines};
 pub use pcap::Pcap;
 
-use crate::clock::Clock;
-use crate::event::{DropRecord, PacketRecord};
-use crate::filter::Filter;
-use crate::journey::{self, Finished};
-use crate::stream::EventMeta;
-use crate::topo_events::TopoEvent;
-use crate::topology::Topology;
+use crate::kernel::clock::Clock;
+use crate::model::event::{DropRecord, PacketRecord};
+use crate::model::filter::Filter;
+use crate::model::journey::{self, Finished};
+use crate::output::stream::EventMeta;
+use crate::docker::topo_events::TopoEvent;
+use crate::docker::topology::Topology;
 use netlab_common::PacketEvent;
 
 /// One event of the pipeline, borrowed for the time outputs look at it.
@@ -172,10 +173,10 @@ fn friendly(f: &Finished, topo: &Topology) -> Finished {
         let name = |ifindex: u32, iface: &mut String| {
             if let Some(o) = topo.iface(ifindex).filter(|o| o.name == *iface) {
                 match (o.role, &o.container) {
-                    (crate::topology::Role::ContainerVeth, Some(c)) => {
+                    (crate::docker::topology::Role::ContainerVeth, Some(c)) => {
                         *iface = format!("veth of {c}")
                     }
-                    (crate::topology::Role::ManualVeth, Some(c)) => {
+                    (crate::docker::topology::Role::ManualVeth, Some(c)) => {
                         *iface = format!("{} (hand-made, to {c})", o.name)
                     }
                     _ => {}
@@ -189,7 +190,7 @@ fn friendly(f: &Finished, topo: &Topology) -> Finished {
     f
 }
 
-impl Output for crate::tally::Tallies {
+impl Output for crate::model::tally::Tallies {
     fn event(&mut self, ev: Event<'_>, _: Ctx<'_>) -> anyhow::Result<()> {
         match ev {
             Event::Drop(rec) => self.drop(rec),

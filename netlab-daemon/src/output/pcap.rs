@@ -7,8 +7,8 @@ use std::io::Write;
 use anyhow::Context as _;
 
 use super::{Ctx, Event, Output};
-use crate::event::PacketRecord;
-use crate::filter::Filter;
+use crate::model::event::PacketRecord;
+use crate::model::filter::Filter;
 use crate::pcapng::PcapngWriter;
 use netlab_common::PacketEvent;
 

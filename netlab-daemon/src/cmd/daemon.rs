@@ -1,0 +1,771 @@
+//! `netlab daemon`: load and attach once, keep counting across restarts (pinned maps and
+//! links), and serve an API on a unix socket (and, when asked, on TCP).
+//!
+//! Endpoints (documented in `openapi.json`, served at `/v1/openapi.json`):
+//! `/v1/health`, `/v1/topology`, `/v1/counters`, `/v1/events` (NDJSON, or Server-Sent
+//! Events with `Accept: text/event-stream` or `?sse=1`), `/metrics` (Prometheus).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt as _, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::{Request, Response, StatusCode};
+use netlab_common::Config;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::kernel::attach::AttachMode;
+use crate::btf::Kallsyms;
+use crate::docker::discover::Observer;
+use crate::model::filter::Filter;
+use crate::docker::follow::{scan, DockerFeed};
+use crate::metrics;
+use crate::output::Broadcast;
+use crate::pipeline::Pipeline;
+use crate::session::{per_cpu_rate, Drops, Handled, Options, Session, Source};
+use crate::output::stream::StreamEvent;
+use crate::model::summary::Summary;
+use crate::model::tally::Tallies;
+use crate::docker::topology::Topology;
+
+use crate::api::client::DEFAULT_SOCKET;
+/// Where the daemon pins its maps and links by default.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netlab";
+/// Events queued per client before that client starts losing them.
+const CLIENT_QUEUE: usize = 4096;
+
+/// Options of `netlab daemon`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DaemonArgs {
+    /// The API's unix socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Also serve the API on TCP (loopback unless --allow-remote).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Allow --listen on a non-loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Where maps and links are pinned (bpffs).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+    /// Remove every pinned object of netlab's (detaching its links) and exit.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Attribute each netfilter drop to its rule through the kernel's nftables tracing
+    /// (adds a table `inet netlab-trace-<pid>` that marks ICMP for tracing, removed on exit;
+    /// never changes a packet's fate). Without it, rules are found by their counters.
+    #[arg(long)]
+    pub nftrace: bool,
+    /// Seconds a removed container's series stay in /metrics.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub grace: u64,
+    /// Emit one event for every N packets (counters stay exact).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sample: u32,
+    /// At most N events per second reach user space (0: no limit).
+    #[arg(long = "rate-limit", value_name = "N", default_value_t = 200_000)]
+    pub rate_limit: u32,
+    /// How to hook the programs: TCX links (pinned) where the kernel has them, netlink
+    /// filters (kept attached while the daemon is down) otherwise.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub attach: AttachMode,
+}
+
+/// Requests the API makes to the loop that owns the kernel objects.
+enum Ask {
+    Counters(oneshot::Sender<Summary>),
+    Metrics(oneshot::Sender<String>),
+}
+
+/// What API handlers share.
+struct Shared {
+    topo: RwLock<Arc<Topology>>,
+    events: broadcast::Sender<Arc<StreamEvent>>,
+    ask: mpsc::Sender<Ask>,
+    attached: AtomicUsize,
+    /// Whether the Docker engine answers now.
+    docker: std::sync::atomic::AtomicBool,
+    clients: AtomicUsize,
+    started: Instant,
+    /// Events lost by slow clients, all clients together.
+    client_lost: AtomicU64,
+    /// Hooks found detached by something else (and attached again).
+    hooks_lost: AtomicU64,
+}
+
+/// Removes every pinned object under `dir`: the tc links and the drop program's link
+/// first (which detaches them), then the maps.
+pub fn cleanup(dir: &Path) -> anyhow::Result<usize> {
+    if dir.exists() && !crate::kernel::bpffs::is_bpffs(dir) {
+        anyhow::bail!(
+            "--pin-dir {} is not on bpffs: it holds nothing of netlab's to remove",
+            dir.display()
+        );
+    }
+    let mut removed = 0;
+    for sub in ["links", "drops", "netlink", "maps"] {
+        let d = dir.join(sub);
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if sub == "netlink" {
+                // The filters a daemon kept on a kernel without TCX, and their qdiscs.
+                let name = e.file_name();
+                crate::kernel::attach::remove_kept(&d, &name.to_string_lossy())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+            } else {
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+            }
+            removed += 1;
+        }
+        let _ = std::fs::remove_dir(&d);
+    }
+    let _ = std::fs::remove_dir(dir);
+    Ok(removed)
+}
+
+/// The group id of `name`, if the group exists.
+fn group_id(name: &str) -> Option<libc::gid_t> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.next()?;
+        f.next()?.parse().ok()
+    })
+}
+
+/// Binds the unix socket: mode 0660, group `netlab` when it exists. A stale socket file
+/// (nothing answering) is replaced; a live one means another daemon runs.
+fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("another netlab daemon answers on {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let l = std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    l.set_nonblocking(true)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = group_id("netlab") {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+        // SAFETY: a valid path; uid -1 leaves the owner as it is.
+        if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } != 0 {
+            log::warn!("cannot give {} to group netlab", path.display());
+        }
+    }
+    Ok(l)
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_response<T: serde::Serialize>(v: &T) -> Response<Body> {
+    match serde_json::to_vec(v) {
+        Ok(mut b) => {
+            b.push(b'\n');
+            full(StatusCode::OK, "application/json", b)
+        }
+        Err(e) => full(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Query parameters: `container`, `network` and `kind` repeat; `format=text`; `sse=1`.
+fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 2;
+            }
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The live event stream for one client: its own bounded queue, fed from the broadcast;
+/// when the client falls behind, what it missed is counted and told to it.
+fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> Response<Body> {
+    let mut rx = shared.events.subscribe();
+    let (tx, out) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
+    let sh = Arc::clone(shared);
+    sh.clients.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let frame = |body: &Bytes| -> Bytes {
+            if sse {
+                let mut v = Vec::with_capacity(body.len() + 8);
+                v.extend_from_slice(b"data: ");
+                v.extend_from_slice(body.strip_suffix(b"\n").unwrap_or(body));
+                v.extend_from_slice(b"\n\n");
+                Bytes::from(v)
+            } else {
+                body.clone()
+            }
+        };
+        // A first line, so a client knows it is subscribed before events flow.
+        let hello = if text {
+            Bytes::from_static(b"")
+        } else {
+            Bytes::from_static(b"{\"kind\":\"subscribed\"}\n")
+        };
+        if !hello.is_empty() && tx.send(frame(&hello)).await.is_err() {
+            sh.clients.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        // Events this client missed since it was last told: its queue was full, or it
+        // fell behind the broadcast. Counted at once; told as soon as there is room.
+        let mut missed: u64 = 0;
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ev) => Some(ev),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    sh.client_lost.fetch_add(n, Ordering::Relaxed);
+                    missed += n;
+                    None
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            if missed > 0 {
+                let notice = if text {
+                    format!("netlab: this client fell behind and lost {missed} events\n")
+                } else {
+                    format!("{{\"kind\":\"lost\",\"events\":{missed}}}\n")
+                };
+                match tx.try_send(frame(&Bytes::from(notice))) {
+                    Ok(()) => missed = 0,
+                    Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+            let Some(ev) = ev else { continue };
+            if !filter.matches_meta(&ev.meta) {
+                continue;
+            }
+            let body = if text { &ev.text } else { &ev.json };
+            // Never wait for a slow client: what does not fit its queue is lost to it.
+            match tx.try_send(frame(body)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    missed += 1;
+                    sh.client_lost.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            }
+        }
+        sh.clients.fetch_sub(1, Ordering::Relaxed);
+    });
+    let stream = futures_util::stream::unfold(out, |mut out| async move {
+        out.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), out))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    let ctype = if sse {
+        "text/event-stream"
+    } else if text {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/x-ndjson"
+    };
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if req.method() != hyper::Method::GET {
+        return Ok(full(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n",
+        ));
+    }
+    let path = req.uri().path().to_owned();
+    let query = parse_query(req.uri().query());
+    let r = match path.as_str() {
+        "/v1/health" => json_response(&serde_json::json!({
+            "status": "ok",
+            "attached_interfaces": shared.attached.load(Ordering::Relaxed),
+            "clients": shared.clients.load(Ordering::Relaxed),
+            "client_events_lost": shared.client_lost.load(Ordering::Relaxed),
+            "hooks_lost": shared.hooks_lost.load(Ordering::Relaxed),
+            "docker": shared.docker.load(Ordering::Relaxed),
+            "uptime_seconds": shared.started.elapsed().as_secs(),
+        })),
+        "/v1/topology" => {
+            let t = shared.topo.read().map(|t| Arc::clone(&t));
+            let text = query.iter().any(|(k, v)| k == "format" && v == "text");
+            match t {
+                Ok(t) if text => full(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    crate::cmd::topology::render(&t),
+                ),
+                Ok(t) => json_response(&*t),
+                Err(_) => full(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "poisoned\n",
+                ),
+            }
+        }
+        "/v1/counters" | "/metrics" => {
+            let (tx, rx) = oneshot::channel::<Summary>();
+            let (mtx, mrx) = oneshot::channel::<String>();
+            let asked = if path == "/metrics" {
+                shared.ask.send(Ask::Metrics(mtx)).await
+            } else {
+                shared.ask.send(Ask::Counters(tx)).await
+            };
+            if asked.is_err() {
+                full(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "shutting down\n",
+                )
+            } else if path == "/metrics" {
+                match mrx.await {
+                    Ok(text) => full(StatusCode::OK, "text/plain; version=0.0.4", text),
+                    Err(_) => full(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "shutting down\n",
+                    ),
+                }
+            } else {
+                match rx.await {
+                    Ok(s) => json_response(&s),
+                    Err(_) => full(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "shutting down\n",
+                    ),
+                }
+            }
+        }
+        "/v1/events" => {
+            let get = |k: &str| -> Vec<String> {
+                query
+                    .iter()
+                    .filter(|(x, _)| x == k)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            };
+            let text = get("format").iter().any(|f| f == "text");
+            let sse = get("sse").iter().any(|v| v == "1" || v == "true")
+                || req
+                    .headers()
+                    .get(hyper::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("text/event-stream"));
+            match Filter::new(&get("container"), &get("network"), &get("kind")) {
+                Ok(f) => event_stream(&shared, f, text, sse),
+                Err(e) => full(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+            }
+        }
+        "/v1/openapi.json" => full(
+            StatusCode::OK,
+            "application/json",
+            include_str!("../api/openapi.json"),
+        ),
+        _ => full(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; see /v1/openapi.json\n",
+        ),
+    };
+    Ok(r)
+}
+
+/// Serves connections from `accept` until the process ends.
+fn serve<L, S>(shared: Arc<Shared>, mut accept: L)
+where
+    L: FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<S>> + Send>>
+        + Send
+        + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let io = match accept().await {
+                Ok(io) => io,
+                Err(e) => {
+                    log::warn!("accepting a client: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let sh = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&sh), req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+                if let Err(e) = conn.await {
+                    log::debug!("client connection: {e}");
+                }
+            });
+        }
+    });
+}
+
+/// The Prometheus page from the live counters, labels and tallies.
+fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
+    let topo = &p.topo;
+    let none = Tallies::default();
+    let tallies = p.output::<Tallies>().unwrap_or(&none);
+    let mut packets = Vec::new();
+    if let Ok(rows) = obs.counter_rows() {
+        for r in rows {
+            let o = topo.iface(r.ifindex).filter(|o| o.name == r.iface);
+            packets.push(metrics::PacketSeries {
+                container: o.and_then(|o| o.container.clone()).unwrap_or_default(),
+                network: o.and_then(|o| o.network.clone()).unwrap_or_default(),
+                iface: r.iface,
+                direction: r.direction,
+                kind: r.kind,
+                packets: r.packets,
+            });
+        }
+    }
+    let drops = tallies
+        .drops
+        .iter()
+        .map(|((reason, container, network), n)| metrics::DropSeries {
+            reason: reason.clone(),
+            container: container.clone(),
+            network: network.clone(),
+            packets: *n,
+        })
+        .collect();
+    let d = obs.datapath().delivery().unwrap_or_default();
+    let rtt = tallies
+        .rtt
+        .iter()
+        .map(|((s, dst), h)| h.series(s.clone(), dst.clone()))
+        .collect();
+    metrics::render(&metrics::Snapshot {
+        packets: metrics::aggregate_unlabelled(packets),
+        drops,
+        lost: vec![
+            ("ring_full", d.ring_full),
+            ("rate_limited", d.rate_limited),
+            ("drop_ring_full", d.drop_ring_full),
+        ],
+        rtt,
+        attached_interfaces: obs.attached() as u64,
+        journeys: tallies.journeys.iter().map(|(k, v)| (*k, *v)).collect(),
+        hooks_lost: obs
+            .hooks_lost
+            .iter()
+            .map(|((iface, hook), n)| (iface.clone(), *hook, *n))
+            .collect(),
+        not_drops: tallies
+            .not_drops
+            .iter()
+            .map(|((packet, reason, _), n)| (packet.clone(), reason.clone(), *n))
+            .collect(),
+    })
+}
+
+/// The daemon's counters since it started counting (its pinned maps: across restarts).
+fn counters_summary(session: &Session) -> Summary {
+    session.summary(|_| true).unwrap_or_else(|e| {
+        log::warn!("reading the counters: {e:#}");
+        Summary::new(Vec::new(), Default::default(), 0)
+    })
+}
+
+/// What the API shows of a change the session acted on.
+fn publish(session: &Session, handled: &Handled, shared: &Shared) {
+    if let Some(connected) = handled.engine {
+        shared.docker.store(connected, Ordering::Relaxed);
+    }
+    if handled.rescanned.is_some() {
+        if let Ok(mut w) = shared.topo.write() {
+            *w = Arc::clone(session.topology());
+        }
+    }
+    shared
+        .attached
+        .store(session.observer().attached(), Ordering::Relaxed);
+}
+
+/// Containers that left since `before` (their series leave /metrics after the grace
+/// period), noted with when they left.
+fn note_gone(before: &Topology, now: &Topology, gone: &mut BTreeMap<String, Instant>) {
+    for c in &before.containers {
+        if now.container_named(&c.name).is_none() {
+            gone.entry(c.name.clone()).or_insert_with(Instant::now);
+        }
+    }
+}
+
+/// Lifts `RLIMIT_MEMLOCK` (what the BPF maps are charged to before Linux 5.11).
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid rlimit value.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        log::debug!(
+            "cannot lift RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// What the daemon sets up while the process is still single-threaded, with every
+/// capability it started with: afterwards it keeps only [`crate::kernel::privilege::DAEMON_CAPS`]
+/// (capabilities are per thread, so the drop must come before any thread exists).
+pub struct Prepared {
+    socket: std::os::unix::net::UnixListener,
+    kallsyms: Option<Kallsyms>,
+}
+
+/// Checks the arguments, binds the socket (group `netlab`), reads kernel symbols, then
+/// drops every capability the daemon does not need any more. `None` for `--cleanup`,
+/// which is done here.
+pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
+    crate::kernel::privilege::require()?;
+    if args.cleanup {
+        let n = cleanup(&args.pin_dir)?;
+        log::info!(
+            "removed {n} pinned objects under {}",
+            args.pin_dir.display()
+        );
+        let tables = crate::explain::nftrace::remove_stale_tables();
+        if tables > 0 {
+            log::info!(
+                "removed {tables} nftables trace tables of netlab processes that no longer run"
+            );
+        }
+        return Ok(None);
+    }
+    if let Some(addr) = args.listen {
+        if !addr.ip().is_loopback() && !args.allow_remote {
+            anyhow::bail!(
+                "--listen {addr} is not a loopback address: add --allow-remote to serve the API there"
+            );
+        }
+    }
+    crate::kernel::bpffs::ensure(&args.pin_dir)?;
+    // Before 5.11 the kernel charges BPF maps to the locked-memory limit, and raising it
+    // needs CAP_SYS_RESOURCE, which the daemon is about to give up.
+    raise_memlock_limit();
+    let socket = bind_socket(&args.socket)?;
+    let kallsyms = Kallsyms::load().ok();
+    crate::kernel::privilege::drop_all_but(&crate::kernel::privilege::DAEMON_CAPS)
+        .context("dropping capabilities")?;
+    Ok(Some(Prepared { socket, kallsyms }))
+}
+
+/// Runs the daemon until SIGINT/SIGTERM (after [`prepare`]).
+pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
+    let Prepared { socket, kallsyms } = prepared;
+    let feed = DockerFeed::connect().await;
+    let topo = scan(feed.snapshot.clone()).await?;
+    let opts = Options {
+        config: Config {
+            sample_every: args.sample,
+            rate_per_cpu: per_cpu_rate(args.rate_limit),
+        },
+        attach: args.attach,
+        drops: Drops::IfAvailable,
+        nftrace: args.nftrace,
+        journey_timeout: Some(Duration::from_nanos(crate::model::journey::DEFAULT_TIMEOUT_NS)),
+        kallsyms,
+        pin_dir: Some(args.pin_dir.clone()),
+        engine: None,
+    };
+    let (events, _) = broadcast::channel(CLIENT_QUEUE);
+    let mut session = Session::start(
+        Source::Docker {
+            feed: Box::new(feed),
+            topo,
+        },
+        opts,
+    )
+    .await?
+    .with_output(Tallies::default())
+    .with_output(Broadcast::new(events.clone()));
+    let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(64);
+    let shared = Arc::new(Shared {
+        topo: RwLock::new(Arc::clone(session.topology())),
+        events,
+        ask: ask_tx,
+        attached: AtomicUsize::new(session.observer().attached()),
+        docker: std::sync::atomic::AtomicBool::new(session.docker_answered()),
+        clients: AtomicUsize::new(0),
+        started: Instant::now(),
+        client_lost: AtomicU64::new(0),
+        hooks_lost: AtomicU64::new(0),
+    });
+
+    let unix =
+        Arc::new(tokio::net::UnixListener::from_std(socket).context("serving the unix socket")?);
+    serve(Arc::clone(&shared), move || {
+        let l = Arc::clone(&unix);
+        Box::pin(async move { l.accept().await.map(|(s, _)| s) })
+    });
+    if let Some(addr) = args.listen {
+        let tcp = Arc::new(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?,
+        );
+        serve(Arc::clone(&shared), move || {
+            let l = Arc::clone(&tcp);
+            Box::pin(async move { l.accept().await.map(|(s, _)| s) })
+        });
+        log::info!("API also on http://{addr}");
+    }
+    log::info!(
+        "daemon: watching {} interfaces, API on {}",
+        session.observer().attached(),
+        args.socket.display()
+    );
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    // Containers that left, and when: their series leave /metrics after the grace period.
+    let mut gone: BTreeMap<String, Instant> = BTreeMap::new();
+    let grace = Duration::from_secs(args.grace);
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            Some(ask) = ask_rx.recv() => match ask {
+                Ask::Counters(tx) => { let _ = tx.send(counters_summary(&session)); }
+                Ask::Metrics(tx) => {
+                    let _ = tx.send(metrics_page(session.observer(), &session.pipeline));
+                }
+            },
+            wake = session.wait() => {
+                let handled = session.handle(wake?).await?;
+                if let Some(before) = &handled.rescanned {
+                    note_gone(before, session.topology(), &mut gone);
+                }
+                publish(&session, &handled, &shared);
+                if handled.tick {
+                    shared
+                        .hooks_lost
+                        .store(session.observer().hooks_lost_total(), Ordering::Relaxed);
+                    let expired: Vec<String> = gone
+                        .iter()
+                        .filter(|(_, t)| t.elapsed() >= grace)
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    if !expired.is_empty() {
+                        if let Some(t) = session.pipeline.output_mut::<Tallies>() {
+                            t.forget_containers(&expired);
+                        }
+                        for c in &expired {
+                            gone.remove(c);
+                        }
+                    }
+                    session.observer_mut().fold_retired(grace);
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&args.socket);
+    log::info!(
+        "daemon stopped; {} interfaces stay attached ({}) and keep counting; `netlab daemon --cleanup` detaches them",
+        session.observer().attached(),
+        match session.observer().mode_in_use() {
+            Some(AttachMode::Netlink) => "netlink filters",
+            _ => "pinned TCX links",
+        }
+    );
+    // Pinned links stay attached; dropping the session only closes our handles.
+    drop(session);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings() {
+        let q = parse_query(Some(
+            "container=AppDev&kind=icmp&kind=drop&format=text&network=my%20net&x",
+        ));
+        assert_eq!(
+            q,
+            vec![
+                ("container".into(), "AppDev".into()),
+                ("kind".into(), "icmp".into()),
+                ("kind".into(), "drop".into()),
+                ("format".into(), "text".into()),
+                ("network".into(), "my net".into()),
+                ("x".into(), "".into()),
+            ]
+        );
+        assert!(parse_query(None).is_empty());
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz+%41"), "%zz A");
+    }
+
+    #[test]
+    fn groups_are_looked_up_by_name() {
+        assert_eq!(group_id("root"), Some(0));
+        assert_eq!(group_id("no-such-group-netlab-test"), None);
+    }
+}

@@ -1,0 +1,7 @@
+//! The commands: `watch` (and `capture`), `topology`, `diagnose`, `daemon`, `counters`.
+
+pub mod counters;
+pub mod daemon;
+pub mod diagnose;
+pub mod topology;
+pub mod watch;

@@ -1,0 +1,762 @@
+//! Which interfaces to observe and what every address means, from Docker's view, the host's
+//! links and each container's own interfaces.
+//!
+//! This module is pure: [`Topology::build`] takes what was read from the Docker API and
+//! from rtnetlink (on the host and inside each container's namespace) and derives the
+//! observed interfaces with their roles and the IP/MAC label tables. A container's veth is
+//! found from inside the container (its interfaces' peers), never guessed from names, so a
+//! second leg added by hand is found like Docker's own.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::model::decode::Mac;
+use crate::docker::{ContainerInfo, DockerSnapshot, NetworkInfo};
+use crate::kernel::links::{Addr, Link, LinkKind};
+
+/// The label tables, looked up for every event: foldhash is several times faster than
+/// std's SipHash on these small keys. Their keys come from Docker and the host (packets
+/// only look them up), and each table gets its own random seed all the same.
+type LabelMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// What an observed interface is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A Docker network's bridge device.
+    Bridge,
+    /// The host end of a veth Docker made for a container endpoint.
+    ContainerVeth,
+    /// A veth enslaved to a Docker bridge by hand (or not made by Docker).
+    ManualVeth,
+    /// A bridge port whose other end is unknown (no Docker engine to ask).
+    Veth,
+    /// An interface named on the command line (`--iface`).
+    Interface,
+}
+
+impl Role {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Role::Bridge => "bridge",
+            Role::ContainerVeth => "container-veth",
+            Role::ManualVeth => "manual-veth",
+            Role::Veth => "veth",
+            Role::Interface => "interface",
+        }
+    }
+}
+
+/// An interface netlab observes, with its labels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObservedIface {
+    pub ifindex: u32,
+    pub name: String,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// For a veth, the interface at the other end (inside the container).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    /// A veth on a Docker bridge whose other end is in a namespace no known container
+    /// owns (yet): typically a container Docker is starting right now.
+    #[serde(skip)]
+    pub unresolved: bool,
+}
+
+/// Who is behind an address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointLabel {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The host itself (a network's gateway address or bridge MAC).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub host: bool,
+}
+
+/// What was read inside one container's network namespace.
+#[derive(Clone, Debug, Default)]
+pub struct NetnsScan {
+    /// Inode of the namespace (what the kernel calls its `inum`); 0 when unknown.
+    pub inode: u64,
+    pub links: Vec<Link>,
+    pub addrs: Vec<Addr>,
+}
+
+/// Where a network namespace and its interfaces belong.
+#[derive(Clone, Debug, Default)]
+struct NetnsNames {
+    /// `None` for the host's namespace.
+    container: Option<String>,
+    links: HashMap<u32, String>,
+}
+
+/// One interface inside a container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ContainerIface {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<Mac>,
+    pub addrs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_veth: Option<String>,
+    /// Not one of Docker's endpoints: added by hand.
+    pub manual: bool,
+    /// Administratively up.
+    pub up: bool,
+}
+
+/// A running container with its interfaces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ContainerView {
+    pub name: String,
+    pub id: String,
+    pub image: String,
+    pub pid: u32,
+    pub interfaces: Vec<ContainerIface>,
+}
+
+/// A bridge network with its bridge's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NetworkView {
+    #[serde(flatten)]
+    pub info: NetworkInfo,
+    /// Whether the bridge device exists (Docker creates it with the first container).
+    pub bridge_present: bool,
+}
+
+/// The whole picture at one moment.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Topology {
+    /// Whether a Docker engine answered.
+    pub docker: bool,
+    pub networks: Vec<NetworkView>,
+    pub containers: Vec<ContainerView>,
+    pub observed: Vec<ObservedIface>,
+    #[serde(skip)]
+    by_ifindex: LabelMap<u32, usize>,
+    #[serde(skip)]
+    by_ip: LabelMap<IpAddr, EndpointLabel>,
+    #[serde(skip)]
+    by_mac: LabelMap<Mac, EndpointLabel>,
+    /// Interface names of the host's and each container's namespace, by namespace inode.
+    #[serde(skip)]
+    netns: HashMap<u64, NetnsNames>,
+}
+
+fn label(container: Option<&str>, network: Option<&str>, host: bool) -> EndpointLabel {
+    EndpointLabel {
+        container: container.map(str::to_owned),
+        network: network.map(str::to_owned),
+        host,
+    }
+}
+
+impl Topology {
+    /// Derives the topology. `docker` is `None` when no engine answered: then every bridge
+    /// of the host and its ports are observed, with interface names only.
+    pub fn build(
+        docker: Option<&DockerSnapshot>,
+        host_links: &[Link],
+        host_addrs: &[Addr],
+        scans: &HashMap<String, NetnsScan>,
+    ) -> Topology {
+        let mut t = Self::build_views(docker, host_links, host_addrs, scans);
+        t.by_ifindex = t
+            .observed
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.ifindex, i))
+            .collect();
+        t
+    }
+
+    /// Records the interface names of the host's namespace (inode `host_inode`) and of
+    /// every scanned container namespace, so drops can be placed by (namespace, ifindex).
+    pub fn with_netns_names(
+        mut self,
+        host_inode: u64,
+        host_links: &[Link],
+        docker: Option<&DockerSnapshot>,
+        scans: &HashMap<String, NetnsScan>,
+    ) -> Self {
+        let names = |links: &[Link]| links.iter().map(|l| (l.ifindex, l.name.clone())).collect();
+        self.netns.insert(
+            host_inode,
+            NetnsNames {
+                container: None,
+                links: names(host_links),
+            },
+        );
+        for c in docker.map(|d| d.containers.as_slice()).unwrap_or_default() {
+            if let Some(s) = scans.get(&c.id).filter(|s| s.inode != 0) {
+                self.netns.insert(
+                    s.inode,
+                    NetnsNames {
+                        container: Some(c.name.clone()),
+                        links: names(&s.links),
+                    },
+                );
+            }
+        }
+        self
+    }
+
+    /// The interface `ifindex` of namespace `inode`: its name, and the container owning
+    /// the namespace (`None` for the host). `None` when the namespace is unknown.
+    pub fn place(&self, inode: u64, ifindex: u32) -> Option<(Option<&str>, Option<&str>)> {
+        let ns = self.netns.get(&inode)?;
+        Some((
+            ns.container.as_deref(),
+            ns.links.get(&ifindex).map(String::as_str),
+        ))
+    }
+
+    fn build_views(
+        docker: Option<&DockerSnapshot>,
+        host_links: &[Link],
+        host_addrs: &[Addr],
+        scans: &HashMap<String, NetnsScan>,
+    ) -> Topology {
+        let by_name: HashMap<&str, &Link> =
+            host_links.iter().map(|l| (l.name.as_str(), l)).collect();
+        let by_index: HashMap<u32, &Link> = host_links.iter().map(|l| (l.ifindex, l)).collect();
+
+        // Bridges to observe, with the network each one carries.
+        let mut bridges: BTreeMap<u32, Option<&NetworkInfo>> = BTreeMap::new();
+        match docker {
+            Some(d) => {
+                for n in &d.networks {
+                    if let Some(l) = by_name.get(n.bridge.as_str()) {
+                        bridges.insert(l.ifindex, Some(n));
+                    }
+                }
+            }
+            None => {
+                for l in host_links.iter().filter(|l| l.kind == LinkKind::Bridge) {
+                    bridges.insert(l.ifindex, None);
+                }
+            }
+        }
+
+        // Container-side interfaces whose peer is a host link: host ifindex → (container, link).
+        let mut peer_of: HashMap<u32, (&ContainerInfo, &Link)> = HashMap::new();
+        if let Some(d) = docker {
+            for c in &d.containers {
+                let Some(scan) = scans.get(&c.id) else {
+                    continue;
+                };
+                for l in scan.links.iter().filter(|l| l.kind == LinkKind::Veth) {
+                    let Some(host_idx) = l.peer_ifindex else {
+                        continue;
+                    };
+                    // Both ends must point at each other: ifindex values repeat across
+                    // namespaces, so one direction alone proves nothing.
+                    if let Some(h) = by_index.get(&host_idx) {
+                        if h.peer_ifindex == Some(l.ifindex) && h.kind == LinkKind::Veth {
+                            peer_of.insert(host_idx, (c, l));
+                        }
+                    }
+                }
+            }
+        }
+
+        let mut t = Topology {
+            docker: docker.is_some(),
+            ..Default::default()
+        };
+        for (&idx, net) in &bridges {
+            let Some(l) = by_index.get(&idx) else {
+                continue;
+            };
+            t.observed.push(ObservedIface {
+                ifindex: idx,
+                name: l.name.clone(),
+                role: Role::Bridge,
+                container: None,
+                peer: None,
+                network: net.map(|n| n.name.clone()),
+                bridge: Some(l.name.clone()),
+                unresolved: false,
+            });
+            if let Some(n) = net {
+                if let Some(mac) = l.mac {
+                    t.by_mac.insert(mac, label(None, Some(&n.name), true));
+                }
+                // The host's own addresses on the bridge (the gateway, whatever IPAM says).
+                for a in host_addrs.iter().filter(|a| a.ifindex == idx) {
+                    t.by_ip.insert(a.ip, label(None, Some(&n.name), true));
+                }
+            }
+        }
+        let mut ports: Vec<&Link> = host_links
+            .iter()
+            .filter(|l| {
+                l.kind == LinkKind::Veth && l.master.is_some_and(|m| bridges.contains_key(&m))
+            })
+            .collect();
+        ports.sort_by_key(|l| l.ifindex);
+        // Which container interfaces Docker made: by MAC, per container and network.
+        let docker_macs: HashSet<(&str, &str, Mac)> = docker
+            .map(|d| {
+                d.containers
+                    .iter()
+                    .flat_map(|c| {
+                        c.endpoints.iter().filter_map(move |e| {
+                            Some((c.id.as_str(), e.network_id.as_str(), e.mac?))
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut container_ifaces: HashMap<&str, Vec<ContainerIface>> = HashMap::new();
+        for p in ports {
+            let master = p.master.and_then(|m| by_index.get(&m));
+            let net = p.master.and_then(|m| bridges.get(&m).copied().flatten());
+            let (role, container, peer) = match peer_of.get(&p.ifindex) {
+                Some((c, inner)) => {
+                    let made_by_docker = match (net, inner.mac) {
+                        (Some(n), Some(mac)) => {
+                            docker_macs.contains(&(c.id.as_str(), n.id.as_str(), mac))
+                        }
+                        _ => false,
+                    };
+                    let role = if made_by_docker {
+                        Role::ContainerVeth
+                    } else {
+                        Role::ManualVeth
+                    };
+                    // Addresses inside the container on this leg belong to it, on this network.
+                    let addrs: Vec<&Addr> = scans
+                        .get(&c.id)
+                        .map(|s| {
+                            s.addrs
+                                .iter()
+                                .filter(|a| a.ifindex == inner.ifindex)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let netname = net.map(|n| n.name.as_str());
+                    for a in &addrs {
+                        if !is_link_local(a.ip) {
+                            t.by_ip.insert(a.ip, label(Some(&c.name), netname, false));
+                        }
+                    }
+                    if let Some(mac) = inner.mac {
+                        t.by_mac.insert(mac, label(Some(&c.name), netname, false));
+                    }
+                    container_ifaces
+                        .entry(c.id.as_str())
+                        .or_default()
+                        .push(ContainerIface {
+                            name: inner.name.clone(),
+                            mac: inner.mac,
+                            addrs: addrs
+                                .iter()
+                                .map(|a| format!("{}/{}", a.ip, a.prefix))
+                                .collect(),
+                            network: netname.map(str::to_owned),
+                            host_veth: Some(p.name.clone()),
+                            manual: !made_by_docker,
+                            up: inner.up,
+                        });
+                    (role, Some(c.name.clone()), Some(inner.name.clone()))
+                }
+                None if docker.is_some() => (Role::ManualVeth, None, None),
+                None => (Role::Veth, None, None),
+            };
+            // Docker makes both ends in this namespace and moves one into the container
+            // after the other joined the bridge: a port whose peer is still here is on its
+            // way (or a hand-made pair not yet placed), like one whose peer's namespace no
+            // known container owns.
+            let peer_here = p.peer_netnsid.is_none()
+                && p.peer_ifindex
+                    .and_then(|i| by_index.get(&i))
+                    .is_some_and(|q| q.peer_ifindex == Some(p.ifindex));
+            let unresolved =
+                docker.is_some() && container.is_none() && (p.peer_netnsid.is_some() || peer_here);
+            t.observed.push(ObservedIface {
+                ifindex: p.ifindex,
+                name: p.name.clone(),
+                role,
+                container,
+                peer,
+                network: net.map(|n| n.name.clone()),
+                bridge: master.map(|m| m.name.clone()),
+                unresolved,
+            });
+        }
+
+        if let Some(d) = docker {
+            for n in &d.networks {
+                for g in &n.gateways {
+                    t.by_ip.insert(*g, label(None, Some(&n.name), true));
+                }
+                t.networks.push(NetworkView {
+                    info: n.clone(),
+                    bridge_present: by_name.contains_key(n.bridge.as_str()),
+                });
+            }
+            for c in &d.containers {
+                // Docker's own endpoint data (also for endpoints whose veth was not seen).
+                for e in &c.endpoints {
+                    for ip in &e.ips {
+                        t.by_ip
+                            .entry(*ip)
+                            .or_insert_with(|| label(Some(&c.name), Some(&e.network), false));
+                    }
+                    if let Some(mac) = e.mac {
+                        t.by_mac
+                            .entry(mac)
+                            .or_insert_with(|| label(Some(&c.name), Some(&e.network), false));
+                    }
+                }
+                let mut interfaces = container_ifaces.remove(c.id.as_str()).unwrap_or_default();
+                interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+                t.containers.push(ContainerView {
+                    name: c.name.clone(),
+                    id: c.id.clone(),
+                    image: c.image.clone(),
+                    pid: c.pid,
+                    interfaces,
+                });
+            }
+        }
+        t
+    }
+
+    /// A topology of explicitly named interfaces, without labels.
+    pub fn explicit(ifaces: &[(u32, String)]) -> Topology {
+        let mut t = Topology::default();
+        for (i, (idx, name)) in ifaces.iter().enumerate() {
+            t.observed.push(ObservedIface {
+                ifindex: *idx,
+                name: name.clone(),
+                role: Role::Interface,
+                container: None,
+                peer: None,
+                network: None,
+                bridge: None,
+                unresolved: false,
+            });
+            t.by_ifindex.insert(*idx, i);
+        }
+        t
+    }
+
+    /// Whether some observed veth leads into a namespace no known container owns.
+    pub fn has_unresolved(&self) -> bool {
+        self.observed.iter().any(|o| o.unresolved)
+    }
+
+    /// The observed interface with index `ifindex`.
+    pub fn iface(&self, ifindex: u32) -> Option<&ObservedIface> {
+        self.by_ifindex.get(&ifindex).map(|&i| &self.observed[i])
+    }
+
+    /// Who is behind `ip` (preferred) or `mac`.
+    pub fn endpoint(&self, ip: Option<IpAddr>, mac: Mac) -> Option<&EndpointLabel> {
+        ip.and_then(|ip| self.by_ip.get(&ip))
+            .or_else(|| self.by_mac.get(&mac))
+    }
+
+    /// The container called `name` (case-insensitive), as Docker spells it.
+    pub fn container_named(&self, name: &str) -> Option<&ContainerView> {
+        self.containers
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The network called `name` (case-insensitive).
+    pub fn network_named(&self, name: &str) -> Option<&NetworkView> {
+        self.networks
+            .iter()
+            .find(|n| n.info.name.eq_ignore_ascii_case(name))
+    }
+}
+
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::docker::{EndpointInfo, Subnet};
+
+    fn link(ifindex: u32, name: &str, kind: LinkKind) -> Link {
+        Link {
+            ifindex,
+            name: name.to_owned(),
+            kind,
+            master: None,
+            peer_ifindex: None,
+            peer_netnsid: None,
+            mac: None,
+            up: true,
+        }
+    }
+
+    fn mac(last: u8) -> Mac {
+        Mac([0x02, 0x42, 0xac, 0x14, 0x00, last])
+    }
+
+    /// The course's lab after the hand-made leg: devops (AppDev, pinger), prod (AppProd),
+    /// and int_hote on the devops bridge leading to AppProd's eth1.
+    pub fn course_lab() -> (DockerSnapshot, Vec<Link>, HashMap<String, NetnsScan>) {
+        let devops = NetworkInfo {
+            id: "8be916360cbc0000".into(),
+            name: "devops".into(),
+            driver: "bridge".into(),
+            bridge: "br-8be916360cbc".into(),
+            subnets: vec![Subnet::parse("172.20.0.0/16").expect("subnet")],
+            gateways: vec!["172.20.0.1".parse().expect("ip")],
+            internal: false,
+            icc: true,
+        };
+        let prod = NetworkInfo {
+            id: "1aa2bb3cc4dd0000".into(),
+            name: "prod".into(),
+            driver: "bridge".into(),
+            bridge: "br-1aa2bb3cc4dd".into(),
+            subnets: vec![Subnet::parse("172.21.0.0/16").expect("subnet")],
+            gateways: vec!["172.21.0.1".parse().expect("ip")],
+            internal: false,
+            icc: true,
+        };
+        let ep = |net: &NetworkInfo, ip: &str, m: u8| EndpointInfo {
+            network_id: net.id.clone(),
+            network: net.name.clone(),
+            ips: vec![ip.parse().expect("ip")],
+            mac: Some(mac(m)),
+        };
+        let snap = DockerSnapshot {
+            networks: vec![devops.clone(), prod.clone()],
+            containers: vec![
+                ContainerInfo {
+                    id: "c-appdev".into(),
+                    name: "AppDev".into(),
+                    image: "netlab/http-echo".into(),
+                    pid: 100,
+                    endpoints: vec![ep(&devops, "172.20.0.2", 2)],
+                },
+                ContainerInfo {
+                    id: "c-appprod".into(),
+                    name: "AppProd".into(),
+                    image: "netlab/http-echo".into(),
+                    pid: 200,
+                    endpoints: vec![ep(&prod, "172.21.0.2", 0x12)],
+                },
+            ],
+        };
+        let mut br_dev = link(3, "br-8be916360cbc", LinkKind::Bridge);
+        br_dev.mac = Some(Mac([0x02, 0x42, 0, 0, 0, 1]));
+        let br_prod = link(4, "br-1aa2bb3cc4dd", LinkKind::Bridge);
+        let mut veth_dev = link(10, "veth1111111", LinkKind::Veth);
+        veth_dev.master = Some(3);
+        veth_dev.peer_ifindex = Some(2);
+        let mut veth_prod = link(11, "veth2222222", LinkKind::Veth);
+        veth_prod.master = Some(4);
+        veth_prod.peer_ifindex = Some(2);
+        let mut int_hote = link(12, "int_hote", LinkKind::Veth);
+        int_hote.master = Some(3);
+        int_hote.peer_ifindex = Some(5);
+        let eth0 = |m: u8| {
+            let mut l = link(2, "eth0", LinkKind::Veth);
+            l.peer_ifindex = Some(if m == 2 { 10 } else { 11 });
+            l.mac = Some(mac(m));
+            l
+        };
+        let mut eth1 = link(5, "eth1", LinkKind::Veth);
+        eth1.peer_ifindex = Some(12);
+        eth1.mac = Some(Mac([0x5a, 0, 0, 0, 0, 9]));
+        let addr = |ifindex, ip: &str, prefix| Addr {
+            ifindex,
+            ip: ip.parse().expect("ip"),
+            prefix,
+        };
+        let scans = HashMap::from([
+            (
+                "c-appdev".to_owned(),
+                NetnsScan {
+                    inode: 4026532001,
+                    links: vec![link(1, "lo", LinkKind::Unknown), eth0(2)],
+                    addrs: vec![addr(1, "127.0.0.1", 8), addr(2, "172.20.0.2", 16)],
+                },
+            ),
+            (
+                "c-appprod".to_owned(),
+                NetnsScan {
+                    inode: 4026532002,
+                    links: vec![eth0(0x12), eth1],
+                    addrs: vec![addr(2, "172.21.0.2", 16), addr(5, "172.20.0.200", 16)],
+                },
+            ),
+        ]);
+        (
+            snap,
+            vec![
+                link(1, "lo", LinkKind::Unknown),
+                br_dev,
+                br_prod,
+                veth_dev,
+                veth_prod,
+                int_hote,
+            ],
+            scans,
+        )
+    }
+
+    #[test]
+    fn the_course_lab() {
+        let (snap, links, scans) = course_lab();
+        let t = Topology::build(Some(&snap), &links, &[], &scans);
+        let names: Vec<&str> = t.observed.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "br-8be916360cbc",
+                "br-1aa2bb3cc4dd",
+                "veth1111111",
+                "veth2222222",
+                "int_hote"
+            ]
+        );
+        let v = t.iface(10).expect("AppDev's veth");
+        assert_eq!(v.role, Role::ContainerVeth);
+        assert_eq!(v.container.as_deref(), Some("AppDev"));
+        assert_eq!(v.network.as_deref(), Some("devops"));
+        assert_eq!(v.bridge.as_deref(), Some("br-8be916360cbc"));
+        let m = t.iface(12).expect("int_hote");
+        assert_eq!(m.role, Role::ManualVeth);
+        assert_eq!(m.container.as_deref(), Some("AppProd"));
+        assert_eq!(m.peer.as_deref(), Some("eth1"));
+        assert_eq!(m.network.as_deref(), Some("devops"));
+        assert_eq!(t.iface(3).expect("bridge").role, Role::Bridge);
+
+        let l = t.endpoint(Some("172.20.0.200".parse().expect("ip")), Mac::default());
+        assert_eq!(
+            l,
+            Some(&label(Some("AppProd"), Some("devops"), false)),
+            "the hand-made address belongs to AppProd on devops"
+        );
+        let gw = t.endpoint(Some("172.20.0.1".parse().expect("ip")), Mac::default());
+        assert_eq!(gw, Some(&label(None, Some("devops"), true)));
+        let by_mac = t.endpoint(None, mac(2));
+        assert_eq!(by_mac.and_then(|l| l.container.as_deref()), Some("AppDev"));
+        assert!(t
+            .endpoint(Some("10.1.1.1".parse().expect("ip")), mac(99))
+            .is_none());
+
+        let prod = t.container_named("appprod").expect("case-insensitive");
+        assert_eq!(prod.name, "AppProd");
+        assert_eq!(prod.interfaces.len(), 2);
+        assert!(prod.interfaces.iter().any(|i| i.name == "eth1" && i.manual));
+        assert!(t.network_named("DEVOPS").is_some());
+    }
+
+    #[test]
+    fn host_addresses_on_a_bridge_are_the_host() {
+        let (mut snap, links, scans) = course_lab();
+        // The default network's IPAM may carry no gateway: the bridge's address still is one.
+        snap.networks[0].gateways.clear();
+        let addrs = [Addr {
+            ifindex: 3,
+            ip: "172.20.0.1".parse().expect("ip"),
+            prefix: 16,
+        }];
+        let t = Topology::build(Some(&snap), &links, &addrs, &scans);
+        let gw = t.endpoint(Some("172.20.0.1".parse().expect("ip")), Mac::default());
+        assert_eq!(gw, Some(&label(None, Some("devops"), true)));
+    }
+
+    #[test]
+    fn places_by_namespace() {
+        let (snap, links, scans) = course_lab();
+        let t = Topology::build(Some(&snap), &links, &[], &scans).with_netns_names(
+            4026531840,
+            &links,
+            Some(&snap),
+            &scans,
+        );
+        assert_eq!(
+            t.place(4026531840, 3),
+            Some((None, Some("br-8be916360cbc")))
+        );
+        assert_eq!(
+            t.place(4026532002, 5),
+            Some((Some("AppProd"), Some("eth1")))
+        );
+        assert_eq!(t.place(4026532001, 99), Some((Some("AppDev"), None)));
+        assert_eq!(t.place(1, 1), None);
+    }
+
+    #[test]
+    fn peers_must_point_at_each_other() {
+        let (snap, mut links, scans) = course_lab();
+        // Break the back-pointer of AppDev's veth: it must no longer be attributed.
+        if let Some(l) = links.iter_mut().find(|l| l.ifindex == 10) {
+            l.peer_ifindex = Some(77);
+        }
+        let t = Topology::build(Some(&snap), &links, &[], &scans);
+        let v = t
+            .iface(10)
+            .expect("still observed: it is on a Docker bridge");
+        assert_eq!(v.container, None);
+        assert_eq!(v.role, Role::ManualVeth);
+    }
+
+    #[test]
+    fn a_port_whose_peer_is_still_here_is_unresolved() {
+        let (snap, mut links, scans) = course_lab();
+        // Docker made a pair, put one end on devops, and has not moved the other yet.
+        let mut new_port = link(20, "veth3333333", LinkKind::Veth);
+        new_port.master = Some(3);
+        new_port.peer_ifindex = Some(21);
+        let mut inner = link(21, "veth4444444", LinkKind::Veth);
+        inner.peer_ifindex = Some(20);
+        links.extend([new_port, inner]);
+        let t = Topology::build(Some(&snap), &links, &[], &scans);
+        let v = t.iface(20).expect("a port of a Docker bridge");
+        assert!(v.unresolved && v.container.is_none());
+        assert!(t.has_unresolved());
+        // Without it, the course lab resolves.
+        let (snap, links, scans) = course_lab();
+        assert!(!Topology::build(Some(&snap), &links, &[], &scans).has_unresolved());
+    }
+
+    #[test]
+    fn without_docker_every_bridge_and_port() {
+        let (_, links, _) = course_lab();
+        let t = Topology::build(None, &links, &[], &HashMap::new());
+        assert!(!t.docker);
+        assert_eq!(t.observed.len(), 5);
+        assert!(t
+            .observed
+            .iter()
+            .all(|o| o.container.is_none() && o.network.is_none()));
+        assert_eq!(t.iface(12).expect("port").role, Role::Veth);
+    }
+
+    #[test]
+    fn empty_inputs() {
+        let t = Topology::build(Some(&DockerSnapshot::default()), &[], &[], &HashMap::new());
+        assert!(t.observed.is_empty() && t.containers.is_empty());
+        assert!(t.iface(1).is_none());
+        let e = Topology::explicit(&[(7, "va".into())]);
+        assert_eq!(e.iface(7).map(|o| o.name.as_str()), Some("va"));
+    }
+}

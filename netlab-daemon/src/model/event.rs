@@ -1,0 +1,1105 @@
+//! The public event model: what `netlab watch` prints, as JSON lines or human lines.
+//!
+//! The raw kernel record ([`PacketEvent`]) never leaves this module: [`PacketRecord::new`]
+//! is the one place where it becomes the public model. The JSON field names are a contract
+//! that later versions extend and never rename.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netlab_common::{DropEvent, PacketEvent, SNAP_LEN};
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::clock::{Clock, UnixNanos};
+use crate::model::decode::{decode, Mac};
+use crate::model::jsonw::{self, Object};
+use crate::model::kind::{Direction, Kind};
+use crate::docker::topology::{Role, Topology};
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The interface a packet was seen on.
+#[derive(Clone, Debug, Serialize)]
+pub struct IfaceView<'a> {
+    pub name: &'a str,
+    pub ifindex: u32,
+    pub role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<&'a str>,
+    /// For a hand-made veth, the interface at the other end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<&'a str>,
+}
+
+impl IfaceView<'_> {
+    /// Writes the object its `Serialize` impl writes, for [`PacketRecord::write_json`].
+    fn write_object(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.str("name", self.name);
+        o.u32("ifindex", self.ifindex);
+        o.str("role", self.role);
+        o.opt_str("container", self.container);
+        o.opt_str("network", self.network);
+        o.opt_str("bridge", self.bridge);
+        o.opt_str("peer", self.peer);
+        o.end();
+    }
+}
+
+/// One end of a packet.
+#[derive(Clone, Debug, Serialize)]
+pub struct Endpoint<'a> {
+    /// Absent only where the packet was seen without its Ethernet header (drops).
+    #[serde(skip_serializing_if = "Mac::is_zero")]
+    pub mac: Mac,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<&'a str>,
+    /// The host itself (the network's gateway).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub host: bool,
+}
+
+/// Read back (drops, from the daemon), an endpoint's names are interned: they outlive
+/// the text they were read from.
+impl<'de> Deserialize<'de> for Endpoint<'_> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Read {
+            #[serde(default)]
+            mac: Mac,
+            #[serde(default)]
+            ip: Option<IpAddr>,
+            #[serde(default)]
+            container: Option<String>,
+            #[serde(default)]
+            network: Option<String>,
+            #[serde(default)]
+            host: bool,
+        }
+        let r = Read::deserialize(d)?;
+        Ok(Endpoint {
+            mac: r.mac,
+            ip: r.ip,
+            container: r.container.as_deref().map(intern),
+            network: r.network.as_deref().map(intern),
+            host: r.host,
+        })
+    }
+}
+
+impl<'a> Endpoint<'a> {
+    /// Appends how a human line names it: its container, else its address (`(host)` for
+    /// the host), else its MAC address, else `?` (a drop seen without its Ethernet header).
+    pub fn write_label(&self, out: &mut String) {
+        match (self.container, self.ip) {
+            (Some(c), _) => out.push_str(c),
+            (None, Some(ip)) if self.host => {
+                let _ = write!(out, "{ip} (host)");
+            }
+            (None, Some(ip)) => {
+                let _ = write!(out, "{ip}");
+            }
+            (None, None) if !self.mac.is_zero() => {
+                let _ = write!(out, "{}", self.mac);
+            }
+            (None, None) => out.push('?'),
+        }
+    }
+
+    /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
+    fn write_object(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        if !self.mac.is_zero() {
+            o.ascii("mac", &self.mac.to_text());
+        }
+        if let Some(ip) = self.ip {
+            o.ip("ip", ip);
+        }
+        o.opt_str("container", self.container);
+        o.opt_str("network", self.network);
+        if self.host {
+            o.bool("host", true);
+        }
+        o.end();
+    }
+
+    fn labelled(mac: Mac, ip: Option<IpAddr>, topo: &'a Topology) -> Self {
+        let l = topo.endpoint(ip, mac);
+        Endpoint {
+            mac,
+            ip,
+            container: l.and_then(|l| l.container.as_deref()),
+            network: l.and_then(|l| l.network.as_deref()),
+            host: l.is_some_and(|l| l.host),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IcmpView {
+    #[serde(rename = "type")]
+    pub icmp_type: u8,
+    pub code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u16>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ArpView {
+    #[serde(deserialize_with = "crate::model::jsonw::tag::arp_op")]
+    pub op: crate::model::jsonw::tag::Name,
+    pub sender_mac: Mac,
+    pub sender_ip: Ipv4Addr,
+    pub target_mac: Mac,
+    pub target_ip: Ipv4Addr,
+}
+
+/// The fields packets and drops share, in their order: `src`, `dst`, then `icmp` and
+/// `arp` when present.
+fn write_ends(
+    o: &mut Object<'_>,
+    src: &Endpoint<'_>,
+    dst: &Endpoint<'_>,
+    icmp: Option<&IcmpView>,
+    arp: Option<&ArpView>,
+) {
+    src.write_object(o.key("src"));
+    dst.write_object(o.key("dst"));
+    if let Some(i) = icmp {
+        i.write_object(o.key("icmp"));
+    }
+    if let Some(a) = arp {
+        a.write_object(o.key("arp"));
+    }
+}
+
+impl IcmpView {
+    /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
+    fn write_object(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.u32("type", self.icmp_type.into());
+        o.u32("code", self.code.into());
+        o.opt_u32("id", self.id.map(u32::from));
+        o.opt_u32("seq", self.seq.map(u32::from));
+        o.end();
+    }
+}
+
+impl ArpView {
+    /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
+    fn write_object(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.str("op", self.op);
+        o.ascii("sender_mac", &self.sender_mac.to_text());
+        o.ip("sender_ip", self.sender_ip.into());
+        o.ascii("target_mac", &self.target_mac.to_text());
+        o.ip("target_ip", self.target_ip.into());
+        o.end();
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NdpView {
+    pub target: Ipv6Addr,
+}
+
+/// A sampled packet, labelled for output.
+#[derive(Clone, Debug, Serialize)]
+pub struct PacketRecord<'a> {
+    pub ts: UnixNanos,
+    pub iface: IfaceView<'a>,
+    pub direction: Direction,
+    pub kind: Kind,
+    /// Length of the frame on the wire.
+    pub len: u32,
+    /// This event stands for `sample_rate` packets (1-in-N sampling).
+    pub sample_rate: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    pub src: Endpoint<'a>,
+    pub dst: Endpoint<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arp: Option<ArpView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ndp: Option<NdpView>,
+}
+
+impl<'a> PacketRecord<'a> {
+    /// Builds the public record of a kernel event, labelled from `topo`; `None` for a
+    /// record that is not a packet of a known kind and direction (a newer kernel program,
+    /// a corrupt entry).
+    pub fn new(ev: &PacketEvent, topo: &'a Topology, clock: &Clock) -> Option<Self> {
+        let kind = Kind::from_id(ev.kind)?;
+        let direction = Direction::from_id(ev.direction)?;
+        let cap = usize::from(ev.cap_len).min(ev.data.len());
+        let d = decode(&ev.data[..cap], ev.pkt_len);
+        // The kernel saw the whole frame; its kind is authoritative. Fields come from the
+        // decoder only when it agrees, so a frame is never shown with misread fields.
+        let agree = d.as_ref().is_some_and(|d| d.kind == Some(kind));
+        let (src_mac, dst_mac, vlan) = d
+            .as_ref()
+            .map(|d| (d.src_mac, d.dst_mac, d.vlan))
+            .unwrap_or_default();
+        let d = d.filter(|_| agree);
+        let iface = topo.iface(ev.ifindex);
+        Some(PacketRecord {
+            ts: clock.to_unix(ev.ts_ns),
+            iface: IfaceView {
+                name: iface.map_or("?", |i| i.name.as_str()),
+                ifindex: ev.ifindex,
+                role: iface.map_or("interface", |i| i.role.name()),
+                container: iface.and_then(|i| i.container.as_deref()),
+                network: iface.and_then(|i| i.network.as_deref()),
+                bridge: iface.and_then(|i| i.bridge.as_deref()),
+                peer: iface
+                    .filter(|i| i.role == Role::ManualVeth)
+                    .and_then(|i| i.peer.as_deref()),
+            },
+            direction,
+            kind,
+            len: ev.pkt_len,
+            sample_rate: ev.sample_rate.max(1),
+            vlan,
+            src: Endpoint::labelled(src_mac, d.and_then(|d| d.src_ip), topo),
+            dst: Endpoint::labelled(dst_mac, d.and_then(|d| d.dst_ip), topo),
+            icmp: d.and_then(|d| d.icmp).map(|i| IcmpView {
+                icmp_type: i.icmp_type,
+                code: i.code,
+                id: i.id,
+                seq: i.seq,
+            }),
+            arp: d.and_then(|d| d.arp).map(|a| ArpView {
+                op: a.op_name(),
+                sender_mac: a.sender_mac,
+                sender_ip: a.sender_ip,
+                target_mac: a.target_mac,
+                target_ip: a.target_ip,
+            }),
+            ndp: d
+                .and_then(|d| d.ndp_target)
+                .map(|target| NdpView { target }),
+        })
+    }
+
+    /// Appends the JSON line (with its newline) to `out`: the bytes `serde_json` writes
+    /// for the record, written field by field without serde, since this runs for every
+    /// event. A field added to the structs must be added here too; the tests compare
+    /// both outputs. Never fails; the `Result` lets callers treat it like their other
+    /// writers.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let mut o = Object::begin(out);
+        o.ascii("ts", &self.ts.rfc3339());
+        self.iface.write_object(o.key("iface"));
+        o.str("direction", self.direction.name());
+        o.str("kind", self.kind.name());
+        o.u32("len", self.len);
+        o.u32("sample_rate", self.sample_rate);
+        o.opt_u32("vlan", self.vlan.map(u32::from));
+        write_ends(
+            &mut o,
+            &self.src,
+            &self.dst,
+            self.icmp.as_ref(),
+            self.arp.as_ref(),
+        );
+        if let Some(n) = &self.ndp {
+            let mut t = Object::begin(o.key("ndp"));
+            t.ip("target", IpAddr::V6(n.target));
+            t.end();
+        }
+        o.end();
+        out.push(b'\n');
+        Ok(())
+    }
+
+    /// Appends the human-readable line (with its newline) to `out`:
+    /// `18:25:24.123  AppDev → AppProd  icmp echo-request id=17 seq=3  len=98  veth of AppDev (devops, br-8be916360cbc) ingress`.
+    pub fn write_human(&self, out: &mut String) {
+        let _ = write!(out, "{}  ", self.ts.time_of_day());
+        self.src.write_label(out);
+        out.push_str(" → ");
+        self.dst.write_label(out);
+        out.push_str("  ");
+        if let Some(a) = &self.arp {
+            match a.op {
+                "request" => {
+                    let _ = write!(out, "arp who-has {} tell {}", a.target_ip, a.sender_ip);
+                }
+                "reply" => {
+                    let _ = write!(out, "arp {} is-at {}", a.sender_ip, a.sender_mac);
+                }
+                _ => out.push_str(self.kind.name()),
+            }
+        } else {
+            let name = self.kind.name();
+            let (family, rest) = name.split_once('-').unwrap_or((name, ""));
+            out.push_str(family);
+            if !rest.is_empty() {
+                out.push(' ');
+                out.push_str(rest);
+            }
+            if let Some(i) = &self.icmp {
+                if let (Some(id), Some(seq)) = (i.id, i.seq) {
+                    let _ = write!(out, " id={id} seq={seq}");
+                } else if matches!(rest, "other" | "unreachable" | "time-exceeded") {
+                    let _ = write!(out, " type={} code={}", i.icmp_type, i.code);
+                }
+            }
+            if let Some(n) = &self.ndp {
+                let _ = write!(out, " target {}", n.target);
+            }
+            if self.kind == Kind::Malformed {
+                let _ = write!(out, " ({} → {})", self.src.mac, self.dst.mac);
+            }
+        }
+        if let Some(v) = self.vlan {
+            let _ = write!(out, " vlan {v}");
+        }
+        let _ = write!(out, "  len={}", self.len);
+        if self.sample_rate > 1 {
+            let _ = write!(out, " 1:{}", self.sample_rate);
+        }
+        out.push_str("  ");
+        self.iface.describe(out);
+        let _ = writeln!(out, " {}", self.direction.name());
+    }
+}
+
+impl IfaceView<'_> {
+    /// What a person reads for this interface: `veth of AppDev (devops, br-8be916360cbc)`,
+    /// `int_hote → AppProd eth1 (hand-made, devops, br-…)`, `br-… (bridge of devops)`, or
+    /// its name.
+    pub fn describe(&self, out: &mut String) {
+        let i = self;
+        let net_bridge = match (i.network, i.bridge) {
+            (Some(n), Some(b)) => format!("{n}, {b}"),
+            (None, Some(b)) => b.to_owned(),
+            (Some(n), None) => n.to_owned(),
+            (None, None) => String::new(),
+        };
+        match (i.role, i.container) {
+            ("container-veth", Some(c)) => {
+                let _ = write!(out, "veth of {c} ({net_bridge})");
+            }
+            ("manual-veth", Some(c)) => {
+                let peer = i.peer.unwrap_or("?");
+                let _ = write!(out, "{} → {c} {peer} (hand-made, {net_bridge})", i.name);
+            }
+            ("manual-veth", None) => {
+                let _ = write!(out, "{} (hand-made, {net_bridge})", i.name);
+            }
+            ("bridge", _) if i.network.is_some() => {
+                let _ = write!(
+                    out,
+                    "{} (bridge of {})",
+                    i.name,
+                    i.network.unwrap_or_default()
+                );
+            }
+            _ => out.push_str(i.name),
+        }
+    }
+
+    /// The view of an observed interface.
+    pub fn of(o: &'_ crate::docker::topology::ObservedIface) -> IfaceView<'_> {
+        IfaceView {
+            name: &o.name,
+            ifindex: o.ifindex,
+            role: o.role.name(),
+            container: o.container.as_deref(),
+            network: o.network.as_deref(),
+            bridge: o.bridge.as_deref(),
+            peer: o.peer.as_deref(),
+        }
+    }
+}
+
+/// Where a dropped packet was: the device it was on and the namespace of that device.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DropPlace {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub ifindex: u32,
+    /// `"host"`, the container whose namespace it is, or `"netns:<inode>"`.
+    pub netns: String,
+}
+
+/// Why and where the kernel dropped it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DropInfo {
+    /// `enum skb_drop_reason` name, e.g. `NETFILTER_DROP`.
+    pub reason: String,
+    /// The kernel function, e.g. `nf_hook_slow+0x8c`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The netfilter hook, for netfilter drops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    /// The firewall rule, for netfilter drops: backend, table, chain, the rule as the
+    /// backend prints it, what it means in Docker's terms and how it was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<crate::explain::firewall::RuleRef>,
+    /// Other rules whose counters rose at the same time, when attribution is not certain.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub candidates: Vec<String>,
+    /// Why the rule of a netfilter drop is not known (the firewall's counters cannot be
+    /// read: no iptables-save or nft, no permission, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unattributed: Option<String>,
+}
+
+/// A packet the kernel dropped (`"kind":"drop"`), labelled. Read back (`diagnose`
+/// through the daemon), its time is not: `ts` is the Unix epoch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DropRecord {
+    #[serde(skip_deserializing)]
+    pub ts: UnixNanos,
+    #[serde(deserialize_with = "crate::model::jsonw::tag::drop")]
+    pub kind: crate::model::jsonw::tag::Name,
+    /// What was dropped: `icmp-echo-request`, `arp-request`, ...
+    pub packet: Kind,
+    pub len: u32,
+    pub iface: DropPlace,
+    pub src: Endpoint<'static>,
+    pub dst: Endpoint<'static>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arp: Option<ArpView>,
+    pub drop: DropInfo,
+}
+
+fn owned_endpoint(ip: Option<IpAddr>, topo: &Topology) -> Endpoint<'static> {
+    let l = topo.endpoint(ip, Mac::default());
+    let leak = |s: Option<&str>| -> Option<&'static str> {
+        // Labels of drops are few: intern them once per distinct string.
+        s.map(intern)
+    };
+    Endpoint {
+        mac: Mac::default(),
+        ip,
+        container: leak(l.and_then(|l| l.container.as_deref())),
+        network: leak(l.and_then(|l| l.network.as_deref())),
+        host: l.is_some_and(|l| l.host),
+    }
+}
+
+/// A `'static` copy of a label, shared by every record that uses it (bounded by the
+/// number of distinct container and network names ever seen).
+pub(crate) fn intern(s: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static POOL: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let pool = POOL.get_or_init(|| Mutex::new(HashSet::new()));
+    let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&x) = pool.get(s) {
+        return x;
+    }
+    let x: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    pool.insert(x);
+    x
+}
+
+impl DropRecord {
+    /// The container whose namespace it died in, if it was one's.
+    pub fn netns_container(&self) -> Option<&str> {
+        (self.iface.netns != "host" && !self.iface.netns.starts_with("netns:"))
+            .then_some(self.iface.netns.as_str())
+    }
+
+    /// The public record of a kernel drop report; `None` when its packet is not one of
+    /// ours (the kernel filtered already; this is the last check).
+    pub fn new(
+        ev: &DropEvent,
+        topo: &Topology,
+        clock: &Clock,
+        reason: String,
+        location: Option<String>,
+        host_netns: u64,
+    ) -> Option<Self> {
+        // The report starts at the network header: give the decoder an Ethernet header.
+        let cap = usize::from(ev.cap_len).min(SNAP_LEN);
+        let mut frame = [0u8; 14 + SNAP_LEN];
+        frame[12..14].copy_from_slice(&ev.protocol.to_be_bytes());
+        frame[14..14 + cap].copy_from_slice(&ev.data[..cap]);
+        // The packet's length from its network header: length checks see the real end.
+        let d = decode(&frame[..14 + cap], 14 + ev.pkt_len)?;
+        let kind = d.kind?;
+        let inode = u64::from(ev.netns);
+        let (netns, name) = match topo.place(inode, ev.ifindex) {
+            Some((None, name)) => ("host".to_owned(), name.map(str::to_owned)),
+            Some((Some(c), name)) => (c.to_owned(), name.map(str::to_owned)),
+            // No scan of the namespaces (`--iface`): the host's observed interfaces.
+            None if inode == host_netns => (
+                "host".to_owned(),
+                topo.iface(ev.ifindex).map(|o| o.name.clone()),
+            ),
+            None => (format!("netns:{inode}"), None),
+        };
+        Some(DropRecord {
+            ts: clock.to_unix(ev.ts_ns),
+            kind: "drop",
+            packet: kind,
+            len: ev.pkt_len,
+            iface: DropPlace {
+                name,
+                ifindex: ev.ifindex,
+                netns,
+            },
+            src: owned_endpoint(d.src_ip, topo),
+            dst: owned_endpoint(d.dst_ip, topo),
+            icmp: d.icmp.map(|i| IcmpView {
+                icmp_type: i.icmp_type,
+                code: i.code,
+                id: i.id,
+                seq: i.seq,
+            }),
+            arp: d.arp.map(|a| ArpView {
+                op: a.op_name(),
+                sender_mac: a.sender_mac,
+                sender_ip: a.sender_ip,
+                target_mac: a.target_mac,
+                target_ip: a.target_ip,
+            }),
+            drop: DropInfo {
+                reason,
+                location,
+                hook: None,
+                rule: None,
+                candidates: Vec::new(),
+                unattributed: None,
+            },
+        })
+    }
+
+    /// Appends the JSON line to `out`: the bytes `serde_json` writes for the record,
+    /// through the same writer as packets. Never fails.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let mut o = Object::begin(out);
+        o.ascii("ts", &self.ts.rfc3339());
+        o.str("kind", self.kind);
+        o.str("packet", self.packet.name());
+        o.u32("len", self.len);
+        let mut place = Object::begin(o.key("iface"));
+        place.opt_str("name", self.iface.name.as_deref());
+        place.u32("ifindex", self.iface.ifindex);
+        place.str("netns", &self.iface.netns);
+        place.end();
+        write_ends(
+            &mut o,
+            &self.src,
+            &self.dst,
+            self.icmp.as_ref(),
+            self.arp.as_ref(),
+        );
+        let d = &self.drop;
+        let mut info = Object::begin(o.key("drop"));
+        info.str("reason", &d.reason);
+        info.opt_str("location", d.location.as_deref());
+        info.opt_str("hook", d.hook.as_deref());
+        if let Some(r) = &d.rule {
+            serde_json::to_writer(info.key("rule"), r)?;
+        }
+        if !d.candidates.is_empty() {
+            jsonw::str_array(info.key("candidates"), &d.candidates);
+        }
+        info.opt_str("unattributed", d.unattributed.as_deref());
+        info.end();
+        o.end();
+        out.push(b'\n');
+        Ok(())
+    }
+
+    /// Appends the human line: `18:25:24.123  AppDev → AppProd  DROPPED icmp echo-request
+    /// id=17 seq=3  NETFILTER_DROP at nf_hook_slow+0x8c on br-… (host), rule …`.
+    pub fn write_human(&self, out: &mut String) {
+        let _ = write!(out, "{}  ", self.ts.time_of_day());
+        self.src.write_label(out);
+        out.push_str(" → ");
+        self.dst.write_label(out);
+        let _ = write!(out, "  DROPPED {}", self.packet.name());
+        if let Some(i) = &self.icmp {
+            if let (Some(id), Some(seq)) = (i.id, i.seq) {
+                let _ = write!(out, " id={id} seq={seq}");
+            }
+        }
+        let _ = write!(out, "  {}", self.drop.reason);
+        if let Some(l) = &self.drop.location {
+            let _ = write!(out, " at {l}");
+        }
+        match &self.iface.name {
+            Some(n) => {
+                let _ = write!(out, " on {n} ({})", self.iface.netns);
+            }
+            None => {
+                let _ = write!(out, " in {}", self.iface.netns);
+            }
+        }
+        if let Some(h) = &self.drop.hook {
+            let _ = write!(out, ", hook {h}");
+        }
+        if let Some(r) = &self.drop.rule {
+            let _ = write!(out, ", rule: {} ({} {})", r.rule, r.family, r.table);
+            if let Some(d) = &r.docker {
+                let _ = write!(out, ": {}", d.summary);
+            }
+        } else if !self.drop.candidates.is_empty() {
+            let _ = write!(
+                out,
+                ", rule not sure: one of {}",
+                self.drop.candidates.join(" | ")
+            );
+        } else if let Some(why) = &self.drop.unattributed {
+            let _ = write!(out, ", rule unknown ({why})");
+        }
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::decode::tests::{arp_frame, icmp4_frame, icmp6_frame};
+    use netlab_common::{direction, kind as k, record, SNAP_LEN};
+
+    fn event(frame: &[u8], kind: u8) -> PacketEvent {
+        let mut data = [0u8; SNAP_LEN];
+        let cap = frame.len().min(SNAP_LEN);
+        data[..cap].copy_from_slice(&frame[..cap]);
+        PacketEvent {
+            ts_ns: 1_000,
+            ifindex: 7,
+            pkt_len: frame.len() as u32,
+            sample_rate: 1,
+            cap_len: cap as u16,
+            direction: direction::INGRESS,
+            kind,
+            record: record::TC_PACKET,
+            _pad: [0; 6],
+            data,
+        }
+    }
+
+    fn json(ev: &PacketEvent) -> serde_json::Value {
+        let clock = Clock::new();
+        let topo = Topology::explicit(&[(7, "vethab12cd3".into())]);
+        let rec = PacketRecord::new(ev, &topo, &clock).expect("record");
+        let mut out = Vec::new();
+        rec.write_json(&mut out).expect("json");
+        assert_eq!(out.last(), Some(&b'\n'));
+        serde_json::from_slice(&out).expect("valid json")
+    }
+
+    #[test]
+    fn icmp_event_matches_the_schema() {
+        let v = json(&event(&icmp4_frame(8, 17, 3), k::ICMP_ECHO_REQUEST));
+        assert_eq!(v["iface"]["name"], "vethab12cd3");
+        assert_eq!(v["iface"]["ifindex"], 7);
+        assert_eq!(v["direction"], "ingress");
+        assert_eq!(v["kind"], "icmp-echo-request");
+        assert_eq!(v["len"], 98);
+        assert_eq!(v["sample_rate"], 1);
+        assert_eq!(v["src"]["mac"], "02:42:ac:14:00:02");
+        assert_eq!(v["src"]["ip"], "172.20.0.2");
+        assert_eq!(v["dst"]["mac"], "02:42:ac:14:00:03");
+        assert_eq!(v["dst"]["ip"], "172.20.0.3");
+        assert_eq!(v["icmp"]["type"], 8);
+        assert_eq!(v["icmp"]["code"], 0);
+        assert_eq!(v["icmp"]["id"], 17);
+        assert_eq!(v["icmp"]["seq"], 3);
+        assert!(v["ts"].as_str().expect("ts").ends_with('Z'));
+        assert!(v.get("arp").is_none());
+    }
+
+    #[test]
+    fn arp_and_ndp_events() {
+        let v = json(&event(&arp_frame(1), k::ARP_REQUEST));
+        assert_eq!(v["arp"]["op"], "request");
+        assert_eq!(v["arp"]["sender_ip"], "172.20.0.2");
+        assert_eq!(v["arp"]["target_ip"], "172.20.0.3");
+        assert_eq!(v["arp"]["target_mac"], "00:00:00:00:00:00");
+        assert_eq!(v["dst"]["mac"], "ff:ff:ff:ff:ff:ff");
+        let v = json(&event(&icmp6_frame(135, 20), k::NDP_NEIGHBOR_SOLICIT));
+        assert_eq!(v["kind"], "ndp-neighbor-solicit");
+        assert_eq!(v["ndp"]["target"], "fd00::2");
+        assert_eq!(v["icmp"]["type"], 135);
+    }
+
+    #[test]
+    fn disagreement_keeps_the_kernel_kind_without_fields() {
+        // The kernel says malformed; the (captured) bytes look like a fine echo request.
+        let v = json(&event(&icmp4_frame(8, 1, 1), k::MALFORMED));
+        assert_eq!(v["kind"], "malformed");
+        assert!(v.get("icmp").is_none());
+        assert!(v["src"].get("ip").is_none());
+        assert_eq!(v["src"]["mac"], "02:42:ac:14:00:02");
+    }
+
+    #[test]
+    fn unknown_ids_are_rejected() {
+        let clock = Clock::new();
+        let topo = Topology::default();
+        let mut ev = event(&arp_frame(1), 200);
+        assert!(PacketRecord::new(&ev, &topo, &clock).is_none());
+        ev.kind = k::ARP_REQUEST;
+        ev.direction = 9;
+        assert!(PacketRecord::new(&ev, &topo, &clock).is_none());
+    }
+
+    #[test]
+    fn empty_capture_is_not_a_crash() {
+        let clock = Clock::new();
+        let topo = Topology::default();
+        let mut ev = event(&arp_frame(1), k::MALFORMED);
+        ev.cap_len = 0;
+        let rec = PacketRecord::new(&ev, &topo, &clock).expect("record");
+        let mut s = String::new();
+        rec.write_human(&mut s);
+        assert!(s.contains("malformed"));
+        // A cap_len larger than the buffer is clamped.
+        ev.cap_len = u16::MAX;
+        assert!(PacketRecord::new(&ev, &topo, &clock).is_some());
+    }
+
+    #[test]
+    fn human_lines() {
+        let clock = Clock::new();
+        let topo = Topology::explicit(&[(7, "va".into())]);
+        let mut s = String::new();
+        let ev = event(&icmp4_frame(8, 17, 3), k::ICMP_ECHO_REQUEST);
+        PacketRecord::new(&ev, &topo, &clock)
+            .expect("record")
+            .write_human(&mut s);
+        assert!(
+            s.contains(
+                "172.20.0.2 → 172.20.0.3  icmp echo-request id=17 seq=3  len=98  va ingress"
+            ),
+            "{s}"
+        );
+        s.clear();
+        let ev = event(&arp_frame(1), k::ARP_REQUEST);
+        PacketRecord::new(&ev, &topo, &clock)
+            .expect("record")
+            .write_human(&mut s);
+        assert!(s.contains("arp who-has 172.20.0.3 tell 172.20.0.2"), "{s}");
+        s.clear();
+        let ev = event(&arp_frame(2), k::ARP_REPLY);
+        PacketRecord::new(&ev, &topo, &clock)
+            .expect("record")
+            .write_human(&mut s);
+        assert!(s.contains("arp 172.20.0.2 is-at 02:42:ac:14:00:02"), "{s}");
+    }
+
+    #[test]
+    fn labelled_from_the_topology() {
+        let (snap, links, scans) = crate::docker::topology::tests::course_lab();
+        let topo = Topology::build(Some(&snap), &links, &[], &scans);
+        let mut frame = icmp4_frame(8, 17, 3);
+        frame[14 + 16..14 + 20].copy_from_slice(&[172, 20, 0, 200]);
+        let mut ev = event(&frame, k::ICMP_ECHO_REQUEST);
+        ev.ifindex = 12;
+        ev.direction = direction::EGRESS;
+        let clock = Clock::new();
+        let rec = PacketRecord::new(&ev, &topo, &clock).expect("record");
+        let v = serde_json::to_value(&rec).expect("json");
+        assert_eq!(v["src"]["container"], "AppDev");
+        assert_eq!(v["src"]["network"], "devops");
+        assert_eq!(v["dst"]["container"], "AppProd");
+        assert_eq!(v["dst"]["network"], "devops");
+        assert_eq!(v["iface"]["name"], "int_hote");
+        assert_eq!(v["iface"]["role"], "manual-veth");
+        assert_eq!(v["iface"]["container"], "AppProd");
+        assert_eq!(v["iface"]["network"], "devops");
+        assert_eq!(v["iface"]["bridge"], "br-8be916360cbc");
+        assert!(v["src"].get("host").is_none());
+        let mut s = String::new();
+        rec.write_human(&mut s);
+        assert!(
+            s.contains("AppDev → AppProd  icmp echo-request id=17 seq=3"),
+            "{s}"
+        );
+        assert!(
+            s.contains("int_hote → AppProd eth1 (hand-made, devops, br-8be916360cbc) egress"),
+            "{s}"
+        );
+        // The same packet on AppDev's own veth, and a reply from the gateway.
+        ev.ifindex = 10;
+        ev.direction = direction::INGRESS;
+        s.clear();
+        PacketRecord::new(&ev, &topo, &clock)
+            .expect("record")
+            .write_human(&mut s);
+        assert!(
+            s.contains("veth of AppDev (devops, br-8be916360cbc) ingress"),
+            "{s}"
+        );
+        frame[14 + 12..14 + 16].copy_from_slice(&[172, 20, 0, 1]);
+        let ev = event(&frame, k::ICMP_ECHO_REQUEST);
+        let v = serde_json::to_value(PacketRecord::new(&ev, &topo, &clock).expect("record"))
+            .expect("json");
+        assert_eq!(v["src"]["host"], true);
+        assert_eq!(v["src"]["network"], "devops");
+    }
+
+    /// The hand-written line is the line `serde_json` writes for the same record.
+    fn assert_same_json<T: Serialize>(rec: &T, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut fast = Vec::new();
+        write(&mut fast);
+        let mut reference = serde_json::to_vec(rec).expect("json");
+        reference.push(b'\n');
+        assert!(
+            fast == reference,
+            "hand-written:\n{}\nserde_json:\n{}",
+            String::from_utf8_lossy(&fast),
+            String::from_utf8_lossy(&reference)
+        );
+    }
+
+    /// `frame` with an 802.1Q tag of VLAN `id` after the MAC addresses.
+    fn tagged(frame: &[u8], id: u16) -> Vec<u8> {
+        let mut f = frame[..12].to_vec();
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&frame[12..]);
+        f
+    }
+
+    /// Every kind of event the kernel reports, plain and tagged, at 1:1 and 1:64.
+    fn all_kinds() -> Vec<PacketEvent> {
+        let frames = [
+            (icmp4_frame(8, 17, 3), k::ICMP_ECHO_REQUEST),
+            (icmp4_frame(0, 17, 3), k::ICMP_ECHO_REPLY),
+            (icmp4_frame(3, 0, 0), k::ICMP_UNREACHABLE),
+            (icmp4_frame(11, 0, 0), k::ICMP_TIME_EXCEEDED),
+            (icmp4_frame(13, 1, 2), k::ICMP_OTHER),
+            (icmp4_frame(8, 1, 1), k::MALFORMED),
+            (arp_frame(1), k::ARP_REQUEST),
+            (arp_frame(2), k::ARP_REPLY),
+            (arp_frame(9), k::ARP_OTHER),
+            (icmp6_frame(128, 60), k::ICMP6_ECHO_REQUEST),
+            (icmp6_frame(129, 60), k::ICMP6_ECHO_REPLY),
+            (icmp6_frame(135, 20), k::NDP_NEIGHBOR_SOLICIT),
+            (icmp6_frame(136, 20), k::NDP_NEIGHBOR_ADVERT),
+            (icmp6_frame(133, 4), k::NDP_ROUTER_SOLICIT),
+            (icmp6_frame(134, 12), k::NDP_ROUTER_ADVERT),
+            (icmp6_frame(1, 8), k::ICMP6_OTHER),
+            (icmp6_frame(128, 2), k::MALFORMED),
+        ];
+        let mut events = Vec::new();
+        for (frame, kind) in frames {
+            for f in [frame.clone(), tagged(&frame, 42), tagged(&frame, 0)] {
+                let mut ev = event(&f, kind);
+                events.push(ev);
+                ev.sample_rate = 64;
+                ev.direction = direction::EGRESS;
+                events.push(ev);
+            }
+        }
+        // Cut short: no Ethernet header at all, or no IP header.
+        let mut ev = event(&icmp4_frame(8, 1, 1), k::MALFORMED);
+        ev.cap_len = 4;
+        events.push(ev);
+        ev.cap_len = 20;
+        events.push(ev);
+        events
+    }
+
+    #[test]
+    fn json_writer_matches_serde_for_every_kind() {
+        let clock = Clock::new();
+        let names = [
+            "vethab12cd3",
+            "with\"quote",
+            "back\\slash",
+            "ctl\u{1}\u{1f}\t\n\r\u{8}\u{c}\u{7f}",
+            "é→日本🦀",
+            "",
+        ];
+        let ifaces: Vec<(u32, String)> = names.iter().map(|n| (7, n.to_string())).collect();
+        let events = all_kinds();
+        let mut seen = std::collections::HashSet::new();
+        for iface in ifaces {
+            let topo = Topology::explicit(&[iface]);
+            for ev in &events {
+                let rec = PacketRecord::new(ev, &topo, &clock).expect("record");
+                seen.insert(rec.kind);
+                assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+            }
+        }
+        // Also on an interface the topology does not know.
+        let topo = Topology::default();
+        for ev in &events {
+            let rec = PacketRecord::new(ev, &topo, &clock).expect("record");
+            assert_eq!(rec.iface.name, "?");
+            assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+        }
+        assert_eq!(seen.len(), usize::from(k::COUNT - 1), "{seen:?}");
+    }
+
+    /// Labels: container veths, the hand-made veth and its peer, the host as gateway,
+    /// and labels that need escaping.
+    #[test]
+    fn json_writer_matches_serde_with_labels() {
+        let (snap, links, scans) = crate::docker::topology::tests::course_lab();
+        let topo = Topology::build(Some(&snap), &links, &[], &scans);
+        let clock = Clock::new();
+        let mut frame = icmp4_frame(8, 17, 3);
+        frame[14 + 16..14 + 20].copy_from_slice(&[172, 20, 0, 200]);
+        let mut from_gateway = frame.clone();
+        from_gateway[14 + 12..14 + 16].copy_from_slice(&[172, 20, 0, 1]);
+        let mut events = all_kinds();
+        events.push(event(&frame, k::ICMP_ECHO_REQUEST));
+        events.push(event(&from_gateway, k::ICMP_ECHO_REQUEST));
+        let (mut peers, mut hosts) = (0, 0);
+        for ifindex in [3, 4, 10, 11, 12, 99] {
+            for mut ev in events.clone() {
+                ev.ifindex = ifindex;
+                let mut rec = PacketRecord::new(&ev, &topo, &clock).expect("record");
+                peers += usize::from(rec.iface.peer.is_some());
+                hosts += usize::from(rec.src.host);
+                assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+                rec.src.container = rec.src.container.map(|_| "a\"b\\c\u{2}é");
+                rec.dst.network = Some("net\u{0}work");
+                rec.iface.bridge = Some("br-\u{1b}[0m");
+                assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+            }
+        }
+        assert!(peers > 0 && hosts > 0, "peers {peers}, hosts {hosts}");
+    }
+
+    #[test]
+    fn json_writer_matches_serde_across_time() {
+        const S: u64 = 1_000_000_000;
+        let clock = Clock::new();
+        let topo = Topology::explicit(&[(7, "va".into())]);
+        let ev = event(&icmp4_frame(8, 17, 3), k::ICMP_ECHO_REQUEST);
+        let mut rec = PacketRecord::new(&ev, &topo, &clock).expect("record");
+        let mut times = vec![
+            0,
+            999_999_999,
+            951_782_400 * S,               // 2000-02-29
+            951_868_799 * S + 999_999_999, // its last nanosecond
+            4_107_542_399 * S,             // 2100-02-28, no leap day
+            4_107_542_400 * S + 1,         // 2100-03-01
+            u64::MAX,
+        ];
+        // Events every 0.3 s over a few seconds: within and across seconds.
+        times.extend((0..20).map(|i| 1_795_803_924 * S + i * 300_000_000));
+        for t in times {
+            rec.ts = UnixNanos(t);
+            assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+        }
+    }
+
+    #[test]
+    fn mac_text_matches_display() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut macs = vec![
+            Mac::default(),
+            Mac([0xff; 6]),
+            Mac([0x0a, 0xb0, 1, 0x10, 0, 9]),
+        ];
+        for _ in 0..500 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            macs.push(Mac([b[0], b[1], b[2], b[3], b[4], b[5]]));
+        }
+        for m in macs {
+            assert_eq!(
+                std::str::from_utf8(&m.to_text()).expect("ascii"),
+                m.to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn drop_json_writer_matches_serde() {
+        let ep = |ip: Option<IpAddr>, container, network, host| Endpoint {
+            mac: Mac::default(),
+            ip,
+            container,
+            network,
+            host,
+        };
+        let base = DropRecord {
+            ts: UnixNanos(1_795_803_924_123_456_789),
+            kind: "drop",
+            packet: Kind::IcmpEchoRequest,
+            len: 98,
+            iface: DropPlace {
+                name: Some("br-8be916360cbc".into()),
+                ifindex: 3,
+                netns: "host".into(),
+            },
+            src: ep(
+                Some("172.20.0.2".parse().expect("ip")),
+                Some("AppDev"),
+                Some("devops"),
+                false,
+            ),
+            dst: ep(Some("fd00::2".parse().expect("ip")), None, None, true),
+            icmp: Some(IcmpView {
+                icmp_type: 8,
+                code: 0,
+                id: Some(17),
+                seq: Some(3),
+            }),
+            arp: None,
+            drop: DropInfo {
+                reason: "NETFILTER_DROP".into(),
+                location: Some("nf_hook_slow+0x8c".into()),
+                hook: Some("FORWARD".into()),
+                rule: Some("-A DOCKER-ISOLATION -j DROP -m comment --comment \"x\\y\"".into()),
+                candidates: vec!["-A FORWARD -j DROP".into(), "tab\there".into()],
+                unattributed: Some("nft: \"not found\"".into()),
+            },
+        };
+        let mut bare = base.clone();
+        bare.ts = UnixNanos(0);
+        bare.packet = Kind::ArpRequest;
+        bare.iface = DropPlace {
+            name: None,
+            ifindex: 0,
+            netns: "netns:4026532001".into(),
+        };
+        bare.src = ep(None, None, None, false);
+        bare.dst = ep(None, None, None, false);
+        bare.icmp = None;
+        bare.arp = Some(ArpView {
+            op: "request",
+            sender_mac: Mac([2, 0x42, 0xac, 0x14, 0, 2]),
+            sender_ip: Ipv4Addr::new(172, 20, 0, 2),
+            target_mac: Mac::default(),
+            target_ip: Ipv4Addr::new(172, 20, 0, 3),
+        });
+        bare.drop = DropInfo {
+            reason: "NOT_SPECIFIED".into(),
+            location: None,
+            hook: None,
+            rule: None,
+            candidates: Vec::new(),
+            unattributed: None,
+        };
+        for rec in [base, bare] {
+            assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+        }
+    }
+}

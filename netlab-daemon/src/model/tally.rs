@@ -1,0 +1,109 @@
+//! Counts kept in user space for the daemon's metrics: drops by reason and labels,
+//! journeys by result, and round-trip times per (source, destination) pair.
+
+use std::collections::BTreeMap;
+
+use crate::model::event::DropRecord;
+use crate::model::journey::{Finished, Outcome};
+use crate::metrics::RttHistogram;
+
+/// Label sets kept at most, per table; the rest is summed under `other`.
+const MAX_SERIES: usize = 4096;
+
+/// The daemon's user-space counts.
+#[derive(Clone, Debug, Default)]
+pub struct Tallies {
+    /// (reason, container, network) → drops reported.
+    pub drops: BTreeMap<(String, String, String), u64>,
+    /// (packet kind, reason, why it is not a drop) → frees not reported as drops.
+    pub not_drops: BTreeMap<(String, String, &'static str), u64>,
+    /// Journey result → count.
+    pub journeys: BTreeMap<&'static str, u64>,
+    /// (source, destination) → RTTs of answered journeys.
+    pub rtt: BTreeMap<(String, String), RttHistogram>,
+}
+
+fn bounded<K: Ord + Clone, V: Default>(map: &mut BTreeMap<K, V>, key: K, other: K) -> &mut V {
+    if map.len() >= MAX_SERIES && !map.contains_key(&key) {
+        return map.entry(other).or_default();
+    }
+    map.entry(key).or_default()
+}
+
+impl Tallies {
+    /// Counts a freed packet that is not reported as a drop, and why.
+    pub fn not_a_drop(&mut self, r: &DropRecord, why: &'static str) {
+        let other = ("other".to_owned(), "other".to_owned(), why);
+        *bounded(
+            &mut self.not_drops,
+            (r.packet.name().to_owned(), r.drop.reason.clone(), why),
+            other,
+        ) += 1;
+    }
+
+    /// Counts a reported drop, labelled with its source container (else destination).
+    pub fn drop(&mut self, r: &DropRecord) {
+        let (container, network) = match (r.src.container, r.dst.container) {
+            (Some(c), _) => (c, r.src.network.unwrap_or_default()),
+            (None, Some(c)) => (c, r.dst.network.unwrap_or_default()),
+            (None, None) => ("", r.src.network.or(r.dst.network).unwrap_or_default()),
+        };
+        let other = (
+            r.drop.reason.clone(),
+            "other".to_owned(),
+            "other".to_owned(),
+        );
+        *bounded(
+            &mut self.drops,
+            (
+                r.drop.reason.clone(),
+                container.to_owned(),
+                network.to_owned(),
+            ),
+            other,
+        ) += 1;
+    }
+
+    /// Counts a finished journey (and its RTT when answered).
+    pub fn finished(&mut self, f: &Finished) {
+        let Finished::Journey(j) = f else { return };
+        let result = match j.result {
+            Outcome::Answered => "answered",
+            Outcome::Dropped => "dropped",
+            Outcome::Unanswered => "unanswered",
+        };
+        *self.journeys.entry(result).or_default() += 1;
+        if let Some(rtt) = j.rtt_ns {
+            let name = |c: &Option<String>, ip: &std::net::IpAddr| {
+                c.clone().unwrap_or_else(|| ip.to_string())
+            };
+            let key = (
+                name(&j.src.container, &j.src.ip),
+                name(&j.dst.container, &j.dst.ip),
+            );
+            bounded(&mut self.rtt, key, ("other".into(), "other".into())).observe(rtt as f64 / 1e9);
+        }
+    }
+
+    /// Forgets the series of containers that are gone (after their grace period).
+    pub fn forget_containers(&mut self, gone: &[String]) {
+        self.drops.retain(|(_, c, _), _| !gone.contains(c));
+        self.rtt
+            .retain(|(s, d), _| !gone.contains(s) && !gone.contains(d));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_bounded() {
+        let mut m: BTreeMap<u32, u64> = BTreeMap::new();
+        for i in 0..(MAX_SERIES as u32 + 10) {
+            *bounded(&mut m, i, u32::MAX) += 1;
+        }
+        assert_eq!(m.len(), MAX_SERIES + 1);
+        assert_eq!(m.get(&u32::MAX), Some(&10));
+    }
+}
