@@ -491,6 +491,39 @@ mod tests {
         Ok(())
     }
 
+    /// Writes 100,000 packets (a 98-byte echo request each, every tenth with a comment, over
+    /// two interfaces) to a `Vec` and prints the time taken. A measurement, not a check:
+    /// `cargo test -p netlab-daemon --release --lib pcapng::tests::write_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "prints a timing; run by hand"]
+    fn write_timing() -> io::Result<()> {
+        const PACKETS: u64 = 100_000;
+        let frame = echo_request();
+        let mut best = std::time::Duration::MAX;
+        let mut bytes = 0;
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            let mut w = PcapngWriter::new(Vec::with_capacity(16 << 20), "netlab")?;
+            let ids = [
+                w.add_interface("br-0123456789ab", "bridge", 0)?,
+                w.add_interface("veth1a2b3c4", "web (eth0)", 0)?,
+            ];
+            for i in 0..PACKETS {
+                let comment = (i % 10 == 0).then_some(COMMENT);
+                w.write_packet(ids[(i % 2) as usize], TS + i, &frame, 98, comment)?;
+            }
+            w.flush()?;
+            bytes = std::hint::black_box(w.into_inner()).len();
+            best = best.min(start.elapsed());
+        }
+        println!(
+            "pcapng: {PACKETS} packets, {bytes} bytes, best of 5: {:.2} ms ({:.0} ns/packet)",
+            best.as_secs_f64() * 1e3,
+            best.as_nanos() as f64 / PACKETS as f64
+        );
+        Ok(())
+    }
+
     // ---- real tools ----
 
     fn checksum(bytes: &[u8]) -> u16 {
