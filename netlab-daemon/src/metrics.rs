@@ -18,6 +18,15 @@
 //! Label cardinality is bounded by the caller: [`aggregate_unlabelled`] folds the packet
 //! series of interfaces that belong to no container into one `iface="other"` series per
 //! (network, direction, kind).
+//!
+//! Why not `prometheus-client` (0.26): its text encoder writes OpenMetrics 1.0, not this
+//! page. A counter family is declared without `_total` (`# TYPE netlab_packets counter`,
+//! samples `netlab_packets_total{...}`), which `promtool check metrics` reads as samples
+//! without help text; the registry appends `.` to every help text; histograms come out as
+//! `_sum`, `_count`, then buckets with `le` first (`{le="0.0001",src=..,dst=..}`) and
+//! bounds like `le="1.0"` or `1e-9`; a labelled family's series follow a hash map's order;
+//! and the page ends in `# EOF`. Keeping the page as scrapers and the tests see it would
+//! leave only its label-value escaping, which is the same as [`escape_label_value`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
