@@ -18,16 +18,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use netlab::kernel::clock::Clock;
-use netlab::model::decode::Mac;
+use netlab::docker::topology::{NetnsScan, Topology};
 use netlab::docker::{ContainerInfo, DockerSnapshot, EndpointInfo, NetworkInfo, Subnet};
+use netlab::kernel::clock::Clock;
+use netlab::kernel::links::{Addr, Link, LinkKind};
+use netlab::model::decode::Mac;
 use netlab::model::event::PacketRecord;
 use netlab::model::filter::Filter;
 use netlab::model::journey::{self, Correlator, Sighting};
-use netlab::kernel::links::{Addr, Link, LinkKind};
 use netlab::output::{Format, Lines};
 use netlab::pipeline::Pipeline;
-use netlab::docker::topology::{NetnsScan, Topology};
 use netlab_common::{direction, kind, record, PacketEvent, SNAP_LEN};
 
 /// Events handled per benchmark iteration.

@@ -15,14 +15,11 @@
 //!   own part.
 
 pub mod api;
-pub mod btf;
 pub mod cmd;
 pub mod docker;
 pub mod explain;
 pub mod kernel;
-pub mod metrics;
 pub mod model;
 pub mod output;
-pub mod pcapng;
 pub mod pipeline;
 pub mod session;

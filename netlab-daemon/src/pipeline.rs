@@ -13,14 +13,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use netlab_common::{record, DropEvent, PacketEvent, RECORD_OFFSET};
 
-use crate::btf::Kallsyms;
+use crate::docker::topology::Topology;
+use crate::kernel::btf::Kallsyms;
 use crate::kernel::clock::Clock;
+use crate::kernel::loader::DropReasons;
 use crate::model::event::{DropRecord, PacketRecord};
 use crate::model::journey::{self, Correlator, Finished};
 use crate::model::kind::Kind;
-use crate::kernel::loader::DropReasons;
 use crate::output::{Ctx, Event, Output};
-use crate::docker::topology::Topology;
 
 /// What drop reports need to be explained.
 pub struct DropContext {
@@ -421,7 +421,10 @@ impl Pipeline {
 
     /// Emits topology events (an interface observed or gone, a container started...),
     /// under the same filters and `--count` as packets.
-    pub fn topology(&mut self, events: Vec<crate::docker::topo_events::TopoEvent>) -> anyhow::Result<()> {
+    pub fn topology(
+        &mut self,
+        events: Vec<crate::docker::topo_events::TopoEvent>,
+    ) -> anyhow::Result<()> {
         for e in &events {
             self.emit(Event::Topology(e))?;
         }

@@ -29,18 +29,18 @@ use netlab_common::Config;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use crate::kernel::attach::AttachMode;
-use crate::btf::Kallsyms;
-use crate::kernel::clock::Clock;
 use crate::docker::discover::{AttachDone, Observer};
 use crate::docker::follow::{Change, DockerFeed, Follower};
-use crate::model::journey::{Correlator, PairStats};
-use crate::kernel::loader::Datapath;
-use crate::output::Output;
-use crate::pipeline::{DropContext, Pipeline};
-use crate::model::summary::Summary;
 use crate::docker::topo_events::Tracker;
 use crate::docker::topology::Topology;
+use crate::kernel::attach::AttachMode;
+use crate::kernel::btf::Kallsyms;
+use crate::kernel::clock::Clock;
+use crate::kernel::loader::Datapath;
+use crate::model::journey::{Correlator, PairStats};
+use crate::model::summary::Summary;
+use crate::output::Output;
+use crate::pipeline::{DropContext, Pipeline};
 
 /// Every this many 100 ms ticks, every hook is checked to still run netlab's programs
 /// (another tool may have replaced them).
@@ -106,7 +106,9 @@ impl Options {
             attach: AttachMode::Auto,
             drops: Drops::Required,
             nftrace: false,
-            journey_timeout: Some(Duration::from_nanos(crate::model::journey::DEFAULT_TIMEOUT_NS)),
+            journey_timeout: Some(Duration::from_nanos(
+                crate::model::journey::DEFAULT_TIMEOUT_NS,
+            )),
             kallsyms: None,
             pin_dir: None,
             engine: None,

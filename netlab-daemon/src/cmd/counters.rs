@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use aya::maps::{Map, MapData, PerCpuHashMap};
 use netlab_common::{CounterKey, MAP_COUNTERS};
 
-use crate::model::kind::{Direction, Kind};
 use crate::kernel::loader::DeliveryStats;
+use crate::model::kind::{Direction, Kind};
 use crate::model::summary::{CounterRow, Summary};
 
 /// Options of `netlab counters`.

@@ -22,19 +22,19 @@ use netlab_common::Config;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::kernel::attach::AttachMode;
-use crate::btf::Kallsyms;
 use crate::docker::discover::Observer;
-use crate::model::filter::Filter;
 use crate::docker::follow::{scan, DockerFeed};
-use crate::metrics;
+use crate::docker::topology::Topology;
+use crate::kernel::attach::AttachMode;
+use crate::kernel::btf::Kallsyms;
+use crate::model::filter::Filter;
+use crate::model::summary::Summary;
+use crate::model::tally::Tallies;
+use crate::output::metrics;
+use crate::output::stream::StreamEvent;
 use crate::output::Broadcast;
 use crate::pipeline::Pipeline;
 use crate::session::{per_cpu_rate, Drops, Handled, Options, Session, Source};
-use crate::output::stream::StreamEvent;
-use crate::model::summary::Summary;
-use crate::model::tally::Tallies;
-use crate::docker::topology::Topology;
 
 use crate::api::client::DEFAULT_SOCKET;
 /// Where the daemon pins its maps and links by default.
@@ -628,7 +628,9 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         attach: args.attach,
         drops: Drops::IfAvailable,
         nftrace: args.nftrace,
-        journey_timeout: Some(Duration::from_nanos(crate::model::journey::DEFAULT_TIMEOUT_NS)),
+        journey_timeout: Some(Duration::from_nanos(
+            crate::model::journey::DEFAULT_TIMEOUT_NS,
+        )),
         kallsyms,
         pin_dir: Some(args.pin_dir.clone()),
         engine: None,

@@ -13,13 +13,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::docker::discover::{self};
+use crate::docker::topology::{Role, Topology};
 use crate::docker::DockerClient;
+use crate::kernel::pinger::{Pinger, Reply};
 use crate::model::event::DropRecord;
 use crate::model::journey::{Finished, Hop, Journey, Outcome, Phase};
 use crate::output::Collect;
-use crate::kernel::pinger::{Pinger, Reply};
 use crate::session::{Options, Session, Source};
-use crate::docker::topology::{Role, Topology};
 
 /// Options of `netlab diagnose`.
 #[derive(Debug, Clone, clap::Args)]
@@ -1175,7 +1175,8 @@ mod tests {
         });
         let clock = crate::kernel::clock::Clock::new();
         let mut out = Vec::new();
-        crate::model::journey::write_json(&Finished::Journey(j.clone()), &clock, &mut out).expect("json");
+        crate::model::journey::write_json(&Finished::Journey(j.clone()), &clock, &mut out)
+            .expect("json");
         let back: Finished = serde_json::from_slice(&out).expect("a journey");
         assert_eq!(back, Finished::Journey(j));
         let arp = Finished::ArpUnanswered(crate::model::journey::ArpUnanswered {

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use anyhow::Context as _;
 
-use crate::docker::DockerClient;
 use crate::docker::topology::{Role, Topology};
+use crate::docker::DockerClient;
 
 /// Options of `netlab topology`.
 #[derive(Debug, Clone, clap::Args)]
@@ -38,10 +38,11 @@ pub async fn run(args: TopologyArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let topo = tokio::task::spawn_blocking(move || crate::docker::discover::scan(snapshot.as_ref()))
-        .await
-        .context("topology scan")?
-        .context("reading network interfaces")?;
+    let topo =
+        tokio::task::spawn_blocking(move || crate::docker::discover::scan(snapshot.as_ref()))
+            .await
+            .context("topology scan")?
+            .context("reading network interfaces")?;
     let out = if args.json {
         let mut s = serde_json::to_string(&topo)?;
         s.push('\n');

@@ -10,13 +10,13 @@ use anyhow::Context as _;
 use netlab_common::Config;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::docker::follow::{scan, DockerFeed};
 use crate::kernel::attach::{self, AttachMode};
 use crate::model::filter::Filter;
-use crate::docker::follow::{scan, DockerFeed};
-use crate::output::{write_or_closed, Format, Lines, Pcap};
-use crate::session::{per_cpu_rate, Drops, Options, Session, Source};
 use crate::model::summary::Summary;
 use crate::model::tally::Tallies;
+use crate::output::{write_or_closed, Format, Lines, Pcap};
+use crate::session::{per_cpu_rate, Drops, Options, Session, Source};
 
 /// Options of `netlab watch`.
 #[derive(Debug, Clone, clap::Args)]

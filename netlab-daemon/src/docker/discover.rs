@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::kernel::attach::{AttachMode, Attachment};
+use crate::docker::topology::{NetnsScan, Role, Topology};
 use crate::docker::DockerSnapshot;
-use crate::model::kind::{Direction, Kind};
+use crate::kernel::attach::{AttachMode, Attachment};
 use crate::kernel::links;
 use crate::kernel::loader::{Datapath, LoadError};
+use crate::model::kind::{Direction, Kind};
 use crate::model::summary::CounterRow;
-use crate::docker::topology::{NetnsScan, Role, Topology};
 
 /// Reads the host's links and, for each running container, the links and addresses inside
 /// its network namespace, and derives the topology. Blocking: it starts one short-lived
@@ -225,9 +225,9 @@ impl Observer {
             for e in std::fs::read_dir(&kept).into_iter().flatten().flatten() {
                 let name = e.file_name();
                 let Some(name) = name.to_str() else { continue };
-                let keep = crate::kernel::attach::parse_kept_record(name).is_some_and(|(idx, iface, _)| {
-                    topo.iface(idx).is_some_and(|o| o.name == iface)
-                });
+                let keep = crate::kernel::attach::parse_kept_record(name).is_some_and(
+                    |(idx, iface, _)| topo.iface(idx).is_some_and(|o| o.name == iface),
+                );
                 if !keep {
                     log::debug!("removing kept filters {name}");
                     if let Err(e) = crate::kernel::attach::remove_kept(&kept, name) {

@@ -8,10 +8,10 @@ use anyhow::Context as _;
 use futures_util::{Stream, StreamExt as _};
 
 use crate::docker::discover;
-use crate::docker::{self, DockerClient, DockerSnapshot};
-use crate::kernel::links::{self, LinkChange, LinkWatcher};
 use crate::docker::topo_events::Happening;
 use crate::docker::topology::Topology;
+use crate::docker::{self, DockerClient, DockerSnapshot};
+use crate::kernel::links::{self, LinkChange, LinkWatcher};
 
 /// Docker's event stream.
 pub type DockerEvents =

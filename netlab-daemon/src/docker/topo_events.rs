@@ -11,8 +11,8 @@ use bollard::models::{EventMessage, EventMessageTypeEnum};
 use serde::Serialize;
 
 use crate::docker::discover::Forgotten;
-use crate::model::kind::{Direction, Kind};
 use crate::docker::topology::{ObservedIface, Role, Topology};
+use crate::model::kind::{Direction, Kind};
 
 /// The `--kind` family of every topology event.
 pub const FAMILY: &str = "topology";
@@ -139,7 +139,8 @@ impl IfaceInfo {
 
 impl TopoEvent {
     fn new(kind: &'static str) -> Self {
-        let at = crate::kernel::clock::Clock::new().to_unix(crate::kernel::clock::Clock::monotonic_now());
+        let at = crate::kernel::clock::Clock::new()
+            .to_unix(crate::kernel::clock::Clock::monotonic_now());
         Self {
             at,
             ts: String::from_utf8_lossy(&at.rfc3339()).into_owned(),

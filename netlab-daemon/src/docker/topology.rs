@@ -12,9 +12,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::decode::Mac;
 use crate::docker::{ContainerInfo, DockerSnapshot, NetworkInfo};
 use crate::kernel::links::{Addr, Link, LinkKind};
+use crate::model::decode::Mac;
 
 /// The label tables, looked up for every event: foldhash is several times faster than
 /// std's SipHash on these small keys. Their keys come from Docker and the host (packets

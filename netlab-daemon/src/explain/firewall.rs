@@ -10,7 +10,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::docker::EngineFacts;
-use crate::explain::docker_backend::{detect_backend, Backend, BackendEvidence, Engine, EngineVersion};
+use crate::explain::docker_backend::{
+    detect_backend, Backend, BackendEvidence, Engine, EngineVersion,
+};
 use crate::explain::docker_remedies::explain;
 use crate::explain::docker_rules::{classify, DockerFacts, Meaning, PacketHint, RuleInput};
 use crate::explain::netfilter::{self, Ruleset};

@@ -473,7 +473,8 @@ impl Drop for NfTrace {
 
 /// Removes trace tables left by netlab processes that no longer run; returns how many.
 pub fn remove_stale_tables() -> usize {
-    let Ok(tables) = crate::explain::nftables::list_tables(crate::explain::nftables::NFT_TIMEOUT) else {
+    let Ok(tables) = crate::explain::nftables::list_tables(crate::explain::nftables::NFT_TIMEOUT)
+    else {
         return 0;
     };
     let mut removed = 0;

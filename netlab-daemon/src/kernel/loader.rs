@@ -22,7 +22,7 @@ use netlab_common::{
     PROG_EGRESS, PROG_INGRESS, PROG_KFREE_SKB,
 };
 
-use crate::btf::{self, KernelBtf};
+use crate::kernel::btf::{self, KernelBtf};
 
 use crate::kernel::attach::{self, AttachError, AttachMode, Attachment};
 use crate::model::kind::{Direction, Kind};

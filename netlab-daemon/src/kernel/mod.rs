@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod bpffs;
+pub mod btf;
 pub mod clock;
 pub mod links;
 pub mod loader;

@@ -10,11 +10,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use netlab_common::{DropEvent, PacketEvent, SNAP_LEN};
 use serde::{Deserialize, Serialize};
 
+use crate::docker::topology::{Role, Topology};
 use crate::kernel::clock::{Clock, UnixNanos};
 use crate::model::decode::{decode, Mac};
 use crate::model::jsonw::{self, Object};
 use crate::model::kind::{Direction, Kind};
-use crate::docker::topology::{Role, Topology};
 
 impl Serialize for Mac {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -197,9 +197,9 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::topology::Topology;
     use crate::kernel::clock::Clock;
     use crate::model::decode::tests::{arp_frame, icmp4_frame};
-    use crate::docker::topology::Topology;
     use netlab_common::{direction, kind as k, record, PacketEvent, SNAP_LEN};
 
     fn ev(frame: &[u8], kind: u8, ifindex: u32) -> PacketEvent {

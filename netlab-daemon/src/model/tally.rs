@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::model::event::DropRecord;
 use crate::model::journey::{Finished, Outcome};
-use crate::metrics::RttHistogram;
+use crate::output::metrics::RttHistogram;
 
 /// Label sets kept at most, per table; the rest is summed under `other`.
 const MAX_SERIES: usize = 4096;

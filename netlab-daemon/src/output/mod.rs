@@ -10,7 +10,9 @@
 mod broadcast;
 mod collect;
 mod lines;
+pub mod metrics;
 mod pcap;
+pub mod pcapng;
 pub mod stream;
 
 use std::any::Any;
@@ -20,13 +22,13 @@ pub use collect::Collect;
 pub use lines::{write_or_closed, Format, Lines};
 pub use pcap::Pcap;
 
+use crate::docker::topo_events::TopoEvent;
+use crate::docker::topology::Topology;
 use crate::kernel::clock::Clock;
 use crate::model::event::{DropRecord, PacketRecord};
 use crate::model::filter::Filter;
 use crate::model::journey::{self, Finished};
 use crate::output::stream::EventMeta;
-use crate::docker::topo_events::TopoEvent;
-use crate::docker::topology::Topology;
 use netlab_common::PacketEvent;
 
 /// One event of the pipeline, borrowed for the time outputs look at it.

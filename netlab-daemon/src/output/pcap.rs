@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use super::{Ctx, Event, Output};
 use crate::model::event::PacketRecord;
 use crate::model::filter::Filter;
-use crate::pcapng::PcapngWriter;
+use crate::output::pcapng::PcapngWriter;
 use netlab_common::PacketEvent;
 
 /// The selected packets' frames, up to `--count`.
