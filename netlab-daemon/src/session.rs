@@ -50,6 +50,11 @@ pub const VERIFY_EVERY_TICKS: u64 = 20;
 /// are attributed as one batch.
 const ATTRIBUTE_AFTER: Duration = Duration::from_millis(150);
 
+/// An echo request without reply is unanswered this long after it was seen: what the
+/// daemon and `diagnose` use, and `watch`'s default (`--journey-timeout`). `diagnose`
+/// through a daemon waits for the daemon's unanswered journeys with it in mind.
+pub const JOURNEY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a session observes.
 pub enum Source {
     /// Everything Docker has (every bridge network's bridge and every veth on it),
@@ -106,9 +111,7 @@ impl Options {
             attach: AttachMode::Auto,
             drops: Drops::Required,
             nftrace: false,
-            journey_timeout: Some(Duration::from_nanos(
-                crate::model::journey::DEFAULT_TIMEOUT_NS,
-            )),
+            journey_timeout: Some(JOURNEY_TIMEOUT),
             kallsyms: None,
             pin_dir: None,
             engine: None,

@@ -34,7 +34,7 @@ use crate::output::metrics;
 use crate::output::stream::StreamEvent;
 use crate::output::Broadcast;
 use crate::pipeline::Pipeline;
-use crate::session::{per_cpu_rate, Drops, Handled, Options, Session, Source};
+use crate::session::{per_cpu_rate, Drops, Handled, Options, Session, Source, JOURNEY_TIMEOUT};
 
 use crate::api::client::DEFAULT_SOCKET;
 /// Where the daemon pins its maps and links by default.
@@ -628,9 +628,7 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         attach: args.attach,
         drops: Drops::IfAvailable,
         nftrace: args.nftrace,
-        journey_timeout: Some(Duration::from_nanos(
-            crate::model::journey::DEFAULT_TIMEOUT_NS,
-        )),
+        journey_timeout: Some(JOURNEY_TIMEOUT),
         kallsyms,
         pin_dir: Some(args.pin_dir.clone()),
         engine: None,

@@ -16,7 +16,7 @@ use crate::model::filter::Filter;
 use crate::model::summary::Summary;
 use crate::model::tally::Tallies;
 use crate::output::{write_or_closed, Format, Lines, Pcap};
-use crate::session::{per_cpu_rate, Drops, Options, Session, Source};
+use crate::session::{per_cpu_rate, Drops, Options, Session, Source, JOURNEY_TIMEOUT};
 
 /// Options of `netlab watch`.
 #[derive(Debug, Clone, clap::Args)]
@@ -104,7 +104,7 @@ fn daemon_can_serve(a: &WatchArgs) -> bool {
         && a.attach == AttachMode::Auto
         && !a.no_drops
         && !a.no_journeys
-        && a.journey_timeout == Duration::from_secs(2)
+        && a.journey_timeout == JOURNEY_TIMEOUT
 }
 
 /// `netlab watch` through a running daemon: the same lines, the same summary (counted
