@@ -99,6 +99,13 @@ impl<'de> Deserialize<'de> for Endpoint<'_> {
     }
 }
 
+/// Appends `source → destination` as human lines and pcapng comments name them.
+pub fn write_route(out: &mut String, src: &Endpoint<'_>, dst: &Endpoint<'_>) {
+    src.write_label(out);
+    out.push_str(" → ");
+    dst.write_label(out);
+}
+
 impl<'a> Endpoint<'a> {
     /// Appends how a human line names it: its container, else its address (`(host)` for
     /// the host), else its MAC address, else `?` (a drop seen without its Ethernet header).
@@ -332,9 +339,7 @@ impl<'a> PacketRecord<'a> {
     /// `18:25:24.123  AppDev → AppProd  icmp echo-request id=17 seq=3  len=98  veth of AppDev (devops, br-8be916360cbc) ingress`.
     pub fn write_human(&self, out: &mut String) {
         let _ = write!(out, "{}  ", self.ts.time_of_day());
-        self.src.write_label(out);
-        out.push_str(" → ");
-        self.dst.write_label(out);
+        write_route(out, &self.src, &self.dst);
         out.push_str("  ");
         if let Some(a) = &self.arp {
             match a.op {
@@ -630,9 +635,7 @@ impl DropRecord {
     /// id=17 seq=3  NETFILTER_DROP at nf_hook_slow+0x8c on br-… (host), rule …`.
     pub fn write_human(&self, out: &mut String) {
         let _ = write!(out, "{}  ", self.ts.time_of_day());
-        self.src.write_label(out);
-        out.push_str(" → ");
-        self.dst.write_label(out);
+        write_route(out, &self.src, &self.dst);
         let _ = write!(out, "  DROPPED {}", self.packet.name());
         if let Some(i) = &self.icmp {
             if let (Some(id), Some(seq)) = (i.id, i.seq) {

@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::Context as _;
 
 use super::{Ctx, Event, Output};
-use crate::model::event::PacketRecord;
+use crate::model::event::{write_route, PacketRecord};
 use crate::model::filter::Filter;
 use crate::output::pcapng::PcapngWriter;
 use netlab_common::PacketEvent;
@@ -75,9 +75,7 @@ impl<W: Write> Pcap<W> {
             }
         };
         let mut comment = String::with_capacity(96);
-        rec.src.write_label(&mut comment);
-        comment.push_str(" → ");
-        rec.dst.write_label(&mut comment);
+        write_route(&mut comment, &rec.src, &rec.dst);
         comment.push(' ');
         comment.push_str(rec.kind.name());
         comment.push(' ');
