@@ -319,7 +319,7 @@ impl Pipeline {
 
     fn emit_drop(&mut self, rec: DropRecord) -> anyhow::Result<()> {
         if let Some(c) = self.journeys.as_mut() {
-            observe_drop(c, &rec, &self.clock);
+            observe_drop(c, &rec);
         }
         self.emit(Event::Drop(&rec))
     }
@@ -558,7 +558,7 @@ fn observe(c: &mut Correlator, rec: &PacketRecord<'_>, ts_ns: u64) {
     }
 }
 
-fn observe_drop(c: &mut Correlator, rec: &DropRecord, clock: &Clock) {
+fn observe_drop(c: &mut Correlator, rec: &DropRecord) {
     let kind = rec.packet;
     if !kind.is_echo() {
         return;
@@ -571,7 +571,7 @@ fn observe_drop(c: &mut Correlator, rec: &DropRecord, clock: &Clock) {
         return;
     };
     c.observe_drop(&journey::DropSighting {
-        ts_ns: clock.to_monotonic(rec.ts),
+        ts_ns: rec.ts_ns,
         kind,
         src_ip,
         dst_ip,
@@ -601,6 +601,7 @@ mod tests {
         };
         DropRecord {
             ts: UnixNanos(0),
+            ts_ns: 0,
             kind: "drop",
             packet: Kind::from_name(packet).expect("a kind"),
             len: 72,

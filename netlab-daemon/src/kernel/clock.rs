@@ -41,11 +41,6 @@ impl Clock {
         UnixNanos(mono_ns.saturating_add(self.offset_ns))
     }
 
-    /// The monotonic kernel timestamp of a Unix time (the inverse of [`Clock::to_unix`]).
-    pub fn to_monotonic(&self, t: UnixNanos) -> u64 {
-        t.0.saturating_sub(self.offset_ns)
-    }
-
     /// The current monotonic time in ns, on the kernel's clock.
     pub fn monotonic_now() -> u64 {
         now(libc::CLOCK_MONOTONIC)

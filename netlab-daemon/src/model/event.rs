@@ -470,11 +470,15 @@ pub struct DropInfo {
 }
 
 /// A packet the kernel dropped (`"kind":"drop"`), labelled. Read back (`diagnose`
-/// through the daemon), its time is not: `ts` is the Unix epoch.
+/// through the daemon), its times are not: both are zero then.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DropRecord {
+    /// When, in Unix time (what is written).
     #[serde(skip_deserializing)]
     pub ts: UnixNanos,
+    /// When, in the kernel's monotonic clock (what journeys are timed by; not written).
+    #[serde(skip)]
+    pub ts_ns: u64,
     #[serde(deserialize_with = "crate::model::jsonw::tag::drop")]
     pub kind: crate::model::jsonw::tag::Name,
     /// What was dropped: `icmp-echo-request`, `arp-request`, ...
@@ -559,6 +563,7 @@ impl DropRecord {
         };
         Some(DropRecord {
             ts: clock.to_unix(ev.ts_ns),
+            ts_ns: ev.ts_ns,
             kind: "drop",
             packet: kind,
             len: ev.pkt_len,
@@ -1044,6 +1049,7 @@ mod tests {
         };
         let base = DropRecord {
             ts: UnixNanos(1_795_803_924_123_456_789),
+            ts_ns: 42,
             kind: "drop",
             packet: Kind::IcmpEchoRequest,
             len: 98,

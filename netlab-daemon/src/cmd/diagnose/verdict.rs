@@ -458,6 +458,7 @@ mod tests {
     fn isolation_drop() -> DropRecord {
         DropRecord {
             ts: crate::kernel::clock::UnixNanos(0),
+            ts_ns: 0,
             kind: "drop",
             packet: crate::model::kind::Kind::IcmpEchoRequest,
             len: 98,
