@@ -36,7 +36,9 @@ impl Client {
         });
         let mut c = Client { sender };
         // Anything that answers the socket but not as netlab is not our daemon.
-        c.get_json("/v1/health").await.ok()?;
+        c.get_json::<serde::de::IgnoredAny>("/v1/health")
+            .await
+            .ok()?;
         Some(c)
     }
 
@@ -61,8 +63,11 @@ impl Client {
         Ok(resp)
     }
 
-    /// GETs `path` and parses the JSON body.
-    pub async fn get_json(&mut self, path: &str) -> anyhow::Result<serde_json::Value> {
+    /// GETs `path` and reads the JSON body as a `T`.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+    ) -> anyhow::Result<T> {
         let body = self
             .get(path)
             .await?
@@ -70,7 +75,8 @@ impl Client {
             .collect()
             .await?
             .to_bytes();
-        serde_json::from_slice(&body).context("the daemon's answer is not JSON")
+        serde_json::from_slice(&body)
+            .with_context(|| format!("the daemon's answer to {path} is not what this netlab reads"))
     }
 
     /// GETs `path` and returns the body as text.

@@ -10,7 +10,7 @@ use netlab_common::{CounterKey, MAP_COUNTERS};
 
 use crate::kernel::loader::DeliveryStats;
 use crate::model::kind::{Direction, Kind};
-use crate::model::summary::{CounterRow, Summary};
+use crate::model::summary::{CounterRow, DaemonCounters, Summary};
 
 /// Options of `netlab counters`.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,14 +28,16 @@ pub async fn run(args: CountersArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     let summary = match crate::api::client::Client::connect().await {
         Some(mut c) => {
-            let now = c.get_json("/v1/counters").await?;
             if args.json {
+                // The daemon's answer, passed on.
+                let now: serde_json::Value = c.get_json("/v1/counters").await?;
                 let mut out = std::io::stdout().lock();
                 serde_json::to_writer(&mut out, &now)?;
                 writeln!(out)?;
                 return Ok(());
             }
-            Summary::from_daemon_diff(&serde_json::Value::Null, &now, 0)
+            let now: DaemonCounters = c.get_json("/v1/counters").await?;
+            Summary::from_daemon_diff(&DaemonCounters::default(), &now, 0)
         }
         None => from_pins(&args)?,
     };

@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::docker::follow::{scan, DockerFeed};
 use crate::kernel::attach::{self, AttachMode};
 use crate::model::filter::Filter;
-use crate::model::summary::Summary;
+use crate::model::summary::{DaemonCounters, Summary};
 use crate::model::tally::Tallies;
 use crate::output::{write_or_closed, Format, Lines, Pcap};
 use crate::session::{per_cpu_rate, Drops, Options, Session, Source, JOURNEY_TIMEOUT};
@@ -113,35 +113,45 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::api::client::Client) -> 
     use crate::api::client::encode;
     use std::io::Write as _;
     Filter::new(&args.containers, &args.networks, &args.kinds)?;
-    let topo = c.get_json("/v1/topology").await?;
-    let names = |key: &str, field: &str| -> Vec<String> {
-        topo[key]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x[field].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    if topo["docker"].as_bool() == Some(true) {
-        let (cs, ns) = (names("containers", "name"), names("networks", "name"));
+    /// What watch reads of `/v1/topology`: whether Docker answers, and the names.
+    #[derive(serde::Deserialize)]
+    struct Names {
+        #[serde(default)]
+        docker: bool,
+        #[serde(default)]
+        containers: Vec<Named>,
+        #[serde(default)]
+        networks: Vec<Named>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Named {
+        name: String,
+    }
+    /// What watch reads of `/v1/health`.
+    #[derive(serde::Deserialize)]
+    struct Health {
+        #[serde(default)]
+        attached_interfaces: u64,
+    }
+    let topo: Names = c.get_json("/v1/topology").await?;
+    if topo.docker {
+        let has = |of: &[Named], want: &str| of.iter().any(|x| x.name.eq_ignore_ascii_case(want));
         for want in &args.containers {
-            if !cs.iter().any(|c| c.eq_ignore_ascii_case(want)) {
+            if !has(&topo.containers, want) {
                 anyhow::bail!("no running container named {want}");
             }
         }
         for want in &args.networks {
-            if !ns.iter().any(|n| n.eq_ignore_ascii_case(want)) {
+            if !has(&topo.networks, want) {
                 anyhow::bail!("no Docker network named {want}");
             }
         }
     }
-    let before = c.get_json("/v1/counters").await?;
-    let health = c.get_json("/v1/health").await?;
+    let before: DaemonCounters = c.get_json("/v1/counters").await?;
+    let health: Health = c.get_json("/v1/health").await?;
     log::info!(
         "watching {} interfaces (through the netlab daemon at {})",
-        health["attached_interfaces"].as_u64().unwrap_or_default(),
+        health.attached_interfaces,
         crate::api::client::socket_path().display()
     );
     let mut q: Vec<String> = Vec::new();
@@ -198,7 +208,7 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::api::client::Client) -> 
     let mut c2 = crate::api::client::Client::connect()
         .await
         .context("the daemon went away")?;
-    let after = c2.get_json("/v1/counters").await?;
+    let after: DaemonCounters = c2.get_json("/v1/counters").await?;
     let summary = Summary::from_daemon_diff(&before, &after, printed);
     let mut out = std::io::stdout().lock();
     if args.json {

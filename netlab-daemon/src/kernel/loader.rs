@@ -83,7 +83,7 @@ pub enum LoadError {
 }
 
 /// Delivery statistics summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryStats {
     /// Samples lost because the ring buffer was full.
     pub ring_full: u64,

@@ -2,9 +2,12 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::kernel::loader::DeliveryStats;
+use crate::model::kind::{Direction, Kind};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct CounterRow {
@@ -40,6 +43,44 @@ pub struct Summary {
     pub pairs: Vec<crate::model::journey::PairStats>,
 }
 
+/// What a client reads of the daemon's `/v1/counters` answer (a [`Summary`] as written):
+/// the parts a difference of two answers needs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DaemonCounters {
+    counters: Vec<DaemonRow>,
+    delivery: DeliveryStats,
+    drops: Vec<DropRow>,
+}
+
+/// One row of [`DaemonCounters`], as written.
+#[derive(Debug, Deserialize)]
+struct DaemonRow {
+    iface: String,
+    ifindex: u32,
+    #[serde(default)]
+    label: Option<String>,
+    direction: String,
+    kind: String,
+    packets: u64,
+}
+
+impl DaemonCounters {
+    /// The rows with their key; a row of a direction or kind this build does not know (a
+    /// newer daemon's) is left out.
+    fn rows(&self) -> impl Iterator<Item = ((&str, u32, Direction, Kind), &DaemonRow)> {
+        self.counters.iter().filter_map(|r| {
+            let key = (
+                r.iface.as_str(),
+                r.ifindex,
+                Direction::from_name(&r.direction)?,
+                Kind::from_name(&r.kind)?,
+            );
+            Some((key, r))
+        })
+    }
+}
+
 /// Frees of one packet kind and reason that are not drops, and why.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct NotDropRow {
@@ -50,7 +91,7 @@ pub struct NotDropRow {
 }
 
 /// Drops of one reason.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DropRow {
     pub reason: String,
     pub packets: u64,
@@ -82,74 +123,43 @@ impl Summary {
     /// The difference between two `/v1/counters` answers of the daemon (what happened
     /// between them), with `events` printed meanwhile.
     pub fn from_daemon_diff(
-        before: &serde_json::Value,
-        after: &serde_json::Value,
+        before: &DaemonCounters,
+        after: &DaemonCounters,
         events: u64,
     ) -> Summary {
-        use crate::model::kind::{Direction, Kind};
-        let key = |r: &serde_json::Value| {
-            (
-                r["iface"].as_str().unwrap_or_default().to_owned(),
-                r["ifindex"].as_u64().unwrap_or_default(),
-                r["direction"].as_str().unwrap_or_default().to_owned(),
-                r["kind"].as_str().unwrap_or_default().to_owned(),
-            )
-        };
-        let empty = Vec::new();
-        let rows_of = |v: &serde_json::Value| v["counters"].as_array().unwrap_or(&empty).clone();
-        let old: std::collections::HashMap<_, u64> = rows_of(before)
-            .iter()
-            .map(|r| (key(r), r["packets"].as_u64().unwrap_or_default()))
+        type Key<'a> = (&'a str, u32, Direction, Kind);
+        let old: HashMap<Key<'_>, u64> = before.rows().map(|(k, r)| (k, r.packets)).collect();
+        let rows = after
+            .rows()
+            .map(|(k, r)| CounterRow {
+                iface: r.iface.clone(),
+                ifindex: r.ifindex,
+                label: r.label.clone(),
+                direction: k.2.name(),
+                kind: k.3.name(),
+                packets: r
+                    .packets
+                    .saturating_sub(old.get(&k).copied().unwrap_or_default()),
+            })
             .collect();
-        let mut rows = Vec::new();
-        for r in rows_of(after) {
-            let k = key(&r);
-            let n = r["packets"]
-                .as_u64()
-                .unwrap_or_default()
-                .saturating_sub(old.get(&k).copied().unwrap_or_default());
-            let direction = [Direction::Ingress, Direction::Egress]
-                .into_iter()
-                .find(|d| d.name() == k.2)
-                .map(Direction::name);
-            let kind = Kind::ALL.iter().find(|x| x.name() == k.3).map(|x| x.name());
-            if let (Some(direction), Some(kind)) = (direction, kind) {
-                rows.push(CounterRow {
-                    iface: k.0,
-                    ifindex: k.1 as u32,
-                    label: r["label"].as_str().map(str::to_owned),
-                    direction,
-                    kind,
-                    packets: n,
-                });
-            }
-        }
-        let d = |v: &serde_json::Value, f: &str| v["delivery"][f].as_u64().unwrap_or_default();
+        let (b, a) = (&before.delivery, &after.delivery);
         let delivery = DeliveryStats {
-            ring_full: d(after, "ring_full").saturating_sub(d(before, "ring_full")),
-            rate_limited: d(after, "rate_limited").saturating_sub(d(before, "rate_limited")),
-            sampled_out: d(after, "sampled_out").saturating_sub(d(before, "sampled_out")),
-            drop_ring_full: d(after, "drop_ring_full").saturating_sub(d(before, "drop_ring_full")),
+            ring_full: a.ring_full.saturating_sub(b.ring_full),
+            rate_limited: a.rate_limited.saturating_sub(b.rate_limited),
+            sampled_out: a.sampled_out.saturating_sub(b.sampled_out),
+            drop_ring_full: a.drop_ring_full.saturating_sub(b.drop_ring_full),
         };
-        let drops_of = |v: &serde_json::Value| -> std::collections::HashMap<String, u64> {
-            v["drops"]
-                .as_array()
-                .unwrap_or(&empty)
-                .iter()
-                .map(|r| {
-                    (
-                        r["reason"].as_str().unwrap_or_default().to_owned(),
-                        r["packets"].as_u64().unwrap_or_default(),
-                    )
-                })
-                .collect()
-        };
-        let (db, da) = (drops_of(before), drops_of(after));
-        let mut drops: Vec<(String, u64)> = da
-            .into_iter()
-            .map(|(r, n)| {
-                let was = db.get(&r).copied().unwrap_or_default();
-                (r, n.saturating_sub(was))
+        let was: HashMap<&str, u64> = before
+            .drops
+            .iter()
+            .map(|r| (r.reason.as_str(), r.packets))
+            .collect();
+        let mut drops: Vec<(String, u64)> = after
+            .drops
+            .iter()
+            .map(|r| {
+                let was = was.get(r.reason.as_str()).copied().unwrap_or_default();
+                (r.reason.clone(), r.packets.saturating_sub(was))
             })
             .filter(|(_, n)| *n > 0)
             .collect();
@@ -306,12 +316,15 @@ mod tests {
 
     #[test]
     fn daemon_counters_are_diffed() {
-        let before = serde_json::json!({
+        let read = |v: serde_json::Value| -> DaemonCounters {
+            serde_json::from_value(v).expect("a counters answer")
+        };
+        let before = read(serde_json::json!({
             "counters": [{"iface":"va","ifindex":3,"direction":"ingress","kind":"icmp-echo-request","packets":5}],
             "delivery": {"ring_full":1,"rate_limited":0,"sampled_out":0,"drop_ring_full":0},
             "drops": [{"reason":"NETFILTER_DROP","packets":2}]
-        });
-        let after = serde_json::json!({
+        }));
+        let after = read(serde_json::json!({
             "counters": [
                 {"iface":"va","ifindex":3,"direction":"ingress","kind":"icmp-echo-request","packets":8},
                 {"iface":"vb","ifindex":4,"direction":"egress","kind":"arp-reply","packets":1},
@@ -319,7 +332,7 @@ mod tests {
             ],
             "delivery": {"ring_full":1,"rate_limited":2,"sampled_out":0,"drop_ring_full":0},
             "drops": [{"reason":"NETFILTER_DROP","packets":5}]
-        });
+        }));
         let s = Summary::from_daemon_diff(&before, &after, 4);
         assert_eq!(s.counters.len(), 2);
         assert_eq!(s.counters[0].packets, 3);
@@ -334,6 +347,34 @@ mod tests {
             }]
         );
         assert_eq!(s.events, 4);
+    }
+
+    #[test]
+    fn what_the_daemon_writes_reads_back_whole() {
+        let mut r = row("veth1", 7, "egress", Kind::Icmp6EchoReply.name(), 4);
+        r.label = Some("veth of AppDev (devops, br-x)".into());
+        let delivery = DeliveryStats {
+            ring_full: 1,
+            rate_limited: 2,
+            sampled_out: 3,
+            drop_ring_full: 4,
+        };
+        let s = Summary::new(
+            vec![row("br-x", 3, "ingress", "arp-request", 2), r],
+            delivery,
+            9,
+        )
+        .with_drops(vec![("NETFILTER_DROP".into(), 5)]);
+        let read: DaemonCounters =
+            serde_json::from_str(&serde_json::to_string(&s).expect("json")).expect("read");
+        let again = Summary::from_daemon_diff(&DaemonCounters::default(), &read, 9);
+        assert_eq!(again.counters, s.counters);
+        assert_eq!(again.delivery, s.delivery);
+        assert_eq!(again.drops, s.drops);
+        // Nothing happened between two equal answers.
+        let none = Summary::from_daemon_diff(&read, &read, 0);
+        assert!(none.counters.is_empty() && none.drops.is_empty());
+        assert_eq!(none.delivery, DeliveryStats::default());
     }
 
     #[test]
