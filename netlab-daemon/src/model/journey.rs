@@ -698,6 +698,13 @@ impl Key {
             seq,
         }
     }
+
+    /// The key of an echo packet of `kind` from `src` to `dst`, and whether it is the
+    /// request or the reply; `None` for other kinds.
+    fn of_echo(kind: Kind, src: IpAddr, dst: IpAddr, id: u16, seq: u16) -> Option<(Self, Phase)> {
+        let (family, phase) = classify(kind)?;
+        Some((Key::new(family, phase, src, dst, id, seq), phase))
+    }
 }
 
 #[derive(Debug)]
@@ -765,9 +772,64 @@ impl Pending {
         }
     }
 
+    /// Widens the journey's span to a sighting or drop at `ts_ns`.
     fn touch(&mut self, ts_ns: u64) {
         self.first_ts = self.first_ts.min(ts_ns);
         self.last_ts = self.last_ts.max(ts_ns);
+    }
+
+    /// Adds the sighting `s` of the journey's `phase`: its time, the containers of its
+    /// ends if not known yet, and its observation point.
+    fn see(&mut self, s: &Sighting<'_>, phase: Phase, names: &mut Interner) {
+        let (requester, responder) = match phase {
+            Phase::Request => {
+                self.first_request_ts =
+                    Some(self.first_request_ts.map_or(s.ts_ns, |t| t.min(s.ts_ns)));
+                (s.src_container, s.dst_container)
+            }
+            Phase::Reply => {
+                self.last_reply_ts = Some(self.last_reply_ts.map_or(s.ts_ns, |t| t.max(s.ts_ns)));
+                (s.dst_container, s.src_container)
+            }
+        };
+        if self.src_container.is_none() {
+            self.src_container = names.get_opt(requester);
+        }
+        if self.dst_container.is_none() {
+            self.dst_container = names.get_opt(responder);
+        }
+        let seen = self.hops.iter().position(|h| {
+            h.ifindex == s.ifindex
+                && h.direction == s.direction
+                && h.phase == phase
+                && *h.iface == *s.iface
+        });
+        if let Some(h) = seen.and_then(|i| self.hops.get_mut(i)) {
+            h.ts_ns = h.ts_ns.min(s.ts_ns);
+        } else if self.hops.len() < MAX_HOPS {
+            self.hops.push(PendingHop {
+                iface: names.get(s.iface),
+                ifindex: s.ifindex,
+                direction: s.direction,
+                phase,
+                ts_ns: s.ts_ns,
+            });
+        }
+    }
+
+    /// Adds the drop `d` of the journey's `phase`, unless a later drop is already known.
+    fn see_drop(&mut self, d: &DropSighting<'_>, phase: Phase, names: &mut Interner) {
+        if self.drop.as_ref().is_none_or(|old| d.ts_ns >= old.ts_ns) {
+            self.drop = Some(Box::new(PendingDrop {
+                ts_ns: d.ts_ns,
+                phase,
+                reason: names.get(d.reason),
+                location: names.get_opt(d.location),
+                iface: names.get_opt(d.iface),
+                rule: names.get_opt(d.rule),
+                hook: names.get_opt(d.hook),
+            }));
+        }
     }
 
     fn deadline(&self, cfg: &Config) -> u64 {
@@ -1058,88 +1120,19 @@ impl Correlator {
     /// Records an echo request or reply seen at an observation point; other kinds are
     /// ignored.
     pub fn observe(&mut self, s: &Sighting<'_>) {
-        let Some((family, phase)) = classify(s.kind) else {
+        let Some((key, phase)) = Key::of_echo(s.kind, s.src_ip, s.dst_ip, s.id, s.seq) else {
             return;
         };
-        let key = Key::new(family, phase, s.src_ip, s.dst_ip, s.id, s.seq);
-        let cfg = self.config;
-        let p = match self.journeys.get_mut(&key) {
-            Some(p) if s.ts_ns < p.deadline(&cfg) => p,
-            _ => {
-                let fresh = self.start(key, s.ts_ns);
-                self.journeys.entry(key).insert_entry(fresh).into_mut()
-            }
-        };
-        p.touch(s.ts_ns);
-        let (requester, responder) = match phase {
-            Phase::Request => {
-                p.first_request_ts = Some(p.first_request_ts.map_or(s.ts_ns, |t| t.min(s.ts_ns)));
-                (s.src_container, s.dst_container)
-            }
-            Phase::Reply => {
-                p.last_reply_ts = Some(p.last_reply_ts.map_or(s.ts_ns, |t| t.max(s.ts_ns)));
-                (s.dst_container, s.src_container)
-            }
-        };
-        if p.src_container.is_none() {
-            p.src_container = self.names.get_opt(requester);
-        }
-        if p.dst_container.is_none() {
-            p.dst_container = self.names.get_opt(responder);
-        }
-        let seen = p.hops.iter().position(|h| {
-            h.ifindex == s.ifindex
-                && h.direction == s.direction
-                && h.phase == phase
-                && *h.iface == *s.iface
-        });
-        if let Some(h) = seen.and_then(|i| p.hops.get_mut(i)) {
-            h.ts_ns = h.ts_ns.min(s.ts_ns);
-        } else if p.hops.len() < MAX_HOPS {
-            p.hops.push(PendingHop {
-                iface: self.names.get(s.iface),
-                ifindex: s.ifindex,
-                direction: s.direction,
-                phase,
-                ts_ns: s.ts_ns,
-            });
-        }
-        if let Some(due) = p.next_check(&self.config, key) {
-            self.queue(due);
-        }
+        self.update(key, s.ts_ns, |p, names| p.see(s, phase, names));
     }
 
     /// Records a kernel drop of an echo request or reply, starting its journey if it is
     /// not known; other kinds are ignored.
     pub fn observe_drop(&mut self, d: &DropSighting<'_>) {
-        let Some((family, phase)) = classify(d.kind) else {
+        let Some((key, phase)) = Key::of_echo(d.kind, d.src_ip, d.dst_ip, d.id, d.seq) else {
             return;
         };
-        let key = Key::new(family, phase, d.src_ip, d.dst_ip, d.id, d.seq);
-        let cfg = self.config;
-        let p = match self.journeys.get_mut(&key) {
-            Some(p) if d.ts_ns < p.deadline(&cfg) => p,
-            _ => {
-                let fresh = self.start(key, d.ts_ns);
-                self.journeys.entry(key).insert_entry(fresh).into_mut()
-            }
-        };
-        p.touch(d.ts_ns);
-        if p.drop.as_ref().is_none_or(|old| d.ts_ns >= old.ts_ns) {
-            let names = &mut self.names;
-            p.drop = Some(Box::new(PendingDrop {
-                ts_ns: d.ts_ns,
-                phase,
-                reason: names.get(d.reason),
-                location: names.get_opt(d.location),
-                iface: names.get_opt(d.iface),
-                rule: names.get_opt(d.rule),
-                hook: names.get_opt(d.hook),
-            }));
-        }
-        if let Some(due) = p.next_check(&self.config, key) {
-            self.queue(due);
-        }
+        self.update(key, d.ts_ns, |p, names| p.see_drop(d, phase, names));
     }
 
     /// Records an ARP request or reply.
@@ -1248,6 +1241,25 @@ impl Correlator {
             .collect();
         rows.sort_by(|a, b| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)));
         rows
+    }
+
+    /// Applies a sighting or drop at `ts_ns` to the journey of `key`: the open one, unless
+    /// its deadline has passed, else a new one (see [`Correlator::start`]). Then schedules
+    /// its check.
+    fn update(&mut self, key: Key, ts_ns: u64, see: impl FnOnce(&mut Pending, &mut Interner)) {
+        let cfg = self.config;
+        let p = match self.journeys.get_mut(&key) {
+            Some(p) if ts_ns < p.deadline(&cfg) => p,
+            _ => {
+                let fresh = self.start(key, ts_ns);
+                self.journeys.entry(key).insert_entry(fresh).into_mut()
+            }
+        };
+        p.touch(ts_ns);
+        see(p, &mut self.names);
+        if let Some(due) = p.next_check(&self.config, key) {
+            self.queue(due);
+        }
     }
 
     fn serial(&mut self) -> u64 {
