@@ -113,6 +113,12 @@ const POLL_RESERVE_MAX: usize = 8192;
 /// `Pending::scheduled` of a journey with no deadline check queued yet.
 const UNSCHEDULED: u64 = u64::MAX;
 
+/// Whether a queue of `queued` entries, `live` of them live, holds so many stale ones that
+/// it is to be compacted (see [`STALE_SLACK`]).
+fn too_stale(queued: usize, live: usize) -> bool {
+    queued > live.saturating_mul(2) + STALE_SLACK
+}
+
 /// Hash maps and sets keyed by packet fields (addresses, echo ids and sequence numbers)
 /// that whoever sends the packets chooses. foldhash is several times faster than std's
 /// SipHash on such small keys; each table gets its own random seed, so colliding keys
@@ -881,6 +887,52 @@ impl Pending {
             (None, None) => Outcome::Unanswered,
         }
     }
+
+    /// The journey of `key` as it stands: its outcome, round trip, hops in time order and
+    /// where it was last seen.
+    fn into_journey(self, key: &Key) -> Journey {
+        let result = self.outcome();
+        let rtt_ns = match (result, self.first_request_ts, self.last_reply_ts) {
+            (Outcome::Answered, Some(first), Some(last)) => Some(last.saturating_sub(first)),
+            _ => None,
+        };
+        let mut hops = self.hops;
+        hops.sort_by_key(|h| h.ts_ns);
+        let last_seen = match (result, &self.drop) {
+            (Outcome::Answered, _) => None,
+            (_, Some(d)) => hops.iter().rev().find(|h| h.ts_ns <= d.ts_ns),
+            (_, None) => hops.last(),
+        }
+        .map(PendingHop::to_hop);
+        let text = |s: &Option<Arc<str>>| s.as_deref().map(str::to_owned);
+        Journey {
+            kind: "journey",
+            ts_ns: self.first_request_ts.unwrap_or(self.first_ts),
+            family: key.family,
+            src: JourneyEnd {
+                ip: key.requester,
+                container: text(&self.src_container),
+            },
+            dst: JourneyEnd {
+                ip: key.responder,
+                container: text(&self.dst_container),
+            },
+            id: key.id,
+            seq: key.seq,
+            result,
+            rtt_ns,
+            hops: hops.iter().map(PendingHop::to_hop).collect(),
+            drop: self.drop.as_ref().map(|d| JourneyDrop {
+                reason: String::from(&*d.reason),
+                location: text(&d.location),
+                iface: text(&d.iface),
+                rule: text(&d.rule),
+                hook: text(&d.hook),
+                phase: d.phase,
+            }),
+            last_seen,
+        }
+    }
 }
 
 /// A queued check of a pending journey, at `at` (ordered by `at`, then `serial`). It
@@ -957,7 +1009,7 @@ impl AgeQueue {
         while self.entries.front().is_some_and(|(_, k)| k.is_none()) {
             self.entries.pop_front();
         }
-        if self.entries.len() > self.live.saturating_mul(2) + STALE_SLACK {
+        if too_stale(self.entries.len(), self.live) {
             self.entries.retain(|(_, k)| k.is_some());
         }
     }
@@ -1002,6 +1054,7 @@ enum Label {
 }
 
 impl Label {
+    /// The container's name if known, else the address.
     fn new(container: Option<&Arc<str>>, ip: IpAddr) -> Self {
         container.map_or(Label::Ip(ip), |c| Label::Name(Arc::clone(c)))
     }
@@ -1026,6 +1079,56 @@ struct Acc {
     rtt_max: Option<u64>,
 }
 
+/// The statistics of every (requester, responder) pair.
+#[derive(Debug, Default)]
+struct PairTable {
+    pairs: Map<(Label, Label), Acc>,
+}
+
+impl PairTable {
+    /// Counts a finished journey from `src` to `dst`.
+    fn record(&mut self, src: Label, dst: Label, result: Outcome, rtt_ns: Option<u64>) {
+        let mut pair = (src, dst);
+        if self.pairs.len() >= MAX_STAT_PAIRS && !self.pairs.contains_key(&pair) {
+            pair = (Label::Other, Label::Other);
+        }
+        let a = self.pairs.entry(pair).or_default();
+        a.sent += 1;
+        match result {
+            Outcome::Answered => a.answered += 1,
+            Outcome::Dropped | Outcome::Unanswered => a.lost += 1,
+        }
+        if let Some(rtt) = rtt_ns {
+            a.rtt_count += 1;
+            a.rtt_sum += u128::from(rtt);
+            a.rtt_min = Some(a.rtt_min.map_or(rtt, |m| m.min(rtt)));
+            a.rtt_max = Some(a.rtt_max.map_or(rtt, |m| m.max(rtt)));
+        }
+    }
+
+    /// One row per pair, ordered by names.
+    fn rows(&self) -> Vec<PairStats> {
+        let mut rows: Vec<PairStats> = self
+            .pairs
+            .iter()
+            .map(|((src, dst), a)| PairStats {
+                src: src.text(),
+                dst: dst.text(),
+                sent: a.sent,
+                answered: a.answered,
+                lost: a.lost,
+                rtt_min_ns: a.rtt_min,
+                rtt_avg_ns: u64::try_from(a.rtt_sum / u128::from(a.rtt_count.max(1)))
+                    .ok()
+                    .filter(|_| a.rtt_count > 0),
+                rtt_max_ns: a.rtt_max,
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)));
+        rows
+    }
+}
+
 /// Pairs echo requests with their replies and drops into [`Journey`]s, finds unanswered
 /// ARP requests, and keeps per-pair statistics. See the [module docs](self) for the rules.
 #[derive(Debug)]
@@ -1044,7 +1147,7 @@ pub struct Correlator {
     /// Finished outside `poll` (evicted, closed by a late sighting), in finishing order.
     ready: Vec<Finished>,
     names: Interner,
-    stats: Map<(Label, Label), Acc>,
+    stats: PairTable,
     next_serial: u64,
     evicted: u64,
     orphan_replies: u64,
@@ -1089,7 +1192,7 @@ impl Correlator {
             arp_answered: Map::default(),
             ready: Vec::new(),
             names: Interner::default(),
-            stats: Map::default(),
+            stats: PairTable::default(),
             next_serial: 0,
             evicted: 0,
             orphan_replies: 0,
@@ -1223,24 +1326,7 @@ impl Correlator {
 
     /// Statistics of the finished journeys per (requester, responder), ordered by names.
     pub fn stats(&self) -> Vec<PairStats> {
-        let mut rows: Vec<PairStats> = self
-            .stats
-            .iter()
-            .map(|((src, dst), a)| PairStats {
-                src: src.text(),
-                dst: dst.text(),
-                sent: a.sent,
-                answered: a.answered,
-                lost: a.lost,
-                rtt_min_ns: a.rtt_min,
-                rtt_avg_ns: u64::try_from(a.rtt_sum / u128::from(a.rtt_count.max(1)))
-                    .ok()
-                    .filter(|_| a.rtt_count > 0),
-                rtt_max_ns: a.rtt_max,
-            })
-            .collect();
-        rows.sort_by(|a, b| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)));
-        rows
+        self.stats.rows()
     }
 
     /// Applies a sighting or drop at `ts_ns` to the journey of `key`: the open one, unless
@@ -1293,7 +1379,7 @@ impl Correlator {
     /// stays bounded.
     fn queue(&mut self, due: Due) {
         self.due.push(Reverse(due));
-        if self.due.len() > self.journeys.len().saturating_mul(2) + STALE_SLACK {
+        if too_stale(self.due.len(), self.journeys.len()) {
             let journeys = &self.journeys;
             self.due.retain(|Reverse(d)| d.is_live(journeys));
         }
@@ -1336,72 +1422,11 @@ impl Correlator {
             self.orphan_replies += 1;
             return None;
         }
-        let result = p.outcome();
-        let rtt_ns = match (result, p.first_request_ts, p.last_reply_ts) {
-            (Outcome::Answered, Some(first), Some(last)) => Some(last.saturating_sub(first)),
-            _ => None,
-        };
-        let mut hops = p.hops;
-        hops.sort_by_key(|h| h.ts_ns);
-        let last_seen = match (result, &p.drop) {
-            (Outcome::Answered, _) => None,
-            (_, Some(d)) => hops.iter().rev().find(|h| h.ts_ns <= d.ts_ns),
-            (_, None) => hops.last(),
-        }
-        .map(PendingHop::to_hop);
-        self.record(
-            Label::new(p.src_container.as_ref(), key.requester),
-            Label::new(p.dst_container.as_ref(), key.responder),
-            result,
-            rtt_ns,
-        );
-        let text = |s: &Option<Arc<str>>| s.as_deref().map(str::to_owned);
-        Some(Finished::Journey(Journey {
-            kind: "journey",
-            ts_ns: p.first_request_ts.unwrap_or(p.first_ts),
-            family: key.family,
-            src: JourneyEnd {
-                ip: key.requester,
-                container: text(&p.src_container),
-            },
-            dst: JourneyEnd {
-                ip: key.responder,
-                container: text(&p.dst_container),
-            },
-            id: key.id,
-            seq: key.seq,
-            result,
-            rtt_ns,
-            hops: hops.iter().map(PendingHop::to_hop).collect(),
-            drop: p.drop.as_ref().map(|d| JourneyDrop {
-                reason: String::from(&*d.reason),
-                location: text(&d.location),
-                iface: text(&d.iface),
-                rule: text(&d.rule),
-                hook: text(&d.hook),
-                phase: d.phase,
-            }),
-            last_seen,
-        }))
-    }
-
-    fn record(&mut self, src: Label, dst: Label, result: Outcome, rtt_ns: Option<u64>) {
-        let mut pair = (src, dst);
-        if self.stats.len() >= MAX_STAT_PAIRS && !self.stats.contains_key(&pair) {
-            pair = (Label::Other, Label::Other);
-        }
-        let a = self.stats.entry(pair).or_default();
-        a.sent += 1;
-        match result {
-            Outcome::Answered => a.answered += 1,
-            Outcome::Dropped | Outcome::Unanswered => a.lost += 1,
-        }
-        if let Some(rtt) = rtt_ns {
-            a.rtt_count += 1;
-            a.rtt_sum += u128::from(rtt);
-            a.rtt_min = Some(a.rtt_min.map_or(rtt, |m| m.min(rtt)));
-            a.rtt_max = Some(a.rtt_max.map_or(rtt, |m| m.max(rtt)));
-        }
+        let src = Label::new(p.src_container.as_ref(), key.requester);
+        let dst = Label::new(p.dst_container.as_ref(), key.responder);
+        let journey = p.into_journey(key);
+        self.stats.record(src, dst, journey.result, journey.rtt_ns);
+        Some(Finished::Journey(journey))
     }
 
     fn arp_request(&mut self, a: &ArpSighting<'_>) {
@@ -1455,7 +1480,7 @@ impl Correlator {
             },
         );
         self.arp_due.push(Reverse((deadline, serial, pair)));
-        if self.arp_due.len() > self.arps.len().saturating_mul(2) + STALE_SLACK {
+        if too_stale(self.arp_due.len(), self.arps.len()) {
             let arps = &self.arps;
             self.arp_due.retain(|Reverse((_, serial, pair))| {
                 arps.get(pair).is_some_and(|p| p.serial == *serial)
