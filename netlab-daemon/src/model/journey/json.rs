@@ -116,6 +116,7 @@ mod tests {
     use crate::model::journey::{
         ArpSighting, Config, Correlator, DropSighting, Family, Outcome, Phase, Sighting, MAX_HOPS,
     };
+    use crate::model::jsonw::tests::rng;
     use crate::model::kind::{Direction, Kind};
 
     use Direction::{Egress, Ingress};
@@ -168,16 +169,6 @@ mod tests {
             out.clear();
             write_json(f, clock, &mut out).expect("json");
             assert_eq!(String::from_utf8_lossy(&out), serde_line(f, clock), "{f:?}");
-        }
-    }
-
-    /// A deterministic stream of pseudo-random numbers (xorshift).
-    fn rng(mut x: u64) -> impl FnMut() -> u64 {
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
         }
     }
 
