@@ -48,12 +48,11 @@
 //! or, if it climbed past the old value, as a wrong, smaller delta.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::explain::command::{self, CommandError, Shown};
 
 /// How long one `iptables-save` run may take before it is killed.
 pub const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,42 +72,9 @@ const DROP_TARGETS: [&str; 2] = ["DROP", "REJECT"];
 /// Errors from reading the rulesets.
 #[derive(Debug, thiserror::Error)]
 pub enum NetfilterError {
-    /// The program could not be started (absent, not executable).
-    #[error("cannot run {program}")]
-    Command {
-        /// The program, e.g. `iptables-save`.
-        program: String,
-        /// Why it could not be started.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Waiting for the program failed.
-    #[error("cannot wait for {program}")]
-    Wait {
-        /// The program, e.g. `iptables-save`.
-        program: String,
-        /// Why waiting failed.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The program did not finish in time and was killed.
-    #[error("{program} did not finish within {} ms and was killed", timeout.as_millis())]
-    Timeout {
-        /// The program, e.g. `iptables-save`.
-        program: String,
-        /// The limit it exceeded.
-        timeout: Duration,
-    },
-    /// The program exited unsuccessfully.
-    #[error("{program} failed with {status}: {stderr}")]
-    Status {
-        /// The program, e.g. `iptables-save`.
-        program: String,
-        /// How it exited.
-        status: ExitStatus,
-        /// The start of what it printed on stderr.
-        stderr: String,
-    },
+    /// Running `iptables-save` or `ip6tables-save` failed.
+    #[error(transparent)]
+    Run(#[from] CommandError),
     /// Neither the IPv4 nor the IPv6 ruleset could be read.
     #[error(
         "cannot read any netfilter ruleset (ipv4: {}; ipv6: {})",
@@ -609,111 +575,8 @@ pub async fn snapshot_async() -> Result<Ruleset, NetfilterError> {
 /// Runs `<family>-save -c`, looking in the PATH first, then in /usr/sbin and /sbin
 /// (which a non-root PATH may lack).
 fn save(family: Family, timeout: Duration) -> Result<String, NetfilterError> {
-    let program = family.save_program();
-    let mut first_err = None;
-    for candidate in [
-        program.to_string(),
-        format!("/usr/sbin/{program}"),
-        format!("/sbin/{program}"),
-    ] {
-        match run_with_timeout(&candidate, &["-c"], timeout) {
-            Err(NetfilterError::Command { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                first_err.get_or_insert(NetfilterError::Command {
-                    program: program.to_string(),
-                    source,
-                });
-            }
-            other => return other,
-        }
-    }
-    Err(first_err.unwrap_or_else(|| NetfilterError::Command {
-        program: program.to_string(),
-        source: std::io::ErrorKind::NotFound.into(),
-    }))
-}
-
-/// Runs `program args` and returns its stdout, killing it if it takes longer than
-/// `timeout`.
-fn run_with_timeout(
-    program: &str,
-    args: &[&str],
-    timeout: Duration,
-) -> Result<String, NetfilterError> {
-    let deadline = Instant::now() + timeout;
-    let mut child = Command::new(program)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| NetfilterError::Command {
-            program: program.to_string(),
-            source,
-        })?;
-    let stdout = read_in_background(child.stdout.take());
-    let stderr = read_in_background(child.stderr.take());
-    let timed_out = || NetfilterError::Timeout {
-        program: program.to_string(),
-        timeout,
-    };
-
-    let mut pause = Duration::from_millis(1);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    // The child may have exited just now; either way it is reaped.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(timed_out());
-                }
-                std::thread::sleep(pause.min(deadline - now));
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-            Err(source) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(NetfilterError::Wait {
-                    program: program.to_string(),
-                    source,
-                });
-            }
-        }
-    };
-
-    // A grandchild could keep the pipes open; the deadline bounds the wait for them too.
-    let remaining = || deadline.saturating_duration_since(Instant::now());
-    let out = stdout.recv_timeout(remaining()).map_err(|_| timed_out())?;
-    if !status.success() {
-        let err = stderr.recv_timeout(remaining()).unwrap_or_default();
-        let err = String::from_utf8_lossy(&err);
-        let err: String = err.trim().chars().take(300).collect();
-        return Err(NetfilterError::Status {
-            program: program.to_string(),
-            status,
-            stderr: err,
-        });
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// Reads `pipe` to its end on a thread; the bytes arrive on the returned channel.
-fn read_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut pipe) = pipe {
-            // A read error leaves what was read so far; the exit status tells the rest.
-            let _ = pipe.read_to_end(&mut buf);
-        }
-        let _ = tx.send(buf);
-    });
-    rx
+    command::run_installed(family.save_program(), &["-c"], timeout, Shown::Program)
+        .map_err(NetfilterError::from)
 }
 
 /// `error: cause: cause` for logs and for [`NetfilterError::Unavailable`].
@@ -1125,36 +988,16 @@ COMMIT
     }
 
     #[test]
-    fn timeout_kills_the_program() {
-        let started = Instant::now();
-        match run_with_timeout("sleep", &["10"], Duration::from_millis(200)) {
-            Err(NetfilterError::Timeout { program, .. }) => assert_eq!(program, "sleep"),
-            Err(e) => println!("skipping: sleep unavailable: {}", error_chain(&e)),
-            Ok(_) => panic!("sleep 10 finished within 200 ms"),
-        }
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    #[test]
-    fn missing_and_failing_programs() {
-        let e = run_with_timeout("netlab-no-such-program", &[], SAVE_TIMEOUT);
-        assert!(matches!(e, Err(NetfilterError::Command { .. })), "{e:?}");
-        match run_with_timeout("sh", &["-c", "echo broken >&2; exit 3"], SAVE_TIMEOUT) {
-            Err(NetfilterError::Status { stderr, status, .. }) => {
-                assert_eq!(stderr, "broken");
-                assert_eq!(status.code(), Some(3));
-            }
-            other => panic!("expected a status error, got {other:?}"),
-        }
+    fn unavailable_names_both_causes() {
         let both = NetfilterError::Unavailable {
-            ipv4: Box::new(NetfilterError::Command {
+            ipv4: Box::new(NetfilterError::Run(CommandError::Start {
                 program: "iptables-save".into(),
                 source: std::io::ErrorKind::NotFound.into(),
-            }),
-            ipv6: Box::new(NetfilterError::Timeout {
+            })),
+            ipv6: Box::new(NetfilterError::Run(CommandError::Timeout {
                 program: "ip6tables-save".into(),
                 timeout: SAVE_TIMEOUT,
-            }),
+            })),
         };
         let msg = both.to_string();
         assert!(
