@@ -59,6 +59,7 @@ mod attribution;
 mod ruleset;
 
 pub use attribution::{attribute, drop_policies, hook_of, Attribution, Culprit};
+pub(crate) use ruleset::tokenize;
 pub use ruleset::{parse_save, Family, Policy, Rule, Ruleset};
 
 /// How long one `iptables-save` run may take before it is killed.

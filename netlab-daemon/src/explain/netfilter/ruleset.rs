@@ -217,7 +217,7 @@ fn parse_counters(s: &str) -> Option<(u64, u64)> {
 
 /// Splits a rule into arguments the way iptables-restore does: on whitespace, with
 /// double quotes grouping and backslash escaping the next character.
-pub(super) fn tokenize(s: &str) -> Vec<String> {
+pub(crate) fn tokenize(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_token = false;

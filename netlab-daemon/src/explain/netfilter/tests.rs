@@ -1,7 +1,6 @@
 //! Tests of the iptables reader on `iptables-save -c` text of Docker's rules, and on the
 //! host's own rules when run as root.
 
-use super::ruleset::tokenize;
 use super::*;
 
 const DEVOPS: &str = "br-8be916360cbc";
