@@ -61,8 +61,9 @@ impl AgeQueue {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
-    use crate::model::journey::fixtures::{ip, A, B};
     use crate::model::journey::{Family, Phase, STALE_SLACK};
 
     /// Finished journeys behind one that stays pending leave holes in the age queue; they
@@ -70,7 +71,8 @@ mod tests {
     #[test]
     fn age_queue_holes_stay_bounded() {
         let mut q = AgeQueue::default();
-        let key = |seq| Key::new(Family::Icmp, Phase::Request, ip(A), ip(B), 7, seq);
+        let (a, b) = (IpAddr::from([172, 20, 0, 2]), IpAddr::from([172, 20, 0, 3]));
+        let key = |seq| Key::new(Family::Icmp, Phase::Request, a, b, 7, seq);
         q.push(0, key(0));
         for serial in 1..10_000u64 {
             q.push(serial, key(serial as u16));

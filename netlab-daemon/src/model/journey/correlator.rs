@@ -9,8 +9,10 @@ use std::collections::BinaryHeap;
 use super::age_queue::AgeQueue;
 use super::interner::Interner;
 use super::pending::{Due, Key, Pending};
+use super::record::{Finished, PairStats};
+use super::sighting::{ArpSighting, DropSighting, Sighting};
 use super::stats::{Label, PairTable};
-use super::{too_stale, ArpSighting, Config, DropSighting, Finished, Map, PairStats, Sighting};
+use super::{too_stale, Config, Map};
 use arp::{ArpKey, ArpPending};
 
 mod arp;

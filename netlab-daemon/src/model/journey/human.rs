@@ -3,9 +3,9 @@
 
 use std::fmt::{self, Write as _};
 
-use super::{Family, Finished, Journey, JourneyEnd, Outcome, PairStats, Phase};
+use super::record::{Finished, Journey, JourneyEnd, Outcome, PairStats, Phase};
 use crate::kernel::clock::Clock;
-use crate::model::kind::Direction;
+use crate::model::kind::{Direction, Family};
 
 /// Appends the human-readable line (with its newline) to `out`:
 /// `18:25:24.123  alpha → beta  ping id=7 seq=1  answered in 0.412 ms  request: vethA in, vethB out  reply: vethB in, vethA out`.

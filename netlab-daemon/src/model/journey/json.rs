@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::{ArpUnanswered, Finished, Hop, Journey, JourneyDrop, JourneyEnd};
+use super::record::{ArpUnanswered, Finished, Hop, Journey, JourneyDrop, JourneyEnd};
 use crate::kernel::clock::Clock;
 use crate::model::jsonw::Object;
 

@@ -7,11 +7,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::interner::Interner;
-use super::{
-    Config, DropSighting, Family, Hop, Journey, JourneyDrop, JourneyEnd, Map, Outcome, Phase,
-    Sighting, MAX_HOPS,
-};
-use crate::model::kind::{Direction, Kind};
+use super::record::{Hop, Journey, JourneyDrop, JourneyEnd, Outcome, Phase};
+use super::sighting::{DropSighting, Sighting};
+use super::{Config, Map, MAX_HOPS};
+use crate::model::kind::{Direction, Family, Kind};
 
 /// Hop capacity reserved for a new journey (a ping through two veths and a bridge).
 const HOPS_CAPACITY: usize = 8;

@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{Map, Outcome, PairStats, MAX_STAT_PAIRS, OTHER_PAIR};
+use super::record::{Outcome, PairStats};
+use super::{Map, MAX_STAT_PAIRS, OTHER_PAIR};
 
 /// A statistics endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -6,7 +6,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::Correlator;
-use crate::model::journey::{too_stale, ArpSighting, ArpUnanswered, Finished};
+use crate::model::journey::record::{ArpUnanswered, Finished};
+use crate::model::journey::sighting::ArpSighting;
+use crate::model::journey::too_stale;
 
 /// (who, asked_for).
 pub(super) type ArpKey = (Ipv4Addr, Ipv4Addr);
