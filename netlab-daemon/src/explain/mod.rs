@@ -1,6 +1,7 @@
-//! Explanations of drops: the firewall behind a drop (iptables, nftables, tracing), what
-//! a rule means in Docker's terms, and the fix.
+//! Explanations of drops: the firewall behind a drop (iptables, nftables, tracing, and
+//! [`command`] to run their tools), what a rule means in Docker's terms, and the fix.
 
+pub mod command;
 pub mod docker_backend;
 pub mod docker_remedies;
 pub mod docker_rules;

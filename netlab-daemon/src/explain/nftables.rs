@@ -24,11 +24,12 @@
 //! [`drop_policies`] lists base chains with policy `drop` as candidates only.
 
 use std::collections::{HashMap, HashSet};
-use std::process::ExitStatus;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::explain::command::CommandError;
 
 mod attribution;
 mod render;
@@ -50,42 +51,9 @@ pub enum NftError {
     /// `nft` is not installed (neither in the PATH nor in /usr/sbin or /sbin).
     #[error("nft is not installed")]
     NftMissing,
-    /// `nft` could not be started.
-    #[error("cannot run {program}")]
-    Command {
-        /// The program.
-        program: String,
-        /// Why it could not be started.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Waiting for `nft` failed.
-    #[error("cannot wait for {program}")]
-    Wait {
-        /// The program.
-        program: String,
-        /// Why waiting failed.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `nft` did not finish in time and was killed.
-    #[error("{program} did not finish within {} ms and was killed", timeout.as_millis())]
-    Timeout {
-        /// The program.
-        program: String,
-        /// The limit it exceeded.
-        timeout: Duration,
-    },
-    /// `nft` exited unsuccessfully (e.g. `Operation not permitted` when not root).
-    #[error("{program} failed with {status}: {stderr}")]
-    Status {
-        /// The command line.
-        program: String,
-        /// How it exited.
-        status: ExitStatus,
-        /// The start of what it printed on stderr.
-        stderr: String,
-    },
+    /// Running `nft` failed (e.g. `Operation not permitted` when not root).
+    #[error(transparent)]
+    Run(#[from] CommandError),
     /// None of the tables exists: Docker does not use its nftables backend here (or has
     /// no bridge network yet).
     #[error("no nftables table {tables} (Docker's nftables backend is not in use)")]
@@ -525,7 +493,9 @@ pub fn snapshot_tables(tables: &[(&str, &str)], timeout: Duration) -> Result<Nft
                 out.extend(parse_json(&text)?);
                 found = true;
             }
-            Err(NftError::Status { ref stderr, .. }) if table_missing(stderr) => {
+            Err(NftError::Run(CommandError::Status { ref stderr, .. }))
+                if table_missing(stderr) =>
+            {
                 log::debug!("no nftables table {family} {table}");
             }
             Err(e) => return Err(e),

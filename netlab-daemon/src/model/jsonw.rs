@@ -393,12 +393,12 @@ fn longest_zero_run(groups: &[u16; 8]) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A deterministic stream of pseudo-random numbers (xorshift), for wide coverage
-    /// without a dependency.
-    fn rng(mut x: u64) -> impl FnMut() -> u64 {
+    /// without a dependency; the journey writer's tests use it too.
+    pub(crate) fn rng(mut x: u64) -> impl FnMut() -> u64 {
         move || {
             x ^= x << 13;
             x ^= x >> 7;

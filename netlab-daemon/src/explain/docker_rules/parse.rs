@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use crate::explain::netfilter::tokenize;
+
 /// An iptables address or interface match, possibly negated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Arg {
@@ -51,42 +53,6 @@ impl IptRule {
             .as_ref()
             .map(|p| format!("{}/{p}", self.proto.as_deref().unwrap_or("tcp")))
     }
-}
-
-/// Splits like iptables-restore: whitespace, double quotes group, backslash escapes.
-pub(super) fn tokenize(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let (mut in_token, mut quoted) = (false, false);
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-                in_token = true;
-            }
-            '"' => {
-                quoted = !quoted;
-                in_token = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if in_token {
-                    out.push(std::mem::take(&mut cur));
-                    in_token = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                in_token = true;
-            }
-        }
-    }
-    if in_token {
-        out.push(cur);
-    }
-    out
 }
 
 /// Parses an iptables rule spec (the chain name in front, if any, is skipped).
