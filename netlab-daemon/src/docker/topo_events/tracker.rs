@@ -179,16 +179,7 @@ impl Tracker {
                         Some((w, t)) if w.name == o.name => *t,
                         _ => Instant::now(),
                     };
-                    // A hand-made leg is announced once its far end had time to be
-                    // moved and renamed (`ip link set ... netns`, `name eth1`).
-                    let wait = if o.container.is_none() {
-                        EXPLAIN_WITHIN
-                    } else if o.role == Role::ManualVeth {
-                        MANUAL_SETTLE
-                    } else {
-                        Duration::ZERO
-                    };
-                    if veth && since.elapsed() < wait {
+                    if veth && since.elapsed() < settle_time(&info) {
                         self.waiting.insert(o.ifindex, (info, since));
                         continue;
                     }
@@ -286,10 +277,15 @@ impl Tracker {
     fn say_start_of(&mut self, id: &str) {
         if let Some(i) = self.starts.iter().position(|s| s.id == id) {
             let s = self.starts.remove(i);
-            let mut e = self.container_event("container-started", &s.id, s.name);
-            e.image = s.image;
-            self.out.push(e);
+            self.say_start(s);
         }
+    }
+
+    /// Says that container `s` started, on the networks known for it now.
+    fn say_start(&mut self, s: PendingStart) {
+        let mut e = self.container_event("container-started", &s.id, s.name);
+        e.image = s.image;
+        self.out.push(e);
     }
 
     /// Events ready to go out.
@@ -319,9 +315,7 @@ impl Tracker {
                     .is_some_and(|(_, n)| !n.is_empty())
                 || s.since.elapsed() >= EXPLAIN_WITHIN
             {
-                let mut e = self.container_event("container-started", &s.id, s.name);
-                e.image = s.image;
-                self.out.push(e);
+                self.say_start(s);
             } else {
                 self.starts.push(s);
             }
@@ -329,14 +323,7 @@ impl Tracker {
         let due: Vec<u32> = self
             .waiting
             .iter()
-            .filter(|(_, (i, t))| {
-                let wait = if i.container.is_none() {
-                    EXPLAIN_WITHIN
-                } else {
-                    MANUAL_SETTLE
-                };
-                all || t.elapsed() >= wait
-            })
+            .filter(|(_, (i, t))| all || t.elapsed() >= settle_time(i))
             .map(|(i, _)| *i)
             .collect();
         for i in due {
@@ -406,6 +393,20 @@ impl Tracker {
         self.fates.retain(|_, (_, t)| keep(t));
         self.disconnects.retain(|_, t| keep(t));
         self.networks_removed.retain(|_, t| keep(t));
+    }
+}
+
+/// How long a newly observed veth waits before it is announced: one whose container is not
+/// known yet, for a rescan to name it; a hand-made leg, for its far end to be moved and
+/// renamed (`ip link set ... netns`, `name eth1`); any other, not at all (so it is never
+/// put in `Tracker::waiting`).
+fn settle_time(i: &IfaceInfo) -> Duration {
+    if i.container.is_none() {
+        EXPLAIN_WITHIN
+    } else if i.role == Role::ManualVeth.name() {
+        MANUAL_SETTLE
+    } else {
+        Duration::ZERO
     }
 }
 
