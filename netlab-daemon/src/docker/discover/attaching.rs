@@ -68,6 +68,15 @@ impl Observer {
         }
     }
 
+    /// Whether new attachments try TCX first (`auto`: where the kernel has it).
+    pub(super) fn uses_tcx(&self) -> bool {
+        match self.mode {
+            AttachMode::Tcx => true,
+            AttachMode::Auto => crate::kernel::attach::tcx_by_default(),
+            AttachMode::Netlink => false,
+        }
+    }
+
     /// Attaches (or adopts, with a pin directory) every interface of `todo`.
     ///
     /// One at a time: each TCX attach and release waits for an RCU grace period under the
@@ -76,12 +85,11 @@ impl Observer {
         &mut self,
         todo: &[(u32, String)],
     ) -> Vec<(u32, String, anyhow::Result<Attachment>)> {
-        let tcx = match self.mode {
-            AttachMode::Tcx => true,
-            AttachMode::Auto => crate::kernel::attach::tcx_by_default(),
-            AttachMode::Netlink => false,
+        let fds = if self.uses_tcx() {
+            self.dp.prog_fds().ok()
+        } else {
+            None
         };
-        let fds = if tcx { self.dp.prog_fds().ok() } else { None };
         let mut out = Vec::with_capacity(todo.len());
         for (idx, name) in todo {
             let r = match &fds {

@@ -5,7 +5,7 @@
 use super::attaching::tcx_attach_or_adopt;
 use super::Observer;
 use crate::docker::topology::{Role, Topology};
-use crate::kernel::attach::{AttachMode, Attachment};
+use crate::kernel::attach::Attachment;
 use crate::kernel::links;
 
 /// How long a hook stays covered after its tc program was attached, if that program has
@@ -118,12 +118,7 @@ impl Observer {
             if self.attached.contains_key(&idx) {
                 continue;
             }
-            let tcx = match self.mode {
-                AttachMode::Tcx => true,
-                AttachMode::Auto => crate::kernel::attach::tcx_by_default(),
-                AttachMode::Netlink => false,
-            };
-            if tcx {
+            if self.uses_tcx() {
                 match self.dp.prog_fds() {
                     Ok((ingress, egress)) => {
                         self.in_flight = Some(idx);
