@@ -86,7 +86,8 @@ pub enum LoadError {
 }
 
 /// The loaded programs and their maps. Dropping it detaches the drop tracepoint unless
-/// its link is pinned (tc attachments are owned by their [`Attachment`] values).
+/// its link is pinned (tc attachments are owned by their
+/// [`Attachment`](crate::kernel::attach::Attachment) values).
 pub struct Datapath {
     /// Declared before `ebpf`: the link goes before the program.
     kfree_link: Option<DropLink>,

@@ -20,7 +20,7 @@ pub struct TopoEvent {
     #[serde(skip)]
     pub at: crate::kernel::clock::UnixNanos,
     pub ts: String,
-    /// One of [`KINDS`].
+    /// One of [`KINDS`](super::KINDS).
     pub kind: &'static str,
     /// The interface (interface events), as packet events describe theirs.
     #[serde(skip_serializing_if = "Option::is_none")]
