@@ -1,0 +1,142 @@
+//! Attaching the tc programs to one interface: TCX links (adopting those an earlier run
+//! pinned, pinning new ones) or netlink filters (kept beside the pins in the daemon), one
+//! interface after another; and removing pins of interfaces that are gone.
+
+use crate::docker::topology::Topology;
+use crate::kernel::attach::{AttachMode, Attachment};
+
+use super::Observer;
+
+/// Attaches both programs to `idx` as TCX links, adopting (with a pin directory) the
+/// links an earlier run pinned for it, and pinning new ones.
+pub(super) fn tcx_attach_or_adopt(
+    progs: crate::kernel::attach::ProgFds<'_>,
+    pin_dir: Option<&std::path::Path>,
+    idx: u32,
+    name: &str,
+) -> anyhow::Result<Attachment> {
+    if let Some(dir) = pin_dir {
+        if let Some(a) = crate::kernel::attach::adopt(progs, dir, name, idx)? {
+            log::debug!("adopted the pinned links of {name}");
+            return Ok(a);
+        }
+        return Ok(crate::kernel::attach::attach_tcx(progs, name, idx)?.pin(dir)?);
+    }
+    Ok(crate::kernel::attach::attach_tcx(progs, name, idx)?)
+}
+
+impl Observer {
+    /// Pins every link under `dir` (created if needed), adopting links an earlier run
+    /// pinned there, and removes pins left for interfaces that no longer exist.
+    pub fn persist_in(mut self, dir: &std::path::Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        self.pin_dir = Some(dir.to_owned());
+        Ok(self)
+    }
+
+    /// Removes pins under the pin directory whose interface is not in `topo` (and kept
+    /// netlink filters of interfaces no longer observed).
+    pub fn prune_pins(&self, topo: &Topology) {
+        if let Some(kept) = self.kept_dir() {
+            for e in std::fs::read_dir(&kept).into_iter().flatten().flatten() {
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let keep = crate::kernel::attach::parse_kept_record(name).is_some_and(
+                    |(idx, iface, _)| topo.iface(idx).is_some_and(|o| o.name == iface),
+                );
+                if !keep {
+                    log::debug!("removing kept filters {name}");
+                    if let Err(e) = crate::kernel::attach::remove_kept(&kept, name) {
+                        log::debug!("{name}: {e}");
+                    }
+                }
+            }
+        }
+        let Some(dir) = &self.pin_dir else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let keep = crate::kernel::attach::parse_pin_name(name)
+                .is_some_and(|(idx, iface, _)| topo.iface(idx).is_some_and(|o| o.name == iface));
+            if !keep {
+                log::debug!("removing stale pin {name}");
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Whether new attachments try TCX first (`auto`: where the kernel has it).
+    pub(super) fn uses_tcx(&self) -> bool {
+        match self.mode {
+            AttachMode::Tcx => true,
+            AttachMode::Auto => crate::kernel::attach::tcx_by_default(),
+            AttachMode::Netlink => false,
+        }
+    }
+
+    /// Attaches (or adopts, with a pin directory) every interface of `todo`.
+    ///
+    /// One at a time: each TCX attach and release waits for an RCU grace period under the
+    /// kernel's RTNL lock (~15 ms a hook here), so threads would only queue on that lock.
+    pub(super) fn attach_batch(
+        &mut self,
+        todo: &[(u32, String)],
+    ) -> Vec<(u32, String, anyhow::Result<Attachment>)> {
+        let fds = if self.uses_tcx() {
+            self.dp.prog_fds().ok()
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(todo.len());
+        for (idx, name) in todo {
+            let r = match &fds {
+                Some((ingress, egress)) => {
+                    use std::os::fd::AsFd as _;
+                    let progs = crate::kernel::attach::ProgFds {
+                        ingress: ingress.as_fd(),
+                        egress: egress.as_fd(),
+                    };
+                    self.attach_one_tcx(progs, *idx, name).or_else(|e| {
+                        // `auto` falls back to netlink where TCX was refused.
+                        if self.mode == AttachMode::Auto {
+                            log::debug!("{e:#}; falling back to netlink");
+                            self.attach_one_netlink(name)
+                        } else {
+                            Err(e)
+                        }
+                    })
+                }
+                None => self.attach_one_netlink(name),
+            };
+            out.push((*idx, name.clone(), r));
+        }
+        out
+    }
+
+    fn attach_one_tcx(
+        &self,
+        progs: crate::kernel::attach::ProgFds<'_>,
+        idx: u32,
+        name: &str,
+    ) -> anyhow::Result<Attachment> {
+        tcx_attach_or_adopt(progs, self.pin_dir.as_deref(), idx, name)
+    }
+
+    /// Netlink filters cannot be pinned: with a pin directory (the daemon) they are kept
+    /// attached when the process goes, and recorded beside the pins; otherwise they go
+    /// with the process.
+    fn attach_one_netlink(&mut self, name: &str) -> anyhow::Result<Attachment> {
+        match self.kept_dir() {
+            Some(dir) => Ok(self.dp.attach_kept(name, &dir)?),
+            None => Ok(self.dp.attach(name, AttachMode::Netlink)?),
+        }
+    }
+
+    /// Where the records of kept netlink filters live: `netlink/` beside `links/`.
+    fn kept_dir(&self) -> Option<std::path::PathBuf> {
+        self.pin_dir.as_ref().map(|d| d.with_file_name("netlink"))
+    }
+}

@@ -1,0 +1,223 @@
+//! Drop reports: the `skb:kfree_skb` program, configured from the running kernel's
+//! tracefs format and BTF, its link (owned or pinned), and the names and counts of the
+//! kernel's drop reasons.
+
+use std::collections::BTreeMap;
+
+use aya::{
+    maps::{Array, PerCpuArray},
+    programs::{
+        links::{FdLink, PinnedLink},
+        trace_point::TracePointLink,
+        TracePoint,
+    },
+};
+use netlab_common::{
+    DropConfig, DROP_REASON_SLOTS, MAP_DROP_CONFIG, MAP_DROP_REASONS, PROG_KFREE_SKB,
+};
+
+use super::{map_err, refused, release_freed_memory, Datapath, LoadError};
+use crate::kernel::btf::{self, KernelBtf};
+
+/// Names of the kernel's drop reasons (`NETFILTER_DROP`), by value.
+#[derive(Clone, Debug, Default)]
+pub struct DropReasons(BTreeMap<u32, String>);
+
+/// What a drop's reason is called when the kernel gives none (before Linux 5.17).
+pub const UNKNOWN_REASON: &str = "unknown";
+
+impl DropReasons {
+    /// A kernel without drop reasons: every drop's reason is [`UNKNOWN_REASON`].
+    pub fn unknown() -> Self {
+        DropReasons(BTreeMap::from([(
+            netlab_common::REASON_UNKNOWN,
+            UNKNOWN_REASON.to_owned(),
+        )]))
+    }
+
+    /// From `enum skb_drop_reason` (`SKB_DROP_REASON_` stripped).
+    pub fn from_enum(values: Vec<(String, u64)>) -> Self {
+        DropReasons(
+            values
+                .into_iter()
+                .filter_map(|(n, v)| {
+                    let v = u32::try_from(v).ok()?;
+                    Some((v, n.trim_start_matches("SKB_DROP_REASON_").to_owned()))
+                })
+                .collect(),
+        )
+    }
+
+    /// The value of the reason named `name` (without `SKB_DROP_REASON_`).
+    pub fn value_of(&self, name: &str) -> Option<u32> {
+        self.0.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+    }
+
+    /// The name of `reason`, or its number when the kernel did not name it.
+    pub fn name(&self, reason: u32) -> String {
+        self.0
+            .get(&reason)
+            .cloned()
+            .unwrap_or_else(|| format!("reason-{reason}"))
+    }
+}
+
+/// The drop program's link: owned by this process, or pinned in bpffs (it stays attached
+/// when the process goes, and keeps counting drops by reason into the pinned map). Held,
+/// never read: dropping it is what detaches (or closes our handle).
+pub(super) enum DropLink {
+    Owned(#[expect(dead_code, reason = "held only for its Drop, which detaches")] TracePointLink),
+    Pinned(
+        #[expect(dead_code, reason = "held only for its Drop, which closes our handle")] PinnedLink,
+    ),
+}
+
+impl Datapath {
+    /// Loads and attaches the `skb:kfree_skb` program, configured from the running
+    /// kernel's tracefs format and BTF. Returns the names of the kernel's drop reasons.
+    pub fn enable_drops(&mut self, quiet_ranges: [u64; 4]) -> Result<DropReasons, LoadError> {
+        self.enable_drops_pinned(None, quiet_ranges)
+    }
+
+    /// [`Datapath::enable_drops`]; with `pin`, the link is pinned at that path so that
+    /// drops are counted by reason while no daemon runs. A link an earlier run pinned there
+    /// is detached just before this one attaches: a drop in between is not counted, none is
+    /// counted twice.
+    pub fn enable_drops_pinned(
+        &mut self,
+        pin: Option<&std::path::Path>,
+        quiet_ranges: [u64; 4],
+    ) -> Result<DropReasons, LoadError> {
+        let fields = btf::tracepoint_fields("skb", "kfree_skb").map_err(LoadError::Btf)?;
+        let field = |name: &'static str| {
+            btf::field(&fields, name)
+                .map(|f| f.offset)
+                .ok_or(LoadError::TracepointField(name))
+        };
+        let kbtf = KernelBtf::from_sys_fs().map_err(LoadError::Btf)?;
+        let off = |s: &str, path: &[&str]| kbtf.member_offset(s, path).map_err(LoadError::Btf);
+        // Drop reasons exist from Linux 5.17 on (the tracepoint's `reason` field and its
+        // enum); before, every drop is reported with an unknown reason, never a wrong one.
+        let tp_reason = btf::field(&fields, "reason").map(|f| f.offset);
+        let reasons = match (tp_reason, kbtf.enum_values("skb_drop_reason")) {
+            (Some(_), Ok(values)) => DropReasons::from_enum(values),
+            (Some(_), Err(e)) => return Err(LoadError::Btf(e)),
+            (None, _) => {
+                log::info!(
+                    "this kernel's skb:kfree_skb has no drop reason (Linux 5.17 and later have one): drops are reported with reason unknown"
+                );
+                DropReasons::unknown()
+            }
+        };
+        let cfg = DropConfig {
+            enabled: 1,
+            tp_skbaddr: field("skbaddr")?,
+            tp_location: field("location")?,
+            tp_protocol: field("protocol")?,
+            tp_reason: tp_reason.unwrap_or(netlab_common::NO_REASON_FIELD),
+            skb_len: off("sk_buff", &["len"])?,
+            skb_head: off("sk_buff", &["head"])?,
+            skb_network_header: off("sk_buff", &["network_header"])?,
+            skb_dev: off("sk_buff", &["dev"])?,
+            dev_ifindex: off("net_device", &["ifindex"])?,
+            dev_net: off("net_device", &["nd_net", "net"])?,
+            net_inum: off("net", &["ns", "inum"])?,
+            skb_data: off("sk_buff", &["data"])?,
+            quiet_reason: reasons.value_of("NO_SOCKET").unwrap_or(0),
+            quiet_ranges,
+        };
+        // The BTF blob (~5 MB) and its index are done with: give their pages back now
+        // rather than carry them as resident heap for the life of the process.
+        drop(kbtf);
+        release_freed_memory();
+        {
+            let map = self
+                .ebpf
+                .map_mut(MAP_DROP_CONFIG)
+                .ok_or(LoadError::MissingProgram(MAP_DROP_CONFIG))?;
+            let mut c: Array<_, DropConfig> =
+                Array::try_from(map).map_err(map_err(MAP_DROP_CONFIG))?;
+            c.set(0, cfg, 0).map_err(map_err(MAP_DROP_CONFIG))?;
+        }
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut(PROG_KFREE_SKB)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(LoadError::MissingProgram(PROG_KFREE_SKB))?;
+        let name = PROG_KFREE_SKB;
+        prog.load().map_err(refused(name))?;
+        let pin_err = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| LoadError::PinDrops { path, source }
+        };
+        if let Some(path) = pin {
+            // The pin is the only reference a stopped daemon left: removing it detaches.
+            match std::fs::remove_file(path) {
+                Ok(()) => log::debug!("detached the drop program pinned at {}", path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(pin_err(path)(e)),
+            }
+        }
+        let id = prog
+            .attach("skb", "kfree_skb")
+            .map_err(|source| LoadError::Program { name, source })?;
+        let link = prog
+            .take_link(id)
+            .map_err(|source| LoadError::Program { name, source })?;
+        self.kfree_link = Some(match pin {
+            None => DropLink::Owned(link),
+            Some(path) => {
+                let link =
+                    FdLink::try_from(link).map_err(|e| pin_err(path)(std::io::Error::other(e)))?;
+                let pinned = link
+                    .pin(path)
+                    .map_err(|e| pin_err(path)(std::io::Error::other(e)))?;
+                DropLink::Pinned(pinned)
+            }
+        });
+        Ok(reasons)
+    }
+
+    /// Drops seen so far, by reason value (summed over CPUs; zero counts left out).
+    pub fn drop_counts(&self) -> Result<BTreeMap<u32, u64>, LoadError> {
+        let map = self
+            .ebpf
+            .map(MAP_DROP_REASONS)
+            .ok_or(LoadError::MissingProgram(MAP_DROP_REASONS))?;
+        let arr: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(map_err(MAP_DROP_REASONS))?;
+        let mut out = BTreeMap::new();
+        for reason in 0..DROP_REASON_SLOTS {
+            let n: u64 = arr
+                .get(&reason, 0)
+                .map_err(map_err(MAP_DROP_REASONS))?
+                .iter()
+                .sum();
+            if n > 0 {
+                out.insert(reason, n);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_by_name_and_value() {
+        let r = DropReasons::from_enum(vec![
+            ("SKB_NOT_DROPPED_YET".into(), 0),
+            ("SKB_DROP_REASON_NO_SOCKET".into(), 3),
+            ("SKB_DROP_REASON_NETFILTER_DROP".into(), 12),
+            ("SKB_DROP_REASON_TOO_BIG".into(), u64::from(u32::MAX) + 1),
+        ]);
+        assert_eq!(r.value_of("NO_SOCKET"), Some(3));
+        assert_eq!(r.value_of("NETFILTER_DROP"), Some(12));
+        assert_eq!(r.value_of("TOO_BIG"), None, "values past u32 are left out");
+        assert_eq!(r.value_of("MISSING"), None);
+        assert_eq!(r.name(12), "NETFILTER_DROP");
+        assert_eq!(r.name(99), "reason-99");
+    }
+}

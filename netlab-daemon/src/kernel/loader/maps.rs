@@ -1,0 +1,113 @@
+//! What user space reads from the kernel's maps: exact packet counters, delivery statistics,
+//! and the sample ring buffer.
+
+use std::collections::BTreeMap;
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use netlab_common::{stat, CounterKey, MAP_COUNTERS, MAP_EVENTS, MAP_STATS};
+
+use super::{map_err, Datapath, LoadError};
+use crate::model::kind::{Direction, Kind};
+
+/// Delivery statistics summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryStats {
+    /// Samples lost because the ring buffer was full.
+    pub ring_full: u64,
+    /// Samples dropped by the in-kernel rate limit.
+    pub rate_limited: u64,
+    /// Packets counted but not sampled (1-in-N sampling; not a loss).
+    pub sampled_out: u64,
+    /// Drop reports lost because the ring buffer was full.
+    pub drop_ring_full: u64,
+}
+
+impl DeliveryStats {
+    /// Samples that were due but never reached user space.
+    pub fn lost(&self) -> u64 {
+        self.ring_full + self.rate_limited + self.drop_ring_full
+    }
+}
+
+impl Datapath {
+    /// Takes the sample ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or(LoadError::MissingProgram(MAP_EVENTS))?;
+        RingBuf::try_from(map).map_err(map_err(MAP_EVENTS))
+    }
+
+    /// Exact packet counters, summed over CPUs, for every (ifindex, direction, kind) seen.
+    pub fn counters(&self) -> Result<BTreeMap<(u32, Direction, Kind), u64>, LoadError> {
+        let map = self
+            .ebpf
+            .map(MAP_COUNTERS)
+            .ok_or(LoadError::MissingProgram(MAP_COUNTERS))?;
+        let counters: PerCpuHashMap<_, CounterKey, u64> =
+            PerCpuHashMap::try_from(map).map_err(map_err(MAP_COUNTERS))?;
+        let mut out = BTreeMap::new();
+        for entry in counters.iter() {
+            let (key, values) = entry.map_err(map_err(MAP_COUNTERS))?;
+            let (Some(dir), Some(kind)) =
+                (Direction::from_id(key.direction), Kind::from_id(key.kind))
+            else {
+                continue;
+            };
+            let total: u64 = values.iter().sum();
+            *out.entry((key.ifindex, dir, kind)).or_insert(0) += total;
+        }
+        Ok(out)
+    }
+
+    /// Removes the counters of interface `ifindex` from the kernel map and returns them
+    /// (summed over CPUs), so that a gone interface leaves no entry behind.
+    pub fn take_counters(
+        &mut self,
+        ifindex: u32,
+    ) -> Result<BTreeMap<(Direction, Kind), u64>, LoadError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_COUNTERS)
+            .ok_or(LoadError::MissingProgram(MAP_COUNTERS))?;
+        let mut counters: PerCpuHashMap<_, CounterKey, u64> =
+            PerCpuHashMap::try_from(map).map_err(map_err(MAP_COUNTERS))?;
+        let keys: Vec<CounterKey> = counters
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.ifindex == ifindex)
+            .collect();
+        let mut out = BTreeMap::new();
+        for key in keys {
+            let Ok(values) = counters.get(&key, 0) else {
+                continue;
+            };
+            if let (Some(dir), Some(kind)) =
+                (Direction::from_id(key.direction), Kind::from_id(key.kind))
+            {
+                *out.entry((dir, kind)).or_insert(0) += values.iter().sum::<u64>();
+            }
+            counters.remove(&key).map_err(map_err(MAP_COUNTERS))?;
+        }
+        Ok(out)
+    }
+
+    /// Delivery statistics, summed over CPUs.
+    pub fn delivery(&self) -> Result<DeliveryStats, LoadError> {
+        let map = self
+            .ebpf
+            .map(MAP_STATS)
+            .ok_or(LoadError::MissingProgram(MAP_STATS))?;
+        let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(MAP_STATS))?;
+        let slot = |i: u32| -> Result<u64, LoadError> {
+            Ok(stats.get(&i, 0).map_err(map_err(MAP_STATS))?.iter().sum())
+        };
+        Ok(DeliveryStats {
+            ring_full: slot(stat::RING_FULL)?,
+            rate_limited: slot(stat::RATE_LIMITED)?,
+            sampled_out: slot(stat::SAMPLED_OUT)?,
+            drop_ring_full: slot(stat::DROP_RING_FULL)?,
+        })
+    }
+}
