@@ -1,5 +1,5 @@
 //! Builds the eBPF programs (crate `netlab-ebpf`) for the BPF target and leaves the object in
-//! OUT_DIR, from where `src/loader.rs` embeds it into the `netlab` binary.
+//! OUT_DIR, from where `src/kernel/loader.rs` embeds it into the `netlab` binary.
 use anyhow::Context as _;
 
 fn main() -> anyhow::Result<()> {
