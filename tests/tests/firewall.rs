@@ -312,7 +312,7 @@ struct WithoutFirewallTools {
 
 impl WithoutFirewallTools {
     fn new(netlab: &Path, unexecutable: bool) -> Result<Self> {
-        let dir = std::env::temp_dir().join(netlab_tests::netns::unique_name("nosbin"));
+        let dir = std::env::temp_dir().join(netlab_tests::host::netns::unique_name("nosbin"));
         std::fs::create_dir_all(&dir)?;
         let bin = dir.join("netlab");
         let fill = if unexecutable {

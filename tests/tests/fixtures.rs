@@ -254,7 +254,7 @@ while :; do sleep 0.05; done
 #[test]
 fn watch_fixture_against_a_stand_in() -> Result<()> {
     root_or_skip!();
-    let dir = std::env::temp_dir().join(netlab_tests::netns::unique_name("stand-in"));
+    let dir = std::env::temp_dir().join(netlab_tests::host::netns::unique_name("stand-in"));
     std::fs::create_dir(&dir)?;
     let script = dir.join("netlab");
     std::fs::write(&script, STAND_IN)?;

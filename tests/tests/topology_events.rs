@@ -16,7 +16,7 @@ use netlab_tests::docker::{
     add_hand_made_leg, remove_all, subnet_host, topo_network, topology, Container, CourseLab,
     EnvWrapper, HostNetns, Network, BUSYBOX_IMAGE, NO_DAEMON,
 };
-use netlab_tests::netns::unique_name;
+use netlab_tests::host::netns::unique_name;
 use netlab_tests::watch::READY_TIMEOUT;
 use netlab_tests::{docker_or_skip, Output, Watch};
 use serde_json::Value;
