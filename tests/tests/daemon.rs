@@ -24,6 +24,7 @@ use netlab_tests::daemon::{
     EXIT_TIMEOUT, WATCH_READY_MARKER,
 };
 use netlab_tests::docker::{host_veth, Container, EnvWrapper, HostNetns, Network};
+use netlab_tests::host::process::signal;
 use netlab_tests::watch::READY_TIMEOUT;
 use netlab_tests::{count, docker_or_skip, run_with_timeout, Output, Watch};
 use serde_json::Value;
@@ -1103,18 +1104,17 @@ fn a_stopped_daemon_misses_no_packet_of_a_container_started_meanwhile() -> Resul
     let paths = DaemonPaths::new(&bin)?;
     let daemon = paths.start(&[])?;
     let dump = Tcpdump::start(None, "any", "in", "arp or icmp")?;
-    let pid = libc::pid_t::try_from(daemon.pid()).context("daemon pid")?;
+    let pid = daemon.pid();
     /// Lets the daemon go on whatever happens below.
-    struct Stopped(libc::pid_t);
+    struct Stopped(u32);
     impl Drop for Stopped {
         fn drop(&mut self) {
-            // SAFETY: kill(2) on the daemon this test started (still its child).
-            unsafe { libc::kill(self.0, libc::SIGCONT) };
+            // The daemon this test started (still its child).
+            let _ = signal(self.0, libc::SIGCONT);
         }
     }
-    // SAFETY: kill(2) on the daemon this test started (still its child).
-    let stop = unsafe { libc::kill(pid, libc::SIGSTOP) };
-    ensure!(stop == 0, "cannot stop the daemon");
+    // The daemon this test started (still its child).
+    signal(pid, libc::SIGSTOP).context("cannot stop the daemon")?;
     let stopped = Stopped(pid);
     let pinger = Container::run_named(
         netlab_tests::host::netns::unique_name("st"),

@@ -32,7 +32,7 @@ use netlab_tests::docker::{
 };
 use netlab_tests::host::netns::{in_ns, ip};
 use netlab_tests::host::ping::{self, PingTotals};
-use netlab_tests::host::process::{Background, Stdout};
+use netlab_tests::host::process::{signal, Background, Stdout};
 use netlab_tests::host::tcx::{self, Hook};
 use netlab_tests::reliability::{
     cap_mask, cap_numbers, engine_answers, pinned_counter_ifindexes, pinned_links, prog_ids_of,
@@ -1427,9 +1427,8 @@ fn killed_daemon_is_adopted_and_counts_once() -> Result<()> {
     );
     attached_once(first_pid, &pair.veth_a, &foreign)?;
 
-    // SAFETY: kill has no memory preconditions; `first_pid` is our unreaped child.
-    let killed = unsafe { libc::kill(libc::pid_t::try_from(first_pid)?, libc::SIGKILL) };
-    ensure!(killed == 0, "SIGKILL: {}", std::io::Error::last_os_error());
+    // `first_pid` is our unreaped child.
+    signal(first_pid, libc::SIGKILL).context("SIGKILL")?;
     let crashed = first.wait(Duration::from_secs(10))?;
     ensure!(
         crashed.status.signal() == Some(libc::SIGKILL),
