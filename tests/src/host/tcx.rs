@@ -80,7 +80,8 @@ const MAX_PROGS: usize = 64;
 ///   detached between the query and the open fails the whole call with `ENOENT`, and that
 ///   moment (a daemon attaching, adopting or cleaning up) is exactly what the callers watch;
 ///   the ids alone are what they compare;
-/// - it would bring aya into xtask, which builds before anything else is installed.
+/// - it would add aya and its object-file parser to xtask's build, which every
+///   `cargo xtask` command waits for.
 pub fn prog_ids(ifindex: u32, hook: Hook) -> Result<Vec<u32>> {
     let mut ids = [0u32; MAX_PROGS];
     let mut query = ProgQuery {
