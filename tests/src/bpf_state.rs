@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::cmd::{ns_exec, run};
+use crate::host::cmd::run;
+use crate::host::fdinfo::{bpf_fds, BpfKind};
+use crate::host::netns::ns_exec;
 
 /// How long freed programs and links may take to disappear after the process exits.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -128,7 +130,8 @@ pub fn assert_detached(ns: &str, ifaces: &[&str], before: &BpfSnapshot) -> Resul
     }
 }
 
-fn bpftool(args: &[&str]) -> Result<Value> {
+/// `bpftool -j <args>` as JSON (an empty array when it prints nothing).
+pub(crate) fn bpftool(args: &[&str]) -> Result<Value> {
     let shown = run(Command::new("bpftool").arg("-j").args(args))?;
     if shown.trim().is_empty() {
         return Ok(Value::Array(Vec::new()));
@@ -156,38 +159,18 @@ fn held_by_anyone() -> HashSet<u64> {
 fn held_by(pid: u32) -> (Vec<u64>, Vec<HeldLink>) {
     let mut progs = Vec::new();
     let mut links = Vec::new();
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return (progs, links);
-    };
-    for fd in fds.filter_map(Result::ok) {
-        let Ok(target) = std::fs::read_link(fd.path()) else {
+    for fd in bpf_fds(pid).unwrap_or_default() {
+        let Some(prog_id) = fd.number("prog_id") else {
             continue;
         };
-        let target = target.to_string_lossy();
-        let is_prog = target == "anon_inode:bpf-prog";
-        if !is_prog && target != "anon_inode:bpf_link" {
-            continue;
-        }
-        let info_path = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
-        let Ok(info) = std::fs::read_to_string(info_path) else {
-            continue;
-        };
-        let field = |key: &str| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-                .map(str::trim)
-        };
-        let Some(prog_id) = field("prog_id").and_then(|id| id.parse().ok()) else {
-            continue;
-        };
-        if is_prog {
-            progs.push(prog_id);
-        } else {
-            links.push(HeldLink {
-                link_id: field("link_id").and_then(|id| id.parse().ok()).unwrap_or(0),
+        match fd.kind {
+            BpfKind::Prog => progs.push(prog_id),
+            BpfKind::Link => links.push(HeldLink {
+                link_id: fd.number("link_id").unwrap_or(0),
                 prog_id,
-                link_type: field("link_type").unwrap_or("?").to_owned(),
-            });
+                link_type: fd.field("link_type").unwrap_or("?").to_owned(),
+            }),
+            BpfKind::Map => {}
         }
     }
     (progs, links)

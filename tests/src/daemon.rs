@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
-use crate::cmd::{describe, drain, join_drain, run_with_timeout, wait_deadline};
-pub use crate::cmd::{Background, Finished, EXIT_TIMEOUT};
-use crate::netns::unique_name;
+use crate::host::cmd::{display, run_with_stdin, run_with_timeout, run_within, stdout_of};
+use crate::host::netns::unique_name;
+pub use crate::host::process::{Background, Finished, EXIT_TIMEOUT};
 
 /// The environment variable netlab's clients read the daemon's socket from.
 pub const SOCKET_ENV: &str = "NETLAB_SOCKET";
@@ -57,15 +57,8 @@ pub fn unused_socket() -> PathBuf {
 /// Runs `command` (bounded by [`COMMAND_TIMEOUT`]) and parses its stdout as one JSON value;
 /// fails with stdout and stderr on a non-zero exit.
 pub fn command_json(command: Command) -> Result<Value> {
-    let shown = describe(&command);
-    let out = run_with_timeout(command, COMMAND_TIMEOUT)?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success(),
-        "`{shown}` failed ({})\n--- stdout:\n{stdout}--- stderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shown = display(&command);
+    let stdout = stdout_of(&shown, &run_with_timeout(command, COMMAND_TIMEOUT)?)?;
     serde_json::from_str(&stdout)
         .with_context(|| format!("parsing the output of `{shown}`: {stdout}"))
 }
@@ -142,15 +135,7 @@ impl DaemonPaths {
         command
             .args(["daemon", "--cleanup", "--pin-dir"])
             .arg(&self.pin_dir);
-        let shown = describe(&command);
-        let out = run_with_timeout(command, COMMAND_TIMEOUT)?;
-        ensure!(
-            out.status.success(),
-            "`{shown}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(())
+        run_within(command, COMMAND_TIMEOUT).map(drop)
     }
 
     /// Every file and directory under the pin directory (empty if it does not exist).
@@ -418,32 +403,13 @@ impl StalledClient {
 /// Runs `command` with stdin read from `input`, bounded by `timeout`; the exit status is
 /// returned, not checked.
 pub fn run_with_input(
-    mut command: Command,
+    command: Command,
     input: &Path,
     timeout: Duration,
 ) -> Result<std::process::Output> {
-    let shown = describe(&command);
     let file =
         std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
-    let mut child = command
-        .stdin(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot spawn `{shown}`"))?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let status = wait_deadline(&mut child, timeout)?;
-    let stdout = join_drain(stdout);
-    let stderr = join_drain(stderr);
-    let Some(status) = status else {
-        bail!("`{shown}` still running after {timeout:?}, killed");
-    };
-    Ok(std::process::Output {
-        status,
-        stdout,
-        stderr,
-    })
+    run_with_stdin(command, Stdio::from(file), timeout)
 }
 
 /// One sample of a Prometheus text page.

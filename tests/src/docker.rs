@@ -20,8 +20,10 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
-use crate::cmd::{describe, run, run_with_timeout};
-use crate::netns::unique_name;
+use crate::bpf_state::bpftool;
+use crate::host::cmd::{display, run, run_with_timeout, stdout_of};
+use crate::host::fdinfo::{bpf_fds_of, BpfKind};
+use crate::host::netns::{ip, unique_name};
 use crate::watch::{Watch, READY_TIMEOUT};
 
 /// The lab's base image (`cargo xtask test` builds it): busybox with its applets.
@@ -87,17 +89,7 @@ pub fn require_images() -> Result<()> {
 /// Runs `docker <args>` (bounded by [`DOCKER_TIMEOUT`]) and returns its stdout; fails with
 /// stdout and stderr on a non-zero exit.
 pub fn docker(args: &[&str]) -> Result<String> {
-    let out = docker_status(args)?;
-    if !out.status.success() {
-        bail!(
-            "`docker {}` failed ({})\n--- stdout:\n{}--- stderr:\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    stdout_of(&format!("docker {}", args.join(" ")), &docker_status(args)?)
 }
 
 /// Runs `docker <args>` (bounded by [`DOCKER_TIMEOUT`]); the exit status is not checked.
@@ -401,7 +393,7 @@ pub struct HostLink {
 impl HostLink {
     /// `ip link add <name> type veth peer name <peer>`, both ends in this namespace.
     pub fn veth(name: &str, peer: &str) -> Result<Self> {
-        run(Command::new("ip").args(["link", "add", name, "type", "veth", "peer", "name", peer]))?;
+        ip(&["link", "add", name, "type", "veth", "peer", "name", peer])?;
         Ok(Self {
             name: name.to_owned(),
         })
@@ -439,7 +431,6 @@ pub fn add_hand_made_leg(bridge: &str, container: &Container, addr: &str) -> Res
     let host_end = format!("nlt-h{tag}");
     let peer = format!("nlt-p{tag}");
     let leg = HostLink::veth(&host_end, &peer)?;
-    let ip = |args: &[&str]| run(Command::new("ip").args(args));
     ip(&["link", "set", &host_end, "master", bridge])?;
     ip(&["link", "set", &host_end, "up"])?;
     let pid = container.pid()?.to_string();
@@ -486,7 +477,7 @@ impl Drop for HostNetns {
         let mut del = Command::new("ip");
         del.args(["netns", "del", &self.name]);
         report_cleanup(
-            &describe(&del),
+            &display(&del),
             run_with_timeout(del, Duration::from_secs(10)),
         );
     }
@@ -574,52 +565,26 @@ pub struct TcxLink {
 
 /// Every tcx link process `pid` holds open (empty if it is gone).
 pub fn tcx_links_of(pid: u32) -> Vec<TcxLink> {
-    fd_infos(pid, "anon_inode:bpf_link")
+    bpf_fds_of(pid, BpfKind::Link)
         .into_iter()
-        .filter(|info| field(info, "link_type") == Some("tcx"))
-        .map(|info| TcxLink {
-            link_id: number(&info, "link_id"),
-            prog_id: number(&info, "prog_id"),
-            ifindex: u32::try_from(number(&info, "ifindex")).unwrap_or(0),
+        .filter(|link| link.field("link_type") == Some("tcx"))
+        .map(|link| TcxLink {
+            link_id: link.number("link_id").unwrap_or(0),
+            prog_id: link.number("prog_id").unwrap_or(0),
+            ifindex: link
+                .number("ifindex")
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(0),
         })
         .collect()
 }
 
 /// Ids of the BPF maps process `pid` holds open.
 pub fn map_ids_of(pid: u32) -> HashSet<u64> {
-    fd_infos(pid, "anon_inode:bpf-map")
+    bpf_fds_of(pid, BpfKind::Map)
         .iter()
-        .map(|info| number(info, "map_id"))
+        .map(|map| map.number("map_id").unwrap_or(0))
         .collect()
-}
-
-/// The `/proc/<pid>/fdinfo` text of each fd of `pid` that points at `target`.
-fn fd_infos(pid: u32, target: &str) -> Vec<String> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    fds.filter_map(Result::ok)
-        .filter(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|link| link.to_string_lossy() == target)
-        })
-        .filter_map(|fd| {
-            std::fs::read_to_string(format!(
-                "/proc/{pid}/fdinfo/{}",
-                fd.file_name().to_string_lossy()
-            ))
-            .ok()
-        })
-        .collect()
-}
-
-fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
-    info.lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-        .map(str::trim)
-}
-
-fn number(info: &str, key: &str) -> u64 {
-    field(info, key).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// Name of netlab's counter map (15 bytes: the kernel keeps it whole).
@@ -629,7 +594,7 @@ pub const COUNTER_MAP: &str = "NETLAB_COUNTERS";
 /// `None` if bpftool shows no such map among the maps `pid` holds.
 pub fn counter_map_ifindexes(pid: u32) -> Result<Option<Vec<u32>>> {
     let held = map_ids_of(pid);
-    let maps: Value = bpftool_json(&["map", "show"])?;
+    let maps: Value = bpftool(&["map", "show"])?;
     let Some(id) = maps
         .as_array()
         .into_iter()
@@ -644,7 +609,7 @@ pub fn counter_map_ifindexes(pid: u32) -> Result<Option<Vec<u32>>> {
     else {
         return Ok(None);
     };
-    let dump = bpftool_json(&["map", "dump", "id", &id.to_string()])?;
+    let dump = bpftool(&["map", "dump", "id", &id.to_string()])?;
     let mut ifindexes = Vec::new();
     for entry in dump.as_array().into_iter().flatten() {
         ifindexes.push(
@@ -675,14 +640,6 @@ pub(crate) fn key_ifindex(entry: &Value) -> Option<u32> {
         })
         .collect::<Option<_>>()?;
     Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
-fn bpftool_json(args: &[&str]) -> Result<Value> {
-    let shown = run(Command::new("bpftool").arg("-j").args(args))?;
-    if shown.trim().is_empty() {
-        return Ok(Value::Array(Vec::new()));
-    }
-    serde_json::from_str(&shown).with_context(|| format!("parsing `bpftool -j {args:?}`: {shown}"))
 }
 
 /// Interface indexes of the host's namespace, by name.

@@ -8,17 +8,19 @@
 //! bridge with two "containers", and [`send_raw_frames`] writes frames on an interface of a
 //! test namespace from a short-lived thread, never from the test's own thread.
 //!
+//! What is not netlab's, acting on the host (commands, processes, namespaces, tcx hooks, BPF
+//! file descriptors, ping's statistics, the root check), is in [`host`], which xtask uses too.
+//!
 //! Tests need root and, for the `netlab watch` tests, the binary named by `NETLAB_BIN`
 //! (`cargo xtask test` sets it). Without them a test prints `skipping: <reason>` and passes:
 //! see [`netlab_or_skip!`] and [`root_or_skip!`].
 
 pub mod bpf_state;
 pub mod classify;
-pub mod cmd;
 pub mod daemon;
 pub mod docker;
 pub mod frames;
-pub mod netns;
+pub mod host;
 pub mod public_copy;
 pub mod raw_socket;
 pub mod reliability;
@@ -28,8 +30,8 @@ pub mod watch;
 
 use std::path::PathBuf;
 
-pub use cmd::{ns_exec, run_with_timeout, sh};
-pub use netns::Netns;
+pub use host::cmd::{run_with_timeout, sh};
+pub use host::netns::{ns_exec, Netns};
 pub use public_copy::PublicCopy;
 pub use raw_socket::send_raw_frames;
 pub use topology::Topology;
@@ -40,13 +42,7 @@ pub const NETLAB_BIN_ENV: &str = "NETLAB_BIN";
 
 /// `Err(reason)` unless the tests run with effective uid 0.
 pub fn require_root() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid == 0 {
-        Ok(())
-    } else {
-        Err(format!("needs root (euid is {euid})"))
-    }
+    host::root::require_root("this test").map_err(|err| err.to_string())
 }
 
 /// The `netlab` binary to test, or why the `netlab watch` tests cannot run here.

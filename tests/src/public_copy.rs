@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::netns::unique_name;
+use crate::host::netns::unique_name;
 
 /// A copy of a binary in a fresh world-readable directory under the temp dir, mode 0755,
 /// so `setpriv --reuid=65534` can run it whatever the permissions of the build tree.

@@ -1,13 +1,12 @@
 //! [`send_raw_frames`]: write whole Ethernet frames on an interface of a test namespace.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
-use crate::netns::NETNS_RUN_DIR;
+use crate::host::netns;
 
 /// Sends each frame, unchanged, out of `ifname` in network namespace `ns` with an
 /// `AF_PACKET`/`SOCK_RAW` socket.
@@ -15,16 +14,13 @@ use crate::netns::NETNS_RUN_DIR;
 /// The work runs on a new thread that joins `ns` and ends afterwards, so the calling thread
 /// never changes namespace.
 pub fn send_raw_frames(ns: &str, ifname: &str, frames: &[Vec<u8>]) -> Result<()> {
-    let ns_path = format!("{NETNS_RUN_DIR}/{ns}");
+    let ns = ns.to_owned();
     let c_ifname = CString::new(ifname).context("interface name contains NUL")?;
     let frames = frames.to_vec();
     let ifname = ifname.to_owned();
     std::thread::spawn(move || -> Result<()> {
-        let netns = File::open(&ns_path).with_context(|| format!("opening {ns_path}"))?;
-        // SAFETY: `netns` is an open namespace file; only this short-lived thread moves.
-        if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns({ns_path}): {}", io::Error::last_os_error());
-        }
+        // Only this short-lived thread moves.
+        netns::enter(&ns)?;
         // Protocol 0: the socket receives nothing, it only sends.
         // SAFETY: plain syscall with constant arguments.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -37,7 +33,7 @@ pub fn send_raw_frames(ns: &str, ifname: &str, frames: &[Vec<u8>]) -> Result<()>
         let ifindex = unsafe { libc::if_nametoindex(c_ifname.as_ptr()) };
         if ifindex == 0 {
             bail!(
-                "no interface {ifname} in {ns_path}: {}",
+                "no interface {ifname} in {ns}: {}",
                 io::Error::last_os_error()
             );
         }

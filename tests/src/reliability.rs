@@ -3,7 +3,8 @@
 //! [`pinned_counter_ifindexes`]), an event-stream client that counts instead of storing
 //! ([`EventTally`]), a Docker engine stopped and started again the way xtask starts it
 //! ([`EngineOutage`], whose guard always leaves an engine running), a tc program that is not
-//! netlab's ([`ForeignTc`]), and ping's own statistics ([`ping_totals`]).
+//! netlab's ([`ForeignTc`]), and the BPF programs a daemon holds and runs ([`prog_ids_of`],
+//! [`tcx_links_running`], [`tcx_prog_names`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
@@ -16,12 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 
-use crate::cmd::{run, run_with_timeout};
 use crate::docker::key_ifindex;
-use crate::netns::unique_name;
+use crate::host::cmd::{run, run_with_timeout};
+use crate::host::fdinfo::{bpf_fds_of, BpfKind};
+use crate::host::netns::unique_name;
+use crate::host::process::{process_lives, signal};
+use crate::host::tcx::{self, Hook};
 
 /// What a process holds now: open file descriptors, threads, resident memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,36 +365,10 @@ impl Drop for EventTally {
     }
 }
 
-/// `N packets transmitted, M (packets) received` from a ping's summary (iputils or busybox).
-pub fn ping_totals(output: &str) -> Option<(u64, u64)> {
-    let line = output.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut numbers = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.parse::<u64>().ok());
-    Some((numbers.next()??, numbers.next()??))
-}
-
 /// Where a dockerd started the way `cargo xtask` starts it writes its output.
 pub const DOCKERD_LOG: &str = "/var/log/netlab-dockerd.log";
 /// How long dockerd may take to stop after SIGTERM, or to answer after it starts.
 pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Whether process `pid` exists and has not exited: a zombie (exited, not yet reaped by its
-/// parent) is as gone as a process can be for whoever sent it a signal.
-pub fn process_lives(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat_state(&stat))
-        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
-}
-
-/// The state letter of a `/proc/PID/stat` line: the field after the command name, which is
-/// in parentheses and may itself hold spaces and parentheses.
-pub fn stat_state(stat: &str) -> Option<char> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.trim_start().chars().next()
-}
 
 /// Whether `docker info` answers within 10 s.
 pub fn engine_answers() -> bool {
@@ -417,7 +395,7 @@ impl EngineOutage {
     /// `docker info` fails and the process is gone.
     pub fn begin() -> Result<Self> {
         let pids = run(Command::new("pidof").arg("dockerd")).context("no dockerd runs")?;
-        let pids: Vec<i32> = pids
+        let pids: Vec<u32> = pids
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect();
@@ -435,13 +413,8 @@ impl EngineOutage {
             running_before,
             ended: false,
         };
-        // SAFETY: kill has no memory preconditions; `pid` is dockerd's, just read.
-        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-            bail!(
-                "SIGTERM to dockerd ({pid}): {}",
-                std::io::Error::last_os_error()
-            );
-        }
+        // `pid` is dockerd's, just read.
+        signal(pid, libc::SIGTERM).with_context(|| format!("SIGTERM to dockerd ({pid})"))?;
         let deadline = Instant::now() + ENGINE_TIMEOUT;
         while process_lives(pid) || engine_answers() {
             ensure!(
@@ -730,70 +703,11 @@ impl Drop for ForeignTc {
     }
 }
 
-/// `bpf` command `BPF_PROG_QUERY`.
-const BPF_PROG_QUERY: libc::c_long = 16;
-/// `enum bpf_attach_type` values of the tcx hooks.
-const BPF_TCX_INGRESS: u32 = 46;
-const BPF_TCX_EGRESS: u32 = 47;
-
-/// The ids of the programs attached with tcx to interface `ifindex` of this namespace on
-/// `hook` (`"ingress"` or `"egress"`), in the order they run (`BPF_PROG_QUERY`: bpftool
-/// 7.1 does not show tcx attachments).
-pub fn tcx_prog_ids(ifindex: u32, hook: &str) -> Result<Vec<u32>> {
-    let attach_type = match hook {
-        "ingress" => BPF_TCX_INGRESS,
-        "egress" => BPF_TCX_EGRESS,
-        _ => bail!("hook {hook:?} is neither ingress nor egress"),
-    };
-    let mut ids = [0u32; 64];
-    // `union bpf_attr`'s `query` member: target_ifindex, attach_type, query_flags,
-    // attach_flags, prog_ids, prog_cnt, then fields left zero; 64 bytes in all.
-    let mut attr = [0u64; 8];
-    attr[0] = u64::from(ifindex) | (u64::from(attach_type) << 32);
-    attr[2] = ids.as_mut_ptr() as u64;
-    attr[3] = ids.len() as u64;
-    // SAFETY: `attr` is a zeroed bpf_attr of the size passed; the kernel writes at most
-    // prog_cnt (64) ids into `ids`, which outlives the call, and the count into attr[3].
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_QUERY,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        // No tcx program was ever attached there: nothing to list.
-        if err.raw_os_error() == Some(libc::ENOENT) {
-            return Ok(Vec::new());
-        }
-        bail!("BPF_PROG_QUERY tcx {hook} on ifindex {ifindex}: {err}");
-    }
-    let count = usize::try_from(attr[3] & 0xffff_ffff)?.min(ids.len());
-    Ok(ids[..count].to_vec())
-}
-
 /// Ids of the BPF programs process `pid` holds open (from `/proc/<pid>/fdinfo`).
 pub fn prog_ids_of(pid: u32) -> BTreeSet<u32> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return BTreeSet::new();
-    };
-    fds.filter_map(Result::ok)
-        .filter(|fd| {
-            std::fs::read_link(fd.path())
-                .is_ok_and(|target| target.to_string_lossy() == "anon_inode:bpf-prog")
-        })
-        .filter_map(|fd| {
-            let info = std::fs::read_to_string(format!(
-                "/proc/{pid}/fdinfo/{}",
-                fd.file_name().to_string_lossy()
-            ))
-            .ok()?;
-            info.lines()
-                .find_map(|line| line.strip_prefix("prog_id:"))
-                .and_then(|id| id.trim().parse().ok())
-        })
+    bpf_fds_of(pid, BpfKind::Prog)
+        .iter()
+        .filter_map(|prog| u32::try_from(prog.number("prog_id")?).ok())
         .collect()
 }
 
@@ -831,8 +745,8 @@ pub fn prog_name(id: u32) -> Result<String> {
 }
 
 /// The names of the programs attached with tcx to `ifindex` on `hook`, in order.
-pub fn tcx_prog_names(ifindex: u32, hook: &str) -> Result<Vec<String>> {
-    tcx_prog_ids(ifindex, hook)?
+pub fn tcx_prog_names(ifindex: u32, hook: Hook) -> Result<Vec<String>> {
+    tcx::prog_ids(ifindex, hook)?
         .into_iter()
         .map(prog_name)
         .collect()
@@ -855,45 +769,6 @@ mod tests {
         assert_eq!(parse_pin_name("5-docker0-sideways"), None);
         assert_eq!(parse_pin_name("x-docker0-ingress"), None);
         assert_eq!(parse_pin_name("NETLAB_COUNTERS"), None);
-    }
-
-    #[test]
-    fn stat_states() -> Result<()> {
-        assert_eq!(
-            stat_state("12634 (dockerd) Z 1 12634 12634 0 -1"),
-            Some('Z')
-        );
-        assert_eq!(stat_state("77 (a (b) c) S 1 77 77 0"), Some('S'));
-        assert_eq!(stat_state("77 (cut"), None);
-        // A zombie child of this process: exited, not reaped, its /proc entry still there.
-        let mut child = Command::new("true").spawn()?;
-        let pid = i32::try_from(child.id())?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while process_lives(pid) {
-            assert!(
-                Instant::now() < deadline,
-                "`true` ({pid}) still runs after 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(
-            Path::new(&format!("/proc/{pid}")).exists(),
-            "reaped too early"
-        );
-        child.wait()?;
-        assert!(!process_lives(pid));
-        assert!(process_lives(i32::try_from(std::process::id())?));
-        Ok(())
-    }
-
-    #[test]
-    fn ping_summaries() {
-        let iputils = "--- 10.0.0.2 ping statistics ---\n\
-                       41234 packets transmitted, 41233 received, 0.00243% packet loss, time 3000ms\n";
-        assert_eq!(ping_totals(iputils), Some((41234, 41233)));
-        let busybox = "--- b ping statistics ---\n1 packets transmitted, 1 packets received, 0% packet loss\n";
-        assert_eq!(ping_totals(busybox), Some((1, 1)));
-        assert_eq!(ping_totals("nothing"), None);
     }
 
     #[test]

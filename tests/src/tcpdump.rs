@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::host::netns::in_ns;
+use crate::host::process::{stop_child, wait_deadline};
+
 /// How long tcpdump may take to start capturing.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -27,11 +30,7 @@ impl Tcpdump {
     /// tcpdump says it listens.
     pub fn start(ns: Option<&str>, iface: &str, direction: &str, filter: &str) -> Result<Self> {
         let mut command = match ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "tcpdump"]);
-                c
-            }
+            Some(ns) => in_ns(ns, "tcpdump"),
             None => Command::new("tcpdump"),
         };
         command
@@ -96,15 +95,8 @@ impl Tcpdump {
     /// packet lines it printed (those [`Tcpdump::lines_so_far`] has not returned yet).
     pub fn stop_after(mut self, settle: Duration) -> Result<Vec<String>> {
         std::thread::sleep(settle);
-        let pid = i32::try_from(self.child.id()).context("tcpdump pid")?;
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() >= deadline {
-                bail!("tcpdump did not stop after SIGINT");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if stop_child(&mut self.child, libc::SIGINT, Duration::from_secs(10))?.is_none() {
+            bail!("tcpdump did not stop after SIGINT");
         }
         let mut out = Vec::new();
         // The reader thread ends when tcpdump's stdout closes.
@@ -135,9 +127,7 @@ pub fn between(
 
 impl Drop for Tcpdump {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // Killed at once: what it captured no longer matters.
+        let _ = wait_deadline(&mut self.child, Duration::ZERO);
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::netns::{unique_name, Netns};
+use crate::host::netns::{add_bridge, add_bridge_port, unique_name, Netns};
 
 /// Bridge in the `br` namespace.
 pub const BRIDGE: &str = "br0";
@@ -65,13 +65,13 @@ impl Topology {
         let b = Netns::new(format!("{base}-b"))?;
 
         // The "host" side has no addresses: keep its IPv6 quiet so all traffic is a's and b's.
-        br.exec(
-            "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
-        )?;
+        br.disable_ipv6()?;
         // Multicast snooping off: NDP's solicited-node multicast is flooded like on a hub.
-        br.exec(&format!(
-            "ip link add {BRIDGE} type bridge stp_state 0 mcast_snooping 0 && ip link set {BRIDGE} up"
-        ))?;
+        add_bridge(
+            br.name(),
+            BRIDGE,
+            &["stp_state", "0", "mcast_snooping", "0"],
+        )?;
 
         for (container, veth, ip, ip6, mac) in [
             (&a, VETH_A, IP_A, IP6_A, MAC_A),
@@ -82,12 +82,7 @@ impl Topology {
             container.exec(
                 "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0",
             )?;
-            br.exec(&format!(
-                "ip link add {veth} type veth peer name {CONTAINER_IF} netns {peer} \
-                 && ip link set {veth} master {BRIDGE} \
-                 && ip link set {veth} up",
-                peer = container.name()
-            ))?;
+            add_bridge_port(br.name(), BRIDGE, veth, container.name(), CONTAINER_IF)?;
             container.exec(&format!(
                 "ip link set {CONTAINER_IF} address {mac} \
                  && ip addr add {ip}/24 dev {CONTAINER_IF} \

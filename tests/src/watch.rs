@@ -1,20 +1,21 @@
 //! [`Watch`]: a running `netlab watch`, and the [`Output`] it leaves when it ends.
 
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::cmd::{Background, Finished};
+use crate::host::netns::in_ns;
+use crate::host::process::{Background, Finished};
 
 /// netlab prints this on stderr once every hook is attached.
 pub const READY_MARKER: &str = "watching ";
 /// How long netlab may take to load and attach.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long netlab may take to detach and exit after SIGINT.
-pub use crate::cmd::EXIT_TIMEOUT;
+pub use crate::host::process::EXIT_TIMEOUT;
 
 /// A `netlab watch` running in a network namespace; dropping it stops the process (SIGTERM,
 /// then SIGKILL) if it is still running.
@@ -49,12 +50,8 @@ impl Watch {
     /// a stderr line containing [`READY_MARKER`]; fails with the stderr so far if the process
     /// exits or stays silent.
     pub fn start_bin(bin: &Path, ns: &str, args: &[&str], ready_timeout: Duration) -> Result<Self> {
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", ns])
-            .arg(bin)
-            .arg("watch")
-            .args(args);
+        let mut command = in_ns(ns, bin);
+        command.arg("watch").args(args);
         let process = Background::start(command, READY_MARKER, ready_timeout)?;
         Ok(Self { process })
     }

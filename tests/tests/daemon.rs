@@ -24,6 +24,7 @@ use netlab_tests::daemon::{
     EXIT_TIMEOUT, WATCH_READY_MARKER,
 };
 use netlab_tests::docker::{host_veth, Container, EnvWrapper, HostNetns, Network};
+use netlab_tests::host::process::signal;
 use netlab_tests::watch::READY_TIMEOUT;
 use netlab_tests::{count, docker_or_skip, run_with_timeout, Output, Watch};
 use serde_json::Value;
@@ -702,7 +703,7 @@ fn the_daemon_mounts_bpffs_when_nothing_is_mounted() -> Result<()> {
     let pin_dir = format!(
         "{}/{}",
         netlab_tests::daemon::BPFFS,
-        netlab_tests::netns::unique_name("pin")
+        netlab_tests::host::netns::unique_name("pin")
     );
     let mut command = Command::new("unshare");
     command
@@ -755,7 +756,7 @@ fn the_daemon_mounts_bpffs_when_nothing_is_mounted() -> Result<()> {
     assert_detached("", &[], &before)?;
 
     // A pin directory on another filesystem: one line, exit 2, nothing loaded.
-    let not_bpffs = std::env::temp_dir().join(netlab_tests::netns::unique_name("notbpf"));
+    let not_bpffs = std::env::temp_dir().join(netlab_tests::host::netns::unique_name("notbpf"));
     let mut bad = Command::new(&bin);
     bad.env("NETLAB_SOCKET", unused_socket())
         .args(["daemon", "--socket"])
@@ -1021,7 +1022,7 @@ fn containers_started_in_a_burst_are_counted_from_their_first_packet() -> Result
     let paths = DaemonPaths::new(&bin)?;
     let _daemon = paths.start(&[])?;
     let dump = Tcpdump::start(None, "any", "in", "arp or icmp")?;
-    let prefix = netlab_tests::netns::unique_name("bu");
+    let prefix = netlab_tests::host::netns::unique_name("bu");
     let command = format!("ping -c 2 -i 0.2 {peer_ip}; sleep 300");
     let containers: Vec<Container> = std::thread::scope(|scope| {
         let started: Vec<_> = (0..BURST)
@@ -1103,21 +1104,20 @@ fn a_stopped_daemon_misses_no_packet_of_a_container_started_meanwhile() -> Resul
     let paths = DaemonPaths::new(&bin)?;
     let daemon = paths.start(&[])?;
     let dump = Tcpdump::start(None, "any", "in", "arp or icmp")?;
-    let pid = libc::pid_t::try_from(daemon.pid()).context("daemon pid")?;
+    let pid = daemon.pid();
     /// Lets the daemon go on whatever happens below.
-    struct Stopped(libc::pid_t);
+    struct Stopped(u32);
     impl Drop for Stopped {
         fn drop(&mut self) {
-            // SAFETY: kill(2) on the daemon this test started (still its child).
-            unsafe { libc::kill(self.0, libc::SIGCONT) };
+            // The daemon this test started (still its child).
+            let _ = signal(self.0, libc::SIGCONT);
         }
     }
-    // SAFETY: kill(2) on the daemon this test started (still its child).
-    let stop = unsafe { libc::kill(pid, libc::SIGSTOP) };
-    ensure!(stop == 0, "cannot stop the daemon");
+    // The daemon this test started (still its child).
+    signal(pid, libc::SIGSTOP).context("cannot stop the daemon")?;
     let stopped = Stopped(pid);
     let pinger = Container::run_named(
-        netlab_tests::netns::unique_name("st"),
+        netlab_tests::host::netns::unique_name("st"),
         &net,
         netlab_tests::docker::BUSYBOX_IMAGE,
         &[

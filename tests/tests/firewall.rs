@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use netlab_tests::host::netns::in_ns;
 use netlab_tests::{netlab_or_skip, Netns, Watch};
 use serde_json::Value;
 
@@ -65,9 +66,8 @@ impl Lab {
 
     /// One ping from container a to container b; it must not be answered.
     fn ping_b(&self) -> Result<()> {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", self.a.name()])
-            .args(["ping", "-c", "1", "-W", "1", "10.77.2.2"])
+        let out = in_ns(self.a.name(), "ping")
+            .args(["-c", "1", "-W", "1", "10.77.2.2"])
             .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         ensure!(
@@ -312,7 +312,7 @@ struct WithoutFirewallTools {
 
 impl WithoutFirewallTools {
     fn new(netlab: &Path, unexecutable: bool) -> Result<Self> {
-        let dir = std::env::temp_dir().join(netlab_tests::netns::unique_name("nosbin"));
+        let dir = std::env::temp_dir().join(netlab_tests::host::netns::unique_name("nosbin"));
         std::fs::create_dir_all(&dir)?;
         let bin = dir.join("netlab");
         let fill = if unexecutable {
@@ -471,14 +471,12 @@ fn nftrace_names_each_drop_exactly_through_rewrites_and_concurrent_drops() -> Re
 
     // The unobserved neighbour pings the same address, dropped by the same rule, while a
     // sends three pings.
-    let mut neighbour = std::process::Command::new("ip")
-        .args(["netns", "exec", c.name()])
-        .args(["ping", "-c", "15", "-i", "0.2", "-W", "1", "10.77.2.2"])
+    let mut neighbour = in_ns(c.name(), "ping")
+        .args(["-c", "15", "-i", "0.2", "-W", "1", "10.77.2.2"])
         .stdout(std::process::Stdio::null())
         .spawn()?;
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", lab.a.name()])
-        .args(["ping", "-c", "3", "-i", "0.3", "-W", "1", "10.77.2.2"])
+    let out = in_ns(lab.a.name(), "ping")
+        .args(["-c", "3", "-i", "0.3", "-W", "1", "10.77.2.2"])
         .output()?;
     ensure!(
         String::from_utf8_lossy(&out.stdout).contains("3 packets transmitted, 0 received"),

@@ -1,12 +1,12 @@
 //! Tests of the fixtures themselves (root only, no netlab needed):
 //! `cargo test -p netlab-tests --test fixtures -- --test-threads=1`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use netlab_tests::host::netns::in_ns;
+use netlab_tests::host::process::Background;
 use netlab_tests::topology::{
     format_mac, ifindex, CONTAINER_IF, IP6_B, IP_A, IP_B, MAC_A, MAC_B, VETH_A,
 };
@@ -104,65 +104,22 @@ fn command_helpers_report_failures() -> Result<()> {
     Ok(())
 }
 
-/// Starts tcpdump in `ns` on `iface` and returns once it is capturing.
-struct Capture {
-    child: std::process::Child,
+/// Starts tcpdump in `ns` on `iface`, to exit after `packets` packets, and returns once it
+/// is capturing.
+fn capture(ns: &str, iface: &str, packets: usize, filter: &str) -> Result<Background> {
+    let mut tcpdump = in_ns(ns, "tcpdump");
+    tcpdump
+        .args(["-nn", "-e", "-l", "-i", iface])
+        .args(["-c", &packets.to_string(), filter]);
+    Background::start(tcpdump, "listening on", Duration::from_secs(10))
 }
 
-impl Capture {
-    fn start(ns: &str, iface: &str, packets: usize, filter: &str) -> Result<Self> {
-        let mut child = Command::new("ip")
-            .args([
-                "netns", "exec", ns, "tcpdump", "-nn", "-e", "-l", "-i", iface,
-            ])
-            .args(["-c", &packets.to_string(), filter])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning tcpdump")?;
-        let stderr = child.stderr.take().context("tcpdump stderr")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut capture = Self { child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line.contains("listening on") => return Ok(capture),
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("tcpdump exited early"),
-            }
-            if Instant::now() >= deadline || capture.child.try_wait()?.is_some() {
-                bail!("tcpdump did not start capturing");
-            }
-        }
-    }
-
-    /// Waits for tcpdump to see its packets; returns the lines it printed.
-    fn finish(mut self, timeout: Duration) -> Result<Vec<String>> {
-        let deadline = Instant::now() + timeout;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() >= deadline {
-                bail!("tcpdump did not see all packets within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let stdout = self.child.stdout.take().context("tcpdump stdout")?;
-        Ok(BufReader::new(stdout).lines().collect::<Result<_, _>>()?)
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Waits for tcpdump to see its packets; returns the lines it printed.
+fn finish(capture: Background, timeout: Duration) -> Result<Vec<String>> {
+    let finished = capture
+        .wait(timeout)
+        .with_context(|| format!("tcpdump did not see all packets within {timeout:?}"))?;
+    Ok(finished.stdout.lines().map(str::to_owned).collect())
 }
 
 fn rx_packets(ns: &Netns, iface: &str) -> Result<u64> {
@@ -188,12 +145,12 @@ fn raw_frames_reach_the_bridge_port_unchanged() -> Result<()> {
     ];
     // a's own IPv6 chatter is excluded; nothing else leaves a unless we send it.
     let filter = format!("ether src {} and not ip6", format_mac(&MAC_A));
-    let capture = Capture::start(topo.br.name(), VETH_A, sent.len(), &filter)?;
+    let capture = capture(topo.br.name(), VETH_A, sent.len(), &filter)?;
     let rx_before = rx_packets(&topo.br, VETH_A)?;
 
     send_raw_frames(topo.a.name(), CONTAINER_IF, &sent)?;
 
-    let lines = capture.finish(Duration::from_secs(10))?;
+    let lines = finish(capture, Duration::from_secs(10))?;
     let rx_after = rx_packets(&topo.br, VETH_A)?;
     ensure!(
         rx_after - rx_before >= sent.len() as u64,
@@ -254,7 +211,7 @@ while :; do sleep 0.05; done
 #[test]
 fn watch_fixture_against_a_stand_in() -> Result<()> {
     root_or_skip!();
-    let dir = std::env::temp_dir().join(netlab_tests::netns::unique_name("stand-in"));
+    let dir = std::env::temp_dir().join(netlab_tests::host::netns::unique_name("stand-in"));
     std::fs::create_dir(&dir)?;
     let script = dir.join("netlab");
     std::fs::write(&script, STAND_IN)?;

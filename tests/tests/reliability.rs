@@ -30,10 +30,13 @@ use netlab_tests::daemon::{
 use netlab_tests::docker::{
     host_links, remove_all, subnet_host, Container, HostLink, Network, BUSYBOX_IMAGE,
 };
+use netlab_tests::host::netns::{in_ns, ip};
+use netlab_tests::host::ping::{self, PingTotals};
+use netlab_tests::host::process::{signal, Background, Stdout};
+use netlab_tests::host::tcx::{self, Hook};
 use netlab_tests::reliability::{
-    cap_mask, cap_numbers, engine_answers, ping_totals, pinned_counter_ifindexes, pinned_links,
-    prog_ids_of, prog_name, tcx_links_running, tcx_prog_ids, Caps, EngineOutage, EventTally,
-    ForeignTc, ProcStats,
+    cap_mask, cap_numbers, engine_answers, pinned_counter_ifindexes, pinned_links, prog_ids_of,
+    prog_name, tcx_links_running, Caps, EngineOutage, EventTally, ForeignTc, ProcStats,
 };
 use netlab_tests::{count, docker_or_skip, netlab_or_skip, run_with_timeout, send_raw_frames};
 use netlab_tests::{Netns, PublicCopy, Watch};
@@ -100,8 +103,8 @@ fn nothing_left_of_gone_interfaces(paths: &DaemonPaths, pid: u32) -> Result<usiz
         observed.len()
     );
     for (ifindex, name) in &observed {
-        for hook in ["ingress", "egress"] {
-            let mine: Vec<u32> = tcx_prog_ids(*ifindex, hook)?
+        for hook in Hook::BOTH {
+            let mine: Vec<u32> = tcx::prog_ids(*ifindex, hook)?
                 .into_iter()
                 .filter(|id| ours.contains(id))
                 .collect();
@@ -210,7 +213,7 @@ fn churn_of_200_containers_leaves_nothing_behind() -> Result<()> {
         &paths.socket,
         "/v1/events?kind=container-started&kind=container-removed",
     )?;
-    let prefix = netlab_tests::netns::unique_name("ch");
+    let prefix = netlab_tests::host::netns::unique_name("ch");
 
     // A warm-up batch, so allocations that happen once (caches, the pools of the runtime)
     // are in the baseline.
@@ -1203,7 +1206,10 @@ fn flood(paths: &DaemonPaths, pair: &Pair, secs: u32) -> Result<FloodFigures> {
         Ok((out?, health))
     })?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (transmitted, received) = ping_totals(&stdout)
+    let PingTotals {
+        transmitted,
+        received,
+    } = ping::totals(&stdout)
         .with_context(|| format!("no statistics from ping -f: {stdout}{:?}", out.stderr))?;
     std::thread::sleep(SETTLE);
     let after = counters(paths)?;
@@ -1377,8 +1383,11 @@ fn netlab_once(pid: u32, iface: &str) -> Result<()> {
         .into_iter()
         .find_map(|(idx, name)| (name == iface).then_some(idx))
         .with_context(|| format!("no interface {iface}"))?;
-    for (hook, prog) in [("ingress", "netlab_ingress"), ("egress", "netlab_egress")] {
-        let all = tcx_prog_ids(ifindex, hook)?;
+    for (hook, prog) in [
+        (Hook::Ingress, "netlab_ingress"),
+        (Hook::Egress, "netlab_egress"),
+    ] {
+        let all = tcx::prog_ids(ifindex, hook)?;
         let mine: Vec<String> = all
             .iter()
             .filter(|id| ours.contains(id))
@@ -1418,9 +1427,8 @@ fn killed_daemon_is_adopted_and_counts_once() -> Result<()> {
     );
     attached_once(first_pid, &pair.veth_a, &foreign)?;
 
-    // SAFETY: kill has no memory preconditions; `first_pid` is our unreaped child.
-    let killed = unsafe { libc::kill(libc::pid_t::try_from(first_pid)?, libc::SIGKILL) };
-    ensure!(killed == 0, "SIGKILL: {}", std::io::Error::last_os_error());
+    // `first_pid` is our unreaped child.
+    signal(first_pid, libc::SIGKILL).context("SIGKILL")?;
     let crashed = first.wait(Duration::from_secs(10))?;
     ensure!(
         crashed.status.signal() == Some(libc::SIGKILL),
@@ -1476,8 +1484,8 @@ fn killed_daemon_is_adopted_and_counts_once() -> Result<()> {
         .into_iter()
         .find_map(|(idx, name)| (name == pair.veth_a).then_some(idx))
         .context("veth gone")?;
-    for hook in ["ingress", "egress"] {
-        let left: Vec<u32> = tcx_prog_ids(ifindex, hook)?
+    for hook in Hook::BOTH {
+        let left: Vec<u32> = tcx::prog_ids(ifindex, hook)?
             .into_iter()
             .filter(|id| second_progs.contains(id))
             .collect();
@@ -1507,7 +1515,6 @@ fn killed_daemon_is_adopted_and_counts_once() -> Result<()> {
 fn leg(bridge: &str, ns: &Netns, host_end: &str, cidr: &str) -> Result<HostLink> {
     let peer = format!("{host_end}p");
     let link = HostLink::veth(host_end, &peer)?;
-    let ip = |args: &[&str]| netlab_tests::cmd::run(Command::new("ip").args(args));
     ip(&["link", "set", host_end, "master", bridge])?;
     ip(&["link", "set", host_end, "up"])?;
     ip(&["link", "set", &peer, "netns", ns.name()])?;
@@ -1519,66 +1526,28 @@ fn leg(bridge: &str, ns: &Netns, host_end: &str, cidr: &str) -> Result<HostLink>
 
 /// A ping that runs until it is told to stop (SIGINT, then its statistics).
 struct LongPing {
-    child: std::process::Child,
-    stdout: Option<std::thread::JoinHandle<String>>,
+    process: Background,
 }
 
 impl LongPing {
     /// `ip netns exec <ns> ping -i 0.2 -W 1 -w <deadline> <target>`.
     fn start(ns: &Netns, target: &str, deadline: Duration) -> Result<Self> {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns.name(),
-                "ping",
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                "-w",
-            ])
+        let mut ping = in_ns(ns.name(), "ping");
+        ping.args(["-i", "0.2", "-W", "1", "-w"])
             .arg(deadline.as_secs().to_string())
-            .arg(target)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("starting ping")?;
-        let mut pipe = child.stdout.take().context("ping's stdout")?;
-        let stdout = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
-            text
-        });
+            .arg(target);
         Ok(Self {
-            child,
-            stdout: Some(stdout),
+            process: Background::spawn(&mut ping, Stdout::Keep)?,
         })
     }
 
     /// SIGINT (ping prints its statistics and exits); returns (transmitted, received).
-    fn stop(mut self) -> Result<(u64, u64)> {
-        let pid = libc::pid_t::try_from(self.child.id())?;
-        // SAFETY: kill has no memory preconditions; `pid` is our unreaped child (`ip netns
-        // exec` execs ping in place).
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        self.child.wait()?;
-        let text = self
-            .stdout
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        ping_totals(&text).with_context(|| format!("no statistics from ping: {text}"))
-    }
-}
-
-impl Drop for LongPing {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn stop(self) -> Result<(u64, u64)> {
+        // `ip netns exec` execs ping in place: the signal reaches ping.
+        let text = self.process.stop(libc::SIGINT)?.stdout;
+        let totals =
+            ping::totals(&text).with_context(|| format!("no statistics from ping: {text}"))?;
+        Ok((totals.transmitted, totals.received))
     }
 }
 
@@ -1808,8 +1777,8 @@ type BadCase<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
 fn unknown_names_and_missing_engine_fail_with_one_line() -> Result<()> {
     let bin = docker_or_skip!();
     let before = BpfSnapshot::take()?;
-    let nope = netlab_tests::netns::unique_name("nope");
-    let nope_net = netlab_tests::netns::unique_name("nonet");
+    let nope = netlab_tests::host::netns::unique_name("nope");
+    let nope_net = netlab_tests::host::netns::unique_name("nonet");
     let net = Network::create("bad")?;
     let real = Container::sleeper("real", &net)?;
     let cases: Vec<BadCase<'_>> = vec![
@@ -1942,7 +1911,7 @@ fn daemon_keeps_least_privilege() -> Result<()> {
     }
 
     // TCP: the loopback address it was given, nothing else.
-    let listening = netlab_tests::cmd::run(Command::new("ss").args(["-Hltnp"]))?;
+    let listening = netlab_tests::host::cmd::run(Command::new("ss").args(["-Hltnp"]))?;
     let mine: Vec<&str> = listening
         .lines()
         .filter(|l| l.contains(&format!("pid={pid},")))

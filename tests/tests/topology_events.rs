@@ -16,7 +16,8 @@ use netlab_tests::docker::{
     add_hand_made_leg, remove_all, subnet_host, topo_network, topology, Container, CourseLab,
     EnvWrapper, HostNetns, Network, BUSYBOX_IMAGE, NO_DAEMON,
 };
-use netlab_tests::netns::unique_name;
+use netlab_tests::host::netns::unique_name;
+use netlab_tests::host::process::stop_child;
 use netlab_tests::watch::READY_TIMEOUT;
 use netlab_tests::{docker_or_skip, Output, Watch};
 use serde_json::Value;
@@ -354,17 +355,8 @@ impl PrivateEngine {
 
     fn stop(&mut self) -> Result<()> {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: plain kill(2) on the pid of a child this value started.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while c.try_wait()?.is_none() {
-                if Instant::now() > deadline {
-                    c.kill()?;
-                    c.wait()?;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            // SIGKILL after 20 s.
+            stop_child(&mut c, libc::SIGTERM, Duration::from_secs(20))?;
         }
         Ok(())
     }

@@ -4,11 +4,11 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use netlab_tests::bpf_state::{assert_detached, netlab_links_of, BpfSnapshot};
+use netlab_tests::host::netns::in_ns;
 use netlab_tests::topology::{
     format_mac, BRIDGE, CONTAINER_IF, IP6_B, IP_A, IP_B, MAC_A, MAC_B, VETH_A, VETH_B,
 };
@@ -472,12 +472,15 @@ fn run_netlab(
     bin: &Path,
     args: &[&str],
 ) -> Result<std::process::Output> {
-    let mut command = Command::new("ip");
-    command
-        .args(["netns", "exec", ns.name()])
-        .args(prefix)
-        .arg(bin)
-        .args(args);
+    let mut command = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut command = in_ns(ns.name(), program);
+            command.args(rest).arg(bin);
+            command
+        }
+        None => in_ns(ns.name(), bin),
+    };
+    command.args(args);
     run_with_timeout(command, QUICK_EXIT)
 }
 
@@ -550,9 +553,8 @@ fn count_option_stops_after_n_events() -> Result<()> {
         topo.br.name(),
         &["--json", "--count", "3", "--iface", VETH_A],
     )?;
-    let mut ping = Command::new("ip");
-    ping.args(["netns", "exec", topo.a.name()])
-        .args(["ping", "-c", "20", "-i", "0.2", "-w", "10"])
+    let mut ping = in_ns(topo.a.name(), "ping");
+    ping.args(["-c", "20", "-i", "0.2", "-w", "10"])
         .arg(IP_B.to_string());
     let pinger = std::thread::spawn(move || run_with_timeout(ping, Duration::from_secs(20)));
 

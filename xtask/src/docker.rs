@@ -31,7 +31,6 @@ fn docker_info() -> Command {
 /// does that) would stay a zombie until xtask exits, and look alive to anyone who checks.
 pub fn ensure_docker() -> Result<()> {
     let mut info = docker_info();
-    cmd::announce(&info);
     if cmd::succeeds_within(&mut info, INFO_TIMEOUT)? {
         eprintln!("xtask: the Docker engine answers");
         return Ok(());
@@ -101,9 +100,7 @@ where
 
 /// Whether a Docker engine answers `docker info` now (never starts one).
 pub fn answers() -> Result<bool> {
-    let mut info = docker_info();
-    cmd::announce(&info);
-    cmd::succeeds_within(&mut info, INFO_TIMEOUT)
+    cmd::succeeds_within(&mut docker_info(), INFO_TIMEOUT)
 }
 
 /// Runs `docker ARGS` and returns its stdout; fails with its stderr unless it exits 0.
@@ -112,18 +109,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let mut docker = docker(args);
-    let out = cmd::output(&mut docker)?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed ({}): {}",
-            cmd::display(&docker),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    String::from_utf8(out.stdout)
-        .with_context(|| format!("`{}` printed non-UTF-8 output", cmd::display(&docker)))
+    cmd::capture(&mut docker(args))
 }
 
 /// Runs `docker ARGS`: its stdout if it exits 0, `None` otherwise (an object that does not exist).

@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use netlab_tests::host::process::{process_lives, signal};
 
 use crate::{cmd, workspace};
 
@@ -314,14 +315,13 @@ impl SideEngine {
         let Some(pid) = self.pid.take() else {
             return Ok(());
         };
-        let pid = libc::pid_t::try_from(pid)?;
-        // SAFETY: kill(2) on the pid its own pidfile names.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        // The pid its own pidfile names. It is not our child (`setsid --fork`): init reaps it,
+        // and until then a zombie counts as stopped.
+        let _ = signal(pid, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Path::new(&format!("/proc/{pid}")).exists() {
+        while process_lives(pid) {
             if Instant::now() >= deadline {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = signal(pid, libc::SIGKILL);
                 bail!("the side engine (pid {pid}) did not stop within 60 s");
             }
             thread::sleep(Duration::from_millis(200));

@@ -162,6 +162,7 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    netlab_tests::host::cmd::announce_commands("xtask");
     cmd::put_cargo_bin_on_path();
     match cli.command {
         Command::Setup { engine } => setup::run_with(engine).map(drop),

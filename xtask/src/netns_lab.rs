@@ -4,9 +4,11 @@
 //! these namespaces. Unlike the Docker lab, it is removed when `netlab watch` ends.
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 
 use anyhow::{bail, Context, Result};
+use netlab_tests::host::netns::{self, add_bridge, add_bridge_port, in_ns, ip, Netns};
+use netlab_tests::host::root;
 
 use crate::interrupt::{self, interrupted, IgnoreInterrupts};
 use crate::{cmd, setup, workspace};
@@ -53,9 +55,8 @@ pub fn run(duration: u32) -> Result<()> {
 
     // From here on Ctrl-C stops the children but not xtask, which must clean up.
     let _interrupts = IgnoreInterrupts::new();
-    let mut lab = Lab { pinger: None };
     delete_namespaces()?; // leftovers of an earlier run that was killed
-    lab.create()?;
+    let mut lab = Lab::create()?;
     lab.start_pinger(duration)?;
     eprintln!(
         "xtask: lab up: {} ({}) pings {} ({}) across {BRIDGE} in {BRIDGE_NS}; watching for {duration} s (Ctrl-C stops)",
@@ -85,19 +86,20 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
-/// The running lab; dropping it stops the pinger and deletes the namespaces.
+/// The running lab; dropping it stops the pinger, then deletes the namespaces.
 struct Lab {
     pinger: Option<Child>,
+    /// Declared after the pinger: dropped after it.
+    _namespaces: Vec<Netns>,
 }
 
 impl Lab {
-    fn create(&mut self) -> Result<()> {
-        for ns in NAMESPACES {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        ip(&["-n", BRIDGE_NS, "link", "add", BRIDGE, "type", "bridge"])?;
-        ip(&["-n", BRIDGE_NS, "link", "set", BRIDGE, "up"])?;
+    fn create() -> Result<Self> {
+        let namespaces = NAMESPACES
+            .into_iter()
+            .map(Netns::new)
+            .collect::<Result<Vec<_>>>()?;
+        add_bridge(BRIDGE_NS, BRIDGE, &[])?;
         for member in &MEMBERS {
             let Member {
                 ns,
@@ -105,46 +107,24 @@ impl Lab {
                 ipv4,
                 ipv6,
             } = *member;
-            ip(&[
-                "-n",
-                BRIDGE_NS,
-                "link",
-                "add",
-                host_veth,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                MEMBER_IFACE,
-                "netns",
-                ns,
-            ])?;
-            ip(&["-n", BRIDGE_NS, "link", "set", host_veth, "master", BRIDGE])?;
-            ip(&["-n", BRIDGE_NS, "link", "set", host_veth, "up"])?;
+            add_bridge_port(BRIDGE_NS, BRIDGE, host_veth, ns, MEMBER_IFACE)?;
             ip(&["-n", ns, "addr", "add", ipv4, "dev", MEMBER_IFACE])?;
             ip(&["-n", ns, "addr", "add", ipv6, "dev", MEMBER_IFACE, "nodad"])?;
             ip(&["-n", ns, "link", "set", MEMBER_IFACE, "up"])?;
         }
-        Ok(())
+        Ok(Self {
+            pinger: None,
+            _namespaces: namespaces,
+        })
     }
 
     /// `ping -c <duration> -i 1` from DEV to WEB in the background; its output is discarded.
     fn start_pinger(&mut self, duration: u32) -> Result<()> {
         let count = duration.to_string();
-        let mut ping = Command::new("ip");
-        ping.args([
-            "netns",
-            "exec",
-            DEV.ns,
-            "ping",
-            "-c",
-            &count,
-            "-i",
-            "1",
-            PING_TARGET,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        let mut ping = in_ns(DEV.ns, "ping");
+        ping.args(["-c", &count, "-i", "1", PING_TARGET])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
         interrupt::default_interrupts_in_child(&mut ping);
         eprintln!("xtask: {} >/dev/null &", cmd::display(&ping));
         let child = ping
@@ -167,22 +147,15 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop_pinger();
-        if let Err(err) = delete_namespaces() {
-            eprintln!(
-                "xtask: cleaning up the lab failed: {err:#}; run `cargo xtask lab --netns --down`"
-            );
-        }
+        // The namespaces go next, each with its guard (which says so if one cannot be
+        // deleted; `cargo xtask lab --netns --down` deletes what is left).
     }
 }
 
 /// Runs `netlab watch` on the bridge and both host-side veths in the foreground.
 fn watch(netlab: &Path, duration: u32) -> Result<ExitStatus> {
-    let mut watch = Command::new("ip");
-    watch
-        .args(["netns", "exec", BRIDGE_NS])
-        .arg(netlab)
-        .arg("watch")
-        .args(["--iface", BRIDGE]);
+    let mut watch = in_ns(BRIDGE_NS, netlab);
+    watch.arg("watch").args(["--iface", BRIDGE]);
     for member in &MEMBERS {
         watch.args(["--iface", member.host_veth]);
     }
@@ -194,81 +167,26 @@ fn watch(netlab: &Path, duration: u32) -> Result<ExitStatus> {
         .with_context(|| format!("failed to start `{}`", cmd::display(&watch)))
 }
 
-fn ip(args: &[&str]) -> Result<()> {
-    cmd::run(Command::new("ip").args(args))
-}
-
 /// Deletes the lab's namespaces that exist; returns their names.
 pub fn delete_namespaces() -> Result<Vec<&'static str>> {
-    let mut list = Command::new("ip");
-    list.args(["netns", "list"]);
-    let out = cmd::output(&mut list)?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed ({}): {}",
-            cmd::display(&list),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let listing = String::from_utf8_lossy(&out.stdout);
-    let existing = namespace_names(&listing);
     let mut deleted = Vec::new();
-    for ns in NAMESPACES.into_iter().filter(|ns| existing.contains(ns)) {
-        ip(&["netns", "del", ns])?;
-        deleted.push(ns);
+    for ns in NAMESPACES {
+        if netns::delete(ns)? {
+            deleted.push(ns);
+        }
     }
     Ok(deleted)
-}
-
-/// Names in `ip netns list` output, whose lines look like `name` or `name (id: 3)`.
-fn namespace_names(listing: &str) -> Vec<&str> {
-    listing
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .collect()
 }
 
 /// The labs create namespaces and links and load eBPF programs: fail early, before a long
 /// build, if not root.
 pub fn require_root() -> Result<()> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
-    match effective_uid(&status) {
-        Some(0) => Ok(()),
-        Some(uid) => {
-            bail!("`cargo xtask lab` needs root (network namespaces, eBPF); effective uid is {uid}")
-        }
-        None => bail!("no Uid line in /proc/self/status"),
-    }
-}
-
-/// The effective uid from /proc/self/status (`Uid: real effective saved fs`).
-fn effective_uid(status: &str) -> Option<u32> {
-    let line = status.lines().find_map(|line| line.strip_prefix("Uid:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    root::require_root("`cargo xtask lab` (network namespaces, eBPF)")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_netns_list() {
-        let listing = "netlab-lab-web (id: 2)\nnetlab-lab-br (id: 0)\nother\n";
-        assert_eq!(
-            namespace_names(listing),
-            ["netlab-lab-web", "netlab-lab-br", "other"]
-        );
-        assert!(namespace_names("").is_empty());
-    }
-
-    #[test]
-    fn parses_effective_uid() {
-        let status = "Name:\txtask\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
-        assert_eq!(effective_uid(status), Some(0));
-        assert_eq!(effective_uid("Name:\txtask\n"), None);
-    }
 
     #[test]
     fn members_differ() {

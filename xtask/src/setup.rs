@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::cmd;
 
@@ -66,16 +66,7 @@ pub fn run_with(engine: crate::engines::Engine) -> Result<crate::engines::Engine
 fn ensure_rust_src() -> Result<bool> {
     let mut list = Command::new("rustup");
     list.args(["component", "list", "--toolchain", "nightly", "--installed"]);
-    let out = cmd::output(&mut list)?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed ({}): {}",
-            cmd::display(&list),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    if has_rust_src(&String::from_utf8_lossy(&out.stdout)) {
+    if has_rust_src(&cmd::capture(&mut list)?) {
         return Ok(false);
     }
     cmd::run(Command::new("rustup").args([

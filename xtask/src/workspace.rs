@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::cmd;
 
@@ -23,17 +23,7 @@ pub fn target_dir() -> Result<PathBuf> {
     metadata
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(root());
-    let out = cmd::output(&mut metadata)?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed ({}): {}",
-            cmd::display(&metadata),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let json = String::from_utf8(out.stdout)
-        .context("`cargo metadata` printed something that is not UTF-8")?;
+    let json = cmd::capture(&mut metadata)?;
     Ok(json_string_field(&json, "target_directory")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target")))

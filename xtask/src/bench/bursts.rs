@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
 
-use super::kernel::{tcx_programs, BPF_TCX_EGRESS, BPF_TCX_INGRESS};
-use super::netns::ip_batch;
+use netlab_tests::host::netns::ip_batch;
+
+use super::kernel::tcx_attached;
 use super::process::{check_stop, pause};
 use super::NS_SCALE;
 
@@ -321,8 +322,7 @@ pub(super) fn burst_latencies(
         while !pending.is_empty() && Instant::now() < deadline {
             let mut still = Vec::new();
             for (n, idx) in pending {
-                if tcx_programs(idx, BPF_TCX_INGRESS)? > 0 && tcx_programs(idx, BPF_TCX_EGRESS)? > 0
-                {
+                if tcx_attached(idx)? {
                     // From the moment the kernel said it joined the bridge (packets can
                     // cross it from then on) to both programs attached.
                     let from = joins.joined(idx).unwrap_or(t0);

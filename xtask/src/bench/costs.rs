@@ -10,8 +10,11 @@ use super::kernel::{BpfStats, RunStats, TcProgs};
 use super::memory::MemSnapshot;
 use super::netns::Pair;
 use super::parse::number_at;
-use super::process::{quiet, StdoutMode, SIGINT};
-use super::traffic::{parse_ping, ping_cmd, udp_window, Receiver};
+use netlab_tests::host::ping;
+use netlab_tests::host::process::Stdout;
+
+use super::process::quiet;
+use super::traffic::{ping_cmd, udp_window, Receiver};
 use super::{start_watch, Plan, UDP_PAYLOAD, UDP_PORT};
 
 /// What the programs did during one traffic window.
@@ -104,7 +107,7 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
                 round + 1,
                 plan.cost_rounds
             );
-            let watch = start_watch(netlab, &["--sample", &sample.to_string()], StdoutMode::Null)?;
+            let watch = start_watch(netlab, &["--sample", &sample.to_string()], Stdout::Discard)?;
             let progs = TcProgs::of(watch.pid())?;
             if watch_mem_idle.is_none() {
                 watch_mem_idle = MemSnapshot::of(watch.pid()).ok();
@@ -132,8 +135,8 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
             if watch_mem_busy.is_none() {
                 watch_mem_busy = MemSnapshot::of(watch.pid()).ok();
             }
-            watch.stop(SIGINT, Duration::from_secs(20))?;
-            let pings = parse_ping(&out).ok_or_else(|| anyhow!("ping said {out:?}"))?;
+            watch.stop_within(libc::SIGINT, Duration::from_secs(20))?;
+            let pings = ping::totals(&out).ok_or_else(|| anyhow!("ping said {out:?}"))?;
             ensure!(pings.received > 0, "no echo reply came back: {out}");
             windows.push(CostWindow {
                 traffic: "udp",

@@ -6,10 +6,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
 
-use super::netns::{in_ns, Pair};
+use netlab_tests::host::netns::in_ns;
+use netlab_tests::host::ping;
+use netlab_tests::host::process::Background;
+
+use super::netns::Pair;
 use super::parse::{json_number, number_at, word_after};
-use super::process::{quiet, Background, StdoutMode, SIGINT};
-use super::traffic::{parse_ping, ping_cmd, xtask_in, End};
+use super::process::{quiet, spawn, TAIL};
+use super::traffic::{ping_cmd, xtask_in, End};
 use super::{start_watch_niced, Plan, ADDR_B, CLOSED_PORT, NS_A, NS_B};
 
 /// What makes the ICMP of one flood level.
@@ -106,7 +110,7 @@ pub(super) fn flood(
             continue;
         }
         eprintln!("xtask: bench: flood, {}", load.describe());
-        let watch = start_watch_niced(netlab, &["--rate-limit", "0"], StdoutMode::Tail)?;
+        let watch = start_watch_niced(netlab, &["--rate-limit", "0"], TAIL)?;
         let start = Instant::now();
         let (sent, secs) = match load {
             FloodLoad::Unreachable { pps } => {
@@ -137,26 +141,25 @@ pub(super) fn flood(
             }
             FloodLoad::Ping { procs, preload } => {
                 let pings: Vec<Background> = (0..procs)
-                    .map(|_| {
-                        Background::spawn(
-                            &mut ping_cmd(preload, 10_000_000, plan.flood_secs),
-                            StdoutMode::Tail,
-                        )
-                    })
+                    .map(|_| spawn(&mut ping_cmd(preload, 10_000_000, plan.flood_secs), TAIL))
                     .collect::<Result<_>>()?;
                 let mut sent = 0;
                 for p in pings {
-                    let ended = p.finish(Duration::from_secs(u64::from(plan.flood_secs) + 10))?;
-                    let text = ended.tail.join("\n");
-                    sent += parse_ping(&text)
+                    let ended = p.wait(Duration::from_secs(u64::from(plan.flood_secs) + 10))?;
+                    let text = ended.stdout;
+                    sent += ping::totals(&text)
                         .ok_or_else(|| anyhow!("ping said {text:?}"))?
                         .transmitted;
                 }
                 (sent, start.elapsed().as_secs_f64())
             }
         };
-        let ended = watch.stop(SIGINT, Duration::from_secs(60))?;
-        ensure!(ended.success(), "netlab watch ended with {}", ended.status);
+        let ended = watch.stop_within(libc::SIGINT, Duration::from_secs(60))?;
+        ensure!(
+            ended.status.success(),
+            "netlab watch ended with {}",
+            ended.status
+        );
         let s = parse_summary(ended.last_line())
             .ok_or_else(|| anyhow!("no summary from netlab: {:?}", ended.last_line()))?;
         let level = FloodLevel {

@@ -1,13 +1,15 @@
-//! Kernel views: the programs' statistics, their maps, TCX attachments.
+//! Kernel views: the programs' statistics, their maps, TCX attachments (read with
+//! `netlab_tests::host`'s fdinfo and tcx helpers).
 
-use std::ffi::c_long;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
+use netlab_tests::host::fdinfo::{bpf_fds, number, BpfKind};
+use netlab_tests::host::netns::in_ns;
+use netlab_tests::host::tcx::{self, Hook};
 
 use super::costs::parse_test_run;
-use super::netns::in_ns;
 use super::process::quiet;
 use super::{BPF_STATS, BPF_STATS_SAVED, NS_BR};
 
@@ -56,33 +58,6 @@ impl Drop for BpfStats {
     }
 }
 
-/// The fields of one `/proc/PID/fdinfo/FD` (`key:\tvalue` lines).
-fn fdinfo_field(info: &str, key: &str) -> Option<u64> {
-    info.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Every fdinfo of process `pid`, by fd.
-fn fdinfos(pid: u32) -> Result<Vec<(PathBuf, String)>> {
-    let dir = PathBuf::from(format!("/proc/{pid}/fdinfo"));
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            out.push((path, text));
-        }
-    }
-    Ok(out)
-}
-
-/// The kernel's linux/bpf.h: `BPF_TCX_INGRESS`, `BPF_TCX_EGRESS`.
-pub(super) const BPF_TCX_INGRESS: u32 = 46;
-pub(super) const BPF_TCX_EGRESS: u32 = 47;
-
 /// The fdinfo files of netlab's ingress and egress programs (found through its TCX links).
 pub(super) struct TcProgs {
     ingress: PathBuf,
@@ -120,25 +95,27 @@ impl RunStats {
 
 impl TcProgs {
     pub(super) fn of(pid: u32) -> Result<Self> {
-        let infos = fdinfos(pid)?;
-        let prog_of = |attach: u32| -> Option<u64> {
-            infos.iter().find_map(|(_, t)| {
-                (t.contains("link_type:\ttcx")
-                    && fdinfo_field(t, "attach_type") == Some(u64::from(attach)))
-                .then(|| fdinfo_field(t, "prog_id"))
+        let fds = bpf_fds(pid).with_context(|| format!("reading /proc/{pid}/fd"))?;
+        let prog_of = |hook: Hook| -> Option<u64> {
+            fds.iter().find_map(|fd| {
+                (fd.kind == BpfKind::Link
+                    && fd.field("link_type") == Some("tcx")
+                    && fd.number("attach_type") == Some(u64::from(hook.attach_type())))
+                .then(|| fd.number("prog_id"))
                 .flatten()
             })
         };
         let fd_of = |prog_id: u64| -> Option<PathBuf> {
-            infos.iter().find_map(|(p, t)| {
-                (fdinfo_field(t, "prog_id") == Some(prog_id)
-                    && fdinfo_field(t, "run_cnt").is_some())
-                .then(|| p.clone())
+            fds.iter().find_map(|fd| {
+                (fd.kind == BpfKind::Prog
+                    && fd.number("prog_id") == Some(prog_id)
+                    && fd.number("run_cnt").is_some())
+                .then(|| fd.path.clone())
             })
         };
-        let ingress_id = prog_of(BPF_TCX_INGRESS);
+        let ingress_id = prog_of(Hook::Ingress);
         let ingress = ingress_id.and_then(fd_of);
-        let egress = prog_of(BPF_TCX_EGRESS).and_then(fd_of);
+        let egress = prog_of(Hook::Egress).and_then(fd_of);
         match (ingress, egress, ingress_id) {
             (Some(ingress), Some(egress), Some(ingress_id)) => Ok(TcProgs {
                 ingress,
@@ -170,8 +147,8 @@ impl TcProgs {
             let t =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Ok(RunStats {
-                ns: fdinfo_field(&t, "run_time_ns").unwrap_or_default(),
-                runs: fdinfo_field(&t, "run_cnt").unwrap_or_default(),
+                ns: number(&t, "run_time_ns").unwrap_or_default(),
+                runs: number(&t, "run_cnt").unwrap_or_default(),
             })
         };
         Ok((one(&self.ingress)?, one(&self.egress)?))
@@ -190,9 +167,9 @@ pub(super) struct MapInfo {
 /// The maps process `pid` holds: ids and memlock from its fdinfo, names from bpftool.
 pub(super) fn maps_of(pid: u32) -> Result<Vec<MapInfo>> {
     let mut maps = Vec::new();
-    for (_, t) in fdinfos(pid)? {
-        let (Some(id), Some(bytes)) = (fdinfo_field(&t, "map_id"), fdinfo_field(&t, "memlock"))
-        else {
+    let fds = bpf_fds(pid).with_context(|| format!("reading /proc/{pid}/fd"))?;
+    for map in fds.iter().filter(|fd| fd.kind == BpfKind::Map) {
+        let (Some(id), Some(bytes)) = (map.number("map_id"), map.number("memlock")) else {
             continue;
         };
         let shown = quiet(Command::new("bpftool").args(["map", "show", "id", &id.to_string()]))
@@ -217,58 +194,15 @@ pub(super) fn maps_of(pid: u32) -> Result<Vec<MapInfo>> {
     Ok(maps)
 }
 
-const BPF_PROG_QUERY: c_long = 16;
-#[cfg(target_arch = "x86_64")]
-const SYS_BPF: c_long = 321;
-#[cfg(target_arch = "aarch64")]
-const SYS_BPF: c_long = 280;
-
-extern "C" {
-    /// libc's `syscall(2)`, for `bpf(2)`, which libc does not wrap.
-    fn syscall(num: c_long, ...) -> c_long;
-}
-
-/// The `query` member of the kernel's `union bpf_attr` (linux/bpf.h, Linux ≥ 6.6).
-#[repr(C)]
-#[derive(Default)]
-struct ProgQuery {
-    target_ifindex: u32,
-    attach_type: u32,
-    query_flags: u32,
-    attach_flags: u32,
-    prog_ids: u64,
-    count: u32,
-    _pad: u32,
-    prog_attach_flags: u64,
-    link_ids: u64,
-    link_attach_flags: u64,
-    revision: u64,
-}
-
-const _: () = assert!(std::mem::size_of::<ProgQuery>() == 64);
-
-/// How many programs are attached with TCX at `attach_type` of interface `ifindex` of this
-/// thread's namespace (`BPF_PROG_QUERY`, what `bpftool net` asks).
-pub(super) fn tcx_programs(ifindex: u32, attach_type: u32) -> std::io::Result<u32> {
-    let mut q = ProgQuery {
-        target_ifindex: ifindex,
-        attach_type,
-        ..Default::default()
-    };
-    // SAFETY: bpf(BPF_PROG_QUERY) reads and writes only the 64-byte attribute passed with its
-    // size; `q` lives across the call. prog_ids is null, so only counts are written.
-    let r = unsafe {
-        syscall(
-            SYS_BPF,
-            BPF_PROG_QUERY,
-            &mut q as *mut ProgQuery,
-            std::mem::size_of::<ProgQuery>() as c_long,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
+/// Whether programs are attached with TCX on both hooks of interface `ifindex` of this
+/// thread's namespace.
+pub(super) fn tcx_attached(ifindex: u32) -> Result<bool> {
+    for hook in Hook::BOTH {
+        if tcx::prog_ids(ifindex, hook)?.is_empty() {
+            return Ok(false);
+        }
     }
-    Ok(q.count)
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -276,15 +210,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_fdinfo() {
-        let info = "pos:\t0\nprog_type:\t3\nprog_id:\t2478\nrun_time_ns:\t120\nrun_cnt:\t4\n";
-        assert_eq!(fdinfo_field(info, "prog_id"), Some(2478));
-        assert_eq!(fdinfo_field(info, "run_cnt"), Some(4));
-        assert_eq!(
-            fdinfo_field("attach_type:\t46 (ingress)\n", "attach_type"),
-            Some(46)
-        );
-        assert_eq!(fdinfo_field(info, "map_id"), None);
+    fn run_stats() {
         let d = RunStats { ns: 220, runs: 14 }.since(RunStats { ns: 120, runs: 4 });
         assert_eq!(d.ns_per_run(), Some(10.0));
         assert_eq!(RunStats::default().ns_per_run(), None);

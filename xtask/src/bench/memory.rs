@@ -9,8 +9,9 @@ use anyhow::{anyhow, Context, Result};
 use super::kernel::{maps_of, MapInfo};
 use super::netns::ScaleNs;
 use super::parse::{number_at, word_after};
-use super::process::{pause, quiet, Background, StdoutMode, SIGTERM};
+use super::process::{pause, quiet, spawn, wait_for};
 use super::{Plan, DAEMON_SOCKET, NO_DOCKER, NS_SCALE, PIN_DIR};
+use netlab_tests::host::process::Stdout;
 
 /// A process's memory at one moment, MiB.
 #[derive(Debug, Clone, Default)]
@@ -132,12 +133,12 @@ pub(super) fn memory(_ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Memory
         .args(["daemon", "--socket", DAEMON_SOCKET, "--pin-dir", PIN_DIR])
         .env("DOCKER_HOST", NO_DOCKER);
     let _cleanup = PinnedDaemon { netlab };
-    let mut d = Background::spawn(&mut c, StdoutMode::Null)?;
-    let (_, line) = d.wait_for("daemon: watching", Duration::from_secs(120))?;
+    let mut d = spawn(&mut c, Stdout::Discard)?;
+    let (_, line) = wait_for(&mut d, "daemon: watching", Duration::from_secs(120))?;
     pause(plan.daemon_settle)?;
     let mem = MemSnapshot::of(d.pid())?;
     let maps = maps_of(d.pid())?;
-    d.stop(SIGTERM, Duration::from_secs(60))?;
+    d.stop_within(libc::SIGTERM, Duration::from_secs(60))?;
     Ok(Memory {
         interfaces: word_after(&line, "watching").unwrap_or_default() as u64,
         mem,

@@ -41,12 +41,14 @@ mod scale;
 mod stats;
 mod traffic;
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
+use netlab_tests::host::netns::{self as host_netns, in_ns};
+use netlab_tests::host::process::{Background, Stdout};
+use netlab_tests::host::root;
 
 use crate::workspace;
 
@@ -55,10 +57,10 @@ use flood::{flood, FloodLoad};
 use machine::{cpu_idle, read_loadavg, utc_now, Machine};
 use markdown::{write_bench_md, BENCH_MD};
 use memory::memory;
-use netns::{in_ns, Pair, ScaleNs};
+use netns::{Pair, ScaleNs};
 use pipeline::{build_pipeline_bench, pipeline};
 use pps::pps;
-use process::{check_stop, quiet, Background, StdoutMode, StopFlag};
+use process::{check_stop, quiet, spawn, wait_for, StopFlag};
 use results::Results;
 use scale::scale;
 
@@ -199,7 +201,7 @@ impl Plan {
 
 /// Runs every measurement, prints the table (and the JSON object), writes BENCH.md.
 pub fn run(quick: bool, json: bool) -> Result<()> {
-    require_root()?;
+    root::require_root("`cargo xtask bench` (namespaces, eBPF, BPF statistics)")?;
     let plan = Plan::new(quick);
     let started = Instant::now();
     // NETLAB_BIN measures another build of netlab (an earlier commit's, say) with this bench.
@@ -304,25 +306,11 @@ struct PartLog {
     timings: Vec<(String, f64)>,
 }
 
-fn require_root() -> Result<()> {
-    // /proc/self belongs to the effective uid of the process that reads it.
-    let uid = std::fs::metadata("/proc/self")
-        .context("cannot stat /proc/self")?
-        .uid();
-    ensure!(
-        uid == 0,
-        "`cargo xtask bench` needs root (namespaces, eBPF, BPF statistics); effective uid is {uid}"
-    );
-    Ok(())
-}
-
 /// Removes what an earlier, killed run may have left: namespaces, the daemon's pins and
 /// socket, the BPF statistics switch.
 fn clean_leftovers(netlab: &Path) {
     for ns in NAMESPACES {
-        if Path::new("/var/run/netns").join(ns).exists() {
-            let _ = quiet(Command::new("ip").args(["netns", "del", ns]));
-        }
+        let _ = host_netns::delete(ns);
     }
     if Path::new(PIN_DIR).exists() {
         let _ = quiet(Command::new(netlab).args(["daemon", "--cleanup", "--pin-dir", PIN_DIR]));
@@ -341,21 +329,21 @@ fn clean_leftovers(netlab: &Path) {
 
 /// `ip netns exec nlbench-br netlab watch --iface br0 --iface va --iface vb --json <extra>`,
 /// once it is watching.
-fn start_watch(netlab: &Path, extra: &[&str], stdout: StdoutMode) -> Result<Background> {
+fn start_watch(netlab: &Path, extra: &[&str], stdout: Stdout) -> Result<Background> {
     let mut c = in_ns(NS_BR, netlab);
     c.args([
         "watch", "--iface", "br0", "--iface", "va", "--iface", "vb", "--json",
     ])
     .args(extra)
     .env("NETLAB_SOCKET", NO_DAEMON);
-    let mut w = Background::spawn(&mut c, stdout)?;
-    w.wait_for("watching ", Duration::from_secs(30))?;
+    let mut w = spawn(&mut c, stdout)?;
+    wait_for(&mut w, "watching ", Duration::from_secs(30))?;
     Ok(w)
 }
 
 /// [`start_watch`] at `nice -n -20`: what the flood measures is netlab's own capacity, not
 /// the share of a CPU that other jobs of the machine leave it.
-fn start_watch_niced(netlab: &Path, extra: &[&str], stdout: StdoutMode) -> Result<Background> {
+fn start_watch_niced(netlab: &Path, extra: &[&str], stdout: Stdout) -> Result<Background> {
     let mut c = in_ns(NS_BR, "nice");
     c.args(["-n", "-20"])
         .arg(netlab)
@@ -364,8 +352,8 @@ fn start_watch_niced(netlab: &Path, extra: &[&str], stdout: StdoutMode) -> Resul
         ])
         .args(extra)
         .env("NETLAB_SOCKET", NO_DAEMON);
-    let mut w = Background::spawn(&mut c, stdout)?;
-    w.wait_for("watching ", Duration::from_secs(30))?;
+    let mut w = spawn(&mut c, stdout)?;
+    wait_for(&mut w, "watching ", Duration::from_secs(30))?;
     Ok(w)
 }
 

@@ -6,8 +6,11 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::memory::MemSnapshot;
-use super::netns::{in_ns, Pair};
-use super::process::{Background, StdoutMode, SIGINT};
+use netlab_tests::host::netns::in_ns;
+use netlab_tests::host::process::{Background, Stdout};
+
+use super::netns::Pair;
+use super::process::{spawn, wait_for};
 use super::traffic::{udp_window, Receiver, UdpWindow};
 use super::{start_watch, Plan, NS_BR};
 
@@ -44,15 +47,15 @@ impl Observer {
             if let Some(f) = filter {
                 c.arg(f);
             }
-            let mut t = Background::spawn(&mut c, StdoutMode::Null)?;
-            t.wait_for("listening on", Duration::from_secs(20))?;
+            let mut t = spawn(&mut c, Stdout::Discard)?;
+            wait_for(&mut t, "listening on", Duration::from_secs(20))?;
             Ok(Some(t))
         };
         match self {
             Observer::None | Observer::NoneAgain => Ok(None),
-            Observer::Netlab => start_watch(netlab, &[], StdoutMode::Null).map(Some),
+            Observer::Netlab => start_watch(netlab, &[], Stdout::Discard).map(Some),
             Observer::NetlabNoDrops => {
-                start_watch(netlab, &["--no-drops"], StdoutMode::Null).map(Some)
+                start_watch(netlab, &["--no-drops"], Stdout::Discard).map(Some)
             }
             Observer::TcpdumpFiltered => tcpdump(Some("icmp or arp")),
             Observer::TcpdumpFull => tcpdump(None),
@@ -112,7 +115,7 @@ pub(super) fn pps(
                 if matches!(observer, Observer::Netlab | Observer::NetlabNoDrops) {
                     mem = MemSnapshot::of(r.pid()).ok();
                 }
-                r.stop(SIGINT, Duration::from_secs(20))?;
+                r.stop_within(libc::SIGINT, Duration::from_secs(20))?;
             }
             windows.push(PpsWindow {
                 round,

@@ -11,11 +11,14 @@ use anyhow::{anyhow, ensure, Result};
 use crate::cmd;
 
 use super::bursts::{burst_latencies, BURST_FRAMES, BURST_ROUNDS, BURST_SIZE};
-use super::kernel::{tcx_programs, BPF_TCX_EGRESS, BPF_TCX_INGRESS};
+use netlab_tests::host::netns::{self, in_ns, ip, ip_batch};
+use netlab_tests::host::tcx::{self, Hook};
+
+use super::kernel::tcx_attached;
 use super::memory::MemSnapshot;
-use super::netns::{enter_netns, in_ns, ip, ip_batch, ScaleNs};
+use super::netns::ScaleNs;
 use super::parse::word_after;
-use super::process::{check_stop, pause, quiet, Background, StdoutMode, SIGINT};
+use super::process::{check_stop, pause, quiet, spawn, wait_for, TAIL};
 use super::{Plan, NO_DAEMON, NO_DOCKER, NS_SCALE};
 
 #[derive(Debug, Clone, Default)]
@@ -58,8 +61,8 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     let mut last = None;
     for run in 0..plan.startups {
         let t0 = Instant::now();
-        let mut w = Background::spawn(&mut watch_everything(netlab), StdoutMode::Tail)?;
-        let (at, line) = w.wait_for("watching ", Duration::from_secs(120))?;
+        let mut w = spawn(&mut watch_everything(netlab), TAIL)?;
+        let (at, line) = wait_for(&mut w, "watching ", Duration::from_secs(120))?;
         s.startup_secs.push(at.duration_since(t0).as_secs_f64());
         s.interfaces = word_after(&line, "watching").unwrap_or_default() as u64;
         eprintln!(
@@ -72,7 +75,7 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
         if run + 1 == plan.startups {
             last = Some(w);
         } else {
-            w.stop(SIGINT, Duration::from_secs(60))?;
+            w.stop_within(libc::SIGINT, Duration::from_secs(60))?;
         }
     }
     let w = last.ok_or_else(|| anyhow!("no start-up was run"))?;
@@ -83,7 +86,7 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     let measured = thread::scope(|scope| {
         scope
             .spawn(move || -> Result<(Vec<f64>, Vec<f64>, usize)> {
-                enter_netns(NS_SCALE)?;
+                netns::enter(NS_SCALE)?;
                 new_veth_latencies(first, samples)
             })
             .join()
@@ -93,7 +96,7 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     let bursts = thread::scope(|scope| {
         scope
             .spawn(move || -> Result<(Vec<f64>, usize, Vec<String>)> {
-                enter_netns(NS_SCALE)?;
+                netns::enter(NS_SCALE)?;
                 burst_latencies(first + samples as u32, BURST_ROUNDS, BURST_SIZE)
             })
             .join()
@@ -102,7 +105,7 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     let ports;
     (s.burst_ms, s.burst_missed, ports) = bursts;
     let t0 = Instant::now();
-    let ended = w.stop(SIGINT, Duration::from_secs(120))?;
+    let ended = w.stop_within(libc::SIGINT, Duration::from_secs(120))?;
     s.stop_secs = Some(t0.elapsed().as_secs_f64());
     // Each burst port got a frame a millisecond from the end of its burst on: the ones not
     // counted are the milliseconds it went unobserved.
@@ -152,7 +155,7 @@ fn new_veth_latencies(first: u32, samples: usize) -> Result<(Vec<f64>, Vec<f64>,
             .and_then(|w| w.trim().parse().ok())
             .ok_or_else(|| anyhow!("no ifindex in {shown:?}"))?;
         ensure!(
-            tcx_programs(ifindex, BPF_TCX_INGRESS)? == 0,
+            tcx::prog_ids(ifindex, Hook::Ingress)?.is_empty(),
             "{host} is observed before it is on the bridge"
         );
         let t0 = Instant::now();
@@ -166,9 +169,7 @@ fn new_veth_latencies(first: u32, samples: usize) -> Result<(Vec<f64>, Vec<f64>,
         let t_ip = t0.elapsed();
         let deadline = t0 + Duration::from_secs(3);
         let attached = loop {
-            if tcx_programs(ifindex, BPF_TCX_INGRESS)? > 0
-                && tcx_programs(ifindex, BPF_TCX_EGRESS)? > 0
-            {
+            if tcx_attached(ifindex)? {
                 break Some(t0.elapsed());
             }
             if Instant::now() >= deadline {

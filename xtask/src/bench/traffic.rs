@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, ensure, Context, Result};
 use netlab_common::checksum;
 
-use super::netns::in_ns;
+use netlab_tests::host::netns::in_ns;
+
 use super::parse::word_after;
-use super::process::{quiet, Background, StdoutMode, SIGTERM};
+use super::process::{quiet, spawn, wait_for, TAIL};
 use super::{ADDR_B, BENCH_NET, NS_A, NS_B, UDP_PAYLOAD, UDP_PORT};
 
 /// `cargo xtask bench-udp-send`: sends `UDP_PAYLOAD`-byte datagrams to `dst` for `secs`
@@ -292,8 +293,8 @@ pub(super) fn udp_window(xtask: &Path, secs: f64, receiver: Receiver) -> Result<
     if receiver == Receiver::Drops {
         c.arg("--hold");
     }
-    let mut recv = Background::spawn(&mut c, StdoutMode::Tail)?;
-    recv.wait_for("ready", Duration::from_secs(10))?;
+    let mut recv = spawn(&mut c, TAIL)?;
+    wait_for(&mut recv, "ready", Duration::from_secs(10))?;
     let out = quiet(xtask_in(NS_A, xtask, End::Sender).args([
         "bench-udp-send",
         "--dst",
@@ -305,12 +306,12 @@ pub(super) fn udp_window(xtask: &Path, secs: f64, receiver: Receiver) -> Result<
     ]))?;
     let received = match receiver {
         Receiver::Reads => {
-            let ended = recv.finish(Duration::from_secs_f64(secs + 15.0))?;
+            let ended = recv.wait(Duration::from_secs_f64(secs + 15.0))?;
             word_after(ended.last_line(), "received")
-                .ok_or_else(|| anyhow!("receiver said {:?}", ended.tail))?
+                .ok_or_else(|| anyhow!("receiver said {:?}", ended.stdout))?
         }
         Receiver::Drops => {
-            recv.stop(SIGTERM, Duration::from_secs(10))?;
+            recv.stop_within(libc::SIGTERM, Duration::from_secs(10))?;
             0.0
         }
     };
@@ -323,13 +324,6 @@ pub(super) fn udp_window(xtask: &Path, secs: f64, receiver: Receiver) -> Result<
         received: received as u64,
         secs,
     })
-}
-
-/// What one `ping` reported.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct PingResult {
-    pub(super) transmitted: u64,
-    pub(super) received: u64,
 }
 
 /// `ping -f -q -l <preload> -c <count> -w <deadline> 10.200.0.2` from a.
@@ -349,33 +343,12 @@ pub(super) fn ping_cmd(preload: u32, count: u32, deadline: u32) -> Command {
     c
 }
 
-pub(super) fn parse_ping(out: &str) -> Option<PingResult> {
-    let line = out.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut words = line.split_whitespace();
-    let transmitted = words.next()?.parse().ok()?;
-    let received = line
-        .split(", ")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(PingResult {
-        transmitted,
-        received,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_ping_and_tool_output() {
-        let out = "\n--- 10.200.0.2 ping statistics ---\n20000 packets transmitted, 19998 received, 0% packet loss, time 761ms\n";
-        let p = parse_ping(out).expect("parsed");
-        assert_eq!((p.transmitted, p.received), (20000, 19998));
-        assert!(parse_ping("").is_none());
+    fn parses_tool_output() {
         assert_eq!(word_after("sent 12 errors 0 secs 1.5", "secs"), Some(1.5));
         assert_eq!(
             word_after("netlab: info: watching 501 interfaces (tcx)", "watching"),

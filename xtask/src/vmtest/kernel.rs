@@ -194,16 +194,7 @@ impl PrivateApt {
     fn kernel_package(&self) -> Result<String> {
         let mut depends = self.apt("apt-cache");
         depends.args(["depends", META_PACKAGE]);
-        let out = cmd::output(&mut depends)?;
-        if !out.status.success() {
-            bail!(
-                "`{}` failed ({}): {}",
-                cmd::display(&depends),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        kernel_dependency(&String::from_utf8_lossy(&out.stdout)).with_context(|| {
+        kernel_dependency(&cmd::capture(&mut depends)?).with_context(|| {
             format!(
                 "{META_PACKAGE} depends on no linux-image package (apt lists in {})",
                 self.dir.display()
