@@ -763,6 +763,332 @@ mod tests {
         assert_eq!(percent_decode("%zz+%41"), "%zz A");
     }
 
+    /// The API with fixed answers from the loop (an empty summary with 7 events, a
+    /// one-line metrics page), served on a unix socket of its own.
+    struct TestApi {
+        dir: PathBuf,
+        socket: PathBuf,
+        events: broadcast::Sender<Arc<StreamEvent>>,
+    }
+
+    impl TestApi {
+        fn start(tag: &str) -> TestApi {
+            let dir =
+                std::env::temp_dir().join(format!("netlab-api-test-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("test directory");
+            let socket = dir.join("api.sock");
+            let (events, _) = broadcast::channel(16);
+            let (ask, mut asked) = mpsc::channel::<Ask>(4);
+            tokio::spawn(async move {
+                while let Some(a) = asked.recv().await {
+                    match a {
+                        Ask::Counters(tx) => {
+                            let _ = tx.send(Summary::new(Vec::new(), Default::default(), 7));
+                        }
+                        Ask::Metrics(tx) => {
+                            let _ = tx.send("netlab_attached_interfaces 2\n".into());
+                        }
+                    }
+                }
+            });
+            let shared = Arc::new(Shared {
+                topo: RwLock::new(Arc::new(Topology::default())),
+                events: events.clone(),
+                ask,
+                attached: AtomicUsize::new(2),
+                docker: std::sync::atomic::AtomicBool::new(true),
+                clients: AtomicUsize::new(0),
+                started: Instant::now(),
+                client_lost: AtomicU64::new(0),
+                hooks_lost: AtomicU64::new(0),
+            });
+            let l = std::os::unix::net::UnixListener::bind(&socket).expect("test socket");
+            l.set_nonblocking(true).expect("nonblocking");
+            let l = Arc::new(tokio::net::UnixListener::from_std(l).expect("tokio listener"));
+            serve(shared, move || {
+                let l = Arc::clone(&l);
+                Box::pin(async move { l.accept().await.map(|(s, _)| s) })
+            });
+            TestApi {
+                dir,
+                socket,
+                events,
+            }
+        }
+
+        /// Sends `request` as written and reads until the server closes; the `date`
+        /// header (the only one that changes) is left out.
+        async fn exchange(&self, request: &str) -> String {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let mut s = tokio::net::UnixStream::connect(&self.socket)
+                .await
+                .expect("connect");
+            s.write_all(request.as_bytes()).await.expect("write");
+            let mut raw = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+                .await
+                .expect("the server closes")
+                .expect("read");
+            without_date(&String::from_utf8_lossy(&raw))
+        }
+
+        /// `GET path` as HTTP/1.0 with `headers`; the connection stays open.
+        async fn open(&self, path: &str, headers: &str) -> tokio::net::UnixStream {
+            use tokio::io::AsyncWriteExt as _;
+            let mut s = tokio::net::UnixStream::connect(&self.socket)
+                .await
+                .expect("connect");
+            let req = format!("GET {path} HTTP/1.0\r\nHost: netlab\r\n{headers}\r\n");
+            s.write_all(req.as_bytes()).await.expect("write");
+            s
+        }
+
+        /// Broadcasts an event from `container` until a stream has it.
+        fn event(&self, container: &str) {
+            let _ = self.events.send(Arc::new(StreamEvent {
+                json: Bytes::from(format!(
+                    "{{\"kind\":\"icmp-echo-request\",\"container\":\"{container}\"}}\n"
+                )),
+                text: Bytes::from(format!("ping from {container}\n")),
+                meta: crate::output::stream::EventMeta {
+                    kind: "icmp-echo-request".into(),
+                    containers: vec![container.into()],
+                    ..Default::default()
+                },
+            }));
+        }
+    }
+
+    impl Drop for TestApi {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn without_date(raw: &str) -> String {
+        raw.split_inclusive("\r\n")
+            .filter(|l| !l.to_ascii_lowercase().starts_with("date:"))
+            .collect()
+    }
+
+    /// Reads from `s` until what was read contains `until` (at most 10 s).
+    async fn read_until(s: &mut tokio::net::UnixStream, until: &str) -> String {
+        use tokio::io::AsyncReadExt as _;
+        let mut raw = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&raw).contains(until) {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no {until:?} within 10 s in {:?}",
+                        String::from_utf8_lossy(&raw)
+                    )
+                })
+                .expect("read");
+            assert!(
+                n > 0,
+                "closed before {until:?}: {:?}",
+                String::from_utf8_lossy(&raw)
+            );
+            raw.extend_from_slice(&buf[..n]);
+        }
+        without_date(&String::from_utf8_lossy(&raw))
+    }
+
+    fn get(path: &str) -> String {
+        format!("GET {path} HTTP/1.0\r\nHost: netlab\r\n\r\n")
+    }
+
+    #[tokio::test]
+    async fn answers_on_the_wire() {
+        let api = TestApi::start("answers");
+        let health = api.exchange(&get("/v1/health")).await;
+        assert_eq!(
+            health,
+            "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: 123\r\n\r\n\
+             {\"attached_interfaces\":2,\"client_events_lost\":0,\"clients\":0,\"docker\":true,\
+             \"hooks_lost\":0,\"status\":\"ok\",\"uptime_seconds\":0}\n"
+        );
+        // Query parameters an endpoint does not read, and the absolute form, change nothing.
+        assert_eq!(api.exchange(&get("/v1/health?format=text&x")).await, health);
+        assert_eq!(api.exchange(&get("http://netlab/v1/health")).await, health);
+        let topo_json = format!(
+            "{}\n",
+            serde_json::to_string(&Topology::default()).expect("json")
+        );
+        assert_eq!(
+            api.exchange(&get("/v1/topology")).await,
+            format!(
+                "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{topo_json}",
+                topo_json.len()
+            )
+        );
+        let topo_text = crate::cmd::topology::render(&Topology::default());
+        let text_answer = format!(
+            "HTTP/1.0 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{topo_text}",
+            topo_text.len()
+        );
+        assert_eq!(
+            api.exchange(&get("/v1/topology?format=text")).await,
+            text_answer
+        );
+        assert_eq!(
+            api.exchange(&get("/v1/topology?x&format=te%78t")).await,
+            text_answer
+        );
+        let counters = format!(
+            "{}\n",
+            serde_json::to_string(&Summary::new(Vec::new(), Default::default(), 7)).expect("json")
+        );
+        assert_eq!(
+            api.exchange(&get("/v1/counters")).await,
+            format!(
+                "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{counters}",
+                counters.len()
+            )
+        );
+        assert_eq!(
+            api.exchange(&get("/metrics")).await,
+            "HTTP/1.0 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: 29\r\n\r\n\
+             netlab_attached_interfaces 2\n"
+        );
+        let spec = include_str!("../api/openapi.json");
+        assert_eq!(
+            api.exchange(&get("/v1/openapi.json")).await,
+            format!(
+                "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{spec}",
+                spec.len()
+            )
+        );
+        // HTTP/1.1 keeps the connection unless told otherwise.
+        assert_eq!(
+            api.exchange("GET /metrics HTTP/1.1\r\nHost: netlab\r\nConnection: close\r\n\r\n")
+                .await,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\nconnection: close\r\n\
+             content-length: 29\r\n\r\nnetlab_attached_interfaces 2\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_on_the_wire() {
+        let api = TestApi::start("refusals");
+        let not_found =
+            "HTTP/1.0 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 32\r\n\r\n\
+                         not found; see /v1/openapi.json\n";
+        for path in [
+            "/",
+            "/nope",
+            "/v1/health/",
+            "/v1/Health",
+            "/v1/%68ealth",
+            "/v1",
+            "//v1/health",
+        ] {
+            assert_eq!(api.exchange(&get(path)).await, not_found, "GET {path}");
+        }
+        let get_only = "HTTP/1.0 405 Method Not Allowed\r\ncontent-type: text/plain\r\n\
+                        content-length: 9\r\n\r\nGET only\n";
+        for (method, path) in [
+            ("POST", "/v1/health"),
+            ("PUT", "/metrics"),
+            ("DELETE", "/v1/events"),
+            ("OPTIONS", "/v1/topology"),
+            ("POST", "/nope"),
+        ] {
+            let req =
+                format!("{method} {path} HTTP/1.0\r\nHost: netlab\r\nContent-Length: 0\r\n\r\n");
+            assert_eq!(api.exchange(&req).await, get_only, "{method} {path}");
+        }
+        // HEAD is refused too: the head of the refusal, no body.
+        assert_eq!(
+            api.exchange("HEAD /v1/health HTTP/1.0\r\nHost: netlab\r\n\r\n").await,
+            "HTTP/1.0 405 Method Not Allowed\r\ncontent-type: text/plain\r\ncontent-length: 9\r\n\r\n"
+        );
+        let unknown = "HTTP/1.0 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 157\r\n\r\n\
+                       unknown kind 'bogus': use arp, icmp, icmp6, ndp, malformed, drop, journey, \
+                       arp-unanswered, topology or an exact kind such as icmp-echo-request or iface-gone\n";
+        assert_eq!(api.exchange(&get("/v1/events?kind=bogus")).await, unknown);
+        assert_eq!(
+            api.exchange(&get("/v1/events?kind=icmp&kind=b%6Fgus"))
+                .await,
+            unknown
+        );
+        assert_eq!(api.exchange(&get("/v1/events?kind=BOG%55S")).await, unknown);
+    }
+
+    #[tokio::test]
+    async fn event_streams_on_the_wire() {
+        let api = TestApi::start("events");
+        // NDJSON, filtered by a percent-encoded container name.
+        let mut ndjson = api
+            .open("/v1/events?container=my%20box&kind=icmp", "")
+            .await;
+        assert_eq!(
+            read_until(&mut ndjson, "subscribed").await,
+            "HTTP/1.0 200 OK\r\ncontent-type: application/x-ndjson\r\n\r\n{\"kind\":\"subscribed\"}\n"
+        );
+        // Server-Sent Events, asked for by header or by parameter.
+        let mut by_header = api
+            .open("/v1/events", "Accept: text/event-stream\r\n")
+            .await;
+        let mut by_param = api.open("/v1/events?sse=1", "").await;
+        let mut by_true = api.open("/v1/events?sse=true", "").await;
+        for s in [&mut by_header, &mut by_param, &mut by_true] {
+            assert_eq!(
+                read_until(s, "subscribed").await,
+                "HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: {\"kind\":\"subscribed\"}\n\n"
+            );
+        }
+        // Text: no greeting.
+        let mut text = api
+            .open("/v1/events?format=text&container=my+box", "")
+            .await;
+        let mut text_head = read_until(&mut text, "\r\n\r\n").await;
+        assert_eq!(
+            text_head,
+            "HTTP/1.0 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\n\r\n"
+        );
+        // HTTP/1.1: the same stream, chunked.
+        let mut chunked = tokio::net::UnixStream::connect(&api.socket)
+            .await
+            .expect("connect");
+        tokio::io::AsyncWriteExt::write_all(
+            &mut chunked,
+            b"GET /v1/events?sse=0 HTTP/1.1\r\nHost: netlab\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        assert_eq!(
+            read_until(&mut chunked, "subscribed\"}\n\r\n").await,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n\
+             16\r\n{\"kind\":\"subscribed\"}\n\r\n"
+        );
+        api.event("other");
+        api.event("My Box");
+        let mine = "{\"kind\":\"icmp-echo-request\",\"container\":\"My Box\"}\n";
+        let other = "{\"kind\":\"icmp-echo-request\",\"container\":\"other\"}\n";
+        assert_eq!(read_until(&mut ndjson, "My Box").await, mine);
+        assert_eq!(
+            read_until(&mut by_param, "My Box").await,
+            format!(
+                "data: {}\n\ndata: {}\n\n",
+                other.trim_end(),
+                mine.trim_end()
+            )
+        );
+        text_head = read_until(&mut text, "\n").await;
+        assert_eq!(text_head, "ping from My Box\n");
+        assert_eq!(
+            read_until(&mut chunked, "My Box\"}\n\r\n").await,
+            format!("31\r\n{other}\r\n32\r\n{mine}\r\n")
+        );
+        let health = api.exchange(&get("/v1/health")).await;
+        assert!(health.contains("\"clients\":6,"), "{health}");
+    }
+
     #[test]
     fn groups_are_looked_up_by_name() {
         assert_eq!(group_id("root"), Some(0));
