@@ -354,7 +354,7 @@ async fn handle(
                 Ok(t) if text => full(
                     StatusCode::OK,
                     "text/plain; charset=utf-8",
-                    crate::cmd::topology::render(&t),
+                    crate::docker::view::render(&t),
                 ),
                 Ok(t) => json_response(&*t),
                 Err(_) => full(
@@ -926,7 +926,7 @@ mod tests {
                 topo_json.len()
             )
         );
-        let topo_text = crate::cmd::topology::render(&Topology::default());
+        let topo_text = crate::docker::view::render(&Topology::default());
         let text_answer = format!(
             "HTTP/1.0 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{topo_text}",
             topo_text.len()
