@@ -334,22 +334,13 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         session.docker_answered(),
     ));
 
-    let unix =
-        Arc::new(tokio::net::UnixListener::from_std(socket).context("serving the unix socket")?);
-    serve(Arc::clone(&shared), move || {
-        let l = Arc::clone(&unix);
-        Box::pin(async move { l.accept().await.map(|(s, _)| s) })
-    });
+    let unix = tokio::net::UnixListener::from_std(socket).context("serving the unix socket")?;
+    serve(Arc::clone(&shared), unix);
     if let Some(addr) = args.listen {
-        let tcp = Arc::new(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening on {addr}"))?,
-        );
-        serve(Arc::clone(&shared), move || {
-            let l = Arc::clone(&tcp);
-            Box::pin(async move { l.accept().await.map(|(s, _)| s) })
-        });
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        serve(Arc::clone(&shared), tcp);
         log::info!("API also on http://{addr}");
     }
     log::info!(
