@@ -343,7 +343,7 @@ fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> 
     full(StatusCode::OK, ctype, Body::from_stream(stream))
 }
 
-/// A listener for [`axum::serve`] that says in the daemon's log when accepting a client
+/// A listener for [`axum::serve()`] that says in the daemon's log when accepting a client
 /// fails (too many open files...) and tries again 100 ms later.
 pub struct Accepting<L>(L);
 
