@@ -11,8 +11,8 @@
 //! - [`pipeline`] turns kernel records into events and hands them to the [`output`]s
 //!   (lines, API clients, pcapng, metrics); a [`session`] owns the datapath, the ring
 //!   reader, following and the pipeline.
-//! - [`api`]: reaching a running daemon; [`cmd`]: the commands, each a session and its
-//!   own part.
+//! - [`api`]: the daemon's HTTP API, its server and the client that reaches a running
+//!   daemon; [`cmd`]: the commands, each a session and its own part.
 
 pub mod api;
 pub mod cmd;

@@ -1,3 +1,5 @@
-//! The daemon's API: the client that commands use to reach a running daemon.
+//! The daemon's API: its HTTP server, and the client that commands use to reach a running
+//! daemon.
 
 pub mod client;
+pub mod server;

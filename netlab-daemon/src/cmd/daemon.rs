@@ -1,46 +1,37 @@
 //! `netlab daemon`: load and attach once, keep counting across restarts (pinned maps and
-//! links), and serve an API on a unix socket (and, when asked, on TCP).
-//!
-//! Endpoints (documented in `openapi.json`, served at `/v1/openapi.json`):
-//! `/v1/health`, `/v1/topology`, `/v1/counters`, `/v1/events` (NDJSON, or Server-Sent
-//! Events with `Accept: text/event-stream` or `?sse=1`), `/metrics` (Prometheus).
+//! links), and serve the API ([`crate::api::server`]) on a unix socket (and, when asked,
+//! on TCP). This file is the command: its options, the set-up done with every capability
+//! (bind the socket, read kernel symbols), and the loop that owns the session, answers the
+//! API's questions and publishes what changed.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt as _, Full, StreamBody};
-use hyper::body::Frame;
-use hyper::{Request, Response, StatusCode};
 use netlab_common::Config;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 
+use crate::api::client::DEFAULT_SOCKET;
+use crate::api::server::{serve, Ask, Shared, CLIENT_QUEUE};
 use crate::docker::discover::Observer;
 use crate::docker::follow::{scan, DockerFeed};
 use crate::docker::topology::Topology;
 use crate::kernel::attach::AttachMode;
 use crate::kernel::btf::Kallsyms;
-use crate::model::filter::Filter;
 use crate::model::summary::Summary;
 use crate::model::tally::Tallies;
 use crate::output::metrics;
-use crate::output::stream::StreamEvent;
 use crate::output::Broadcast;
 use crate::pipeline::Pipeline;
 use crate::session::{per_cpu_rate, Drops, Handled, Options, Session, Source, JOURNEY_TIMEOUT};
 
-use crate::api::client::DEFAULT_SOCKET;
 /// Where the daemon pins its maps and links by default.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netlab";
-/// Events queued per client before that client starts losing them.
-const CLIENT_QUEUE: usize = 4096;
 
 /// Options of `netlab daemon`.
 #[derive(Debug, Clone, clap::Args)]
@@ -79,28 +70,6 @@ pub struct DaemonArgs {
     /// filters (kept attached while the daemon is down) otherwise.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
-}
-
-/// Requests the API makes to the loop that owns the kernel objects.
-enum Ask {
-    Counters(oneshot::Sender<Summary>),
-    Metrics(oneshot::Sender<String>),
-}
-
-/// What API handlers share.
-struct Shared {
-    topo: RwLock<Arc<Topology>>,
-    events: broadcast::Sender<Arc<StreamEvent>>,
-    ask: mpsc::Sender<Ask>,
-    attached: AtomicUsize,
-    /// Whether the Docker engine answers now.
-    docker: std::sync::atomic::AtomicBool,
-    clients: AtomicUsize,
-    started: Instant,
-    /// Events lost by slow clients, all clients together.
-    client_lost: AtomicU64,
-    /// Hooks found detached by something else (and attached again).
-    hooks_lost: AtomicU64,
 }
 
 /// Removes every pinned object under `dir`: the tc links and the drop program's link
@@ -173,294 +142,6 @@ fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> 
         }
     }
     Ok(l)
-}
-
-type Body = BoxBody<Bytes, Infallible>;
-
-fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()).boxed());
-    *r.status_mut() = status;
-    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
-        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-    }
-    r
-}
-
-fn json_response<T: serde::Serialize>(v: &T) -> Response<Body> {
-    match serde_json::to_vec(v) {
-        Ok(mut b) => {
-            b.push(b'\n');
-            full(StatusCode::OK, "application/json", b)
-        }
-        Err(e) => full(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "text/plain",
-            e.to_string(),
-        ),
-    }
-}
-
-/// Query parameters: `container`, `network` and `kind` repeat; `format=text`; `sse=1`.
-fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
-    q.unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 2;
-            }
-            (c, _) => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The live event stream for one client: its own bounded queue, fed from the broadcast;
-/// when the client falls behind, what it missed is counted and told to it.
-fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> Response<Body> {
-    let mut rx = shared.events.subscribe();
-    let (tx, out) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
-    let sh = Arc::clone(shared);
-    sh.clients.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(async move {
-        let frame = |body: &Bytes| -> Bytes {
-            if sse {
-                let mut v = Vec::with_capacity(body.len() + 8);
-                v.extend_from_slice(b"data: ");
-                v.extend_from_slice(body.strip_suffix(b"\n").unwrap_or(body));
-                v.extend_from_slice(b"\n\n");
-                Bytes::from(v)
-            } else {
-                body.clone()
-            }
-        };
-        // A first line, so a client knows it is subscribed before events flow.
-        let hello = if text {
-            Bytes::from_static(b"")
-        } else {
-            Bytes::from_static(b"{\"kind\":\"subscribed\"}\n")
-        };
-        if !hello.is_empty() && tx.send(frame(&hello)).await.is_err() {
-            sh.clients.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        // Events this client missed since it was last told: its queue was full, or it
-        // fell behind the broadcast. Counted at once; told as soon as there is room.
-        let mut missed: u64 = 0;
-        loop {
-            let ev = match rx.recv().await {
-                Ok(ev) => Some(ev),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    sh.client_lost.fetch_add(n, Ordering::Relaxed);
-                    missed += n;
-                    None
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            };
-            if missed > 0 {
-                let notice = if text {
-                    format!("netlab: this client fell behind and lost {missed} events\n")
-                } else {
-                    format!("{{\"kind\":\"lost\",\"events\":{missed}}}\n")
-                };
-                match tx.try_send(frame(&Bytes::from(notice))) {
-                    Ok(()) => missed = 0,
-                    Err(mpsc::error::TrySendError::Full(_)) => {}
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
-                }
-            }
-            let Some(ev) = ev else { continue };
-            if !filter.matches_meta(&ev.meta) {
-                continue;
-            }
-            let body = if text { &ev.text } else { &ev.json };
-            // Never wait for a slow client: what does not fit its queue is lost to it.
-            match tx.try_send(frame(body)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    missed += 1;
-                    sh.client_lost.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
-            }
-        }
-        sh.clients.fetch_sub(1, Ordering::Relaxed);
-    });
-    let stream = futures_util::stream::unfold(out, |mut out| async move {
-        out.recv()
-            .await
-            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), out))
-    });
-    let mut r = Response::new(StreamBody::new(stream).boxed());
-    let ctype = if sse {
-        "text/event-stream"
-    } else if text {
-        "text/plain; charset=utf-8"
-    } else {
-        "application/x-ndjson"
-    };
-    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
-        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-    }
-    r
-}
-
-async fn handle(
-    shared: Arc<Shared>,
-    req: Request<hyper::body::Incoming>,
-) -> Result<Response<Body>, Infallible> {
-    if req.method() != hyper::Method::GET {
-        return Ok(full(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "GET only\n",
-        ));
-    }
-    let path = req.uri().path().to_owned();
-    let query = parse_query(req.uri().query());
-    let r = match path.as_str() {
-        "/v1/health" => json_response(&serde_json::json!({
-            "status": "ok",
-            "attached_interfaces": shared.attached.load(Ordering::Relaxed),
-            "clients": shared.clients.load(Ordering::Relaxed),
-            "client_events_lost": shared.client_lost.load(Ordering::Relaxed),
-            "hooks_lost": shared.hooks_lost.load(Ordering::Relaxed),
-            "docker": shared.docker.load(Ordering::Relaxed),
-            "uptime_seconds": shared.started.elapsed().as_secs(),
-        })),
-        "/v1/topology" => {
-            let t = shared.topo.read().map(|t| Arc::clone(&t));
-            let text = query.iter().any(|(k, v)| k == "format" && v == "text");
-            match t {
-                Ok(t) if text => full(
-                    StatusCode::OK,
-                    "text/plain; charset=utf-8",
-                    crate::cmd::topology::render(&t),
-                ),
-                Ok(t) => json_response(&*t),
-                Err(_) => full(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    "poisoned\n",
-                ),
-            }
-        }
-        "/v1/counters" | "/metrics" => {
-            let (tx, rx) = oneshot::channel::<Summary>();
-            let (mtx, mrx) = oneshot::channel::<String>();
-            let asked = if path == "/metrics" {
-                shared.ask.send(Ask::Metrics(mtx)).await
-            } else {
-                shared.ask.send(Ask::Counters(tx)).await
-            };
-            if asked.is_err() {
-                full(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "shutting down\n",
-                )
-            } else if path == "/metrics" {
-                match mrx.await {
-                    Ok(text) => full(StatusCode::OK, "text/plain; version=0.0.4", text),
-                    Err(_) => full(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "text/plain",
-                        "shutting down\n",
-                    ),
-                }
-            } else {
-                match rx.await {
-                    Ok(s) => json_response(&s),
-                    Err(_) => full(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "text/plain",
-                        "shutting down\n",
-                    ),
-                }
-            }
-        }
-        "/v1/events" => {
-            let get = |k: &str| -> Vec<String> {
-                query
-                    .iter()
-                    .filter(|(x, _)| x == k)
-                    .map(|(_, v)| v.clone())
-                    .collect()
-            };
-            let text = get("format").iter().any(|f| f == "text");
-            let sse = get("sse").iter().any(|v| v == "1" || v == "true")
-                || req
-                    .headers()
-                    .get(hyper::header::ACCEPT)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.contains("text/event-stream"));
-            match Filter::new(&get("container"), &get("network"), &get("kind")) {
-                Ok(f) => event_stream(&shared, f, text, sse),
-                Err(e) => full(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
-            }
-        }
-        "/v1/openapi.json" => full(
-            StatusCode::OK,
-            "application/json",
-            include_str!("../api/openapi.json"),
-        ),
-        _ => full(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found; see /v1/openapi.json\n",
-        ),
-    };
-    Ok(r)
-}
-
-/// Serves connections from `accept` until the process ends.
-fn serve<L, S>(shared: Arc<Shared>, mut accept: L)
-where
-    L: FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<S>> + Send>>
-        + Send
-        + 'static,
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        loop {
-            let io = match accept().await {
-                Ok(io) => io,
-                Err(e) => {
-                    log::warn!("accepting a client: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let sh = Arc::clone(&shared);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&sh), req));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
-                if let Err(e) = conn.await {
-                    log::debug!("client connection: {e}");
-                }
-            });
-        }
-    });
 }
 
 /// The Prometheus page from the live counters, labels and tallies.
@@ -645,34 +326,21 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     .with_output(Tallies::default())
     .with_output(Broadcast::new(events.clone()));
     let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(64);
-    let shared = Arc::new(Shared {
-        topo: RwLock::new(Arc::clone(session.topology())),
+    let shared = Arc::new(Shared::new(
+        Arc::clone(session.topology()),
         events,
-        ask: ask_tx,
-        attached: AtomicUsize::new(session.observer().attached()),
-        docker: std::sync::atomic::AtomicBool::new(session.docker_answered()),
-        clients: AtomicUsize::new(0),
-        started: Instant::now(),
-        client_lost: AtomicU64::new(0),
-        hooks_lost: AtomicU64::new(0),
-    });
+        ask_tx,
+        session.observer().attached(),
+        session.docker_answered(),
+    ));
 
-    let unix =
-        Arc::new(tokio::net::UnixListener::from_std(socket).context("serving the unix socket")?);
-    serve(Arc::clone(&shared), move || {
-        let l = Arc::clone(&unix);
-        Box::pin(async move { l.accept().await.map(|(s, _)| s) })
-    });
+    let unix = tokio::net::UnixListener::from_std(socket).context("serving the unix socket")?;
+    serve(Arc::clone(&shared), unix);
     if let Some(addr) = args.listen {
-        let tcp = Arc::new(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening on {addr}"))?,
-        );
-        serve(Arc::clone(&shared), move || {
-            let l = Arc::clone(&tcp);
-            Box::pin(async move { l.accept().await.map(|(s, _)| s) })
-        });
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        serve(Arc::clone(&shared), tcp);
         log::info!("API also on http://{addr}");
     }
     log::info!(
@@ -741,27 +409,6 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_strings() {
-        let q = parse_query(Some(
-            "container=AppDev&kind=icmp&kind=drop&format=text&network=my%20net&x",
-        ));
-        assert_eq!(
-            q,
-            vec![
-                ("container".into(), "AppDev".into()),
-                ("kind".into(), "icmp".into()),
-                ("kind".into(), "drop".into()),
-                ("format".into(), "text".into()),
-                ("network".into(), "my net".into()),
-                ("x".into(), "".into()),
-            ]
-        );
-        assert!(parse_query(None).is_empty());
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz+%41"), "%zz A");
-    }
 
     #[test]
     fn groups_are_looked_up_by_name() {
