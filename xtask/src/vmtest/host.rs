@@ -27,8 +27,8 @@ const HOST_PACKAGES: &[&str] = &[
 ///
 /// This machine kind comes with `qemu-utils` from `<release>-backports`, which bookworm's
 /// `qemu-system-x86` would remove (they break each other): qemu is then installed from the
-/// same backports release, through a source list of xtask's own (the host's sources are
-/// left as they are), as the machine's own qemu-utils was.
+/// same backports release (qemu's dependencies with it), through a source list of xtask's
+/// own (the host's sources are left as they are), as the machine's own qemu-utils was.
 pub fn ensure_tools(cache: &Path) -> Result<()> {
     let mut query = Command::new("dpkg-query");
     query
@@ -52,7 +52,7 @@ pub fn ensure_tools(cache: &Path) -> Result<()> {
         .transpose()?;
     let mut update = Command::new("apt-get");
     let mut install = Command::new("apt-get");
-    let mut names: Vec<String> = missing.iter().map(|p| (*p).to_owned()).collect();
+    let names: Vec<String> = missing.iter().map(|p| (*p).to_owned()).collect();
     if let Some(codename) = backports {
         let dir = cache.join("apt").join("host-backports");
         fs::create_dir_all(dir.join("lists/partial"))
@@ -68,11 +68,10 @@ pub fn ensure_tools(cache: &Path) -> Result<()> {
                 .arg(format!("Dir::State::Lists={}", dir.join("lists").display()))
                 .args(["-o", "APT::Sandbox::User=root"]);
         }
-        for name in &mut names {
-            if name == "qemu-system-x86" {
-                *name = format!("qemu-system-x86/{codename}-backports");
-            }
-        }
+        // The target release, not `qemu-system-x86/<codename>-backports` alone: qemu's own
+        // dependencies (qemu-system-common, -data, seabios) must come from backports too,
+        // and a per-package release pulls only the package named.
+        install.arg("-t").arg(format!("{codename}-backports"));
     }
     cmd::run(update.arg("update"))?;
     cmd::run(

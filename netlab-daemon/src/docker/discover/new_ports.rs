@@ -56,7 +56,7 @@ impl Observer {
     /// Takes note of a veth the kernel just reported as a port of an observed bridge,
     /// before the rescan that will label it: its packets are counted at once by the cover
     /// programs (when they run), and it is queued to be attached (see
-    /// [`Observer::attach_pending`]). Returns whether it is new.
+    /// [`Observer::next_attach_job`]). Returns whether it is new.
     pub fn note_new_port(&mut self, link: &links::Link, topo: &Topology) -> bool {
         let on_observed_bridge = link
             .master
@@ -167,7 +167,7 @@ impl Observer {
         self.stop_covering(idx);
     }
 
-    /// Stops covering interfaces attached for longer than [`COVER_AFTER_ATTACH`] (their
+    /// Stops covering interfaces attached for longer than `COVER_AFTER_ATTACH` (their
     /// tc programs took over), and gone ones; takes in the ports the kernel covered as
     /// they joined an observed bridge.
     pub fn expire_cover(&mut self) {

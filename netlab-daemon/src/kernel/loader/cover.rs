@@ -152,7 +152,7 @@ impl Datapath {
     }
 
     /// Tells the cover programs that `ifindex`'s tc programs run (they find ports per
-    /// packet, see [`Datapath::finds_ports`]); no-op otherwise.
+    /// packet, see `Datapath::finds_ports`); no-op otherwise.
     pub fn hand_over(&mut self, ifindex: u32) -> Result<(), LoadError> {
         if !self.finds_ports() {
             return Ok(());
@@ -317,7 +317,7 @@ impl Datapath {
     }
 
     /// Stops covering `ifindex`: its tc programs have run long enough (`gone` false: with
-    /// [`Datapath::finds_ports`], it is handed over), or it is gone. When nothing is
+    /// `Datapath::finds_ports`, it is handed over), or it is gone. When nothing is
     /// covered any more, the cover programs go idle (unless they find ports).
     pub fn uncover(&mut self, ifindex: u32, gone: bool) -> Result<(), LoadError> {
         let Some(cfg) = self.cover_cfg else {
