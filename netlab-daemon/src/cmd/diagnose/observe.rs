@@ -253,20 +253,10 @@ pub(super) async fn probe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::journey::ArpUnanswered;
 
     #[test]
     fn the_daemon_stream_is_read_by_kind() {
-        let arp = Finished::ArpUnanswered(ArpUnanswered {
-            kind: "arp-unanswered",
-            ts_ns: 5,
-            who: "172.20.0.2".parse().expect("ip"),
-            who_container: Some("AppDev".into()),
-            asked_for: "172.20.0.9".parse().expect("ip"),
-            network: Some("devops".into()),
-            iface: "br-x".into(),
-            requests: 3,
-        });
+        let arp = super::super::verdict::tests::unanswered_arp();
         let mut line = Vec::new();
         crate::model::journey::write_json(&arp, &crate::kernel::clock::Clock::new(), &mut line)
             .expect("json");

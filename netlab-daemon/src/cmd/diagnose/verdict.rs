@@ -350,7 +350,7 @@ pub(super) fn early_verdict(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -620,6 +620,20 @@ mod tests {
         );
     }
 
+    /// AppDev's ARP request for 172.20.0.9 on devops, unanswered.
+    pub(in crate::cmd::diagnose) fn unanswered_arp() -> Finished {
+        Finished::ArpUnanswered(crate::model::journey::ArpUnanswered {
+            kind: "arp-unanswered",
+            ts_ns: 5,
+            who: "172.20.0.2".parse().expect("ip"),
+            who_container: Some("AppDev".into()),
+            asked_for: "172.20.0.9".parse().expect("ip"),
+            network: Some("devops".into()),
+            iface: "br-x".into(),
+            requests: 3,
+        })
+    }
+
     #[test]
     fn daemon_json_round_trips() {
         let mut j = journey(
@@ -643,16 +657,7 @@ mod tests {
             .expect("json");
         let back: Finished = serde_json::from_slice(&out).expect("a journey");
         assert_eq!(back, Finished::Journey(j));
-        let arp = Finished::ArpUnanswered(crate::model::journey::ArpUnanswered {
-            kind: "arp-unanswered",
-            ts_ns: 5,
-            who: "172.20.0.2".parse().expect("ip"),
-            who_container: Some("AppDev".into()),
-            asked_for: "172.20.0.9".parse().expect("ip"),
-            network: Some("devops".into()),
-            iface: "br-x".into(),
-            requests: 3,
-        });
+        let arp = unanswered_arp();
         let mut out = Vec::new();
         crate::model::journey::write_json(&arp, &clock, &mut out).expect("json");
         assert_eq!(
