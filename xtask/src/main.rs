@@ -95,6 +95,17 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         pps: u64,
     },
+    /// Hold programs that do nothing on the hooks netlab uses, until SIGINT (a helper of
+    /// `bench`: the floor netlab's costs are measured against).
+    #[command(hide = true)]
+    BenchEmpty {
+        /// Interface whose tcx ingress and egress get the empty tc program (repeatable).
+        #[arg(long = "iface", required = true)]
+        ifaces: Vec<String>,
+        /// Also an empty program on the `kfree_skb` raw tracepoint.
+        #[arg(long)]
+        drop_tp: bool,
+    },
     /// Send ICMP echo requests at a rate for a while (a helper of `bench`).
     #[command(hide = true)]
     BenchIcmpSend {
@@ -193,6 +204,7 @@ fn main() -> Result<()> {
             secs,
             pps,
         } => bench::udp_send(dst, port, secs, pps),
+        Command::BenchEmpty { ifaces, drop_tp } => bench::empty_run(&ifaces, drop_tp),
         Command::BenchIcmpSend { dst, secs, pps } => bench::icmp_send(dst, secs, pps),
         Command::BenchUdpRecv { port, secs, hold } => bench::udp_recv(port, secs, hold),
         Command::Fuzz { secs } => fuzz::run(secs),

@@ -1,13 +1,15 @@
 //! Acting on this host, for the integration tests and for xtask alike: running commands
 //! ([`cmd`]) and background processes ([`process`]), network namespaces and the links between
 //! them ([`netns`]), the BPF objects a process holds ([`fdinfo`]) and the programs on an
-//! interface's tcx hooks ([`tcx`]), ping's statistics ([`ping`]) and the root check
+//! interface's tcx hooks ([`tcx`]), programs that do nothing to measure against
+//! ([`empty_prog`]), ping's statistics ([`ping`]) and the root check
 //! ([`root`]).
 //!
 //! Nothing here knows netlab: what is netlab's (its daemon, its output, Docker fixtures)
 //! stays in the crate's other modules.
 
 pub mod cmd;
+pub mod empty_prog;
 pub mod fdinfo;
 pub mod netns;
 pub mod ping;

@@ -26,6 +26,7 @@
 
 mod bursts;
 mod costs;
+mod empty;
 mod flood;
 mod kernel;
 mod machine;
@@ -64,6 +65,7 @@ use process::{check_stop, quiet, spawn, wait_for, StopFlag};
 use results::Results;
 use scale::scale;
 
+pub use empty::run as empty_run;
 pub use traffic::{icmp_send, udp_recv, udp_send};
 
 // ---------------------------------------------------------------------------------------------
