@@ -15,6 +15,29 @@ pub const COUNTER_ENTRIES: u32 = 32_768;
 /// Size of the sample ring buffer in bytes (a power of two, a multiple of the page size).
 pub const EVENT_RING_BYTES: u32 = 8 << 20;
 
+/// The programs wake the ring's reader at most this often (a wake-up costs the program
+/// more than the record): a record whose submit does not wake it waits for the reader's
+/// own timer, which runs this long after the last wake-up while records keep coming. No
+/// record waits longer than this for the reader to be due (see `session.rs`).
+pub const RING_WAKE_NS: u64 = 2_000_000;
+/// ... or when this many bytes wait in the ring (an eighth of it), whichever comes first.
+pub const RING_WAKE_BYTES: u64 = (EVENT_RING_BYTES / 8) as u64;
+/// Name of the single-entry array holding when the programs last woke the ring's reader
+/// (`bpf_ktime_get_ns`, CLOCK_MONOTONIC).
+pub const MAP_RING_WAKE: &str = "NETLAB_RING_WAKE";
+
+/// Interfaces whose counters live in the dense per-CPU array [`MAP_SLOT_COUNTERS`]; the
+/// others' in the per-CPU hash [`MAP_COUNTERS`].
+pub const COUNTER_SLOTS: u32 = 1024;
+/// Cells of [`MAP_IF_SLOTS`] (a power of two): interface `i` can only take cell
+/// `i % IF_SLOT_CELLS`.
+pub const IF_SLOT_CELLS: u32 = 16_384;
+/// Name of the direct-mapped table from interface index to counter slot: cell
+/// `ifindex % IF_SLOT_CELLS` holds `ifindex << 32 | slot`, or 0. Written by user space only.
+pub const MAP_IF_SLOTS: &str = "NETLAB_IF_SLOTS";
+/// Name of the per-CPU array of [`SlotCounters`], one per slot.
+pub const MAP_SLOT_COUNTERS: &str = "NETLAB_SLOT_COUNTERS";
+
 /// Name of the per-CPU counter map.
 pub const MAP_COUNTERS: &str = "NETLAB_COUNTERS";
 /// Name of the sample ring buffer.
@@ -138,6 +161,27 @@ pub struct CounterKey {
     pub _pad: [u8; 2],
 }
 
+/// One interface's exact packet counters, by direction then kind (one element of
+/// [`MAP_SLOT_COUNTERS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotCounters {
+    pub n: [[u64; kind::COUNT as usize]; 2],
+}
+
+impl Default for SlotCounters {
+    fn default() -> Self {
+        SlotCounters {
+            n: [[0; kind::COUNT as usize]; 2],
+        }
+    }
+}
+
+/// The [`MAP_IF_SLOTS`] cell of interface `ifindex` says it has slot `slot`.
+pub const fn slot_cell(ifindex: u32, slot: u32) -> u64 {
+    ((ifindex as u64) << 32) | slot as u64
+}
+
 /// Run-time settings written by user space before attaching.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +205,8 @@ impl Default for Config {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SampleState {
-    /// Packets seen on this CPU (for 1-in-N sampling).
+    /// Packets seen on this CPU since the last sample (for 1-in-N sampling: the N-th is
+    /// sampled and this starts again from 0).
     pub seen: u64,
     /// Start of the current one-second window (monotonic ns).
     pub window_start_ns: u64,
@@ -308,6 +353,8 @@ pub struct DropEvent {
 }
 
 const _: () = assert!(core::mem::size_of::<CounterKey>() == 8);
+const _: () = assert!(core::mem::size_of::<SlotCounters>() == 2 * 8 * kind::COUNT as usize);
+const _: () = assert!(IF_SLOT_CELLS.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<DropConfig>() == 88);
 const _: () = assert!(core::mem::size_of::<CoverConfig>() == 64);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 40 + SNAP_LEN);
@@ -324,6 +371,8 @@ mod pod {
     unsafe impl aya::Pod for super::CounterKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SlotCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SampleState {}
     // SAFETY: as above.

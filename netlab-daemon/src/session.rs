@@ -161,6 +161,8 @@ pub struct Session {
     pub pipeline: Pipeline,
     topo_events: Tracker,
     ticker: tokio::time::Interval,
+    /// When the ring is drained next without being woken (see [`next_drain`]).
+    drain_at: Option<tokio::time::Instant>,
     ticks: u64,
     /// When the waiting netfilter drops are attributed.
     attribute_at: Option<tokio::time::Instant>,
@@ -278,6 +280,7 @@ impl Session {
             pipeline: Pipeline::new(Arc::new(topo), drops, journeys),
             topo_events,
             ticker,
+            drain_at: None,
             ticks: 0,
             attribute_at: None,
             attaching: None,
@@ -327,19 +330,30 @@ impl Session {
         let attaching = self.attaching.is_some();
         let pending = self.obs.has_pending();
         let Session {
+            obs,
             ring,
             follow,
             pipeline,
             ticker,
+            drain_at,
             attaching: job,
             more,
             ..
         } = self;
+        let due = *drain_at;
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting for events")?;
-                *more = drain(guard.get_inner_mut(), pipeline)?;
                 guard.clear_ready();
+                let (m, _) = drain(guard.get_inner_mut(), pipeline)?;
+                *more = m;
+                *drain_at = Some(tokio::time::Instant::now() + RING_WAKE);
+                Ok(Wake::Events)
+            }
+            () = tokio::time::sleep_until(due.unwrap_or_else(far)), if due.is_some() => {
+                let (m, n) = drain(ring.get_mut(), pipeline)?;
+                *more = m;
+                *drain_at = next_drain(n, obs.datapath().last_ring_wake());
                 Ok(Wake::Events)
             }
             () = tokio::time::sleep_until(attribute_at.unwrap_or_else(far)), if attribute_at.is_some() => {
@@ -450,7 +464,7 @@ impl Session {
         match change {
             Change::LinkGone { ifindex } => {
                 // Events already queued for it are shown first, with its labels.
-                *more = drain(ring.get_mut(), p)?;
+                *more = drain(ring.get_mut(), p)?.0;
                 topo_events.gone(obs.forget(ifindex).into_iter().collect(), &p.topo);
             }
             Change::Link(link) => {
@@ -468,7 +482,7 @@ impl Session {
             }
             Change::Docker(h) => topo_events.docker(h),
             Change::Rescanned { topo: t, started } => {
-                *more = drain(ring.get_mut(), p)?;
+                *more = drain(ring.get_mut(), p)?.0;
                 handled.rescanned = Some(Arc::clone(&p.topo));
                 let done = obs.reconcile(&t);
                 topo_events.gone(done.forgotten, &p.topo);
@@ -536,16 +550,47 @@ fn far() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
-/// Reads every record available now. Returns `false` once no more output is wanted.
-fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) -> anyhow::Result<bool> {
+/// How long after a wake-up the ring is drained again while records keep coming: the
+/// programs' own interval between wake-ups (`RING_WAKE_NS`).
+const RING_WAKE: Duration = Duration::from_nanos(netlab_common::RING_WAKE_NS);
+
+/// When to drain the ring next, after a timed drain that read `read` records, given when
+/// the programs last woke it (`last_wake`, CLOCK_MONOTONIC ns, `None` unreadable).
+///
+/// A program's submit wakes this reader only if `RING_WAKE` passed since the last
+/// wake-up (or the ring is an eighth full); other records wait for this timer. It runs
+/// `RING_WAKE` after each wake-up and again after each drain that found records, and
+/// stops only at an empty drain made at least `RING_WAKE` after the last wake-up. A record
+/// submitted after that drain finds `RING_WAKE` passed and wakes the reader itself; one
+/// submitted before it was read by it or by an earlier drain. So no record waits more than
+/// `RING_WAKE` (plus the time to get the CPU) to be read.
+fn next_drain(read: usize, last_wake: Option<u64>) -> Option<tokio::time::Instant> {
+    let now = tokio::time::Instant::now();
+    if read > 0 {
+        return Some(now + RING_WAKE);
+    }
+    let Some(last) = last_wake else {
+        // Cannot tell: keep draining (a read per RING_WAKE, as under load).
+        return Some(now + RING_WAKE);
+    };
+    let since =
+        Duration::from_nanos(crate::kernel::clock::Clock::monotonic_now().saturating_sub(last));
+    (since < RING_WAKE).then(|| now + (RING_WAKE - since))
+}
+
+/// Reads every record available now. Returns `false` once no more output is wanted, and
+/// how many records it read.
+fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) -> anyhow::Result<(bool, usize)> {
+    let mut n = 0;
     while let Some(item) = ring.next() {
         p.record(&item)?;
         drop(item);
+        n += 1;
         if p.full() {
             break;
         }
     }
-    Ok(p.flush()? && !p.full())
+    Ok((p.flush()? && !p.full(), n))
 }
 
 /// Starts the programs that count a new bridge port's packets until its own are attached;

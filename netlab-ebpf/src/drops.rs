@@ -15,7 +15,7 @@ use netlab_common::{
     SNAP_LEN,
 };
 
-use crate::program::{bump_stat, MAX_IPV6_EXT, NETLAB_EVENTS};
+use crate::program::{bump_stat, submit_flags, MAX_IPV6_EXT, NETLAB_EVENTS};
 
 #[map]
 static NETLAB_DROP_CONFIG: Array<DropConfig> = Array::with_max_entries(1, 0);
@@ -213,10 +213,12 @@ fn observe_drop(ctx: &TracePointContext) {
     } else {
         (0, 0)
     };
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: `ev` points to a reserved ring-buffer slot of size_of::<DropEvent>() bytes;
     // the copy into `data` is between 1 and SNAP_LEN bytes long, within the packet.
     unsafe {
-        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).ts_ns = now;
         (*ev).ifindex = ifindex;
         (*ev).pkt_len = avail.min(u32::MAX as u64) as u32;
         (*ev).reason = reason;
@@ -232,5 +234,5 @@ fn observe_drop(ctx: &TracePointContext) {
         };
         (*ev).cap_len = if ok { cap as u16 } else { 0 };
     }
-    entry.submit(0);
+    entry.submit(submit_flags(now));
 }

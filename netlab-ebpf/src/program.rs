@@ -1,13 +1,14 @@
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
     maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::TcContext,
 };
 use netlab_common::{
-    direction, kind, record, stat, Config, CounterKey, PacketEvent, SampleState, COUNTER_ENTRIES,
-    EVENT_RING_BYTES, SNAP_LEN,
+    direction, kind, record, stat, Config, CounterKey, PacketEvent, SampleState, SlotCounters,
+    COUNTER_ENTRIES, COUNTER_SLOTS, EVENT_RING_BYTES, IF_SLOT_CELLS, RING_WAKE_BYTES, RING_WAKE_NS,
+    SNAP_LEN,
 };
 
 /// "Carry on": `TCX_NEXT` for TCX links, `TC_ACT_UNSPEC` for cls_bpf (both -1).
@@ -22,9 +23,23 @@ const ETH_P_8021AD: u16 = 0x88A8;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
 
+/// Counters of the interfaces that have no slot (see [`count`]).
 #[map]
 static NETLAB_COUNTERS: PerCpuHashMap<CounterKey, u64> =
     PerCpuHashMap::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// Interface index → counter slot, direct-mapped (`netlab_common::MAP_IF_SLOTS`).
+#[map]
+static NETLAB_IF_SLOTS: Array<u64> = Array::with_max_entries(IF_SLOT_CELLS, 0);
+
+/// One interface's counters per slot, per CPU.
+#[map]
+static NETLAB_SLOT_COUNTERS: PerCpuArray<SlotCounters> =
+    PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// When the programs last woke the ring's reader (see [`submit_flags`]).
+#[map]
+static NETLAB_RING_WAKE: Array<u64> = Array::with_max_entries(1, 0);
 
 #[map]
 pub(crate) static NETLAB_EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
@@ -342,8 +357,24 @@ pub(crate) fn bump_stat(slot: u32) {
     }
 }
 
+/// Counts one packet of kind `k` on `ifindex`: in the interface's slot when user space gave
+/// it one (two array lookups), else in the per-CPU hash (a hash lookup, and an insert for
+/// the first packet). User space adds both up, so a packet counted in either is counted once.
 #[inline(always)]
 pub(crate) fn count(ifindex: u32, dir: u8, k: u8) {
+    if let Some(cell) = NETLAB_IF_SLOTS.get(ifindex & (IF_SLOT_CELLS - 1)) {
+        let cell = *cell;
+        if cell >> 32 == u64::from(ifindex) && ifindex != 0 {
+            if let Some(c) = NETLAB_SLOT_COUNTERS.get_ptr_mut(cell as u32) {
+                if k < kind::COUNT {
+                    // SAFETY: per-CPU value, only this CPU writes it while this program
+                    // runs; both indexes are checked against the array's dimensions.
+                    unsafe { (*c).n[usize::from(dir & 1)][usize::from(k)] += 1 };
+                }
+                return;
+            }
+        }
+    }
     let key = CounterKey {
         ifindex,
         direction: dir,
@@ -360,6 +391,28 @@ pub(crate) fn count(ifindex: u32, dir: u8, k: u8) {
         if NETLAB_COUNTERS.insert(&key, 1u64, 1).is_ok() {
             return;
         }
+    }
+}
+
+/// The flags of a ring-buffer submit at time `now`: wake the reader only when
+/// `RING_WAKE_NS` passed since the last wake-up or `RING_WAKE_BYTES` wait, else not (a
+/// wake-up per record costs more than the record). The reader drains on a timer while
+/// records come, so a record that does not wake it waits at most `RING_WAKE_NS`.
+#[inline(always)]
+pub(crate) fn submit_flags(now: u64) -> u64 {
+    let Some(last) = NETLAB_RING_WAKE.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a plain u64 of a map value; CPUs racing here each write a recent time, and
+    // a wake-up more or less is harmless.
+    let last = unsafe { &mut *last };
+    if now.wrapping_sub(*last) >= RING_WAKE_NS
+        || NETLAB_EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= RING_WAKE_BYTES
+    {
+        *last = now;
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
     }
 }
 
@@ -380,11 +433,15 @@ pub(crate) fn sample(
     };
     // SAFETY: per-CPU state, only this CPU touches it while this program runs.
     let st = unsafe { &mut *st };
-    st.seen += 1;
     let every = cfg.sample_every as u64;
-    if every > 1 && st.seen % every != 0 {
-        bump_stat(stat::SAMPLED_OUT);
-        return;
+    if every > 1 {
+        // The N-th packet is sampled, then counting starts again (no division).
+        st.seen += 1;
+        if st.seen < every {
+            bump_stat(stat::SAMPLED_OUT);
+            return;
+        }
+        st.seen = 0;
     }
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -427,5 +484,5 @@ pub(crate) fn sample(
         };
         (*ev).cap_len = if copied <= cap { copied as u16 } else { 0 };
     }
-    entry.submit(0);
+    entry.submit(submit_flags(now));
 }

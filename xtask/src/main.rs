@@ -79,6 +79,10 @@ enum Command {
         /// Print one JSON object with the headline numbers on stdout (the table goes to stderr).
         #[arg(long)]
         json: bool,
+        /// Run only these parts (repeatable; the others' numbers are null). BENCH.md is
+        /// rewritten only by a run of every part.
+        #[arg(long, value_enum)]
+        only: Vec<bench::Part>,
     },
     /// Send small UDP datagrams as fast as possible for a while (a helper of `bench`).
     #[command(hide = true)]
@@ -197,7 +201,7 @@ fn main() -> Result<()> {
         Command::Lab {
             duration, rebuild, ..
         } => lab::run(duration, rebuild),
-        Command::Bench { quick, json } => bench::run(quick, json),
+        Command::Bench { quick, json, only } => bench::run(quick, json, &only),
         Command::BenchUdpSend {
             dst,
             port,

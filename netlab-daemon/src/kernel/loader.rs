@@ -3,8 +3,8 @@
 //! [`Datapath`] owns the loaded object. Its jobs, one file each: `loader/programs.rs` the
 //! two tc programs (attaching them to an interface), `loader/drops.rs` the `skb:kfree_skb`
 //! program and the kernel's drop reasons, `loader/cover.rs` the programs that count a new
-//! bridge port's packets until its tc programs run, and `loader/maps.rs` the packet
-//! counters, delivery statistics and the sample ring.
+//! bridge port's packets until its tc programs run, `loader/maps.rs` the packet counters,
+//! delivery statistics and the sample ring, and `loader/slots.rs` the counter slots.
 
 use aya::{
     maps::{Array, MapError},
@@ -12,8 +12,8 @@ use aya::{
     Ebpf, EbpfError,
 };
 use netlab_common::{
-    Config, CoverConfig, MAP_CONFIG, MAP_COUNTERS, MAP_DROP_REASONS, MAP_STATS, PROG_EGRESS,
-    PROG_INGRESS,
+    Config, CoverConfig, MAP_CONFIG, MAP_COUNTERS, MAP_DROP_REASONS, MAP_IF_SLOTS,
+    MAP_SLOT_COUNTERS, MAP_STATS, PROG_EGRESS, PROG_INGRESS,
 };
 
 use crate::kernel::btf;
@@ -22,6 +22,7 @@ mod cover;
 mod drops;
 mod maps;
 mod programs;
+mod slots;
 
 use cover::EnslaveLink;
 use drops::DropLink;
@@ -97,6 +98,8 @@ pub struct Datapath {
     enslave_link: Option<EnslaveLink>,
     /// Their configuration, once written.
     cover_cfg: Option<CoverConfig>,
+    /// Which interface counts in which counter slot.
+    slots: slots::Slots,
     ebpf: Ebpf,
 }
 
@@ -154,10 +157,16 @@ impl Datapath {
         let mut loader = aya::EbpfLoader::new();
         let paths: Vec<(&str, std::path::PathBuf)> = pin_dir
             .map(|d| {
-                [MAP_COUNTERS, MAP_STATS, MAP_DROP_REASONS]
-                    .into_iter()
-                    .map(|m| (m, d.join(m)))
-                    .collect()
+                [
+                    MAP_COUNTERS,
+                    MAP_IF_SLOTS,
+                    MAP_SLOT_COUNTERS,
+                    MAP_STATS,
+                    MAP_DROP_REASONS,
+                ]
+                .into_iter()
+                .map(|m| (m, d.join(m)))
+                .collect()
             })
             .unwrap_or_default();
         for (name, path) in &paths {
@@ -178,13 +187,18 @@ impl Datapath {
                 .ok_or(LoadError::MissingProgram(name))?;
             prog.load().map_err(refused(name))?;
         }
-        Ok(Self {
+        let mut dp = Self {
             kfree_link: None,
             cover_links: None,
             enslave_link: None,
             cover_cfg: None,
+            slots: slots::Slots::default(),
             ebpf,
-        })
+        };
+        if pin_dir.is_some() {
+            dp.read_slots()?;
+        }
+        Ok(dp)
     }
 }
 

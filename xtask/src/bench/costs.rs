@@ -13,6 +13,7 @@ use super::parse::number_at;
 use netlab_tests::host::ping;
 use netlab_tests::host::process::Stdout;
 
+use super::empty::start_empty;
 use super::process::quiet;
 use super::traffic::{ping_cmd, udp_window, Receiver};
 use super::{start_watch, Plan, UDP_PAYLOAD, UDP_PORT};
@@ -20,8 +21,11 @@ use super::{start_watch, Plan, UDP_PAYLOAD, UDP_PORT};
 /// What the programs did during one traffic window.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct CostWindow {
+    pub(super) round: usize,
     /// `udp` (skipped) or `icmp`.
     pub(super) traffic: &'static str,
+    /// netlab's `--sample`, or 0 for the empty programs (`xtask bench-empty`) measured the
+    /// same way in the same round: the floor netlab's costs are reported over.
     pub(super) sample: u32,
     pub(super) ingress: RunStats,
     pub(super) egress: RunStats,
@@ -101,15 +105,25 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
     let mut windows = Vec::new();
     let (mut watch_mem_idle, mut watch_mem_busy) = (None, None);
     for round in 0..plan.cost_rounds {
-        for sample in [1u32, 100] {
+        // 0: the empty programs, first in each round.
+        for sample in [0u32, 1, 100] {
             eprintln!(
-                "xtask: bench: per-packet cost, round {}/{}, --sample {sample}",
+                "xtask: bench: per-packet cost, round {}/{}, {}",
                 round + 1,
-                plan.cost_rounds
+                plan.cost_rounds,
+                if sample == 0 {
+                    "empty programs".to_owned()
+                } else {
+                    format!("--sample {sample}")
+                }
             );
-            let watch = start_watch(netlab, &["--sample", &sample.to_string()], Stdout::Discard)?;
+            let watch = if sample == 0 {
+                start_empty(xtask, false)?
+            } else {
+                start_watch(netlab, &["--sample", &sample.to_string()], Stdout::Discard)?
+            };
             let progs = TcProgs::of(watch.pid())?;
-            if watch_mem_idle.is_none() {
+            if sample != 0 && watch_mem_idle.is_none() {
                 watch_mem_idle = MemSnapshot::of(watch.pid()).ok();
             }
             let t0 = progs.read()?;
@@ -132,13 +146,14 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
             let (udp_on, icmp_on) = test(true)?;
             let (udp_off, icmp_off) = test(false)?;
             stats.set(true)?;
-            if watch_mem_busy.is_none() {
+            if sample != 0 && watch_mem_busy.is_none() {
                 watch_mem_busy = MemSnapshot::of(watch.pid()).ok();
             }
             watch.stop_within(libc::SIGINT, Duration::from_secs(20))?;
             let pings = ping::totals(&out).ok_or_else(|| anyhow!("ping said {out:?}"))?;
             ensure!(pings.received > 0, "no echo reply came back: {out}");
             windows.push(CostWindow {
+                round,
                 traffic: "udp",
                 sample,
                 ingress: t1.0.since(t0.0),
@@ -148,6 +163,7 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
                 test_run_stats_off: udp_off,
             });
             windows.push(CostWindow {
+                round,
                 traffic: "icmp",
                 sample,
                 ingress: t2.0.since(t1.0),

@@ -70,9 +70,16 @@ impl Results {
         }
         if let Some(c) = self.costs.as_ref().map(|c| &c.windows) {
             s.push_str("\n### 1. Per-packet cost of the tc programs\n\n");
-            s.push_str("ns per program run = Δrun_time_ns / Δrun_cnt of each window (one window per round and setting), from the programs' fdinfo with `kernel.bpf_stats_enabled=1`; these include the statistics' own two clock reads per run. The last columns run the ingress program on the same kind of frame with `bpftool prog run … repeat N` (BPF_PROG_TEST_RUN, 1,000,000 UDP or 20,000 ICMP runs timed together), with the statistics on and off: their difference is what the statistics add to every run; each TEST_RUN iteration also pays a `local_bh_disable/enable` pair.\n\n");
+            s.push_str("ns per program run = Δrun_time_ns / Δrun_cnt of each window (one window per round and setting), from the programs' fdinfo with `kernel.bpf_stats_enabled=1`; these include the statistics' own two clock reads per run. The last columns run the ingress program on the same kind of frame with `bpftool prog run … repeat N` (BPF_PROG_TEST_RUN, 1,000,000 UDP or 20,000 ICMP runs timed together), with the statistics on and off: their difference is what the statistics add to every run; each TEST_RUN iteration also pays a `local_bh_disable/enable` pair. The rows \"empty program\" are two-instruction tc programs (`xtask bench-empty`) attached to the same hooks the same way (TCX links), measured in the same rounds: what any program on these hooks costs, the floor the summary's \"over the empty program\" rows subtract, round by round.\n\n");
             s.push_str("| traffic | --sample | ingress ns/run | egress ns/run | both ns/run | runs per window | packets per window | TEST_RUN, stats on | TEST_RUN, stats off |\n|---|---|---|---|---|---|---|---|---|\n");
-            for (traffic, sample) in [("udp", 1), ("udp", 100), ("icmp", 1), ("icmp", 100)] {
+            for (traffic, sample) in [
+                ("udp", 0),
+                ("udp", 1),
+                ("udp", 100),
+                ("icmp", 0),
+                ("icmp", 1),
+                ("icmp", 100),
+            ] {
                 let ws: Vec<&CostWindow> = c
                     .iter()
                     .filter(|w| w.traffic == traffic && w.sample == sample)
@@ -82,11 +89,16 @@ impl Results {
                         .map_or("–".into(), |x| x.show(d))
                 };
                 s.push_str(&format!(
-                    "| {} | {sample} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     if traffic == "udp" {
                         "UDP (skipped)"
                     } else {
                         "ICMP echo"
+                    },
+                    if sample == 0 {
+                        "empty program".to_owned()
+                    } else {
+                        sample.to_string()
                     },
                     col(&|w| w.ingress.ns_per_run(), 1),
                     col(&|w| w.egress.ns_per_run(), 1),

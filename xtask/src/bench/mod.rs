@@ -201,8 +201,27 @@ impl Plan {
 // The command.
 // ---------------------------------------------------------------------------------------------
 
-/// Runs every measurement, prints the table (and the JSON object), writes BENCH.md.
-pub fn run(quick: bool, json: bool) -> Result<()> {
+/// The parts of the bench, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// 1: per-packet cost of the tc programs.
+    Costs,
+    /// 2: UDP packets per second.
+    Pps,
+    /// 3: ICMP floods.
+    Flood,
+    /// 4: the user-space pipeline (criterion).
+    Pipeline,
+    /// 5: attaching to 500 veths.
+    Scale,
+    /// 6: the daemon's memory.
+    Memory,
+}
+
+/// Runs every measurement (or those of `only`), prints the table (and the JSON object),
+/// writes BENCH.md (after a run of every part).
+pub fn run(quick: bool, json: bool, only: &[Part]) -> Result<()> {
+    let wanted = |p: Part| only.is_empty() || only.contains(&p);
     root::require_root("`cargo xtask bench` (namespaces, eBPF, BPF statistics)")?;
     let plan = Plan::new(quick);
     let started = Instant::now();
@@ -217,7 +236,9 @@ pub fn run(quick: bool, json: bool) -> Result<()> {
         }
         None => workspace::build_daemon(true)?,
     };
-    build_pipeline_bench()?;
+    if wanted(Part::Pipeline) {
+        build_pipeline_bench()?;
+    }
     let built = started.elapsed().as_secs_f64();
     let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
     let _stop = StopFlag::install();
@@ -231,17 +252,30 @@ pub fn run(quick: bool, json: bool) -> Result<()> {
     };
     r.log.timings.push(("builds".into(), built));
     {
-        let pair = part(&mut r.log, "the namespace pair", Pair::create)?;
+        let pair = if [Part::Costs, Part::Pps, Part::Flood]
+            .into_iter()
+            .any(wanted)
+        {
+            part(&mut r.log, "the namespace pair", Pair::create)?
+        } else {
+            None
+        };
         if let Some(pair) = &pair {
-            r.costs = part(&mut r.log, "per-packet cost", || {
-                costs(pair, &netlab, &xtask, &plan)
-            })?;
-            r.pps = part(&mut r.log, "packets per second", || {
-                pps(pair, &netlab, &xtask, &plan)
-            })?;
-            r.flood = part(&mut r.log, "ICMP flood", || {
-                flood(pair, &netlab, &xtask, &plan)
-            })?;
+            if wanted(Part::Costs) {
+                r.costs = part(&mut r.log, "per-packet cost", || {
+                    costs(pair, &netlab, &xtask, &plan)
+                })?;
+            }
+            if wanted(Part::Pps) {
+                r.pps = part(&mut r.log, "packets per second", || {
+                    pps(pair, &netlab, &xtask, &plan)
+                })?;
+            }
+            if wanted(Part::Flood) {
+                r.flood = part(&mut r.log, "ICMP flood", || {
+                    flood(pair, &netlab, &xtask, &plan)
+                })?;
+            }
         }
         let start = Instant::now();
         drop(pair);
@@ -249,14 +283,20 @@ pub fn run(quick: bool, json: bool) -> Result<()> {
             .timings
             .push(("removing the pair".into(), start.elapsed().as_secs_f64()));
     }
-    r.pipeline = part(&mut r.log, "pipeline", || pipeline(&plan))?;
-    {
+    if wanted(Part::Pipeline) {
+        r.pipeline = part(&mut r.log, "pipeline", || pipeline(&plan))?;
+    }
+    if wanted(Part::Scale) || wanted(Part::Memory) {
         let scale_ns = part(&mut r.log, "the 500-veth namespace", || {
             ScaleNs::create(plan.veths)
         })?;
         if let Some(ns) = &scale_ns {
-            r.scale = part(&mut r.log, "scale", || scale(ns, &netlab, &plan))?;
-            r.memory = part(&mut r.log, "memory", || memory(ns, &netlab, &plan))?;
+            if wanted(Part::Scale) {
+                r.scale = part(&mut r.log, "scale", || scale(ns, &netlab, &plan))?;
+            }
+            if wanted(Part::Memory) {
+                r.memory = part(&mut r.log, "memory", || memory(ns, &netlab, &plan))?;
+            }
         }
         let start = Instant::now();
         drop(scale_ns);
@@ -276,9 +316,11 @@ pub fn run(quick: bool, json: bool) -> Result<()> {
     } else {
         print!("{table}");
     }
-    let md = workspace::root().join(BENCH_MD);
-    write_bench_md(&md, &r)?;
-    eprintln!("xtask: wrote {}", md.display());
+    if only.is_empty() {
+        let md = workspace::root().join(BENCH_MD);
+        write_bench_md(&md, &r)?;
+        eprintln!("xtask: wrote {}", md.display());
+    }
     Ok(())
 }
 

@@ -42,8 +42,39 @@ impl Results {
             .costs
             .iter()
             .flat_map(|c| &c.windows)
-            .filter(|w| w.traffic == traffic && sample.is_none_or(|s| w.sample == s))
+            .filter(|w| w.traffic == traffic && w.sample != 0)
+            .filter(|w| sample.is_none_or(|s| w.sample == s))
             .filter_map(CostWindow::ns_per_run)
+            .collect();
+        Spread::of(&v)
+    }
+
+    /// The empty programs' ns per run on `traffic`.
+    fn cost_spread_empty(&self, traffic: &str) -> Option<Spread> {
+        let v: Vec<f64> = self
+            .costs
+            .iter()
+            .flat_map(|c| &c.windows)
+            .filter(|w| w.traffic == traffic && w.sample == 0)
+            .filter_map(CostWindow::ns_per_run)
+            .collect();
+        Spread::of(&v)
+    }
+
+    /// Per round, netlab's ns per run over the empty programs' on the same traffic (the
+    /// windows with `sample`, or every netlab window when `None`).
+    fn cost_over_empty(&self, traffic: &str, sample: Option<u32>) -> Option<Spread> {
+        let windows: Vec<&CostWindow> = self.costs.iter().flat_map(|c| &c.windows).collect();
+        let v: Vec<f64> = windows
+            .iter()
+            .filter(|w| w.traffic == traffic && w.sample != 0)
+            .filter(|w| sample.is_none_or(|s| w.sample == s))
+            .filter_map(|w| {
+                let empty = windows
+                    .iter()
+                    .find(|e| e.round == w.round && e.traffic == traffic && e.sample == 0)?;
+                Some(w.ns_per_run()? - empty.ns_per_run()?)
+            })
             .collect();
         Spread::of(&v)
     }
@@ -111,6 +142,11 @@ impl Results {
                 met: s.map(|s| ok(s.median)),
             };
         let skip = self.cost_spread("udp", None);
+        let empty_udp = self.cost_spread_empty("udp");
+        let empty_icmp = self.cost_spread_empty("icmp");
+        let skip_over = self.cost_over_empty("udp", None);
+        let icmp100_over = self.cost_over_empty("icmp", Some(100));
+        let icmp1_over = self.cost_over_empty("icmp", Some(1));
         let icmp100 = self.cost_spread("icmp", Some(100));
         let icmp1 = self.cost_spread("icmp", Some(1));
         let netlab = Spread::of(&self.ratios(Receiver::Reads, Observer::Netlab));
@@ -128,13 +164,35 @@ impl Results {
             _ => None,
         };
         vec![
+            Row {
+                met: None,
+                ..spread_row(
+                    "empty tc program, UDP (ns/run)",
+                    "",
+                    empty_udp,
+                    1,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "tc programs, UDP they skip (ns/run)",
+                    "skip_ns_per_pkt",
+                    skip,
+                    1,
+                    "",
+                    |_| true,
+                )
+            },
             spread_row(
-                "tc programs, UDP they skip (ns/run)",
-                "skip_ns_per_pkt",
-                skip,
+                "same, over the empty program (ns/run)",
+                "skip_ns_over_empty",
+                skip_over,
                 1,
-                "≤ 15",
-                |v| v <= 15.0,
+                "≤ 10",
+                |v| v <= 10.0,
             ),
             Row {
                 met: None,
@@ -147,10 +205,32 @@ impl Results {
                     |_| true,
                 )
             },
+            Row {
+                met: None,
+                ..spread_row(
+                    "empty tc program, ICMP echo (ns/run)",
+                    "",
+                    empty_icmp,
+                    1,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "tc programs, ICMP at --sample 100 (ns/run)",
+                    "icmp_ns_per_pkt_sample100",
+                    icmp100,
+                    1,
+                    "",
+                    |_| true,
+                )
+            },
             spread_row(
-                "tc programs, ICMP at --sample 100 (ns/run)",
-                "icmp_ns_per_pkt_sample100",
-                icmp100,
+                "same, over the empty program (ns/run)",
+                "icmp_ns_over_empty_sample100",
+                icmp100_over,
                 1,
                 "≤ 60",
                 |v| v <= 60.0,
@@ -166,6 +246,14 @@ impl Results {
                     |_| true,
                 )
             },
+            spread_row(
+                "same, over the empty program (ns/run)",
+                "event_ns_over_empty_sample1",
+                icmp1_over,
+                1,
+                "≤ 250",
+                |v| v <= 250.0,
+            ),
             Row {
                 met: None,
                 ..spread_row(
@@ -397,9 +485,12 @@ impl Results {
 }
 
 /// The keys of `--json`, in order.
-const JSON_KEYS: [&str; 10] = [
+const JSON_KEYS: [&str; 13] = [
     "skip_ns_per_pkt",
     "icmp_ns_per_pkt_sample100",
+    "skip_ns_over_empty",
+    "icmp_ns_over_empty_sample100",
+    "event_ns_over_empty_sample1",
     "pps_ratio_netlab",
     "pps_ratio_tcpdump_filtered",
     "pps_ratio_tcpdump_full",

@@ -210,8 +210,12 @@ impl Observer {
         }
     }
 
-    /// Tells the cover programs that `idx`'s tc programs run, if they find ports per packet.
+    /// Tells the cover programs that `idx`'s tc programs run, if they find ports per packet,
+    /// and gives it a counter slot.
     pub(super) fn hand_over(&mut self, idx: u32) {
+        if let Err(e) = self.dp.give_slot(idx) {
+            log::debug!("a counter slot for {idx}: {e:#}");
+        }
         if let Err(e) = self.dp.hand_over(idx) {
             log::debug!("handing {idx} over to its tc programs: {e:#}");
         }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
-use netlab_common::{stat, CounterKey, MAP_COUNTERS, MAP_EVENTS, MAP_STATS};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use netlab_common::{stat, CounterKey, MAP_COUNTERS, MAP_EVENTS, MAP_RING_WAKE, MAP_STATS};
 
 use super::{map_err, Datapath, LoadError};
 use crate::model::kind::{Direction, Kind};
@@ -39,7 +39,8 @@ impl Datapath {
         RingBuf::try_from(map).map_err(map_err(MAP_EVENTS))
     }
 
-    /// Exact packet counters, summed over CPUs, for every (ifindex, direction, kind) seen.
+    /// Exact packet counters, summed over CPUs, for every (ifindex, direction, kind) seen
+    /// (from the hash and the slots).
     pub fn counters(&self) -> Result<BTreeMap<(u32, Direction, Kind), u64>, LoadError> {
         let map = self
             .ebpf
@@ -58,15 +59,19 @@ impl Datapath {
             let total: u64 = values.iter().sum();
             *out.entry((key.ifindex, dir, kind)).or_insert(0) += total;
         }
+        self.slot_counters(&mut out)?;
         Ok(out)
     }
 
-    /// Removes the counters of interface `ifindex` from the kernel map and returns them
-    /// (summed over CPUs), so that a gone interface leaves no entry behind.
+    /// Removes the counters of interface `ifindex` from the kernel maps (its slot, then
+    /// the hash) and returns them (summed over CPUs), so that a gone interface leaves no
+    /// entry behind.
     pub fn take_counters(
         &mut self,
         ifindex: u32,
     ) -> Result<BTreeMap<(Direction, Kind), u64>, LoadError> {
+        let mut out = BTreeMap::new();
+        self.return_slot(ifindex, &mut out)?;
         let map = self
             .ebpf
             .map_mut(MAP_COUNTERS)
@@ -78,7 +83,6 @@ impl Datapath {
             .filter_map(Result::ok)
             .filter(|k| k.ifindex == ifindex)
             .collect();
-        let mut out = BTreeMap::new();
         for key in keys {
             let Ok(values) = counters.get(&key, 0) else {
                 continue;
@@ -91,6 +95,14 @@ impl Datapath {
             counters.remove(&key).map_err(map_err(MAP_COUNTERS))?;
         }
         Ok(out)
+    }
+
+    /// When the programs last woke the ring's reader (CLOCK_MONOTONIC ns); `None` when
+    /// the map cannot be read.
+    pub fn last_ring_wake(&self) -> Option<u64> {
+        let map = self.ebpf.map(MAP_RING_WAKE)?;
+        let a: Array<_, u64> = Array::try_from(map).ok()?;
+        a.get(&0, 0).ok()
     }
 
     /// Delivery statistics, summed over CPUs.
