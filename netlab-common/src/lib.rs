@@ -52,6 +52,9 @@ pub const MAP_DROP_CONFIG: &str = "NETLAB_DROP_CONFIG";
 pub const MAP_DROP_REASONS: &str = "NETLAB_DROP_REASONS";
 /// Name of the tracepoint program on `skb:kfree_skb`.
 pub const PROG_KFREE_SKB: &str = "netlab_kfree_skb";
+/// Name of the raw tracepoint program on `kfree_skb` (used when the tracepoint has a drop
+/// reason, Linux 5.17 on).
+pub const PROG_KFREE_SKB_RAW: &str = "netlab_kfree_skb_raw";
 /// Slots of the drop-reason counters (reasons at or above it share the last slot).
 pub const DROP_REASON_SLOTS: u32 = 256;
 /// Name of the tc program attached to ingress hooks.
@@ -269,6 +272,10 @@ pub struct DropConfig {
     /// a raw-socket ping already took a copy of, so under a ping flood these would fill
     /// the ring with reports nobody is shown. 0: report every drop.
     pub quiet_reason: u32,
+    /// Offset of `struct sk_buff` member `protocol` (read by the raw tracepoint, whose
+    /// arguments do not carry it).
+    pub skb_protocol: u32,
+    pub _pad: u32,
     /// Kernels without drop reasons (before 5.17): echo replies freed in these two address
     /// ranges (`icmp_rcv`, `ping_rcv`: start, end, start, end) are the quiet ones instead.
     pub quiet_ranges: [u64; 4],
@@ -355,7 +362,7 @@ pub struct DropEvent {
 const _: () = assert!(core::mem::size_of::<CounterKey>() == 8);
 const _: () = assert!(core::mem::size_of::<SlotCounters>() == 2 * 8 * kind::COUNT as usize);
 const _: () = assert!(IF_SLOT_CELLS.is_power_of_two());
-const _: () = assert!(core::mem::size_of::<DropConfig>() == 88);
+const _: () = assert!(core::mem::size_of::<DropConfig>() == 96);
 const _: () = assert!(core::mem::size_of::<CoverConfig>() == 64);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 40 + SNAP_LEN);
 const _: () = assert!(core::mem::offset_of!(PacketEvent, record) == RECORD_OFFSET);

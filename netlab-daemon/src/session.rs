@@ -603,3 +603,27 @@ fn enable_cover(dp: &mut Datapath) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::clock::Clock;
+
+    #[test]
+    fn the_reader_drains_until_a_quiet_wake_interval_passed() {
+        let now = tokio::time::Instant::now();
+        // Records read: drain again one interval later.
+        let at = next_drain(3, Some(Clock::monotonic_now())).expect("records came");
+        assert!(at >= now + RING_WAKE && at <= now + RING_WAKE * 2, "{at:?}");
+        // Nothing read, but the programs woke it just now: a record after the wake-up
+        // may not have woken it, so drain once the interval since the wake-up is over.
+        let at = next_drain(0, Some(Clock::monotonic_now())).expect("a wake-up just now");
+        assert!(at <= tokio::time::Instant::now() + RING_WAKE, "{at:?}");
+        // Nothing read and the last wake-up is older than the interval: the next record
+        // wakes the reader itself.
+        let long_ago = Clock::monotonic_now() - 10 * netlab_common::RING_WAKE_NS;
+        assert_eq!(next_drain(0, Some(long_ago)), None);
+        // The wake-up time unreadable: keep draining.
+        assert!(next_drain(0, None).is_some());
+    }
+}

@@ -5,9 +5,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_kernel},
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, PerCpuArray},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
     EbpfContext as _,
 };
 use netlab_common::{
@@ -31,9 +31,56 @@ const ICMP6_ECHO_REPLY: u32 = 129;
 /// SKB_NOT_DROPPED_YET (0) and SKB_CONSUMED (1) are not drops.
 const FIRST_DROP_REASON: u32 = 2;
 
+/// The classic tracepoint: its record holds the fields (kernels before 5.17, whose
+/// tracepoint has no reason, and a fallback).
 #[tracepoint]
 pub fn netlab_kfree_skb(ctx: TracePointContext) -> u32 {
-    observe_drop(&ctx);
+    let Some(cfg) = NETLAB_DROP_CONFIG.get(0) else {
+        return 0;
+    };
+    if cfg.enabled == 0 {
+        return 0;
+    }
+    let rec = ctx.as_ptr() as u64;
+    // Before Linux 5.17 the tracepoint carries no reason: every kfree_skb is a drop of
+    // unknown reason (consume_skb is the normal free).
+    let reason = if cfg.tp_reason == NO_REASON_FIELD {
+        REASON_UNKNOWN
+    } else {
+        kread_u32(rec + cfg.tp_reason as u64)
+    };
+    if reason < FIRST_DROP_REASON {
+        return 0;
+    }
+    let proto = kread_u16(rec + cfg.tp_protocol as u64) as u32;
+    observe_drop(
+        cfg,
+        reason,
+        proto,
+        || kread_u64(rec + cfg.tp_skbaddr as u64),
+        || kread_u64(rec + cfg.tp_location as u64),
+    );
+    0
+}
+
+/// The raw tracepoint `kfree_skb(skb, location, reason, ...)` (Linux 5.17 on): the kernel
+/// calls it with the arguments, without building the classic record first, and the reason
+/// (the cheapest test, in a register) comes first.
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn netlab_kfree_skb_raw(ctx: RawTracePointContext) -> i32 {
+    let reason = ctx.arg::<u64>(2) as u32;
+    if reason < FIRST_DROP_REASON {
+        return 0;
+    }
+    let Some(cfg) = NETLAB_DROP_CONFIG.get(0) else {
+        return 0;
+    };
+    if cfg.enabled == 0 {
+        return 0;
+    }
+    let skb = ctx.arg::<u64>(0);
+    let proto = u16::from_be(kread_u16(skb + cfg.skb_protocol as u64)) as u32;
+    observe_drop(cfg, reason, proto, || skb, || ctx.arg::<u64>(1));
     0
 }
 
@@ -72,30 +119,20 @@ pub(crate) fn kread_u16(addr: u64) -> u16 {
     v
 }
 
+/// Reports a drop of `reason` of a packet of ethertype `proto` (host order), if it is
+/// ARP, ICMP or ICMPv6; `skb` and `location` read the rest only then.
 #[inline(always)]
-fn observe_drop(ctx: &TracePointContext) {
-    let Some(cfg) = NETLAB_DROP_CONFIG.get(0) else {
-        return;
-    };
-    if cfg.enabled == 0 {
-        return;
-    }
-    let rec = ctx.as_ptr() as u64;
-    // Before Linux 5.17 the tracepoint carries no reason: every kfree_skb is a drop of
-    // unknown reason (consume_skb is the normal free).
-    let reason = if cfg.tp_reason == NO_REASON_FIELD {
-        REASON_UNKNOWN
-    } else {
-        kread_u32(rec + cfg.tp_reason as u64)
-    };
-    if reason < FIRST_DROP_REASON {
-        return;
-    }
-    let proto = kread_u16(rec + cfg.tp_protocol as u64) as u32;
+fn observe_drop(
+    cfg: &DropConfig,
+    reason: u32,
+    proto: u32,
+    skb: impl FnOnce() -> u64,
+    location: impl FnOnce() -> u64,
+) {
     if proto != ETH_P_IP && proto != ETH_P_ARP && proto != ETH_P_IPV6 {
         return;
     }
-    let skb = kread_u64(rec + cfg.tp_skbaddr as u64);
+    let skb = skb();
     if skb == 0 {
         return;
     }
@@ -187,13 +224,30 @@ fn observe_drop(ctx: &TracePointContext) {
                 return;
             }
         } else {
-            let at = kread_u64(rec + cfg.tp_location as u64);
+            let at = location();
             let r = &cfg.quiet_ranges;
             if (at >= r[0] && at < r[1]) || (at >= r[2] && at < r[3]) {
                 return;
             }
+            return report(cfg, reason, proto, skb, at, l3, avail, cap);
         }
     }
+    report(cfg, reason, proto, skb, location(), l3, avail, cap);
+}
+
+/// Writes the drop report.
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "one call site each, inlined")]
+fn report(
+    cfg: &DropConfig,
+    reason: u32,
+    proto: u32,
+    skb: u64,
+    location: u64,
+    l3: u64,
+    avail: u64,
+    cap: u64,
+) {
     let Some(mut entry) = NETLAB_EVENTS.reserve::<DropEvent>(0) else {
         bump_stat(stat::DROP_RING_FULL);
         return;
@@ -226,7 +280,7 @@ fn observe_drop(ctx: &TracePointContext) {
         (*ev).record = record::DROP;
         (*ev)._pad = [0; 2];
         (*ev).netns = netns;
-        (*ev).location = kread_u64(rec + cfg.tp_location as u64);
+        (*ev).location = location;
         let ok = if cap >= 1 && cap <= SNAP_LEN as u64 {
             bpf_probe_read_kernel((*ev).data.as_mut_ptr().cast(), cap as u32, l3 as *const _) == 0
         } else {

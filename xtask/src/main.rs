@@ -313,9 +313,17 @@ mod tests {
             cli.command,
             Command::Bench {
                 quick: true,
-                json: true
-            }
+                json: true,
+                ref only,
+            } if only.is_empty()
         ));
+        let cli = Cli::try_parse_from(["xtask", "bench", "--only", "costs", "--only", "pps"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Bench { ref only, .. } if only == &[bench::Part::Costs, bench::Part::Pps]
+        ));
+        assert!(Cli::try_parse_from(["xtask", "bench", "--only", "nothing"]).is_err());
         let cli = Cli::try_parse_from([
             "xtask",
             "bench-udp-send",

@@ -288,44 +288,43 @@ fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> 
             sh.clients.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        // Events this client missed since it was last told: its queue was full, or it
-        // fell behind the broadcast. Counted at once; told as soon as there is room.
-        let mut missed: u64 = 0;
+        // Events this client missed: its queue was full, or it fell behind the broadcast.
+        // Counted at once, and told at once: this task (never the broadcaster) waits for
+        // room in the client's queue for the notice, so a burst's losses are told even when
+        // no event follows it. What the broadcast sends meanwhile is counted as lag.
+        let notice = |missed: u64| {
+            Bytes::from(if text {
+                format!("netlab: this client fell behind and lost {missed} events\n")
+            } else {
+                format!("{{\"kind\":\"lost\",\"events\":{missed}}}\n")
+            })
+        };
         loop {
-            let ev = match rx.recv().await {
-                Ok(ev) => Some(ev),
+            let missed = match rx.recv().await {
+                Ok(ev) => {
+                    if !filter.matches_meta(&ev.meta) {
+                        continue;
+                    }
+                    let body = if text { &ev.text } else { &ev.json };
+                    // Never make the broadcast wait for a slow client: what does not fit
+                    // its queue is lost to it.
+                    match tx.try_send(frame(body)) {
+                        Ok(()) => continue,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            sh.client_lost.fetch_add(1, Ordering::Relaxed);
+                            1
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    }
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     sh.client_lost.fetch_add(n, Ordering::Relaxed);
-                    missed += n;
-                    None
+                    n
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             };
-            if missed > 0 {
-                let notice = if text {
-                    format!("netlab: this client fell behind and lost {missed} events\n")
-                } else {
-                    format!("{{\"kind\":\"lost\",\"events\":{missed}}}\n")
-                };
-                match tx.try_send(frame(&Bytes::from(notice))) {
-                    Ok(()) => missed = 0,
-                    Err(mpsc::error::TrySendError::Full(_)) => {}
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
-                }
-            }
-            let Some(ev) = ev else { continue };
-            if !filter.matches_meta(&ev.meta) {
-                continue;
-            }
-            let body = if text { &ev.text } else { &ev.json };
-            // Never wait for a slow client: what does not fit its queue is lost to it.
-            match tx.try_send(frame(body)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    missed += 1;
-                    sh.client_lost.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            if tx.send(frame(&notice(missed))).await.is_err() {
+                break;
             }
         }
         sh.clients.fetch_sub(1, Ordering::Relaxed);

@@ -69,25 +69,29 @@ fn from_pins(args: &CountersArgs) -> anyhow::Result<Summary> {
         .into_iter()
         .map(|l| (l.ifindex, l.name))
         .collect();
-    let mut rows = Vec::new();
+    let mut totals = crate::kernel::loader::pinned_slot_counters(&args.pin_dir.join("maps"))?;
     for entry in map.iter() {
         let (key, values) = entry?;
         let (Some(dir), Some(kind)) = (Direction::from_id(key.direction), Kind::from_id(key.kind))
         else {
             continue;
         };
-        rows.push(CounterRow {
+        *totals.entry((key.ifindex, dir, kind)).or_insert(0) += values.iter().sum::<u64>();
+    }
+    let rows = totals
+        .into_iter()
+        .map(|((ifindex, dir, kind), packets)| CounterRow {
             iface: names
-                .get(&key.ifindex)
+                .get(&ifindex)
                 .cloned()
-                .unwrap_or_else(|| format!("ifindex {}", key.ifindex)),
-            ifindex: key.ifindex,
+                .unwrap_or_else(|| format!("ifindex {ifindex}")),
+            ifindex,
             label: None,
             direction: dir.name(),
             kind: kind.name(),
-            packets: values.iter().sum(),
-        });
-    }
+            packets,
+        })
+        .collect();
     log::info!("no daemon answers: counters read from {}", path.display());
     Ok(Summary::new(rows, DeliveryStats::default(), 0))
 }

@@ -30,6 +30,7 @@ use drops::DropLink;
 pub use cover::COVER_VIA_ENV;
 pub use drops::{DropReasons, UNKNOWN_REASON};
 pub use maps::DeliveryStats;
+pub use slots::pinned_slot_counters;
 
 /// The eBPF object built from `netlab-ebpf` by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netlab-ebpf"));

@@ -9,6 +9,7 @@ use super::memory::MemSnapshot;
 use netlab_tests::host::netns::in_ns;
 use netlab_tests::host::process::{Background, Stdout};
 
+use super::empty::start_empty;
 use super::netns::Pair;
 use super::process::{spawn, wait_for};
 use super::traffic::{udp_window, Receiver, UdpWindow};
@@ -26,6 +27,9 @@ pub(super) enum Observer {
     NetlabNoDrops,
     TcpdumpFiltered,
     TcpdumpFull,
+    /// Empty programs on the tc hooks and the `kfree_skb` raw tracepoint (`xtask
+    /// bench-empty --drop-tp`): what any observer there costs.
+    Empty,
 }
 
 impl Observer {
@@ -37,10 +41,11 @@ impl Observer {
             Observer::NetlabNoDrops => "netlab watch --no-drops (va, vb, br0)",
             Observer::TcpdumpFiltered => "tcpdump -i va 'icmp or arp'",
             Observer::TcpdumpFull => "tcpdump -i va (everything)",
+            Observer::Empty => "empty programs (tc hooks, kfree_skb raw tracepoint)",
         }
     }
 
-    fn start(self, netlab: &Path) -> Result<Option<Background>> {
+    fn start(self, netlab: &Path, xtask: &Path) -> Result<Option<Background>> {
         let tcpdump = |filter: Option<&str>| -> Result<Option<Background>> {
             let mut c = in_ns(NS_BR, "tcpdump");
             c.args(["-i", "va", "-w", "/dev/null"]);
@@ -59,6 +64,7 @@ impl Observer {
             }
             Observer::TcpdumpFiltered => tcpdump(Some("icmp or arp")),
             Observer::TcpdumpFull => tcpdump(None),
+            Observer::Empty => start_empty(xtask, true).map(Some),
         }
     }
 }
@@ -73,9 +79,10 @@ pub(super) struct PpsWindow {
     pub(super) mem: Option<MemSnapshot>,
 }
 
-/// Each round: every observer while b reads (and the baseline twice), then no observer and
-/// netlab (with and without its drop program) while b drops every datagram.
-pub(super) const PPS_ROUND: [(Receiver, Observer); 9] = [
+/// Each round: every observer while b reads (and the baseline twice), then no observer,
+/// netlab (with and without its drop program) and the empty programs while b drops every
+/// datagram.
+pub(super) const PPS_ROUND: [(Receiver, Observer); 10] = [
     (Receiver::Reads, Observer::None),
     (Receiver::Reads, Observer::Netlab),
     (Receiver::Reads, Observer::NetlabNoDrops),
@@ -85,6 +92,7 @@ pub(super) const PPS_ROUND: [(Receiver, Observer); 9] = [
     (Receiver::Drops, Observer::None),
     (Receiver::Drops, Observer::Netlab),
     (Receiver::Drops, Observer::NetlabNoDrops),
+    (Receiver::Drops, Observer::Empty),
 ];
 
 pub(super) fn pps(
@@ -108,7 +116,7 @@ pub(super) fn pps(
                 },
                 observer.name()
             );
-            let running = observer.start(netlab)?;
+            let running = observer.start(netlab, xtask)?;
             let udp = udp_window(xtask, plan.pps_secs, receiver)?;
             let mut mem = None;
             if let Some(r) = running {

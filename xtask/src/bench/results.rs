@@ -107,6 +107,24 @@ impl Results {
             .collect()
     }
 
+    /// Per round, while b drops every datagram: netlab's rate over netlab's without its
+    /// drop program, i.e. what the drop program alone leaves of the rate.
+    fn drop_prog_ratios(&self) -> Vec<f64> {
+        let windows = self.pps.as_deref().unwrap_or_default();
+        windows
+            .iter()
+            .filter(|w| w.observer == Observer::Netlab && w.receiver == Receiver::Drops)
+            .filter_map(|w| {
+                let base = windows.iter().find(|b| {
+                    b.round == w.round
+                        && b.receiver == Receiver::Drops
+                        && b.observer == Observer::NetlabNoDrops
+                })?;
+                Some(w.udp.pps() / base.udp.pps())
+            })
+            .collect()
+    }
+
     fn best_lossless(&self) -> Option<&FloodLevel> {
         self.flood
             .iter()
@@ -332,6 +350,25 @@ impl Results {
                 )
             },
             Row {
+                met: None,
+                ..spread_row(
+                    "b drops every datagram: empty programs / without",
+                    "",
+                    Spread::of(&self.ratios(Receiver::Drops, Observer::Empty)),
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
+            spread_row(
+                "b drops every datagram: netlab / netlab --no-drops",
+                "drop_prog_pps_ratio",
+                Spread::of(&self.drop_prog_ratios()),
+                3,
+                "≥ 0.98",
+                |v| v >= 0.98,
+            ),
+            Row {
                 what: "ICMP events/s delivered without loss",
                 key: "events_per_s_no_loss",
                 value: lossless.map(FloodLevel::events_per_s),
@@ -485,12 +522,13 @@ impl Results {
 }
 
 /// The keys of `--json`, in order.
-const JSON_KEYS: [&str; 13] = [
+const JSON_KEYS: [&str; 14] = [
     "skip_ns_per_pkt",
     "icmp_ns_per_pkt_sample100",
     "skip_ns_over_empty",
     "icmp_ns_over_empty_sample100",
     "event_ns_over_empty_sample1",
+    "drop_prog_pps_ratio",
     "pps_ratio_netlab",
     "pps_ratio_tcpdump_filtered",
     "pps_ratio_tcpdump_full",

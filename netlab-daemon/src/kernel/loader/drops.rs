@@ -8,12 +8,14 @@ use aya::{
     maps::{Array, PerCpuArray},
     programs::{
         links::{FdLink, PinnedLink},
+        raw_trace_point::RawTracePointLink,
         trace_point::TracePointLink,
-        TracePoint,
+        RawTracePoint, TracePoint,
     },
 };
 use netlab_common::{
     DropConfig, DROP_REASON_SLOTS, MAP_DROP_CONFIG, MAP_DROP_REASONS, PROG_KFREE_SKB,
+    PROG_KFREE_SKB_RAW,
 };
 
 use super::{map_err, refused, release_freed_memory, Datapath, LoadError};
@@ -66,7 +68,11 @@ impl DropReasons {
 /// when the process goes, and keeps counting drops by reason into the pinned map). Held,
 /// never read: dropping it is what detaches (or closes our handle).
 pub(super) enum DropLink {
-    Owned(#[expect(dead_code, reason = "held only for its Drop, which detaches")] TracePointLink),
+    /// The classic tracepoint's link; dropping it detaches.
+    Owned(TracePointLink),
+    /// The raw tracepoint's link; dropping it detaches.
+    OwnedRaw(RawTracePointLink),
+    /// Pinned: dropping it closes our handle only.
     Pinned(
         #[expect(dead_code, reason = "held only for its Drop, which closes our handle")] PinnedLink,
     ),
@@ -124,6 +130,8 @@ impl Datapath {
             net_inum: off("net", &["ns", "inum"])?,
             skb_data: off("sk_buff", &["data"])?,
             quiet_reason: reasons.value_of("NO_SOCKET").unwrap_or(0),
+            skb_protocol: off("sk_buff", &["protocol"])?,
+            _pad: 0,
             quiet_ranges,
         };
         // The BTF blob (~5 MB) and its index are done with: give their pages back now
@@ -139,13 +147,6 @@ impl Datapath {
                 Array::try_from(map).map_err(map_err(MAP_DROP_CONFIG))?;
             c.set(0, cfg, 0).map_err(map_err(MAP_DROP_CONFIG))?;
         }
-        let prog: &mut TracePoint = self
-            .ebpf
-            .program_mut(PROG_KFREE_SKB)
-            .and_then(|p| p.try_into().ok())
-            .ok_or(LoadError::MissingProgram(PROG_KFREE_SKB))?;
-        let name = PROG_KFREE_SKB;
-        prog.load().map_err(refused(name))?;
         let pin_err = |path: &std::path::Path| {
             let path = path.to_owned();
             move |source| LoadError::PinDrops { path, source }
@@ -158,24 +159,72 @@ impl Datapath {
                 Err(e) => return Err(pin_err(path)(e)),
             }
         }
-        let id = prog
-            .attach("skb", "kfree_skb")
-            .map_err(|source| LoadError::Program { name, source })?;
-        let link = prog
-            .take_link(id)
-            .map_err(|source| LoadError::Program { name, source })?;
+        // With a reason in its arguments (5.17 on), the raw tracepoint: the kernel calls it
+        // without building the classic tracepoint's record for every freed packet first.
+        let link = match tp_reason {
+            Some(_) => match self.attach_kfree_raw() {
+                Ok(l) => l,
+                Err(e) => {
+                    log::debug!("{e}; using the classic tracepoint");
+                    self.attach_kfree_classic()?
+                }
+            },
+            None => self.attach_kfree_classic()?,
+        };
         self.kfree_link = Some(match pin {
-            None => DropLink::Owned(link),
+            None => link,
             Some(path) => {
-                let link =
-                    FdLink::try_from(link).map_err(|e| pin_err(path)(std::io::Error::other(e)))?;
-                let pinned = link
+                let fd = match link {
+                    DropLink::Owned(l) => {
+                        FdLink::try_from(l).map_err(|e| pin_err(path)(std::io::Error::other(e)))?
+                    }
+                    DropLink::OwnedRaw(l) => FdLink::from(l),
+                    pinned @ DropLink::Pinned(_) => {
+                        self.kfree_link = Some(pinned);
+                        return Ok(reasons);
+                    }
+                };
+                let pinned = fd
                     .pin(path)
                     .map_err(|e| pin_err(path)(std::io::Error::other(e)))?;
                 DropLink::Pinned(pinned)
             }
         });
         Ok(reasons)
+    }
+
+    /// Loads and attaches the classic `skb:kfree_skb` tracepoint program.
+    fn attach_kfree_classic(&mut self) -> Result<DropLink, LoadError> {
+        let name = PROG_KFREE_SKB;
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut(name)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(LoadError::MissingProgram(name))?;
+        prog.load().map_err(refused(name))?;
+        let id = prog
+            .attach("skb", "kfree_skb")
+            .map_err(|source| LoadError::Program { name, source })?;
+        prog.take_link(id)
+            .map(DropLink::Owned)
+            .map_err(|source| LoadError::Program { name, source })
+    }
+
+    /// Loads and attaches the `kfree_skb` raw tracepoint program.
+    fn attach_kfree_raw(&mut self) -> Result<DropLink, LoadError> {
+        let name = PROG_KFREE_SKB_RAW;
+        let prog: &mut RawTracePoint = self
+            .ebpf
+            .program_mut(name)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(LoadError::MissingProgram(name))?;
+        prog.load().map_err(refused(name))?;
+        let id = prog
+            .attach("kfree_skb")
+            .map_err(|source| LoadError::Program { name, source })?;
+        prog.take_link(id)
+            .map(DropLink::OwnedRaw)
+            .map_err(|source| LoadError::Program { name, source })
     }
 
     /// Drops seen so far, by reason value (summed over CPUs; zero counts left out).

@@ -37,7 +37,7 @@ pub(super) struct Slots {
 impl Slots {
     /// The table an earlier run left in pinned maps (cells with a slot in range, each slot
     /// once); empty when the map is new.
-    fn read(table: &Array<&MapData, u64>) -> Self {
+    fn read<T: std::borrow::Borrow<MapData>>(table: &Array<T, u64>) -> Self {
         let mut s = Slots::default();
         let mut used = vec![false; COUNTER_SLOTS as usize];
         for cell in 0..IF_SLOT_CELLS {
@@ -87,6 +87,35 @@ fn add_up(values: &PerCpuValues<SlotCounters>, out: &mut BTreeMap<(Direction, Ki
             }
         }
     }
+}
+
+/// The counters in the slots of the maps a stopped daemon left pinned in `dir`, by
+/// interface (nothing when it pinned no slots).
+pub fn pinned_slot_counters(
+    dir: &std::path::Path,
+) -> Result<BTreeMap<(u32, Direction, Kind), u64>, LoadError> {
+    use aya::maps::Map;
+    let mut out = BTreeMap::new();
+    let (table, counters) = (dir.join(MAP_IF_SLOTS), dir.join(MAP_SLOT_COUNTERS));
+    if !table.exists() || !counters.exists() {
+        return Ok(out);
+    }
+    let open =
+        |path: &std::path::Path, name: &'static str| MapData::from_pin(path).map_err(map_err(name));
+    let table: Array<_, u64> =
+        Array::try_from(Map::Array(open(&table, MAP_IF_SLOTS)?)).map_err(map_err(MAP_IF_SLOTS))?;
+    let arr: PerCpuArray<_, SlotCounters> =
+        PerCpuArray::try_from(Map::PerCpuArray(open(&counters, MAP_SLOT_COUNTERS)?))
+            .map_err(map_err(MAP_SLOT_COUNTERS))?;
+    for (ifindex, slot) in Slots::read(&table).by_ifindex {
+        let values = arr.get(&slot, 0).map_err(map_err(MAP_SLOT_COUNTERS))?;
+        let mut one = BTreeMap::new();
+        add_up(&values, &mut one);
+        for ((dir, kind), n) in one {
+            *out.entry((ifindex, dir, kind)).or_insert(0) += n;
+        }
+    }
+    Ok(out)
 }
 
 impl Datapath {
