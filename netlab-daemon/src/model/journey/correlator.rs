@@ -7,6 +7,7 @@ use std::collections::hash_map::Entry;
 use std::collections::BinaryHeap;
 
 use super::age_queue::AgeQueue;
+use super::due_queue::DueQueue;
 use super::interner::Interner;
 use super::pending::{Due, Key, Pending};
 use super::record::{Finished, PairStats};
@@ -30,7 +31,7 @@ pub struct Correlator {
     /// Pending journeys by creation order (serial), for eviction.
     by_age: AgeQueue,
     /// Checks of pending journeys, earliest first; stale ones are skipped (see [`Due`]).
-    due: BinaryHeap<Reverse<Due>>,
+    due: DueQueue,
     arps: Map<ArpKey, ArpPending>,
     /// (deadline, serial, pair); entries of answered pairs are skipped.
     arp_due: BinaryHeap<Reverse<(u64, u64, ArpKey)>>,
@@ -78,7 +79,7 @@ impl Correlator {
             },
             journeys: Map::default(),
             by_age: AgeQueue::default(),
-            due: BinaryHeap::new(),
+            due: DueQueue::default(),
             arps: Map::default(),
             arp_due: BinaryHeap::new(),
             arp_answered: Map::default(),
@@ -146,7 +147,7 @@ impl Correlator {
         let mut out = std::mem::take(&mut self.ready);
         out.reserve(self.last_poll_len.min(POLL_RESERVE_MAX));
         loop {
-            let journey = self.due.peek().map(|Reverse(d)| d.order());
+            let journey = self.due.peek().map(Due::order);
             let arp = self.arp_due.peek().map(|Reverse((d, s, _))| (*d, *s));
             let take_arp = match (journey, arp) {
                 (None, None) => break,
@@ -166,7 +167,7 @@ impl Correlator {
                     out.extend(self.finish_arp(pair));
                 }
             } else {
-                let Some(&Reverse(due)) = self.due.peek() else {
+                let Some(&due) = self.due.peek() else {
                     break;
                 };
                 if due.at > now_ns {
@@ -270,10 +271,10 @@ impl Correlator {
     /// whose deadline moved earlier) once they outnumber the live ones, so that the queue
     /// stays bounded.
     fn queue(&mut self, due: Due) {
-        self.due.push(Reverse(due));
+        self.due.push(due);
         if too_stale(self.due.len(), self.journeys.len()) {
             let journeys = &self.journeys;
-            self.due.retain(|Reverse(d)| d.is_live(journeys));
+            self.due.retain(|d| d.is_live(journeys));
         }
     }
 
@@ -290,10 +291,10 @@ impl Correlator {
         let deadline = p.deadline(&self.config);
         if deadline > due.at {
             p.scheduled = deadline;
-            self.due.push(Reverse(Due {
+            self.due.push(Due {
                 at: deadline,
                 ..due
-            }));
+            });
             return;
         }
         let p = e.remove();
