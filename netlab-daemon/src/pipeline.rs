@@ -408,13 +408,21 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Journeys and unanswered ARP requests that are complete at `now_ns` (monotonic).
+    /// Journeys and unanswered ARP requests that are complete at `now_ns` (monotonic),
+    /// each handed to the outputs as soon as it is finished.
     pub fn poll_journeys(&mut self, now_ns: u64) -> anyhow::Result<()> {
-        let Some(c) = self.journeys.as_mut() else {
+        let Pipeline {
+            outputs,
+            topo,
+            clock,
+            journeys,
+            ..
+        } = self;
+        let Some(c) = journeys.as_mut() else {
             return Ok(());
         };
-        let done = c.poll(now_ns);
-        self.emit_finished(done)
+        let ctx = Ctx { clock, topo };
+        c.poll_each(now_ns, |f| emit_to(outputs, Event::Finished(&f), ctx))
     }
 
     /// Finishes every pending journey (at exit).
