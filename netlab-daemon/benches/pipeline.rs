@@ -8,9 +8,14 @@
 //! [`NETWORKS`] bridge networks with [`PER_NETWORK`] containers each, every container with
 //! an IPv4 and an IPv6 address, so labels come from tables of realistic size.
 //!
-//! The `journeys` group measures the ping-journey side under an echo flood: `correlator`
-//! the correlator alone (observe, poll, journey lines), `consumer` the pipeline as
-//! `netlab watch --json` runs it (label, packet line, correlate, journey lines).
+//! The `journeys` group measures the ping-journey side under an echo flood at the rate
+//! the consumer is to keep up with (100,000 echoes/s: 400,000 packet events/s and 100,000
+//! journey lines/s): `correlator` the correlator alone (observe, poll, journey lines),
+//! `consumer` the pipeline exactly as `netlab watch --json --rate-limit 0` builds and
+//! drives it (its two outputs; record by record as its drain loop hands them over, then
+//! one flush; label, packet line, correlate, journey lines), and `consumer_cpu` the same
+//! timed by the thread's CPU clock instead of the wall clock: on a shared machine,
+//! time spent waiting for a core is left out, so runs of different builds compare better.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -26,6 +31,7 @@ use netlab::model::decode::Mac;
 use netlab::model::event::PacketRecord;
 use netlab::model::filter::Filter;
 use netlab::model::journey::{self, Correlator, Sighting};
+use netlab::model::tally::Tallies;
 use netlab::output::{Format, Lines};
 use netlab::pipeline::Pipeline;
 use netlab_common::{direction, kind, record, PacketEvent, SNAP_LEN};
@@ -351,14 +357,16 @@ fn as_record(ev: &PacketEvent) -> &[u8] {
     }
 }
 
-/// The pipeline `netlab watch --json` runs, writing its lines nowhere; `journeys` as
-/// watch's (2 s timeout) or none.
+/// The pipeline `netlab watch --json --rate-limit 0` builds, writing its lines nowhere:
+/// the tallies it keeps for its summary, then the JSON lines; `journeys` as watch's (2 s
+/// timeout) or none (`--no-journeys`).
 fn watch_pipeline(topo: &Topology, journeys: bool) -> Pipeline {
     Pipeline::new(
         Arc::new(topo.clone()),
         None,
         journeys.then(|| Correlator::with_timeout(2_000_000_000)),
     )
+    .with_output(Tallies::default())
     .with_output(Lines::new(
         std::io::sink(),
         Format::Json,
@@ -420,8 +428,9 @@ fn pipeline(c: &mut Criterion) {
 const FLOOD_ECHOES: usize = 250;
 /// Container pairs pinging each other at once, each with its own echo id.
 const FLOOD_PAIRS: usize = 25;
-/// Time between two echoes of the flood: 50,000 echoes per second.
-const ECHO_INTERVAL_NS: u64 = 20_000;
+/// Time between two echoes of the flood: 100,000 echoes per second, 400,000 packet
+/// events per second (the rate the consumer is to keep up with on one core).
+const ECHO_INTERVAL_NS: u64 = 10_000;
 /// One echo in this many is lost on the way (seen only at the sender's veth), so some
 /// journeys wait for their timeout as in a real flood.
 const LOST_EVERY: usize = 50;
@@ -622,16 +631,49 @@ fn journeys(c: &mut Criterion) {
     let mut round = 0u64;
     group.bench_function("consumer", |b| {
         b.iter(|| {
-            for e in events.iter_mut() {
-                e.restamp(round);
-                let _ = p.record(as_record(black_box(&e.ev)));
-            }
-            let _ = p.poll_journeys(flood_start(round) + FLOOD_SPAN_NS);
-            let _ = p.flush();
+            consumer_round(&mut events, round, &mut p);
             round += 1;
         })
     });
+    let mut p = watch_pipeline(&topo, true);
+    let mut round = 0u64;
+    group.bench_function("consumer_cpu", |b| {
+        b.iter_custom(|iters| {
+            let start = thread_cpu_time();
+            for _ in 0..iters {
+                consumer_round(&mut events, round, &mut p);
+                round += 1;
+            }
+            thread_cpu_time().saturating_sub(start)
+        })
+    });
     group.finish();
+}
+
+/// One batch of the flood through `p` as `netlab watch` handles it: every record as the
+/// session's drain loop hands it over (asking after each whether the outputs are full),
+/// the journeys due at the end of the batch (`watch` polls on its tick), one flush.
+fn consumer_round(events: &mut [FloodEvent], round: u64, p: &mut Pipeline) {
+    for e in events.iter_mut() {
+        e.restamp(round);
+        let _ = p.record(as_record(black_box(&e.ev)));
+        if p.full() {
+            break;
+        }
+    }
+    let _ = p.poll_journeys(flood_start(round) + FLOOD_SPAN_NS);
+    let _ = p.flush();
+}
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 criterion_group!(benches, pipeline, journeys);

@@ -150,10 +150,7 @@ impl Pipeline {
             clock: &self.clock,
             topo: &self.topo,
         };
-        for o in &mut self.outputs {
-            o.event(ev, ctx)?;
-        }
-        Ok(())
+        emit_to(&mut self.outputs, ev, ctx)
     }
 
     /// Starts holding records back (a new link appeared: its owner is being looked up).
@@ -246,10 +243,19 @@ impl Pipeline {
         };
         match kind {
             record::TC_PACKET if bytes.len() >= std::mem::size_of::<PacketEvent>() => {
-                // SAFETY: at least one PacketEvent of bytes; any bit pattern is valid for
-                // this plain-integer repr(C) type; read_unaligned copes with alignment.
-                let ev: PacketEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-                self.packet(&ev)
+                let at = bytes.as_ptr();
+                if at.align_offset(std::mem::align_of::<PacketEvent>()) == 0 {
+                    // Ring-buffer records are 8-byte aligned: read in place, not copied.
+                    // SAFETY: at least one PacketEvent of bytes at an address aligned for
+                    // it, borrowed from `bytes` for no longer than `bytes`; any bit
+                    // pattern is valid for this plain-integer repr(C) type.
+                    let ev: &PacketEvent = unsafe { &*at.cast::<PacketEvent>() };
+                    self.packet(ev)
+                } else {
+                    // SAFETY: as above; read_unaligned copes with the alignment.
+                    let ev: PacketEvent = unsafe { std::ptr::read_unaligned(at.cast()) };
+                    self.packet(&ev)
+                }
             }
             record::DROP if bytes.len() >= std::mem::size_of::<DropEvent>() => {
                 // SAFETY: as above, for DropEvent.
@@ -273,14 +279,22 @@ impl Pipeline {
     }
 
     fn packet(&mut self, ev: &PacketEvent) -> anyhow::Result<()> {
-        let topo = Arc::clone(&self.topo);
-        let Some(rec) = PacketRecord::new(ev, &topo, &self.clock) else {
+        // Fields borrowed apart, so that the record borrows the topology while the
+        // correlator and the outputs change (no reference count touched per packet).
+        let Pipeline {
+            outputs,
+            topo,
+            clock,
+            journeys,
+            ..
+        } = self;
+        let Some(rec) = PacketRecord::new(ev, topo, clock) else {
             return Ok(());
         };
-        if let Some(c) = self.journeys.as_mut() {
+        if let Some(c) = journeys.as_mut() {
             observe(c, &rec, ev.ts_ns);
         }
-        self.emit(Event::Packet(&rec, ev))
+        emit_to(outputs, Event::Packet(&rec, ev), Ctx { clock, topo })
     }
 
     fn drop_report(&mut self, ev: &DropEvent) -> anyhow::Result<()> {
@@ -394,13 +408,21 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Journeys and unanswered ARP requests that are complete at `now_ns` (monotonic).
+    /// Journeys and unanswered ARP requests that are complete at `now_ns` (monotonic),
+    /// each handed to the outputs as soon as it is finished.
     pub fn poll_journeys(&mut self, now_ns: u64) -> anyhow::Result<()> {
-        let Some(c) = self.journeys.as_mut() else {
+        let Pipeline {
+            outputs,
+            topo,
+            clock,
+            journeys,
+            ..
+        } = self;
+        let Some(c) = journeys.as_mut() else {
             return Ok(());
         };
-        let done = c.poll(now_ns);
-        self.emit_finished(done)
+        let ctx = Ctx { clock, topo };
+        c.poll_each(now_ns, |f| emit_to(outputs, Event::Finished(&f), ctx))
     }
 
     /// Finishes every pending journey (at exit).
@@ -448,6 +470,14 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// Hands `ev` to every output of `outputs`.
+fn emit_to(outputs: &mut [Box<dyn Output>], ev: Event<'_>, ctx: Ctx<'_>) -> anyhow::Result<()> {
+    for o in outputs {
+        o.event(ev, ctx)?;
+    }
+    Ok(())
 }
 
 /// An echo reply freed with `NO_SOCKET` by `ping_rcv` had no *ping socket* waiting; a

@@ -40,8 +40,9 @@ impl<'a> Object<'a> {
 
     /// Writes the member name `key` and returns the buffer for its value, which the caller
     /// must then write (exactly one JSON value). Keys are fixed field names, written as
-    /// they are: they never need escaping.
-    #[inline]
+    /// they are: they never need escaping. Always inlined, so that the copy of a literal
+    /// key is a few moves rather than a call to memcpy.
+    #[inline(always)]
     pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
         debug_assert!(!needs_escape(key.as_bytes()), "key {key:?} needs escaping");
         if !self.empty {
@@ -55,7 +56,7 @@ impl<'a> Object<'a> {
     }
 
     /// A string member, escaped.
-    #[inline]
+    #[inline(always)]
     pub fn str(&mut self, key: &str, value: &str) {
         string(self.key(key), value);
     }
@@ -123,19 +124,35 @@ impl<'a> Object<'a> {
 
 /// Whether `s` holds a byte that JSON strings must escape: `"`, `\` or a control
 /// character below 0x20 (DEL and non-ASCII bytes are written as they are). Looks at eight
-/// bytes at a time, since almost every string needs no escaping and is scanned whole.
-#[inline]
+/// bytes at a time, since almost every string needs no escaping and is scanned whole: the
+/// last eight bytes of a string whose length is not a multiple of eight overlap the ones
+/// before them, and a string of four to seven bytes is read as two overlapping halves, so
+/// no byte is looked at alone unless the string is shorter than four bytes.
+#[inline(always)]
 fn needs_escape(s: &[u8]) -> bool {
-    let mut chunks = s.chunks_exact(8);
-    let wide = chunks.by_ref().any(|c| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        word_needs_escape(u64::from_le_bytes(w))
-    });
-    wide || chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    let n = s.len();
+    if n >= 8 {
+        let mut chunks = s.chunks_exact(8);
+        chunks.by_ref().any(|c| word_needs_escape(word(c)))
+            || (!chunks.remainder().is_empty() && word_needs_escape(word(&s[n - 8..])))
+    } else if n >= 4 {
+        let half = |at: usize| {
+            let mut h = [0u8; 4];
+            h.copy_from_slice(&s[at..at + 4]);
+            u64::from(u32::from_le_bytes(h))
+        };
+        word_needs_escape(half(0) | half(n - 4) << 32)
+    } else {
+        s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    }
+}
+
+/// The first eight bytes of `s` (which has at least eight) as a word.
+#[inline]
+fn word(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[..8]);
+    u64::from_le_bytes(w)
 }
 
 /// Whether one of the eight bytes of `w` must be escaped (exact, by the classic
@@ -158,13 +175,19 @@ fn word_needs_escape(w: u64) -> bool {
 /// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it: `\"`, `\\`,
 /// the short forms `\b \t \n \f \r`, and `\u00xx` (lowercase hex) for other control
 /// characters.
-#[inline]
 pub fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    if !needs_escape(bytes) {
+    if needs_escape(bytes) {
+        escaped_string(out, bytes);
+    } else {
         ascii_string(out, bytes);
-        return;
     }
+}
+
+/// [`string`] of text that needs escaping: rare, so kept out of the callers' code.
+#[cold]
+#[inline(never)]
+fn escaped_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -203,6 +226,7 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
 #[inline]
 pub fn ascii_string(out: &mut Vec<u8>, text: &[u8]) {
     debug_assert!(!needs_escape(text));
+    out.reserve(text.len() + 2);
     out.push(b'"');
     out.extend_from_slice(text);
     out.push(b'"');
@@ -267,41 +291,48 @@ pub fn ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
+/// The decimal text of every octet value, padded to four bytes, with its length in the
+/// last byte: an octet is written as one four-byte copy.
+const OCTETS: [[u8; 4]; 256] = {
+    let mut t = [[0u8; 4]; 256];
+    let mut v = 0;
+    while v < 256 {
+        let (h, d, u) = ((v / 100) as u8, (v / 10 % 10) as u8, (v % 10) as u8);
+        t[v] = if v >= 100 {
+            [b'0' + h, b'0' + d, b'0' + u, 3]
+        } else if v >= 10 {
+            [b'0' + d, b'0' + u, 0, 2]
+        } else {
+            [b'0' + u, 0, 0, 1]
+        };
+        v += 1;
+    }
+    t
+};
+
 /// The dotted-quad text of an IPv4 address, in a fixed buffer.
 pub struct Ipv4Text {
-    buf: [u8; 15],
+    /// Fifteen bytes at most, and room for the last octet's four-byte copy.
+    buf: [u8; 16],
     len: usize,
 }
 
 impl Ipv4Text {
     pub fn new(ip: Ipv4Addr) -> Self {
         let mut t = Ipv4Text {
-            buf: [0; 15],
+            buf: [0; 16],
             len: 0,
         };
-        t.push_ipv4(ip);
-        t
-    }
-
-    fn push_ipv4(&mut self, ip: Ipv4Addr) {
         for (i, octet) in ip.octets().into_iter().enumerate() {
             if i > 0 {
-                self.push_byte(b'.');
+                t.buf[t.len] = b'.';
+                t.len += 1;
             }
-            // Digit by digit: a copy of a variable length would be a call to memcpy.
-            if octet >= 100 {
-                self.push_byte(b'0' + octet / 100);
-            }
-            if octet >= 10 {
-                self.push_byte(b'0' + octet / 10 % 10);
-            }
-            self.push_byte(b'0' + octet % 10);
+            let text = OCTETS[usize::from(octet)];
+            t.buf[t.len..t.len + 4].copy_from_slice(&text);
+            t.len += usize::from(text[3]);
         }
-    }
-
-    fn push_byte(&mut self, b: u8) {
-        self.buf[self.len] = b;
-        self.len += 1;
+        t
     }
 
     pub fn as_bytes(&self) -> &[u8] {

@@ -2,6 +2,7 @@
 //! journeys by result, and round-trip times per (source, destination) pair.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use crate::model::event::DropRecord;
 use crate::model::journey::{Finished, Outcome};
@@ -21,6 +22,9 @@ pub struct Tallies {
     pub journeys: BTreeMap<&'static str, u64>,
     /// (source, destination) → RTTs of answered journeys.
     pub rtt: BTreeMap<(String, String), RttHistogram>,
+    /// The names of the pair being counted, reused: counting a journey of a known pair
+    /// allocates nothing (a ping flood finishes tens of thousands a second).
+    pair: (String, String),
 }
 
 fn bounded<K: Ord + Clone, V: Default>(map: &mut BTreeMap<K, V>, key: K, other: K) -> &mut V {
@@ -73,15 +77,24 @@ impl Tallies {
             Outcome::Unanswered => "unanswered",
         };
         *self.journeys.entry(result).or_default() += 1;
-        if let Some(rtt) = j.rtt_ns {
-            let name = |c: &Option<String>, ip: &std::net::IpAddr| {
-                c.clone().unwrap_or_else(|| ip.to_string())
-            };
-            let key = (
-                name(&j.src.container, &j.src.ip),
-                name(&j.dst.container, &j.dst.ip),
-            );
-            bounded(&mut self.rtt, key, ("other".into(), "other".into())).observe(rtt as f64 / 1e9);
+        let Some(rtt) = j.rtt_ns else { return };
+        let name = |out: &mut String, c: &Option<String>, ip: &std::net::IpAddr| {
+            out.clear();
+            match c {
+                Some(c) => out.push_str(c),
+                None => {
+                    let _ = write!(out, "{ip}");
+                }
+            }
+        };
+        name(&mut self.pair.0, &j.src.container, &j.src.ip);
+        name(&mut self.pair.1, &j.dst.container, &j.dst.ip);
+        let seconds = rtt as f64 / 1e9;
+        if let Some(h) = self.rtt.get_mut(&self.pair) {
+            h.observe(seconds);
+        } else {
+            let other = ("other".into(), "other".into());
+            bounded(&mut self.rtt, self.pair.clone(), other).observe(seconds);
         }
     }
 

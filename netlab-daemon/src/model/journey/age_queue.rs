@@ -27,7 +27,7 @@ impl AgeQueue {
 
     /// Forgets the journey with `serial`, if it is here.
     pub(super) fn remove(&mut self, serial: u64) {
-        let Ok(i) = self.entries.binary_search_by_key(&serial, |&(s, _)| s) else {
+        let Some(i) = self.position(serial) else {
             return;
         };
         if self.entries[i].1.take().is_none() {
@@ -40,6 +40,38 @@ impl AgeQueue {
         if too_stale(self.entries.len(), self.live) {
             self.entries.retain(|(_, k)| k.is_some());
         }
+    }
+
+    /// Where the entry of `serial` is, if it is here. Serials are distinct and increasing,
+    /// so the entry `k` places after the front has a serial at least `k` greater, and one
+    /// `k` places before the back at least `k` smaller: that bounds where `serial` can be.
+    /// Where nothing was compacted away, the bounds meet at once; a binary search between
+    /// them finds it otherwise.
+    fn position(&self, serial: u64) -> Option<usize> {
+        let (&(first, _), &(last, _)) = (self.entries.front()?, self.entries.back()?);
+        if serial < first || serial > last {
+            return None;
+        }
+        let len = self.entries.len();
+        let hi = usize::try_from(serial - first).map_or(len - 1, |d| d.min(len - 1));
+        let lo = usize::try_from(last - serial).map_or(0, |d| (len - 1).saturating_sub(d));
+        if self.entries[hi].0 == serial {
+            return Some(hi);
+        }
+        let (a, b) = self.entries.as_slices();
+        // The deque's two halves, `offset` its first entry's place.
+        let find = |s: &[(u64, Option<Key>)], offset: usize| {
+            let from = lo.saturating_sub(offset);
+            let to = (hi + 1).saturating_sub(offset).min(s.len());
+            if from >= to {
+                return None;
+            }
+            s[from..to]
+                .binary_search_by_key(&serial, |&(s, _)| s)
+                .ok()
+                .map(|i| offset + from + i)
+        };
+        find(a, 0).or_else(|| find(b, a.len()))
     }
 
     /// The oldest pending journey.
@@ -86,5 +118,36 @@ mod tests {
         assert_eq!(q.entries.len(), 1, "holes at the front are dropped");
         q.remove(10_000);
         assert!(q.is_empty() && q.oldest().is_none());
+    }
+
+    /// Every entry is found where it is, whatever was compacted away before it, across
+    /// the deque's wrap-around; serials that are not there are not found.
+    #[test]
+    fn positions_are_found() {
+        let mut next = crate::model::jsonw::tests::rng(11);
+        let mut q = AgeQueue::default();
+        let a = IpAddr::from([172, 20, 0, 2]);
+        let mut serial = 0u64;
+        for _ in 0..20_000 {
+            let r = next();
+            // Gaps in the serials (ARP pairs take them too).
+            serial += 1 + (r & 3 == 0) as u64 * (r >> 2 & 7);
+            q.push(
+                serial,
+                Key::new(Family::Icmp, Phase::Request, a, a, 7, serial as u16),
+            );
+            if r >> 8 & 1 == 0 {
+                let back = r >> 16 & 255;
+                q.remove(serial.saturating_sub(back));
+            }
+            if r >> 9 & 63 == 0 {
+                for (i, &(s, _)) in q.entries.iter().enumerate() {
+                    assert_eq!(q.position(s), Some(i));
+                    if q.entries.get(i + 1).is_none_or(|&(t, _)| t != s + 1) {
+                        assert_eq!(q.position(s + 1), None);
+                    }
+                }
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::collections::hash_map::Entry;
 use std::collections::BinaryHeap;
 
 use super::age_queue::AgeQueue;
+use super::due_queue::DueQueue;
 use super::interner::Interner;
 use super::pending::{Due, Key, Pending};
 use super::record::{Finished, PairStats};
@@ -30,7 +31,7 @@ pub struct Correlator {
     /// Pending journeys by creation order (serial), for eviction.
     by_age: AgeQueue,
     /// Checks of pending journeys, earliest first; stale ones are skipped (see [`Due`]).
-    due: BinaryHeap<Reverse<Due>>,
+    due: DueQueue,
     arps: Map<ArpKey, ArpPending>,
     /// (deadline, serial, pair); entries of answered pairs are skipped.
     arp_due: BinaryHeap<Reverse<(u64, u64, ArpKey)>>,
@@ -78,7 +79,7 @@ impl Correlator {
             },
             journeys: Map::default(),
             by_age: AgeQueue::default(),
-            due: BinaryHeap::new(),
+            due: DueQueue::default(),
             arps: Map::default(),
             arp_due: BinaryHeap::new(),
             arp_answered: Map::default(),
@@ -143,10 +144,34 @@ impl Correlator {
     /// then were observed), in order of finishing; also returns what finished early since
     /// the last call.
     pub fn poll(&mut self, now_ns: u64) -> Vec<Finished> {
-        let mut out = std::mem::take(&mut self.ready);
-        out.reserve(self.last_poll_len.min(POLL_RESERVE_MAX));
+        let mut out = Vec::with_capacity(self.last_poll_len.min(POLL_RESERVE_MAX));
+        let Ok(()) = self.poll_each(now_ns, |f| {
+            out.push(f);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        self.last_poll_len = out.len();
+        out
+    }
+
+    /// [`Correlator::poll`], handing each finished record to `each` as soon as it is built
+    /// rather than collecting them all first: under a flood, one journey's allocations are
+    /// then freed before the next one's are made, and come back from the allocator's
+    /// per-thread cache instead of its slower paths. Stops at the first error of `each`;
+    /// what finished early and was not handed yet is kept for the next call.
+    pub fn poll_each<E>(
+        &mut self,
+        now_ns: u64,
+        mut each: impl FnMut(Finished) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut ready = std::mem::take(&mut self.ready).into_iter();
+        while let Some(f) = ready.next() {
+            if let Err(e) = each(f) {
+                self.ready = ready.collect();
+                return Err(e);
+            }
+        }
         loop {
-            let journey = self.due.peek().map(|Reverse(d)| d.order());
+            let journey = self.due.peek().map(Due::order);
             let arp = self.arp_due.peek().map(|Reverse((d, s, _))| (*d, *s));
             let take_arp = match (journey, arp) {
                 (None, None) => break,
@@ -154,7 +179,7 @@ impl Correlator {
                 (None, Some(_)) => true,
                 (Some(_), None) => false,
             };
-            if take_arp {
+            let finished = if take_arp {
                 let Some(&Reverse((deadline, serial, pair))) = self.arp_due.peek() else {
                     break;
                 };
@@ -163,24 +188,28 @@ impl Correlator {
                 }
                 self.arp_due.pop();
                 if self.arps.get(&pair).is_some_and(|p| p.serial == serial) {
-                    out.extend(self.finish_arp(pair));
+                    self.finish_arp(pair)
+                } else {
+                    None
                 }
             } else {
-                let Some(&Reverse(due)) = self.due.peek() else {
+                let Some(&due) = self.due.peek() else {
                     break;
                 };
                 if due.at > now_ns {
                     break;
                 }
                 self.due.pop();
-                self.expire_journey(due, &mut out);
+                self.expire_journey(due)
+            };
+            if let Some(f) = finished {
+                each(f)?;
             }
         }
         let keep = self.config.arp_timeout_ns;
         self.arp_answered
             .retain(|_, t| t.saturating_add(keep) > now_ns);
-        self.last_poll_len = out.len();
-        out
+        Ok(())
     }
 
     /// Finishes everything pending (at exit), in deadline order after what finished early;
@@ -270,34 +299,34 @@ impl Correlator {
     /// whose deadline moved earlier) once they outnumber the live ones, so that the queue
     /// stays bounded.
     fn queue(&mut self, due: Due) {
-        self.due.push(Reverse(due));
+        self.due.push(due);
         if too_stale(self.due.len(), self.journeys.len()) {
             let journeys = &self.journeys;
-            self.due.retain(|Reverse(d)| d.is_live(journeys));
+            self.due.retain(|d| d.is_live(journeys));
         }
     }
 
     /// Handles a check that came due: finishes the journey when its deadline is reached,
     /// checks it again at its deadline when that has moved later; skips a stale check.
-    fn expire_journey(&mut self, due: Due, out: &mut Vec<Finished>) {
+    fn expire_journey(&mut self, due: Due) -> Option<Finished> {
         let Entry::Occupied(mut e) = self.journeys.entry(due.key) else {
-            return; // stale
+            return None; // stale
         };
         let p = e.get_mut();
         if p.serial != due.serial || p.scheduled != due.at {
-            return; // stale
+            return None; // stale
         }
         let deadline = p.deadline(&self.config);
         if deadline > due.at {
             p.scheduled = deadline;
-            self.due.push(Reverse(Due {
+            self.due.push(Due {
                 at: deadline,
                 ..due
-            }));
-            return;
+            });
+            return None;
         }
         let p = e.remove();
-        out.extend(self.finish(&due.key, p));
+        self.finish(&due.key, p)
     }
 
     /// Removes a pending journey and builds its output; `None` for an orphan reply.

@@ -79,7 +79,8 @@
 //!   [`PairStats`]);
 //! - `pending`: a journey still collecting sightings, its deadline and the [`Journey`] it
 //!   becomes; `age_queue` keeps pending journeys in creation order for eviction,
-//!   `interner` the shared names, `stats` the per-pair statistics;
+//!   `due_queue` their deadline checks in time order, `interner` the shared names,
+//!   `stats` the per-pair statistics;
 //! - `json` ([`write_json`]) and `human` ([`write_human`], [`pair_line`]) write the records.
 
 use std::collections::{HashMap, HashSet};
@@ -88,6 +89,7 @@ pub use crate::model::kind::Family;
 
 mod age_queue;
 mod correlator;
+mod due_queue;
 mod human;
 mod interner;
 mod json;
