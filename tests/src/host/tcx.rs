@@ -83,16 +83,29 @@ const MAX_PROGS: usize = 64;
 /// - it would add aya and its object-file parser to xtask's build, which every
 ///   `cargo xtask` command waits for.
 pub fn prog_ids(ifindex: u32, hook: Hook) -> Result<Vec<u32>> {
+    Ok(attachments(ifindex, hook)?
+        .into_iter()
+        .map(|(prog, _)| prog)
+        .collect())
+}
+
+/// Like [`prog_ids`], each program with the id of the link that attaches it (0 for one
+/// attached without a link): what tells a link kept from one made again for the same
+/// program.
+pub fn attachments(ifindex: u32, hook: Hook) -> Result<Vec<(u32, u32)>> {
     let mut ids = [0u32; MAX_PROGS];
+    let mut links = [0u32; MAX_PROGS];
     let mut query = ProgQuery {
         target_ifindex: ifindex,
         attach_type: hook.attach_type(),
         prog_ids: ids.as_mut_ptr() as u64,
         count: MAX_PROGS as u32,
+        link_ids: links.as_mut_ptr() as u64,
         ..ProgQuery::default()
     };
     // SAFETY: bpf(BPF_PROG_QUERY) reads and writes only the 64-byte attribute passed with
-    // its size, and writes at most `count` (MAX_PROGS) ids into `ids`; both outlive the call.
+    // its size, and writes at most `count` (MAX_PROGS) ids into each of `ids` and `links`;
+    // all three outlive the call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -110,7 +123,11 @@ pub fn prog_ids(ifindex: u32, hook: Hook) -> Result<Vec<u32>> {
         bail!("BPF_PROG_QUERY tcx {hook} on ifindex {ifindex}: {err}");
     }
     let count = usize::try_from(query.count)?.min(MAX_PROGS);
-    Ok(ids[..count].to_vec())
+    Ok(ids[..count]
+        .iter()
+        .copied()
+        .zip(links[..count].iter().copied())
+        .collect())
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ const END: &str = "<!-- bench:results:end -->";
 
 impl Results {
     /// The results block of BENCH.md (between the markers).
-    fn markdown(&self) -> String {
+    pub(super) fn markdown(&self) -> String {
         let mut s = self.markdown_parts();
         let times: Vec<String> = self
             .log
@@ -190,6 +190,14 @@ impl Results {
                 sc.interfaces,
                 Spread::of(&sc.startup_secs).map_or("–".into(), |x| x.show(3))
             ));
+            s.push_str(&format!(
+                "- The kernel's floor, run just before each start-up: an empty two-instruction tc program attached by `BPF_LINK_CREATE` to both TCX hooks of the same {} interfaces in the same order, from a thread in the namespace, first attach to last: {} s; releasing those links: {} s. Start-up over the floor of its round: {}.\n",
+                sc.floor_interfaces,
+                Spread::of(&sc.floor_secs).map_or("–".into(), |x| x.show(3)),
+                Spread::of(&sc.floor_release_secs).map_or("–".into(), |x| x.show(3)),
+                Spread::of(&super::floor::ratios(&sc.startup_secs, &sc.floor_secs))
+                    .map_or("–".into(), |x| x.show(2)),
+            ));
             let lat = Spread::of(&sc.latency_ms);
             s.push_str(&format!(
                 "- New veth enslaved → both TCX programs attached: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (n={}, not attached within 3 s: {}); the `ip link set … master br0` command itself took {} ms of that.\n",
@@ -228,6 +236,23 @@ impl Results {
                     "- `netlab watch` took {stop:.1} s to stop (detach everything) after SIGINT.\n"
                 ));
             }
+        }
+        if let Some(r) = &self.restart {
+            if self.scale.is_none() {
+                s.push_str("\n### 5. Attaching to 500 veths\n\n");
+            }
+            s.push_str(&format!(
+                "- `netlab daemon` (no Docker) attached to {} interfaces and pinned their links in {:.3} s, then stopped, leaving {} links pinned. Restarted {} times, start to `daemon: watching` line: {} s. After each restart, of the {} hooks, attached through the same link as before: {}; running the same program as before: {}; interfaces its `/v1/health` counted: {}.\n",
+                r.interfaces,
+                r.cold_secs,
+                r.pins,
+                r.secs.len(),
+                Spread::of(&r.secs).map_or("–".into(), |x| x.show(3)),
+                r.hooks,
+                list(&r.links_kept),
+                list(&r.progs_kept),
+                list(&r.api_attached),
+            ));
         }
         if let Some(mem) = &self.memory {
             s.push_str("\n### 6. `netlab daemon` memory\n\n");
@@ -279,6 +304,14 @@ impl Results {
         }
         s
     }
+}
+
+/// `a, b, c` of a few counts.
+fn list<T: std::fmt::Display>(v: &[T]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Replaces the results block of BENCH.md, keeping everything around it; creates the file

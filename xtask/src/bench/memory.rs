@@ -107,8 +107,8 @@ pub(super) struct Memory {
 }
 
 /// Removes what `netlab daemon` pinned and its socket, also when the measurement fails.
-struct PinnedDaemon<'a> {
-    netlab: &'a Path,
+pub(super) struct PinnedDaemon<'a> {
+    pub(super) netlab: &'a Path,
 }
 
 impl Drop for PinnedDaemon<'_> {

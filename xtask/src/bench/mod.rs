@@ -12,14 +12,18 @@
 //! 3. ICMP floods of rising rate into `netlab watch --rate-limit 0`: events per second
 //!    delivered, and where loss starts.
 //! 4. The user-space pipeline alone (the criterion bench `netlab-daemon/benches/pipeline.rs`).
-//! 5. Attaching to 500 veths: start-up time, and how soon a new veth is observed.
+//! 5. Attaching to 500 veths: start-up time against the kernel's floor (an empty program
+//!    attached to the same hooks), how soon a new veth is observed, and how long a daemon
+//!    restart takes to adopt the 500 veths' pinned links.
 //! 6. Resident memory of `netlab daemon` on those 500 veths, and the size of its kernel maps.
 //!
 //! It prints a table (on stderr with `--json`, whose single JSON object goes to stdout) and
-//! rewrites the results block of BENCH.md, keeping what is written around it.
+//! rewrites the results block of BENCH.md, keeping what is written around it. `--only PART`
+//! runs some parts alone (`--only scale`: part 5 alone, `--only scale,memory`: the 500-veth
+//! namespace's parts) and prints what the block would say instead of writing it.
 //!
 //! Each part has a file of its own: `costs.rs` (1), `pps.rs` (2), `flood.rs` (3),
-//! `pipeline.rs` (4), `scale.rs` and `bursts.rs` (5), `memory.rs` (6). `results.rs` and
+//! `pipeline.rs` (4), `scale.rs`, `floor.rs`, `bursts.rs` and `restart.rs` (5), `memory.rs` (6). `results.rs` and
 //! `markdown.rs` make the table, the JSON object and BENCH.md; the namespaces (`netns.rs`),
 //! the children and Ctrl-C (`process.rs`), the traffic (`traffic.rs`) and the kernel's views
 //! (`kernel.rs`) are shared by the parts.
@@ -28,6 +32,7 @@ mod bursts;
 mod costs;
 mod empty;
 mod flood;
+mod floor;
 mod kernel;
 mod machine;
 mod markdown;
@@ -37,6 +42,7 @@ mod parse;
 mod pipeline;
 mod pps;
 mod process;
+mod restart;
 mod results;
 mod scale;
 mod stats;
@@ -62,6 +68,7 @@ use netns::{Pair, ScaleNs};
 use pipeline::{build_pipeline_bench, pipeline};
 use pps::pps;
 use process::{check_stop, quiet, spawn, wait_for, StopFlag};
+use restart::restart;
 use results::Results;
 use scale::scale;
 
@@ -121,8 +128,10 @@ struct Plan {
     flood_levels: &'static [FloodLoad],
     /// Veth pairs of the scale test.
     veths: u32,
-    /// Start-ups timed on them.
+    /// Start-ups timed on them, each after a run of the kernel's floor.
     startups: usize,
+    /// Daemon restarts timed on them (after one cold start).
+    restarts: usize,
     /// New veths timed from enslaving to attached.
     latency_samples: usize,
     /// How long the daemon runs before its memory is read.
@@ -153,6 +162,7 @@ impl Plan {
                 ],
                 veths: 500,
                 startups: 1,
+                restarts: 3,
                 latency_samples: 20,
                 daemon_settle: Duration::from_secs(1),
                 criterion: &["--warm-up-time", "1", "--measurement-time", "2"],
@@ -189,6 +199,7 @@ impl Plan {
                 ],
                 veths: 500,
                 startups: 3,
+                restarts: 5,
                 latency_samples: 100,
                 daemon_settle: Duration::from_secs(3),
                 criterion: &[],
@@ -197,32 +208,32 @@ impl Plan {
     }
 }
 
+/// The parts of the bench, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// 1. Per-packet cost of the tc programs.
+    Costs,
+    /// 2. UDP packets per second with and without observers.
+    Pps,
+    /// 3. ICMP floods into `netlab watch`.
+    Flood,
+    /// 4. The user-space pipeline (criterion).
+    Pipeline,
+    /// 5. Attaching to 500 veths: start-up and its floor, new veths, a daemon restart.
+    Scale,
+    /// 6. Memory of `netlab daemon` on 500 veths.
+    Memory,
+}
+
 // ---------------------------------------------------------------------------------------------
 // The command.
 // ---------------------------------------------------------------------------------------------
 
-/// The parts of the bench, for `--only`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Part {
-    /// 1: per-packet cost of the tc programs.
-    Costs,
-    /// 2: UDP packets per second.
-    Pps,
-    /// 3: ICMP floods.
-    Flood,
-    /// 4: the user-space pipeline (criterion).
-    Pipeline,
-    /// 5: attaching to 500 veths.
-    Scale,
-    /// 6: the daemon's memory.
-    Memory,
-}
-
 /// Runs every measurement (or those of `only`), prints the table (and the JSON object),
-/// writes BENCH.md (after a run of every part).
+/// writes BENCH.md (with `only`: prints what its block would say instead).
 pub fn run(quick: bool, json: bool, only: &[Part]) -> Result<()> {
-    let wanted = |p: Part| only.is_empty() || only.contains(&p);
     root::require_root("`cargo xtask bench` (namespaces, eBPF, BPF statistics)")?;
+    let wants = |p: Part| only.is_empty() || only.contains(&p);
     let plan = Plan::new(quick);
     let started = Instant::now();
     // NETLAB_BIN measures another build of netlab (an earlier commit's, say) with this bench.
@@ -236,7 +247,7 @@ pub fn run(quick: bool, json: bool, only: &[Part]) -> Result<()> {
         }
         None => workspace::build_daemon(true)?,
     };
-    if wanted(Part::Pipeline) {
+    if wants(Part::Pipeline) {
         build_pipeline_bench()?;
     }
     let built = started.elapsed().as_secs_f64();
@@ -251,27 +262,20 @@ pub fn run(quick: bool, json: bool, only: &[Part]) -> Result<()> {
         ..Default::default()
     };
     r.log.timings.push(("builds".into(), built));
-    {
-        let pair = if [Part::Costs, Part::Pps, Part::Flood]
-            .into_iter()
-            .any(wanted)
-        {
-            part(&mut r.log, "the namespace pair", Pair::create)?
-        } else {
-            None
-        };
+    if wants(Part::Costs) || wants(Part::Pps) || wants(Part::Flood) {
+        let pair = part(&mut r.log, "the namespace pair", Pair::create)?;
         if let Some(pair) = &pair {
-            if wanted(Part::Costs) {
+            if wants(Part::Costs) {
                 r.costs = part(&mut r.log, "per-packet cost", || {
                     costs(pair, &netlab, &xtask, &plan)
                 })?;
             }
-            if wanted(Part::Pps) {
+            if wants(Part::Pps) {
                 r.pps = part(&mut r.log, "packets per second", || {
                     pps(pair, &netlab, &xtask, &plan)
                 })?;
             }
-            if wanted(Part::Flood) {
+            if wants(Part::Flood) {
                 r.flood = part(&mut r.log, "ICMP flood", || {
                     flood(pair, &netlab, &xtask, &plan)
                 })?;
@@ -283,18 +287,19 @@ pub fn run(quick: bool, json: bool, only: &[Part]) -> Result<()> {
             .timings
             .push(("removing the pair".into(), start.elapsed().as_secs_f64()));
     }
-    if wanted(Part::Pipeline) {
+    if wants(Part::Pipeline) {
         r.pipeline = part(&mut r.log, "pipeline", || pipeline(&plan))?;
     }
-    if wanted(Part::Scale) || wanted(Part::Memory) {
+    if wants(Part::Scale) || wants(Part::Memory) {
         let scale_ns = part(&mut r.log, "the 500-veth namespace", || {
             ScaleNs::create(plan.veths)
         })?;
         if let Some(ns) = &scale_ns {
-            if wanted(Part::Scale) {
+            if wants(Part::Scale) {
                 r.scale = part(&mut r.log, "scale", || scale(ns, &netlab, &plan))?;
+                r.restart = part(&mut r.log, "daemon restart", || restart(&netlab, &plan))?;
             }
-            if wanted(Part::Memory) {
+            if wants(Part::Memory) {
                 r.memory = part(&mut r.log, "memory", || memory(ns, &netlab, &plan))?;
             }
         }
@@ -316,10 +321,16 @@ pub fn run(quick: bool, json: bool, only: &[Part]) -> Result<()> {
     } else {
         print!("{table}");
     }
+    let md = workspace::root().join(BENCH_MD);
     if only.is_empty() {
-        let md = workspace::root().join(BENCH_MD);
         write_bench_md(&md, &r)?;
         eprintln!("xtask: wrote {}", md.display());
+    } else {
+        eprintln!(
+            "xtask: --only: {} left as it is; the parts run would write:\n\n{}",
+            md.display(),
+            r.markdown()
+        );
     }
     Ok(())
 }
@@ -409,7 +420,7 @@ mod tests {
     fn quick_is_shorter() {
         let (q, f) = (Plan::new(true), Plan::new(false));
         assert!(q.cost_rounds < f.cost_rounds && q.pps_rounds < f.pps_rounds);
-        assert!(q.latency_samples < f.latency_samples);
+        assert!(q.latency_samples < f.latency_samples && q.restarts < f.restarts);
         assert!(q.pps_secs < f.pps_secs && q.flood_levels.len() < f.flood_levels.len());
         assert_eq!((q.veths, f.veths), (500, 500));
     }

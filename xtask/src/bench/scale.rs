@@ -1,5 +1,6 @@
-//! Part 5: attaching to 500 veths: start-up time, how soon a new veth is observed, and how long
-//! the ports of a burst go unobserved.
+//! Part 5: attaching to 500 veths: start-up time (each start-up after a run of the kernel's
+//! floor, `floor.rs`), how soon a new veth is observed, and how long the ports of a burst go
+//! unobserved. The daemon's restart on them is `restart.rs`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,6 +12,7 @@ use anyhow::{anyhow, ensure, Result};
 use crate::cmd;
 
 use super::bursts::{burst_latencies, BURST_FRAMES, BURST_ROUNDS, BURST_SIZE};
+use super::floor::{attach_floor, scale_ifaces};
 use netlab_tests::host::netns::{self, in_ns, ip, ip_batch};
 use netlab_tests::host::tcx::{self, Hook};
 
@@ -27,6 +29,13 @@ pub(super) struct Scale {
     pub(super) interfaces: u64,
     /// Seconds from start to `watching N interfaces`.
     pub(super) startup_secs: Vec<f64>,
+    /// The kernel's floor, run just before each start-up: an empty program attached to
+    /// both hooks of the same interfaces, first attach to last (see `floor.rs`).
+    pub(super) floor_secs: Vec<f64>,
+    /// The same floor's links released again, seconds.
+    pub(super) floor_release_secs: Vec<f64>,
+    /// Interfaces the floor attached to.
+    pub(super) floor_interfaces: usize,
     /// Milliseconds from `ip link set … master br0` starting to both TCX programs attached.
     pub(super) latency_ms: Vec<f64>,
     /// How long that `ip` command itself took, ms (part of the latency above).
@@ -59,7 +68,21 @@ fn watch_everything(netlab: &Path) -> Command {
 pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     let mut s = Scale::default();
     let mut last = None;
+    let ifaces = scale_ifaces(ns.veths);
     for run in 0..plan.startups {
+        let floor = attach_floor(&ifaces)?;
+        eprintln!(
+            "xtask: bench: floor {}/{}: {:.3} s to attach an empty program to {} interfaces, {:.3} s to release it",
+            run + 1,
+            plan.startups,
+            floor.attach_secs,
+            floor.interfaces,
+            floor.release_secs
+        );
+        s.floor_secs.push(floor.attach_secs);
+        s.floor_release_secs.push(floor.release_secs);
+        s.floor_interfaces = floor.interfaces;
+        check_stop()?;
         let t0 = Instant::now();
         let mut w = spawn(&mut watch_everything(netlab), TAIL)?;
         let (at, line) = wait_for(&mut w, "watching ", Duration::from_secs(120))?;
