@@ -133,10 +133,7 @@ fn hooks(ifaces: &[String]) -> Result<Hooks> {
 
 /// Of the hooks of `before`, how many run the same links after (each attachment's link id
 /// the same, and non-zero), and how many the same programs.
-fn kept(
-    before: &Hooks,
-    after: &Hooks,
-) -> (usize, usize) {
+fn kept(before: &Hooks, after: &Hooks) -> (usize, usize) {
     let mut links = 0;
     let mut progs = 0;
     for (hook, was) in before {
