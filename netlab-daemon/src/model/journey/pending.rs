@@ -261,7 +261,10 @@ impl Pending {
             _ => None,
         };
         let mut hops = self.hops;
-        hops.sort_by_key(|h| h.ts_ns);
+        // Sightings come in time order: the hops are almost always sorted already.
+        if !hops.is_sorted_by_key(|h| h.ts_ns) {
+            hops.sort_by_key(|h| h.ts_ns);
+        }
         let last_seen = match (result, &self.drop) {
             (Outcome::Answered, _) => None,
             (_, Some(d)) => hops.iter().rev().find(|h| h.ts_ns <= d.ts_ns),
