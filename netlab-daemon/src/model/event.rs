@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::docker::topology::{Role, Topology};
 use crate::kernel::clock::{Clock, UnixNanos};
 use crate::model::decode::{decode, Mac};
+use crate::model::iface_json::IfaceJson;
 use crate::model::jsonw::{self, Object};
 use crate::model::kind::{Direction, Kind};
 
@@ -40,8 +41,9 @@ pub struct IfaceView<'a> {
 }
 
 impl IfaceView<'_> {
-    /// Writes the object its `Serialize` impl writes, for [`PacketRecord::write_json`].
-    fn write_object(&self, out: &mut Vec<u8>) {
+    /// Writes the object its `Serialize` impl writes, for [`PacketRecord::write_json`]
+    /// (and, once per interface, for [`IfaceJson`]).
+    pub(crate) fn write_object(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
         o.str("name", self.name);
         o.u32("ifindex", self.ifindex);
@@ -310,11 +312,33 @@ impl<'a> PacketRecord<'a> {
     /// both outputs. Never fails; the `Result` lets callers treat it like their other
     /// writers.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        self.write_line(out, None)
+    }
+
+    /// [`PacketRecord::write_json`] with the `iface` object from `ifaces`, which writes
+    /// each interface's object once and copies it after: the same bytes.
+    pub fn write_json_cached(
+        &self,
+        out: &mut Vec<u8>,
+        ifaces: &mut IfaceJson,
+    ) -> serde_json::Result<()> {
+        self.write_line(out, Some(ifaces))
+    }
+
+    fn write_line(
+        &self,
+        out: &mut Vec<u8>,
+        ifaces: Option<&mut IfaceJson>,
+    ) -> serde_json::Result<()> {
         let mut o = Object::begin(out);
         o.ascii("ts", &self.ts.rfc3339());
-        self.iface.write_object(o.key("iface"));
-        o.str("direction", self.direction.name());
-        o.str("kind", self.kind.name());
+        match ifaces {
+            Some(c) => c.write(&self.iface, o.key("iface")),
+            None => self.iface.write_object(o.key("iface")),
+        }
+        // Fixed names: nothing to escape.
+        o.ascii("direction", self.direction.name().as_bytes());
+        o.ascii("kind", self.kind.name().as_bytes());
         o.u32("len", self.len);
         o.u32("sample_rate", self.sample_rate);
         o.opt_u32("vlan", self.vlan.map(u32::from));

@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod event;
 pub mod filter;
+pub mod iface_json;
 pub mod journey;
 pub mod jsonw;
 pub mod kind;
