@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::docker::topology::{Role, Topology};
 use crate::kernel::clock::{Clock, UnixNanos};
 use crate::model::decode::{decode, Mac};
-use crate::model::iface_json::IfaceJson;
 use crate::model::jsonw::{self, Object};
 use crate::model::kind::{Direction, Kind};
+use crate::model::label_json::LabelJson;
 
 impl Serialize for Mac {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -42,7 +42,7 @@ pub struct IfaceView<'a> {
 
 impl IfaceView<'_> {
     /// Writes the object its `Serialize` impl writes, for [`PacketRecord::write_json`]
-    /// (and, once per interface, for [`IfaceJson`]).
+    /// (and, once per interface, for [`LabelJson`]).
     pub(crate) fn write_object(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
         o.str("name", self.name);
@@ -127,8 +127,9 @@ impl<'a> Endpoint<'a> {
         }
     }
 
-    /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
-    fn write_object(&self, out: &mut Vec<u8>) {
+    /// Writes the object its `Serialize` impl writes, for the `write_json` methods (and,
+    /// once per address, for [`LabelJson`]).
+    pub(crate) fn write_object(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
         if !self.mac.is_zero() {
             o.ascii("mac", &self.mac.to_text());
@@ -178,16 +179,25 @@ pub struct ArpView {
 }
 
 /// The fields packets and drops share, in their order: `src`, `dst`, then `icmp` and
-/// `arp` when present.
+/// `arp` when present; the endpoints through `labels` when given.
 fn write_ends(
     o: &mut Object<'_>,
     src: &Endpoint<'_>,
     dst: &Endpoint<'_>,
     icmp: Option<&IcmpView>,
     arp: Option<&ArpView>,
+    labels: Option<&mut LabelJson>,
 ) {
-    src.write_object(o.key("src"));
-    dst.write_object(o.key("dst"));
+    match labels {
+        Some(l) => {
+            l.endpoint(src, o.key("src"));
+            l.endpoint(dst, o.key("dst"));
+        }
+        None => {
+            src.write_object(o.key("src"));
+            dst.write_object(o.key("dst"));
+        }
+    }
     if let Some(i) = icmp {
         i.write_object(o.key("icmp"));
     }
@@ -315,25 +325,25 @@ impl<'a> PacketRecord<'a> {
         self.write_line(out, None)
     }
 
-    /// [`PacketRecord::write_json`] with the `iface` object from `ifaces`, which writes
-    /// each interface's object once and copies it after: the same bytes.
+    /// [`PacketRecord::write_json`] with the `iface` object and the endpoints' labelled
+    /// members from `labels`, which writes each once and copies it after: the same bytes.
     pub fn write_json_cached(
         &self,
         out: &mut Vec<u8>,
-        ifaces: &mut IfaceJson,
+        labels: &mut LabelJson,
     ) -> serde_json::Result<()> {
-        self.write_line(out, Some(ifaces))
+        self.write_line(out, Some(labels))
     }
 
     fn write_line(
         &self,
         out: &mut Vec<u8>,
-        ifaces: Option<&mut IfaceJson>,
+        mut labels: Option<&mut LabelJson>,
     ) -> serde_json::Result<()> {
         let mut o = Object::begin(out);
         o.ascii("ts", &self.ts.rfc3339());
-        match ifaces {
-            Some(c) => c.write(&self.iface, o.key("iface")),
+        match labels.as_deref_mut() {
+            Some(l) => l.iface(&self.iface, o.key("iface")),
             None => self.iface.write_object(o.key("iface")),
         }
         // Fixed names: nothing to escape.
@@ -348,6 +358,7 @@ impl<'a> PacketRecord<'a> {
             &self.dst,
             self.icmp.as_ref(),
             self.arp.as_ref(),
+            labels,
         );
         if let Some(n) = &self.ndp {
             let mut t = Object::begin(o.key("ndp"));
@@ -641,6 +652,7 @@ impl DropRecord {
             &self.dst,
             self.icmp.as_ref(),
             self.arp.as_ref(),
+            None,
         );
         let d = &self.drop;
         let mut info = Object::begin(o.key("drop"));

@@ -4,9 +4,9 @@
 pub mod decode;
 pub mod event;
 pub mod filter;
-pub mod iface_json;
 pub mod journey;
 pub mod jsonw;
 pub mod kind;
+pub mod label_json;
 pub mod summary;
 pub mod tally;

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use super::{Ctx, Event, Output};
 use crate::model::filter::Filter;
-use crate::model::iface_json::IfaceJson;
+use crate::model::label_json::LabelJson;
 
 /// How each event is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +26,8 @@ pub struct Lines<W: Write> {
     bytes: Vec<u8>,
     text: String,
     written: u64,
-    /// Each interface's `iface` object, written once.
-    ifaces: IfaceJson,
+    /// The labelled parts of packet lines, written once each.
+    labels: LabelJson,
 }
 
 impl<W: Write> Lines<W> {
@@ -40,7 +40,7 @@ impl<W: Write> Lines<W> {
             bytes: Vec::with_capacity(64 * 1024),
             text: String::with_capacity(256),
             written: 0,
-            ifaces: IfaceJson::default(),
+            labels: LabelJson::default(),
         }
     }
 
@@ -56,7 +56,7 @@ impl<W: Write + 'static> Output for Lines<W> {
             return Ok(());
         }
         match self.format {
-            Format::Json => ev.write_json(ctx, &mut self.bytes, &mut self.ifaces)?,
+            Format::Json => ev.write_json(ctx, &mut self.bytes, &mut self.labels)?,
             Format::Text => {
                 self.text.clear();
                 ev.write_human(ctx, &mut self.text);
