@@ -15,6 +15,7 @@ use crate::kernel::clock::{Clock, UnixNanos};
 use crate::model::decode::{decode, Mac};
 use crate::model::jsonw::{self, Object};
 use crate::model::kind::{Direction, Kind};
+use crate::model::label_json::LabelJson;
 
 impl Serialize for Mac {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -40,8 +41,9 @@ pub struct IfaceView<'a> {
 }
 
 impl IfaceView<'_> {
-    /// Writes the object its `Serialize` impl writes, for [`PacketRecord::write_json`].
-    fn write_object(&self, out: &mut Vec<u8>) {
+    /// Writes the object its `Serialize` impl writes, for [`PacketRecord::write_json`]
+    /// (and, once per interface, for [`LabelJson`]).
+    pub(crate) fn write_object(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
         o.str("name", self.name);
         o.u32("ifindex", self.ifindex);
@@ -125,8 +127,9 @@ impl<'a> Endpoint<'a> {
         }
     }
 
-    /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
-    fn write_object(&self, out: &mut Vec<u8>) {
+    /// Writes the object its `Serialize` impl writes, for the `write_json` methods (and,
+    /// once per address, for [`LabelJson`]).
+    pub(crate) fn write_object(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
         if !self.mac.is_zero() {
             o.ascii("mac", &self.mac.to_text());
@@ -176,16 +179,25 @@ pub struct ArpView {
 }
 
 /// The fields packets and drops share, in their order: `src`, `dst`, then `icmp` and
-/// `arp` when present.
+/// `arp` when present; the endpoints through `labels` when given.
 fn write_ends(
     o: &mut Object<'_>,
     src: &Endpoint<'_>,
     dst: &Endpoint<'_>,
     icmp: Option<&IcmpView>,
     arp: Option<&ArpView>,
+    labels: Option<&mut LabelJson>,
 ) {
-    src.write_object(o.key("src"));
-    dst.write_object(o.key("dst"));
+    match labels {
+        Some(l) => {
+            l.endpoint(src, o.key("src"));
+            l.endpoint(dst, o.key("dst"));
+        }
+        None => {
+            src.write_object(o.key("src"));
+            dst.write_object(o.key("dst"));
+        }
+    }
     if let Some(i) = icmp {
         i.write_object(o.key("icmp"));
     }
@@ -310,11 +322,33 @@ impl<'a> PacketRecord<'a> {
     /// both outputs. Never fails; the `Result` lets callers treat it like their other
     /// writers.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        self.write_line(out, None)
+    }
+
+    /// [`PacketRecord::write_json`] with the `iface` object and the endpoints' labelled
+    /// members from `labels`, which writes each once and copies it after: the same bytes.
+    pub fn write_json_cached(
+        &self,
+        out: &mut Vec<u8>,
+        labels: &mut LabelJson,
+    ) -> serde_json::Result<()> {
+        self.write_line(out, Some(labels))
+    }
+
+    fn write_line(
+        &self,
+        out: &mut Vec<u8>,
+        mut labels: Option<&mut LabelJson>,
+    ) -> serde_json::Result<()> {
         let mut o = Object::begin(out);
         o.ascii("ts", &self.ts.rfc3339());
-        self.iface.write_object(o.key("iface"));
-        o.str("direction", self.direction.name());
-        o.str("kind", self.kind.name());
+        match labels.as_deref_mut() {
+            Some(l) => l.iface(&self.iface, o.key("iface")),
+            None => self.iface.write_object(o.key("iface")),
+        }
+        // Fixed names: nothing to escape.
+        o.ascii("direction", self.direction.name().as_bytes());
+        o.ascii("kind", self.kind.name().as_bytes());
         o.u32("len", self.len);
         o.u32("sample_rate", self.sample_rate);
         o.opt_u32("vlan", self.vlan.map(u32::from));
@@ -324,6 +358,7 @@ impl<'a> PacketRecord<'a> {
             &self.dst,
             self.icmp.as_ref(),
             self.arp.as_ref(),
+            labels,
         );
         if let Some(n) = &self.ndp {
             let mut t = Object::begin(o.key("ndp"));
@@ -617,6 +652,7 @@ impl DropRecord {
             &self.dst,
             self.icmp.as_ref(),
             self.arp.as_ref(),
+            None,
         );
         let d = &self.drop;
         let mut info = Object::begin(o.key("drop"));

@@ -238,10 +238,24 @@ pub fn u32(out: &mut Vec<u8>, n: u32) {
     u64(out, u64::from(n));
 }
 
-/// Appends `n` in decimal, as `serde_json` writes unsigned integers. Nanosecond times
-/// have 19 digits: they are cut into groups of four, each written as two pairs.
+/// Appends `n` in decimal, as `serde_json` writes unsigned integers. Numbers below 100
+/// (kinds, codes, sample rates) are one or two bytes written directly; the others go
+/// through [`long_u64`].
 #[inline]
-pub fn u64(out: &mut Vec<u8>, mut n: u64) {
+pub fn u64(out: &mut Vec<u8>, n: u64) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+    } else if n < 100 {
+        let pair = n as usize * 2;
+        out.extend_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        long_u64(out, n);
+    }
+}
+
+/// [`u64`] of a number of three digits or more. Nanosecond times have 19 digits: they are
+/// cut into groups of four, each written as two pairs.
+fn long_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     while n >= 10_000 {
@@ -270,6 +284,16 @@ pub fn u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// Appends the first `len` bytes of `buf` by appending all of it and cutting the rest
+/// off: a copy of a fixed size is a few moves, one of a variable size a call to memcpy.
+#[inline]
+fn append_cut<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
+    debug_assert!(len <= N);
+    let start = out.len();
+    out.extend_from_slice(buf);
+    out.truncate(start + len);
+}
+
 /// Appends an array of strings, each escaped.
 pub fn str_array<S: AsRef<str>>(out: &mut Vec<u8>, items: &[S]) {
     out.push(b'[');
@@ -285,10 +309,18 @@ pub fn str_array<S: AsRef<str>>(out: &mut Vec<u8>, items: &[S]) {
 /// Appends an IP address as a JSON string, with the text of std's `Display` (what serde
 /// writes for `IpAddr` in human-readable formats).
 pub fn ip(out: &mut Vec<u8>, ip: IpAddr) {
+    out.push(b'"');
     match ip {
-        IpAddr::V4(v4) => ascii_string(out, Ipv4Text::new(v4).as_bytes()),
-        IpAddr::V6(v6) => ascii_string(out, Ipv6Text::new(v6).as_bytes()),
+        IpAddr::V4(v4) => {
+            let t = Ipv4Text::new(v4);
+            append_cut(out, &t.buf, t.len);
+        }
+        IpAddr::V6(v6) => {
+            let t = Ipv6Text::new(v6);
+            append_cut(out, &t.buf, t.len);
+        }
     }
+    out.push(b'"');
 }
 
 /// The decimal text of every octet value, padded to four bytes, with its length in the

@@ -7,5 +7,6 @@ pub mod filter;
 pub mod journey;
 pub mod jsonw;
 pub mod kind;
+pub mod label_json;
 pub mod summary;
 pub mod tally;

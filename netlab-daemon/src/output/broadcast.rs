@@ -4,16 +4,22 @@
 use std::sync::Arc;
 
 use super::{Ctx, Event, Output};
+use crate::model::label_json::LabelJson;
 use crate::output::stream::{Sender, StreamEvent};
 
 /// Sends every shown event to the daemon's clients.
 pub struct Broadcast {
     tx: Sender,
+    /// The labelled parts of packet lines, written once each.
+    labels: LabelJson,
 }
 
 impl Broadcast {
     pub fn new(tx: Sender) -> Self {
-        Broadcast { tx }
+        Broadcast {
+            tx,
+            labels: LabelJson::default(),
+        }
     }
 }
 
@@ -23,7 +29,7 @@ impl Output for Broadcast {
             return Ok(());
         }
         let mut json = Vec::with_capacity(512);
-        ev.write_json(ctx, &mut json)?;
+        ev.write_json(ctx, &mut json, &mut self.labels)?;
         let mut text = String::with_capacity(160);
         ev.write_human(ctx, &mut text);
         // With no client listening the event is dropped.

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 
 use super::{Ctx, Event, Output};
 use crate::model::filter::Filter;
+use crate::model::label_json::LabelJson;
 
 /// How each event is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct Lines<W: Write> {
     bytes: Vec<u8>,
     text: String,
     written: u64,
+    /// The labelled parts of packet lines, written once each.
+    labels: LabelJson,
 }
 
 impl<W: Write> Lines<W> {
@@ -37,6 +40,7 @@ impl<W: Write> Lines<W> {
             bytes: Vec::with_capacity(64 * 1024),
             text: String::with_capacity(256),
             written: 0,
+            labels: LabelJson::default(),
         }
     }
 
@@ -52,7 +56,7 @@ impl<W: Write + 'static> Output for Lines<W> {
             return Ok(());
         }
         match self.format {
-            Format::Json => ev.write_json(ctx, &mut self.bytes)?,
+            Format::Json => ev.write_json(ctx, &mut self.bytes, &mut self.labels)?,
             Format::Text => {
                 self.text.clear();
                 ev.write_human(ctx, &mut self.text);

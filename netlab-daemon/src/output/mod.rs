@@ -28,6 +28,7 @@ use crate::kernel::clock::Clock;
 use crate::model::event::{DropRecord, PacketRecord};
 use crate::model::filter::Filter;
 use crate::model::journey::{self, Finished};
+use crate::model::label_json::LabelJson;
 use crate::output::stream::EventMeta;
 use netlab_common::PacketEvent;
 
@@ -98,10 +99,16 @@ impl Event<'_> {
         }
     }
 
-    /// Appends its JSON line.
-    pub fn write_json(&self, ctx: Ctx<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    /// Appends its JSON line; a packet's labelled parts come from `labels` (see
+    /// [`LabelJson`]).
+    pub fn write_json(
+        &self,
+        ctx: Ctx<'_>,
+        out: &mut Vec<u8>,
+        labels: &mut LabelJson,
+    ) -> serde_json::Result<()> {
         match self {
-            Event::Packet(rec, _) => rec.write_json(out),
+            Event::Packet(rec, _) => rec.write_json_cached(out, labels),
             Event::Drop(rec) => rec.write_json(out),
             Event::NotADrop(..) => Ok(()),
             Event::Finished(done) => journey::write_json(done, ctx.clock, out),

@@ -257,8 +257,9 @@ impl Correlator {
         let cfg = self.config;
         let p = match self.journeys.get_mut(&key) {
             Some(p) if ts_ns < p.deadline(&cfg) => p,
-            _ => {
-                let fresh = self.start(key, ts_ns);
+            over => {
+                let ended = over.is_some();
+                let fresh = self.start(key, ts_ns, ended);
                 self.journeys.entry(key).insert_entry(fresh).into_mut()
             }
         };
@@ -276,10 +277,11 @@ impl Correlator {
     }
 
     /// A new journey for `key` starting at `ts_ns`, for the caller to insert (no journey
-    /// for it is open at that time): makes room for it by finishing a pending one of the
-    /// same key whose deadline has passed and, when `max_pending` are pending, the oldest.
-    fn start(&mut self, key: Key, ts_ns: u64) -> Pending {
-        if self.journeys.contains_key(&key) {
+    /// for it is open at that time): makes room for it by finishing the pending one of the
+    /// same key, whose deadline has passed (`ended`: there is one) and, when `max_pending`
+    /// are pending, the oldest.
+    fn start(&mut self, key: Key, ts_ns: u64, ended: bool) -> Pending {
+        if ended {
             let f = self.finish_journey(&key);
             self.ready.extend(f);
         }
