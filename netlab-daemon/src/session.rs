@@ -199,6 +199,29 @@ impl Session {
             }
             log::debug!("{stale} events from before this start left unread");
         }
+        let mut obs = Observer::new(dp, opts.attach);
+        if let Some(d) = &opts.pin_dir {
+            // TCX links where the kernel has them (6.6+), pinned; netlink filters
+            // otherwise, kept.
+            let links = d.join("links");
+            obs = obs
+                .persist_in(&links)
+                .with_context(|| format!("creating {}", links.display()))?;
+            obs.prune_pins(&topo);
+        }
+        // Attaching is most of a start-up on many interfaces (each TCX hook waits for RCU
+        // grace periods, one after another): it starts now, and loading the other
+        // programs below fits into its waits.
+        let first = match &named {
+            Some(named) => named.clone(),
+            None => topo
+                .observed
+                .iter()
+                .map(|o| (o.ifindex, o.name.clone()))
+                .collect(),
+        };
+        let early = obs.attach_early(first);
+        let dp = obs.datapath_mut();
         let drops = match opts.drops {
             Drops::Off => None,
             wanted => {
@@ -240,17 +263,10 @@ impl Session {
             }
         };
         if following {
-            enable_cover(&mut dp);
+            enable_cover(dp);
         }
-        let mut obs = Observer::new(dp, opts.attach);
-        if let Some(d) = &opts.pin_dir {
-            // TCX links where the kernel has them (6.6+), pinned; netlink filters
-            // otherwise, kept.
-            let links = d.join("links");
-            obs = obs
-                .persist_in(&links)
-                .with_context(|| format!("creating {}", links.display()))?;
-            obs.prune_pins(&topo);
+        if let Some(early) = early {
+            obs.take_early(early);
         }
         let mut topo_events = Tracker::new(&topo);
         match &named {
