@@ -46,6 +46,8 @@ pub const MAP_EVENTS: &str = "NETLAB_EVENTS";
 pub const MAP_CONFIG: &str = "NETLAB_CONFIG";
 /// Name of the per-CPU delivery statistics array.
 pub const MAP_STATS: &str = "NETLAB_STATS";
+/// Name of the per-CPU sampling and rate-limit state of the tc programs.
+pub const MAP_SAMPLING: &str = "NETLAB_SAMPLING";
 /// Name of the single-entry drop-program configuration array.
 pub const MAP_DROP_CONFIG: &str = "NETLAB_DROP_CONFIG";
 /// Name of the per-CPU array of drop counts indexed by drop reason.
@@ -66,6 +68,10 @@ pub const PROG_EGRESS: &str = "netlab_egress";
 pub const MAP_COVER: &str = "NETLAB_COVER";
 /// Name of the single-entry cover configuration array.
 pub const MAP_COVER_CONFIG: &str = "NETLAB_COVER_CONFIG";
+/// Name of the per-CPU copy of a frame's first bytes the cover programs classify.
+pub const MAP_COVER_SCRATCH: &str = "NETLAB_COVER_SCRATCH";
+/// Name of the per-CPU notes of which program (cover or tc) counted the packet passing.
+pub const MAP_COVER_LAST: &str = "NETLAB_COVER_LAST";
 /// Name of the raw tracepoint on `netif_receive_skb` that covers a new port's ingress.
 pub const PROG_COVER_INGRESS: &str = "netlab_cover_ingress";
 /// Name of the raw tracepoint on `net_dev_queue` that covers a new port's egress.

@@ -36,7 +36,7 @@ use crate::docker::topology::Topology;
 use crate::kernel::attach::AttachMode;
 use crate::kernel::btf::Kallsyms;
 use crate::kernel::clock::Clock;
-use crate::kernel::loader::Datapath;
+use crate::kernel::loader::{Datapath, Pins};
 use crate::model::journey::{Correlator, PairStats};
 use crate::model::summary::Summary;
 use crate::output::Output;
@@ -182,11 +182,46 @@ impl Session {
             Source::Fixed(topo) => (None, topo, None),
         };
         let following = feed.is_some();
-        let maps_dir = opts.pin_dir.as_ref().map(|d| d.join("maps"));
-        if let Some(d) = &maps_dir {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        let pins = opts.pin_dir.as_deref().map(Pins::under);
+        if let (Some(p), Some(dir)) = (&pins, &opts.pin_dir) {
+            p.create()
+                .with_context(|| format!("creating the pin directories under {}", dir.display()))?;
         }
-        let mut dp = Datapath::load_pinned(opts.config, maps_dir.as_deref())?;
+        let mut dp = Datapath::load_in(opts.config, pins.as_ref())?;
+        let mut ring = dp.take_events()?;
+        if pins.is_some() {
+            // The ring may be an earlier daemon's, which the programs it left attached wrote
+            // to while no daemon ran: those events are not this run's to show.
+            let mut stale = 0u64;
+            while let Some(item) = ring.next() {
+                drop(item);
+                stale += 1;
+            }
+            log::debug!("{stale} events from before this start left unread");
+        }
+        let mut obs = Observer::new(dp, opts.attach);
+        if let Some(d) = &opts.pin_dir {
+            // TCX links where the kernel has them (6.6+), pinned; netlink filters
+            // otherwise, kept.
+            let links = d.join("links");
+            obs = obs
+                .persist_in(&links)
+                .with_context(|| format!("creating {}", links.display()))?;
+            obs.prune_pins(&topo);
+        }
+        // Attaching is most of a start-up on many interfaces (each TCX hook waits for RCU
+        // grace periods, one after another): it starts now, and loading the other
+        // programs below fits into its waits.
+        let first = match &named {
+            Some(named) => named.clone(),
+            None => topo
+                .observed
+                .iter()
+                .map(|o| (o.ifindex, o.name.clone()))
+                .collect(),
+        };
+        let early = obs.attach_early(first);
+        let dp = obs.datapath_mut();
         let drops = match opts.drops {
             Drops::Off => None,
             wanted => {
@@ -228,17 +263,10 @@ impl Session {
             }
         };
         if following {
-            enable_cover(&mut dp);
+            enable_cover(dp);
         }
-        let mut obs = Observer::new(dp, opts.attach);
-        if let Some(d) = &opts.pin_dir {
-            // TCX links where the kernel has them (6.6+), pinned; netlink filters
-            // otherwise, kept.
-            let links = d.join("links");
-            obs = obs
-                .persist_in(&links)
-                .with_context(|| format!("creating {}", links.display()))?;
-            obs.prune_pins(&topo);
+        if let Some(early) = early {
+            obs.take_early(early);
         }
         let mut topo_events = Tracker::new(&topo);
         match &named {
@@ -262,7 +290,6 @@ impl Session {
             Some(f) => Some(Follower::new(f).context("subscribing to link changes")?),
             None => None,
         };
-        let ring = obs.datapath_mut().take_events()?;
         // SAFETY: the RingBuf owns its map fd, which stays open and unchanged for as long
         // as the AsyncFd (which owns the RingBuf) lives.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -271,6 +298,10 @@ impl Session {
         let journeys = opts
             .journey_timeout
             .map(|t| Correlator::with_timeout(t.as_nanos() as u64));
+        if let Some(p) = &pins {
+            // Every link is on this build's programs now.
+            p.remove_other_builds();
+        }
         let mut ticker = tokio::time::interval(Duration::from_millis(100));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(Session {

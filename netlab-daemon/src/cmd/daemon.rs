@@ -73,7 +73,7 @@ pub struct DaemonArgs {
 }
 
 /// Removes every pinned object under `dir`: the tc links and the drop program's link
-/// first (which detaches them), then the maps.
+/// first (which detaches them), then the programs and maps.
 pub fn cleanup(dir: &Path) -> anyhow::Result<usize> {
     if dir.exists() && !crate::kernel::bpffs::is_bpffs(dir) {
         anyhow::bail!(
@@ -83,6 +83,16 @@ pub fn cleanup(dir: &Path) -> anyhow::Result<usize> {
     }
     let mut removed = 0;
     for sub in ["links", "drops", "netlink", "maps"] {
+        if sub == "maps" {
+            // The programs and state maps of each build (see `kernel/loader/pins.rs`), once
+            // no link of netlab's runs them any more; the counts go last.
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if crate::kernel::loader::is_object_dir(&e.file_name().to_string_lossy()) {
+                    removed += crate::kernel::loader::remove_object_dir(&e.path())
+                        .with_context(|| format!("removing {}", e.path().display()))?;
+                }
+            }
+        }
         let d = dir.join(sub);
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;

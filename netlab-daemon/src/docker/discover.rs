@@ -3,7 +3,7 @@
 //!
 //! [`scan`] reads the topology; an [`Observer`] owns the attachments. Its jobs, one file
 //! each: `discover/reconcile.rs` keeps them in step with a topology, `discover/attaching.rs`
-//! attaches one interface (TCX or netlink, pinned or kept), `discover/new_ports.rs` covers
+//! attaches one interface (TCX or netlink, pinned or kept) and the first ones early, `discover/new_ports.rs` covers
 //! and attaches a port the moment it joins an observed bridge, `discover/hooks.rs` finds
 //! hooks something else detached, and `discover/counters.rs` keeps what gone interfaces
 //! counted.
@@ -24,6 +24,7 @@ mod reconcile;
 
 use counters::Retired;
 
+pub use attaching::EarlyAttach;
 pub use counters::GONE;
 pub use hooks::LostHook;
 pub use new_ports::{AttachDone, AttachJob};
@@ -90,6 +91,8 @@ pub struct Observer {
     covering: BTreeMap<u32, Option<std::time::Instant>>,
     /// The new port an [`AttachJob`] is attaching now.
     in_flight: Option<u32>,
+    /// What an [`EarlyAttach`] did, by interface, until the first attach batch takes it.
+    early: HashMap<u32, (String, anyhow::Result<Attachment>)>,
 }
 
 impl Observer {
@@ -107,6 +110,7 @@ impl Observer {
             pending: Default::default(),
             covering: BTreeMap::new(),
             in_flight: None,
+            early: HashMap::new(),
         }
     }
 

@@ -397,7 +397,9 @@ impl Attachment {
 
 /// Moves the links pinned for `iface` by an earlier run onto these programs (an atomic
 /// program replacement: the hooks never go unobserved) and returns the attachment, or
-/// `None` when nothing is pinned for it.
+/// `None` when nothing is pinned for it. A link that runs these programs already (an
+/// earlier daemon of the same build pinned them, see `kernel/loader/pins.rs`) is kept as
+/// it is.
 pub fn adopt(
     progs: ProgFds<'_>,
     dir: &Path,
@@ -419,7 +421,11 @@ pub fn adopt(
             source,
         };
         let link = tcx::obj_get(path).map_err(err)?;
-        tcx::link_update(link.as_fd(), prog).map_err(err)?;
+        let runs = tcx::link_prog_and_ifindex(link.as_fd());
+        let ours = tcx::prog_id(prog);
+        if !matches!((runs, ours), (Ok((id, idx)), Ok(ours)) if id == ours && idx == ifindex) {
+            tcx::link_update(link.as_fd(), prog).map_err(err)?;
+        }
         // The pin keeps the link; our handle can go.
     }
     Ok(Some(Attachment {

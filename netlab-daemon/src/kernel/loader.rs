@@ -4,23 +4,23 @@
 //! two tc programs (attaching them to an interface), `loader/drops.rs` the `skb:kfree_skb`
 //! program and the kernel's drop reasons, `loader/cover.rs` the programs that count a new
 //! bridge port's packets until its tc programs run, `loader/maps.rs` the packet counters,
-//! delivery statistics and the sample ring, and `loader/slots.rs` the counter slots.
+//! delivery statistics and the sample ring, `loader/slots.rs` the counter slots, and
+//! `loader/pins.rs` what the daemon pins of the object so that a restart of the same build
+//! re-verifies nothing.
 
 use aya::{
     maps::{Array, MapError},
     programs::{raw_trace_point::RawTracePointLink, ProgramError, SchedClassifier},
     Ebpf, EbpfError,
 };
-use netlab_common::{
-    Config, CoverConfig, MAP_CONFIG, MAP_COUNTERS, MAP_DROP_REASONS, MAP_IF_SLOTS,
-    MAP_SLOT_COUNTERS, MAP_STATS, PROG_EGRESS, PROG_INGRESS,
-};
+use netlab_common::{Config, CoverConfig, MAP_CONFIG, PROG_EGRESS, PROG_INGRESS};
 
 use crate::kernel::btf;
 
 mod cover;
 mod drops;
 mod maps;
+mod pins;
 mod programs;
 mod slots;
 
@@ -30,6 +30,7 @@ use drops::DropLink;
 pub use cover::COVER_VIA_ENV;
 pub use drops::{DropReasons, UNKNOWN_REASON};
 pub use maps::DeliveryStats;
+pub use pins::{is_object_dir, remove_object_dir, Pins};
 pub use slots::pinned_slot_counters;
 
 /// The eBPF object built from `netlab-ebpf` by build.rs.
@@ -57,6 +58,13 @@ pub enum LoadError {
         name: &'static str,
         #[source]
         io_error: std::io::Error,
+    },
+    /// The kernel's BTF, which a program attached by function name needs, is unreadable.
+    #[error("cannot read the kernel's BTF for program {name}")]
+    KernelBtf {
+        name: &'static str,
+        #[source]
+        source: aya::BtfError,
     },
     /// The running kernel does not describe what the drop program needs.
     #[error("cannot locate kernel structures for drop tracing")]
@@ -101,6 +109,8 @@ pub struct Datapath {
     cover_cfg: Option<CoverConfig>,
     /// Which interface counts in which counter slot.
     slots: slots::Slots,
+    /// Where maps and programs are pinned (the daemon).
+    pins: Option<Pins>,
     ebpf: Ebpf,
 }
 
@@ -143,60 +153,55 @@ pub fn check_kernel(release: &str) -> Result<(), LoadError> {
 impl Datapath {
     /// Loads both tc programs into the kernel and writes `config`.
     pub fn load(config: Config) -> Result<Self, LoadError> {
-        Self::load_pinned(config, None)
+        Self::load_in(config, None)
     }
 
-    /// Like [`Datapath::load`]; with `pin_dir`, the counter maps live in bpffs there and
-    /// are reused from an earlier run (so counts survive a restart).
-    pub fn load_pinned(
-        config: Config,
-        pin_dir: Option<&std::path::Path>,
-    ) -> Result<Self, LoadError> {
+    /// Like [`Datapath::load`]; with `pins` (the daemon), the maps live in bpffs there: the
+    /// counters are reused from any earlier run (so counts survive a restart), the programs
+    /// and the rest of the maps from an earlier run of the same build (see [`Pins`]).
+    pub fn load_in(config: Config, pins: Option<&Pins>) -> Result<Self, LoadError> {
         if let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
             check_kernel(&release)?;
         }
         let mut loader = aya::EbpfLoader::new();
-        let paths: Vec<(&str, std::path::PathBuf)> = pin_dir
-            .map(|d| {
-                [
-                    MAP_COUNTERS,
-                    MAP_IF_SLOTS,
-                    MAP_SLOT_COUNTERS,
-                    MAP_STATS,
-                    MAP_DROP_REASONS,
-                ]
-                .into_iter()
-                .map(|m| (m, d.join(m)))
-                .collect()
+        let paths: Vec<(&str, std::path::PathBuf)> = pins
+            .map(|p| {
+                pins::COUNTS
+                    .iter()
+                    .chain(pins::STATE.iter())
+                    .map(|m| (*m, p.map(m)))
+                    .collect()
             })
             .unwrap_or_default();
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(EBPF_OBJECT).map_err(LoadError::Object)?;
-        {
-            let map = ebpf
-                .map_mut(MAP_CONFIG)
-                .ok_or(LoadError::MissingProgram(MAP_CONFIG))?;
-            let mut cfg: Array<_, Config> = Array::try_from(map).map_err(map_err(MAP_CONFIG))?;
-            cfg.set(0, config, 0).map_err(map_err(MAP_CONFIG))?;
-        }
-        for name in [PROG_INGRESS, PROG_EGRESS] {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .and_then(|p| p.try_into().ok())
-                .ok_or(LoadError::MissingProgram(name))?;
-            prog.load().map_err(refused(name))?;
-        }
+        let ebpf = loader.load(EBPF_OBJECT).map_err(LoadError::Object)?;
         let mut dp = Self {
             kfree_link: None,
             cover_links: None,
             enslave_link: None,
             cover_cfg: None,
             slots: slots::Slots::default(),
+            pins: pins.cloned(),
             ebpf,
         };
-        if pin_dir.is_some() {
+        {
+            let map = dp
+                .ebpf
+                .map_mut(MAP_CONFIG)
+                .ok_or(LoadError::MissingProgram(MAP_CONFIG))?;
+            let mut cfg: Array<_, Config> = Array::try_from(map).map_err(map_err(MAP_CONFIG))?;
+            cfg.set(0, config, 0).map_err(map_err(MAP_CONFIG))?;
+        }
+        for name in [PROG_INGRESS, PROG_EGRESS] {
+            dp.load_or_reuse(name, |p| {
+                let prog: &mut SchedClassifier =
+                    p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
+                prog.load().map_err(refused(name))
+            })?;
+        }
+        if pins.is_some() {
             dp.read_slots()?;
         }
         Ok(dp)

@@ -1,10 +1,10 @@
-//! TCX links with the bpf(2) syscall directly: create, pin, reopen from a pin, and swap
-//! the program of an existing link.
+//! TCX links with the bpf(2) syscall directly: create, pin, reopen from a pin, swap the
+//! program of an existing link, and ask which program a link runs.
 //!
-//! aya's `attach` needs `&mut` access to the program for every link, which serialises
-//! attaching; and each TCX attach or release waits for an RCU grace period in the kernel
-//! (tens of milliseconds). With plain file descriptors, many interfaces are attached from
-//! several threads at once and those waits overlap.
+//! aya's `attach` needs `&mut` access to the program for every link; and each TCX attach
+//! or release waits for an RCU grace period in the kernel (tens of milliseconds), under the
+//! RTNL lock. With plain file descriptors, interfaces are attached on a thread of their own
+//! while the rest of a start-up goes on (more threads would only queue on that lock).
 
 use std::ffi::CString;
 use std::io;
@@ -16,6 +16,7 @@ const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_PROG_QUERY: libc::c_long = 16;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_TCX_INGRESS: u32 = 46;
 const BPF_TCX_EGRESS: u32 = 47;
 
@@ -125,6 +126,42 @@ pub fn query_prog_ids(ifindex: u32, ingress: bool) -> io::Result<Vec<u32>> {
     Ok(ids[..count.min(ids.len())].to_vec())
 }
 
+/// `BPF_OBJ_GET_INFO_BY_FD` of `fd` into `info` (a `bpf_prog_info` or `bpf_link_info`
+/// buffer).
+fn obj_info(fd: BorrowedFd<'_>, info: &mut [u8]) -> io::Result<()> {
+    let mut a = Attr::new();
+    a.put_u32(0, fd.as_raw_fd() as u32);
+    a.put_u32(4, info.len() as u32);
+    a.put_u64(8, info.as_mut_ptr() as u64);
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut a).map(drop)
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+/// The kernel's id of program `prog`.
+pub fn prog_id(prog: BorrowedFd<'_>) -> io::Result<u32> {
+    // `struct bpf_prog_info` begins with type, id.
+    #[repr(C, align(8))]
+    struct Info([u8; 8]);
+    let mut info = Info([0; 8]);
+    obj_info(prog, &mut info.0)?;
+    Ok(u32_at(&info.0, 4))
+}
+
+/// Of a TCX link: the id of the program it runs, and the interface it is attached to (0 once
+/// that interface is gone).
+pub fn link_prog_and_ifindex(link: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    // `struct bpf_link_info`: type, id, prog_id at 8, then the union at 16, whose `tcx`
+    // member is ifindex, attach_type.
+    #[repr(C, align(8))]
+    struct Info([u8; 64]);
+    let mut info = Info([0; 64]);
+    obj_info(link, &mut info.0)?;
+    Ok((u32_at(&info.0, 8), u32_at(&info.0, 16)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +178,7 @@ mod tests {
         assert!(link_update(bad, bad).is_err());
         // No interface has index 0.
         assert!(query_prog_ids(0, true).is_err());
+        assert!(prog_id(bad).is_err());
+        assert!(link_prog_and_ifindex(bad).is_err());
     }
 }

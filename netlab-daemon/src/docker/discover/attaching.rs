@@ -25,7 +25,75 @@ pub(super) fn tcx_attach_or_adopt(
     Ok(crate::kernel::attach::attach_tcx(progs, name, idx)?)
 }
 
+/// Results of attaching one interface each: index, name, attachment.
+type Attached = Vec<(u32, String, anyhow::Result<Attachment>)>;
+
+/// The first interfaces being attached (TCX) on a thread of its own, while the session
+/// loads its other programs: each TCX attach waits for RCU grace periods, which is most of
+/// a start-up on many interfaces, and the verifier's work on the other programs fits into
+/// those waits. Dropped without [`Observer::take_early`], it waits for the thread (whose
+/// attachments then go as any dropped [`Attachment`] does).
+pub struct EarlyAttach {
+    thread: Option<std::thread::JoinHandle<Attached>>,
+}
+
+impl Drop for EarlyAttach {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Observer {
+    /// Starts attaching `ifaces` (index, name) with TCX on a thread of its own (see
+    /// [`EarlyAttach`]); the next [`Observer::attach_batch`] takes the results instead of
+    /// attaching them again. `None` (nothing started) where new attachments do not use TCX.
+    pub fn attach_early(&mut self, ifaces: Vec<(u32, String)>) -> Option<EarlyAttach> {
+        if !self.uses_tcx() || ifaces.is_empty() {
+            return None;
+        }
+        let (ingress, egress) = self.dp.prog_fds().ok()?;
+        let pin_dir = self.pin_dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("netlab-attach".into())
+            .spawn(move || -> Attached {
+                use std::os::fd::AsFd as _;
+                let progs = crate::kernel::attach::ProgFds {
+                    ingress: ingress.as_fd(),
+                    egress: egress.as_fd(),
+                };
+                ifaces
+                    .into_iter()
+                    .map(|(idx, name)| {
+                        let r = tcx_attach_or_adopt(progs, pin_dir.as_deref(), idx, &name);
+                        (idx, name, r)
+                    })
+                    .collect()
+            })
+            .inspect_err(|e| log::debug!("attaching on the caller's thread: {e}"))
+            .ok()?;
+        Some(EarlyAttach {
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits for what [`Observer::attach_early`] started and keeps the results for the next
+    /// attach batch.
+    pub fn take_early(&mut self, mut early: EarlyAttach) {
+        let Some(t) = early.thread.take() else { return };
+        match t.join() {
+            Ok(done) => {
+                for (idx, name, r) in done {
+                    self.early.insert(idx, (name, r));
+                }
+            }
+            Err(_) => {
+                log::warn!("the thread attaching the first interfaces failed; attaching them here")
+            }
+        }
+    }
+
     /// Pins every link under `dir` (created if needed), adopting links an earlier run
     /// pinned there, and removes pins left for interfaces that no longer exist.
     pub fn persist_in(mut self, dir: &std::path::Path) -> std::io::Result<Self> {
@@ -92,6 +160,17 @@ impl Observer {
         };
         let mut out = Vec::with_capacity(todo.len());
         for (idx, name) in todo {
+            let early = match self.early.remove(idx) {
+                Some((n, r)) if n == *name => Some(r),
+                Some((_, r)) => {
+                    // Another name at that index by now: not this interface's.
+                    if let Ok(mut a) = r {
+                        a.unpin();
+                    }
+                    None
+                }
+                None => None,
+            };
             let r = match &fds {
                 Some((ingress, egress)) => {
                     use std::os::fd::AsFd as _;
@@ -99,19 +178,27 @@ impl Observer {
                         ingress: ingress.as_fd(),
                         egress: egress.as_fd(),
                     };
-                    self.attach_one_tcx(progs, *idx, name).or_else(|e| {
-                        // `auto` falls back to netlink where TCX was refused.
-                        if self.mode == AttachMode::Auto {
-                            log::debug!("{e:#}; falling back to netlink");
-                            self.attach_one_netlink(name)
-                        } else {
-                            Err(e)
-                        }
-                    })
+                    early
+                        .unwrap_or_else(|| self.attach_one_tcx(progs, *idx, name))
+                        .or_else(|e| {
+                            // `auto` falls back to netlink where TCX was refused.
+                            if self.mode == AttachMode::Auto {
+                                log::debug!("{e:#}; falling back to netlink");
+                                self.attach_one_netlink(name)
+                            } else {
+                                Err(e)
+                            }
+                        })
                 }
                 None => self.attach_one_netlink(name),
             };
             out.push((*idx, name.clone(), r));
+        }
+        // Attached early but not wanted after all: as if attached and forgotten at once.
+        for (_, (_, r)) in self.early.drain() {
+            if let Ok(mut a) = r {
+                a.unpin();
+            }
         }
         out
     }

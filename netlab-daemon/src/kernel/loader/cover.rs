@@ -8,7 +8,7 @@ use aya::{
 };
 use netlab_common::{
     direction, CounterKey, CoverConfig, COVERED_BY_KERNEL, COVERED_BY_USER, HANDED_OVER, MAP_COVER,
-    MAP_COVER_BRIDGES, MAP_COVER_CONFIG, PROG_COVER_EGRESS, PROG_COVER_ENSLAVE,
+    MAP_COVER_BRIDGES, MAP_COVER_CONFIG, MAP_COVER_LAST, PROG_COVER_EGRESS, PROG_COVER_ENSLAVE,
     PROG_COVER_ENSLAVE_KPROBE, PROG_COVER_INGRESS,
 };
 
@@ -71,17 +71,26 @@ impl Datapath {
         drop(kbtf);
         release_freed_memory();
         self.write_cover_config(cfg)?;
+        if self.pinned_state() {
+            // The map may be an earlier daemon's, whose cover programs went with it: start
+            // from nothing covered, as a new map would.
+            self.clear_cover_map()?;
+        }
         let mut links = Vec::with_capacity(2);
         for (name, tracepoint) in [
             (PROG_COVER_INGRESS, "netif_receive_skb"),
             (PROG_COVER_EGRESS, "net_dev_queue"),
         ] {
+            self.load_or_reuse(name, |p| {
+                let tp: &mut RawTracePoint =
+                    p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
+                tp.load().map_err(refused(name))
+            })?;
             let tp: &mut RawTracePoint = self
                 .ebpf
                 .program_mut(name)
                 .and_then(|p| p.try_into().ok())
                 .ok_or(LoadError::MissingProgram(name))?;
-            tp.load().map_err(refused(name))?;
             let err = |source| LoadError::Program { name, source };
             let id = tp.attach(tracepoint).map_err(err)?;
             links.push(tp.take_link(id).map_err(err)?);
@@ -171,26 +180,34 @@ impl Datapath {
     }
 
     fn enable_enslave_fentry(&mut self) -> anyhow::Result<FEntryLink> {
-        let btf = aya::Btf::from_sys_fs()?;
+        let name = PROG_COVER_ENSLAVE;
+        self.load_or_reuse(name, |p| {
+            let btf =
+                aya::Btf::from_sys_fs().map_err(|source| LoadError::KernelBtf { name, source })?;
+            let prog: &mut FEntry = p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
+            prog.load(ENSLAVE_FUNCTION, &btf).map_err(refused(name))
+        })?;
         let prog: &mut FEntry = self
             .ebpf
-            .program_mut(PROG_COVER_ENSLAVE)
+            .program_mut(name)
             .and_then(|p| p.try_into().ok())
-            .ok_or(LoadError::MissingProgram(PROG_COVER_ENSLAVE))?;
-        prog.load(ENSLAVE_FUNCTION, &btf)
-            .map_err(refused(PROG_COVER_ENSLAVE))?;
+            .ok_or(LoadError::MissingProgram(name))?;
         let id = prog.attach()?;
         Ok(prog.take_link(id)?)
     }
 
     fn enable_enslave_kprobe(&mut self) -> anyhow::Result<KProbeLink> {
         use anyhow::Context as _;
+        let name = PROG_COVER_ENSLAVE_KPROBE;
+        self.load_or_reuse(name, |p| {
+            let prog: &mut KProbe = p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
+            prog.load().map_err(refused(name))
+        })?;
         let prog: &mut KProbe = self
             .ebpf
-            .program_mut(PROG_COVER_ENSLAVE_KPROBE)
+            .program_mut(name)
             .and_then(|p| p.try_into().ok())
-            .ok_or(LoadError::MissingProgram(PROG_COVER_ENSLAVE_KPROBE))?;
-        prog.load().map_err(refused(PROG_COVER_ENSLAVE_KPROBE))?;
+            .ok_or(LoadError::MissingProgram(name))?;
         let id = prog
             .attach(ENSLAVE_FUNCTION, 0)
             .with_context(|| format!("no kprobe on {ENSLAVE_FUNCTION}"))?;
@@ -270,8 +287,23 @@ impl Datapath {
         BpfHashMap::try_from(map).map_err(map_err(MAP_COVER))
     }
 
+    /// Removes every entry of the cover map.
+    fn clear_cover_map(&mut self) -> Result<(), LoadError> {
+        let mut m = self.cover_map()?;
+        let keys: Vec<CounterKey> = m.keys().filter_map(Result::ok).collect();
+        for k in &keys {
+            match m.remove(k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(map_err(MAP_COVER)(e)),
+            }
+        }
+        Ok(())
+    }
+
     fn clear_cover_notes(&mut self) -> Result<(), LoadError> {
-        const NAME: &str = "NETLAB_COVER_LAST";
+        const NAME: &str = MAP_COVER_LAST;
         let map = self
             .ebpf
             .map_mut(NAME)

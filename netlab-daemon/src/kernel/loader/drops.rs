@@ -86,8 +86,9 @@ impl Datapath {
     }
 
     /// [`Datapath::enable_drops`]; with `pin`, the link is pinned at that path so that
-    /// drops are counted by reason while no daemon runs. A link an earlier run pinned there
-    /// is detached just before this one attaches: a drop in between is not counted, none is
+    /// drops are counted by reason while no daemon runs. A link an earlier run of the same
+    /// build pinned there runs this very program and stays; one of another build is
+    /// detached just before this one attaches: a drop in between is not counted, none is
     /// counted twice.
     pub fn enable_drops_pinned(
         &mut self,
@@ -151,6 +152,14 @@ impl Datapath {
             let path = path.to_owned();
             move |source| LoadError::PinDrops { path, source }
         };
+        let candidates: &[&'static str] = match tp_reason {
+            Some(_) => &[PROG_KFREE_SKB_RAW, PROG_KFREE_SKB],
+            None => &[PROG_KFREE_SKB],
+        };
+        if let Some(link) = pin.and_then(|path| self.keep_pinned_drop_link(path, candidates)) {
+            self.kfree_link = Some(link);
+            return Ok(reasons);
+        }
         if let Some(path) = pin {
             // The pin is the only reference a stopped daemon left: removing it detaches.
             match std::fs::remove_file(path) {
@@ -193,15 +202,46 @@ impl Datapath {
         Ok(reasons)
     }
 
+    /// The drop link an earlier daemon of this build pinned at `path`, when it runs one of
+    /// this build's pinned `candidates`: it stays as it is (no drop goes uncounted), and
+    /// that program is the one this daemon holds.
+    fn keep_pinned_drop_link(
+        &mut self,
+        path: &std::path::Path,
+        candidates: &[&'static str],
+    ) -> Option<DropLink> {
+        use crate::kernel::tcx;
+        use std::os::fd::AsFd as _;
+        let pins = self.pins.clone()?;
+        let (runs, _) = tcx::obj_get(path)
+            .and_then(|l| tcx::link_prog_and_ifindex(l.as_fd()))
+            .ok()?;
+        let name = candidates.iter().copied().find(|name| {
+            tcx::obj_get(&pins.prog(name))
+                .and_then(|p| tcx::prog_id(p.as_fd()))
+                .is_ok_and(|id| id == runs)
+        })?;
+        // Pinned: it is taken as it is, nothing loads.
+        self.load_or_reuse(name, |_| Err(LoadError::MissingProgram(name)))
+            .ok()?;
+        let link = PinnedLink::from_pin(path).ok()?;
+        log::debug!("kept the drop program's link pinned at {}", path.display());
+        Some(DropLink::Pinned(link))
+    }
+
     /// Loads and attaches the classic `skb:kfree_skb` tracepoint program.
     fn attach_kfree_classic(&mut self) -> Result<DropLink, LoadError> {
         let name = PROG_KFREE_SKB;
+        self.load_or_reuse(name, |p| {
+            let prog: &mut TracePoint =
+                p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
+            prog.load().map_err(refused(name))
+        })?;
         let prog: &mut TracePoint = self
             .ebpf
             .program_mut(name)
             .and_then(|p| p.try_into().ok())
             .ok_or(LoadError::MissingProgram(name))?;
-        prog.load().map_err(refused(name))?;
         let id = prog
             .attach("skb", "kfree_skb")
             .map_err(|source| LoadError::Program { name, source })?;
@@ -213,12 +253,16 @@ impl Datapath {
     /// Loads and attaches the `kfree_skb` raw tracepoint program.
     fn attach_kfree_raw(&mut self) -> Result<DropLink, LoadError> {
         let name = PROG_KFREE_SKB_RAW;
+        self.load_or_reuse(name, |p| {
+            let prog: &mut RawTracePoint =
+                p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
+            prog.load().map_err(refused(name))
+        })?;
         let prog: &mut RawTracePoint = self
             .ebpf
             .program_mut(name)
             .and_then(|p| p.try_into().ok())
             .ok_or(LoadError::MissingProgram(name))?;
-        prog.load().map_err(refused(name))?;
         let id = prog
             .attach("kfree_skb")
             .map_err(|source| LoadError::Program { name, source })?;
