@@ -79,6 +79,10 @@ enum Command {
         /// Print one JSON object with the headline numbers on stdout (the table goes to stderr).
         #[arg(long)]
         json: bool,
+        /// Run only these parts (repeat or separate with commas); BENCH.md is then left as
+        /// it is and what its results block would say is printed on stderr.
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "PART")]
+        only: Vec<bench::Part>,
     },
     /// Send small UDP datagrams as fast as possible for a while (a helper of `bench`).
     #[command(hide = true)]
@@ -186,7 +190,7 @@ fn main() -> Result<()> {
         Command::Lab {
             duration, rebuild, ..
         } => lab::run(duration, rebuild),
-        Command::Bench { quick, json } => bench::run(quick, json),
+        Command::Bench { quick, json, only } => bench::run(quick, json, &only),
         Command::BenchUdpSend {
             dst,
             port,
@@ -297,9 +301,19 @@ mod tests {
             cli.command,
             Command::Bench {
                 quick: true,
-                json: true
-            }
+                json: true,
+                ref only,
+            } if only.is_empty()
         ));
+        let cli =
+            Cli::try_parse_from(["xtask", "bench", "--only", "memory,scale", "--only", "pps"])
+                .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Bench { ref only, .. }
+                if only == &[bench::Part::Memory, bench::Part::Scale, bench::Part::Pps]
+        ));
+        assert!(Cli::try_parse_from(["xtask", "bench", "--only", "everything"]).is_err());
         let cli = Cli::try_parse_from([
             "xtask",
             "bench-udp-send",

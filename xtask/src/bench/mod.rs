@@ -13,19 +13,27 @@
 //!    delivered, and where loss starts.
 //! 4. The user-space pipeline alone (the criterion bench `netlab-daemon/benches/pipeline.rs`).
 //! 5. Attaching to 500 veths: start-up time, and how soon a new veth is observed.
-//! 6. Resident memory of `netlab daemon` on those 500 veths, and the size of its kernel maps.
+//! 6. Resident memory of `netlab daemon` on those 500 veths, and the size of its kernel maps;
+//!    then again with 1,000 labelled endpoints: a generated Docker topology whose containers
+//!    are real processes and namespaces, described by an Engine API responder.
 //!
 //! It prints a table (on stderr with `--json`, whose single JSON object goes to stdout) and
-//! rewrites the results block of BENCH.md, keeping what is written around it.
+//! rewrites the results block of BENCH.md, keeping what is written around it. `--only PART`
+//! runs some parts alone and prints what the block would say instead of writing it.
 //!
 //! Each part has a file of its own: `costs.rs` (1), `pps.rs` (2), `flood.rs` (3),
-//! `pipeline.rs` (4), `scale.rs` and `bursts.rs` (5), `memory.rs` (6). `results.rs` and
+//! `pipeline.rs` (4), `scale.rs` and `bursts.rs` (5), `memory.rs` (6, with the generated
+//! topology in `endpoints.rs`, its containers in `containers.rs` and the responder in
+//! `engine_api.rs`). `results.rs` and
 //! `markdown.rs` make the table, the JSON object and BENCH.md; the namespaces (`netns.rs`),
 //! the children and Ctrl-C (`process.rs`), the traffic (`traffic.rs`) and the kernel's views
 //! (`kernel.rs`) are shared by the parts.
 
 mod bursts;
+mod containers;
 mod costs;
+mod endpoints;
+mod engine_api;
 mod flood;
 mod kernel;
 mod machine;
@@ -56,7 +64,7 @@ use costs::costs;
 use flood::{flood, FloodLoad};
 use machine::{cpu_idle, read_loadavg, utc_now, Machine};
 use markdown::{write_bench_md, BENCH_MD};
-use memory::memory;
+use memory::{memory, memory_labelled};
 use netns::{Pair, ScaleNs};
 use pipeline::{build_pipeline_bench, pipeline};
 use pps::pps;
@@ -90,6 +98,8 @@ const CLOSED_PORT: u16 = 5002;
 /// Payload of each datagram: 18 bytes make the smallest Ethernet frame (64 bytes with FCS).
 const UDP_PAYLOAD: usize = 18;
 const DAEMON_SOCKET: &str = "/tmp/nlbench.sock";
+/// Where part 6's Docker Engine API responder listens.
+const ENGINE_SOCKET: &str = "/tmp/nlbench-docker.sock";
 const PIN_DIR: &str = "/sys/fs/bpf/nlbench";
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 /// Where the value of [`BPF_STATS`] before the bench is kept until it is put back, so a
@@ -195,13 +205,32 @@ impl Plan {
     }
 }
 
+/// The parts of the bench, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// 1. Per-packet cost of the tc programs.
+    Costs,
+    /// 2. UDP packets per second with and without observers.
+    Pps,
+    /// 3. ICMP floods into `netlab watch`.
+    Flood,
+    /// 4. The user-space pipeline (criterion).
+    Pipeline,
+    /// 5. Attaching to 500 veths.
+    Scale,
+    /// 6. Memory of `netlab daemon` on 500 veths, without and with 1,000 labelled endpoints.
+    Memory,
+}
+
 // ---------------------------------------------------------------------------------------------
 // The command.
 // ---------------------------------------------------------------------------------------------
 
-/// Runs every measurement, prints the table (and the JSON object), writes BENCH.md.
-pub fn run(quick: bool, json: bool) -> Result<()> {
+/// Runs every measurement (or those of `only`), prints the table (and the JSON object),
+/// writes BENCH.md (with `only`: prints what its block would say instead).
+pub fn run(quick: bool, json: bool, only: &[Part]) -> Result<()> {
     root::require_root("`cargo xtask bench` (namespaces, eBPF, BPF statistics)")?;
+    let wants = |p: Part| only.is_empty() || only.contains(&p);
     let plan = Plan::new(quick);
     let started = Instant::now();
     // NETLAB_BIN measures another build of netlab (an earlier commit's, say) with this bench.
@@ -215,7 +244,9 @@ pub fn run(quick: bool, json: bool) -> Result<()> {
         }
         None => workspace::build_daemon(true)?,
     };
-    build_pipeline_bench()?;
+    if wants(Part::Pipeline) {
+        build_pipeline_bench()?;
+    }
     let built = started.elapsed().as_secs_f64();
     let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
     let _stop = StopFlag::install();
@@ -228,18 +259,24 @@ pub fn run(quick: bool, json: bool) -> Result<()> {
         ..Default::default()
     };
     r.log.timings.push(("builds".into(), built));
-    {
+    if wants(Part::Costs) || wants(Part::Pps) || wants(Part::Flood) {
         let pair = part(&mut r.log, "the namespace pair", Pair::create)?;
         if let Some(pair) = &pair {
-            r.costs = part(&mut r.log, "per-packet cost", || {
-                costs(pair, &netlab, &xtask, &plan)
-            })?;
-            r.pps = part(&mut r.log, "packets per second", || {
-                pps(pair, &netlab, &xtask, &plan)
-            })?;
-            r.flood = part(&mut r.log, "ICMP flood", || {
-                flood(pair, &netlab, &xtask, &plan)
-            })?;
+            if wants(Part::Costs) {
+                r.costs = part(&mut r.log, "per-packet cost", || {
+                    costs(pair, &netlab, &xtask, &plan)
+                })?;
+            }
+            if wants(Part::Pps) {
+                r.pps = part(&mut r.log, "packets per second", || {
+                    pps(pair, &netlab, &xtask, &plan)
+                })?;
+            }
+            if wants(Part::Flood) {
+                r.flood = part(&mut r.log, "ICMP flood", || {
+                    flood(pair, &netlab, &xtask, &plan)
+                })?;
+            }
         }
         let start = Instant::now();
         drop(pair);
@@ -247,14 +284,24 @@ pub fn run(quick: bool, json: bool) -> Result<()> {
             .timings
             .push(("removing the pair".into(), start.elapsed().as_secs_f64()));
     }
-    r.pipeline = part(&mut r.log, "pipeline", || pipeline(&plan))?;
-    {
+    if wants(Part::Pipeline) {
+        r.pipeline = part(&mut r.log, "pipeline", || pipeline(&plan))?;
+    }
+    if wants(Part::Scale) || wants(Part::Memory) {
         let scale_ns = part(&mut r.log, "the 500-veth namespace", || {
             ScaleNs::create(plan.veths)
         })?;
         if let Some(ns) = &scale_ns {
-            r.scale = part(&mut r.log, "scale", || scale(ns, &netlab, &plan))?;
-            r.memory = part(&mut r.log, "memory", || memory(ns, &netlab, &plan))?;
+            if wants(Part::Scale) {
+                r.scale = part(&mut r.log, "scale", || scale(ns, &netlab, &plan))?;
+            }
+            if wants(Part::Memory) {
+                r.memory = part(&mut r.log, "memory", || memory(ns, &netlab, &plan))?;
+                // Last: its containers take the scale veths with them when they go.
+                r.labelled = part(&mut r.log, "memory with 1,000 labelled endpoints", || {
+                    memory_labelled(ns, &netlab, &plan)
+                })?;
+            }
         }
         let start = Instant::now();
         drop(scale_ns);
@@ -275,8 +322,16 @@ pub fn run(quick: bool, json: bool) -> Result<()> {
         print!("{table}");
     }
     let md = workspace::root().join(BENCH_MD);
-    write_bench_md(&md, &r)?;
-    eprintln!("xtask: wrote {}", md.display());
+    if only.is_empty() {
+        write_bench_md(&md, &r)?;
+        eprintln!("xtask: wrote {}", md.display());
+    } else {
+        eprintln!(
+            "xtask: --only: {} left as it is; the parts run would write:\n\n{}",
+            md.display(),
+            r.markdown()
+        );
+    }
     Ok(())
 }
 
@@ -316,6 +371,7 @@ fn clean_leftovers(netlab: &Path) {
         let _ = quiet(Command::new(netlab).args(["daemon", "--cleanup", "--pin-dir", PIN_DIR]));
     }
     let _ = std::fs::remove_file(DAEMON_SOCKET);
+    let _ = std::fs::remove_file(ENGINE_SOCKET);
     if let Ok(saved) = std::fs::read_to_string(BPF_STATS_SAVED) {
         if std::fs::write(BPF_STATS, saved.trim()).is_ok() {
             let _ = std::fs::remove_file(BPF_STATS_SAVED);
