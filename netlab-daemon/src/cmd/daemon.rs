@@ -259,11 +259,12 @@ pub struct Prepared {
     kallsyms: Option<Kallsyms>,
 }
 
-/// Checks the arguments, binds the socket (group `netlab`), reads kernel symbols, then
-/// drops every capability the daemon does not need any more. `None` for `--cleanup`,
+/// Limits malloc to one arena, checks the arguments, binds the socket (group `netlab`),
+/// reads kernel symbols, then drops every capability the daemon does not need any more. `None` for `--cleanup`,
 /// which is done here.
 pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
     crate::kernel::privilege::require()?;
+    crate::kernel::loader::use_one_malloc_arena();
     if args.cleanup {
         let n = cleanup(&args.pin_dir)?;
         log::info!(
