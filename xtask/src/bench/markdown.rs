@@ -319,14 +319,15 @@ fn grouped(n: usize) -> String {
     out
 }
 
-/// `; it had handled 12 drop reports from the host's other traffic`, when it had.
+/// `; 12 drop reports …` (what the daemon handled of the host's other traffic), when its
+/// metrics were read.
 fn host_drops(d: Option<super::memory::HostDrops>) -> String {
     match d {
-        Some(d) if d.drops + d.not_drops > 0.0 => format!(
-            "; it had handled {:.0} drop reports and {:.0} frees that were not drops from the host's other traffic",
+        Some(d) => format!(
+            "; {:.0} drop reports and {:.0} frees that were not drops from the host's other traffic handled",
             d.drops, d.not_drops
         ),
-        _ => String::new(),
+        None => String::new(),
     }
 }
 

@@ -190,8 +190,8 @@ impl HostDrops {
             samples
                 .iter()
                 .filter(|s| s.name == name)
-                .map(|s| s.value)
-                .sum()
+                // From +0: an empty f64 sum is -0, shown as "-0".
+                .fold(0.0, |total, s| total + s.value)
         };
         Ok(HostDrops {
             drops: sum("netlab_drops_total"),
@@ -453,7 +453,9 @@ mod tests {
                 not_drops: 2.0
             }
         );
-        assert_eq!(HostDrops::of_page("").expect("empty"), HostDrops::default());
+        let none = HostDrops::of_page("").expect("empty");
+        assert_eq!(none, HostDrops::default());
+        assert!(none.drops.is_sign_positive(), "0, not -0");
     }
 
     #[test]
