@@ -285,6 +285,10 @@ impl Session {
                 obs.reconcile(&topo);
             }
         }
+        // Start-up is done with its one-off buffers (Docker's answers, every namespace's
+        // links and addresses, the attach batch): give their pages back, or the heap keeps
+        // them resident between the structures that stay.
+        crate::kernel::loader::release_freed_memory();
         let docker_answered = feed.as_ref().is_some_and(DockerFeed::connected);
         let follow = match feed {
             Some(f) => Some(Follower::new(f).context("subscribing to link changes")?),

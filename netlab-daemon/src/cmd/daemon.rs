@@ -269,11 +269,12 @@ pub struct Prepared {
     kallsyms: Option<Kallsyms>,
 }
 
-/// Checks the arguments, binds the socket (group `netlab`), reads kernel symbols, then
-/// drops every capability the daemon does not need any more. `None` for `--cleanup`,
+/// Tunes malloc ([`crate::kernel::loader::tune_malloc`]), checks the arguments, binds the socket (group `netlab`),
+/// reads kernel symbols, then drops every capability the daemon does not need any more. `None` for `--cleanup`,
 /// which is done here.
 pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
     crate::kernel::privilege::require()?;
+    crate::kernel::loader::tune_malloc();
     if args.cleanup {
         let n = cleanup(&args.pin_dir)?;
         log::info!(
@@ -375,11 +376,16 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
                 }
             },
             wake = session.wait() => {
-                let handled = session.handle(wake?).await?;
+                let mut handled = session.handle(wake?).await?;
                 if let Some(before) = &handled.rescanned {
                     note_gone(before, session.topology(), &mut gone);
                 }
                 publish(&session, &handled, &shared);
+                if handled.rescanned.take().is_some() {
+                    // The topology before the rescan is gone with it: give back the pages it
+                    // and the rescan's scratch left free between the new topology's.
+                    crate::kernel::loader::release_freed_memory();
+                }
                 if handled.tick {
                     shared
                         .hooks_lost

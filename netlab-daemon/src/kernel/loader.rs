@@ -208,6 +208,36 @@ impl Datapath {
     }
 }
 
+/// The daemon's allocator settings (glibc's malloc), set while the process is still
+/// single-threaded:
+///
+/// - One arena. By default each thread that allocates gets an arena of its own (up to 8
+///   per CPU), and what start-up leaves in each (Docker's answers parsed on the runtime's
+///   workers, the topology built on a blocking thread) stays resident between the live
+///   data. The daemon's threads allocate little once started (the per-event path reuses its
+///   buffers), so they do not contend for the one arena.
+/// - Fixed thresholds. glibc raises its mmap threshold to the largest block freed so far and
+///   then keeps up to twice that free at the top of the heap: once the kernel's BTF (5.5 MB)
+///   was freed, the heap kept up to 11 MB of whatever a later burst (a rescan, a large API
+///   answer) had freed. Setting the trim threshold (to glibc's starting value) stops that:
+///   blocks of 128 KiB and more are mapped and unmapped, and the top of the heap is given
+///   back beyond 128 KiB.
+///
+/// BENCH.md (part 6) has what each saves.
+pub(crate) fn tune_malloc() {
+    #[cfg(target_env = "gnu")]
+    for (what, param, value) in [
+        ("one arena", libc::M_ARENA_MAX, 1),
+        ("a fixed trim threshold", libc::M_TRIM_THRESHOLD, 128 * 1024),
+    ] {
+        // SAFETY: mallopt only sets one of glibc's allocator parameters; called before any
+        // other thread exists, it races with no allocation.
+        if unsafe { libc::mallopt(param, value) } != 1 {
+            log::debug!("cannot give malloc {what}");
+        }
+    }
+}
+
 /// Returns free heap pages to the kernel (glibc keeps them otherwise: large one-off
 /// buffers freed at start-up, like the kernel's BTF, would stay resident for good).
 pub(crate) fn release_freed_memory() {

@@ -254,12 +254,49 @@ impl Results {
                 list(&r.api_attached),
             ));
         }
-        if let Some(mem) = &self.memory {
+        if self.memory.is_some() || self.labelled.is_some() {
             s.push_str("\n### 6. `netlab daemon` memory\n\n");
+        }
+        if let Some(l) = &self.labelled {
             s.push_str(&format!(
-                "- {} interfaces observed, no Docker (so no labelled endpoints): {}.\n",
+                "- {} interfaces observed ({} veths on {} bridges) with {} labelled endpoints of a generated Docker topology: {} ({:.1} s after it said it watched{}). Before reading it, the daemon's `/v1/topology` listed {} of the {} containers and labelled {} of the {} veths with their container, network and bridge; the engine API answered {} inspects ({} bytes each).\n",
+                l.interfaces,
+                l.veths,
+                l.bridge_networks,
+                grouped(l.endpoints),
+                l.mem.show(),
+                l.settle_secs,
+                host_drops(l.host_drops),
+                grouped(l.loaded.containers),
+                grouped(l.endpoints),
+                l.loaded.labelled_veths,
+                l.veths,
+                grouped(l.inspected as usize),
+                grouped(l.inspect_bytes),
+            ));
+            s.push_str(&format!(
+                "- The generated topology: {} running containers of one endpoint each, each a process in a network namespace of its own. {} hold the peer of a scale veth (`p<k>`, the far end of `h<k>`) as `eth0`, on {} bridge networks (`br0`…, 10.201.n.0/24); {} a macvlan `eth0` on `lan0` (network `nlbench-lan`, 10.202.0.0/16), labelled by address and MAC but not observed. Each has Docker's MAC for its address, its address up and no IPv6 (so it sends nothing). The daemon reads them with its own Docker client from an Engine API responder on a unix socket (`DOCKER_HOST`; `xtask/src/bench/engine_api.rs`): `/version` (Docker {}), `/info`, `/networks`, `/containers/json`, `/containers/{{id}}/json`, and `/events` held open without an event; no Docker engine runs. Made in {:.1} s.\n",
+                grouped(l.endpoints),
+                l.veths,
+                l.bridge_networks,
+                l.endpoints - l.veths,
+                super::endpoints::ENGINE_VERSION,
+                l.setup_secs,
+            ));
+        }
+        if let Some(mem) = &self.memory {
+            s.push_str(&format!(
+                "- {} interfaces observed, no Docker (so no labelled endpoints): {} ({:.1} s after it said it watched{}).\n",
                 mem.interfaces,
-                mem.mem.show()
+                mem.mem.show(),
+                mem.settle_secs,
+                host_drops(mem.host_drops)
+            ));
+            s.push_str(&format!(
+                "- Each daemon's memory is read once its VmRSS has stayed within {:.1} MiB for {} s (at most {} s after it said it watched).\n",
+                super::memory::SETTLED_WITHIN,
+                super::memory::SETTLED_FOR.as_secs(),
+                super::memory::SETTLE_AT_MOST.as_secs()
             ));
             if let Some(c) = &self.costs {
                 if let Some(m) = &c.watch_mem_idle {
@@ -314,6 +351,31 @@ fn list<T: std::fmt::Display>(v: &[T]) -> String {
         .join(", ")
 }
 
+/// `1,000`.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `; 12 drop reports …` (what the daemon handled of the host's other traffic), when its
+/// metrics were read.
+fn host_drops(d: Option<super::memory::HostDrops>) -> String {
+    match d {
+        Some(d) => format!(
+            "; {:.0} drop reports and {:.0} frees that were not drops from the host's other traffic handled",
+            d.drops, d.not_drops
+        ),
+        None => String::new(),
+    }
+}
+
 /// Replaces the results block of BENCH.md, keeping everything around it; creates the file
 /// with the method and the way to reproduce when it does not exist.
 pub(super) fn write_bench_md(path: &Path, r: &Results) -> Result<()> {
@@ -342,6 +404,15 @@ const MD_TAIL: &str = "\n## Reproduce\n\n```sh\ncargo xtask bench            # e
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(4421), "4,421");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+    }
 
     #[test]
     fn results_block_is_replaced_in_place() {

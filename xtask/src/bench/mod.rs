@@ -15,7 +15,9 @@
 //! 5. Attaching to 500 veths: start-up time against the kernel's floor (an empty program
 //!    attached to the same hooks), how soon a new veth is observed, and how long a daemon
 //!    restart takes to adopt the 500 veths' pinned links.
-//! 6. Resident memory of `netlab daemon` on those 500 veths, and the size of its kernel maps.
+//! 6. Resident memory of `netlab daemon` on those 500 veths, and the size of its kernel maps;
+//!    then again with 1,000 labelled endpoints: a generated Docker topology whose containers
+//!    are real processes and namespaces, described by an Engine API responder.
 //!
 //! It prints a table (on stderr with `--json`, whose single JSON object goes to stdout) and
 //! rewrites the results block of BENCH.md, keeping what is written around it. `--only PART`
@@ -23,14 +25,19 @@
 //! namespace's parts) and prints what the block would say instead of writing it.
 //!
 //! Each part has a file of its own: `costs.rs` (1), `pps.rs` (2), `flood.rs` (3),
-//! `pipeline.rs` (4), `scale.rs`, `floor.rs`, `bursts.rs` and `restart.rs` (5), `memory.rs` (6). `results.rs` and
+//! `pipeline.rs` (4), `scale.rs`, `floor.rs`, `bursts.rs` and `restart.rs` (5), `memory.rs`
+//! (6, with the generated topology in `endpoints.rs`, its containers in `containers.rs` and
+//! the responder in `engine_api.rs`). `results.rs` and
 //! `markdown.rs` make the table, the JSON object and BENCH.md; the namespaces (`netns.rs`),
 //! the children and Ctrl-C (`process.rs`), the traffic (`traffic.rs`) and the kernel's views
 //! (`kernel.rs`) are shared by the parts.
 
 mod bursts;
+mod containers;
 mod costs;
 mod empty;
+mod endpoints;
+mod engine_api;
 mod flood;
 mod floor;
 mod kernel;
@@ -63,7 +70,7 @@ use costs::costs;
 use flood::{flood, FloodLoad};
 use machine::{cpu_idle, read_loadavg, utc_now, Machine};
 use markdown::{write_bench_md, BENCH_MD};
-use memory::memory;
+use memory::{memory, memory_labelled};
 use netns::{Pair, ScaleNs};
 use pipeline::{build_pipeline_bench, pipeline};
 use pps::pps;
@@ -99,6 +106,8 @@ const CLOSED_PORT: u16 = 5002;
 /// Payload of each datagram: 18 bytes make the smallest Ethernet frame (64 bytes with FCS).
 const UDP_PAYLOAD: usize = 18;
 const DAEMON_SOCKET: &str = "/tmp/nlbench.sock";
+/// Where part 6's Docker Engine API responder listens.
+const ENGINE_SOCKET: &str = "/tmp/nlbench-docker.sock";
 const PIN_DIR: &str = "/sys/fs/bpf/nlbench";
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 /// Where the value of [`BPF_STATS`] before the bench is kept until it is put back, so a
@@ -221,7 +230,7 @@ pub enum Part {
     Pipeline,
     /// 5. Attaching to 500 veths: start-up and its floor, new veths, a daemon restart.
     Scale,
-    /// 6. Memory of `netlab daemon` on 500 veths.
+    /// 6. Memory of `netlab daemon` on 500 veths, without and with 1,000 labelled endpoints.
     Memory,
 }
 
@@ -301,6 +310,10 @@ pub fn run(quick: bool, json: bool, only: &[Part]) -> Result<()> {
             }
             if wants(Part::Memory) {
                 r.memory = part(&mut r.log, "memory", || memory(ns, &netlab, &plan))?;
+                // Last: its containers take the scale veths with them when they go.
+                r.labelled = part(&mut r.log, "memory with 1,000 labelled endpoints", || {
+                    memory_labelled(ns, &netlab, &plan)
+                })?;
             }
         }
         let start = Instant::now();
@@ -371,6 +384,7 @@ fn clean_leftovers(netlab: &Path) {
         let _ = quiet(Command::new(netlab).args(["daemon", "--cleanup", "--pin-dir", PIN_DIR]));
     }
     let _ = std::fs::remove_file(DAEMON_SOCKET);
+    let _ = std::fs::remove_file(ENGINE_SOCKET);
     if let Ok(saved) = std::fs::read_to_string(BPF_STATS_SAVED) {
         if std::fs::write(BPF_STATS, saved.trim()).is_ok() {
             let _ = std::fs::remove_file(BPF_STATS_SAVED);

@@ -3,7 +3,7 @@
 use super::costs::{CostWindow, Costs};
 use super::flood::FloodLevel;
 use super::machine::Machine;
-use super::memory::Memory;
+use super::memory::{Labelled, Memory};
 use super::pipeline::{CritBench, PIPELINE_BENCHES};
 use super::pps::{Observer, PpsWindow};
 use super::restart::Restart;
@@ -25,6 +25,7 @@ pub(super) struct Results {
     pub(super) scale: Option<Scale>,
     pub(super) memory: Option<Memory>,
     pub(super) restart: Option<Restart>,
+    pub(super) labelled: Option<Labelled>,
     pub(super) log: PartLog,
 }
 
@@ -183,6 +184,7 @@ impl Results {
         let restarts = restart.and_then(|r| Spread::of(&r.secs));
         let p99 = scale.and_then(|s| percentile(&s.latency_ms, 99.0));
         let rss = self.memory.as_ref().map(|m| m.mem.rss);
+        let rss_labelled = self.labelled.as_ref().map(|m| m.mem.rss);
         let netlab_beats_tcpdump = match (netlab, filtered) {
             (Some(n), Some(f)) => Some(n.median >= 0.97 && n.median > f.median),
             (Some(n), None) => Some(n.median >= 0.97),
@@ -503,6 +505,14 @@ impl Results {
                 target: "< 40",
                 met: rss.map(|r| r < 40.0),
             },
+            Row {
+                what: "daemon resident memory, 500 veths + 1,000 labelled endpoints (MiB)",
+                key: "daemon_rss_500_1000_mib",
+                value: rss_labelled,
+                shown: rss_labelled.map_or("not measured".into(), |r| format!("{r:.1}")),
+                target: "< 40",
+                met: rss_labelled.map(|r| r < 40.0),
+            },
         ]
     }
 
@@ -571,7 +581,7 @@ impl Results {
 }
 
 /// The keys of `--json`, in order.
-const JSON_KEYS: [&str; 16] = [
+const JSON_KEYS: [&str; 17] = [
     "skip_ns_per_pkt",
     "icmp_ns_per_pkt_sample100",
     "skip_ns_over_empty",
@@ -588,6 +598,7 @@ const JSON_KEYS: [&str; 16] = [
     "daemon_rss_mb",
     "attach_500_floor_s",
     "restart_500_s",
+    "daemon_rss_500_1000_mib",
 ];
 
 fn json_value(v: Option<f64>, decimals: usize) -> String {
