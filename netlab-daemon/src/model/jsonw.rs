@@ -256,8 +256,11 @@ pub fn u64(out: &mut Vec<u8>, n: u64) {
 /// [`u64`] of a number of three digits or more. Nanosecond times have 19 digits: they are
 /// cut into groups of four, each written as two pairs.
 fn long_u64(out: &mut Vec<u8>, mut n: u64) {
+    // Written from the last digit back into a fixed buffer, then appended as a copy of a
+    // fixed size (see `append_cut`).
+    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
+    let mut i = len;
     while n >= 10_000 {
         let group = (n % 10_000) as usize;
         n /= 10_000;
@@ -281,7 +284,8 @@ fn long_u64(out: &mut Vec<u8>, mut n: u64) {
         i -= 1;
         buf[i] = b'0' + n as u8;
     }
-    out.extend_from_slice(&buf[i..]);
+    debug_assert_eq!(i, 0);
+    append_cut(out, &buf, len);
 }
 
 /// Appends the first `len` bytes of `buf` by appending all of it and cutting the rest

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use crate::model::event::DropRecord;
 use crate::model::journey::{Finished, Outcome};
+use crate::model::jsonw::Ipv4Text;
 use crate::output::metrics::RttHistogram;
 
 /// Label sets kept at most, per table; the rest is summed under `other`.
@@ -82,9 +83,17 @@ impl Tallies {
             out.clear();
             match c {
                 Some(c) => out.push_str(c),
-                None => {
-                    let _ = write!(out, "{ip}");
-                }
+                None => match ip {
+                    // Without `core::fmt`: this runs for every answered journey.
+                    std::net::IpAddr::V4(v4) => {
+                        out.push_str(
+                            std::str::from_utf8(Ipv4Text::new(*v4).as_bytes()).unwrap_or_default(),
+                        );
+                    }
+                    std::net::IpAddr::V6(_) => {
+                        let _ = write!(out, "{ip}");
+                    }
+                },
             }
         };
         name(&mut self.pair.0, &j.src.container, &j.src.ip);
@@ -118,5 +127,54 @@ mod tests {
         }
         assert_eq!(m.len(), MAX_SERIES + 1);
         assert_eq!(m.get(&u32::MAX), Some(&10));
+    }
+
+    fn answered(src: &str, src_container: Option<&str>, dst: &str) -> Finished {
+        use crate::model::journey::{Journey, JourneyEnd};
+        let end = |ip: &str, c: Option<&str>| JourneyEnd {
+            ip: ip.parse().expect("ip"),
+            container: c.map(String::from),
+        };
+        Finished::Journey(Journey {
+            kind: "journey",
+            ts_ns: 0,
+            family: crate::model::journey::Family::Icmp,
+            src: end(src, src_container),
+            dst: end(dst, None),
+            id: 7,
+            seq: 1,
+            result: Outcome::Answered,
+            rtt_ns: Some(250_000),
+            hops: Vec::new(),
+            drop: None,
+            last_seen: None,
+        })
+    }
+
+    #[test]
+    fn round_trips_are_named_by_container_else_address() {
+        let mut t = Tallies::default();
+        for (src, c, dst) in [
+            ("10.0.0.1", None, "172.18.0.30"),
+            ("10.0.0.1", None, "172.18.0.30"),
+            ("255.255.255.255", Some("AppDev"), "0.0.0.0"),
+            ("fd00::1", None, "::ffff:10.1.2.3"),
+        ] {
+            t.finished(&answered(src, c, dst));
+        }
+        let pairs: Vec<(&str, &str, u64)> = t
+            .rtt
+            .iter()
+            .map(|((s, d), h)| (s.as_str(), d.as_str(), h.count()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("10.0.0.1", "172.18.0.30", 2),
+                ("AppDev", "0.0.0.0", 1),
+                ("fd00::1", "::ffff:10.1.2.3", 1),
+            ]
+        );
+        assert_eq!(t.journeys.get("answered"), Some(&4));
     }
 }
