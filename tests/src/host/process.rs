@@ -3,7 +3,6 @@
 //! [`Background`], a child that runs beside the caller (`netlab watch`, a daemon, tcpdump, a
 //! traffic generator) whose stderr is collected and watched for a line saying it is ready.
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -219,9 +218,16 @@ impl Background {
                 Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(POLL),
             }
             if let Some(status) = self.child.try_wait()? {
-                // Lines it printed before exiting may still be queued.
-                if let Some((at, line)) = self.lines.try_iter().find(|(_, l)| l.contains(marker)) {
-                    return Ok((at, line));
+                // Lines it printed before exiting may still be queued, or not read yet:
+                // read on until its stderr ends (the reader hangs up), for a while.
+                let until = Instant::now() + Duration::from_secs(2);
+                loop {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match self.lines.recv_timeout(left) {
+                        Ok((at, line)) if line.contains(marker) => return Ok((at, line)),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
                 }
                 bail!(
                     "`{}` exited ({status}) before printing {marker:?}; stderr:\n{}",
@@ -309,41 +315,50 @@ impl Drop for Background {
 
 /// Reads `out` to its end and returns its last `k` lines (the last one even without a
 /// newline), each followed by a newline.
+///
+/// Each chunk read is only searched from its end, for as many newlines as it takes to know
+/// what to keep: a child printing hundreds of MB/s (a flood into `netlab watch`) costs this
+/// reader little more than the copies, also in a debug build.
 fn keep_tail(mut out: impl Read, k: usize) -> Vec<u8> {
     let mut buf = vec![0u8; 1 << 16];
-    let mut partial: Vec<u8> = Vec::new();
-    let mut lines: VecDeque<Vec<u8>> = VecDeque::new();
-    let push = |line: Vec<u8>, lines: &mut VecDeque<Vec<u8>>| {
-        if lines.len() == k {
-            lines.pop_front();
-        }
-        if k > 0 {
-            lines.push_back(line);
-        }
-    };
+    // The last k lines (and the partial one after them), and possibly more before them.
+    let mut tail: Vec<u8> = Vec::new();
     loop {
         let n = match out.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let mut chunk = &buf[..n];
-        while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
-            partial.extend_from_slice(&chunk[..nl]);
-            push(std::mem::take(&mut partial), &mut lines);
-            chunk = &chunk[nl + 1..];
+        tail.extend_from_slice(&buf[..n]);
+        // Everything up to the (k+1)-th newline from the end is older than the last k
+        // lines: drop it.
+        let mut newlines = 0;
+        let mut cut = None;
+        for (i, &b) in tail.iter().enumerate().rev() {
+            if b == b'\n' {
+                newlines += 1;
+                if newlines > k {
+                    cut = Some(i + 1);
+                    break;
+                }
+            }
         }
-        partial.extend_from_slice(chunk);
+        if let Some(cut) = cut {
+            tail.drain(..cut);
+        }
     }
-    if !partial.is_empty() {
-        push(partial, &mut lines);
+    if tail.is_empty() || k == 0 {
+        return Vec::new();
     }
-    lines
-        .into_iter()
-        .flat_map(|mut line| {
-            line.push(b'\n');
-            line
-        })
-        .collect()
+    if tail.last() != Some(&b'\n') {
+        tail.push(b'\n');
+    }
+    // A partial last line counts as a line: then one line too many may be kept.
+    let lines = tail.iter().filter(|&&b| b == b'\n').count();
+    if lines > k {
+        let first = tail.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        tail.drain(..first);
+    }
+    tail
 }
 
 #[cfg(test)]
@@ -359,6 +374,29 @@ mod tests {
         assert_eq!(keep_tail(&b"a\nno newline"[..], 3), b"a\nno newline\n");
         assert!(keep_tail(&b""[..], 3).is_empty());
         assert!(keep_tail(&b"a\n"[..], 0).is_empty());
+        assert_eq!(keep_tail(&b"a\nb\nc\nd"[..], 3), b"b\nc\nd\n");
+        assert_eq!(keep_tail(&b"a\nb"[..], 1), b"b\n");
+        assert_eq!(keep_tail(&b"\n\n\n"[..], 2), b"\n\n");
+        // Lines split across reads of any size.
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.1.min(self.0.len()).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let text: Vec<u8> = (0..1000)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        for step in [1, 3, 7, 64, 100_000] {
+            assert_eq!(
+                keep_tail(Trickle(&text, step), 2),
+                b"line 998\nline 999\n",
+                "{step}"
+            );
+        }
     }
 
     #[test]

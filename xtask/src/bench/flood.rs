@@ -10,11 +10,11 @@ use netlab_tests::host::netns::in_ns;
 use netlab_tests::host::ping;
 use netlab_tests::host::process::Background;
 
-use super::netns::Pair;
+use super::netns::{Pair, Routed};
 use super::parse::{json_number, number_at, word_after};
 use super::process::{quiet, spawn, TAIL};
 use super::traffic::{ping_cmd, xtask_in, End};
-use super::{start_watch_niced, Plan, ADDR_B, CLOSED_PORT, NS_A, NS_B};
+use super::{start_watch_niced, Plan, ADDR_B, ADDR_C, CLOSED_PORT, NS_A, NS_B};
 
 /// What makes the ICMP of one flood level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,11 @@ pub(super) enum FloodLoad {
     Echo { pps: u64 },
     /// `procs` × `ping -f -l preload` from a to b (four events per echo).
     Ping { procs: u32, preload: u32 },
+    /// ICMP echo requests from a to c at this rate, routed by `nlbench-br` from `br0` to
+    /// `br1` (see `netns::Routed`): eight events per echo, the request and the reply each
+    /// on va, br0, br1 and vc, as between two networks of a Docker host. The rate is under
+    /// control.
+    Routed { pps: u64 },
 }
 
 impl FloodLoad {
@@ -34,6 +39,7 @@ impl FloodLoad {
         match *self {
             FloodLoad::Unreachable { pps } => format!("{pps} UDP/s → port unreachable"),
             FloodLoad::Echo { pps } => format!("{pps} echo requests/s"),
+            FloodLoad::Routed { pps } => format!("{pps} echo requests/s, routed br0 → br1"),
             FloodLoad::Ping { procs, preload } => {
                 let one = if preload > 1 {
                     format!("ping -f -l {preload}")
@@ -97,6 +103,7 @@ pub(super) fn flood(
         "net.ipv4.icmp_ratelimit=0",
     ]))?;
     let mut levels: Vec<FloodLevel> = Vec::new();
+    let mut routed: Option<Routed> = None;
     for &load in plan.flood_levels {
         let same_kind =
             |l: &&FloodLevel| std::mem::discriminant(&l.load) == std::mem::discriminant(&load);
@@ -110,7 +117,14 @@ pub(super) fn flood(
             continue;
         }
         eprintln!("xtask: bench: flood, {}", load.describe());
-        let watch = start_watch_niced(netlab, &["--rate-limit", "0"], TAIL)?;
+        let mut args = vec!["--rate-limit", "0"];
+        if matches!(load, FloodLoad::Routed { .. }) {
+            if routed.is_none() {
+                routed = Some(Routed::create()?);
+            }
+            args.extend(["--iface", "br1", "--iface", "vc"]);
+        }
+        let watch = start_watch_niced(netlab, &args, TAIL)?;
         let start = Instant::now();
         let (sent, secs) = match load {
             FloodLoad::Unreachable { pps } => {
@@ -127,11 +141,16 @@ pub(super) fn flood(
                 ]))?;
                 sender_totals(&out)?
             }
-            FloodLoad::Echo { pps } => {
+            FloodLoad::Echo { pps } | FloodLoad::Routed { pps } => {
+                let dst = if matches!(load, FloodLoad::Routed { .. }) {
+                    ADDR_C
+                } else {
+                    ADDR_B
+                };
                 let out = quiet(xtask_in(NS_A, xtask, End::Sender).args([
                     "bench-icmp-send",
                     "--dst",
-                    ADDR_B,
+                    dst,
                     "--secs",
                     &plan.flood_secs.to_string(),
                     "--pps",

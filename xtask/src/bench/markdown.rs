@@ -147,7 +147,7 @@ impl Results {
         }
         if let Some(f) = &self.flood {
             s.push_str("\n### 3. ICMP flood into `netlab watch --json --rate-limit 0`\n\n");
-            s.push_str("Each level is its own `netlab watch` run. Offered = packets counted by the programs on va, vb and br0 per second; delivered = offered minus ring-buffer overflows. Drop reports are the `kfree_skb` records of ARP/ICMP packets the flood gets freed, which share the ring with packet events and count in `lost_events` too; the echo replies `ping_rcv` frees with `NO_SOCKET` are only counted by reason in the kernel, not reported.\n\n");
+            s.push_str("Each level is its own `netlab watch` run. Offered = packets counted by the programs on va, vb and br0 (and br1 and vc for the routed levels: echo requests from a to c in `nlbench-c`, routed by `nlbench-br` from br0 to a second bridge br1, as a Docker host routes between two of its networks; eight events per echo) per second; delivered = offered minus ring-buffer overflows. Drop reports are the `kfree_skb` records of ARP/ICMP packets the flood gets freed, which share the ring with packet events and count in `lost_events` too; the echo replies `ping_rcv` frees with `NO_SOCKET` are only counted by reason in the kernel, not reported.\n\n");
             s.push_str("| load | s | sent/s | offered events/s | delivered events/s | packet events lost | drop reports lost | lines printed |\n|---|---|---|---|---|---|---|---|\n");
             for l in f {
                 s.push_str(&format!(

@@ -92,13 +92,19 @@ const NS_A: &str = "nlbench-a";
 const NS_B: &str = "nlbench-b";
 /// The namespace of bridge `br0` with ports `va` and `vb`, where the observers run.
 const NS_BR: &str = "nlbench-br";
+/// The namespace behind the second bridge `br1` of `nlbench-br`, which routes to it from
+/// `br0` (part 3's routed floods).
+const NS_C: &str = "nlbench-c";
 /// The namespace of the 500-veth bridge.
 const NS_SCALE: &str = "nlbench-scale";
-const NAMESPACES: [&str; 4] = [NS_A, NS_B, NS_BR, NS_SCALE];
+const NAMESPACES: [&str; 5] = [NS_A, NS_B, NS_BR, NS_C, NS_SCALE];
 const ADDR_A: &str = "10.200.0.1";
 const ADDR_B: &str = "10.200.0.2";
-/// The only destinations `bench-udp-send` accepts: the bench's own subnet.
-const BENCH_NET: [u8; 3] = [10, 200, 0];
+/// `nlbench-c`'s address, on `br1`'s subnet.
+const ADDR_C: &str = "10.200.1.2";
+/// The only destinations the bench's senders accept: its own two subnets, 10.200.0.0/24
+/// (br0) and 10.200.1.0/24 (br1).
+const BENCH_NETS: [[u8; 3]; 2] = [[10, 200, 0], [10, 200, 1]];
 const UDP_PORT: u16 = 5001;
 /// A port nothing listens on in b: each datagram to it is answered with an ICMP port
 /// unreachable (the flood's controlled ICMP source).
@@ -164,6 +170,8 @@ impl Plan {
                     FloodLoad::Unreachable { pps: 100_000 },
                     FloodLoad::Echo { pps: 75_000 },
                     FloodLoad::Echo { pps: 100_000 },
+                    FloodLoad::Routed { pps: 50_000 },
+                    FloodLoad::Routed { pps: 60_000 },
                     FloodLoad::Ping {
                         procs: 1,
                         preload: 1,
@@ -197,6 +205,10 @@ impl Plan {
                     FloodLoad::Echo { pps: 90_000 },
                     FloodLoad::Echo { pps: 110_000 },
                     FloodLoad::Echo { pps: 130_000 },
+                    FloodLoad::Routed { pps: 40_000 },
+                    FloodLoad::Routed { pps: 50_000 },
+                    FloodLoad::Routed { pps: 60_000 },
+                    FloodLoad::Routed { pps: 70_000 },
                     FloodLoad::Ping {
                         procs: 1,
                         preload: 1,

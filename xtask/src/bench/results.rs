@@ -393,11 +393,11 @@ impl Results {
                     }
                     (None, None) => "not measured".into(),
                 },
-                target: "≥ 300,000",
+                target: "≥ 400,000",
                 met: self
                     .flood
                     .as_ref()
-                    .map(|_| lossless.is_some_and(|l| l.events_per_s() >= 300_000.0)),
+                    .map(|_| lossless.is_some_and(|l| l.events_per_s() >= 400_000.0)),
             },
             Row {
                 what: "pipeline: label + JSON, one core (events/s)",

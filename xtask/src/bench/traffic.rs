@@ -15,7 +15,7 @@ use netlab_tests::host::netns::in_ns;
 
 use super::parse::word_after;
 use super::process::{quiet, spawn, wait_for, TAIL};
-use super::{ADDR_B, BENCH_NET, NS_A, NS_B, UDP_PAYLOAD, UDP_PORT};
+use super::{ADDR_B, BENCH_NETS, NS_A, NS_B, UDP_PAYLOAD, UDP_PORT};
 
 /// `cargo xtask bench-udp-send`: sends `UDP_PAYLOAD`-byte datagrams to `dst` for `secs`
 /// seconds, as fast as it can or, with `pps` > 0, at that rate; prints
@@ -111,11 +111,11 @@ fn echo_request(packet: &mut [u8; 64], id: u16, seq: u16) {
     packet[2..4].copy_from_slice(&sum.to_be_bytes());
 }
 
-/// The senders' shared checks: only the bench's own subnet, for a bounded time.
+/// The senders' shared checks: only the bench's own subnets, for a bounded time.
 fn check_send_args(dst: Ipv4Addr, secs: f64) -> Result<()> {
     ensure!(
-        dst.octets()[..3] == BENCH_NET,
-        "the bench's senders only send to its own subnet 10.200.0.0/24, not {dst}"
+        BENCH_NETS.iter().any(|net| dst.octets()[..3] == *net),
+        "the bench's senders only send to its own subnets 10.200.0.0/24 and 10.200.1.0/24, not {dst}"
     );
     ensure!(
         secs > 0.0 && secs <= 60.0,
