@@ -10,6 +10,7 @@
 mod broadcast;
 mod collect;
 mod lines;
+pub mod map;
 pub mod metrics;
 mod pcap;
 pub mod pcapng;
