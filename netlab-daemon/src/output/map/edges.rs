@@ -24,6 +24,11 @@ pub const MAX_EDGES: usize = 1024;
 pub const KEPT_JOURNEYS: usize = 5;
 /// An edge with no ping for this long leaves the map.
 pub const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// An answered edge stays answered through unanswered pings this long after an answered
+/// one: under a flood the kernel cannot deliver every sighting (the status line counts
+/// them), and a ping whose reply went unseen looks unanswered while its neighbours are
+/// answered. A drop is always shown at once.
+pub const ANSWERED_HOLDS: Duration = Duration::from_secs(2);
 
 /// One end of an edge: a container's name, else an address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,6 +118,8 @@ pub struct Edge {
     pub arp_unanswered: u64,
     /// The latest answered ping's round trip, ns.
     pub rtt_ns: Option<u64>,
+    /// When the latest answered ping finished.
+    last_answered: Option<Instant>,
     rtt_sum_ns: u64,
     /// Pings finished per second, over the last roll.
     pub rate: f64,
@@ -139,6 +146,7 @@ impl Edge {
             unanswered: 0,
             arp_unanswered: 0,
             rtt_ns: None,
+            last_answered: None,
             rtt_sum_ns: 0,
             rate: 0.0,
             since_roll: 0,
@@ -213,6 +221,7 @@ impl Edges {
             Outcome::Answered => {
                 e.state = EdgeState::Answered;
                 e.answered += 1;
+                e.last_answered = Some(now);
                 if let Some(rtt) = j.rtt_ns {
                     e.rtt_ns = Some(rtt);
                     e.rtt_sum_ns = e.rtt_sum_ns.saturating_add(rtt);
@@ -240,8 +249,13 @@ impl Edges {
                 }
             }
             Outcome::Unanswered => {
-                e.state = EdgeState::Unanswered;
                 e.unanswered += 1;
+                let holds = e.state == EdgeState::Answered
+                    && e.last_answered
+                        .is_some_and(|t| now.saturating_duration_since(t) < ANSWERED_HOLDS);
+                if !holds {
+                    e.state = EdgeState::Unanswered;
+                }
             }
         }
         e.keep(j);

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::edges::{Edges, FORGET_AFTER, KEPT_JOURNEYS, MAX_EDGES};
+use super::edges::{Edges, ANSWERED_HOLDS, FORGET_AFTER, KEPT_JOURNEYS, MAX_EDGES};
 use super::*;
 use crate::docker::topology::Topology;
 use crate::explain::firewall::{DockerMeaning, RuleRef};
@@ -421,4 +421,25 @@ fn the_node_graph_frames_carry_the_panel_fields() {
     for field in ["secondarystat", "detail__state", "detail__reason"] {
         assert!(e.get(field).is_some(), "{field}");
     }
+}
+
+#[test]
+fn pings_lost_in_a_flood_do_not_turn_an_answered_edge_unanswered() {
+    let t0 = Instant::now();
+    let mut edges = Edges::default();
+    let state = |edges: &Edges| edges.sorted()[0].state.name();
+    edges.journey(&journey(PROD, 0, Outcome::Answered), t0);
+    edges.journey(
+        &journey(PROD, 1, Outcome::Unanswered),
+        t0 + Duration::from_millis(10),
+    );
+    assert_eq!(state(&edges), "answered");
+    assert_eq!(edges.sorted()[0].unanswered, 1, "counted all the same");
+    // Once answers stop coming, unanswered it is.
+    edges.journey(&journey(PROD, 2, Outcome::Unanswered), t0 + ANSWERED_HOLDS);
+    assert_eq!(state(&edges), "unanswered");
+    // A drop shows at once.
+    edges.journey(&journey(PROD, 3, Outcome::Answered), t0 + ANSWERED_HOLDS);
+    edges.journey(&journey(PROD, 4, Outcome::Dropped), t0 + ANSWERED_HOLDS);
+    assert_eq!(state(&edges), "dropped");
 }
