@@ -48,13 +48,20 @@ pub const CLIENT_QUEUE: usize = 4096;
 pub enum Ask {
     Counters(oneshot::Sender<Summary>),
     Metrics(oneshot::Sender<String>),
+    /// The map now (`/v1/map`, `/v1/graph`).
+    Map(oneshot::Sender<crate::output::map::MapView>),
 }
 
 /// What API handlers share; the daemon's loop keeps the public fields up to date.
 pub struct Shared {
     pub topo: RwLock<Arc<Topology>>,
     events: broadcast::Sender<Arc<StreamEvent>>,
-    ask: mpsc::Sender<Ask>,
+    pub(super) ask: mpsc::Sender<Ask>,
+    /// The latest map as JSON, published by the loop while a page watches
+    /// ([`crate::api::map`]); empty before the first.
+    pub map: tokio::sync::watch::Sender<Bytes>,
+    /// What runs `diagnose` for the page; `None` with `--read-only`.
+    pub diagnoser: Option<crate::api::actions::Diagnoser>,
     pub attached: AtomicUsize,
     /// Whether the Docker engine answers now.
     pub docker: AtomicBool,
@@ -80,6 +87,8 @@ impl Shared {
             topo: RwLock::new(topo),
             events,
             ask,
+            map: tokio::sync::watch::Sender::new(Bytes::new()),
+            diagnoser: None,
             attached: AtomicUsize::new(attached),
             docker: AtomicBool::new(docker),
             clients: AtomicUsize::new(0),
@@ -88,10 +97,21 @@ impl Shared {
             hooks_lost: AtomicU64::new(0),
         }
     }
+
+    /// Lets the page run `diagnose` through `d` (without it, the API only shows).
+    pub fn with_diagnoser(mut self, d: crate::api::actions::Diagnoser) -> Shared {
+        self.diagnoser = Some(d);
+        self
+    }
+
+    /// Whether someone watches the live map (the loop publishes it only then).
+    pub fn map_watched(&self) -> bool {
+        self.map.receiver_count() > 0
+    }
 }
 
 /// What every handler is given.
-type ApiState = State<Arc<Shared>>;
+pub(super) type ApiState = State<Arc<Shared>>;
 
 /// Query parameters as sent, decoded, in order (`container`, `network` and `kind`
 /// repeat). Decoding cannot fail: a malformed escape is kept as written, bytes that are
@@ -107,7 +127,7 @@ fn values(params: &[(String, String)], key: &str) -> Vec<String> {
         .collect()
 }
 
-fn full(status: StatusCode, ctype: &'static str, body: impl Into<Body>) -> Response {
+pub(super) fn full(status: StatusCode, ctype: &'static str, body: impl Into<Body>) -> Response {
     (
         status,
         [(CONTENT_TYPE, HeaderValue::from_static(ctype))],
@@ -116,7 +136,7 @@ fn full(status: StatusCode, ctype: &'static str, body: impl Into<Body>) -> Respo
         .into_response()
 }
 
-fn json_response<T: serde::Serialize>(v: &T) -> Response {
+pub(super) fn json_response<T: serde::Serialize>(v: &T) -> Response {
     match serde_json::to_vec(v) {
         Ok(mut b) => {
             b.push(b'\n');
@@ -130,7 +150,7 @@ fn json_response<T: serde::Serialize>(v: &T) -> Response {
     }
 }
 
-fn shutting_down() -> Response {
+pub(super) fn shutting_down() -> Response {
     full(
         StatusCode::SERVICE_UNAVAILABLE,
         "text/plain",
@@ -147,6 +167,15 @@ pub fn app(
        + Sync
        + 'static {
     let routes = Router::new()
+        .route("/", get(super::map::index))
+        .route("/map.js", get(super::map::script))
+        .route("/map.css", get(super::map::style))
+        .route("/v1/map", get(super::map::map))
+        .route("/v1/graph", get(super::map::graph))
+        .route(
+            "/v1/diagnose",
+            axum::routing::post(super::actions::diagnose),
+        )
         .route("/v1/health", get(health))
         .route("/v1/topology", get(topology))
         .route("/v1/counters", get(counters))
@@ -157,14 +186,21 @@ pub fn app(
         .with_state(shared);
     // Outside the router: a router's own 405 names the allowed methods, and it serves
     // HEAD with the GET handler.
-    axum::middleware::from_fn(get_only).layer(routes)
+    axum::middleware::from_fn(one_method).layer(routes)
 }
 
-async fn get_only(req: Request, next: Next) -> Response {
-    if req.method() != Method::GET {
-        return full(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+/// The one path that acts (`POST /v1/diagnose`).
+const ACTION: &str = "/v1/diagnose";
+
+/// GET everywhere, POST on [`ACTION`] alone; every other method (OPTIONS, the question a
+/// browser asks before a cross-origin request, included) is refused.
+async fn one_method(req: Request, next: Next) -> Response {
+    let action = req.uri().path() == ACTION;
+    match (req.method(), action) {
+        (&Method::GET, false) | (&Method::POST, true) => next.run(req).await,
+        (_, false) => full(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n"),
+        (_, true) => full(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "POST only\n"),
     }
-    next.run(req).await
 }
 
 async fn not_found() -> Response {
@@ -183,6 +219,7 @@ async fn health(State(shared): ApiState) -> Response {
         "client_events_lost": shared.client_lost.load(Ordering::Relaxed),
         "hooks_lost": shared.hooks_lost.load(Ordering::Relaxed),
         "docker": shared.docker.load(Ordering::Relaxed),
+        "read_only": shared.diagnoser.is_none(),
         "uptime_seconds": shared.started.elapsed().as_secs(),
     }))
 }
@@ -236,7 +273,7 @@ async fn openapi() -> Response {
 
 /// Whether the client asked for Server-Sent Events: `sse=1` (or `true`), or an `Accept`
 /// header that names `text/event-stream`.
-fn wants_sse(params: &[(String, String)], headers: &HeaderMap) -> bool {
+pub(super) fn wants_sse(params: &[(String, String)], headers: &HeaderMap) -> bool {
     values(params, "sse")
         .iter()
         .any(|v| v == "1" || v == "true")
@@ -400,14 +437,14 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::path::PathBuf;
 
     /// The API's state with fixed answers from the loop: an empty summary with 7 events,
     /// a one-line metrics page, an empty topology, 2 interfaces attached; and the sender of
     /// its events.
-    fn fixed_state() -> (Arc<Shared>, broadcast::Sender<Arc<StreamEvent>>) {
+    pub(in crate::api) fn fixed_state() -> (Arc<Shared>, broadcast::Sender<Arc<StreamEvent>>) {
         let (events, _) = broadcast::channel(16);
         let (ask, mut asked) = mpsc::channel::<Ask>(4);
         tokio::spawn(async move {
@@ -418,6 +455,13 @@ mod tests {
                     }
                     Ask::Metrics(tx) => {
                         let _ = tx.send("netlab_attached_interfaces 2\n".into());
+                    }
+                    Ask::Map(tx) => {
+                        let _ = tx.send(crate::output::map::MapOutput::default().view(
+                            &Topology::default(),
+                            Default::default(),
+                            std::time::Instant::now(),
+                        ));
                     }
                 }
             }
@@ -448,7 +492,7 @@ mod tests {
     }
 
     /// `method uri` with `headers`, through the router in-process.
-    async fn call(
+    pub(in crate::api) async fn call(
         shared: &Arc<Shared>,
         method: &str,
         uri: &str,
@@ -464,7 +508,7 @@ mod tests {
             .unwrap_or_else(|e| match e {})
     }
 
-    fn content_type(r: &Response) -> &str {
+    pub(in crate::api) fn content_type(r: &Response) -> &str {
         r.headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -472,7 +516,7 @@ mod tests {
     }
 
     /// The whole body of a response that ends.
-    async fn body_text(r: Response) -> String {
+    pub(in crate::api) async fn body_text(r: Response) -> String {
         let b = http_body_util::BodyExt::collect(r.into_body())
             .await
             .expect("a body")
@@ -481,7 +525,7 @@ mod tests {
     }
 
     /// The next piece of a streamed body (at most 10 s away).
-    async fn next_piece(body: &mut Body) -> String {
+    pub(in crate::api) async fn next_piece(body: &mut Body) -> String {
         let frame = tokio::time::timeout(
             Duration::from_secs(10),
             http_body_util::BodyExt::frame(body),
@@ -521,7 +565,7 @@ mod tests {
     async fn other_paths_are_404_and_other_methods_405() {
         let (shared, _events) = fixed_state();
         for path in [
-            "/",
+            "/index.html",
             "/v1",
             "/v1/health/",
             "/v1/HEALTH",
@@ -545,6 +589,12 @@ mod tests {
                 assert!(r.headers().get("allow").is_none(), "{method} {path}");
                 assert_eq!(body_text(r).await, "GET only\n", "{method} {path}");
             }
+        }
+        // The one action takes POST alone.
+        for method in ["GET", "PUT", "OPTIONS", "HEAD"] {
+            let r = call(&shared, method, "/v1/diagnose", &[]).await;
+            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+            assert_eq!(body_text(r).await, "POST only\n", "{method}");
         }
     }
 
@@ -774,9 +824,9 @@ mod tests {
         let health = api.exchange(&get("/v1/health")).await;
         assert_eq!(
             health,
-            "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: 123\r\n\r\n\
+            "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: 140\r\n\r\n\
              {\"attached_interfaces\":2,\"client_events_lost\":0,\"clients\":0,\"docker\":true,\
-             \"hooks_lost\":0,\"status\":\"ok\",\"uptime_seconds\":0}\n"
+             \"hooks_lost\":0,\"read_only\":true,\"status\":\"ok\",\"uptime_seconds\":0}\n"
         );
         // Query parameters an endpoint does not read, and the absolute form, change nothing.
         assert_eq!(api.exchange(&get("/v1/health?format=text&x")).await, health);
@@ -847,7 +897,7 @@ mod tests {
             "HTTP/1.0 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 32\r\n\r\n\
                          not found; see /v1/openapi.json\n";
         for path in [
-            "/",
+            "/index.html",
             "/nope",
             "/v1/health/",
             "/v1/Health",

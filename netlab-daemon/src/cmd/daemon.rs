@@ -16,7 +16,9 @@ use netlab_common::Config;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::api::actions::Diagnoser;
 use crate::api::client::DEFAULT_SOCKET;
+use crate::api::map::MAP_EVERY;
 use crate::api::server::{serve, Ask, Shared, CLIENT_QUEUE};
 use crate::docker::discover::Observer;
 use crate::docker::follow::{scan, DockerFeed};
@@ -25,6 +27,7 @@ use crate::kernel::attach::AttachMode;
 use crate::kernel::btf::Kallsyms;
 use crate::model::summary::Summary;
 use crate::model::tally::Tallies;
+use crate::output::map::{MapOutput, MapView, Status};
 use crate::output::metrics;
 use crate::output::Broadcast;
 use crate::pipeline::Pipeline;
@@ -70,6 +73,10 @@ pub struct DaemonArgs {
     /// filters (kept attached while the daemon is down) otherwise.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
+    /// Show, never act: the map's "diagnose" (which sends echo requests from a
+    /// container) is refused, and CAP_NET_RAW is dropped with the other capabilities.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 /// Removes every pinned object under `dir`: the tc links and the drop program's link
@@ -221,6 +228,37 @@ fn counters_summary(session: &Session) -> Summary {
     })
 }
 
+/// The map now, with the daemon's figures on its status line.
+fn map_view(session: &mut Session, args: &DaemonArgs) -> MapView {
+    let status = Status {
+        lost_events: session
+            .observer()
+            .datapath()
+            .delivery()
+            .map_or(0, |d| d.lost()),
+        sample: args.sample,
+        attached_interfaces: session.observer().attached(),
+        docker: session.docker_answered(),
+        read_only: args.read_only,
+        ..Status::default()
+    };
+    let topo = Arc::clone(session.topology());
+    match session.pipeline.output_mut::<MapOutput>() {
+        Some(m) => m.view(&topo, status, Instant::now()),
+        None => MapOutput::default().view(&topo, status, Instant::now()),
+    }
+}
+
+/// Publishes the map to the pages that watch it.
+fn publish_map(session: &mut Session, args: &DaemonArgs, shared: &Shared) {
+    match serde_json::to_vec(&map_view(session, args)) {
+        Ok(json) => {
+            shared.map.send_replace(bytes::Bytes::from(json));
+        }
+        Err(e) => log::warn!("writing the map: {e}"),
+    }
+}
+
 /// What the API shows of a change the session acted on.
 fn publish(session: &Session, handled: &Handled, shared: &Shared) {
     if let Some(connected) = handled.engine {
@@ -302,8 +340,12 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
     raise_memlock_limit();
     let socket = bind_socket(&args.socket)?;
     let kallsyms = Kallsyms::load().ok();
-    crate::kernel::privilege::drop_all_but(&crate::kernel::privilege::DAEMON_CAPS)
-        .context("dropping capabilities")?;
+    // The map's diagnose sends echo requests from containers (a raw ICMP socket).
+    let mut keep = crate::kernel::privilege::DAEMON_CAPS.to_vec();
+    if !args.read_only {
+        keep.push(crate::kernel::privilege::CAP_NET_RAW);
+    }
+    crate::kernel::privilege::drop_all_but(&keep).context("dropping capabilities")?;
     Ok(Some(Prepared { socket, kallsyms }))
 }
 
@@ -335,15 +377,20 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     )
     .await?
     .with_output(Tallies::default())
+    .with_output(MapOutput::default())
     .with_output(Broadcast::new(events.clone()));
     let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(64);
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         Arc::clone(session.topology()),
         events,
         ask_tx,
         session.observer().attached(),
         session.docker_answered(),
-    ));
+    );
+    if !args.read_only {
+        shared = shared.with_diagnoser(Diagnoser::this_binary(args.socket.clone()));
+    }
+    let shared = Arc::new(shared);
 
     let unix = tokio::net::UnixListener::from_std(socket).context("serving the unix socket")?;
     serve(Arc::clone(&shared), unix);
@@ -352,7 +399,7 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {addr}"))?;
         serve(Arc::clone(&shared), tcp);
-        log::info!("API also on http://{addr}");
+        log::info!("API also on http://{addr}; the map at http://{addr}/");
     }
     log::info!(
         "daemon: watching {} interfaces, API on {}",
@@ -365,6 +412,7 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     // Containers that left, and when: their series leave /metrics after the grace period.
     let mut gone: BTreeMap<String, Instant> = BTreeMap::new();
     let grace = Duration::from_secs(args.grace);
+    let mut map_published = Instant::now();
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -373,6 +421,9 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
                 Ask::Counters(tx) => { let _ = tx.send(counters_summary(&session)); }
                 Ask::Metrics(tx) => {
                     let _ = tx.send(metrics_page(session.observer(), &session.pipeline));
+                }
+                Ask::Map(tx) => {
+                    let _ = tx.send(map_view(&mut session, &args));
                 }
             },
             wake = session.wait() => {
@@ -385,6 +436,10 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
                     // The topology before the rescan is gone with it: give back the pages it
                     // and the rescan's scratch left free between the new topology's.
                     crate::kernel::loader::release_freed_memory();
+                }
+                if handled.tick && shared.map_watched() && map_published.elapsed() >= MAP_EVERY {
+                    map_published = Instant::now();
+                    publish_map(&mut session, &args, &shared);
                 }
                 if handled.tick {
                     shared
