@@ -16,6 +16,7 @@
 //! see [`netlab_or_skip!`] and [`root_or_skip!`].
 
 pub mod bpf_state;
+pub mod browser;
 pub mod classify;
 pub mod daemon;
 pub mod docker;

@@ -23,7 +23,12 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // Tests read netlab's captures and metrics with the ecosystem's own tools.
     "tshark",
     "prometheus",
+    // The map's tests drive a real headless browser (tests/browser/).
+    "chromium",
 ];
+
+/// Where the map tests' browser driver and its npm packages live.
+const BROWSER_DRIVER_DIR: &str = "tests/browser";
 
 /// LLVM that bpf-linker is built against (its major must be >= the nightly rustc's LLVM).
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
@@ -51,6 +56,7 @@ pub fn run_with(engine: crate::engines::Engine) -> Result<crate::engines::Engine
         .ok();
     installed_something |= before.map(|o| o.stdout) != after.map(|o| o.stdout);
     installed_something |= ensure_bpf_linker()?;
+    installed_something |= ensure_browser_driver()?;
     if installed_something {
         eprintln!("xtask: setup done (Docker {})", engine.name());
     } else {
@@ -152,6 +158,33 @@ fn ensure_bpf_linker() -> Result<bool> {
         eprintln!("xtask: {err:#}; retrying without --locked");
         install(false).context("cannot install bpf-linker")?;
     }
+    Ok(true)
+}
+
+/// `npm ci` in `tests/browser` (playwright-core, at the version its lock file names, from
+/// the npm registry; it drives Debian's chromium, so no browser is downloaded) unless it
+/// is installed already. Node.js and npm come with the machine; without them this says so.
+fn ensure_browser_driver() -> Result<bool> {
+    let dir = crate::workspace::root().join(BROWSER_DRIVER_DIR);
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        return Ok(false);
+    }
+    let mut version = Command::new("npm");
+    version.arg("--version");
+    if !version.output().is_ok_and(|out| out.status.success()) {
+        anyhow::bail!(
+            "npm is not installed: the map's browser tests need Node.js 20 or later and npm"
+        );
+    }
+    cmd::run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir),
+    )
+    .context("installing playwright-core for the browser tests")?;
     Ok(true)
 }
 
