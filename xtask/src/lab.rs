@@ -85,12 +85,14 @@ pub fn run(duration: u32, rebuild: bool) -> Result<()> {
         PING_TARGET,
     ])?;
 
+    // The map, served by a daemon of the lab's that the watch below streams from.
+    let map = crate::lab_map::start(&netlab)?.then(crate::lab_map::url);
     let facts = Facts::inspect()?;
-    eprint!("{}", banner(&facts, duration));
+    eprint!("{}", banner(&facts, duration, map.as_deref()));
 
     // Ctrl-C stops netlab (which gets the default disposition back), not xtask.
     let _interrupts = IgnoreInterrupts::new();
-    let status = watch(&netlab, duration)?;
+    let status = watch(&netlab, duration, map.is_some())?;
     let still_up = "the lab is still up; `cargo xtask lab --down` removes it";
     if interrupted(status) {
         eprintln!("xtask: netlab watch was interrupted; {still_up}");
@@ -108,6 +110,9 @@ pub fn run(duration: u32, rebuild: bool) -> Result<()> {
 pub fn down() -> Result<()> {
     netns_lab::require_root()?;
     let mut removed = Vec::new();
+    if crate::lab_map::stop(None)? {
+        removed.push("the map's netlab daemon".to_owned());
+    }
     if docker::answers()? {
         removed.extend(remove_lab()?);
     } else {
@@ -212,10 +217,20 @@ fn ensure_running(name: &str) -> Result<()> {
 }
 
 /// Runs `netlab watch --duration SECS` in the foreground with inherited stdio. Without
-/// `--iface`, netlab discovers Docker's bridges and containers itself.
-fn watch(netlab: &Path, duration: u32) -> Result<ExitStatus> {
+/// `--iface`, netlab discovers Docker's bridges and containers itself; with `via_daemon`,
+/// it streams from the lab's daemon (the map's), whose programs observe for both.
+fn watch(netlab: &Path, duration: u32, via_daemon: bool) -> Result<ExitStatus> {
     let mut watch = Command::new(netlab);
     watch.args(["watch", "--duration", &duration.to_string()]);
+    // Never someone else's daemon: the lab's, or a path where none listens (embedded).
+    watch.env(
+        "NETLAB_SOCKET",
+        if via_daemon {
+            crate::lab_map::SOCKET
+        } else {
+            "/run/netlab/no-lab-daemon.sock"
+        },
+    );
     interrupt::default_interrupts_in_child(&mut watch);
     cmd::announce(&watch);
     watch
@@ -402,8 +417,9 @@ impl Facts {
     }
 }
 
-/// What the user sees and the next course steps, as commands to paste.
-fn banner(facts: &Facts, duration: u32) -> String {
+/// What the user sees and the next course steps, as commands to paste; `map` is the map's
+/// URL when it is served.
+fn banner(facts: &Facts, duration: u32, map: Option<&str>) -> String {
     let Facts {
         devops,
         prod,
@@ -429,7 +445,7 @@ The netlab Docker lab is up:
 {PINGER} pings {APP_DEV} by name (`ping {PING_TARGET}`, answered by Docker's DNS) once a second
 for {duration} s. Below, `netlab watch` finds Docker's bridges and containers itself and shows
 the ARP and ICMP it sees for {duration} s. Ctrl-C stops netlab only: the lab stays up.
-
+{map_line}
 Next steps, as root in another terminal:
  1. devops and prod are isolated: Docker's iptables rules drop what goes from one bridge to
     the other, so these echo requests get no reply:
@@ -457,6 +473,14 @@ Next steps, as root in another terminal:
 ",
         devops_subnet = devops.subnet.to_string(),
         prod_subnet = prod.subnet.to_string(),
+        map_line = match map {
+            Some(url) => format!(
+                "\nThe map, live in a browser on this host: {url}\n\
+                 (networks, containers, the pings: watch the isolation drop and the hand-made leg\n\
+                 appear; served by netlab daemon until `cargo xtask lab --down`)\n"
+            ),
+            None => String::new(),
+        },
     );
     text
 }
@@ -567,7 +591,7 @@ mod tests {
             devops: devops(),
             prod,
         };
-        let text = banner(&facts, 120);
+        let text = banner(&facts, 120, Some("http://127.0.0.1:9477/"));
         for line in [
             "docker exec AppDev ping -c 3 172.19.0.2\n",
             "ip link add int_hote type veth peer name int_prod\n",
@@ -581,6 +605,7 @@ mod tests {
             "cargo xtask lab --down\n",
             "int_hote → AppProd eth1 (hand-made, devops, br-3f6c1d0e2a7b) observed (int_hote, manual-veth)\n",
             "veth of AppDev (devops, br-3f6c1d0e2a7b) gone: container AppDev removed;",
+            "The map, live in a browser on this host: http://127.0.0.1:9477/\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

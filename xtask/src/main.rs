@@ -10,6 +10,7 @@ mod fuzz;
 mod images;
 mod interrupt;
 mod lab;
+mod lab_map;
 mod netns_lab;
 mod setup;
 mod test_all;
