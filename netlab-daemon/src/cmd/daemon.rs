@@ -310,6 +310,11 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
 /// Runs the daemon until SIGINT/SIGTERM (after [`prepare`]).
 pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     let Prepared { socket, kallsyms } = prepared;
+    // Before anything is attached: a SIGTERM during start-up waits for the loop below,
+    // which stops cleanly, instead of killing the daemon with its links half made; and
+    // one sent as soon as it says it watches finds the handlers.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let feed = DockerFeed::connect().await;
     let topo = scan(feed.snapshot.clone()).await?;
     let opts = Options {
@@ -360,8 +365,6 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         args.socket.display()
     );
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     // Containers that left, and when: their series leave /metrics after the grace period.
     let mut gone: BTreeMap<String, Instant> = BTreeMap::new();
     let grace = Duration::from_secs(args.grace);

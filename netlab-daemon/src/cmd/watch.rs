@@ -149,6 +149,9 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::api::client::Client) -> 
     }
     let before: DaemonCounters = c.get_json("/v1/counters").await?;
     let health: Health = c.get_json("/v1/health").await?;
+    // Before saying it watches: a signal sent as soon as it says so must find the handlers.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     log::info!(
         "watching {} interfaces (through the netlab daemon at {})",
         health.attached_interfaces,
@@ -168,8 +171,6 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::api::client::Client) -> 
         q.push("format=text".into());
     }
     let path = format!("/v1/events?{}", q.join("&"));
-    let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     let mut printed = 0u64;
