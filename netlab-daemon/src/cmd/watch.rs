@@ -31,10 +31,8 @@ pub struct WatchArgs {
     /// Only events from, to or on this network (repeatable; case-insensitive).
     #[arg(long = "network", value_name = "NAME")]
     pub networks: Vec<String>,
-    /// Only these kinds: arp, icmp, icmp6, ndp, malformed, drop, journey, arp-unanswered,
-    /// topology (interfaces, containers, networks coming and going) or an exact kind
-    /// (repeatable).
-    #[arg(long = "kind", value_name = "KIND")]
+    // The help and the error list the kinds from one place: `model::filter`.
+    #[arg(long = "kind", value_name = "KIND", help = kind_help(), value_parser = parse_kind)]
     pub kinds: Vec<String>,
     /// One JSON object per line instead of human-readable lines.
     #[arg(long)]
@@ -84,6 +82,23 @@ pub struct CaptureArgs {
 /// Runs `netlab capture`: like `watch`, with frames going to a pcapng file.
 pub async fn capture(args: CaptureArgs) -> anyhow::Result<()> {
     run_inner(args.watch, Some(args.file)).await
+}
+
+/// `--kind`'s help: every group it accepts, as its error lists them.
+fn kind_help() -> String {
+    format!(
+        "Only these kinds (repeatable): {}; topology: interfaces, containers and networks \
+         coming and going",
+        crate::model::filter::kinds_accepted()
+    )
+}
+
+/// A `--kind` value, refused at once when it names no kind.
+fn parse_kind(s: &str) -> Result<String, String> {
+    match Filter::new(&[], &[], &[s.to_owned()]) {
+        Ok(_) => Ok(s.to_owned()),
+        Err(_) => Err(format!("use {}", crate::model::filter::kinds_accepted())),
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -353,6 +368,17 @@ mod tests {
         assert!(parse_secs("-3").is_err());
         assert!(parse_secs("soon").is_err());
         assert!(parse_secs("inf").is_err());
+    }
+
+    #[test]
+    fn kind_help_and_kind_error_list_the_same_kinds() {
+        let accepted = crate::model::filter::kinds_accepted();
+        assert!(kind_help().contains(&accepted), "{}", kind_help());
+        assert_eq!(parse_kind("tcp"), Err(format!("use {accepted}")));
+        for kind in crate::model::filter::every_kind_value() {
+            assert_eq!(parse_kind(kind), Ok(kind.to_owned()));
+        }
+        assert_eq!(parse_kind("ICMP"), Ok("ICMP".to_owned()));
     }
 
     #[test]
