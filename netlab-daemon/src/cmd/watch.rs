@@ -84,6 +84,39 @@ pub async fn capture(args: CaptureArgs) -> anyhow::Result<()> {
     run_inner(args.watch, Some(args.file)).await
 }
 
+/// The capture file, made before the session starts; removed again when this run made it
+/// and the session never took it (a container or network not found, an attach error).
+struct NewFile {
+    pcap: Option<Pcap<std::io::BufWriter<std::fs::File>>>,
+    path: std::path::PathBuf,
+    made: bool,
+}
+
+impl NewFile {
+    fn create(path: &std::path::Path, filter: Filter, limit: Option<u64>) -> anyhow::Result<Self> {
+        let made = std::fs::symlink_metadata(path).is_err();
+        Ok(NewFile {
+            pcap: Some(Pcap::create(path, filter, limit)?),
+            path: path.to_owned(),
+            made,
+        })
+    }
+
+    /// The output, for the session to write to; the file stays.
+    fn keep(mut self) -> Pcap<std::io::BufWriter<std::fs::File>> {
+        self.pcap.take().expect("only keep() takes it, once")
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if self.pcap.is_some() && self.made {
+            // Best effort: the error that got here is what the user is told.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// `--kind`'s help: every group it accepts, as its error lists them.
 fn kind_help() -> String {
     format!(
@@ -249,6 +282,12 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     }
     crate::kernel::privilege::require()?;
     let filter = Filter::new(&args.containers, &args.networks, &args.kinds)?;
+    // The capture file is made before anything touches the kernel: a path that cannot be
+    // written fails at once, with nothing attached.
+    let pcap = match &pcap_file {
+        Some(f) => Some(NewFile::create(f, filter.clone(), args.count)?),
+        None => None,
+    };
 
     // What to observe, decided before anything touches the kernel.
     let source = if args.ifaces.is_empty() {
@@ -303,8 +342,8 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     let mut session = Session::start(source, opts)
         .await?
         .with_output(Tallies::default());
-    session = match &pcap_file {
-        Some(f) => session.with_output(Pcap::create(f, filter.clone(), args.count)?),
+    session = match pcap {
+        Some(p) => session.with_output(p.keep()),
         None => {
             let format = if args.json {
                 Format::Json
