@@ -294,7 +294,10 @@ fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> 
         // no event follows it. What the broadcast sends meanwhile is counted as lag.
         let notice = |missed: u64| {
             Bytes::from(if text {
-                format!("netlab: this client fell behind and lost {missed} events\n")
+                format!(
+                    "netlab: this client fell behind and lost {}\n",
+                    crate::output::plural(missed, "event", "events")
+                )
             } else {
                 format!("{{\"kind\":\"lost\",\"events\":{missed}}}\n")
             })

@@ -15,7 +15,7 @@ use crate::kernel::attach::{self, AttachMode};
 use crate::model::filter::Filter;
 use crate::model::summary::{DaemonCounters, Summary};
 use crate::model::tally::Tallies;
-use crate::output::{write_or_closed, Format, Lines, Pcap};
+use crate::output::{plural, write_or_closed, Format, Lines, Pcap};
 use crate::session::{per_cpu_rate, Drops, Options, Session, Source, JOURNEY_TIMEOUT};
 
 /// Options of `netlab watch`.
@@ -198,8 +198,8 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::api::client::Client) -> 
     let before: DaemonCounters = c.get_json("/v1/counters").await?;
     let health: Health = c.get_json("/v1/health").await?;
     log::info!(
-        "watching {} interfaces (through the netlab daemon at {})",
-        health.attached_interfaces,
+        "watching {} (through the netlab daemon at {})",
+        plural(health.attached_interfaces, "interface", "interfaces"),
         crate::api::client::socket_path().display()
     );
     let mut q: Vec<String> = Vec::new();
@@ -359,8 +359,8 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
         }
     };
     log::info!(
-        "watching {} interfaces ({}){}",
-        session.observer().attached(),
+        "watching {} ({}){}",
+        plural(session.observer().attached(), "interface", "interfaces"),
         session
             .observer()
             .mode_in_use()
