@@ -7,8 +7,8 @@
 //! `/v1/health`, `/v1/topology` (`?format=text`: the human view), `/v1/counters`,
 //! `/v1/events` (NDJSON, or Server-Sent Events with `Accept: text/event-stream` or
 //! `?sse=1`; `format=text`; `container`, `network` and `kind` select, and repeat),
-//! `/metrics` (Prometheus). Any other method is refused with 405 `GET only` before routing
-//! (so HEAD too, and no `Allow` header), any other path is 404.
+//! `/metrics` (Prometheus). Any other method on these paths is refused with 405 `GET only`
+//! and `Allow: GET` before routing (so HEAD too), any other path is 404 whatever the method.
 //!
 //! What stays written by hand, and why:
 //! - The event stream's framing (`data: <line>` and a blank line per event). axum's `Sse`
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
@@ -138,6 +138,19 @@ fn shutting_down() -> Response {
     )
 }
 
+/// Every path the API serves, each with GET only (what a 405's `Allow` says).
+pub const PATHS: [&str; 6] = [
+    "/v1/health",
+    "/v1/topology",
+    "/v1/counters",
+    "/v1/events",
+    "/v1/openapi.json",
+    "/metrics",
+];
+
+/// The methods every path of [`PATHS`] serves, as a 405's `Allow` header lists them.
+const ALLOWED: &str = "GET";
+
 /// The API: every endpoint, 404 elsewhere, and anything but GET refused before routing.
 pub fn app(
     shared: Arc<Shared>,
@@ -160,11 +173,20 @@ pub fn app(
     axum::middleware::from_fn(get_only).layer(routes)
 }
 
+/// GET goes to the router; another method is 405 on a path the API serves (with the
+/// `Allow` header RFC 9110 requires of a 405) and 404 elsewhere.
 async fn get_only(req: Request, next: Next) -> Response {
-    if req.method() != Method::GET {
-        return full(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+    if req.method() == Method::GET {
+        return next.run(req).await;
     }
-    next.run(req).await
+    if !PATHS.contains(&req.uri().path()) {
+        return not_found().await;
+    }
+    let mut refused = full(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+    refused
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(ALLOWED));
+    refused
 }
 
 async fn not_found() -> Response {
@@ -537,16 +559,26 @@ mod tests {
             assert_eq!(body_text(r).await, "not found; see /v1/openapi.json\n");
         }
         for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"] {
-            for path in ["/v1/health", "/v1/events", "/metrics", "/nope"] {
+            for path in PATHS {
                 let r = call(&shared, method, path, &[]).await;
                 assert_eq!(
                     r.status(),
                     StatusCode::METHOD_NOT_ALLOWED,
                     "{method} {path}"
                 );
-                // Refused before routing: no list of what the path would allow.
-                assert!(r.headers().get("allow").is_none(), "{method} {path}");
+                // RFC 9110: a 405 lists what the path serves.
+                assert_eq!(
+                    r.headers().get_all(ALLOW).iter().collect::<Vec<_>>(),
+                    ["GET"],
+                    "{method} {path}"
+                );
                 assert_eq!(body_text(r).await, "GET only\n", "{method} {path}");
+            }
+            // A path the API does not serve is not found, whatever the method.
+            for path in ["/nope", "/v1/health/", "/v1/%68ealth"] {
+                let r = call(&shared, method, path, &[]).await;
+                assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
+                assert!(r.headers().get(ALLOW).is_none(), "{method} {path}");
             }
         }
     }
@@ -861,22 +893,26 @@ mod tests {
             assert_eq!(api.exchange(&get(path)).await, not_found, "GET {path}");
         }
         let get_only = "HTTP/1.0 405 Method Not Allowed\r\ncontent-type: text/plain\r\n\
-                        content-length: 9\r\n\r\nGET only\n";
+                        allow: GET\r\ncontent-length: 9\r\n\r\nGET only\n";
         for (method, path) in [
             ("POST", "/v1/health"),
             ("PUT", "/metrics"),
             ("DELETE", "/v1/events"),
             ("OPTIONS", "/v1/topology"),
-            ("POST", "/nope"),
+            ("TRACE", "/v1/topology"),
         ] {
             let req =
                 format!("{method} {path} HTTP/1.0\r\nHost: netlab\r\nContent-Length: 0\r\n\r\n");
             assert_eq!(api.exchange(&req).await, get_only, "{method} {path}");
         }
+        let req = "POST /nope HTTP/1.0\r\nHost: netlab\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(api.exchange(req).await, not_found, "POST /nope");
         // HEAD is refused too: the head of the refusal, no body.
         assert_eq!(
-            api.exchange("HEAD /v1/health HTTP/1.0\r\nHost: netlab\r\n\r\n").await,
-            "HTTP/1.0 405 Method Not Allowed\r\ncontent-type: text/plain\r\ncontent-length: 9\r\n\r\n"
+            api.exchange("HEAD /v1/health HTTP/1.0\r\nHost: netlab\r\n\r\n")
+                .await,
+            "HTTP/1.0 405 Method Not Allowed\r\ncontent-type: text/plain\r\nallow: GET\r\n\
+             content-length: 9\r\n\r\n"
         );
         let unknown = "HTTP/1.0 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 157\r\n\r\n\
                        unknown kind 'bogus': use arp, icmp, icmp6, ndp, malformed, drop, journey, \
