@@ -268,22 +268,53 @@ fn wants_sse(params: &[(String, String)], headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.contains("text/event-stream"))
 }
 
+/// `duration`: how long a stream lasts, in seconds (a positive number, as
+/// `watch --duration`); without it, as long as the connection.
+fn stream_duration(params: &[(String, String)]) -> Result<Option<Duration>, String> {
+    let mut duration = None;
+    for v in values(params, "duration") {
+        match v.parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+                duration = Some(Duration::from_secs_f64(secs));
+            }
+            _ => {
+                return Err(format!(
+                    "duration '{v}' is not a positive number of seconds"
+                ))
+            }
+        }
+    }
+    Ok(duration)
+}
+
 async fn events(State(shared): ApiState, Query(params): Params, headers: HeaderMap) -> Response {
     let text = values(&params, "format").iter().any(|f| f == "text");
     let sse = wants_sse(&params, &headers);
+    let duration = match stream_duration(&params) {
+        Ok(d) => d,
+        Err(e) => return full(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+    };
     match Filter::new(
         &values(&params, "container"),
         &values(&params, "network"),
         &values(&params, "kind"),
     ) {
-        Ok(f) => event_stream(&shared, f, text, sse),
+        Ok(f) => event_stream(&shared, f, text, sse, duration),
         Err(e) => full(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
     }
 }
 
 /// The live event stream for one client: its own bounded queue, fed from the broadcast;
-/// when the client falls behind, what it missed is counted and told to it.
-fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> Response {
+/// when the client falls behind, what it missed is counted and told to it. It ends after
+/// `duration`, when given.
+fn event_stream(
+    shared: &Arc<Shared>,
+    filter: Filter,
+    text: bool,
+    sse: bool,
+    duration: Option<Duration>,
+) -> Response {
+    let until = duration.map(|d| tokio::time::Instant::now() + d);
     let mut rx = shared.events.subscribe();
     let (tx, out) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
     let sh = Arc::clone(shared);
@@ -325,7 +356,14 @@ fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> 
             })
         };
         loop {
-            let missed = match rx.recv().await {
+            let received = match until {
+                Some(t) => match tokio::time::timeout_at(t, rx.recv()).await {
+                    Ok(received) => received,
+                    Err(_) => break,
+                },
+                None => rx.recv().await,
+            };
+            let missed = match received {
                 Ok(ev) => {
                     if !filter.matches_meta(&ev.meta) {
                         continue;
@@ -540,6 +578,34 @@ mod tests {
         assert_eq!(counters["events"], 7, "{counters}");
         let spec = body_text(call(&shared, "GET", "/v1/openapi.json", &[]).await).await;
         assert_eq!(spec, include_str!("openapi.json"));
+    }
+
+    #[test]
+    fn durations_are_positive_seconds() {
+        let d = |v: &str| stream_duration(&[("duration".to_owned(), v.to_owned())]);
+        assert_eq!(stream_duration(&[]), Ok(None));
+        assert_eq!(d("0.5"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(d("2"), Ok(Some(Duration::from_secs(2))));
+        for bad in ["0", "-1", "soon", "inf", "NaN", "1e9", ""] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_with_a_duration_ends() {
+        let (shared, _events) = fixed_state();
+        let r = call(&shared, "GET", "/v1/events?duration=0.2&kind=icmp", &[]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body = tokio::time::timeout(Duration::from_secs(10), body_text(r))
+            .await
+            .expect("the stream ends within 10 s");
+        assert_eq!(body, "{\"kind\":\"subscribed\"}\n");
+        let r = call(&shared, "GET", "/v1/events?duration=0", &[]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_text(r).await,
+            "duration '0' is not a positive number of seconds\n"
+        );
     }
 
     #[tokio::test]
