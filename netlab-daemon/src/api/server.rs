@@ -209,8 +209,37 @@ async fn health(State(shared): ApiState) -> Response {
     }))
 }
 
+/// The values `format` may take.
+const FORMATS: [&str; 2] = ["json", "text"];
+/// The values `sse` may take.
+const SSE: [&str; 4] = ["0", "1", "false", "true"];
+
+/// The value of `key` (the last one given), which must be one of `allowed`; `None` when
+/// it is not given.
+fn one_of(
+    params: &[(String, String)],
+    key: &str,
+    allowed: &[&'static str],
+) -> Result<Option<&'static str>, String> {
+    let mut chosen = None;
+    for v in values(params, key) {
+        match allowed.iter().find(|a| **a == v) {
+            Some(a) => chosen = Some(*a),
+            None => return Err(format!("{key} '{v}' is not one of {}", allowed.join(", "))),
+        }
+    }
+    Ok(chosen)
+}
+
+fn bad_request(why: &str) -> Response {
+    full(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n"))
+}
+
 async fn topology(State(shared): ApiState, Query(params): Params) -> Response {
-    let text = params.iter().any(|(k, v)| k == "format" && v == "text");
+    let text = match one_of(&params, "format", &FORMATS) {
+        Ok(f) => f == Some("text"),
+        Err(e) => return bad_request(&e),
+    };
     match shared.topo.read().map(|t| Arc::clone(&t)) {
         Ok(t) if text => full(
             StatusCode::OK,
@@ -258,10 +287,8 @@ async fn openapi() -> Response {
 
 /// Whether the client asked for Server-Sent Events: `sse=1` (or `true`), or an `Accept`
 /// header that names `text/event-stream`.
-fn wants_sse(params: &[(String, String)], headers: &HeaderMap) -> bool {
-    values(params, "sse")
-        .iter()
-        .any(|v| v == "1" || v == "true")
+fn wants_sse(sse: Option<&str>, headers: &HeaderMap) -> bool {
+    matches!(sse, Some("1" | "true"))
         || headers
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
@@ -288,19 +315,23 @@ fn stream_duration(params: &[(String, String)]) -> Result<Option<Duration>, Stri
 }
 
 async fn events(State(shared): ApiState, Query(params): Params, headers: HeaderMap) -> Response {
-    let text = values(&params, "format").iter().any(|f| f == "text");
-    let sse = wants_sse(&params, &headers);
-    let duration = match stream_duration(&params) {
-        Ok(d) => d,
-        Err(e) => return full(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+    let (format, sse, duration) = match (
+        one_of(&params, "format", &FORMATS),
+        one_of(&params, "sse", &SSE),
+        stream_duration(&params),
+    ) {
+        (Ok(f), Ok(s), Ok(d)) => (f, s, d),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad_request(&e),
     };
+    let text = format == Some("text");
+    let sse = wants_sse(sse, &headers);
     match Filter::new(
         &values(&params, "container"),
         &values(&params, "network"),
         &values(&params, "kind"),
     ) {
         Ok(f) => event_stream(&shared, f, text, sse, duration),
-        Err(e) => full(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+        Err(e) => bad_request(&e.to_string()),
     }
 }
 
@@ -580,6 +611,37 @@ mod tests {
         assert_eq!(spec, include_str!("openapi.json"));
     }
 
+    /// The spec describes what the server does: the paths it serves (GET only), and every
+    /// `kind` the filter accepts.
+    #[test]
+    fn the_spec_matches_the_server() {
+        let spec: serde_json::Value =
+            serde_json::from_str(include_str!("openapi.json")).expect("the spec is JSON");
+        let paths = spec["paths"].as_object().expect("paths");
+        let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+        let mut served = PATHS.to_vec();
+        documented.sort_unstable();
+        served.sort_unstable();
+        assert_eq!(documented, served);
+        for (path, item) in paths {
+            let methods: Vec<&String> = item.as_object().expect("a path item").keys().collect();
+            assert_eq!(methods, ["get"], "{path}");
+        }
+        let kind = paths["/v1/events"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "kind")
+            .expect("a kind parameter");
+        let enumerated: Vec<&str> = kind["schema"]["items"]["enum"]
+            .as_array()
+            .expect("kind's values")
+            .iter()
+            .map(|v| v.as_str().expect("a string"))
+            .collect();
+        assert_eq!(enumerated, crate::model::filter::every_kind_value());
+    }
+
     #[test]
     fn durations_are_positive_seconds() {
         let d = |v: &str| stream_duration(&[("duration".to_owned(), v.to_owned())]);
@@ -589,6 +651,32 @@ mod tests {
         for bad in ["0", "-1", "soon", "inf", "NaN", "1e9", ""] {
             assert!(d(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn values_outside_the_spec_are_refused() {
+        let (shared, _events) = fixed_state();
+        for (uri, why) in [
+            (
+                "/v1/events?sse=yes",
+                "sse 'yes' is not one of 0, 1, false, true",
+            ),
+            ("/v1/events?format=", "format '' is not one of json, text"),
+            (
+                "/v1/events?format=text&format=xml",
+                "format 'xml' is not one of json, text",
+            ),
+            (
+                "/v1/topology?format=txt",
+                "format 'txt' is not one of json, text",
+            ),
+        ] {
+            let r = call(&shared, "GET", uri, &[]).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(body_text(r).await, format!("{why}\n"), "{uri}");
+        }
+        let r = call(&shared, "GET", "/v1/topology?format=json", &[]).await;
+        assert_eq!(content_type(&r), "application/json");
     }
 
     #[tokio::test]
@@ -688,10 +776,16 @@ mod tests {
         let (shared, events) = fixed_state();
         let text = call(&shared, "GET", "/v1/topology?format=te%78t", &[]).await;
         assert_eq!(content_type(&text), "text/plain; charset=utf-8");
-        // `text ` is not `text`.
-        let json = call(&shared, "GET", "/v1/topology?format=text+", &[]).await;
-        assert_eq!(content_type(&json), "application/json");
-        for q in ["%", "%zz", "format=%FF", "=", "a=b=c"] {
+        // `text ` is not `text`, nor is a byte that is not UTF-8.
+        for (q, shown) in [("text+", "text "), ("%FF", "\u{fffd}")] {
+            let r = call(&shared, "GET", &format!("/v1/topology?format={q}"), &[]).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "format={q}");
+            assert_eq!(
+                body_text(r).await,
+                format!("format '{shown}' is not one of json, text\n")
+            );
+        }
+        for q in ["%", "%zz", "=", "a=b=c"] {
             let r = call(&shared, "GET", &format!("/v1/topology?{q}"), &[]).await;
             assert_eq!(r.status(), StatusCode::OK, "?{q}");
         }
@@ -735,7 +829,7 @@ mod tests {
             ("/v1/events?sse=1", &[], sse),
             ("/v1/events?sse=true", &[], sse),
             ("/v1/events?sse=0", &[], ndjson),
-            ("/v1/events?sse=yes", &[], ndjson),
+            ("/v1/events?sse=false", &[], ndjson),
             ("/v1/events?format=text", &[], text),
             ("/v1/events?format=text&sse=1", &[], sse),
         ];
