@@ -42,6 +42,46 @@ fn init_logging() {
         .init();
 }
 
+/// clap's error message in one line, with everything it says: the first line, what it
+/// lists under it (the missing arguments, the possible values), its tip and the usage;
+/// without its blank lines and "For more information, try '--help'".
+fn one_line(message: &str) -> String {
+    let mut lines = message.lines();
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut line = first.trim_start_matches("error: ").trim_end().to_owned();
+    let mut listed: Vec<&str> = Vec::new();
+    let mut rest: Vec<String> = Vec::new();
+    let mut in_list = true;
+    for l in lines {
+        let t = l.trim();
+        if t.starts_with("For more information") {
+            continue;
+        }
+        if t.is_empty() {
+            in_list = false;
+        } else if let Some(usage) = t.strip_prefix("Usage: ") {
+            rest.push(format!("usage: {usage}"));
+        } else if in_list && !t.starts_with("tip: ") {
+            listed.push(t);
+        } else if let Some(more) = rest.last_mut().filter(|_| l.starts_with("       ")) {
+            // A usage of several lines.
+            more.push_str(" | ");
+            more.push_str(t);
+        } else {
+            rest.push(t.to_owned());
+        }
+    }
+    if !listed.is_empty() {
+        line.push(' ');
+        line.push_str(&listed.join(", "));
+    }
+    for r in rest {
+        line.push_str("; ");
+        line.push_str(&r);
+    }
+    line
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -53,10 +93,7 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // One line: clap's own first line, without its usage and hint lines.
-            let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("netlab: {}", line.trim_start_matches("error: "));
+            eprintln!("netlab: {}", one_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -103,6 +140,70 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("netlab: error: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one line netlab prints for `args`, which clap must refuse.
+    fn refused(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(std::iter::once("netlab").chain(args.iter().copied()))
+            .expect_err("clap refuses these arguments");
+        one_line(&e.to_string())
+    }
+
+    #[test]
+    fn a_missing_argument_is_named_with_the_usage() {
+        assert_eq!(
+            refused(&["diagnose", "Alpha"]),
+            "the following required arguments were not provided: <DST>; \
+             usage: netlab diagnose <SRC> <DST>"
+        );
+        assert_eq!(
+            refused(&["capture"]),
+            "the following required arguments were not provided: --write <FILE.pcapng>; \
+             usage: netlab capture --write <FILE.pcapng>"
+        );
+    }
+
+    #[test]
+    fn possible_values_tips_and_usages_stay_on_the_line() {
+        let line = refused(&["watch", "--attach", "foo"]);
+        assert!(
+            line.starts_with("invalid value 'foo' for '--attach <ATTACH>' [possible values: "),
+            "{line}"
+        );
+        let line = refused(&["watch", "--jsno"]);
+        assert!(
+            line.starts_with("unexpected argument '--jsno' found; tip: "),
+            "{line}"
+        );
+        assert!(line.contains("'--json'"), "{line}");
+        assert!(line.ends_with("; usage: netlab watch --json"), "{line}");
+        assert_eq!(
+            refused(&["watch", "--sample", "0"]),
+            "invalid value '0' for '--sample <N>': 0 is not in 1..=4294967295"
+        );
+    }
+
+    #[test]
+    fn every_refusal_is_one_line() {
+        for args in [
+            &["frobnicate"][..],
+            &["watch", "--count"],
+            &["diagnose"],
+            &["daemon", "--listen"],
+            &["topology", "extra"],
+        ] {
+            let line = refused(args);
+            assert!(
+                !line.contains('\n') && !line.is_empty(),
+                "{args:?}: {line:?}"
+            );
+            assert!(!line.contains("For more information"), "{args:?}: {line}");
         }
     }
 }

@@ -275,8 +275,11 @@ impl Session {
                 let failed = obs.reconcile(&topo).failed;
                 if obs.attached() == 0 && !topo.observed.is_empty() {
                     anyhow::bail!(
-                        "could not attach to any of the {} interfaces to observe (see the warnings above)",
-                        topo.observed.len()
+                        "could not attach to {} to observe (see the warnings above)",
+                        match topo.observed.len() {
+                            1 => "the interface".to_owned(),
+                            n => format!("any of the {n} interfaces"),
+                        }
                     );
                 }
                 topo_events.unobserved(failed, &topo);

@@ -1705,27 +1705,87 @@ fn fails_with_one_line(
     Ok(lines[0].to_owned())
 }
 
-/// Invalid option values and an unprivileged user: each is one clear stderr line and exit
-/// code 2, and nothing is attached afterwards.
+/// What `netlab watch --help` says `--kind` takes, and what the error for a bad kind
+/// offers: each the list from `arp` to the end of the sentence.
+fn kinds_listed(text: &str, after: &str) -> Option<String> {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = flat.find(after)? + after.len();
+    let list = &flat[start..];
+    let end = list.find(';').unwrap_or(list.len());
+    Some(list[..end].trim().to_owned())
+}
+
+/// Invalid option values, missing arguments, an unwritable capture file and an
+/// unprivileged user: each is one clear stderr line and exit code 2, and nothing is
+/// attached afterwards. The capture file fails before anything else is done: even with
+/// `RUST_LOG=debug` its error is the only line.
 #[test]
 fn bad_flags_and_no_privilege_fail_with_one_line() -> Result<()> {
     let bin = netlab_or_skip!();
     let before = BpfSnapshot::take()?;
     let mut problems = Vec::new();
     let mut shown = Vec::new();
-    let cases: [(&[&str], &str); 6] = [
-        (&["watch", "--sample", "0"], "--sample"),
-        (&["watch", "--duration", "-1"], "-1"),
-        (&["watch", "--count", "x"], "--count"),
-        (&["watch", "--kind", "tcp"], "tcp"),
-        (&["watch", "--attach", "foo"], "foo"),
-        (&["daemon", "--sample", "0"], "--sample"),
+    let unwritable = "/nonexistent/dir/x.pcapng";
+    // Arguments, and what the one line must say (all of it).
+    let cases: [(&[&str], &[&str]); 9] = [
+        (&["watch", "--sample", "0"], &["--sample"]),
+        (&["watch", "--duration", "-1"], &["-1"]),
+        (&["watch", "--count", "x"], &["--count"]),
+        (&["watch", "--kind", "tcp"], &["tcp", "arp-unanswered"]),
+        (&["watch", "--attach", "foo"], &["foo", "auto"]),
+        (&["daemon", "--sample", "0"], &["--sample"]),
+        (
+            &["diagnose", "Alpha"],
+            &["<DST>", "usage: netlab diagnose <SRC> <DST>"],
+        ),
+        (&["diagnose"], &["<SRC>", "<DST>", "usage: netlab diagnose"]),
+        (&["capture"], &["--write", "usage: netlab capture"]),
     ];
     for (args, expected) in cases {
-        match fails_with_one_line(&bin, &[], args, &[], expected) {
-            Ok(line) => shown.push(line),
+        match fails_with_one_line(&bin, &[], args, &[], expected[0]) {
+            Ok(line) => {
+                let missing: Vec<&&str> = expected.iter().filter(|e| !line.contains(**e)).collect();
+                if missing.is_empty() {
+                    shown.push(line);
+                } else {
+                    problems.push(format!(
+                        "`netlab {}`: {line:?} does not say {missing:?}",
+                        args.join(" ")
+                    ));
+                }
+            }
             Err(err) => problems.push(format!("{err:#}")),
         }
+    }
+    // With every debug line on, a capture that asked Docker or loaded anything before
+    // trying its file would print more than its one line.
+    let capture = ["capture", "-w", unwritable, "--duration", "1"];
+    match fails_with_one_line(&bin, &[], &capture, &[("RUST_LOG", "debug")], unwritable) {
+        Ok(line) if line.contains("No such file or directory") => shown.push(line),
+        Ok(line) => problems.push(format!("`netlab {}`: {line:?}", capture.join(" "))),
+        Err(err) => problems.push(format!("{err:#}")),
+    }
+    ensure!(
+        !Path::new(unwritable).exists(),
+        "{unwritable} exists after the refused capture"
+    );
+    // `--kind`: the help and the error list the same kinds.
+    let help = run_with_timeout(
+        {
+            let mut c = Command::new(&bin);
+            c.args(["watch", "--help"]);
+            c
+        },
+        COMMAND_TIMEOUT,
+    )?;
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let refused = fails_with_one_line(&bin, &[], &["watch", "--kind", "tcp"], &[], "tcp")?;
+    let in_help = kinds_listed(&help, "Only these kinds (repeatable): ");
+    let in_error = kinds_listed(&refused, "': use ");
+    if in_help.is_none() || in_help != in_error {
+        problems.push(format!(
+            "--kind: the help lists {in_help:?}, the error {in_error:?}:\n{help}"
+        ));
     }
     let public = PublicCopy::new(&bin)?;
     let nobody = [

@@ -492,6 +492,9 @@ fn stderr_lines(output: &std::process::Output) -> Vec<String> {
         .collect()
 }
 
+/// A missing interface, a bad `--sample` and an unprivileged user each fail with one line and
+/// leave nothing attached; and the line a good run starts with counts its one interface
+/// as one (`watching 1 interface`).
 #[test]
 fn bad_input_fails_cleanly() -> Result<()> {
     let bin = netlab_or_skip!();
@@ -518,6 +521,24 @@ fn bad_input_fails_cleanly() -> Result<()> {
         "--sample 0 exited {}; stderr: {:?}",
         output.status,
         stderr_lines(&output)
+    );
+    assert_detached(ns.name(), &["lo"], &before)?;
+
+    let output = run_netlab(
+        &ns,
+        &[],
+        &bin,
+        &["watch", "--iface", "lo", "--duration", "0.5"],
+    )?;
+    let lines = stderr_lines(&output);
+    ensure!(
+        output.status.success(),
+        "--iface lo exited {}; stderr: {lines:?}",
+        output.status
+    );
+    ensure!(
+        lines.iter().any(|l| l.contains(" watching 1 interface (")),
+        "expected `watching 1 interface (…)` on stderr, got {lines:?}"
     );
     assert_detached(ns.name(), &["lo"], &before)?;
 

@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Install what this machine lacks: rust-src for nightly, Debian packages, the Docker
-    /// engine, bpf-linker (idempotent).
+    /// engine, bpf-linker, schemathesis (idempotent).
     Setup {
         /// The Docker engine to install from Debian's archives.
         #[arg(long, value_enum, default_value = "28")]

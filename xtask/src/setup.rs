@@ -25,6 +25,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus",
     // The map's tests drive a real headless browser (tests/browser/).
     "chromium",
+    // schemathesis' virtual environment (`ensure_schemathesis`).
+    "python3-venv",
 ];
 
 /// Where the map tests' browser driver and its npm packages live.
@@ -57,6 +59,7 @@ pub fn run_with(engine: crate::engines::Engine) -> Result<crate::engines::Engine
     installed_something |= before.map(|o| o.stdout) != after.map(|o| o.stdout);
     installed_something |= ensure_bpf_linker()?;
     installed_something |= ensure_browser_driver()?;
+    installed_something |= ensure_schemathesis()?;
     if installed_something {
         eprintln!("xtask: setup done (Docker {})", engine.name());
     } else {
@@ -188,6 +191,38 @@ fn ensure_browser_driver() -> Result<bool> {
     Ok(true)
 }
 
+/// schemathesis (PyPI), the API's client in the tests, in a virtual environment of its own
+/// (`netlab_tests::schemathesis::VENV`), unless `st --version` there says the version asked.
+fn ensure_schemathesis() -> Result<bool> {
+    use netlab_tests::schemathesis::{st, PYTHON, REQUIREMENT, VENV};
+    let mut version = Command::new(st());
+    version.arg("--version");
+    cmd::announce(&version);
+    let wanted = REQUIREMENT.rsplit("==").next().unwrap_or(REQUIREMENT);
+    if version.output().is_ok_and(|out| {
+        out.status.success() && is_version(&String::from_utf8_lossy(&out.stdout), wanted)
+    }) {
+        return Ok(false);
+    }
+    // --clear: whatever a broken or older install left goes.
+    cmd::run(Command::new(PYTHON).args(["-m", "venv", "--clear", VENV]))
+        .context("cannot make schemathesis' virtual environment")?;
+    cmd::run(
+        Command::new(std::path::Path::new(VENV).join("bin/pip")).args([
+            "install",
+            "--quiet",
+            REQUIREMENT,
+        ]),
+    )
+    .context("cannot install schemathesis")?;
+    Ok(true)
+}
+
+/// Whether `st --version`'s answer (`st, version 4.32.5`) is `wanted`.
+fn is_version(answer: &str, wanted: &str) -> bool {
+    answer.split_whitespace().last() == Some(wanted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +247,13 @@ mod tests {
         assert!(!is_installed(listing, "tcpdump"));
         assert!(!is_installed(listing, "docker.io"));
         assert!(!is_installed("", "bpftool"));
+    }
+
+    #[test]
+    fn schemathesis_version_is_read_from_its_answer() {
+        assert!(is_version("st, version 4.32.5\n", "4.32.5"));
+        assert!(!is_version("st, version 4.32.50\n", "4.32.5"));
+        assert!(!is_version("", "4.32.5"));
     }
 
     #[test]

@@ -20,7 +20,10 @@ use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::server::{full, json_response, shutting_down, wants_sse, ApiState, Ask, Shared};
+use super::server::{
+    bad_request, full, json_response, one_of, shutting_down, stream_duration, wants_sse, ApiState,
+    Ask, Shared, SSE,
+};
 use crate::output::map::{Graph, MapView};
 
 /// How often the daemon publishes the map while a page watches it.
@@ -82,8 +85,12 @@ pub async fn map(
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    if wants_sse(&params, &headers) {
-        return map_stream(&shared);
+    let (sse, duration) = match (one_of(&params, "sse", &SSE), stream_duration(&params)) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return bad_request(&e),
+    };
+    if wants_sse(sse, &headers) {
+        return map_stream(&shared, duration);
     }
     match map_now(&shared).await {
         Some(m) => json_response(&m),
@@ -101,11 +108,15 @@ pub async fn graph(State(shared): ApiState) -> Response {
 
 /// The live map: each map the loop publishes, as one Server-Sent Event (`event: map`); the
 /// latest is sent at once when there is one.
-fn map_stream(shared: &Arc<Shared>) -> Response {
+fn map_stream(shared: &Arc<Shared>, duration: Option<Duration>) -> Response {
     let mut rx = shared.map.subscribe();
     rx.mark_changed();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.changed().await.ok()?;
+    let until = duration.map(|d| tokio::time::Instant::now() + d);
+    let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
+        match until {
+            Some(t) => tokio::time::timeout_at(t, rx.changed()).await.ok()?.ok()?,
+            None => rx.changed().await.ok()?,
+        }
         let json = rx.borrow_and_update().clone();
         let mut v = Vec::with_capacity(json.len() + 20);
         v.extend_from_slice(b"event: map\ndata: ");
@@ -217,5 +228,25 @@ mod tests {
             next_piece(&mut body).await,
             "event: map\ndata: {\"n\":3}\n\n"
         );
+    }
+
+    #[tokio::test]
+    async fn a_live_map_with_a_duration_ends_by_itself() {
+        let (shared, _events) = fixed_state();
+        shared.map.send_replace(Bytes::from_static(b"{\"n\":1}\n"));
+        let r = call(&shared, "GET", "/v1/map?sse=1&duration=0.2", &[]).await;
+        // The whole body arrives: the stream ended after its 0.2 s.
+        let all = tokio::time::timeout(Duration::from_secs(10), body_text(r))
+            .await
+            .expect("the stream ends");
+        assert_eq!(all, "event: map\ndata: {\"n\":1}\n\n");
+        for bad in [
+            "/v1/map?sse=yes",
+            "/v1/map?sse=1&duration=0",
+            "/v1/map?duration=x",
+        ] {
+            let r = call(&shared, "GET", bad, &[]).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
     }
 }

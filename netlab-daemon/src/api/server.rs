@@ -3,12 +3,14 @@
 //! loop owns the kernel objects; handlers read what it publishes in [`Shared`] and ask it
 //! for counters and metrics through [`Ask`].
 //!
-//! Endpoints (documented in `openapi.json`, served at `/v1/openapi.json`), all GET:
+//! Endpoints (documented in `openapi.json`, served at `/v1/openapi.json`), all GET but one:
 //! `/v1/health`, `/v1/topology` (`?format=text`: the human view), `/v1/counters`,
 //! `/v1/events` (NDJSON, or Server-Sent Events with `Accept: text/event-stream` or
 //! `?sse=1`; `format=text`; `container`, `network` and `kind` select, and repeat),
-//! `/metrics` (Prometheus). Any other method is refused with 405 `GET only` before routing
-//! (so HEAD too, and no `Allow` header), any other path is 404.
+//! `/metrics` (Prometheus), the map (`/` and its assets, `/v1/map`, `/v1/graph`) and
+//! `POST /v1/diagnose` (the map's one action). Any other method on these paths is refused
+//! with 405 and the `Allow` header before routing (so HEAD too), any other path is 404
+//! whatever the method.
 //!
 //! What stays written by hand, and why:
 //! - The event stream's framing (`data: <line>` and a blank line per event). axum's `Sse`
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
@@ -158,6 +160,27 @@ pub(super) fn shutting_down() -> Response {
     )
 }
 
+/// Every path the API describes, with the one method it takes there (what a 405's
+/// `Allow` says): GET everywhere but on the one path that acts.
+pub const PATHS: [(&str, &str); 10] = [
+    ("/", "GET"),
+    ("/v1/health", "GET"),
+    ("/v1/topology", "GET"),
+    ("/v1/counters", "GET"),
+    ("/v1/events", "GET"),
+    ("/v1/map", "GET"),
+    ("/v1/graph", "GET"),
+    (ACTION, "POST"),
+    ("/v1/openapi.json", "GET"),
+    ("/metrics", "GET"),
+];
+
+/// The page's own assets: served (GET), not described.
+const ASSETS: [&str; 2] = ["/map.js", "/map.css"];
+
+/// The one path that acts (`POST /v1/diagnose`).
+const ACTION: &str = "/v1/diagnose";
+
 /// The API: every endpoint, 404 elsewhere, and anything but GET refused before routing.
 pub fn app(
     shared: Arc<Shared>,
@@ -189,18 +212,35 @@ pub fn app(
     axum::middleware::from_fn(one_method).layer(routes)
 }
 
-/// The one path that acts (`POST /v1/diagnose`).
-const ACTION: &str = "/v1/diagnose";
-
-/// GET everywhere, POST on [`ACTION`] alone; every other method (OPTIONS, the question a
-/// browser asks before a cross-origin request, included) is refused.
+/// The method a path takes goes to the router; another method is 405 on a path the API
+/// serves (with the `Allow` header RFC 9110 requires of a 405: OPTIONS, the question a
+/// browser asks before a cross-origin request, is refused too) and 404 elsewhere.
 async fn one_method(req: Request, next: Next) -> Response {
-    let action = req.uri().path() == ACTION;
-    match (req.method(), action) {
-        (&Method::GET, false) | (&Method::POST, true) => next.run(req).await,
-        (_, false) => full(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n"),
-        (_, true) => full(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "POST only\n"),
+    let path = req.uri().path();
+    let allowed = PATHS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, m)| *m)
+        .or_else(|| ASSETS.contains(&path).then_some("GET"));
+    let Some(allowed) = allowed else {
+        return if req.method() == Method::GET {
+            next.run(req).await
+        } else {
+            not_found().await
+        };
+    };
+    if req.method().as_str() == allowed {
+        return next.run(req).await;
     }
+    let mut refused = full(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain",
+        format!("{allowed} only\n"),
+    );
+    refused
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allowed));
+    refused
 }
 
 async fn not_found() -> Response {
@@ -224,8 +264,37 @@ async fn health(State(shared): ApiState) -> Response {
     }))
 }
 
+/// The values `format` may take.
+const FORMATS: [&str; 2] = ["json", "text"];
+/// The values `sse` may take.
+pub(super) const SSE: [&str; 4] = ["0", "1", "false", "true"];
+
+/// The value of `key` (the last one given), which must be one of `allowed`; `None` when
+/// it is not given.
+pub(super) fn one_of(
+    params: &[(String, String)],
+    key: &str,
+    allowed: &[&'static str],
+) -> Result<Option<&'static str>, String> {
+    let mut chosen = None;
+    for v in values(params, key) {
+        match allowed.iter().find(|a| **a == v) {
+            Some(a) => chosen = Some(*a),
+            None => return Err(format!("{key} '{v}' is not one of {}", allowed.join(", "))),
+        }
+    }
+    Ok(chosen)
+}
+
+pub(super) fn bad_request(why: &str) -> Response {
+    full(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n"))
+}
+
 async fn topology(State(shared): ApiState, Query(params): Params) -> Response {
-    let text = params.iter().any(|(k, v)| k == "format" && v == "text");
+    let text = match one_of(&params, "format", &FORMATS) {
+        Ok(f) => f == Some("text"),
+        Err(e) => return bad_request(&e),
+    };
     match shared.topo.read().map(|t| Arc::clone(&t)) {
         Ok(t) if text => full(
             StatusCode::OK,
@@ -273,32 +342,65 @@ async fn openapi() -> Response {
 
 /// Whether the client asked for Server-Sent Events: `sse=1` (or `true`), or an `Accept`
 /// header that names `text/event-stream`.
-pub(super) fn wants_sse(params: &[(String, String)], headers: &HeaderMap) -> bool {
-    values(params, "sse")
-        .iter()
-        .any(|v| v == "1" || v == "true")
+pub(super) fn wants_sse(sse: Option<&str>, headers: &HeaderMap) -> bool {
+    matches!(sse, Some("1" | "true"))
         || headers
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/event-stream"))
 }
 
+/// `duration`: how long a stream lasts, in seconds (a positive number, as
+/// `watch --duration`); without it, as long as the connection.
+pub(super) fn stream_duration(params: &[(String, String)]) -> Result<Option<Duration>, String> {
+    let mut duration = None;
+    for v in values(params, "duration") {
+        match v.parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+                duration = Some(Duration::from_secs_f64(secs));
+            }
+            _ => {
+                return Err(format!(
+                    "duration '{v}' is not a positive number of seconds"
+                ))
+            }
+        }
+    }
+    Ok(duration)
+}
+
 async fn events(State(shared): ApiState, Query(params): Params, headers: HeaderMap) -> Response {
-    let text = values(&params, "format").iter().any(|f| f == "text");
-    let sse = wants_sse(&params, &headers);
+    let (format, sse, duration) = match (
+        one_of(&params, "format", &FORMATS),
+        one_of(&params, "sse", &SSE),
+        stream_duration(&params),
+    ) {
+        (Ok(f), Ok(s), Ok(d)) => (f, s, d),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad_request(&e),
+    };
+    let text = format == Some("text");
+    let sse = wants_sse(sse, &headers);
     match Filter::new(
         &values(&params, "container"),
         &values(&params, "network"),
         &values(&params, "kind"),
     ) {
-        Ok(f) => event_stream(&shared, f, text, sse),
-        Err(e) => full(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+        Ok(f) => event_stream(&shared, f, text, sse, duration),
+        Err(e) => bad_request(&e.to_string()),
     }
 }
 
 /// The live event stream for one client: its own bounded queue, fed from the broadcast;
-/// when the client falls behind, what it missed is counted and told to it.
-fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> Response {
+/// when the client falls behind, what it missed is counted and told to it. It ends after
+/// `duration`, when given.
+fn event_stream(
+    shared: &Arc<Shared>,
+    filter: Filter,
+    text: bool,
+    sse: bool,
+    duration: Option<Duration>,
+) -> Response {
+    let until = duration.map(|d| tokio::time::Instant::now() + d);
     let mut rx = shared.events.subscribe();
     let (tx, out) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
     let sh = Arc::clone(shared);
@@ -331,13 +433,23 @@ fn event_stream(shared: &Arc<Shared>, filter: Filter, text: bool, sse: bool) -> 
         // no event follows it. What the broadcast sends meanwhile is counted as lag.
         let notice = |missed: u64| {
             Bytes::from(if text {
-                format!("netlab: this client fell behind and lost {missed} events\n")
+                format!(
+                    "netlab: this client fell behind and lost {}\n",
+                    crate::output::plural(missed, "event", "events")
+                )
             } else {
                 format!("{{\"kind\":\"lost\",\"events\":{missed}}}\n")
             })
         };
         loop {
-            let missed = match rx.recv().await {
+            let received = match until {
+                Some(t) => match tokio::time::timeout_at(t, rx.recv()).await {
+                    Ok(received) => received,
+                    Err(_) => break,
+                },
+                None => rx.recv().await,
+            };
+            let missed = match received {
                 Ok(ev) => {
                     if !filter.matches_meta(&ev.meta) {
                         continue;
@@ -561,6 +673,96 @@ pub(super) mod tests {
         assert_eq!(spec, include_str!("openapi.json"));
     }
 
+    /// The spec describes what the server does: the paths it serves (GET only), and every
+    /// `kind` the filter accepts.
+    #[test]
+    fn the_spec_matches_the_server() {
+        let spec: serde_json::Value =
+            serde_json::from_str(include_str!("openapi.json")).expect("the spec is JSON");
+        let paths = spec["paths"].as_object().expect("paths");
+        let mut documented: Vec<(String, String)> = paths
+            .iter()
+            .flat_map(|(path, item)| {
+                let methods = item.as_object().expect("a path item").keys();
+                methods.map(|m| (path.clone(), m.to_ascii_uppercase()))
+            })
+            .collect();
+        let mut served: Vec<(String, String)> = PATHS
+            .iter()
+            .map(|(p, m)| ((*p).to_owned(), (*m).to_owned()))
+            .collect();
+        documented.sort_unstable();
+        served.sort_unstable();
+        assert_eq!(documented, served);
+        let kind = paths["/v1/events"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "kind")
+            .expect("a kind parameter");
+        let enumerated: Vec<&str> = kind["schema"]["items"]["enum"]
+            .as_array()
+            .expect("kind's values")
+            .iter()
+            .map(|v| v.as_str().expect("a string"))
+            .collect();
+        assert_eq!(enumerated, crate::model::filter::every_kind_value());
+    }
+
+    #[test]
+    fn durations_are_positive_seconds() {
+        let d = |v: &str| stream_duration(&[("duration".to_owned(), v.to_owned())]);
+        assert_eq!(stream_duration(&[]), Ok(None));
+        assert_eq!(d("0.5"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(d("2"), Ok(Some(Duration::from_secs(2))));
+        for bad in ["0", "-1", "soon", "inf", "NaN", "1e9", ""] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn values_outside_the_spec_are_refused() {
+        let (shared, _events) = fixed_state();
+        for (uri, why) in [
+            (
+                "/v1/events?sse=yes",
+                "sse 'yes' is not one of 0, 1, false, true",
+            ),
+            ("/v1/events?format=", "format '' is not one of json, text"),
+            (
+                "/v1/events?format=text&format=xml",
+                "format 'xml' is not one of json, text",
+            ),
+            (
+                "/v1/topology?format=txt",
+                "format 'txt' is not one of json, text",
+            ),
+        ] {
+            let r = call(&shared, "GET", uri, &[]).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(body_text(r).await, format!("{why}\n"), "{uri}");
+        }
+        let r = call(&shared, "GET", "/v1/topology?format=json", &[]).await;
+        assert_eq!(content_type(&r), "application/json");
+    }
+
+    #[tokio::test]
+    async fn a_stream_with_a_duration_ends() {
+        let (shared, _events) = fixed_state();
+        let r = call(&shared, "GET", "/v1/events?duration=0.2&kind=icmp", &[]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body = tokio::time::timeout(Duration::from_secs(10), body_text(r))
+            .await
+            .expect("the stream ends within 10 s");
+        assert_eq!(body, "{\"kind\":\"subscribed\"}\n");
+        let r = call(&shared, "GET", "/v1/events?duration=0", &[]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_text(r).await,
+            "duration '0' is not a positive number of seconds\n"
+        );
+    }
+
     #[tokio::test]
     async fn other_paths_are_404_and_other_methods_405() {
         let (shared, _events) = fixed_state();
@@ -578,24 +780,39 @@ pub(super) mod tests {
             assert_eq!(body_text(r).await, "not found; see /v1/openapi.json\n");
         }
         for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"] {
-            for path in ["/v1/health", "/v1/events", "/metrics", "/nope"] {
+            for (path, allowed) in PATHS {
+                if method == allowed {
+                    continue;
+                }
                 let r = call(&shared, method, path, &[]).await;
                 assert_eq!(
                     r.status(),
                     StatusCode::METHOD_NOT_ALLOWED,
                     "{method} {path}"
                 );
-                // Refused before routing: no list of what the path would allow.
-                assert!(r.headers().get("allow").is_none(), "{method} {path}");
-                assert_eq!(body_text(r).await, "GET only\n", "{method} {path}");
+                // RFC 9110: a 405 lists what the path serves.
+                assert_eq!(
+                    r.headers().get_all(ALLOW).iter().collect::<Vec<_>>(),
+                    [allowed],
+                    "{method} {path}"
+                );
+                assert_eq!(
+                    body_text(r).await,
+                    format!("{allowed} only\n"),
+                    "{method} {path}"
+                );
+            }
+            // A path the API does not serve is not found, whatever the method.
+            for path in ["/nope", "/v1/health/", "/v1/%68ealth"] {
+                let r = call(&shared, method, path, &[]).await;
+                assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
+                assert!(r.headers().get(ALLOW).is_none(), "{method} {path}");
             }
         }
-        // The one action takes POST alone.
-        for method in ["GET", "PUT", "OPTIONS", "HEAD"] {
-            let r = call(&shared, method, "/v1/diagnose", &[]).await;
-            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
-            assert_eq!(body_text(r).await, "POST only\n", "{method}");
-        }
+        // The one action takes POST alone; GET is refused there too.
+        let r = call(&shared, "GET", "/v1/diagnose", &[]).await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body_text(r).await, "POST only\n");
     }
 
     #[test]
@@ -637,10 +854,16 @@ pub(super) mod tests {
         let (shared, events) = fixed_state();
         let text = call(&shared, "GET", "/v1/topology?format=te%78t", &[]).await;
         assert_eq!(content_type(&text), "text/plain; charset=utf-8");
-        // `text ` is not `text`.
-        let json = call(&shared, "GET", "/v1/topology?format=text+", &[]).await;
-        assert_eq!(content_type(&json), "application/json");
-        for q in ["%", "%zz", "format=%FF", "=", "a=b=c"] {
+        // `text ` is not `text`, nor is a byte that is not UTF-8.
+        for (q, shown) in [("text+", "text "), ("%FF", "\u{fffd}")] {
+            let r = call(&shared, "GET", &format!("/v1/topology?format={q}"), &[]).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "format={q}");
+            assert_eq!(
+                body_text(r).await,
+                format!("format '{shown}' is not one of json, text\n")
+            );
+        }
+        for q in ["%", "%zz", "=", "a=b=c"] {
             let r = call(&shared, "GET", &format!("/v1/topology?{q}"), &[]).await;
             assert_eq!(r.status(), StatusCode::OK, "?{q}");
         }
@@ -684,7 +907,7 @@ pub(super) mod tests {
             ("/v1/events?sse=1", &[], sse),
             ("/v1/events?sse=true", &[], sse),
             ("/v1/events?sse=0", &[], ndjson),
-            ("/v1/events?sse=yes", &[], ndjson),
+            ("/v1/events?sse=false", &[], ndjson),
             ("/v1/events?format=text", &[], text),
             ("/v1/events?format=text&sse=1", &[], sse),
         ];
@@ -908,22 +1131,26 @@ pub(super) mod tests {
             assert_eq!(api.exchange(&get(path)).await, not_found, "GET {path}");
         }
         let get_only = "HTTP/1.0 405 Method Not Allowed\r\ncontent-type: text/plain\r\n\
-                        content-length: 9\r\n\r\nGET only\n";
+                        allow: GET\r\ncontent-length: 9\r\n\r\nGET only\n";
         for (method, path) in [
             ("POST", "/v1/health"),
             ("PUT", "/metrics"),
             ("DELETE", "/v1/events"),
             ("OPTIONS", "/v1/topology"),
-            ("POST", "/nope"),
+            ("TRACE", "/v1/topology"),
         ] {
             let req =
                 format!("{method} {path} HTTP/1.0\r\nHost: netlab\r\nContent-Length: 0\r\n\r\n");
             assert_eq!(api.exchange(&req).await, get_only, "{method} {path}");
         }
+        let req = "POST /nope HTTP/1.0\r\nHost: netlab\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(api.exchange(req).await, not_found, "POST /nope");
         // HEAD is refused too: the head of the refusal, no body.
         assert_eq!(
-            api.exchange("HEAD /v1/health HTTP/1.0\r\nHost: netlab\r\n\r\n").await,
-            "HTTP/1.0 405 Method Not Allowed\r\ncontent-type: text/plain\r\ncontent-length: 9\r\n\r\n"
+            api.exchange("HEAD /v1/health HTTP/1.0\r\nHost: netlab\r\n\r\n")
+                .await,
+            "HTTP/1.0 405 Method Not Allowed\r\ncontent-type: text/plain\r\nallow: GET\r\n\
+             content-length: 9\r\n\r\n"
         );
         let unknown = "HTTP/1.0 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 157\r\n\r\n\
                        unknown kind 'bogus': use arp, icmp, icmp6, ndp, malformed, drop, journey, \

@@ -29,7 +29,7 @@ use crate::model::summary::Summary;
 use crate::model::tally::Tallies;
 use crate::output::map::{MapOutput, MapView, Status};
 use crate::output::metrics;
-use crate::output::Broadcast;
+use crate::output::{plural, Broadcast};
 use crate::pipeline::Pipeline;
 use crate::session::{per_cpu_rate, Drops, Handled, Options, Session, Source, JOURNEY_TIMEOUT};
 
@@ -316,13 +316,15 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
     if args.cleanup {
         let n = cleanup(&args.pin_dir)?;
         log::info!(
-            "removed {n} pinned objects under {}",
+            "removed {} under {}",
+            plural(n, "pinned object", "pinned objects"),
             args.pin_dir.display()
         );
         let tables = crate::explain::nftrace::remove_stale_tables();
         if tables > 0 {
             log::info!(
-                "removed {tables} nftables trace tables of netlab processes that no longer run"
+                "removed {} of netlab processes that no longer run",
+                plural(tables, "nftables trace table", "nftables trace tables")
             );
         }
         return Ok(None);
@@ -352,6 +354,11 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
 /// Runs the daemon until SIGINT/SIGTERM (after [`prepare`]).
 pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     let Prepared { socket, kallsyms } = prepared;
+    // Before anything is attached: a SIGTERM during start-up waits for the loop below,
+    // which stops cleanly, instead of killing the daemon with its links half made; and
+    // one sent as soon as it says it watches finds the handlers.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let feed = DockerFeed::connect().await;
     let topo = scan(feed.snapshot.clone()).await?;
     let opts = Options {
@@ -402,13 +409,11 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         log::info!("API also on http://{addr}; the map at http://{addr}/");
     }
     log::info!(
-        "daemon: watching {} interfaces, API on {}",
-        session.observer().attached(),
+        "daemon: watching {}, API on {}",
+        plural(session.observer().attached(), "interface", "interfaces"),
         args.socket.display()
     );
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     // Containers that left, and when: their series leave /metrics after the grace period.
     let mut gone: BTreeMap<String, Instant> = BTreeMap::new();
     let grace = Duration::from_secs(args.grace);
@@ -464,9 +469,15 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_file(&args.socket);
+    let attached = session.observer().attached();
+    let (stay, keep) = if attached == 1 {
+        ("stays", "keeps")
+    } else {
+        ("stay", "keep")
+    };
     log::info!(
-        "daemon stopped; {} interfaces stay attached ({}) and keep counting; `netlab daemon --cleanup` detaches them",
-        session.observer().attached(),
+        "daemon stopped; {} {stay} attached ({}) and {keep} counting; `netlab daemon --cleanup` detaches them",
+        plural(attached, "interface", "interfaces"),
         match session.observer().mode_in_use() {
             Some(AttachMode::Netlink) => "netlink filters",
             _ => "pinned TCX links",

@@ -15,7 +15,7 @@ use crate::kernel::attach::{self, AttachMode};
 use crate::model::filter::Filter;
 use crate::model::summary::{DaemonCounters, Summary};
 use crate::model::tally::Tallies;
-use crate::output::{write_or_closed, Format, Lines, Pcap};
+use crate::output::{plural, write_or_closed, Format, Lines, Pcap};
 use crate::session::{per_cpu_rate, Drops, Options, Session, Source, JOURNEY_TIMEOUT};
 
 /// Options of `netlab watch`.
@@ -31,10 +31,8 @@ pub struct WatchArgs {
     /// Only events from, to or on this network (repeatable; case-insensitive).
     #[arg(long = "network", value_name = "NAME")]
     pub networks: Vec<String>,
-    /// Only these kinds: arp, icmp, icmp6, ndp, malformed, drop, journey, arp-unanswered,
-    /// topology (interfaces, containers, networks coming and going) or an exact kind
-    /// (repeatable).
-    #[arg(long = "kind", value_name = "KIND")]
+    // The help and the error list the kinds from one place: `model::filter`.
+    #[arg(long = "kind", value_name = "KIND", help = kind_help(), value_parser = parse_kind)]
     pub kinds: Vec<String>,
     /// One JSON object per line instead of human-readable lines.
     #[arg(long)]
@@ -84,6 +82,56 @@ pub struct CaptureArgs {
 /// Runs `netlab capture`: like `watch`, with frames going to a pcapng file.
 pub async fn capture(args: CaptureArgs) -> anyhow::Result<()> {
     run_inner(args.watch, Some(args.file)).await
+}
+
+/// The capture file, made before the session starts; removed again when this run made it
+/// and the session never took it (a container or network not found, an attach error).
+struct NewFile {
+    pcap: Option<Pcap<std::io::BufWriter<std::fs::File>>>,
+    path: std::path::PathBuf,
+    made: bool,
+}
+
+impl NewFile {
+    fn create(path: &std::path::Path, filter: Filter, limit: Option<u64>) -> anyhow::Result<Self> {
+        let made = std::fs::symlink_metadata(path).is_err();
+        Ok(NewFile {
+            pcap: Some(Pcap::create(path, filter, limit)?),
+            path: path.to_owned(),
+            made,
+        })
+    }
+
+    /// The output, for the session to write to; the file stays.
+    fn keep(mut self) -> Pcap<std::io::BufWriter<std::fs::File>> {
+        self.pcap.take().expect("only keep() takes it, once")
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if self.pcap.is_some() && self.made {
+            // Best effort: the error that got here is what the user is told.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// `--kind`'s help: every group it accepts, as its error lists them.
+fn kind_help() -> String {
+    format!(
+        "Only these kinds (repeatable): {}; topology: interfaces, containers and networks \
+         coming and going",
+        crate::model::filter::kinds_accepted()
+    )
+}
+
+/// A `--kind` value, refused at once when it names no kind.
+fn parse_kind(s: &str) -> Result<String, String> {
+    match Filter::new(&[], &[], &[s.to_owned()]) {
+        Ok(_) => Ok(s.to_owned()),
+        Err(_) => Err(format!("use {}", crate::model::filter::kinds_accepted())),
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -149,9 +197,12 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::api::client::Client) -> 
     }
     let before: DaemonCounters = c.get_json("/v1/counters").await?;
     let health: Health = c.get_json("/v1/health").await?;
+    // Before saying it watches: a signal sent as soon as it says so must find the handlers.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     log::info!(
-        "watching {} interfaces (through the netlab daemon at {})",
-        health.attached_interfaces,
+        "watching {} (through the netlab daemon at {})",
+        plural(health.attached_interfaces, "interface", "interfaces"),
         crate::api::client::socket_path().display()
     );
     let mut q: Vec<String> = Vec::new();
@@ -168,8 +219,6 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::api::client::Client) -> 
         q.push("format=text".into());
     }
     let path = format!("/v1/events?{}", q.join("&"));
-    let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     let mut printed = 0u64;
@@ -234,6 +283,12 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     }
     crate::kernel::privilege::require()?;
     let filter = Filter::new(&args.containers, &args.networks, &args.kinds)?;
+    // The capture file is made before anything touches the kernel: a path that cannot be
+    // written fails at once, with nothing attached.
+    let pcap = match &pcap_file {
+        Some(f) => Some(NewFile::create(f, filter.clone(), args.count)?),
+        None => None,
+    };
 
     // What to observe, decided before anything touches the kernel.
     let source = if args.ifaces.is_empty() {
@@ -288,8 +343,8 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
     let mut session = Session::start(source, opts)
         .await?
         .with_output(Tallies::default());
-    session = match &pcap_file {
-        Some(f) => session.with_output(Pcap::create(f, filter.clone(), args.count)?),
+    session = match pcap {
+        Some(p) => session.with_output(p.keep()),
         None => {
             let format = if args.json {
                 Format::Json
@@ -305,8 +360,8 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
         }
     };
     log::info!(
-        "watching {} interfaces ({}){}",
-        session.observer().attached(),
+        "watching {} ({}){}",
+        plural(session.observer().attached(), "interface", "interfaces"),
         session
             .observer()
             .mode_in_use()
@@ -353,6 +408,17 @@ mod tests {
         assert!(parse_secs("-3").is_err());
         assert!(parse_secs("soon").is_err());
         assert!(parse_secs("inf").is_err());
+    }
+
+    #[test]
+    fn kind_help_and_kind_error_list_the_same_kinds() {
+        let accepted = crate::model::filter::kinds_accepted();
+        assert!(kind_help().contains(&accepted), "{}", kind_help());
+        assert_eq!(parse_kind("tcp"), Err(format!("use {accepted}")));
+        for kind in crate::model::filter::every_kind_value() {
+            assert_eq!(parse_kind(kind), Ok(kind.to_owned()));
+        }
+        assert_eq!(parse_kind("ICMP"), Ok("ICMP".to_owned()));
     }
 
     #[test]

@@ -7,8 +7,46 @@ use crate::model::kind::Kind;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FilterError {
     /// `--kind` names no kind and no family.
-    #[error("unknown kind '{0}': use arp, icmp, icmp6, ndp, malformed, drop, journey, arp-unanswered, topology or an exact kind such as icmp-echo-request or iface-gone")]
+    #[error("unknown kind '{0}': use {accepted}", accepted = kinds_accepted())]
     UnknownKind(String),
+}
+
+/// The groups `--kind` (and the API's `kind`) accepts besides exact kinds, in the order help
+/// and errors list them: the packet families, the record kinds, then `topology`.
+pub fn kind_groups() -> Vec<&'static str> {
+    let mut groups: Vec<&'static str> = Vec::new();
+    for kind in Kind::ALL {
+        if !groups.contains(&kind.family()) {
+            groups.push(kind.family());
+        }
+    }
+    groups.extend(RECORD_KINDS);
+    groups.push(crate::docker::topo_events::FAMILY);
+    groups
+}
+
+/// What `--kind` accepts, as help and errors say it: `arp, icmp, …, topology or an exact
+/// kind such as icmp-echo-request or iface-gone`.
+pub fn kinds_accepted() -> String {
+    format!(
+        "{} or an exact kind such as {} or {}",
+        kind_groups().join(", "),
+        Kind::IcmpEchoRequest.name(),
+        crate::docker::topo_events::KINDS[1],
+    )
+}
+
+/// Every value `--kind` accepts (in lowercase; it ignores case): the groups, then each exact
+/// kind (packets, topology events) that is not a group's name too (`malformed`).
+pub fn every_kind_value() -> Vec<&'static str> {
+    let mut all = kind_groups();
+    let exact = Kind::ALL.iter().map(|k| k.name());
+    for name in exact.chain(crate::docker::topo_events::KINDS) {
+        if !all.contains(&name) {
+            all.push(name);
+        }
+    }
+    all
 }
 
 /// Which events to show. Empty lists match everything.
@@ -228,6 +266,23 @@ mod tests {
             Some(FilterError::UnknownKind("tcp".into()))
         );
         assert!(Filter::default().is_empty());
+    }
+
+    #[test]
+    fn every_kind_listed_is_accepted_and_the_list_says_them_all() {
+        assert_eq!(
+            kinds_accepted(),
+            "arp, icmp, icmp6, ndp, malformed, drop, journey, arp-unanswered, topology \
+             or an exact kind such as icmp-echo-request or iface-gone"
+        );
+        for value in every_kind_value() {
+            assert!(Filter::new(&[], &[], &[value.into()]).is_ok(), "{value}");
+        }
+        let message = FilterError::UnknownKind("tcp".into()).to_string();
+        assert_eq!(
+            message,
+            format!("unknown kind 'tcp': use {}", kinds_accepted())
+        );
     }
 
     #[test]

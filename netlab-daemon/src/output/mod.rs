@@ -14,6 +14,7 @@ pub mod map;
 pub mod metrics;
 mod pcap;
 pub mod pcapng;
+mod plural;
 pub mod stream;
 
 use std::any::Any;
@@ -22,6 +23,7 @@ pub use broadcast::Broadcast;
 pub use collect::Collect;
 pub use lines::{write_or_closed, Format, Lines};
 pub use pcap::Pcap;
+pub use plural::plural;
 
 use crate::docker::topo_events::TopoEvent;
 use crate::docker::topology::Topology;

@@ -114,7 +114,11 @@ impl<W: Write + 'static> Output for Pcap<W> {
     fn finish(&mut self) -> anyhow::Result<()> {
         self.w.flush()?;
         if let Some(f) = &self.path {
-            log::info!("wrote {} frames to {}", self.written, f.display());
+            log::info!(
+                "wrote {} to {}",
+                super::plural(self.written, "frame", "frames"),
+                f.display()
+            );
         }
         Ok(())
     }

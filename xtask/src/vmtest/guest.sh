@@ -188,7 +188,7 @@ sc_load() {
     start_watch w --iface v1 --duration 60 || fail "netlab watch did not start: $(last_error "$W/w.err")"
     progs=$(netlab_progs)
     stop_watch w
-    mode=$(sed -n 's/.*watching [0-9]* interfaces (\([a-z-]*\)).*/\1/p' "$W/w.err" | head -n 1)
+    mode=$(sed -n 's/.*watching [0-9]* interfaces\{0,1\} (\([a-z-]*\)).*/\1/p' "$W/w.err" | head -n 1)
     warn=$(grep 'netlab: warn' "$W/w.err" | head -n 1)
     # bpftool shows the drop program's full name where the kernel keeps BTF for it.
     for p in netlab_ingress netlab_egress netlab_kfree_sk; do

@@ -11,14 +11,20 @@ pub const KALLSYMS_PATH: &str = "/proc/kallsyms";
 
 /// The kernel's text symbols, sorted by address, for turning addresses into `name+0x1f`.
 ///
-/// A host has ~120,000 of them: they are kept in one string with a 16-byte index entry
-/// each (about 5 MB here), not as one allocation per name (about twice that).
+/// A host has ~120,000 of them: they are kept in one string with 8 bytes of index per
+/// address (about 4 MB here), not as one allocation per name (about 10 MB).
 #[derive(Clone, Debug, Default)]
 pub struct Kallsyms {
-    /// `(address, start, end)` of each name in `names`, sorted by address, one entry per
-    /// address (the first listed).
-    index: Vec<(u64, u32, u32)>,
-    /// Every kept name, back to back.
+    /// The lowest address kept; addresses are kept as offsets from it (kernel and module
+    /// text lie within 2 GiB of each other).
+    base: u64,
+    /// Each distinct address's offset from `base`, ascending (the first-listed name of an
+    /// address is kept).
+    offsets: Vec<u32>,
+    /// Where each address's name starts in `names`; it ends where the next one starts
+    /// (one more entry than `offsets`: the end of the last name).
+    starts: Vec<u32>,
+    /// The kept names, back to back, in address order.
     names: String,
 }
 
@@ -46,7 +52,7 @@ impl Kallsyms {
         if syms.is_empty() {
             return Err(BtfError::NoKallsyms);
         }
-        if syms.index.iter().all(|&(addr, _, _)| addr == 0) {
+        if syms.base == 0 && syms.offsets.last() == Some(&0) {
             return Err(BtfError::KallsymsHidden);
         }
         Ok(syms)
@@ -62,21 +68,30 @@ impl Kallsyms {
 
     /// Number of distinct symbol addresses kept.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.offsets.len()
     }
 
     /// Whether no symbols were kept.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.offsets.is_empty()
+    }
+
+    /// The name of the `i`-th address.
+    fn name(&self, i: usize) -> Option<&str> {
+        let (start, end) = (*self.starts.get(i)?, *self.starts.get(i + 1)?);
+        self.names.get(start as usize..end as usize)
+    }
+
+    /// The `i`-th address.
+    fn addr(&self, i: usize) -> Option<u64> {
+        self.offsets.get(i).map(|&o| self.base + u64::from(o))
     }
 
     /// Where function `name` starts and where the next symbol starts (its end, near enough).
     pub fn range_of(&self, name: &str) -> Option<(u64, u64)> {
-        let i = self.index.iter().position(|&(_, start, end)| {
-            self.names.get(start as usize..end as usize) == Some(name)
-        })?;
-        let start = self.index[i].0;
-        let end = self.index.get(i + 1).map_or(start + 1, |&(a, _, _)| a);
+        let i = (0..self.len()).find(|&i| self.name(i) == Some(name))?;
+        let start = self.addr(i)?;
+        let end = self.addr(i + 1).unwrap_or(start + 1);
         Some((start, end))
     }
 
@@ -91,17 +106,20 @@ impl Kallsyms {
     /// `name+0x1f` for the nearest symbol at or below `addr` (`name+0x0` on an exact hit);
     /// `None` if `addr` is below the first symbol.
     pub fn symbolize(&self, addr: u64) -> Option<String> {
-        let idx = self.index.partition_point(|&(a, _, _)| a <= addr);
-        let &(base, start, end) = self.index.get(idx.checked_sub(1)?)?;
-        let name = self.names.get(start as usize..end as usize)?;
-        Some(format!("{name}+{:#x}", addr - base))
+        let off = addr.checked_sub(self.base)?;
+        let idx = self.offsets.partition_point(|&o| u64::from(o) <= off);
+        let i = idx.checked_sub(1)?;
+        let (at, name) = (self.addr(i)?, self.name(i)?);
+        Some(format!("{name}+{:#x}", addr - at))
     }
 }
 
 /// Collects kallsyms lines into a [`Kallsyms`].
 #[derive(Default)]
 struct SymbolTable {
-    syms: Kallsyms,
+    /// `(address, start, end)` of each text symbol's name in `names`, as listed.
+    index: Vec<(u64, u32, u32)>,
+    names: String,
 }
 
 impl SymbolTable {
@@ -117,25 +135,54 @@ impl SymbolTable {
         let Ok(addr) = u64::from_str_radix(addr, 16) else {
             return;
         };
-        let names = &mut self.syms.names;
-        let Ok(start) = u32::try_from(names.len()) else {
+        let Ok(start) = u32::try_from(self.names.len()) else {
             return;
         };
-        let Ok(end) = u32::try_from(names.len() + name.len()) else {
+        let Ok(end) = u32::try_from(self.names.len() + name.len()) else {
             return;
         };
-        names.push_str(name);
-        self.syms.index.push((addr, start, end));
+        self.names.push_str(name);
+        self.index.push((addr, start, end));
     }
 
-    /// Sorts by address (stably: the first-listed name of an address is kept).
+    /// Sorts by address (stably: the first-listed name of an address is kept) and packs
+    /// what is kept: 8 bytes per address instead of 16, and only the kept names, in
+    /// address order (~1 MB less for the ~120,000 text symbols of a distribution kernel).
+    /// An address more than 4 GiB above the lowest one cannot be kept; kernel and module
+    /// text never are.
     fn finish(mut self) -> Kallsyms {
-        let index = &mut self.syms.index;
-        index.sort_by_key(|&(addr, _, _)| addr);
-        index.dedup_by_key(|&mut (addr, _, _)| addr);
-        index.shrink_to_fit();
-        self.syms.names.shrink_to_fit();
-        self.syms
+        self.index.sort_by_key(|&(addr, _, _)| addr);
+        self.index.dedup_by_key(|&mut (addr, _, _)| addr);
+        let base = self.index.first().map_or(0, |&(addr, _, _)| addr);
+        let mut out = Kallsyms {
+            base,
+            offsets: Vec::with_capacity(self.index.len()),
+            starts: Vec::with_capacity(self.index.len() + 1),
+            names: String::new(),
+        };
+        let kept_len: usize = self
+            .index
+            .iter()
+            .map(|&(_, start, end)| (end - start) as usize)
+            .sum();
+        out.names.reserve_exact(kept_len);
+        for &(addr, start, end) in &self.index {
+            let (Ok(offset), Ok(at)) = (u32::try_from(addr - base), u32::try_from(out.names.len()))
+            else {
+                continue;
+            };
+            let Some(name) = self.names.get(start as usize..end as usize) else {
+                continue;
+            };
+            out.offsets.push(offset);
+            out.starts.push(at);
+            out.names.push_str(name);
+        }
+        out.starts
+            .push(u32::try_from(out.names.len()).unwrap_or(u32::MAX));
+        out.offsets.shrink_to_fit();
+        out.starts.shrink_to_fit();
+        out
     }
 }
 
@@ -175,6 +222,26 @@ garbage line
             Some("mod_fn+0x10")
         );
         assert_eq!(Kallsyms::parse("").symbolize(1), None);
+        // A function's range ends where the next kept symbol starts.
+        assert_eq!(
+            syms.range_of("helper"),
+            Some((0xffffffff81000100, 0xffffffff81000200))
+        );
+        assert_eq!(
+            syms.range_of("mod_fn"),
+            Some((0xffffffffc0000000, 0xffffffffc0000001))
+        );
+        assert_eq!(syms.range_of("_text"), None, "a second name of an address");
+        assert_eq!(syms.range_of("some_data"), None);
+        // Only the kept names stay: `_text` (same address as `_stext`) and data are gone.
+        assert_eq!(syms.names, "_stexthelperweak_fnmod_fn");
+        // An address more than 4 GiB above the lowest is not kept.
+        let far = Kallsyms::parse("0000000000001000 T low\nffffffff81000000 T high\n");
+        assert_eq!(far.len(), 1);
+        assert_eq!(
+            far.symbolize(0xffffffff81000010).as_deref(),
+            Some("low+0xffffffff80fff010")
+        );
     }
 
     #[test]
