@@ -28,6 +28,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::server::{full, ApiState};
+use crate::cmd::diagnose::NoSuchTarget;
 
 /// How long one diagnose may take (it sends 3 echo requests, 200 ms apart, and waits).
 pub const DIAGNOSE_AT_MOST: Duration = Duration::from_secs(30);
@@ -200,14 +201,22 @@ pub async fn diagnose(State(shared): ApiState, headers: HeaderMap, body: Bytes) 
             )
         }
     };
-    // Exit code 0: reachable, 1: not reachable; anything else is diagnose's error line.
+    // Exit code 0: reachable, 1: not reachable; anything else is diagnose's error line:
+    // 404 when SRC or DST names nothing it can probe.
     if !matches!(out.status.code(), Some(0 | 1)) {
         let err = String::from_utf8_lossy(&out.stderr);
         let line = err.lines().rev().find(|l| !l.trim().is_empty());
+        let code = out.status.code().and_then(|c| u8::try_from(c).ok());
+        let status = if code == Some(NoSuchTarget::EXIT_CODE) {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
         return text(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            status,
             line.unwrap_or("diagnose failed")
-                .trim_start_matches("netlab: "),
+                .trim_start_matches("netlab: ")
+                .trim_start_matches("error: "),
         );
     }
     let verdicts: Result<Vec<serde_json::Value>, _> = out
@@ -447,18 +456,26 @@ mod endpoint_tests {
 
     #[tokio::test]
     async fn diagnose_errors_are_its_own_line() {
-        let d = Diagnoser::new(
-            PathBuf::from("/bin/sh"),
-            vec![
-                "-c".into(),
-                "echo 'netlab: no container named Nope' >&2; exit 2".into(),
-                "sh".into(),
-            ],
-            PathBuf::from("/run/test.sock"),
-        );
-        let shared = with(Some(d));
-        let (status, why) = post(&shared, &PAGE, r#"{"src":"Nope","dst":"AppProd"}"#).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let failing = |line: &str, code: u8| {
+            Diagnoser::new(
+                PathBuf::from("/bin/sh"),
+                vec![
+                    "-c".into(),
+                    format!("echo 'netlab: error: {line}' >&2; exit {code}"),
+                    "sh".into(),
+                ],
+                PathBuf::from("/run/test.sock"),
+            )
+        };
+        let body = r#"{"src":"Nope","dst":"AppProd"}"#;
+        // What was named does not exist: not found.
+        let no_such = failing("no container named Nope", NoSuchTarget::EXIT_CODE);
+        let (status, why) = post(&with(Some(no_such)), &PAGE, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(why, "no container named Nope\n");
+        // Another error of diagnose's.
+        let (status, why) = post(&with(Some(failing("Docker is down", 2))), &PAGE, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(why, "Docker is down\n");
     }
 }

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::server::{
-    bad_request, full, json_response, one_of, shutting_down, stream_duration, wants_sse, ApiState,
-    Ask, Shared, SSE,
+    bad_request, full, json_response, one_of, only, shutting_down, stream_duration, wants_sse,
+    ApiState, Ask, Shared, SSE,
 };
 use crate::output::map::{Graph, MapView};
 
@@ -85,9 +85,13 @@ pub async fn map(
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    let (sse, duration) = match (one_of(&params, "sse", &SSE), stream_duration(&params)) {
-        (Ok(s), Ok(d)) => (s, d),
-        (Err(e), _) | (_, Err(e)) => return bad_request(&e),
+    let (sse, duration) = match (
+        only(&params, &["sse", "duration"]),
+        one_of(&params, "sse", &SSE),
+        stream_duration(&params),
+    ) {
+        (Ok(()), Ok(s), Ok(d)) => (s, d),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad_request(&e),
     };
     if wants_sse(sse, &headers) {
         return map_stream(&shared, duration);

@@ -286,11 +286,26 @@ pub(super) fn one_of(
     Ok(chosen)
 }
 
+/// The query parameters `/v1/events` takes.
+const EVENTS_PARAMS: [&str; 6] = ["container", "network", "kind", "format", "sse", "duration"];
+
+/// A query parameter the operation does not take is refused, not ignored: a misspelt
+/// filter (`contianer=`) would otherwise stream everything.
+pub(super) fn only(params: &[(String, String)], known: &[&str]) -> Result<(), String> {
+    match params.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some((k, _)) => Err(format!("unknown parameter '{k}': use {}", known.join(", "))),
+    }
+}
+
 pub(super) fn bad_request(why: &str) -> Response {
     full(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n"))
 }
 
 async fn topology(State(shared): ApiState, Query(params): Params) -> Response {
+    if let Err(e) = only(&params, &["format"]) {
+        return bad_request(&e);
+    }
     let text = match one_of(&params, "format", &FORMATS) {
         Ok(f) => f == Some("text"),
         Err(e) => return bad_request(&e),
@@ -370,6 +385,9 @@ pub(super) fn stream_duration(params: &[(String, String)]) -> Result<Option<Dura
 }
 
 async fn events(State(shared): ApiState, Query(params): Params, headers: HeaderMap) -> Response {
+    if let Err(e) = only(&params, &EVENTS_PARAMS) {
+        return bad_request(&e);
+    }
     let (format, sse, duration) = match (
         one_of(&params, "format", &FORMATS),
         one_of(&params, "sse", &SSE),
@@ -737,6 +755,15 @@ pub(super) mod tests {
                 "/v1/topology?format=txt",
                 "format 'txt' is not one of json, text",
             ),
+            (
+                "/v1/events?contianer=AppDev",
+                "unknown parameter 'contianer': use container, network, kind, format, sse, duration",
+            ),
+            (
+                "/v1/topology?sse=1",
+                "unknown parameter 'sse': use format",
+            ),
+            ("/v1/map?kind=icmp", "unknown parameter 'kind': use sse, duration"),
         ] {
             let r = call(&shared, "GET", uri, &[]).await;
             assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{uri}");
@@ -863,9 +890,16 @@ pub(super) mod tests {
                 format!("format '{shown}' is not one of json, text\n")
             );
         }
-        for q in ["%", "%zz", "=", "a=b=c"] {
+        // Malformed escapes are decoded as written, then refused as parameters the
+        // endpoint does not take.
+        for (q, key) in [("%", "%"), ("%zz", "%zz"), ("=", ""), ("a=b=c", "a")] {
             let r = call(&shared, "GET", &format!("/v1/topology?{q}"), &[]).await;
-            assert_eq!(r.status(), StatusCode::OK, "?{q}");
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "?{q}");
+            assert_eq!(
+                body_text(r).await,
+                format!("unknown parameter '{key}': use format\n"),
+                "?{q}"
+            );
         }
         let bad = call(&shared, "GET", "/v1/events?kind=icmp&kind=b%6Fgus", &[]).await;
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
@@ -1075,7 +1109,7 @@ pub(super) mod tests {
             text_answer
         );
         assert_eq!(
-            api.exchange(&get("/v1/topology?x&format=te%78t")).await,
+            api.exchange(&get("/v1/topology?format=te%78t")).await,
             text_answer
         );
         let counters = format!(
