@@ -16,6 +16,8 @@
 //! one flush; label, packet line, correlate, journey lines), and `consumer_cpu` the same
 //! timed by the thread's CPU clock instead of the wall clock: on a shared machine,
 //! time spent waiting for a core is left out, so runs of different builds compare better.
+//! `consumer_cpu_map` adds the daemon's map output (one edge per ping pair) to the same
+//! pipeline: the difference is what the map costs per event.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -32,6 +34,7 @@ use netlab::model::event::PacketRecord;
 use netlab::model::filter::Filter;
 use netlab::model::journey::{self, Correlator, Sighting};
 use netlab::model::tally::Tallies;
+use netlab::output::map::MapOutput;
 use netlab::output::{Format, Lines};
 use netlab::pipeline::Pipeline;
 use netlab_common::{direction, kind, record, PacketEvent, SNAP_LEN};
@@ -638,6 +641,20 @@ fn journeys(c: &mut Criterion) {
     let mut p = watch_pipeline(&topo, true);
     let mut round = 0u64;
     group.bench_function("consumer_cpu", |b| {
+        b.iter_custom(|iters| {
+            let start = thread_cpu_time();
+            for _ in 0..iters {
+                consumer_round(&mut events, round, &mut p);
+                round += 1;
+            }
+            thread_cpu_time().saturating_sub(start)
+        })
+    });
+    // The daemon's map output beside watch's: the map's own cost per event is this
+    // minus `consumer_cpu`.
+    let mut p = watch_pipeline(&topo, true).with_output(MapOutput::default());
+    let mut round = 0u64;
+    group.bench_function("consumer_cpu_map", |b| {
         b.iter_custom(|iters| {
             let start = thread_cpu_time();
             for _ in 0..iters {
