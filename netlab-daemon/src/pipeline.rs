@@ -605,6 +605,8 @@ fn observe_drop(c: &mut Correlator, rec: &DropRecord) {
         kind,
         src_ip,
         dst_ip,
+        src_container: rec.src.container,
+        dst_container: rec.dst.container,
         id,
         seq,
         reason: &rec.drop.reason,

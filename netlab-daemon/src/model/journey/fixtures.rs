@@ -93,6 +93,8 @@ pub(super) fn drop_of(ts_ns: u64, phase: Phase, seq: u16) -> DropSighting<'stati
         kind,
         src_ip: ip(src),
         dst_ip: ip(dst),
+        src_container: None,
+        dst_container: None,
         id: 7,
         seq,
         reason: "NETFILTER_DROP",

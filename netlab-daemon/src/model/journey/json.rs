@@ -224,6 +224,8 @@ mod tests {
                     kind,
                     src_ip: src,
                     dst_ip: dst,
+                    src_container: None,
+                    dst_container: None,
                     id,
                     seq,
                     reason: NAMES[(r >> 32) as usize % NAMES.len()],

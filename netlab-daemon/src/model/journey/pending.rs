@@ -209,6 +209,16 @@ impl Pending {
 
     /// Adds the drop `d` of the journey's `phase`, unless a later drop is already known.
     pub(super) fn see_drop(&mut self, d: &DropSighting<'_>, phase: Phase, names: &mut Interner) {
+        let (requester, responder) = match phase {
+            Phase::Request => (d.src_container, d.dst_container),
+            Phase::Reply => (d.dst_container, d.src_container),
+        };
+        if self.src_container.is_none() {
+            self.src_container = names.get_opt(requester);
+        }
+        if self.dst_container.is_none() {
+            self.dst_container = names.get_opt(responder);
+        }
         if self.drop.as_ref().is_none_or(|old| d.ts_ns >= old.ts_ns) {
             self.drop = Some(Box::new(PendingDrop {
                 ts_ns: d.ts_ns,

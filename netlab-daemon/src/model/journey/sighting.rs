@@ -45,6 +45,11 @@ pub struct DropSighting<'a> {
     pub src_ip: IpAddr,
     /// Destination address of the dropped packet.
     pub dst_ip: IpAddr,
+    /// Container of the source address, if known: a ping dropped before it reached any
+    /// observed hook (no ARP reply in the sender's namespace) is known by its drop alone.
+    pub src_container: Option<&'a str>,
+    /// Container of the destination address, if known.
+    pub dst_container: Option<&'a str>,
     /// Echo identifier.
     pub id: u16,
     /// Echo sequence number.

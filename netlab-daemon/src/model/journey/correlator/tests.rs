@@ -128,6 +128,30 @@ fn journey_json_contract() {
     assert_eq!(j["last_seen"]["direction"], "egress");
 }
 
+/// A ping dropped in the sender's own namespace (no ARP reply there) reaches no observed
+/// hook: its journey knows it by its drop alone, and names both ends from the drop's
+/// labels (a reply's drop: the other way round).
+#[test]
+fn a_journey_known_by_its_drop_alone_names_its_containers() {
+    let mut c = correlator();
+    let mut d = drop_of(5 * MS, Phase::Request, 1);
+    d.src_container = Some("AppDev");
+    c.observe_drop(&d);
+    let mut d = drop_of(6 * MS, Phase::Reply, 2);
+    d.src_container = Some("AppProd");
+    d.dst_container = Some("AppDev");
+    c.observe_drop(&d);
+    let js = journeys(c.flush());
+    assert_eq!(js.len(), 2);
+    assert!(js
+        .iter()
+        .all(|j| j.hops.is_empty() && j.result == Outcome::Dropped));
+    assert_eq!(js[0].src.container.as_deref(), Some("AppDev"));
+    assert_eq!(js[0].dst.container, None);
+    assert_eq!(js[1].src.container.as_deref(), Some("AppDev"));
+    assert_eq!(js[1].dst.container.as_deref(), Some("AppProd"));
+}
+
 #[test]
 fn request_dropped_at_the_bridge() {
     let mut c = correlator();
