@@ -107,12 +107,14 @@ pub fn run(duration: u32, rebuild: bool) -> Result<()> {
 
 /// `cargo xtask lab --down`: removes the hand-made `int_hote` link, the lab's containers and
 /// networks, and the namespace lab's namespaces, whichever exist. Does not start a Docker engine.
+/// How long `--down` leaves the map's daemon running after removing the lab, so that its
+/// watchers get the interfaces' going: netlab waits up to 2 s for Docker to say why an
+/// interface went before it says so.
+const GOINGS_SHOWN: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub fn down() -> Result<()> {
     netns_lab::require_root()?;
     let mut removed = Vec::new();
-    if crate::lab_map::stop(None)? {
-        removed.push("the map's netlab daemon".to_owned());
-    }
     if docker::answers()? {
         removed.extend(remove_lab()?);
     } else {
@@ -129,6 +131,16 @@ pub fn down() -> Result<()> {
             .into_iter()
             .map(|ns| format!("namespace {ns}")),
     );
+    // The map's daemon goes last: a `netlab watch` on it (the lab's own, or the person's)
+    // shows the course's last step, every interface going and what it counted there.
+    if crate::lab_map::running() {
+        if !removed.is_empty() {
+            std::thread::sleep(GOINGS_SHOWN);
+        }
+        if crate::lab_map::stop(None)? {
+            removed.push("the map's netlab daemon".to_owned());
+        }
+    }
     if removed.is_empty() {
         eprintln!("xtask: nothing of the lab was left");
     } else {

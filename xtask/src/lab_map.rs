@@ -82,19 +82,11 @@ pub fn start(netlab: &Path) -> Result<bool> {
 /// Stops the lab daemon if one runs, and detaches what it pinned (with `netlab`, or the
 /// workspace's release build when there is one); `true` if there was one.
 pub fn stop(netlab: Option<&Path>) -> Result<bool> {
-    let Some(pid) = std::fs::read_to_string(PID_FILE)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-    else {
+    let pid = daemon_pid();
+    let _ = std::fs::remove_file(PID_FILE);
+    let Some(pid) = pid else {
         return Ok(false);
     };
-    let _ = std::fs::remove_file(PID_FILE);
-    // Only a netlab daemon of the lab's: the pid may have been reused since.
-    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(PIN_DIR));
-    if !ours {
-        return Ok(false);
-    }
     // SAFETY: kill(2) with a pid read above and a valid signal.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -109,4 +101,20 @@ pub fn stop(netlab: Option<&Path>) -> Result<bool> {
         cmd::run(Command::new(bin).args(["daemon", "--cleanup", "--pin-dir", PIN_DIR]))?;
     }
     Ok(true)
+}
+
+/// Whether the lab daemon runs.
+pub fn running() -> bool {
+    daemon_pid().is_some()
+}
+
+/// The lab daemon's pid, if its pid file names a running one: only a netlab daemon of the
+/// lab's (the pid may have been reused since).
+fn daemon_pid() -> Option<i32> {
+    let pid = std::fs::read_to_string(PID_FILE)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())?;
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(PIN_DIR))
+        .then_some(pid)
 }
