@@ -1158,3 +1158,49 @@ fn a_stopped_daemon_misses_no_packet_of_a_container_started_meanwhile() -> Resul
     drop(peer);
     Ok(())
 }
+
+/// The course's last step with `netlab watch` streaming from a daemon: a container is
+/// removed, then the daemon stops. The watch shows the container's veth going, with what it
+/// counted there (ping's own count, both ways), and then ends by itself (exit 0), saying
+/// the daemon stopped: its stream ended with a last line, not a cut connection.
+#[test]
+fn watch_through_a_daemon_that_stops_shows_the_goings_and_ends() -> Result<()> {
+    const PINGS: u32 = 2;
+    let bin = docker_or_skip!();
+    let net = Network::create("ws")?;
+    let a = Container::sleeper("ws-a", &net)?;
+    let b = Container::sleeper("ws-b", &net)?;
+    let paths = DaemonPaths::new(&bin)?;
+    let daemon = paths.start(&[])?;
+    let mut command = paths.netlab();
+    command.arg("watch");
+    let watch = Background::start(command, "through the netlab daemon", READY_TIMEOUT)?;
+    a.ping(&b.ipv4()?, PINGS)?;
+    let b_name = b.name.clone();
+    b.remove()?;
+    // netlab waits up to 2 s for Docker to say why an interface went.
+    std::thread::sleep(Duration::from_secs(3));
+    let stopped = daemon.stop(libc::SIGTERM)?;
+    ensure!(stopped.status.success(), "daemon: {}", stopped.stderr);
+    let watched = watch.wait(EVENT_TIMEOUT)?;
+    let (net_name, bridge) = (net.name.clone(), net.bridge());
+    a.remove()?;
+    net.remove()?;
+    paths.cleanup()?;
+
+    ensure!(
+        watched.status.success() && watched.stderr.contains("the daemon stopped; "),
+        "netlab watch did not end by itself when the daemon stopped ({}):\n{}",
+        watched.status,
+        watched.stderr
+    );
+    let gone = format!(
+        "veth of {b_name} ({net_name}, {bridge}) gone: container {b_name} removed; it counted {PINGS} echo requests, {PINGS} replies"
+    );
+    ensure!(
+        watched.stdout.contains(&gone),
+        "no {gone:?} in what netlab watch printed:\n{}",
+        watched.stdout
+    );
+    Ok(())
+}

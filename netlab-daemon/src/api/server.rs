@@ -73,9 +73,29 @@ pub struct Shared {
     client_lost: AtomicU64,
     /// Hooks found detached by something else (and attached again).
     pub hooks_lost: AtomicU64,
+    /// Set when the daemon stops: every event stream sends what it has, says so and ends.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
+/// What an event stream's last line says when the daemon stops (text, then NDJSON).
+pub const STOPPED_TEXT: &str = "netlab: the daemon stopped\n";
+pub const STOPPED_JSON: &str = "{\"kind\":\"stopped\"}\n";
+
 impl Shared {
+    /// Ends every event stream: each sends the events already published to it, then a
+    /// last line saying the daemon stopped ([`STOPPED_TEXT`], [`STOPPED_JSON`]), and
+    /// closes; waits until they did, for at most `within`. A client then knows its stream
+    /// is complete, rather than finding its connection cut.
+    pub async fn stop_streams(&self, within: Duration) {
+        self.stopping.send_replace(true);
+        let deadline = tokio::time::Instant::now() + within;
+        while self.clients.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The bodies ended: a moment for their last chunks to be written.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     /// The API's state when the daemon starts: events come from `events`, counters and
     /// metrics from whoever receives `ask`.
     pub fn new(
@@ -96,6 +116,7 @@ impl Shared {
             clients: AtomicUsize::new(0),
             started: Instant::now(),
             client_lost: AtomicU64::new(0),
+            stopping: tokio::sync::watch::Sender::new(false),
             hooks_lost: AtomicU64::new(0),
         }
     }
@@ -442,7 +463,6 @@ fn event_stream(
             Bytes::from_static(b"{\"kind\":\"subscribed\"}\n")
         };
         if !hello.is_empty() && tx.send(frame(&hello)).await.is_err() {
-            sh.clients.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         // Events this client missed: its queue was full, or it fell behind the broadcast.
@@ -459,13 +479,34 @@ fn event_stream(
                 format!("{{\"kind\":\"lost\",\"events\":{missed}}}\n")
             })
         };
+        let mut stopping = sh.stopping.subscribe();
         loop {
-            let received = match until {
-                Some(t) => match tokio::time::timeout_at(t, rx.recv()).await {
-                    Ok(received) => received,
-                    Err(_) => break,
+            let next = async {
+                match until {
+                    Some(t) => tokio::time::timeout_at(t, rx.recv()).await.ok(),
+                    None => Some(rx.recv().await),
+                }
+            };
+            let received = tokio::select! {
+                biased;
+                r = next => match r {
+                    Some(received) => received,
+                    None => break,
                 },
-                None => rx.recv().await,
+                () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                    // What was published before the stop still goes out, then the last line.
+                    while let Ok(ev) = rx.try_recv() {
+                        if filter.matches_meta(&ev.meta) {
+                            let body = if text { &ev.text } else { &ev.json };
+                            if tx.send(frame(body)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    let last = if text { STOPPED_TEXT } else { STOPPED_JSON };
+                    let _ = tx.send(frame(&Bytes::from_static(last.as_bytes()))).await;
+                    break;
+                }
             };
             let missed = match received {
                 Ok(ev) => {
@@ -494,10 +535,13 @@ fn event_stream(
                 break;
             }
         }
-        sh.clients.fetch_sub(1, Ordering::Relaxed);
     });
-    let stream = futures_util::stream::unfold(out, |mut out| async move {
-        out.recv().await.map(|b| (Ok::<_, Infallible>(b), out))
+    // The client counts until its body has ended, or it went.
+    let client = Client(Arc::clone(shared));
+    let stream = futures_util::stream::unfold((out, client), |(mut out, client)| async move {
+        out.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(b), (out, client)))
     });
     let ctype = if sse {
         "text/event-stream"
@@ -507,6 +551,15 @@ fn event_stream(
         "application/x-ndjson"
     };
     full(StatusCode::OK, ctype, Body::from_stream(stream))
+}
+
+/// One client of the event stream, counted in [`Shared`] while it lives.
+struct Client(Arc<Shared>);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A listener for [`axum::serve()`] that says in the daemon's log when accepting a client
@@ -788,6 +841,43 @@ pub(super) mod tests {
             body_text(r).await,
             "duration '0' is not a positive number of seconds\n"
         );
+    }
+
+    /// When the daemon stops, each stream gets what was published before, then a last line
+    /// saying so, and ends; the client no longer counts.
+    #[tokio::test]
+    async fn a_stop_ends_every_stream_with_a_last_line() {
+        let (shared, events) = fixed_state();
+        let json = call(&shared, "GET", "/v1/events", &[]).await;
+        let text = call(&shared, "GET", "/v1/events?format=text", &[]).await;
+        let mut json_body = json.into_body();
+        assert_eq!(
+            next_piece(&mut json_body).await,
+            "{\"kind\":\"subscribed\"}\n"
+        );
+        assert_eq!(shared.clients.load(Ordering::Relaxed), 2);
+        events.send(event_from("AppDev")).expect("two clients");
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            shared.stop_streams(Duration::from_millis(100)),
+        )
+        .await
+        .expect("the stop returns");
+        let rest = tokio::time::timeout(Duration::from_secs(10), async {
+            let r = Response::new(json_body);
+            body_text(r).await
+        })
+        .await
+        .expect("the stream ended");
+        assert_eq!(
+            rest,
+            format!("{{\"kind\":\"icmp-echo-request\",\"container\":\"AppDev\"}}\n{STOPPED_JSON}")
+        );
+        let text = tokio::time::timeout(Duration::from_secs(10), body_text(text))
+            .await
+            .expect("the stream ended");
+        assert_eq!(text, format!("ping from AppDev\n{STOPPED_TEXT}"));
+        assert_eq!(shared.clients.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -35,6 +35,8 @@ use crate::session::{per_cpu_rate, Drops, Handled, Options, Session, Source, JOU
 
 /// Where the daemon pins its maps and links by default.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netlab";
+/// How long a stop waits for its clients' event streams to end.
+const STREAMS_END_WITHIN: Duration = Duration::from_millis(500);
 
 /// Options of `netlab daemon`.
 #[derive(Debug, Clone, clap::Args)]
@@ -468,6 +470,8 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
             }
         }
     }
+    // Clients' streams end with a last line, not a cut connection.
+    shared.stop_streams(STREAMS_END_WITHIN).await;
     let _ = std::fs::remove_file(&args.socket);
     let attached = session.observer().attached();
     let (stay, keep) = if attached == 1 {

@@ -159,6 +159,7 @@ fn daemon_can_serve(a: &WatchArgs) -> bool {
 /// from the daemon's counters at start and end).
 async fn run_via_daemon(args: &WatchArgs, mut c: crate::api::client::Client) -> anyhow::Result<()> {
     use crate::api::client::encode;
+    use crate::api::server::{STOPPED_JSON, STOPPED_TEXT};
     use std::io::Write as _;
     Filter::new(&args.containers, &args.networks, &args.kinds)?;
     /// What watch reads of `/v1/topology`: whether Docker answers, and the names.
@@ -222,9 +223,14 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::api::client::Client) -> 
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     let mut printed = 0u64;
+    let mut daemon_stopped = false;
     let limit = args.count;
     {
         let stream = c.stream_lines(&path, |line| {
+            if line == STOPPED_TEXT.as_bytes() || line == STOPPED_JSON.as_bytes() {
+                daemon_stopped = true;
+                return Ok(false);
+            }
             let notice = line.starts_with(b"{\"kind\":\"subscribed\"}")
                 || line.starts_with(b"{\"kind\":\"lost\"");
             if notice {
@@ -253,6 +259,14 @@ async fn run_via_daemon(args: &WatchArgs, mut c: crate::api::client::Client) -> 
             _ = sigterm.recv() => {}
             () = &mut deadline, if args.duration.is_some() => {}
         }
+    }
+    if daemon_stopped {
+        // Its counters went with it: what this watch showed is all there is to say.
+        log::info!(
+            "the daemon stopped; {} shown",
+            plural(printed, "event", "events")
+        );
+        return Ok(());
     }
     let mut c2 = crate::api::client::Client::connect()
         .await
