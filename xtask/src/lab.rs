@@ -93,6 +93,11 @@ pub fn run(duration: u32, rebuild: bool) -> Result<()> {
     // Ctrl-C stops netlab (which gets the default disposition back), not xtask.
     let _interrupts = IgnoreInterrupts::new();
     let status = watch(&netlab, duration, map.is_some())?;
+    if map.is_some() && crate::lab_map::stopped() {
+        // `cargo xtask lab --down` ran meanwhile: the watch ended with the map's daemon.
+        eprintln!("xtask: the lab was removed; netlab watch ended with it");
+        return Ok(());
+    }
     let still_up = "the lab is still up; `cargo xtask lab --down` removes it";
     if interrupted(status) {
         eprintln!("xtask: netlab watch was interrupted; {still_up}");

@@ -103,6 +103,12 @@ pub fn stop(netlab: Option<&Path>) -> Result<bool> {
     Ok(true)
 }
 
+/// Whether `cargo xtask lab --down` stopped the lab daemon (its pid file is gone; a daemon
+/// that died leaves it).
+pub fn stopped() -> bool {
+    !Path::new(PID_FILE).exists()
+}
+
 /// Whether the lab daemon runs.
 pub fn running() -> bool {
     daemon_pid().is_some()
