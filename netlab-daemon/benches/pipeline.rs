@@ -638,33 +638,33 @@ fn journeys(c: &mut Criterion) {
             round += 1;
         })
     });
-    let mut p = watch_pipeline(&topo, true);
-    let mut round = 0u64;
-    group.bench_function("consumer_cpu", |b| {
-        b.iter_custom(|iters| {
-            let start = thread_cpu_time();
-            for _ in 0..iters {
-                consumer_round(&mut events, round, &mut p);
-                round += 1;
-            }
-            thread_cpu_time().saturating_sub(start)
-        })
-    });
+    let watch = watch_pipeline(&topo, true);
+    cpu_timed(&mut group, "consumer_cpu", &mut events, watch);
     // The daemon's map output beside watch's: the map's own cost per event is this
     // minus `consumer_cpu`.
-    let mut p = watch_pipeline(&topo, true).with_output(MapOutput::default());
+    let with_map = watch_pipeline(&topo, true).with_output(MapOutput::default());
+    cpu_timed(&mut group, "consumer_cpu_map", &mut events, with_map);
+    group.finish();
+}
+
+/// Rounds of the flood through `p`, timed by this thread's CPU clock.
+fn cpu_timed(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    events: &mut [FloodEvent],
+    mut p: Pipeline,
+) {
     let mut round = 0u64;
-    group.bench_function("consumer_cpu_map", |b| {
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let start = thread_cpu_time();
             for _ in 0..iters {
-                consumer_round(&mut events, round, &mut p);
+                consumer_round(events, round, &mut p);
                 round += 1;
             }
             thread_cpu_time().saturating_sub(start)
         })
     });
-    group.finish();
 }
 
 /// One batch of the flood through `p` as `netlab watch` handles it: every record as the
