@@ -336,7 +336,12 @@ impl Tracker {
             let due = all || g.since.elapsed() >= EXPLAIN_WITHIN;
             let c = g.iface.container.as_deref().map(str::to_ascii_lowercase);
             let n = g.iface.network.as_deref().map(str::to_ascii_lowercase);
-            let fate = c.as_ref().and_then(|c| self.fates.get(c)).map(|f| f.0);
+            // A fate told long before the link went (a stop before a restart) is not why.
+            let fate = c
+                .as_ref()
+                .and_then(|c| self.fates.get(c))
+                .filter(|(_, at)| *at + EXPLAIN_WITHIN >= g.since)
+                .map(|f| f.0);
             let disconnected = match (&c, &n) {
                 (Some(c), Some(n)) => self.disconnects.contains_key(&(c.clone(), n.clone())),
                 _ => false,
@@ -351,7 +356,9 @@ impl Tracker {
             let manual = g.iface.role == Role::ManualVeth.name();
             let reason = if bridge && net_removed {
                 Some("network-removed")
-            } else if g.owner_alive {
+            } else if g.owner_alive && (manual || fate.is_none()) {
+                // Docker may tell that the container stopped or went after its veth did:
+                // only then is a container veth's going not explained by it.
                 // Its container was still there: someone deleted the link, or Docker
                 // disconnected the container from the network (it says so).
                 if disconnected && !manual {
@@ -563,6 +570,38 @@ mod tests {
             .collect();
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].reason, Some("link-deleted"));
+    }
+
+    /// The veth goes while the container's process still has its namespace (Docker tears
+    /// it down while removing it), and Docker tells of the removal a moment later: that is
+    /// why it went, said at once, not "deleted by hand" once the wait is over.
+    #[test]
+    fn a_veth_gone_before_docker_tells_of_the_removal_is_the_removals() {
+        let mut topo = lab();
+        for c in &mut topo.containers {
+            c.pid = std::process::id();
+        }
+        let mut t = Tracker::new(&topo);
+        t.gone(
+            vec![Forgotten {
+                ifindex: 10,
+                name: "veth1111111".into(),
+                counters: Default::default(),
+            }],
+            &topo,
+        );
+        assert!(t.take().is_empty(), "waits for Docker to say why");
+        t.docker(Happening::ContainerDestroyed {
+            id: "c-appdev".into(),
+            name: "AppDev".into(),
+        });
+        let gone: Vec<_> = t
+            .take()
+            .into_iter()
+            .filter(|e| e.kind == "iface-gone")
+            .collect();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].reason, Some("container-removed"));
     }
 
     #[test]
