@@ -17,8 +17,7 @@ enum Command {
     /// Show Docker's networks, containers, their veths and what `watch` observes.
     Topology(netlab::cmd::topology::TopologyArgs),
     /// Ping DST from inside SRC's namespace and explain why it is (not) reachable.
-    /// Exit code 0: reachable, 1: not reachable, 2: error, 3: SRC or DST names no
-    /// container (or an address on no Docker network).
+    /// Exit code 0: reachable, 1: not reachable, 2: error.
     Diagnose(netlab::cmd::diagnose::DiagnoseArgs),
     /// Run as a service: attach once, keep counting across restarts, serve the API.
     Daemon(netlab::cmd::daemon::DaemonArgs),
@@ -140,11 +139,7 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("netlab: error: {e:#}");
-            if e.is::<netlab::cmd::diagnose::NoSuchTarget>() {
-                ExitCode::from(netlab::cmd::diagnose::NoSuchTarget::EXIT_CODE)
-            } else {
-                ExitCode::from(2)
-            }
+            ExitCode::from(2)
         }
     }
 }

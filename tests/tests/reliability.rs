@@ -1889,9 +1889,47 @@ fn served(out: &std::process::Output) -> &'static str {
 /// What the daemon keeps: CAP_NET_ADMIN (12), CAP_SYS_PTRACE (19), CAP_SYS_ADMIN (21),
 /// CAP_PERFMON (38), CAP_BPF (39).
 const DAEMON_CAPS: [u32; 5] = [12, 19, 21, 38, 39];
+/// CAP_NET_RAW: kept for the map's diagnose (echo requests from a container's namespace),
+/// unless the daemon runs `--read-only`.
+const CAP_NET_RAW: u32 = 13;
 
-/// While the daemon runs, every one of its threads has exactly the five capabilities it
-/// needs in its effective, permitted and bounding sets (none inheritable or ambient); its
+/// Where the threads of process `pid` differ from exactly `caps` in their effective,
+/// permitted and bounding sets (or have any inheritable or ambient one); and how many
+/// threads there were and how many had exactly `caps`.
+fn caps_problems(pid: u32, caps: &[u32]) -> Result<(Vec<String>, usize, usize)> {
+    let want = cap_mask(caps);
+    let mut problems = Vec::new();
+    let threads = Caps::of_threads(pid)?;
+    for (tid, c) in &threads {
+        for (set, value) in [
+            ("CapEff", c.effective),
+            ("CapPrm", c.permitted),
+            ("CapBnd", c.bounding),
+        ] {
+            if value != want {
+                problems.push(format!(
+                    "thread {tid}: {set} {value:016x} = {:?}, expected {want:016x} = {caps:?}",
+                    cap_numbers(value)
+                ));
+            }
+        }
+        if c.inheritable != 0 || c.ambient != 0 {
+            problems.push(format!(
+                "thread {tid}: CapInh {:016x}, CapAmb {:016x}, expected none",
+                c.inheritable, c.ambient
+            ));
+        }
+    }
+    let exact = threads
+        .values()
+        .filter(|c| c.effective == want && c.permitted == want && c.bounding == want)
+        .count();
+    Ok((problems, threads.len(), exact))
+}
+
+/// While the daemon runs, every one of its threads has exactly the capabilities it needs in
+/// its effective, permitted and bounding sets (none inheritable or ambient): the five it
+/// observes with, and CAP_NET_RAW for the map's diagnose unless `--read-only`; its
 /// socket is refused to a user outside the socket's group (and served to one in it); it
 /// listens on TCP on loopback only, and a non-loopback `--listen` without `--allow-remote`
 /// is refused before anything is attached.
@@ -1908,29 +1946,10 @@ fn daemon_keeps_least_privilege() -> Result<()> {
         get_json(&paths.socket, "/v1/health")?;
         counters(&paths)?;
     }
-    let want = cap_mask(&DAEMON_CAPS);
-    let mut problems = Vec::new();
-    let threads = Caps::of_threads(pid)?;
-    for (tid, caps) in &threads {
-        for (set, value) in [
-            ("CapEff", caps.effective),
-            ("CapPrm", caps.permitted),
-            ("CapBnd", caps.bounding),
-        ] {
-            if value != want {
-                problems.push(format!(
-                    "thread {tid}: {set} {value:016x} = {:?}, expected {want:016x} = {DAEMON_CAPS:?}",
-                    cap_numbers(value)
-                ));
-            }
-        }
-        if caps.inheritable != 0 || caps.ambient != 0 {
-            problems.push(format!(
-                "thread {tid}: CapInh {:016x}, CapAmb {:016x}, expected none",
-                caps.inheritable, caps.ambient
-            ));
-        }
-    }
+    let mut caps = DAEMON_CAPS.to_vec();
+    caps.push(CAP_NET_RAW);
+    caps.sort_unstable();
+    let (mut problems, threads, exact) = caps_problems(pid, &caps)?;
 
     // The socket: mode 0660, its group's members only.
     let meta = std::fs::metadata(&paths.socket)?;
@@ -1989,6 +2008,18 @@ fn daemon_keeps_least_privilege() -> Result<()> {
     ensure!(stopped.status.success(), "daemon exited {}", stopped.status);
     drop(paths);
 
+    // `--read-only`: it never acts, so CAP_NET_RAW goes with the rest.
+    let read_only_paths = DaemonPaths::new(&bin)?;
+    let read_only = read_only_paths.start(&["--read-only"])?;
+    for _ in 0..5 {
+        get_json(&read_only_paths.socket, "/v1/health")?;
+    }
+    let (ro_problems, ro_threads, ro_exact) = caps_problems(read_only.pid(), &DAEMON_CAPS)?;
+    problems.extend(ro_problems.into_iter().map(|p| format!("--read-only: {p}")));
+    let stopped = read_only.stop(libc::SIGTERM)?;
+    ensure!(stopped.status.success(), "daemon exited {}", stopped.status);
+    drop(read_only_paths);
+
     for listen in ["0.0.0.0", "[::]"] {
         let refused = DaemonPaths::new(&bin)?;
         let addr = format!("{listen}:{port}");
@@ -2009,15 +2040,10 @@ fn daemon_keeps_least_privilege() -> Result<()> {
         }
     }
     assert_detached("-", &[], &before)?;
-    let exact = threads
-        .values()
-        .filter(|c| c.effective == want && c.permitted == want && c.bounding == want)
-        .count();
     println!(
-        "least privilege: {exact} of {} threads with exactly CapEff/CapPrm/CapBnd {want:016x} \
-         = {:?}; socket: outsider {}, group member {}; TCP listeners {addresses:?}",
-        threads.len(),
-        DAEMON_CAPS,
+        "least privilege: {exact} of {threads} threads with exactly CapEff/CapPrm/CapBnd \
+         {caps:?} ({ro_exact} of {ro_threads} with {DAEMON_CAPS:?} when --read-only); socket: \
+         outsider {}, group member {}; TCP listeners {addresses:?}",
         served(&outsider),
         served(&member),
     );

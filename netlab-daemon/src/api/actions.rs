@@ -17,7 +17,9 @@
 //! With `netlab daemon --read-only` there is no [`Diagnoser`] and the answer is 403. One
 //! diagnose runs at a time (429 meanwhile), each for at most [`DIAGNOSE_AT_MOST`].
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -28,7 +30,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::server::{full, ApiState};
-use crate::cmd::diagnose::NoSuchTarget;
+use crate::docker::topology::Topology;
 
 /// How long one diagnose may take (it sends 3 echo requests, 200 ms apart, and waits).
 pub const DIAGNOSE_AT_MOST: Duration = Duration::from_secs(30);
@@ -139,6 +141,26 @@ fn plausible_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'))
 }
 
+/// Why `src` → `dst` names nothing diagnose can probe on this host, if it does not: SRC
+/// must be a running container; DST a running container or an address on one of the
+/// host's Docker networks.
+fn unknown_target(topo: &Topology, src: &str, dst: &str) -> Option<String> {
+    if topo.container_named(src).is_none() {
+        return Some(format!("no running container named {src}"));
+    }
+    match dst.parse::<IpAddr>() {
+        Ok(ip) => (!topo
+            .networks
+            .iter()
+            .any(|n| n.info.subnets.iter().any(|s| s.contains(ip))))
+        .then(|| format!("{ip} is on no Docker network of this host")),
+        Err(_) => topo
+            .container_named(dst)
+            .is_none()
+            .then(|| format!("no running container named {dst}")),
+    }
+}
+
 fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut m = msg.into();
     m.push('\n');
@@ -174,6 +196,14 @@ pub async fn diagnose(State(shared): ApiState, headers: HeaderMap, body: Bytes) 
             );
         }
     }
+    // What names nothing to probe is not found, before anything runs.
+    let topo = shared.topo.read().map(|t| Arc::clone(&t));
+    if let Some(why) = topo
+        .ok()
+        .and_then(|t| unknown_target(&t, &req.src, &req.dst))
+    {
+        return text(StatusCode::NOT_FOUND, why);
+    }
     let Ok(_running) = d.busy.try_acquire() else {
         return text(
             StatusCode::TOO_MANY_REQUESTS,
@@ -201,19 +231,12 @@ pub async fn diagnose(State(shared): ApiState, headers: HeaderMap, body: Bytes) 
             )
         }
     };
-    // Exit code 0: reachable, 1: not reachable; anything else is diagnose's error line:
-    // 404 when SRC or DST names nothing it can probe.
+    // Exit code 0: reachable, 1: not reachable; anything else is diagnose's error line.
     if !matches!(out.status.code(), Some(0 | 1)) {
         let err = String::from_utf8_lossy(&out.stderr);
         let line = err.lines().rev().find(|l| !l.trim().is_empty());
-        let code = out.status.code().and_then(|c| u8::try_from(c).ok());
-        let status = if code == Some(NoSuchTarget::EXIT_CODE) {
-            StatusCode::NOT_FOUND
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        };
         return text(
-            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
             line.unwrap_or("diagnose failed")
                 .trim_start_matches("netlab: ")
                 .trim_start_matches("error: "),
@@ -384,9 +407,13 @@ mod endpoint_tests {
         )
     }
 
+    /// The API over the course lab (AppDev on devops, AppProd on prod).
     fn with(d: Option<Diagnoser>) -> Arc<Shared> {
         let (shared, _) = fixed_state();
         let mut shared = Arc::into_inner(shared).expect("the only reference");
+        let (snap, links, scans) = crate::docker::topology::tests::course_lab();
+        shared.topo =
+            std::sync::RwLock::new(Arc::new(Topology::build(Some(&snap), &links, &[], &scans)));
         if let Some(d) = d {
             shared = shared.with_diagnoser(d);
         }
@@ -467,13 +494,30 @@ mod endpoint_tests {
                 PathBuf::from("/run/test.sock"),
             )
         };
-        let body = r#"{"src":"Nope","dst":"AppProd"}"#;
-        // What was named does not exist: not found.
-        let no_such = failing("no container named Nope", NoSuchTarget::EXIT_CODE);
-        let (status, why) = post(&with(Some(no_such)), &PAGE, body).await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(why, "no container named Nope\n");
-        // Another error of diagnose's.
+        // What names nothing on this host is not found, before diagnose runs (it would
+        // fail otherwise).
+        let shared = with(Some(failing("diagnose ran", 2)));
+        for (body, why) in [
+            (
+                r#"{"src":"Nope","dst":"AppProd"}"#,
+                "no running container named Nope\n",
+            ),
+            (
+                r#"{"src":"AppDev","dst":"Nope"}"#,
+                "no running container named Nope\n",
+            ),
+            (
+                r#"{"src":"AppDev","dst":"10.9.9.9"}"#,
+                "10.9.9.9 is on no Docker network of this host\n",
+            ),
+        ] {
+            assert_eq!(
+                post(&shared, &PAGE, body).await,
+                (StatusCode::NOT_FOUND, why.into())
+            );
+        }
+        // diagnose's own error.
+        let body = r#"{"src":"AppDev","dst":"AppProd"}"#;
         let (status, why) = post(&with(Some(failing("Docker is down", 2))), &PAGE, body).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(why, "Docker is down\n");

@@ -96,18 +96,6 @@ pub fn on_docker_networks(
     in_docker || on_link
 }
 
-/// SRC or DST names nothing diagnose can probe: no such container, or an address on no
-/// Docker network. `netlab diagnose` exits with [`NoSuchTarget::EXIT_CODE`] for it, so the
-/// API can answer 404 rather than a failure of its own.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct NoSuchTarget(pub String);
-
-impl NoSuchTarget {
-    /// The exit code (0: reachable, 1: not reachable, 2: another error).
-    pub const EXIT_CODE: u8 = 3;
-}
-
 /// Container `name` from the topology, or a clear error saying why not.
 async fn find_container<'t>(
     topo: &'t Topology,
@@ -120,7 +108,7 @@ async fn find_container<'t>(
     Ok(Err(match client.container_running(name).await? {
         Some(false) => format!("container {name} is not running"),
         Some(true) => format!("container {name} has no network namespace netlab can enter"),
-        None => return Err(NoSuchTarget(format!("no container named {name}")).into()),
+        None => format!("no container named {name}"),
     }))
 }
 
@@ -169,10 +157,9 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
                 );
             }
             if !on_docker_networks(&topo, &src, ip) {
-                return Err(NoSuchTarget(format!(
+                anyhow::bail!(
                     "{ip} is on no Docker network of this host: netlab diagnose only probes addresses on Docker's bridges, so its packets never leave the host"
-                ))
-                .into());
+                );
             }
             let l = topo.endpoint(Some(ip), crate::model::decode::Mac::default());
             let by_subnet = topo
