@@ -11,6 +11,7 @@ mod broadcast;
 mod collect;
 mod lines;
 pub mod metrics;
+pub mod otlp;
 mod pcap;
 pub mod pcapng;
 mod plural;
