@@ -257,3 +257,90 @@ fn exporter_metrics(out: &mut Vec<Metric>, x: &StatsView, t: Times) {
         points(t, BTreeMap::from([((), x.metric_intervals_missed)]), |_| Vec::new()),
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::metrics::{PacketSeries, RttSeries};
+
+    fn value(p: &NumberDataPoint) -> f64 {
+        p.as_double.expect("a value")
+    }
+
+    fn metric<'a>(all: &'a [Metric], name: &str) -> &'a Metric {
+        all.iter().find(|m| m.name == name).expect("the metric")
+    }
+
+    #[test]
+    fn counters_are_cumulative_and_merged_like_the_prometheus_page() {
+        let series = |iface: &str, n| PacketSeries {
+            container: "AppDev".into(),
+            network: "devops".into(),
+            iface: iface.into(),
+            direction: "ingress",
+            kind: "icmp-echo-request",
+            packets: n,
+        };
+        let snap = Snapshot {
+            packets: vec![series("veth1", 3), series("veth1", 4), series("veth2", 1)],
+            ..Default::default()
+        };
+        let t = Times {
+            start_ns: 1,
+            now_ns: 2,
+        };
+        let all = metrics(&snap, &StatsView::default(), t);
+        let Some(metric::Data::Sum(s)) = &metric(&all, "netlab.packets").data else {
+            panic!("netlab.packets is not a sum");
+        };
+        assert_eq!(s.aggregation_temporality, proto::CUMULATIVE);
+        assert!(s.is_monotonic);
+        assert_eq!(s.data_points.len(), 2);
+        assert_eq!(value(&s.data_points[0]), 7.0);
+        assert_eq!(s.data_points[0].start_time_unix_nano, 1);
+        let attrs: Vec<&str> = s.data_points[0]
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect();
+        assert_eq!(
+            attrs,
+            [
+                "container.name",
+                "netlab.network.name",
+                "network.interface.name",
+                "network.io.direction",
+                "netlab.packet.kind"
+            ]
+        );
+    }
+
+    #[test]
+    fn rtt_buckets_are_counted_each_alone() {
+        let snap = Snapshot {
+            rtt: vec![RttSeries {
+                src: "a".into(),
+                dst: "b".into(),
+                buckets: vec![(0.001, 2), (0.01, 5), (f64::INFINITY, 9)],
+                sum_seconds: 0.5,
+                count: 9,
+            }],
+            ..Default::default()
+        };
+        let all = metrics(
+            &snap,
+            &StatsView::default(),
+            Times {
+                start_ns: 0,
+                now_ns: 0,
+            },
+        );
+        let Some(metric::Data::Histogram(h)) = &metric(&all, "netlab.ping.rtt").data else {
+            panic!("netlab.ping.rtt is not a histogram");
+        };
+        let p = &h.data_points[0];
+        assert_eq!(p.explicit_bounds, [0.001, 0.01]);
+        assert_eq!(p.bucket_counts, [2, 3, 4]);
+        assert_eq!(p.count, 9);
+    }
+}

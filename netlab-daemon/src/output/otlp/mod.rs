@@ -638,3 +638,101 @@ impl Exporter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_checked() {
+        let ok = OtlpConfig::new("http://collector:4318/", &["a=b".into()], 10, None, false)
+            .expect("valid");
+        assert_eq!(
+            ok.url("logs").expect("url").to_string(),
+            "http://collector:4318/v1/logs"
+        );
+        let base = OtlpConfig::new("https://c.example/otlp", &[], 1, None, true).expect("valid");
+        assert_eq!(
+            base.url("metrics").expect("url").to_string(),
+            "https://c.example/otlp/v1/metrics"
+        );
+        for (url, headers, interval) in [
+            ("ftp://c:4318", vec![], 10),
+            ("collector:4318", vec![], 10),
+            ("http://c:4318", vec!["novalue".to_owned()], 10),
+            ("http://c:4318", vec!["bad name=x".to_owned()], 10),
+            ("http://c:4318", vec!["a=line\nbreak".to_owned()], 10),
+            ("http://c:4318", vec![], 0),
+            ("http://c:4318?x=1", vec![], 10),
+        ] {
+            let err = OtlpConfig::new(url, &headers, interval, None, false)
+                .expect_err("refused")
+                .to_string();
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        let ca = OtlpConfig::new(
+            "http://c:4318",
+            &[],
+            10,
+            Some("/etc/hostname".into()),
+            false,
+        );
+        assert!(ca.is_err(), "--otlp-ca with http://");
+    }
+
+    #[test]
+    fn messages_keep_their_wire_format() {
+        // A log record as the collector decodes it: the same fields back.
+        let rec = LogRecord {
+            time_unix_nano: 7,
+            observed_time_unix_nano: 8,
+            severity_number: proto::SEVERITY_WARN,
+            severity_text: "WARN".into(),
+            body: Some(proto::string_value("dropped")),
+            attributes: vec![
+                kv("netlab.rule.text", "-j DROP"),
+                proto::kv_int("netlab.icmp.seq", 3),
+            ],
+            event_name: "netlab.drop".into(),
+        };
+        let bytes = rec.encode_to_vec();
+        assert_eq!(LogRecord::decode(bytes.as_slice()).expect("decodes"), rec);
+        // time_unix_nano is field 1, fixed64: tag byte 0x09.
+        assert_eq!(bytes[0], 0x09);
+    }
+
+    #[test]
+    fn the_resource_names_the_engine_and_its_swarm_node() {
+        let facts = crate::docker::EngineFacts {
+            version: "28.5.2".into(),
+            info_json: r#"{"ID":"e1","Swarm":{"NodeID":"n1","LocalNodeState":"active"}}"#.into(),
+        };
+        let r = resource(Some(&facts));
+        let get = |k: &str| {
+            r.attributes
+                .iter()
+                .find(|a| a.key == k)
+                .and_then(|a| a.value.clone())
+        };
+        assert_eq!(
+            get("netlab.docker.engine.id"),
+            Some(proto::string_value("e1"))
+        );
+        assert_eq!(
+            get("netlab.docker.swarm.node.id"),
+            Some(proto::string_value("n1"))
+        );
+        assert_eq!(
+            get("netlab.docker.engine.version"),
+            Some(proto::string_value("28.5.2"))
+        );
+        let inactive = crate::docker::EngineFacts {
+            version: "28.5.2".into(),
+            info_json: r#"{"ID":"e1","Swarm":{"NodeID":"","LocalNodeState":"inactive"}}"#.into(),
+        };
+        assert!(resource(Some(&inactive))
+            .attributes
+            .iter()
+            .all(|a| a.key != "netlab.docker.swarm.node.id"));
+    }
+}
