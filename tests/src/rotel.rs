@@ -148,7 +148,8 @@ impl Drop for Collector {
     }
 }
 
-/// One number data point: its metric, attributes and value.
+/// One number data point (or histogram data point: its count): its metric, attributes and
+/// value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
     pub metric: String,
@@ -240,7 +241,7 @@ pub fn parse(text: &str) -> Received {
             section = In::Resource;
         } else if t == "Descriptor:" {
             section = In::Descriptor;
-        } else if t.starts_with("NumberDataPoints #") {
+        } else if t.starts_with("NumberDataPoints #") || t.starts_with("HistogramDataPoints #") {
             point = Some(Point {
                 metric: metric.clone(),
                 attrs: Default::default(),
@@ -253,7 +254,10 @@ pub fn parse(text: &str) -> Received {
             }
             log = Some(Log::default());
             section = In::Log;
-        } else if let Some(v) = t.strip_prefix("Value: ") {
+        } else if let Some(v) = t
+            .strip_prefix("Value: ")
+            .or_else(|| t.strip_prefix("Count: "))
+        {
             if let Some(mut p) = point.take() {
                 p.value = v.trim().parse().unwrap_or(f64::NAN);
                 r.points.push(p);
@@ -304,7 +308,9 @@ mod tests {
 ScopeLogs #0\nLogRecord #0\nTimestamp: 1\nBody: Str(a drop)\nAttributes:\n     -> netlab.rule.text: Str(PREROUTING -j DROP)\n     -> netlab.icmp.seq: Int(3)\n    Trace ID       : \n\
 ResourceMetrics #0\nResource attributes:\n     -> host.name: Str(h1)\nScopeMetrics #0\nMetric #0\nDescriptor:\n     -> Name: netlab.packets\n     -> DataType: Sum\n\
 NumberDataPoints #0\nData point attributes:\n     -> container.name: Str(a)\nStartTimestamp: 0\nTimestamp: 2\nValue: 42\n\
-NumberDataPoints #1\nData point attributes:\n     -> container.name: Str(b)\nValue: 7\n";
+NumberDataPoints #1\nData point attributes:\n     -> container.name: Str(b)\nValue: 7\n\
+Metric #1\nDescriptor:\n     -> Name: netlab.ping.rtt\n     -> DataType: Histogram\n\
+HistogramDataPoints #0\nData point attributes:\n     -> netlab.ping.source: Str(a)\nStartTimestamp: 0\nTimestamp: 2\nCount: 5\nSum: 0.001\nBuckets #0, Count: 5\n";
         let r = parse(text);
         assert_eq!(r.resources.len(), 2);
         assert_eq!(r.resources[0]["host.name"], "h1");
@@ -318,5 +324,9 @@ NumberDataPoints #1\nData point attributes:\n     -> container.name: Str(b)\nVal
         );
         assert_eq!(r.latest("netlab.packets", &[]), Some(49.0));
         assert_eq!(r.latest("netlab.drops", &[]), None);
+        assert_eq!(
+            r.latest("netlab.ping.rtt", &[("netlab.ping.source", "a")]),
+            Some(5.0)
+        );
     }
 }

@@ -141,15 +141,25 @@ fn exported_counters_equal_pings_and_resume_after_an_outage() -> Result<()> {
         "ping a → c: {dropped:?}"
     );
 
+    let rtt = |r: &Received| {
+        r.latest(
+            "netlab.ping.rtt",
+            &[
+                ("netlab.ping.source", a.name.as_str()),
+                ("netlab.ping.destination", b.name.as_str()),
+            ],
+        )
+    };
     // a's veth also saw the request to c.
     let want = want_pings(first.transmitted + 1, first.received);
-    let got = wait_for("the collector has the pings' counters", || {
+    let want_rtt = Some(first.received as f64);
+    let got = wait_for("the collector has the pings' counters and RTTs", || {
         let r = collector.received();
-        let got = exported_pings(&r, &a_veth, &b_veth);
-        Ok(if got == want {
+        let got = (exported_pings(&r, &a_veth, &b_veth), rtt(&r));
+        Ok(if got == (want, want_rtt) {
             Ok(r)
         } else {
-            Err(format!("{got:?}, want {want:?}"))
+            Err(format!("{got:?}, want {:?}", (want, want_rtt)))
         })
     })?;
     let drop_log = wait_for("the collector has the dropped ping as a log record", || {
@@ -220,13 +230,14 @@ fn exported_counters_equal_pings_and_resume_after_an_outage() -> Result<()> {
         first.transmitted + 1 + during.transmitted,
         first.received + during.received,
     );
+    let want_rtt = Some((first.received + during.received) as f64);
     let after = wait_for("the collector has exact counters after the outage", || {
         let r = collector.received();
-        let got = exported_pings(&r, &a_veth, &b_veth);
-        Ok(if got == want {
+        let got = (exported_pings(&r, &a_veth, &b_veth), rtt(&r));
+        Ok(if got == (want, want_rtt) {
             Ok(r)
         } else {
-            Err(format!("{got:?}, want {want:?}"))
+            Err(format!("{got:?}, want {:?}", (want, want_rtt)))
         })
     })?;
     let gap = |metric: &str, want: &[(&str, &str)]| after.latest(metric, want).unwrap_or(0.0);
