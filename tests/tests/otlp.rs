@@ -404,3 +404,187 @@ fn a_collector_that_never_answers_costs_nothing_unbounded() -> Result<()> {
     net.remove()?;
     Ok(())
 }
+
+/// A small HTTPS receiver (Python's standard library) that writes one line per request:
+/// path, content type, the `x-token` header and the body's length.
+const HTTPS_RECEIVER: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        print(self.path, self.headers.get('Content-Type'), self.headers.get('x-token'), len(body), flush=True)
+        self.send_response(200)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print('listening', flush=True)
+s.serve_forever()
+"#;
+
+/// A child process of the test's, killed when dropped.
+struct Receiver(std::process::Child);
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A scratch directory removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .context("running openssl")?;
+    ensure!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn https_with_a_private_ca_and_an_auth_header() -> Result<()> {
+    let bin = docker_or_skip!();
+    let before = BpfSnapshot::take()?;
+    let dir =
+        Scratch(std::env::temp_dir().join(netlab_tests::host::netns::unique_name("otlp-tls")));
+    std::fs::create_dir_all(&dir.0)?;
+    // A CA of the test's own and a server certificate for 127.0.0.1 signed by it.
+    openssl(
+        &dir.0,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=netlab test CA",
+        ],
+    )?;
+    openssl(
+        &dir.0,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    )?;
+    std::fs::write(
+        dir.0.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )?;
+    openssl(
+        &dir.0,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    )?;
+    let port = free_loopback_port()?;
+    let seen = dir.0.join("seen.log");
+    let child = std::process::Command::new("/usr/bin/python3")
+        .current_dir(&dir.0)
+        .args([
+            "-c",
+            HTTPS_RECEIVER,
+            &port.to_string(),
+            "cert.pem",
+            "key.pem",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&seen)?)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting the HTTPS receiver")?;
+    let receiver = Receiver(child);
+    wait_for("the HTTPS receiver listens", || {
+        Ok(
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                Ok(())
+            } else {
+                Err("nothing on the port".to_owned())
+            },
+        )
+    })?;
+    let paths = DaemonPaths::new(&bin)?;
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let ca = dir.0.join("ca.pem");
+    let daemon = paths.start(&[
+        "--otlp-endpoint",
+        &endpoint,
+        "--otlp-ca",
+        ca.to_str().context("path")?,
+        "--otlp-header",
+        "x-token=s3cret",
+        "--otlp-interval",
+        "1",
+    ])?;
+    let want = "/v1/metrics application/x-protobuf s3cret ";
+    wait_for("the receiver gets metrics over TLS with the header", || {
+        let text = std::fs::read_to_string(&seen).unwrap_or_default();
+        Ok(if text.lines().any(|l| l.starts_with(want)) {
+            Ok(())
+        } else {
+            Err(text)
+        })
+    })?;
+    let m = metrics(&paths.socket)?;
+    let failed = sum(&m, "netlab_otlp_exports_failed_total", &[]);
+    ensure!(failed == 0.0, "{failed} exports failed over TLS");
+    let stopped = daemon.stop(libc::SIGTERM)?;
+    ensure!(stopped.status.success(), "daemon exited {}", stopped.status);
+    ensure!(
+        !stopped.stderr.contains("OTLP export to"),
+        "an export failed:\n{}",
+        stopped.stderr
+    );
+    drop(receiver);
+    drop(paths);
+    assert_detached("-", &[], &before)?;
+    Ok(())
+}
