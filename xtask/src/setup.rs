@@ -27,6 +27,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "python3-venv",
     // rotel's wheel is fetched with `pip download` (`ensure_rotel`).
     "python3-pip",
+    // The OTLP TLS test makes its own CA and server certificate.
+    "openssl",
 ];
 
 /// LLVM that bpf-linker is built against (its major must be >= the nightly rustc's LLVM).
