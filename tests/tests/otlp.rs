@@ -588,3 +588,68 @@ fn https_with_a_private_ca_and_an_auth_header() -> Result<()> {
     assert_detached("-", &[], &before)?;
     Ok(())
 }
+
+#[test]
+fn grpc_export_counts_equal_pings() -> Result<()> {
+    let bin = docker_or_skip!();
+    if let Err(reason) = rotel::command() {
+        println!("skipping: {reason}");
+        return Ok(());
+    }
+    let before = BpfSnapshot::take()?;
+    let net = Network::create("otlp-grpc")?;
+    let a = Container::sleeper("otlp-ga", &net)?;
+    let b = Container::sleeper("otlp-gb", &net)?;
+    let b_ip = b.ipv4()?;
+    let (a_veth, b_veth) = (a.host_veth()?, b.host_veth()?);
+    let grpc = free_loopback_port()?;
+    let http = loop {
+        let p = free_loopback_port()?;
+        if p != grpc {
+            break p;
+        }
+    };
+    let collector = Collector::start(grpc, http)?;
+    let paths = DaemonPaths::new(&bin)?;
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let daemon = paths.start(&[
+        "--otlp-endpoint",
+        &endpoint,
+        "--otlp-protocol",
+        "grpc",
+        "--otlp-interval",
+        "1",
+    ])?;
+    let sent = ping(&a, &["-c", "3", "-i", "0.2", "-W", "2"], &b_ip)?;
+    ensure!(sent.received == 3, "ping a → b: {sent:?}");
+    let want = want_pings(sent.transmitted, sent.received);
+    let got = wait_for("the collector has the pings over gRPC", || {
+        let r = collector.received();
+        let got = exported_pings(&r, &a_veth, &b_veth);
+        let journeys = r
+            .logs_with(&[
+                ("netlab.event", "journey"),
+                ("destination.address", b_ip.as_str()),
+            ])
+            .len();
+        Ok(if got == want && journeys == 3 {
+            Ok(r)
+        } else {
+            Err(format!(
+                "{got:?} and {journeys} journeys, want {want:?} and 3"
+            ))
+        })
+    })?;
+    ensure!(!got.resources.is_empty(), "no resource");
+    let m = metrics(&paths.socket)?;
+    let failed = sum(&m, "netlab_otlp_exports_failed_total", &[]);
+    ensure!(failed == 0.0, "{failed} gRPC exports failed");
+    let stopped = daemon.stop(libc::SIGTERM)?;
+    ensure!(stopped.status.success(), "daemon exited {}", stopped.status);
+    drop(collector);
+    drop(paths);
+    assert_detached("-", &[], &before)?;
+    netlab_tests::docker::remove_all(vec![a, b])?;
+    net.remove()?;
+    Ok(())
+}

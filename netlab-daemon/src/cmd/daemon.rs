@@ -94,6 +94,19 @@ pub struct DaemonArgs {
     /// Also export sampled packets as log records (many: off by default).
     #[arg(long, requires = "otlp_endpoint")]
     pub otlp_packets: bool,
+    /// OTLP/HTTP with protobuf (the collector's port 4318) or OTLP/gRPC (4317).
+    #[arg(long, value_enum, value_name = "PROTOCOL", default_value_t = OtlpProtocol::HttpProtobuf,
+          requires = "otlp_endpoint")]
+    pub otlp_protocol: OtlpProtocol,
+}
+
+/// How OTLP is sent (`--otlp-protocol`), named as `OTEL_EXPORTER_OTLP_PROTOCOL` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtlpProtocol {
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    #[value(name = "grpc")]
+    Grpc,
 }
 
 /// Removes every pinned object under `dir`: the tc links and the drop program's link
@@ -344,6 +357,7 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
                 args.otlp_ca.clone(),
                 args.otlp_packets,
             )
+            .map(|c| c.with_grpc(args.otlp_protocol == OtlpProtocol::Grpc))
         })
         .transpose()?;
     crate::kernel::bpffs::ensure(&args.pin_dir)?;
@@ -417,8 +431,13 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
             o.config.packets,
         ));
         log::info!(
-            "exporting to {} over OTLP/HTTP every {}s",
+            "exporting to {} over {} every {}s",
             o.config.endpoint,
+            if o.config.grpc {
+                "OTLP/gRPC"
+            } else {
+                "OTLP/HTTP"
+            },
             o.config.interval.as_secs()
         );
     }

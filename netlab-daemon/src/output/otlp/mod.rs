@@ -56,6 +56,8 @@ pub struct OtlpConfig {
     pub ca: Option<PathBuf>,
     /// Send sampled packets as log records too.
     pub packets: bool,
+    /// OTLP/gRPC (HTTP/2, the collectors' port 4317) instead of OTLP/HTTP.
+    pub grpc: bool,
 }
 
 impl OtlpConfig {
@@ -101,15 +103,32 @@ impl OtlpConfig {
             interval: Duration::from_secs(interval_secs),
             ca,
             packets,
+            grpc: false,
         })
     }
 
-    /// The URL of one signal: the base path, then `/v1/metrics` or `/v1/logs`.
+    /// Speaks OTLP/gRPC instead of OTLP/HTTP.
+    pub fn with_grpc(mut self, grpc: bool) -> Self {
+        self.grpc = grpc;
+        self
+    }
+
+    /// The URL of one signal: the base path, then `/v1/metrics` or `/v1/logs` (OTLP/HTTP)
+    /// or the gRPC method (`/opentelemetry.proto.collector.metrics.v1.MetricsService/Export`).
     fn url(&self, signal: &str) -> anyhow::Result<hyper::Uri> {
         let base = self.endpoint.to_string();
-        format!("{}/v1/{signal}", base.trim_end_matches('/'))
-            .parse()
-            .context("building the export URL")
+        let base = base.trim_end_matches('/');
+        let url = if self.grpc {
+            let service = if signal == "metrics" {
+                "MetricsService"
+            } else {
+                "LogsService"
+            };
+            format!("{base}/opentelemetry.proto.collector.{signal}.v1.{service}/Export")
+        } else {
+            format!("{base}/v1/{signal}")
+        };
+        url.parse().context("building the export URL")
     }
 }
 
@@ -341,10 +360,13 @@ fn client(config: &OtlpConfig) -> anyhow::Result<Client> {
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
+        .enable_http2()
         .build();
     Ok(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            // gRPC is HTTP/2 from the first byte (prior knowledge on plain TCP).
+            .http2_only(config.grpc)
             .build(https),
     )
 }
@@ -361,6 +383,7 @@ pub fn spawn(
     let stats = Arc::new(Stats::default());
     let task = Exporter {
         client,
+        grpc: config.grpc,
         metrics_url: config.url("metrics")?,
         logs_url: config.url("logs")?,
         headers: config.headers.clone(),
@@ -387,6 +410,7 @@ pub fn spawn(
 
 struct Exporter {
     client: Client,
+    grpc: bool,
     metrics_url: hyper::Uri,
     logs_url: hyper::Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -403,6 +427,26 @@ struct Exporter {
     lost_at_outage: u64,
     missed_at_outage: u64,
     interval: Duration,
+}
+
+/// A gRPC message on the wire: not compressed (0), its length (big-endian), itself.
+fn grpc_frame(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 5);
+    out.push(0);
+    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    out.extend_from_slice(msg);
+    out
+}
+
+/// The first message of a gRPC answer (empty when there is none or it is compressed).
+fn grpc_message(body: &[u8]) -> Bytes {
+    match body {
+        [0, a, b, c, d, rest @ ..] => {
+            let n = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+            Bytes::copy_from_slice(&rest[..n.min(rest.len())])
+        }
+        _ => Bytes::new(),
+    }
 }
 
 fn scope() -> proto::InstrumentationScope {
@@ -578,27 +622,58 @@ impl Exporter {
     }
 
     async fn post(&self, url: &hyper::Uri, body: Vec<u8>) -> anyhow::Result<Bytes> {
+        let (content_type, body) = if self.grpc {
+            ("application/grpc", grpc_frame(&body))
+        } else {
+            ("application/x-protobuf", body)
+        };
         let mut req = hyper::Request::post(url.clone())
-            .header(hyper::header::CONTENT_TYPE, "application/x-protobuf")
+            .header(hyper::header::CONTENT_TYPE, content_type)
             .body(Full::new(Bytes::from(body)))?;
+        if self.grpc {
+            req.headers_mut()
+                .insert(hyper::header::TE, HeaderValue::from_static("trailers"));
+        }
         for (k, v) in &self.headers {
             req.headers_mut().append(k.clone(), v.clone());
         }
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, async {
             let resp = self.client.request(req).await?;
             let status = resp.status();
-            let body = resp.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, body))
+            let headers = resp.headers().clone();
+            let collected = resp.into_body().collect().await?;
+            let trailers = collected.trailers().cloned();
+            anyhow::Ok((status, headers, trailers, collected.to_bytes()))
         })
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))?;
-        let (status, body) = resp.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let (status, headers, trailers, body) = resp.map_err(|e| anyhow::anyhow!("{e:#}"))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
             anyhow::bail!(
                 "{url} answered {status}: {}",
                 text.chars().take(200).collect::<String>()
             );
+        }
+        if self.grpc {
+            // The status is in the trailers, or in the headers of a trailers-only answer.
+            let field = |name: &str| {
+                trailers
+                    .as_ref()
+                    .and_then(|t| t.get(name))
+                    .or_else(|| headers.get(name))
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let code = field("grpc-status");
+            if code.as_deref() != Some("0") {
+                anyhow::bail!(
+                    "{url} answered gRPC status {}: {}",
+                    code.as_deref().unwrap_or("(none)"),
+                    field("grpc-message").unwrap_or_default()
+                );
+            }
+            return Ok(grpc_message(&body));
         }
         Ok(body)
     }
@@ -678,6 +753,25 @@ mod tests {
             false,
         );
         assert!(ca.is_err(), "--otlp-ca with http://");
+    }
+
+    #[test]
+    fn grpc_uses_the_collector_services_and_frames() {
+        let c = OtlpConfig::new("http://collector:4317", &[], 10, None, false)
+            .expect("valid")
+            .with_grpc(true);
+        assert_eq!(
+            c.url("logs").expect("url").to_string(),
+            "http://collector:4317/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+        );
+        assert_eq!(
+            c.url("metrics").expect("url").to_string(),
+            "http://collector:4317/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+        );
+        let framed = grpc_frame(b"abc");
+        assert_eq!(framed, [0, 0, 0, 0, 3, b'a', b'b', b'c']);
+        assert_eq!(grpc_message(&framed).as_ref(), b"abc");
+        assert!(grpc_message(b"").is_empty());
     }
 
     #[test]
