@@ -25,6 +25,7 @@ pub mod host;
 pub mod public_copy;
 pub mod raw_socket;
 pub mod reliability;
+pub mod rotel;
 pub mod schemathesis;
 pub mod tcpdump;
 pub mod topology;

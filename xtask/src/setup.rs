@@ -27,6 +27,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "chromium",
     // schemathesis' virtual environment (`ensure_schemathesis`).
     "python3-venv",
+    // rotel's wheel is fetched with `pip download` (`ensure_rotel`).
+    "python3-pip",
+    // The OTLP TLS test makes its own CA and server certificate.
+    "openssl",
 ];
 
 /// Where the map tests' browser driver and its npm packages live.
@@ -60,6 +64,7 @@ pub fn run_with(engine: crate::engines::Engine) -> Result<crate::engines::Engine
     installed_something |= ensure_bpf_linker()?;
     installed_something |= ensure_browser_driver()?;
     installed_something |= ensure_schemathesis()?;
+    installed_something |= ensure_rotel()?;
     if installed_something {
         eprintln!("xtask: setup done (Docker {})", engine.name());
     } else {
@@ -215,6 +220,63 @@ fn ensure_schemathesis() -> Result<bool> {
         ]),
     )
     .context("cannot install schemathesis")?;
+    Ok(true)
+}
+
+/// rotel's `rotel-agent` (the OTLP tests' collector), out of its pinned wheel: `pip
+/// download` fetches the wheel alone (no environment: only the binary is used), and
+/// Python's zipfile unpacks it under /opt. Only when it is missing.
+fn ensure_rotel() -> Result<bool> {
+    use netlab_tests::rotel::{agent, DIR, REQUIREMENT, WHEEL_PLATFORM, WHEEL_PYTHON};
+    let marker = std::path::Path::new(DIR).join("requirement");
+    if agent().is_file() && std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == REQUIREMENT)
+    {
+        return Ok(false);
+    }
+    let download = std::env::temp_dir().join(format!("netlab-rotel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&download);
+    cmd::run(
+        Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                WHEEL_PYTHON,
+                "--platform",
+                WHEEL_PLATFORM,
+                "-d",
+            ])
+            .arg(&download)
+            .arg(REQUIREMENT),
+    )
+    .context("cannot download rotel's wheel")?;
+    let wheel = std::fs::read_dir(&download)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("pip downloaded no rotel wheel")?;
+    let _ = std::fs::remove_dir_all(DIR);
+    cmd::run(
+        Command::new("/usr/bin/python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(DIR),
+    )
+    .context("cannot unpack rotel's wheel")?;
+    let _ = std::fs::remove_dir_all(&download);
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(agent(), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::write(&marker, REQUIREMENT)?;
+    if netlab_tests::rotel::libpython_dir().is_none() {
+        eprintln!(
+            "xtask: setup: rotel-agent needs {} (CPython 3.13), which is not on this machine: the OTLP tests will skip",
+            netlab_tests::rotel::LIBPYTHON
+        );
+    }
     Ok(true)
 }
 

@@ -29,6 +29,7 @@ use crate::model::summary::Summary;
 use crate::model::tally::Tallies;
 use crate::output::map::{MapOutput, MapView, Status};
 use crate::output::metrics;
+use crate::output::otlp::{self, OtlpConfig, OtlpHandle};
 use crate::output::{plural, Broadcast};
 use crate::pipeline::Pipeline;
 use crate::session::{per_cpu_rate, Drops, Handled, Options, Session, Source, JOURNEY_TIMEOUT};
@@ -79,6 +80,42 @@ pub struct DaemonArgs {
     /// container) is refused, and CAP_NET_RAW is dropped with the other capabilities.
     #[arg(long)]
     pub read_only: bool,
+    /// Export counters (OTLP metrics) and drops and journeys (OTLP log records) to an
+    /// OpenTelemetry Collector over OTLP/HTTP with protobuf; `/v1/metrics` and `/v1/logs`
+    /// are appended to this base URL (http:// or https://).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// A header sent with every export request (authentication), repeatable.
+    #[arg(long, value_name = "KEY=VALUE", requires = "otlp_endpoint")]
+    pub otlp_header: Vec<String>,
+    /// Seconds between two metric exports (log records go as soon as a batch is full, or
+    /// after this long).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10,
+        requires = "otlp_endpoint"
+    )]
+    pub otlp_interval: u64,
+    /// CA certificates (PEM) to trust for an https:// endpoint instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "otlp_endpoint")]
+    pub otlp_ca: Option<PathBuf>,
+    /// Also export sampled packets as log records (many: off by default).
+    #[arg(long, requires = "otlp_endpoint")]
+    pub otlp_packets: bool,
+    /// OTLP/HTTP with protobuf (the collector's port 4318) or OTLP/gRPC (4317).
+    #[arg(long, value_enum, value_name = "PROTOCOL", default_value_t = OtlpProtocol::HttpProtobuf,
+          requires = "otlp_endpoint")]
+    pub otlp_protocol: OtlpProtocol,
+}
+
+/// How OTLP is sent (`--otlp-protocol`), named as `OTEL_EXPORTER_OTLP_PROTOCOL` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtlpProtocol {
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    #[value(name = "grpc")]
+    Grpc,
 }
 
 /// Removes every pinned object under `dir`: the tc links and the drop program's link
@@ -163,8 +200,8 @@ fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> 
     Ok(l)
 }
 
-/// The Prometheus page from the live counters, labels and tallies.
-fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
+/// The live counters, labels and tallies, as `/metrics` and the OTLP export show them.
+fn metrics_snapshot(obs: &Observer, p: &Pipeline) -> metrics::Snapshot {
     let topo = &p.topo;
     let none = Tallies::default();
     let tallies = p.output::<Tallies>().unwrap_or(&none);
@@ -198,7 +235,7 @@ fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
         .iter()
         .map(|((s, dst), h)| h.series(s.clone(), dst.clone()))
         .collect();
-    metrics::render(&metrics::Snapshot {
+    metrics::Snapshot {
         packets: metrics::aggregate_unlabelled(packets),
         drops,
         lost: vec![
@@ -219,7 +256,16 @@ fn metrics_page(obs: &Observer, p: &Pipeline) -> String {
             .iter()
             .map(|((packet, reason, _), n)| (packet.clone(), reason.clone(), *n))
             .collect(),
-    })
+    }
+}
+
+/// The Prometheus page; with OTLP export on, the exporter's own counts follow.
+fn metrics_page(obs: &Observer, p: &Pipeline, otlp: Option<&OtlpHandle>) -> String {
+    let mut page = metrics::render(&metrics_snapshot(obs, p));
+    if let Some(o) = otlp {
+        page.push_str(&otlp::prometheus(&o.stats.view()));
+    }
+    page
 }
 
 /// The daemon's counters since it started counting (its pinned maps: across restarts).
@@ -307,6 +353,7 @@ fn raise_memlock_limit() {
 pub struct Prepared {
     socket: std::os::unix::net::UnixListener,
     kallsyms: Option<Kallsyms>,
+    otlp: Option<OtlpConfig>,
 }
 
 /// Tunes malloc ([`crate::kernel::loader::tune_malloc`]), checks the arguments, binds the socket (group `netlab`),
@@ -338,6 +385,21 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
             );
         }
     }
+    // Checked before anything is set up: a bad flag is one line and exit 2.
+    let otlp = args
+        .otlp_endpoint
+        .as_deref()
+        .map(|url| {
+            OtlpConfig::new(
+                url,
+                &args.otlp_header,
+                args.otlp_interval,
+                args.otlp_ca.clone(),
+                args.otlp_packets,
+            )
+            .map(|c| c.with_grpc(args.otlp_protocol == OtlpProtocol::Grpc))
+        })
+        .transpose()?;
     crate::kernel::bpffs::ensure(&args.pin_dir)?;
     // Before 5.11 the kernel charges BPF maps to the locked-memory limit, and raising it
     // needs CAP_SYS_RESOURCE, which the daemon is about to give up.
@@ -350,18 +412,37 @@ pub fn prepare(args: &DaemonArgs) -> anyhow::Result<Option<Prepared>> {
         keep.push(crate::kernel::privilege::CAP_NET_RAW);
     }
     crate::kernel::privilege::drop_all_but(&keep).context("dropping capabilities")?;
-    Ok(Some(Prepared { socket, kallsyms }))
+    Ok(Some(Prepared {
+        socket,
+        kallsyms,
+        otlp,
+    }))
 }
 
 /// Runs the daemon until SIGINT/SIGTERM (after [`prepare`]).
 pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
-    let Prepared { socket, kallsyms } = prepared;
+    let Prepared {
+        socket,
+        kallsyms,
+        otlp,
+    } = prepared;
+    let started_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
     // Before anything is attached: a SIGTERM during start-up waits for the loop below,
     // which stops cleanly, instead of killing the daemon with its links half made; and
     // one sent as soon as it says it watches finds the handlers.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let feed = DockerFeed::connect().await;
+    let otlp = match otlp {
+        Some(config) => {
+            let resource = otlp::resource(feed.engine.as_ref());
+            Some(otlp::spawn(config, resource, started_ns)?)
+        }
+        None => None,
+    };
     let topo = scan(feed.snapshot.clone()).await?;
     let opts = Options {
         config: Config {
@@ -388,6 +469,29 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     .with_output(Tallies::default())
     .with_output(MapOutput::default())
     .with_output(Broadcast::new(events.clone()));
+    if let Some(o) = &otlp {
+        session = session.with_output(otlp::logs::OtlpLogs::new(
+            o.logs.clone(),
+            std::sync::Arc::clone(&o.stats),
+            o.config.packets,
+        ));
+        log::info!(
+            "exporting to {} over {} every {}s",
+            o.config.endpoint,
+            if o.config.grpc {
+                "OTLP/gRPC"
+            } else {
+                "OTLP/HTTP"
+            },
+            o.config.interval.as_secs()
+        );
+    }
+    // Each tick hands the exporter a fresh snapshot of the counters (never waits for it).
+    let mut otlp_tick = tokio::time::interval(
+        otlp.as_ref()
+            .map_or(Duration::from_secs(3600), |o| o.config.interval),
+    );
+    otlp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(64);
     let mut shared = Shared::new(
         Arc::clone(session.topology()),
@@ -427,12 +531,22 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
             Some(ask) = ask_rx.recv() => match ask {
                 Ask::Counters(tx) => { let _ = tx.send(counters_summary(&session)); }
                 Ask::Metrics(tx) => {
-                    let _ = tx.send(metrics_page(session.observer(), &session.pipeline));
+                    let _ = tx.send(metrics_page(
+                        session.observer(),
+                        &session.pipeline,
+                        otlp.as_ref(),
+                    ));
                 }
                 Ask::Map(tx) => {
                     let _ = tx.send(map_view(&mut session, &args));
                 }
             },
+            _ = otlp_tick.tick(), if otlp.is_some() => {
+                if let Some(o) = &otlp {
+                    let snap = metrics_snapshot(session.observer(), &session.pipeline);
+                    o.metrics.send_replace(Some(Arc::new(snap)));
+                }
+            }
             wake = session.wait() => {
                 let mut handled = session.handle(wake?).await?;
                 if let Some(before) = &handled.rescanned {
@@ -473,6 +587,15 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
     // Clients' streams end with a last line, not a cut connection.
     shared.stop_streams(STREAMS_END_WITHIN).await;
     let _ = std::fs::remove_file(&args.socket);
+    if let Some(o) = otlp {
+        // The final counts, then the exporter's last attempt to send them.
+        o.metrics.send_replace(Some(Arc::new(metrics_snapshot(
+            session.observer(),
+            &session.pipeline,
+        ))));
+        drop(o.metrics);
+        let _ = o.task.await;
+    }
     let attached = session.observer().attached();
     let (stay, keep) = if attached == 1 {
         ("stays", "keeps")

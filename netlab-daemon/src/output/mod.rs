@@ -12,6 +12,7 @@ mod collect;
 mod lines;
 pub mod map;
 pub mod metrics;
+pub mod otlp;
 mod pcap;
 pub mod pcapng;
 mod plural;
