@@ -7,6 +7,7 @@ mod cmd;
 mod docker;
 mod engines;
 mod fuzz;
+mod image;
 mod images;
 mod interrupt;
 mod lab;
@@ -166,6 +167,13 @@ enum Command {
         #[arg(long, value_enum)]
         engine: engines::Engine,
     },
+    /// Build netlab's OCI image locally: a static binary and the firewall tools it runs,
+    /// `FROM scratch`, tagged netlab:VERSION and netlab:latest.
+    Image {
+        /// Rebuild every layer (`docker build --no-cache`).
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Make sure a Docker engine answers and the lab's images exist, building those missing.
     #[command(hide = true)]
     Images {
@@ -218,6 +226,7 @@ fn main() -> Result<()> {
             timeout,
         } => vmtest::run(&kernel, &scenarios, std::time::Duration::from_secs(timeout)),
         Command::DockerUp => docker::ensure_docker(),
+        Command::Image { no_cache } => image::run(no_cache),
         Command::FirewallTests { engine } => {
             let netlab = workspace::build_daemon(true)?;
             let r = test_all::firewall_tests_on(engine, &netlab);
