@@ -182,9 +182,11 @@ fn copy_tools(rootfs: &Path) -> Result<()> {
 
 /// The shared libraries `elf` loads, the dynamic loader included, as `ldd` lists them.
 fn shared_libraries(elf: &Path) -> Result<Vec<PathBuf>> {
-    let mut ldd = std::process::Command::new("ldd");
-    ldd.arg(elf);
-    let out = cmd::output(&mut ldd)?;
+    // Not announced: it runs once per tool and extension, over a hundred times.
+    let out = std::process::Command::new("ldd")
+        .arg(elf)
+        .output()
+        .with_context(|| format!("cannot run ldd on {}", elf.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut found = Vec::new();
     for line in text.lines() {
