@@ -1,0 +1,322 @@
+//! netlab as a container (root, a Docker engine, the lab's images; under the shared lock):
+//! `cargo test -p netlab-tests --test image -- --test-threads=1`.
+//!
+//! The image is built with `cargo xtask image`, and run with the README's own `docker run`
+//! command (read from README.md, its name made unique): the daemon in it must label a ping
+//! between two containers of this test exactly as on the host, serve its API on the socket
+//! the README mounts, and leave nothing behind once `docker stop` stops it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use netlab_tests::bpf_state::{assert_detached, BpfSnapshot};
+use netlab_tests::daemon::EventStream;
+use netlab_tests::docker::{docker, docker_status, Container, HostNetns, Network};
+use netlab_tests::docker_or_skip;
+use serde_json::Value;
+
+/// Echo requests sent.
+const PINGS: u32 = 5;
+/// How long the daemon in the container may take to answer on its socket.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the ping's events may take to reach the stream.
+const EVENTS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The heading of the README's section whose first `docker run` line is the command.
+const SECTION: &str = "## netlab as a container";
+/// Where the daemon's pins live (the README mounts the host's bpffs).
+const PIN_DIR: &str = "/sys/fs/bpf/netlab";
+
+/// The workspace's root (this crate lives in `tests/`).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// The arguments after `docker` of the first `docker run` command in the README's
+/// [`SECTION`], its `\` continuations joined.
+fn readme_docker_run() -> Result<Vec<String>> {
+    let readme = std::fs::read_to_string(workspace().join("README.md"))?;
+    let section = readme
+        .split_once(&format!("\n{SECTION}\n"))
+        .with_context(|| format!("README.md has no section {SECTION:?}"))?
+        .1;
+    let mut lines = section
+        .lines()
+        .skip_while(|l| !l.starts_with("docker run "));
+    let mut command = String::new();
+    for line in lines.by_ref() {
+        match line.trim_end().strip_suffix('\\') {
+            Some(part) => command.push_str(part),
+            None => {
+                command.push_str(line);
+                break;
+            }
+        }
+        command.push(' ');
+    }
+    ensure!(
+        !command.is_empty(),
+        "no `docker run` line in {SECTION:?} of README.md"
+    );
+    ensure!(
+        !command.contains(['"', '\'', '$', '#']),
+        "the README's command needs a shell to be read: {command}"
+    );
+    Ok(command
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The host directory the command mounts at `target`.
+fn host_side_of(args: &[String], target: &str) -> Option<PathBuf> {
+    args.windows(2)
+        .filter(|w| w[0] == "-v" || w[0] == "--volume")
+        .find_map(|w| {
+            let mut parts = w[1].split(':');
+            let host = parts.next()?;
+            (parts.next()? == target).then(|| PathBuf::from(host))
+        })
+}
+
+/// A container of the README's command; stopped and removed when dropped.
+struct NetlabContainer {
+    name: String,
+}
+
+impl Drop for NetlabContainer {
+    fn drop(&mut self) {
+        // `docker stop` first: SIGTERM lets the daemon detach and unpin; `rm -f` alone
+        // would kill it and leave its pins behind after a failed test.
+        let _ = docker_status(&["stop", &self.name]);
+        let _ = docker_status(&["rm", "-f", &self.name]);
+    }
+}
+
+/// Its logs, for error messages.
+fn logs(name: &str) -> String {
+    docker_status(&["logs", name])
+        .map(|out| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Events of `kind` seen going `direction` on `iface`, the veth of container `owner` (so
+/// labelled: found from inside its namespace), from container `src` to `dst`.
+fn count(
+    events: &[Value],
+    kind: &str,
+    (iface, owner): (&str, &str),
+    direction: &str,
+    src: &str,
+    dst: &str,
+) -> usize {
+    events
+        .iter()
+        .filter(|e| {
+            e["kind"] == kind
+                && e["iface"]["name"] == iface
+                && e["iface"]["container"] == owner
+                && e["direction"] == direction
+                && e["src"]["container"] == src
+                && e["dst"]["container"] == dst
+        })
+        .count()
+}
+
+/// The number in ping's `N packets received`.
+fn received(ping: &str) -> Result<usize> {
+    ping.lines()
+        .find_map(|l| {
+            let (_, after) = l.split_once(" packets transmitted, ")?;
+            after.split_whitespace().next()?.parse().ok()
+        })
+        .with_context(|| format!("no ping statistics in:\n{ping}"))
+}
+
+#[test]
+fn the_readme_container_labels_pings_and_leaves_nothing_behind() -> Result<()> {
+    let _bin = docker_or_skip!();
+    let args = readme_docker_run()?;
+    let image = args.last().context("the README's command names no image")?;
+    ensure!(
+        args.first().map(String::as_str) == Some("run"),
+        "not a `docker run`: {args:?}"
+    );
+    let socket_dir = host_side_of(&args, "/run/netlab")
+        .context("the README's command mounts no host directory at /run/netlab")?;
+    let socket = socket_dir.join("netlab.sock");
+    if socket.exists() && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        println!(
+            "skipping: a netlab daemon already answers on {}",
+            socket.display()
+        );
+        return Ok(());
+    }
+    if Path::new(PIN_DIR).exists() {
+        println!("skipping: {PIN_DIR} exists (another daemon's pins)");
+        return Ok(());
+    }
+
+    let mut xtask = Command::new("cargo");
+    xtask.args(["xtask", "image"]).current_dir(workspace());
+    let status = xtask.status().context("running `cargo xtask image`")?;
+    ensure!(status.success(), "`cargo xtask image` failed ({status})");
+
+    let before = BpfSnapshot::take()?;
+    let host = HostNetns::attach()?;
+    let net = Network::create("img")?;
+    let a = Container::sleeper("img-a", &net)?;
+    let b = Container::sleeper("img-b", &net)?;
+    let veth_a = a.host_veth()?;
+    let veth_b = b.host_veth()?;
+    let bridge = net.bridge();
+    let b_ip = b.ipv4()?;
+
+    // The README's command as written, with a name of this test's.
+    let name = format!("nlt-netlab-{}", std::process::id());
+    let mut run_args = args.clone();
+    let at = run_args
+        .iter()
+        .position(|a| a == "--name")
+        .context("the README's command names no container (--name)")?;
+    run_args[at + 1] = name.clone();
+    let shown = run_args.join(" ");
+    let refs: Vec<&str> = run_args.iter().map(String::as_str).collect();
+    let started = docker_status(&refs)?;
+    let container = NetlabContainer { name: name.clone() };
+    ensure!(
+        started.status.success(),
+        "`docker {shown}` failed: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    println!("started: docker {shown} (image {image})");
+
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let stream = loop {
+        match EventStream::open(&socket, "/v1/events?kind=icmp") {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() < deadline => {
+                let state = docker(&["inspect", "--format", "{{.State.Status}}", &name])?;
+                if state.trim() != "running" {
+                    bail!(
+                        "the netlab container is {} before it answered ({e:#}):\n{}",
+                        state.trim(),
+                        logs(&name)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => bail!(
+                "no daemon answered on {} ({e:#}):\n{}",
+                socket.display(),
+                logs(&name)
+            ),
+        }
+    };
+
+    // ping's own statistics are the witness: every reply it counted must be labelled.
+    let ping = a.ping(&b_ip, PINGS)?;
+    let replies = received(&ping)?;
+    let want = |events: &[Value]| {
+        count(
+            events,
+            "icmp-echo-request",
+            (&veth_a, &a.name),
+            "ingress",
+            &a.name,
+            &b.name,
+        ) >= PINGS as usize
+            && count(
+                events,
+                "icmp-echo-reply",
+                (&veth_a, &a.name),
+                "egress",
+                &b.name,
+                &a.name,
+            ) >= replies
+    };
+    let events = stream.wait_for(EVENTS_TIMEOUT, want)?;
+    let requests = count(
+        &events,
+        "icmp-echo-request",
+        (&veth_a, &a.name),
+        "ingress",
+        &a.name,
+        &b.name,
+    );
+    let labelled_replies = count(
+        &events,
+        "icmp-echo-reply",
+        (&veth_a, &a.name),
+        "egress",
+        &b.name,
+        &a.name,
+    );
+    ensure!(
+        requests == PINGS as usize && labelled_replies == replies,
+        "ping sent {PINGS} and received {replies}; netlab in the container labelled \
+         {requests} requests {} → {} and {labelled_replies} replies back on {veth_a}:\n{:#?}\n{}",
+        a.name,
+        b.name,
+        events,
+        logs(&name)
+    );
+    // The other end too: the request leaving towards b is labelled on b's veth.
+    let at_b = count(
+        &events,
+        "icmp-echo-request",
+        (&veth_b, &b.name),
+        "egress",
+        &a.name,
+        &b.name,
+    );
+    ensure!(
+        at_b == PINGS as usize,
+        "{at_b} requests labelled on {veth_b} (b's veth), expected {PINGS}"
+    );
+    drop(stream);
+
+    let stopped = docker_status(&["stop", &name])?;
+    ensure!(
+        stopped.status.success(),
+        "docker stop failed: {}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let exit = docker(&["inspect", "--format", "{{.State.ExitCode}}", &name])?;
+    let log = logs(&name);
+    ensure!(
+        exit.trim() == "0",
+        "the netlab container exited {} after docker stop:\n{log}",
+        exit.trim()
+    );
+    ensure!(
+        log.contains("detached everything"),
+        "the daemon did not say it detached everything:\n{log}"
+    );
+    ensure!(
+        !Path::new(PIN_DIR).exists(),
+        "{PIN_DIR} is left after docker stop:\n{log}"
+    );
+    ensure!(
+        !socket.exists(),
+        "{} is left after docker stop",
+        socket.display()
+    );
+    assert_detached(host.name(), &[&veth_a, &veth_b, &bridge], &before)
+        .context("after docker stop")?;
+    drop(container);
+    drop((a, b));
+    net.remove()?;
+    Ok(())
+}
