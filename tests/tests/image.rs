@@ -1,7 +1,7 @@
 //! netlab as a container (root, a Docker engine, the lab's images; under the shared lock):
 //! `cargo test -p netlab-tests --test image -- --test-threads=1`.
 //!
-//! The image is built with `cargo xtask image`, and run with the README's own `docker run`
+//! The image is built with `cargo xtask image --no-cache`, and run with the README's own `docker run`
 //! command (read from README.md, its name made unique): the daemon in it must label a ping
 //! between two containers of this test exactly as on the host, serve its API on the socket
 //! the README mounts, and leave nothing behind once `docker stop` stops it.
@@ -169,7 +169,10 @@ fn the_readme_container_labels_pings_and_leaves_nothing_behind() -> Result<()> {
     }
 
     let mut xtask = Command::new("cargo");
-    xtask.args(["xtask", "image"]).current_dir(workspace());
+    // Every layer rebuilt: the recipe itself is under test, not a cached image.
+    xtask
+        .args(["xtask", "image", "--no-cache"])
+        .current_dir(workspace());
     let status = xtask.status().context("running `cargo xtask image`")?;
     ensure!(status.success(), "`cargo xtask image` failed ({status})");
 

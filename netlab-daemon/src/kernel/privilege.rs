@@ -183,4 +183,11 @@ mod tests {
         assert_eq!(parse_cap_eff("Name: x\n"), None);
         assert_eq!(parse_cap_eff(""), None);
     }
+
+    #[test]
+    fn parses_the_permitted_set_apart_from_the_effective() {
+        let s = "CapPrm:\t00000000a80425fb\nCapEff:\t0000000000000000\n";
+        assert_eq!(parse_cap_line(s, "CapPrm:"), Some(0xa804_25fb));
+        assert_eq!(parse_cap_eff(s), Some(0));
+    }
 }
