@@ -63,6 +63,7 @@ pub fn run(no_cache: bool) -> Result<()> {
     fs::write(context.path.join("Dockerfile"), DOCKERFILE)
         .with_context(|| format!("cannot write the Dockerfile in {}", context.path.display()))?;
 
+    let old = image_id(&tags()[1])?;
     let mut build = docker::docker(["build"]);
     // The legacy builder: there is no buildx here.
     build.env("DOCKER_BUILDKIT", "0").args([
@@ -80,6 +81,14 @@ pub fn run(no_cache: bool) -> Result<()> {
     }
     build.arg(&context.path);
     cmd::run(&mut build)?;
+    // The image the tags left, unless a container still uses it: each rebuild would
+    // otherwise leave an untagged 20 MB behind.
+    if let Some(old) = old.filter(|old| image_id(&tags()[1]).ok().flatten().as_ref() != Some(old)) {
+        let mut rm = docker::docker(["image", "rm", &old]);
+        if !cmd::output(&mut rm)?.status.success() {
+            eprintln!("xtask: kept the replaced image {old} (something still uses it)");
+        }
+    }
     let size = docker::output(["image", "inspect", "--format", "{{.Size}}", &tags()[1]])?;
     let size: u64 = size.trim().parse().unwrap_or_default();
     eprintln!(
@@ -88,6 +97,14 @@ pub fn run(no_cache: bool) -> Result<()> {
         size as f64 / 1e6
     );
     Ok(())
+}
+
+/// The id of image `tag`, if it exists.
+fn image_id(tag: &str) -> Result<Option<String>> {
+    Ok(
+        docker::output_if_ok(["image", "inspect", "--format", "{{.Id}}", tag])?
+            .map(|id| id.trim().to_owned()),
+    )
 }
 
 /// `cargo build --release` of netlab for [`TARGET`] with a static C runtime; the binary's path.
