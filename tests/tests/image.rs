@@ -1,10 +1,12 @@
 //! netlab as a container (root, a Docker engine, the lab's images; under the shared lock):
 //! `cargo test -p netlab-tests --test image -- --test-threads=1`.
 //!
-//! The image is built with `cargo xtask image --no-cache`, and run with the README's own `docker run`
-//! command (read from README.md, its name made unique): the daemon in it must label a ping
-//! between two containers of this test exactly as on the host, serve its API on the socket
-//! the README mounts, and leave nothing behind once `docker stop` stops it.
+//! The image is built with `cargo xtask image`, and run with the README's own commands,
+//! read from README.md with their names made unique: the `docker run` one, and the Swarm
+//! service's flags as a `docker run` (this machine's engine is not made a Swarm). In each,
+//! the daemon must label a ping between two containers of the test exactly as on the host,
+//! serve its API on the socket the README mounts, and leave nothing behind once
+//! `docker stop` stops it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,17 +38,15 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The arguments after `docker` of the first `docker run` command in the README's
-/// [`SECTION`], its `\` continuations joined.
-fn readme_docker_run() -> Result<Vec<String>> {
+/// The arguments after `docker` of the first command of the README's [`SECTION`] that
+/// starts with `start` (e.g. `docker run `), its `\` continuations joined.
+fn readme_command(start: &str) -> Result<Vec<String>> {
     let readme = std::fs::read_to_string(workspace().join("README.md"))?;
     let section = readme
         .split_once(&format!("\n{SECTION}\n"))
         .with_context(|| format!("README.md has no section {SECTION:?}"))?
         .1;
-    let mut lines = section
-        .lines()
-        .skip_while(|l| !l.starts_with("docker run "));
+    let mut lines = section.lines().skip_while(|l| !l.starts_with(start));
     let mut command = String::new();
     for line in lines.by_ref() {
         match line.trim_end().strip_suffix('\\') {
@@ -60,7 +60,7 @@ fn readme_docker_run() -> Result<Vec<String>> {
     }
     ensure!(
         !command.is_empty(),
-        "no `docker run` line in {SECTION:?} of README.md"
+        "no command starting {start:?} in {SECTION:?} of README.md"
     );
     ensure!(
         !command.contains(['"', '\'', '$', '#']),
@@ -73,15 +73,55 @@ fn readme_docker_run() -> Result<Vec<String>> {
         .collect())
 }
 
-/// The host directory the command mounts at `target`.
+/// The host directory the command mounts at `target` (`-v HOST:TARGET` or
+/// `--mount type=bind,source=HOST,target=TARGET`).
 fn host_side_of(args: &[String], target: &str) -> Option<PathBuf> {
-    args.windows(2)
-        .filter(|w| w[0] == "-v" || w[0] == "--volume")
-        .find_map(|w| {
+    args.windows(2).find_map(|w| match w[0].as_str() {
+        "-v" | "--volume" => {
             let mut parts = w[1].split(':');
             let host = parts.next()?;
             (parts.next()? == target).then(|| PathBuf::from(host))
-        })
+        }
+        "--mount" => {
+            let field = |name: &str| {
+                w[1].split(',')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            };
+            (field("target")? == target)
+                .then(|| field("source").map(PathBuf::from))
+                .flatten()
+        }
+        _ => None,
+    })
+}
+
+/// The README's Swarm service as a `docker run -d` with the same flags, so it can be run
+/// without turning this machine's engine into a Swarm: `--mode global` (scheduling) goes,
+/// and `--stop-grace-period 30s` becomes `--stop-timeout 30`.
+fn service_as_run(args: &[String]) -> Result<Vec<String>> {
+    ensure!(
+        args.starts_with(&["service".to_owned(), "create".to_owned()]),
+        "not a `docker service create`: {args:?}"
+    );
+    let mut out = vec!["run".to_owned(), "-d".to_owned()];
+    let mut rest = args[2..].iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--mode" => {
+                rest.next();
+            }
+            "--stop-grace-period" => {
+                let period = rest.next().context("--stop-grace-period without a value")?;
+                let secs = period
+                    .strip_suffix('s')
+                    .filter(|n| n.parse::<u32>().is_ok())
+                    .with_context(|| format!("--stop-grace-period {period}: not in seconds"))?;
+                out.extend(["--stop-timeout".to_owned(), secs.to_owned()]);
+            }
+            _ => out.push(arg.clone()),
+        }
+    }
+    Ok(out)
 }
 
 /// A container of the README's command; stopped and removed when dropped.
@@ -147,13 +187,34 @@ fn received(ping: &str) -> Result<usize> {
 #[test]
 fn the_readme_container_labels_pings_and_leaves_nothing_behind() -> Result<()> {
     let _bin = docker_or_skip!();
-    let args = readme_docker_run()?;
-    let image = args.last().context("the README's command names no image")?;
+    let args = readme_command("docker run ")?;
     ensure!(
         args.first().map(String::as_str) == Some("run"),
         "not a `docker run`: {args:?}"
     );
-    let socket_dir = host_side_of(&args, "/run/netlab")
+    // Every layer rebuilt: the recipe itself is under test, not a cached image.
+    labels_pings_and_leaves_nothing_behind(&args, &["--no-cache"])
+}
+
+/// The Swarm recipe's flags (no `--pid host`: the host's procfs through
+/// `NETLAB_HOST_PROC`) label pings the same way.
+#[test]
+fn the_readme_swarm_flags_label_pings_and_leave_nothing_behind() -> Result<()> {
+    let _bin = docker_or_skip!();
+    let args = service_as_run(&readme_command("docker service create ")?)?;
+    ensure!(
+        !args.iter().any(|a| a == "--pid"),
+        "a Swarm service cannot have --pid: {args:?}"
+    );
+    labels_pings_and_leaves_nothing_behind(&args, &[])
+}
+
+/// Builds the image (`cargo xtask image XTASK_ARGS`), runs `docker ARGS` with a name of
+/// this test's, pings between two containers of its own and checks what the daemon in the
+/// container said about them, then stops it and checks nothing is left.
+fn labels_pings_and_leaves_nothing_behind(args: &[String], xtask_args: &[&str]) -> Result<()> {
+    let image = args.last().context("the README's command names no image")?;
+    let socket_dir = host_side_of(args, "/run/netlab")
         .context("the README's command mounts no host directory at /run/netlab")?;
     let socket = socket_dir.join("netlab.sock");
     if socket.exists() && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
@@ -169,9 +230,9 @@ fn the_readme_container_labels_pings_and_leaves_nothing_behind() -> Result<()> {
     }
 
     let mut xtask = Command::new("cargo");
-    // Every layer rebuilt: the recipe itself is under test, not a cached image.
     xtask
-        .args(["xtask", "image", "--no-cache"])
+        .args(["xtask", "image"])
+        .args(xtask_args)
         .current_dir(workspace());
     let status = xtask.status().context("running `cargo xtask image`")?;
     ensure!(status.success(), "`cargo xtask image` failed ({status})");
@@ -188,7 +249,7 @@ fn the_readme_container_labels_pings_and_leaves_nothing_behind() -> Result<()> {
 
     // The README's command as written, with a name of this test's.
     let name = format!("nlt-netlab-{}", std::process::id());
-    let mut run_args = args.clone();
+    let mut run_args = args.to_vec();
     let at = run_args
         .iter()
         .position(|a| a == "--name")
