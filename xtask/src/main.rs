@@ -304,6 +304,17 @@ mod tests {
     }
 
     #[test]
+    fn image_builds_netlab_with_or_without_the_cache() {
+        use clap::CommandFactory;
+        let cli = Cli::try_parse_from(["xtask", "image"]).expect("parses");
+        assert!(matches!(cli.command, Command::Image { no_cache: false }));
+        let cli = Cli::try_parse_from(["xtask", "image", "--no-cache"]).expect("parses");
+        assert!(matches!(cli.command, Command::Image { no_cache: true }));
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("image "), "{help}");
+    }
+
+    #[test]
     fn images_is_a_hidden_subcommand() {
         use clap::CommandFactory;
         let cli = Cli::try_parse_from(["xtask", "images", "--rebuild"]).expect("parses");
