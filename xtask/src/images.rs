@@ -222,12 +222,12 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 }
 
 /// A directory under the system's temporary directory, removed on drop.
-struct TempDir {
-    path: PathBuf,
+pub(crate) struct TempDir {
+    pub(crate) path: PathBuf,
 }
 
 impl TempDir {
-    fn new(tag: &str) -> Result<Self> {
+    pub(crate) fn new(tag: &str) -> Result<Self> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| elapsed.subsec_nanos())
@@ -297,7 +297,7 @@ impl Fnv1a {
 
 /// Whether `elf` is a 64-bit little-endian ELF executable without a program interpreter
 /// (`PT_INTERP`), i.e. one that runs in an image holding nothing else.
-fn is_static_elf(elf: &[u8]) -> bool {
+pub(crate) fn is_static_elf(elf: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
     if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
         return false;

@@ -7,6 +7,7 @@ mod cmd;
 mod docker;
 mod engines;
 mod fuzz;
+mod image;
 mod images;
 mod interrupt;
 mod lab;
@@ -167,6 +168,13 @@ enum Command {
         #[arg(long, value_enum)]
         engine: engines::Engine,
     },
+    /// Build netlab's OCI image locally: a static binary and the firewall tools it runs,
+    /// `FROM scratch`, tagged netlab:VERSION and netlab:latest.
+    Image {
+        /// Rebuild every layer (`docker build --no-cache`).
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Make sure a Docker engine answers and the lab's images exist, building those missing.
     #[command(hide = true)]
     Images {
@@ -219,6 +227,7 @@ fn main() -> Result<()> {
             timeout,
         } => vmtest::run(&kernel, &scenarios, std::time::Duration::from_secs(timeout)),
         Command::DockerUp => docker::ensure_docker(),
+        Command::Image { no_cache } => image::run(no_cache),
         Command::FirewallTests { engine } => {
             let netlab = workspace::build_daemon(true)?;
             let r = test_all::firewall_tests_on(engine, &netlab);
@@ -293,6 +302,17 @@ mod tests {
         ));
         assert!(parse(&["--netns", "--rebuild"]).is_err());
         assert!(parse(&["--down", "--rebuild"]).is_err());
+    }
+
+    #[test]
+    fn image_builds_netlab_with_or_without_the_cache() {
+        use clap::CommandFactory;
+        let cli = Cli::try_parse_from(["xtask", "image"]).expect("parses");
+        assert!(matches!(cli.command, Command::Image { no_cache: false }));
+        let cli = Cli::try_parse_from(["xtask", "image", "--no-cache"]).expect("parses");
+        assert!(matches!(cli.command, Command::Image { no_cache: true }));
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("image "), "{help}");
     }
 
     #[test]

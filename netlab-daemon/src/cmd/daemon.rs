@@ -57,6 +57,10 @@ pub struct DaemonArgs {
     /// Remove every pinned object of netlab's (detaching its links) and exit.
     #[arg(long)]
     pub cleanup: bool,
+    /// On SIGINT/SIGTERM, detach everything and remove every pinned object instead of
+    /// leaving the links counting (what a container should do when it is stopped).
+    #[arg(long, conflicts_with = "cleanup")]
+    pub cleanup_on_exit: bool,
     /// Attribute each netfilter drop to its rule through the kernel's nftables tracing
     /// (adds a table `inet netlab-trace-<pid>` that marks ICMP for tracing, removed on exit;
     /// never changes a packet's fate). Without it, rules are found by their counters.
@@ -595,6 +599,18 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         ))));
         drop(o.metrics);
         let _ = o.task.await;
+    }
+    if args.cleanup_on_exit {
+        // Our own handles first, then the pins: the last reference to each link goes with
+        // its pin, which detaches it.
+        drop(session);
+        let n = cleanup(&args.pin_dir)?;
+        log::info!(
+            "daemon stopped; detached everything and removed {} under {}",
+            plural(n, "pinned object", "pinned objects"),
+            args.pin_dir.display()
+        );
+        return Ok(());
     }
     let attached = session.observer().attached();
     let (stay, keep) = if attached == 1 {

@@ -195,6 +195,24 @@ pub fn dump_addrs() -> io::Result<Vec<Addr>> {
     )
 }
 
+/// The environment variable naming where the host's procfs is mounted, for a netlab in a
+/// container that cannot share the host's pid namespace (a Swarm service has no
+/// `--pid host`): the pids the Docker engine reports are the host's.
+pub const HOST_PROC_ENV: &str = "NETLAB_HOST_PROC";
+
+/// The procfs in which the engine's pids name processes: `NETLAB_HOST_PROC` when set, else
+/// `/proc`.
+pub fn host_proc() -> &'static str {
+    static ROOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        std::env::var(HOST_PROC_ENV)
+            .ok()
+            .map(|dir| dir.trim_end_matches('/').to_owned())
+            .filter(|dir| !dir.is_empty())
+            .unwrap_or_else(|| "/proc".to_owned())
+    })
+}
+
 /// Runs `f` on a short-lived thread inside the network namespace of process `pid`.
 ///
 /// A fresh thread is used so no other thread (tokio's pools included) ever changes
@@ -203,7 +221,7 @@ pub fn in_netns_of<T: Send + 'static>(
     pid: u32,
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
-    let path = format!("/proc/{pid}/ns/net");
+    let path = format!("{}/{pid}/ns/net", host_proc());
     let ns = std::fs::File::open(&path)?;
     std::thread::Builder::new()
         .name("netlab-netns".into())
@@ -222,7 +240,7 @@ pub fn in_netns_of<T: Send + 'static>(
 pub fn netns_id(pid: Option<u32>) -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt as _;
     let path = match pid {
-        Some(p) => format!("/proc/{p}/ns/net"),
+        Some(p) => format!("{}/{p}/ns/net", host_proc()),
         None => "/proc/self/ns/net".to_owned(),
     };
     let m = std::fs::metadata(path)?;

@@ -22,25 +22,44 @@ pub const DAEMON_CAPS: [u32; 5] = [
 /// Drops every capability not in `keep` from the bounding set and from the effective,
 /// permitted and inheritable sets, for good: neither this process nor what it runs can
 /// get them back.
+///
+/// A capability of `keep` the process does not have is left out (it cannot be taken, and
+/// asking for it would fail the whole call). Narrowing the bounding set needs CAP_SETPCAP,
+/// which a container usually lacks; there the bounding set is already what the container
+/// was given, so it is left as it is and said so at debug level.
 pub fn drop_all_but(keep: &[u32]) -> std::io::Result<()> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(40);
+    let mut bounding_kept = false;
     for cap in 0..=last {
         if keep.contains(&cap) {
             continue;
         }
         // SAFETY: prctl with plain integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 0 {
+            // Not in the bounding set: nothing to drop.
+            continue;
+        }
+        // SAFETY: prctl with plain integer arguments.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
             let e = std::io::Error::last_os_error();
-            // EINVAL: a capability this kernel does not know.
-            if e.raw_os_error() != Some(libc::EINVAL) {
-                return Err(e);
+            match e.raw_os_error() {
+                // A capability this kernel does not know.
+                Some(libc::EINVAL) => {}
+                // No CAP_SETPCAP: the bounding set stays as the process got it.
+                Some(libc::EPERM) => bounding_kept = true,
+                _ => return Err(e),
             }
         }
     }
-    let mask: u64 = keep.iter().fold(0, |m, c| m | (1u64 << c));
+    if bounding_kept {
+        log::debug!("without CAP_SETPCAP the bounding set stays as it was given");
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let permitted = parse_cap_line(&status, "CapPrm:").unwrap_or(u64::MAX);
+    let mask: u64 = keep.iter().fold(0, |m, c| m | (1u64 << c)) & permitted;
     #[repr(C)]
     struct Header {
         version: u32,
@@ -108,9 +127,14 @@ pub fn missing(cap_eff: u64) -> Vec<&'static str> {
 
 /// Parses the `CapEff:` line of /proc/self/status.
 pub fn parse_cap_eff(status: &str) -> Option<u64> {
+    parse_cap_line(status, "CapEff:")
+}
+
+/// Parses one capability line of /proc/self/status, e.g. `CapPrm:`.
+fn parse_cap_line(status: &str, prefix: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
+        .find_map(|l| l.strip_prefix(prefix))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
 }
 
@@ -158,5 +182,12 @@ mod tests {
         assert_eq!(parse_cap_eff(s), Some(0x1ffffffffff));
         assert_eq!(parse_cap_eff("Name: x\n"), None);
         assert_eq!(parse_cap_eff(""), None);
+    }
+
+    #[test]
+    fn parses_the_permitted_set_apart_from_the_effective() {
+        let s = "CapPrm:\t00000000a80425fb\nCapEff:\t0000000000000000\n";
+        assert_eq!(parse_cap_line(s, "CapPrm:"), Some(0xa804_25fb));
+        assert_eq!(parse_cap_eff(s), Some(0));
     }
 }

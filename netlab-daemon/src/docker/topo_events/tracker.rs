@@ -419,7 +419,12 @@ fn settle_time(i: &IfaceInfo) -> Duration {
 
 /// Whether process `pid` still has a network namespace (a zombie has none).
 fn has_netns(pid: u32) -> bool {
-    pid != 0 && std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok()
+    pid != 0
+        && std::fs::read_link(format!(
+            "{}/{pid}/ns/net",
+            crate::kernel::links::host_proc()
+        ))
+        .is_ok()
 }
 
 fn direction_name(d: Direction) -> &'static str {
