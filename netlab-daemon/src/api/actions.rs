@@ -142,18 +142,15 @@ fn plausible_name(s: &str) -> bool {
 }
 
 /// Why `src` → `dst` names nothing diagnose can probe on this host, if it does not: SRC
-/// must be a running container; DST a running container or an address on one of the
-/// host's Docker networks.
+/// must be a running container; DST a running container or an address diagnose would
+/// probe (on a Docker network, or on a leg of SRC's added by hand).
 fn unknown_target(topo: &Topology, src: &str, dst: &str) -> Option<String> {
-    if topo.container_named(src).is_none() {
+    let Some(src_view) = topo.container_named(src) else {
         return Some(format!("no running container named {src}"));
-    }
+    };
     match dst.parse::<IpAddr>() {
-        Ok(ip) => (!topo
-            .networks
-            .iter()
-            .any(|n| n.info.subnets.iter().any(|s| s.contains(ip))))
-        .then(|| format!("{ip} is on no Docker network of this host")),
+        Ok(ip) => (!crate::cmd::diagnose::on_docker_networks(topo, src_view, ip))
+            .then(|| format!("{ip} is on no Docker network of this host")),
         Err(_) => topo
             .container_named(dst)
             .is_none()
@@ -411,9 +408,9 @@ mod endpoint_tests {
     fn with(d: Option<Diagnoser>) -> Arc<Shared> {
         let (shared, _) = fixed_state();
         let mut shared = Arc::into_inner(shared).expect("the only reference");
-        let (snap, links, scans) = crate::docker::topology::tests::course_lab();
-        shared.topo =
-            std::sync::RwLock::new(Arc::new(Topology::build(Some(&snap), &links, &[], &scans)));
+        shared.topo = std::sync::RwLock::new(Arc::new(
+            crate::docker::topology::tests::course_lab_topology(),
+        ));
         if let Some(d) = d {
             shared = shared.with_diagnoser(d);
         }
