@@ -479,6 +479,12 @@ fn event_stream(
                 format!("{{\"kind\":\"lost\",\"events\":{missed}}}\n")
             })
         };
+        // An event as this client gets it, if its filter takes it.
+        let framed = |ev: &StreamEvent| {
+            filter
+                .matches_meta(&ev.meta)
+                .then(|| frame(if text { &ev.text } else { &ev.json }))
+        };
         let mut stopping = sh.stopping.subscribe();
         loop {
             let next = async {
@@ -496,9 +502,8 @@ fn event_stream(
                 () = async { let _ = stopping.wait_for(|s| *s).await; } => {
                     // What was published before the stop still goes out, then the last line.
                     while let Ok(ev) = rx.try_recv() {
-                        if filter.matches_meta(&ev.meta) {
-                            let body = if text { &ev.text } else { &ev.json };
-                            if tx.send(frame(body)).await.is_err() {
+                        if let Some(bytes) = framed(&ev) {
+                            if tx.send(bytes).await.is_err() {
                                 break;
                             }
                         }
@@ -510,13 +515,12 @@ fn event_stream(
             };
             let missed = match received {
                 Ok(ev) => {
-                    if !filter.matches_meta(&ev.meta) {
+                    let Some(bytes) = framed(&ev) else {
                         continue;
-                    }
-                    let body = if text { &ev.text } else { &ev.json };
+                    };
                     // Never make the broadcast wait for a slow client: what does not fit
                     // its queue is lost to it.
-                    match tx.try_send(frame(body)) {
+                    match tx.try_send(bytes) {
                         Ok(()) => continue,
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             sh.client_lost.fetch_add(1, Ordering::Relaxed);
