@@ -739,8 +739,7 @@ mod tests {
         const APPDEV_VETH: u32 = 10;
 
         fn lab() -> Arc<Topology> {
-            let (snap, links, scans) = crate::docker::topology::tests::course_lab();
-            Arc::new(Topology::build(Some(&snap), &links, &[], &scans))
+            Arc::new(crate::docker::topology::tests::course_lab_topology())
         }
 
         fn ev(frame: &[u8], kind: u8, dir: u8, ts_ns: u64) -> PacketEvent {

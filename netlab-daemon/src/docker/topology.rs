@@ -514,6 +514,12 @@ pub(crate) mod tests {
         Mac([0x02, 0x42, 0xac, 0x14, 0x00, last])
     }
 
+    /// [`course_lab`] as the topology netlab builds of it.
+    pub fn course_lab_topology() -> Topology {
+        let (snap, links, scans) = course_lab();
+        Topology::build(Some(&snap), &links, &[], &scans)
+    }
+
     /// The course's lab after the hand-made leg: devops (AppDev, pinger), prod (AppProd),
     /// and int_hote on the devops bridge leading to AppProd's eth1.
     pub fn course_lab() -> (DockerSnapshot, Vec<Link>, HashMap<String, NetnsScan>) {

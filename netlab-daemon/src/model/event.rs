@@ -852,8 +852,7 @@ mod tests {
 
     #[test]
     fn labelled_from_the_topology() {
-        let (snap, links, scans) = crate::docker::topology::tests::course_lab();
-        let topo = Topology::build(Some(&snap), &links, &[], &scans);
+        let topo = crate::docker::topology::tests::course_lab_topology();
         let mut frame = icmp4_frame(8, 17, 3);
         frame[14 + 16..14 + 20].copy_from_slice(&[172, 20, 0, 200]);
         let mut ev = event(&frame, k::ICMP_ECHO_REQUEST);
@@ -1000,8 +999,7 @@ mod tests {
     /// and labels that need escaping.
     #[test]
     fn json_writer_matches_serde_with_labels() {
-        let (snap, links, scans) = crate::docker::topology::tests::course_lab();
-        let topo = Topology::build(Some(&snap), &links, &[], &scans);
+        let topo = crate::docker::topology::tests::course_lab_topology();
         let clock = Clock::new();
         let mut frame = icmp4_frame(8, 17, 3);
         frame[14 + 16..14 + 20].copy_from_slice(&[172, 20, 0, 200]);

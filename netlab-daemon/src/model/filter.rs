@@ -235,7 +235,6 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::topology::Topology;
     use crate::kernel::clock::Clock;
     use crate::model::decode::tests::{arp_frame, icmp4_frame};
     use netlab_common::{direction, kind as k, record, PacketEvent, SNAP_LEN};
@@ -287,8 +286,7 @@ mod tests {
 
     #[test]
     fn matching() {
-        let (snap, links, scans) = crate::docker::topology::tests::course_lab();
-        let topo = Topology::build(Some(&snap), &links, &[], &scans);
+        let topo = crate::docker::topology::tests::course_lab_topology();
         let clock = Clock::new();
         let icmp = ev(&icmp4_frame(8, 1, 1), k::ICMP_ECHO_REQUEST, 10);
         let arp = ev(&arp_frame(1), k::ARP_REQUEST, 10);

@@ -438,10 +438,19 @@ mod tests {
 
     /// The course lab, its containers' processes gone (pid 0).
     fn lab() -> Topology {
-        let (snap, links, scans) = crate::docker::topology::tests::course_lab();
-        let mut t = Topology::build(Some(&snap), &links, &[], &scans);
+        lab_with_pid(0)
+    }
+
+    /// The course lab, its containers' process this one, which has a network namespace:
+    /// they are alive.
+    fn live_lab() -> Topology {
+        lab_with_pid(std::process::id())
+    }
+
+    fn lab_with_pid(pid: u32) -> Topology {
+        let mut t = crate::docker::topology::tests::course_lab_topology();
         for c in &mut t.containers {
-            c.pid = 0;
+            c.pid = pid;
         }
         t
     }
@@ -549,11 +558,7 @@ mod tests {
 
     #[test]
     fn a_leg_deleted_while_its_container_lives_is_deleted_by_hand() {
-        let mut topo = lab();
-        // AppProd's process: this one, which has a network namespace.
-        for c in &mut topo.containers {
-            c.pid = std::process::id();
-        }
+        let topo = live_lab();
         let mut t = Tracker::new(&topo);
         t.gone(
             vec![Forgotten {
@@ -582,10 +587,7 @@ mod tests {
     /// why it went, said at once, not "deleted by hand" once the wait is over.
     #[test]
     fn a_veth_gone_before_docker_tells_of_the_removal_is_the_removals() {
-        let mut topo = lab();
-        for c in &mut topo.containers {
-            c.pid = std::process::id();
-        }
+        let topo = live_lab();
         let mut t = Tracker::new(&topo);
         t.gone(
             vec![Forgotten {

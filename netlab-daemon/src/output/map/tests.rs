@@ -26,8 +26,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn lab() -> Topology {
-    let (snap, links, scans) = crate::docker::topology::tests::course_lab();
-    Topology::build(Some(&snap), &links, &[], &scans)
+    crate::docker::topology::tests::course_lab_topology()
 }
 
 fn hop(iface: &str, ifindex: u32, direction: Direction, ts_ns: u64, phase: Phase) -> Hop {
