@@ -270,6 +270,13 @@ pub fn free_loopback_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// Two different free TCP ports on 127.0.0.1 (both bound at once, so never the same).
+pub fn two_free_loopback_ports() -> Result<(u16, u16)> {
+    let first = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    let second = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok((first.local_addr()?.port(), second.local_addr()?.port()))
+}
+
 /// A client of `/v1/events` that reads every line on a thread.
 #[derive(Debug)]
 pub struct EventStream {

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use netlab_tests::bpf_state::{assert_detached, BpfSnapshot};
-use netlab_tests::daemon::{free_loopback_port, http_get, parse_metrics, DaemonPaths, Sample};
+use netlab_tests::daemon::{
+    free_loopback_port, http_get, parse_metrics, two_free_loopback_ports, DaemonPaths, Sample,
+};
 use netlab_tests::docker::{Container, Network};
 use netlab_tests::docker_or_skip;
 use netlab_tests::host::ping::{totals, PingTotals};
@@ -110,13 +112,7 @@ fn exported_counters_equal_pings_and_resume_after_an_outage() -> Result<()> {
     let c = Container::sleeper("otlp-c", &other_net)?;
     let (b_ip, c_ip) = (b.ipv4()?, c.ipv4()?);
     let (a_veth, b_veth) = (a.host_veth()?, b.host_veth()?);
-    let grpc = free_loopback_port()?;
-    let http = loop {
-        let p = free_loopback_port()?;
-        if p != grpc {
-            break p;
-        }
-    };
+    let (grpc, http) = two_free_loopback_ports()?;
     let collector = Collector::start(grpc, http)?;
     let paths = DaemonPaths::new(&bin)?;
     let endpoint = format!("http://127.0.0.1:{http}");
@@ -602,13 +598,7 @@ fn grpc_export_counts_equal_pings() -> Result<()> {
     let b = Container::sleeper("otlp-gb", &net)?;
     let b_ip = b.ipv4()?;
     let (a_veth, b_veth) = (a.host_veth()?, b.host_veth()?);
-    let grpc = free_loopback_port()?;
-    let http = loop {
-        let p = free_loopback_port()?;
-        if p != grpc {
-            break p;
-        }
-    };
+    let (grpc, http) = two_free_loopback_ports()?;
     let collector = Collector::start(grpc, http)?;
     let paths = DaemonPaths::new(&bin)?;
     let endpoint = format!("http://127.0.0.1:{grpc}");
