@@ -19,6 +19,7 @@ use netlab_tests::docker::{
     add_hand_made_leg, docker, host_veth, subnet_host, topo_network, Container, CourseLab,
     EnvWrapper, HostNetns, Network, HTTP_ECHO_IMAGE,
 };
+use netlab_tests::host::fdinfo::{bpf_fds, BpfKind};
 use netlab_tests::watch::READY_TIMEOUT;
 use netlab_tests::{docker_or_skip, run_with_timeout, Output, Watch};
 use serde_json::Value;
@@ -989,6 +990,46 @@ fn ipv6_networks_get_a_verdict_per_family() -> Result<()> {
         v6["family"] == "ipv6" && v6["drop"]["rule"]["rule"] == lines[1]["drop"]["rule"]["rule"],
         "-6 and the two-family run disagree:\n{v6}\n{}",
         lines[1]
+    );
+    Ok(())
+}
+
+/// On a kernel whose `skb:kfree_skb` gives the drop's reason (Linux 5.17 on), the drop
+/// program runs on the raw tracepoint, the cheaper of the two on every drop of the host.
+/// The classic tracepoint is only a fallback when the kernel refuses the raw program, so
+/// falling back here would be a silent slowdown that every other test would pass with.
+#[test]
+fn the_drop_program_is_the_raw_tracepoint_where_the_kernel_gives_reasons() -> Result<()> {
+    let bin = docker_or_skip!();
+    let format = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .find_map(|root| {
+            std::fs::read_to_string(format!("{root}/events/skb/kfree_skb/format")).ok()
+        })
+        .context("the skb:kfree_skb tracepoint's format is not readable")?;
+    let gives_reasons = format.contains(" reason;");
+    let host = HostNetns::attach()?;
+    let watch = host.watch(&bin, &["--iface", "lo", "--json"])?;
+    let fds = bpf_fds(watch.pid()).context("reading the watch's file descriptors")?;
+    let out = watch.stop()?;
+    ensure!(
+        out.status.success(),
+        "watch exited {}: {}",
+        out.status,
+        out.stderr
+    );
+    let raw = fds.iter().any(|fd| {
+        fd.kind == BpfKind::Link
+            && fd.field("link_type") == Some("raw_tracepoint")
+            && fd.field("tp_name") == Some("kfree_skb")
+    });
+    println!("kfree_skb gives reasons: {gives_reasons}; raw tracepoint link held: {raw}");
+    ensure!(
+        raw == gives_reasons,
+        "the drop program {} the raw tracepoint on a kernel whose kfree_skb {} reasons:\n{}",
+        if raw { "is on" } else { "is not on" },
+        if gives_reasons { "gives" } else { "gives no" },
+        out.stderr
     );
     Ok(())
 }

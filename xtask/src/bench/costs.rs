@@ -1,12 +1,12 @@
 //! Part 1: the per-packet cost of the tc programs, from the kernel's BPF statistics and
-//! BPF_PROG_TEST_RUN.
+//! BPF_PROG_TEST_RUN; and of the drop program, while b drops every datagram.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Result};
 
-use super::kernel::{BpfStats, RunStats, TcProgs};
+use super::kernel::{BpfStats, DropProg, RunStats, TcProgs};
 use super::memory::MemSnapshot;
 use super::netns::Pair;
 use super::parse::number_at;
@@ -37,10 +37,32 @@ pub(super) struct CostWindow {
     pub(super) test_run_stats_off: Option<f64>,
 }
 
+/// What the program on the `kfree_skb` raw tracepoint did while b dropped every datagram
+/// (its socket buffer full): it runs once per datagram, on the sending CPU.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DropCostWindow {
+    pub(super) round: usize,
+    /// netlab's `--sample`, or 0 for the empty program.
+    pub(super) sample: u32,
+    pub(super) prog: RunStats,
+    /// Seconds of sending.
+    pub(super) secs: f64,
+}
+
+impl DropCostWindow {
+    /// The share of the sending CPU's time the program took (it runs on that CPU, in the
+    /// softirq that delivers each datagram to b), given what one run costs.
+    pub(super) fn cpu_share(&self, ns_per_run: f64) -> f64 {
+        ns_per_run * self.prog.runs as f64 / (self.secs * 1e9)
+    }
+}
+
 /// Part 1's results.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Costs {
     pub(super) windows: Vec<CostWindow>,
+    /// The drop programs (netlab's at --sample 100, and the empty one), per round.
+    pub(super) drop_windows: Vec<DropCostWindow>,
     /// Memory of the first `netlab watch` on br0, va and vb: just started, and after its
     /// windows (a UDP window, a 20,000-echo `ping -f`, the test runs).
     pub(super) watch_mem_idle: Option<MemSnapshot>,
@@ -103,6 +125,7 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
     std::fs::write(&files.0[1], icmp_frame)?;
     let stats = BpfStats::enable()?;
     let mut windows = Vec::new();
+    let mut drop_windows = Vec::new();
     let (mut watch_mem_idle, mut watch_mem_busy) = (None, None);
     for round in 0..plan.cost_rounds {
         // 0: the empty programs, first in each round.
@@ -118,7 +141,7 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
                 }
             );
             let watch = if sample == 0 {
-                start_empty(xtask, false)?
+                start_empty(xtask, true)?
             } else {
                 start_watch(netlab, &["--sample", &sample.to_string()], Stdout::Discard)?
             };
@@ -143,6 +166,18 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
                     progs.test_run(&files.0[1], 20_000).ok(),
                 ))
             };
+            // The drop program does not depend on --sample: measured beside the empty one.
+            if sample != 1 {
+                let prog = DropProg::of(watch.pid())?;
+                let d0 = prog.read()?;
+                let dropped = udp_window(xtask, plan.skip_secs, Receiver::Drops)?;
+                drop_windows.push(DropCostWindow {
+                    round,
+                    sample,
+                    prog: prog.read()?.since(d0),
+                    secs: dropped.secs,
+                });
+            }
             let (udp_on, icmp_on) = test(true)?;
             let (udp_off, icmp_off) = test(false)?;
             stats.set(true)?;
@@ -176,6 +211,7 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
     }
     Ok(Costs {
         windows,
+        drop_windows,
         watch_mem_idle,
         watch_mem_busy,
     })

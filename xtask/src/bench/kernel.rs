@@ -143,15 +143,50 @@ impl TcProgs {
     }
 
     pub(super) fn read(&self) -> Result<(RunStats, RunStats)> {
-        let one = |p: &Path| -> Result<RunStats> {
-            let t =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Ok(RunStats {
-                ns: number(&t, "run_time_ns").unwrap_or_default(),
-                runs: number(&t, "run_cnt").unwrap_or_default(),
+        Ok((run_stats(&self.ingress)?, run_stats(&self.egress)?))
+    }
+}
+
+/// The run statistics in the fdinfo file of a program.
+fn run_stats(fdinfo: &Path) -> Result<RunStats> {
+    let t =
+        std::fs::read_to_string(fdinfo).with_context(|| format!("reading {}", fdinfo.display()))?;
+    Ok(RunStats {
+        ns: number(&t, "run_time_ns").unwrap_or_default(),
+        runs: number(&t, "run_cnt").unwrap_or_default(),
+    })
+}
+
+/// The fdinfo file of the program a process holds on the `kfree_skb` raw tracepoint
+/// (netlab's drop program, or the empty one), found through its link.
+pub(super) struct DropProg(PathBuf);
+
+impl DropProg {
+    pub(super) fn of(pid: u32) -> Result<Self> {
+        let fds = bpf_fds(pid).with_context(|| format!("reading /proc/{pid}/fd"))?;
+        let prog_id = fds.iter().find_map(|fd| {
+            (fd.kind == BpfKind::Link
+                && fd.field("link_type") == Some("raw_tracepoint")
+                && fd.field("tp_name") == Some("kfree_skb"))
+            .then(|| fd.number("prog_id"))
+            .flatten()
+        });
+        let path = prog_id.and_then(|id| {
+            fds.iter().find_map(|fd| {
+                (fd.kind == BpfKind::Prog
+                    && fd.number("prog_id") == Some(id)
+                    && fd.number("run_cnt").is_some())
+                .then(|| fd.path.clone())
             })
-        };
-        Ok((one(&self.ingress)?, one(&self.egress)?))
+        });
+        match path {
+            Some(p) => Ok(DropProg(p)),
+            None => bail!("process {pid} holds no program on the kfree_skb raw tracepoint"),
+        }
+    }
+
+    pub(super) fn read(&self) -> Result<RunStats> {
+        run_stats(&self.0)
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::bursts::{BURST_FRAMES, BURST_ROUNDS, BURST_SIZE};
-use super::costs::CostWindow;
+use super::costs::{CostWindow, DropCostWindow};
 use super::pps::{Observer, PpsWindow, PPS_ROUND};
 use super::results::{verdict, Results};
 use super::stats::{percentile, Spread};
@@ -108,6 +108,32 @@ impl Results {
                     col(&|w| w.test_run_stats_on, 1),
                     col(&|w| w.test_run_stats_off, 1),
                 ));
+            }
+        }
+        if let Some(d) = self.costs.as_ref().map(|c| &c.drop_windows) {
+            if !d.is_empty() {
+                s.push_str("\nThe drop program, measured the same way in the same rounds: a UDP window of the same length while b reads nothing, so that b frees every datagram (socket buffer full) and the `kfree_skb` raw tracepoint runs once per datagram, on the sending CPU (CPU 0, whose softirq delivers the datagram to b and frees it). netlab's program (the `netlab watch --sample 100` of the round) against an empty raw tracepoint program (`xtask bench-empty --drop-tp`). The sending CPU is busy all through the window, so the time the program takes over the empty one is the share of the rate it costs: Δns/run × runs ÷ window, the summary's \"share of the sending CPU\" (the packet-rate ratio of part 2 says the same with the noise of two rates).\n\n");
+                s.push_str(
+                    "| program | ns/run | runs per window | runs per second |\n|---|---|---|---|\n",
+                );
+                for empty in [true, false] {
+                    let ws: Vec<_> = d.iter().filter(|w| (w.sample == 0) == empty).collect();
+                    let col = |f: &dyn Fn(&&DropCostWindow) -> Option<f64>, decimals: usize| {
+                        Spread::of(&ws.iter().filter_map(f).collect::<Vec<_>>())
+                            .map_or("–".into(), |x| x.show(decimals))
+                    };
+                    s.push_str(&format!(
+                        "| {} | {} | {} | {} |\n",
+                        if empty {
+                            "empty raw tracepoint program"
+                        } else {
+                            "netlab's kfree_skb program"
+                        },
+                        col(&|w| w.prog.ns_per_run(), 1),
+                        col(&|w| Some(w.prog.runs as f64), 0),
+                        col(&|w| Some(w.prog.runs as f64 / w.secs), 0),
+                    ));
+                }
             }
         }
         if let Some(p) = &self.pps {

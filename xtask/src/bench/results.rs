@@ -1,6 +1,6 @@
 //! The results of every part, the summary table and the JSON object of `--json`.
 
-use super::costs::{CostWindow, Costs};
+use super::costs::{CostWindow, Costs, DropCostWindow};
 use super::flood::FloodLevel;
 use super::machine::Machine;
 use super::memory::{Labelled, Memory};
@@ -80,6 +80,38 @@ impl Results {
             })
             .collect();
         Spread::of(&v)
+    }
+
+    fn drop_windows(&self) -> Vec<&DropCostWindow> {
+        self.costs.iter().flat_map(|c| &c.drop_windows).collect()
+    }
+
+    /// The drop program's ns per run (netlab's, or the empty one's) while b drops.
+    fn drop_cost(&self, empty: bool) -> Option<Spread> {
+        let v: Vec<f64> = self
+            .drop_windows()
+            .into_iter()
+            .filter(|w| (w.sample == 0) == empty)
+            .filter_map(|w| w.prog.ns_per_run())
+            .collect();
+        Spread::of(&v)
+    }
+
+    /// Per round: netlab's drop program's ns per run over the empty one's, and the share
+    /// of the sending CPU that difference took over the window.
+    fn drop_cost_over_empty(&self) -> Vec<(f64, f64)> {
+        let windows = self.drop_windows();
+        windows
+            .iter()
+            .filter(|w| w.sample != 0)
+            .filter_map(|w| {
+                let empty = windows
+                    .iter()
+                    .find(|e| e.round == w.round && e.sample == 0)?;
+                let over = w.prog.ns_per_run()? - empty.prog.ns_per_run()?;
+                Some((over, w.cpu_share(over)))
+            })
+            .collect()
     }
 
     /// The skipped UDP through BPF_PROG_TEST_RUN with the statistics off.
@@ -170,6 +202,9 @@ impl Results {
         let icmp1_over = self.cost_over_empty("icmp", Some(1));
         let icmp100 = self.cost_spread("icmp", Some(100));
         let icmp1 = self.cost_spread("icmp", Some(1));
+        let drop_over = self.drop_cost_over_empty();
+        let drop_over_ns = Spread::of(&drop_over.iter().map(|d| d.0).collect::<Vec<_>>());
+        let drop_share = Spread::of(&drop_over.iter().map(|d| d.1).collect::<Vec<_>>());
         let netlab = Spread::of(&self.ratios(Receiver::Reads, Observer::Netlab));
         let filtered = Spread::of(&self.ratios(Receiver::Reads, Observer::TcpdumpFiltered));
         let full = Spread::of(&self.ratios(Receiver::Reads, Observer::TcpdumpFull));
@@ -378,6 +413,47 @@ impl Results {
                 |v| v >= 0.98,
             ),
             Row {
+                met: None,
+                ..spread_row(
+                    "kfree_skb program, every datagram dropped (ns/run)",
+                    "",
+                    self.drop_cost(false),
+                    1,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "empty kfree_skb raw tracepoint program, same (ns/run)",
+                    "",
+                    self.drop_cost(true),
+                    1,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "same, over the empty program (ns/run)",
+                    "drop_ns_over_empty",
+                    drop_over_ns,
+                    1,
+                    "",
+                    |_| true,
+                )
+            },
+            spread_row(
+                "same × runs: share of the sending CPU (the rate it costs)",
+                "drop_prog_cpu_share",
+                drop_share,
+                4,
+                "≤ 0.02",
+                |v| v <= 0.02,
+            ),
+            Row {
                 what: "ICMP events/s delivered without loss",
                 key: "events_per_s_no_loss",
                 value: lossless.map(FloodLevel::events_per_s),
@@ -528,6 +604,7 @@ impl Results {
                     | "pps_ratio_tcpdump_filtered"
                     | "pps_ratio_tcpdump_full" => 4,
                     "events_per_s_no_loss" | "pipeline_events_per_s" => 0,
+                    "drop_prog_cpu_share" => 4,
                     "attach_500_s" | "attach_500_floor_s" | "restart_500_s" => 3,
                     _ => 2,
                 };
@@ -581,7 +658,7 @@ impl Results {
 }
 
 /// The keys of `--json`, in order.
-const JSON_KEYS: [&str; 17] = [
+const JSON_KEYS: [&str; 19] = [
     "skip_ns_per_pkt",
     "icmp_ns_per_pkt_sample100",
     "skip_ns_over_empty",
@@ -599,6 +676,8 @@ const JSON_KEYS: [&str; 17] = [
     "attach_500_floor_s",
     "restart_500_s",
     "daemon_rss_500_1000_mib",
+    "drop_ns_over_empty",
+    "drop_prog_cpu_share",
 ];
 
 fn json_value(v: Option<f64>, decimals: usize) -> String {

@@ -187,6 +187,7 @@ sc_load() {
     net_up || fail "cannot make the namespaces and bridge"
     start_watch w --iface v1 --duration 60 || fail "netlab watch did not start: $(last_error "$W/w.err")"
     progs=$(netlab_progs)
+    drop_type=$(bpftool prog show 2>/dev/null | sed -n 's/^[0-9]*: \([a-z_]*\) *name netlab_kfree.*/\1/p' | head -n 1)
     stop_watch w
     mode=$(sed -n 's/.*watching [0-9]* interfaces\{0,1\} (\([a-z-]*\)).*/\1/p' "$W/w.err" | head -n 1)
     warn=$(grep 'netlab: warn' "$W/w.err" | head -n 1)
@@ -196,6 +197,13 @@ sc_load() {
     done
     expect mode "$mode" "$EXPECT_MODE"
     expect exit "$(cat "$W/w.rc")" 0
+    # Where kfree_skb gives reasons, the raw tracepoint (the classic one is the fallback for
+    # a raw program the verifier refused: slower on every drop, and silent otherwise).
+    if [ "$HAS_REASON" = 1 ]; then
+        expect drop_program "$drop_type" raw_tracepoint
+    else
+        expect drop_program "$drop_type" tracepoint
+    fi
     if [ -s "$W/bad" ]; then
         # What the drop program needs from this kernel, for whoever reads the failure.
         f=/sys/kernel/tracing/events/skb/kfree_skb/format
@@ -203,7 +211,7 @@ sc_load() {
         say "[load] BTF has enum skb_drop_reason: $(bpftool btf dump file /sys/kernel/btf/vmlinux 2>/dev/null | grep -c "ENUM 'skb_drop_reason'")"
         fail "$(mismatches); programs: $progs; ${warn:-no warning}"
     fi
-    pass "mode $mode; programs: $progs"
+    pass "mode $mode; drop program on $drop_type; programs: $progs"
 }
 
 # Exact counts: every echo request and reply on both directions of both host-side veths.
