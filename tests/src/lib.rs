@@ -27,6 +27,7 @@ pub mod raw_socket;
 pub mod reliability;
 pub mod rotel;
 pub mod schemathesis;
+pub mod swarm;
 pub mod tcpdump;
 pub mod topology;
 pub mod watch;

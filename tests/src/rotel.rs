@@ -74,15 +74,35 @@ impl Collector {
     /// 127.0.0.1), every log record and metric printed, nothing forwarded; waits until it
     /// says it started.
     pub fn start(grpc_port: u16, http_port: u16) -> anyhow::Result<Collector> {
+        Self::start_in(None, "127.0.0.1", grpc_port, http_port)
+    }
+
+    /// [`Collector::start`] on `addr`, in network namespace `netns` (`ip netns` name) when
+    /// given: a collector other hosts (other namespaces) send to.
+    pub fn start_in(
+        netns: Option<&str>,
+        addr: &str,
+        grpc_port: u16,
+        http_port: u16,
+    ) -> anyhow::Result<Collector> {
         let mut command = command().map_err(anyhow::Error::msg)?;
+        if let Some(ns) = netns {
+            let mut inside = Command::new("nsenter");
+            inside
+                .arg(format!("--net={}/{ns}", crate::host::netns::NETNS_RUN_DIR))
+                .arg("--")
+                .arg(command.get_program())
+                .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))));
+            command = inside;
+        }
         let output =
             std::env::temp_dir().join(format!("{}.log", crate::host::netns::unique_name("rotel")));
         let file = std::fs::File::create(&output)?;
         command
             .args(["start", "--otlp-grpc-endpoint"])
-            .arg(format!("127.0.0.1:{grpc_port}"))
+            .arg(format!("{addr}:{grpc_port}"))
             .arg("--otlp-http-endpoint")
-            .arg(format!("127.0.0.1:{http_port}"))
+            .arg(format!("{addr}:{http_port}"))
             .args([
                 "--exporter",
                 "blackhole",
@@ -102,9 +122,20 @@ impl Collector {
             output,
             http_port,
         };
+        let listens = || match netns {
+            None => std::net::TcpStream::connect((addr, http_port)).is_ok(),
+            Some(ns) => Command::new("nsenter")
+                .arg(format!("--net={}/{ns}", crate::host::netns::NETNS_RUN_DIR))
+                .args(["--", "bash", "-c"])
+                .arg(format!("exec 3<>/dev/tcp/{addr}/{http_port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok() {
+            if listens() {
                 return Ok(collector);
             }
             if let Some(status) = collector.child.try_wait()? {
@@ -115,7 +146,7 @@ impl Collector {
             }
             anyhow::ensure!(
                 std::time::Instant::now() < deadline,
-                "rotel-agent does not listen on 127.0.0.1:{http_port} after 30 s:\n{}",
+                "rotel-agent does not listen on {addr}:{http_port} after 30 s:\n{}",
                 collector.text()
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -155,6 +186,8 @@ pub struct Point {
     pub metric: String,
     pub attrs: std::collections::BTreeMap<String, String>,
     pub value: f64,
+    /// The index in [`Received::resources`] of the resource it came with.
+    pub resource: usize,
 }
 
 /// One log record: its body and attributes.
@@ -246,6 +279,7 @@ pub fn parse(text: &str) -> Received {
                 metric: metric.clone(),
                 attrs: Default::default(),
                 value: f64::NAN,
+                resource: r.resources.len().saturating_sub(1),
             });
             section = In::Point;
         } else if t.starts_with("LogRecord #") {
@@ -314,6 +348,8 @@ HistogramDataPoints #0\nData point attributes:\n     -> netlab.ping.source: Str(
         let r = parse(text);
         assert_eq!(r.resources.len(), 2);
         assert_eq!(r.resources[0]["host.name"], "h1");
+        // The metrics came with the second resource (the first was the logs').
+        assert!(r.points.iter().all(|p| p.resource == 1));
         assert_eq!(r.logs.len(), 1);
         assert_eq!(r.logs[0].body, "a drop");
         assert_eq!(r.logs[0].attrs["netlab.rule.text"], "PREROUTING -j DROP");

@@ -3,10 +3,13 @@
 //!
 //! The image is built with `cargo xtask image`, and run with the README's own commands,
 //! read from README.md with their names made unique: the `docker run` one, and the Swarm
-//! service's flags as a `docker run` (this machine's engine is not made a Swarm). In each,
-//! the daemon must label a ping between two containers of the test exactly as on the host,
-//! serve its API on the socket the README mounts, and leave nothing behind once
-//! `docker stop` stops it.
+//! service's flags as a `docker run` (on this machine's engine, which is not made a Swarm).
+//! In each, the daemon must label a ping between two containers of the test exactly as on
+//! the host, serve its API on the socket the README mounts, and leave nothing behind once
+//! `docker stop` stops it. Then the Swarm service itself, as written, on a two-node Swarm of
+//! two engines of the test's own (`netlab_tests::swarm`): a netlab on each node, each
+//! exporting its node's pings over OTLP with its node's id, nothing left after
+//! `docker service rm`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,8 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use netlab_tests::bpf_state::{assert_detached, BpfSnapshot};
 use netlab_tests::daemon::EventStream;
-use netlab_tests::docker::{docker, docker_status, Container, HostNetns, Network};
+use netlab_tests::docker::{docker, docker_status, Container, HostNetns, Network, BUSYBOX_IMAGE};
 use netlab_tests::docker_or_skip;
+use netlab_tests::rotel::{self, Collector};
+use netlab_tests::swarm::{self, Node, Swarm, NODE_ADDRS};
 use serde_json::Value;
 
 /// Echo requests sent.
@@ -27,6 +32,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENTS_TIMEOUT: Duration = Duration::from_secs(10);
 /// The heading of the README's section whose first `docker run` line is the command.
 const SECTION: &str = "## netlab as a container";
+/// How long the daemons' first exports may take to reach the collector.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The collector's ports on node 1 (a namespace of the test's, where nothing else listens).
+const OTLP_GRPC_PORT: u16 = 4317;
+const OTLP_HTTP_PORT: u16 = 4318;
 /// Where the daemon's pins live (the README mounts the host's bpffs).
 const PIN_DIR: &str = "/sys/fs/bpf/netlab";
 
@@ -382,5 +392,235 @@ fn labels_pings_and_leaves_nothing_behind(args: &[String], xtask_args: &[&str]) 
     drop(container);
     drop((a, b));
     net.remove()?;
+    Ok(())
+}
+
+/// A service's tasks, removed (`docker service rm` on the manager) when dropped.
+struct Service<'a> {
+    manager: &'a Node,
+    name: String,
+}
+
+impl Drop for Service<'_> {
+    fn drop(&mut self) {
+        let _ = self.manager.docker(&["service", "rm", &self.name]);
+    }
+}
+
+/// The containers of service `name` running on `node`.
+fn tasks_on(node: &Node, name: &str) -> Result<Vec<String>> {
+    Ok(node
+        .docker(&[
+            "ps",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={name}"),
+            "--format",
+            "{{.Names}}",
+        ])?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The interfaces of network namespace `ns`.
+fn interfaces_of(ns: &str) -> Result<Vec<String>> {
+    let listed = netlab_tests::ns_exec(ns, "ip -o link show")?;
+    Ok(listed
+        .lines()
+        .filter_map(|l| {
+            let name = l.split(": ").nth(1)?;
+            Some(name.split('@').next()?.to_owned())
+        })
+        .collect())
+}
+
+/// The README's Swarm service, run as written (`--mode global`) on a two-node Swarm of two
+/// engines of this machine (see `netlab_tests::swarm`), the image's command given OTLP
+/// flags: one netlab per node, each counting its own node's pings (ping's statistics the
+/// witness) and exporting them to one collector with its node's Swarm id; `docker service
+/// rm` leaves nothing of netlab on either node.
+#[test]
+fn the_readme_service_runs_one_netlab_per_swarm_node() -> Result<()> {
+    let _bin = docker_or_skip!();
+    if let Err(reason) = rotel::command() {
+        println!("skipping: {reason}");
+        return Ok(());
+    }
+    let args = readme_command("docker service create ")?;
+    ensure!(
+        args.windows(2).any(|w| w == ["--mode", "global"]),
+        "the README's service is not global: {args:?}"
+    );
+    let image = args.last().context("the README's service names no image")?;
+    let mut xtask = Command::new("cargo");
+    xtask.args(["xtask", "image"]).current_dir(workspace());
+    let status = xtask.status().context("running `cargo xtask image`")?;
+    ensure!(status.success(), "`cargo xtask image` failed ({status})");
+
+    let before = BpfSnapshot::take()?;
+    let swarm = Swarm::create("svc")?;
+    for node in &swarm.nodes {
+        node.load_image(image)?;
+        node.load_image(BUSYBOX_IMAGE)?;
+    }
+    let ids = swarm.node_ids()?;
+    ensure!(
+        ids.iter().all(|id| !id.is_empty()) && ids[0] != ids[1],
+        "the nodes' Swarm ids: {ids:?}"
+    );
+    let manager = swarm.manager();
+    let collector = Collector::start_in(
+        Some(manager.netns.name()),
+        NODE_ADDRS[0],
+        OTLP_GRPC_PORT,
+        OTLP_HTTP_PORT,
+    )?;
+
+    // The README's command as written, with a name of this test's, and the image's own
+    // command with the collector on node 1 added.
+    let name = format!("nlt-netlab-svc-{}", std::process::id());
+    let mut svc = args.clone();
+    let at = svc
+        .iter()
+        .position(|a| a == "--name")
+        .context("the README's service has no --name")?;
+    svc[at + 1] = name.clone();
+    let endpoint = format!("http://{}:{OTLP_HTTP_PORT}", NODE_ADDRS[0]);
+    svc.extend(
+        [
+            "daemon",
+            "--cleanup-on-exit",
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-interval",
+            "1",
+        ]
+        .map(str::to_owned),
+    );
+    let refs: Vec<&str> = svc.iter().map(String::as_str).collect();
+    manager
+        .docker(&refs)
+        .with_context(|| format!("docker {}", svc.join(" ")))?;
+    let service = Service {
+        manager,
+        name: name.clone(),
+    };
+    println!("created: docker {}", svc.join(" "));
+
+    // One task per node, each with its daemon's socket in that node's /run/netlab.
+    let deadline = Instant::now() + READY_TIMEOUT;
+    for node in &swarm.nodes {
+        let pid = node.pid().context("a node without dockerd")?;
+        loop {
+            let tasks = tasks_on(node, &name)?;
+            if tasks.len() == 1 && swarm::exists_in(pid, Path::new("/run/netlab/netlab.sock")) {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "no netlab task answering on {} after {} s (tasks there: {tasks:?}):\n{}",
+                node.hostname,
+                READY_TIMEOUT.as_secs(),
+                manager.docker(&["service", "ps", "--no-trunc", &name])?
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    // On each node, two containers of one network, and a ping between them.
+    let mut pinged = Vec::new();
+    for (i, node) in swarm.nodes.iter().enumerate() {
+        let net = format!("nlt-svc-net-{}-{i}", std::process::id());
+        node.docker(&["network", "create", &net])?;
+        let (a, b) = (format!("{net}-a"), format!("{net}-b"));
+        for c in [&a, &b] {
+            node.docker(&[
+                "run",
+                "-d",
+                "--name",
+                c,
+                "--network",
+                &net,
+                BUSYBOX_IMAGE,
+                "sleep",
+                "300",
+            ])?;
+        }
+        let b_ip = node.docker(&[
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &b,
+        ])?;
+        let ping = node.docker(&["exec", &a, "ping", "-c", &PINGS.to_string(), b_ip.trim()])?;
+        ensure!(
+            received(&ping)? == PINGS as usize,
+            "ping on {}: {ping}",
+            node.hostname
+        );
+        pinged.push(a);
+    }
+
+    // Each node's requests, exported by that node's netlab with that node's id.
+    let exported = |r: &rotel::Received, i: usize| -> f64 {
+        let latest = r.points.iter().rfind(|p| {
+            p.metric == "netlab.packets"
+                && p.attrs.get("container.name") == Some(&pinged[i])
+                && p.attrs.get("netlab.packet.kind").map(String::as_str)
+                    == Some("icmp-echo-request")
+                && p.attrs.get("network.io.direction").map(String::as_str) == Some("receive")
+                && r.resources
+                    .get(p.resource)
+                    .and_then(|res| res.get("netlab.docker.swarm.node.id"))
+                    == Some(&ids[i])
+        });
+        latest.map_or(0.0, |p| p.value)
+    };
+    let deadline = Instant::now() + EXPORT_TIMEOUT;
+    loop {
+        let r = collector.received();
+        let got = [exported(&r, 0), exported(&r, 1)];
+        if got == [f64::from(PINGS); 2] {
+            println!("exported: {got:?} echo requests, node ids {ids:?}");
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "after {} s the collector has {got:?} echo requests from {pinged:?} with node ids \
+             {ids:?}, expected {PINGS} each; resources: {:#?}",
+            EXPORT_TIMEOUT.as_secs(),
+            r.resources
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Removing the service stops both daemons, which detach and unpin on their way out.
+    drop(service);
+    let deadline = Instant::now() + READY_TIMEOUT;
+    for node in &swarm.nodes {
+        let pid = node.pid().context("a node without dockerd")?;
+        while !tasks_on(node, &name)?.is_empty() {
+            ensure!(
+                Instant::now() < deadline,
+                "netlab still runs on {} {} s after `docker service rm`",
+                node.hostname,
+                READY_TIMEOUT.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        for left in ["/sys/fs/bpf/netlab", "/run/netlab/netlab.sock"] {
+            ensure!(
+                !swarm::exists_in(pid, Path::new(left)),
+                "{left} is left on {} after `docker service rm`",
+                node.hostname
+            );
+        }
+        let ifaces = interfaces_of(node.netns.name())?;
+        let refs: Vec<&str> = ifaces.iter().map(String::as_str).collect();
+        assert_detached(node.netns.name(), &refs, &before)
+            .with_context(|| format!("on {} after `docker service rm`", node.hostname))?;
+    }
+    drop(collector);
+    drop(swarm);
     Ok(())
 }
