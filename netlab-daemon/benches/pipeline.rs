@@ -180,6 +180,7 @@ fn topology() -> Topology {
     let snap = DockerSnapshot {
         networks,
         containers,
+        overlays: Vec::new(),
     };
     Topology::build(Some(&snap), &host_links, &[], &scans)
 }

@@ -121,11 +121,28 @@ pub struct ContainerInfo {
     pub endpoints: Vec<EndpointInfo>,
 }
 
+/// A Swarm overlay network: its containers on different hosts reach each other through
+/// VXLAN, over a bridge (`br0`) in a namespace of the engine's own, not the host's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OverlayInfo {
+    pub id: String,
+    pub name: String,
+    pub subnets: Vec<Subnet>,
+    /// The VXLAN network identifier of each subnet, in order
+    /// (`com.docker.network.driver.overlay.vxlanid_list`).
+    pub vnis: Vec<u32>,
+    /// The ingress network, which carries the published ports of services.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ingress: bool,
+}
+
 /// Everything Docker told us at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DockerSnapshot {
     pub networks: Vec<NetworkInfo>,
     pub containers: Vec<ContainerInfo>,
+    /// Swarm overlay networks this engine knows.
+    pub overlays: Vec<OverlayInfo>,
 }
 
 /// What the engine says of itself.
@@ -191,6 +208,35 @@ pub fn network_info(n: &Network) -> Option<NetworkInfo> {
     })
 }
 
+/// The overlay network described by `n`, or `None` for other drivers.
+pub fn overlay_info(n: &Network) -> Option<OverlayInfo> {
+    if n.driver.as_deref() != Some("overlay") {
+        return None;
+    }
+    let id = n.id.clone()?;
+    let subnets = n
+        .ipam
+        .as_ref()
+        .and_then(|i| i.config.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.subnet.as_deref().and_then(Subnet::parse))
+        .collect();
+    let vnis = n
+        .options
+        .as_ref()
+        .and_then(|o| o.get("com.docker.network.driver.overlay.vxlanid_list"))
+        .map(|l| l.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    Some(OverlayInfo {
+        name: n.name.clone().unwrap_or_else(|| id.clone()),
+        id,
+        subnets,
+        vnis,
+        ingress: n.ingress.unwrap_or(false),
+    })
+}
+
 /// The running container described by `c`, or `None` when it is not running.
 pub fn container_info(c: &ContainerInspectResponse) -> Option<ContainerInfo> {
     let state = c.state.as_ref()?;
@@ -239,6 +285,40 @@ pub fn container_info(c: &ContainerInspectResponse) -> Option<ContainerInfo> {
         pid,
         endpoints,
     })
+}
+
+/// The bridge network through which the containers of Swarm overlay networks reach the
+/// outside (and the ingress network's sandbox, `ingress_sbox`, its published ports).
+pub const GWBRIDGE: &str = "docker_gwbridge";
+
+/// Adds to each of `containers` its endpoint on [`GWBRIDGE`] (`gw`), as the network's
+/// inspect lists it (keyed by container id; the container's own inspect omits that leg), so
+/// that its veth there is known as Docker's. Endpoints of no running container
+/// (`ingress-sbox`) are left out.
+pub fn add_gwbridge_endpoints(
+    gw: &NetworkInfo,
+    inspect: &bollard::models::NetworkInspect,
+    containers: &mut [ContainerInfo],
+) {
+    for (id, ep) in inspect.containers.iter().flatten() {
+        let Some(c) = containers.iter_mut().find(|c| &c.id == id) else {
+            continue;
+        };
+        if c.endpoints.iter().any(|e| e.network_id == gw.id) {
+            continue;
+        }
+        let ips = [&ep.ipv4_address, &ep.ipv6_address]
+            .into_iter()
+            .filter_map(|a| a.as_deref()?.split('/').next()?.parse().ok())
+            .collect();
+        c.endpoints.push(EndpointInfo {
+            network_id: gw.id.clone(),
+            network: gw.name.clone(),
+            ips,
+            mac: ep.mac_address.as_deref().and_then(|m| m.parse().ok()),
+        });
+        c.endpoints.sort_by(|a, b| a.network.cmp(&b.network));
+    }
 }
 
 /// How many containers [`DockerClient::snapshot_cached`] inspects at once. Each inspect is a
@@ -302,6 +382,8 @@ impl DockerClient {
             .list_networks(None)
             .await
             .map_err(req("list networks"))?;
+        let mut overlays: Vec<OverlayInfo> = networks.iter().filter_map(overlay_info).collect();
+        overlays.sort_by(|a, b| a.name.cmp(&b.name));
         let mut networks: Vec<NetworkInfo> = networks.iter().filter_map(network_info).collect();
         networks.sort_by(|a, b| a.name.cmp(&b.name));
         let list = self
@@ -346,10 +428,18 @@ impl DockerClient {
             }
         }
         cache.retain(|id, _| running.contains(id));
+        // A Swarm host: the containers' legs on docker_gwbridge, which their inspect omits.
+        if let Some(gw) = networks.iter().find(|n| n.name == GWBRIDGE) {
+            match self.docker.inspect_network(&gw.id, None).await {
+                Ok(inspect) => add_gwbridge_endpoints(gw, &inspect, &mut containers),
+                Err(e) => log::debug!("inspect network {GWBRIDGE}: {e}"),
+            }
+        }
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(DockerSnapshot {
             networks,
             containers,
+            overlays,
         })
     }
 
@@ -422,6 +512,29 @@ pub fn event_matters(ev: &EventMessage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The overlay networks of `GET /networks` on node 1 of the Swarm of `tests/swarm.rs`
+    /// (Docker 28.5), recorded: an attachable network of the test's and the ingress.
+    const OVERLAYS: &str = r#"[{"Name":"nlt-ovl-net-14472-6","Id":"6rocc3q1e4lncjlatzbd0ql6r","Created":"2026-12-02T00:48:36.675511556Z","Scope":"swarm","Driver":"overlay","EnableIPv4":true,"EnableIPv6":false,"IPAM":{"Driver":"default","Options":null,"Config":[{"Subnet":"10.0.1.0/24","Gateway":"10.0.1.1"}]},"Internal":false,"Attachable":true,"Ingress":false,"ConfigFrom":{"Network":""},"ConfigOnly":false,"Containers":null,"Options":{"com.docker.network.driver.overlay.vxlanid_list":"4097"},"Labels":null},{"Name":"ingress","Id":"842nbhpr15jpaqq9debx7nfyc","Created":"2026-12-02T00:48:36.157944774Z","Scope":"swarm","Driver":"overlay","EnableIPv4":true,"EnableIPv6":false,"IPAM":{"Driver":"default","Options":null,"Config":[{"Subnet":"10.0.0.0/24","Gateway":"10.0.0.1"}]},"Internal":false,"Attachable":false,"Ingress":true,"ConfigFrom":{"Network":""},"ConfigOnly":false,"Containers":null,"Options":{"com.docker.network.driver.overlay.vxlanid_list":"4096"},"Labels":null}]"#;
+
+    #[test]
+    fn overlay_networks_with_their_vxlan_ids() {
+        let list: Vec<Network> = serde_json::from_str(OVERLAYS).expect("networks");
+        let overlays: Vec<OverlayInfo> = list.iter().filter_map(overlay_info).collect();
+        assert_eq!(overlays.len(), 2);
+        let (ovl, ingress) = (&overlays[0], &overlays[1]);
+        assert_eq!(ovl.name, "nlt-ovl-net-14472-6");
+        assert_eq!(ovl.subnets[0].to_string(), "10.0.1.0/24");
+        assert_eq!((ovl.vnis.as_slice(), ovl.ingress), (&[4097][..], false));
+        assert_eq!(
+            (ingress.vnis.as_slice(), ingress.ingress),
+            (&[4096][..], true)
+        );
+        // Overlays are not bridge networks, and bridges are not overlays.
+        assert!(list.iter().all(|n| network_info(n).is_none()));
+        let bridges: Vec<Network> = serde_json::from_str(NETWORKS).expect("networks");
+        assert!(bridges.iter().all(|n| overlay_info(n).is_none()));
+    }
 
     /// `GET /networks` of a Docker 20.10 engine (API 1.41), trimmed.
     const NETWORKS: &str = r#"[

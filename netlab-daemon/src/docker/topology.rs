@@ -12,6 +12,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::docker::engine::OverlayInfo;
+use crate::docker::engine::GWBRIDGE;
 use crate::docker::{ContainerInfo, DockerSnapshot, NetworkInfo};
 use crate::kernel::links::{Addr, Link, LinkKind};
 use crate::model::decode::Mac;
@@ -31,7 +33,8 @@ pub enum Role {
     ContainerVeth,
     /// A veth enslaved to a Docker bridge by hand (or not made by Docker).
     ManualVeth,
-    /// A bridge port whose other end is unknown (no Docker engine to ask).
+    /// A bridge port whose other end is unknown: no Docker engine to ask, or a port of
+    /// `docker_gwbridge` that is no known container's (the ingress network's sandbox).
     Veth,
     /// An interface named on the command line (`--iface`).
     Interface,
@@ -126,6 +129,21 @@ pub struct ContainerView {
     pub interfaces: Vec<ContainerIface>,
 }
 
+/// A Swarm overlay network and this host's containers on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OverlayView {
+    #[serde(flatten)]
+    pub info: OverlayInfo,
+    pub containers: Vec<OverlayMember>,
+}
+
+/// A container of this host on an overlay network, with its addresses there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OverlayMember {
+    pub name: String,
+    pub ips: Vec<IpAddr>,
+}
+
 /// A bridge network with its bridge's state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NetworkView {
@@ -143,6 +161,9 @@ pub struct Topology {
     pub networks: Vec<NetworkView>,
     pub containers: Vec<ContainerView>,
     pub observed: Vec<ObservedIface>,
+    /// Swarm overlay networks, with this host's containers on them (none on other hosts).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<OverlayView>,
     #[serde(skip)]
     by_ifindex: LabelMap<u32, usize>,
     #[serde(skip)]
@@ -323,6 +344,7 @@ impl Topology {
         for p in ports {
             let master = p.master.and_then(|m| by_index.get(&m));
             let net = p.master.and_then(|m| bridges.get(&m).copied().flatten());
+            let on_gwbridge = net.is_some_and(|n| n.name == GWBRIDGE);
             let (role, container, peer) = match peer_of.get(&p.ifindex) {
                 Some((c, inner)) => {
                     let made_by_docker = match (net, inner.mac) {
@@ -372,6 +394,9 @@ impl Topology {
                         });
                     (role, Some(c.name.clone()), Some(inner.name.clone()))
                 }
+                // Docker's port of a sandbox netlab cannot enter (`ingress_sbox`, which no
+                // process holds) or of a container not known yet: not hand-made.
+                None if on_gwbridge => (Role::Veth, None, None),
                 None if docker.is_some() => (Role::ManualVeth, None, None),
                 None => (Role::Veth, None, None),
             };
@@ -383,8 +408,12 @@ impl Topology {
                 && p.peer_ifindex
                     .and_then(|i| by_index.get(&i))
                     .is_some_and(|q| q.peer_ifindex == Some(p.ifindex));
-            let unresolved =
-                docker.is_some() && container.is_none() && (p.peer_netnsid.is_some() || peer_here);
+            // A port of docker_gwbridge never holds events back: the ingress network's
+            // sandbox has one that no container will ever claim.
+            let unresolved = docker.is_some()
+                && container.is_none()
+                && !on_gwbridge
+                && (p.peer_netnsid.is_some() || peer_here);
             t.observed.push(ObservedIface {
                 ifindex: p.ifindex,
                 name: p.name.clone(),
@@ -405,6 +434,24 @@ impl Topology {
                 t.networks.push(NetworkView {
                     info: n.clone(),
                     bridge_present: by_name.contains_key(n.bridge.as_str()),
+                });
+            }
+            for o in &d.overlays {
+                let mut containers: Vec<OverlayMember> = d
+                    .containers
+                    .iter()
+                    .filter_map(|c| {
+                        let e = c.endpoints.iter().find(|e| e.network_id == o.id)?;
+                        Some(OverlayMember {
+                            name: c.name.clone(),
+                            ips: e.ips.clone(),
+                        })
+                    })
+                    .collect();
+                containers.sort_by(|a, b| a.name.cmp(&b.name));
+                t.overlays.push(OverlayView {
+                    info: o.clone(),
+                    containers,
                 });
             }
             for c in &d.containers {
@@ -567,6 +614,7 @@ pub(crate) mod tests {
                     endpoints: vec![ep(&prod, "172.21.0.2", 0x12)],
                 },
             ],
+            overlays: Vec::new(),
         };
         let mut br_dev = link(3, "br-8be916360cbc", LinkKind::Bridge);
         br_dev.mac = Some(Mac([0x02, 0x42, 0, 0, 0, 1]));
@@ -723,6 +771,114 @@ pub(crate) mod tests {
             .expect("still observed: it is on a Docker bridge");
         assert_eq!(v.container, None);
         assert_eq!(v.role, Role::ManualVeth);
+    }
+
+    /// The course lab on a Swarm node: AppProd also on an overlay, so with a leg on
+    /// docker_gwbridge (eth2 inside, veth5555555 on the bridge), beside the ingress
+    /// network's sandbox's leg (veth6666666, its peer in a namespace no process holds).
+    /// `gwbridge` is docker_gwbridge's inspect, as the engine answers it.
+    fn on_a_swarm_node(gwbridge: &str) -> Topology {
+        let (mut snap, mut links, mut scans) = course_lab();
+        let gw = NetworkInfo {
+            id: "9ea75d54fba2f58799087cdf233e79751ffeed8bd4de3d0d8755c4188afd8352".into(),
+            name: GWBRIDGE.into(),
+            driver: "bridge".into(),
+            bridge: GWBRIDGE.into(),
+            subnets: vec![Subnet::parse("172.17.0.0/16").expect("subnet")],
+            gateways: vec!["172.17.0.1".parse().expect("ip")],
+            internal: false,
+            icc: false,
+        };
+        let inspect: bollard::models::NetworkInspect =
+            serde_json::from_str(gwbridge).expect("a network inspect");
+        crate::docker::engine::add_gwbridge_endpoints(&gw, &inspect, &mut snap.containers);
+        snap.networks.push(gw);
+        let overlay = OverlayInfo {
+            id: "q9x8w7v6u5t4".into(),
+            name: "ovl".into(),
+            subnets: vec![Subnet::parse("10.0.1.0/24").expect("subnet")],
+            vnis: vec![4097],
+            ingress: false,
+        };
+        if let Some(c) = snap.containers.iter_mut().find(|c| c.name == "AppProd") {
+            c.endpoints.push(EndpointInfo {
+                network_id: overlay.id.clone(),
+                network: overlay.name.clone(),
+                ips: vec!["10.0.1.3".parse().expect("ip")],
+                mac: Some(Mac([0x02, 0x42, 0x0a, 0, 1, 3])),
+            });
+        }
+        snap.overlays.push(overlay);
+        let mut br = link(30, GWBRIDGE, LinkKind::Bridge);
+        br.mac = Some(Mac([0x02, 0x42, 0, 0, 0, 0x30]));
+        let mut port = link(31, "veth5555555", LinkKind::Veth);
+        port.master = Some(30);
+        port.peer_ifindex = Some(6);
+        port.peer_netnsid = Some(2);
+        let mut sbox = link(32, "veth6666666", LinkKind::Veth);
+        sbox.master = Some(30);
+        sbox.peer_ifindex = Some(7);
+        sbox.peer_netnsid = Some(3);
+        links.extend([br, port, sbox]);
+        let appprod = scans.get_mut("c-appprod").expect("AppProd's namespace");
+        let mut eth2 = link(6, "eth2", LinkKind::Veth);
+        eth2.peer_ifindex = Some(31);
+        eth2.mac = Some(Mac([0x72, 0xe4, 0x15, 0x3e, 0x5f, 0x32]));
+        appprod.links.push(eth2);
+        appprod.addrs.push(Addr {
+            ifindex: 6,
+            ip: "172.17.0.3".parse().expect("ip"),
+            prefix: 16,
+        });
+        Topology::build(Some(&snap), &links, &[], &scans)
+    }
+
+    /// docker_gwbridge's inspect (`GET /networks/{id}`) on node 1 of the Swarm of
+    /// `tests/swarm.rs` (Docker 28.5), recorded: a container's endpoint, keyed by its id,
+    /// and the ingress sandbox's.
+    const GWBRIDGE_INSPECT: &str = r#"{"Name":"docker_gwbridge","Id":"9ea75d54fba2f58799087cdf233e79751ffeed8bd4de3d0d8755c4188afd8352","Created":"2026-12-02T00:48:36.360531409Z","Scope":"local","Driver":"bridge","EnableIPv4":true,"EnableIPv6":false,"IPAM":{"Driver":"default","Options":null,"Config":[{"Subnet":"172.17.0.0/16","Gateway":"172.17.0.1"}]},"Internal":false,"Attachable":false,"Ingress":false,"ConfigFrom":{"Network":""},"ConfigOnly":false,"Containers":{"87f26a7bc3f15e8931877fb32ca929d02f4438fe3d984b550473d4e139d70ef3":{"Name":"gateway_758c0a56e4b1","EndpointID":"aa37e98a1322b1a926f720788f85364eaaf8de2d0d8e28028f76422e7613fa3f","MacAddress":"72:e4:15:3e:5f:32","IPv4Address":"172.17.0.3/16","IPv6Address":""},"ingress-sbox":{"Name":"gateway_ingress-sbox","EndpointID":"e81071c47a67f313658b5a316c9ab472cad7fa0bd0d7e4cf977c076218247d8b","MacAddress":"7e:2d:6c:38:a3:ce","IPv4Address":"172.17.0.2/16","IPv6Address":""}},"Options":{"com.docker.network.bridge.enable_icc":"false","com.docker.network.bridge.enable_ip_masquerade":"true","com.docker.network.bridge.name":"docker_gwbridge"},"Labels":{}}"#;
+    /// The container whose endpoint [`GWBRIDGE_INSPECT`] lists.
+    const GWBRIDGE_CONTAINER: &str =
+        "87f26a7bc3f15e8931877fb32ca929d02f4438fe3d984b550473d4e139d70ef3";
+
+    #[test]
+    fn a_swarm_containers_leg_on_docker_gwbridge_is_dockers() {
+        let t = on_a_swarm_node(&GWBRIDGE_INSPECT.replace(GWBRIDGE_CONTAINER, "c-appprod"));
+        let leg = t.iface(31).expect("a port of docker_gwbridge");
+        assert_eq!(leg.role, Role::ContainerVeth);
+        assert_eq!(leg.container.as_deref(), Some("AppProd"));
+        assert_eq!(leg.network.as_deref(), Some(GWBRIDGE));
+        assert_eq!(leg.peer.as_deref(), Some("eth2"));
+        // The ingress sandbox's leg: Docker's, of no container, and it holds nothing back.
+        let sbox = t.iface(32).expect("a port of docker_gwbridge");
+        assert_eq!(sbox.role, Role::Veth);
+        assert!(sbox.container.is_none() && !sbox.unresolved);
+        assert!(!t.has_unresolved());
+        // The overlay is listed with AppProd on it, though none of its interfaces is here.
+        assert_eq!(t.overlays.len(), 1);
+        assert_eq!(t.overlays[0].info.vnis, vec![4097]);
+        assert_eq!(
+            t.overlays[0].containers,
+            vec![OverlayMember {
+                name: "AppProd".into(),
+                ips: vec!["10.0.1.3".parse().expect("ip")],
+            }]
+        );
+        let shown = crate::docker::view::render(&t);
+        assert!(
+            shown.contains("ovl")
+                && shown.contains("VNI 4097")
+                && shown.contains("AppProd 10.0.1.3"),
+            "{shown}"
+        );
+        // Without the network's own list (its inspect failed), AppProd's leg is still named
+        // but read as not Docker's: the inspect is what tells them apart.
+        let t = on_a_swarm_node(r#"{"Name":"docker_gwbridge","Containers":{}}"#);
+        let leg = t.iface(31).expect("a port of docker_gwbridge");
+        assert_eq!(
+            (leg.role, leg.container.as_deref()),
+            (Role::ManualVeth, Some("AppProd"))
+        );
     }
 
     #[test]

@@ -42,6 +42,45 @@ pub fn render(t: &Topology) -> String {
                 },
             );
         }
+        if !t.overlays.is_empty() {
+            // Their bridges live in namespaces of the engine's own: listed, not observed yet.
+            s.push_str("\nOVERLAY NETWORKS (Swarm; not observed)\n");
+            for o in &t.overlays {
+                let i = &o.info;
+                let subnets: Vec<String> = i.subnets.iter().map(|x| x.to_string()).collect();
+                let vnis: Vec<String> = i.vnis.iter().map(|x| x.to_string()).collect();
+                let members: Vec<String> = o
+                    .containers
+                    .iter()
+                    .map(|c| {
+                        let ips: Vec<String> = c.ips.iter().map(|x| x.to_string()).collect();
+                        format!("{} {}", c.name, ips.join(","))
+                    })
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  {:<12} {:<12}  overlay{}  subnet {}  VNI {}  here: {}",
+                    i.name,
+                    i.id.chars().take(12).collect::<String>(),
+                    if i.ingress { " (ingress)" } else { "" },
+                    if subnets.is_empty() {
+                        "-".into()
+                    } else {
+                        subnets.join(",")
+                    },
+                    if vnis.is_empty() {
+                        "-".into()
+                    } else {
+                        vnis.join(",")
+                    },
+                    if members.is_empty() {
+                        "no container".into()
+                    } else {
+                        members.join("; ")
+                    },
+                );
+            }
+        }
         s.push_str("\nCONTAINERS\n");
         if t.containers.is_empty() {
             s.push_str("  (no running container)\n");

@@ -626,6 +626,7 @@ fn facts_from_a_snapshot() {
                 mac: None,
             }],
         }],
+        overlays: Vec::new(),
     };
     let facts = DockerFacts::from_snapshot(&snapshot);
     assert_eq!(facts.networks.len(), 1);
