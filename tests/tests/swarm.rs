@@ -6,13 +6,20 @@
 //! netlab runs inside node 1 (its network, mount and UTS namespaces), as it would on that
 //! host, and talks to node 1's engine.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
+use netlab_tests::daemon::get_json;
 use netlab_tests::docker::{BUSYBOX_IMAGE, NO_DAEMON};
 use netlab_tests::docker_or_skip;
 use netlab_tests::host::cmd::run;
 use netlab_tests::host::netns::unique_name;
+use netlab_tests::host::process::Background;
 use netlab_tests::swarm::Swarm;
 use serde_json::Value;
+
+/// How long netlab's daemon on node 1 may take to watch.
+const DAEMON_READY: Duration = Duration::from_secs(30);
 
 /// A container on an overlay network also has a leg on docker_gwbridge, which its own
 /// inspect does not list. netlab must label that leg as the container's, Docker's own (a
@@ -106,6 +113,35 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
         ip.trim()
     );
     println!("overlay {net}: VNI {}, {name} at {}", vni.trim(), ip.trim());
+
+    // The map a daemon on node 1 serves lists the overlay with the container too.
+    let mut daemon = node.enter()?;
+    daemon.arg(&bin).args(["daemon", "--cleanup-on-exit"]);
+    let daemon = Background::start(daemon, "daemon: watching", DAEMON_READY)?;
+    let pid = node.pid().context("node 1 without its dockerd")?;
+    let socket = std::path::PathBuf::from(format!("/proc/{pid}/root/run/netlab/netlab.sock"));
+    let map = get_json(&socket, "/v1/map")?;
+    let stopped = daemon.stop(libc::SIGTERM)?;
+    anyhow::ensure!(
+        stopped.status.success(),
+        "the daemon on node 1 exited {}",
+        stopped.status
+    );
+    let listed = map["overlays"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["name"] == net.as_str());
+    anyhow::ensure!(
+        listed.is_some_and(|o| {
+            o["containers"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["name"] == name && c["ips"][0] == ip.trim())
+            })
+        }),
+        "the map lists overlays {}",
+        map["overlays"]
+    );
 
     node.docker(&["rm", "-f", &name])?;
     node.docker(&["network", "rm", &net])?;

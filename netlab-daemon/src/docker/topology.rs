@@ -841,9 +841,14 @@ pub(crate) mod tests {
     const GWBRIDGE_CONTAINER: &str =
         "87f26a7bc3f15e8931877fb32ca929d02f4438fe3d984b550473d4e139d70ef3";
 
+    /// [`on_a_swarm_node`] with the recorded docker_gwbridge, AppProd's endpoint on it.
+    pub fn swarm_node_topology() -> Topology {
+        on_a_swarm_node(&GWBRIDGE_INSPECT.replace(GWBRIDGE_CONTAINER, "c-appprod"))
+    }
+
     #[test]
     fn a_swarm_containers_leg_on_docker_gwbridge_is_dockers() {
-        let t = on_a_swarm_node(&GWBRIDGE_INSPECT.replace(GWBRIDGE_CONTAINER, "c-appprod"));
+        let t = swarm_node_topology();
         let leg = t.iface(31).expect("a port of docker_gwbridge");
         assert_eq!(leg.role, Role::ContainerVeth);
         assert_eq!(leg.container.as_deref(), Some("AppProd"));

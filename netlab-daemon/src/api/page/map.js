@@ -62,7 +62,7 @@ function topoKeyOf(m) {
     }
   }
   addresses.sort();
-  return JSON.stringify([m.networks, m.bridges, [...new Set(addresses)]]);
+  return JSON.stringify([m.networks, m.bridges, m.overlays || [], [...new Set(addresses)]]);
 }
 
 function drawBoxes(m) {
@@ -115,6 +115,23 @@ function drawBoxes(m) {
         el("header", {}, el("h2", {}, el("span", { "data-iface": b.name, "data-role": "bridge" }, b.name)),
           el("div", { class: "meta" }, "a bridge of the host (no Docker network)")),
         el("div", { class: "members" }, ...b.ports.map((p) => el("div", { class: "port", "data-iface": p, "data-role": "veth" }, p)))),
+    );
+  }
+  for (const o of m.overlays || []) {
+    const vnis = o.vnis.length ? ` · VNI ${o.vnis.join(", ")}` : "";
+    box.append(
+      el("section", { class: "network overlay", "data-overlay": o.name },
+        el("header", {},
+          el("h2", {}, o.name),
+          el("div", { class: "meta" },
+            `${o.ingress ? "ingress " : ""}overlay (Swarm) · ${o.subnets.join(", ") || "no subnet"}${vnis} · listed, not observed`)),
+        el("div", { class: "members" },
+          ...(o.containers.length
+            ? o.containers.map((c) =>
+              el("div", { class: "container", "data-overlay-member": c.name },
+                el("strong", {}, c.name),
+                el("span", { class: "meta" }, c.ips.join(" "))))
+            : [el("div", { class: "meta" }, "no container of this host")]))),
     );
   }
   const elsewhere = addresses.get("");

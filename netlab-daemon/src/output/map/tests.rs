@@ -195,6 +195,49 @@ fn networks_hold_their_containers_and_hand_made_legs() {
 }
 
 #[test]
+fn on_a_swarm_node_overlays_are_listed_and_gateway_legs_are_dockers() {
+    let topo = crate::docker::topology::tests::swarm_node_topology();
+    let map = MapView::build(&topo, &Edges::default(), status(), Instant::now());
+    assert_eq!(
+        map.overlays,
+        [view::OverlayBox {
+            name: "ovl".into(),
+            subnets: vec!["10.0.1.0/24".into()],
+            vnis: vec![4097],
+            ingress: false,
+            containers: vec![view::OverlayMemberBox {
+                name: "AppProd".into(),
+                ips: vec!["10.0.1.3".into()],
+            }],
+        }]
+    );
+    // AppProd's way out on docker_gwbridge is drawn as a container of it, not a leg.
+    let gw = map
+        .networks
+        .iter()
+        .find(|n| n.name == "docker_gwbridge")
+        .expect("docker_gwbridge's box");
+    assert_eq!(gw.containers.len(), 1);
+    assert_eq!(
+        (
+            gw.containers[0].name.as_str(),
+            gw.containers[0].iface.as_str()
+        ),
+        ("AppProd", "eth2")
+    );
+    assert!(gw.legs.is_empty());
+    // Hosts without overlays keep the map's JSON as it was.
+    let json = serde_json::to_value(MapView::build(
+        &lab(),
+        &Edges::default(),
+        status(),
+        Instant::now(),
+    ))
+    .expect("JSON");
+    assert!(json.get("overlays").is_none());
+}
+
+#[test]
 fn an_empty_map_says_why() {
     let t0 = Instant::now();
     let none = Topology::default();

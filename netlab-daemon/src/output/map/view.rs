@@ -43,7 +43,30 @@ pub struct MapView {
     pub networks: Vec<NetworkBox>,
     /// Bridges of the host that are no Docker network's (observed without an engine).
     pub bridges: Vec<BridgeBox>,
+    /// Swarm overlay networks with this host's containers on them: listed, not observed
+    /// (their bridges live in namespaces of the engine's own). Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<OverlayBox>,
     pub edges: Vec<EdgeView>,
+}
+
+/// A Swarm overlay network.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OverlayBox {
+    pub name: String,
+    pub subnets: Vec<String>,
+    /// Its VXLAN network identifiers.
+    pub vnis: Vec<u32>,
+    pub ingress: bool,
+    /// This host's containers on it, with their addresses there.
+    pub containers: Vec<OverlayMemberBox>,
+}
+
+/// A container of this host on an overlay network.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OverlayMemberBox {
+    pub name: String,
+    pub ips: Vec<String>,
 }
 
 /// A Docker network.
@@ -359,12 +382,32 @@ impl MapView {
             })
             .collect();
         bridges.sort_by(|a, b| a.name.cmp(&b.name));
+        // The topology lists them in name order.
+        let overlays = topo
+            .overlays
+            .iter()
+            .map(|o| OverlayBox {
+                name: o.info.name.clone(),
+                subnets: o.info.subnets.iter().map(ToString::to_string).collect(),
+                vnis: o.info.vnis.clone(),
+                ingress: o.info.ingress,
+                containers: o
+                    .containers
+                    .iter()
+                    .map(|c| OverlayMemberBox {
+                        name: c.name.clone(),
+                        ips: c.ips.iter().map(ToString::to_string).collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
         status.empty = why_empty(topo, &status);
         MapView {
             kind: "map",
             status,
             networks,
             bridges,
+            overlays,
             edges: edges
                 .sorted()
                 .into_iter()
