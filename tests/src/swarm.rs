@@ -60,6 +60,31 @@ impl Node {
         c
     }
 
+    /// Runs container `name` of the lab's busybox image (sleeping) on network `net`.
+    pub fn sleeper(&self, name: &str, net: &str) -> Result<()> {
+        self.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            crate::docker::BUSYBOX_IMAGE,
+            "sleep",
+            "300",
+        ])?;
+        Ok(())
+    }
+
+    /// The address of container `name` on network `net`, as its engine reports it.
+    pub fn ip_on(&self, name: &str, net: &str) -> Result<String> {
+        let format = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
+        Ok(self
+            .docker(&["inspect", "--format", &format, name])?
+            .trim()
+            .to_owned())
+    }
+
     /// The pid of its dockerd, whose namespaces are the node's.
     pub fn pid(&self) -> Option<u32> {
         self.dockerd.as_ref().map(Child::id)
@@ -283,14 +308,8 @@ impl Swarm {
 
 /// The last 12 characters of a unique name, prefixed: a valid interface name.
 fn short(name: &str) -> String {
-    let tail: String = name
-        .chars()
-        .rev()
-        .take(12)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    // Unique names are ASCII.
+    let tail = &name[name.len().saturating_sub(12)..];
     format!("sw{}", tail.replace('-', ""))
 }
 

@@ -534,25 +534,10 @@ fn the_readme_service_runs_one_netlab_per_swarm_node() -> Result<()> {
         node.docker(&["network", "create", &net])?;
         let (a, b) = (format!("{net}-a"), format!("{net}-b"));
         for c in [&a, &b] {
-            node.docker(&[
-                "run",
-                "-d",
-                "--name",
-                c,
-                "--network",
-                &net,
-                BUSYBOX_IMAGE,
-                "sleep",
-                "300",
-            ])?;
+            node.sleeper(c, &net)?;
         }
-        let b_ip = node.docker(&[
-            "inspect",
-            "--format",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            &b,
-        ])?;
-        let ping = node.docker(&["exec", &a, "ping", "-c", &PINGS.to_string(), b_ip.trim()])?;
+        let b_ip = node.ip_on(&b, &net)?;
+        let ping = node.docker(&["exec", &a, "ping", "-c", &PINGS.to_string(), &b_ip])?;
         ensure!(
             received(&ping)? == PINGS as usize,
             "ping on {}: {ping}",

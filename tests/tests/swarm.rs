@@ -33,17 +33,7 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
     let net = unique_name("ovl-net");
     node.docker(&["network", "create", "-d", "overlay", "--attachable", &net])?;
     let name = unique_name("ovl-a");
-    node.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        &net,
-        BUSYBOX_IMAGE,
-        "sleep",
-        "300",
-    ])?;
+    node.sleeper(&name, &net)?;
 
     let mut topology = node.enter()?;
     topology
@@ -76,12 +66,7 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
     );
 
     // The overlay is listed, with its VXLAN id and the container with Docker's address.
-    let ip = node.docker(&[
-        "inspect",
-        "--format",
-        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
-        &name,
-    ])?;
+    let ip = node.ip_on(&name, &net)?;
     let vni = node.docker(&[
         "network",
         "inspect",
@@ -105,14 +90,14 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
         .as_array()
         .into_iter()
         .flatten()
-        .any(|c| c["name"] == name && c["ips"][0] == ip.trim());
+        .any(|c| c["name"] == name && c["ips"][0] == ip);
     anyhow::ensure!(
         !vnis.is_empty() && vnis.join(",") == vni.trim() && member,
         "overlay {net} (VNI {}, {name} at {}) listed as {overlay:#}",
         vni.trim(),
-        ip.trim()
+        ip
     );
-    println!("overlay {net}: VNI {}, {name} at {}", vni.trim(), ip.trim());
+    println!("overlay {net}: VNI {}, {name} at {}", vni.trim(), ip);
 
     // The map a daemon on node 1 serves lists the overlay with the container too.
     let mut daemon = node.enter()?;
@@ -134,10 +119,9 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
         .find(|o| o["name"] == net.as_str());
     anyhow::ensure!(
         listed.is_some_and(|o| {
-            o["containers"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["name"] == name && c["ips"][0] == ip.trim())
-            })
+            o["containers"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["name"] == name && c["ips"][0] == ip))
         }),
         "the map lists overlays {}",
         map["overlays"]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
-use netlab_tests::host::fdinfo::{bpf_fds, number, BpfKind};
+use netlab_tests::host::fdinfo::{bpf_fds, number, BpfFd, BpfKind};
 use netlab_tests::host::netns::in_ns;
 use netlab_tests::host::tcx::{self, Hook};
 
@@ -105,14 +105,7 @@ impl TcProgs {
                 .flatten()
             })
         };
-        let fd_of = |prog_id: u64| -> Option<PathBuf> {
-            fds.iter().find_map(|fd| {
-                (fd.kind == BpfKind::Prog
-                    && fd.number("prog_id") == Some(prog_id)
-                    && fd.number("run_cnt").is_some())
-                .then(|| fd.path.clone())
-            })
-        };
+        let fd_of = |prog_id: u64| prog_fdinfo(&fds, prog_id);
         let ingress_id = prog_of(Hook::Ingress);
         let ingress = ingress_id.and_then(fd_of);
         let egress = prog_of(Hook::Egress).and_then(fd_of);
@@ -147,6 +140,17 @@ impl TcProgs {
     }
 }
 
+/// The fdinfo file of program `prog_id` among a process's BPF file descriptors (one that
+/// shows run statistics).
+fn prog_fdinfo(fds: &[BpfFd], prog_id: u64) -> Option<PathBuf> {
+    fds.iter().find_map(|fd| {
+        (fd.kind == BpfKind::Prog
+            && fd.number("prog_id") == Some(prog_id)
+            && fd.number("run_cnt").is_some())
+        .then(|| fd.path.clone())
+    })
+}
+
 /// The run statistics in the fdinfo file of a program.
 fn run_stats(fdinfo: &Path) -> Result<RunStats> {
     let t =
@@ -171,15 +175,7 @@ impl DropProg {
             .then(|| fd.number("prog_id"))
             .flatten()
         });
-        let path = prog_id.and_then(|id| {
-            fds.iter().find_map(|fd| {
-                (fd.kind == BpfKind::Prog
-                    && fd.number("prog_id") == Some(id)
-                    && fd.number("run_cnt").is_some())
-                .then(|| fd.path.clone())
-            })
-        });
-        match path {
+        match prog_id.and_then(|id| prog_fdinfo(&fds, id)) {
             Some(p) => Ok(DropProg(p)),
             None => bail!("process {pid} holds no program on the kfree_skb raw tracepoint"),
         }
