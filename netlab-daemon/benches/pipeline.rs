@@ -110,6 +110,7 @@ fn link(ifindex: u32, name: String, kind: LinkKind) -> Link {
 fn topology() -> Topology {
     let networks: Vec<NetworkInfo> = (0..NETWORKS)
         .map(|net| NetworkInfo {
+            isolated: false,
             id: format!("{net:02x}be916360cbc0000"),
             name: format!("net{net}"),
             driver: "bridge".into(),
@@ -178,6 +179,7 @@ fn topology() -> Topology {
         );
     }
     let snap = DockerSnapshot {
+        engine: Default::default(),
         networks,
         containers,
         overlays: Vec::new(),

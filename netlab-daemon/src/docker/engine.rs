@@ -12,6 +12,7 @@ use bollard::{
 use futures_util::{Stream, StreamExt as _};
 use serde::Serialize;
 
+use super::podman::{self, Product};
 use crate::model::decode::Mac;
 
 /// Errors from the Docker Engine API.
@@ -96,6 +97,10 @@ pub struct NetworkInfo {
     /// Containers of the network may talk to each other (inter-container communication,
     /// `com.docker.network.bridge.enable_icc`, on unless set to false).
     pub icc: bool,
+    /// Podman: created with `--opt isolate=true`, kept apart from other isolated networks
+    /// by netavark's firewall.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub isolated: bool,
 }
 
 /// A container's endpoint on one network, as Docker describes it.
@@ -139,6 +144,8 @@ pub struct OverlayInfo {
 /// Everything Docker told us at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DockerSnapshot {
+    /// Docker, or Podman behind its Docker-compatible API.
+    pub engine: Product,
     pub networks: Vec<NetworkInfo>,
     pub containers: Vec<ContainerInfo>,
     /// Swarm overlay networks this engine knows.
@@ -148,7 +155,9 @@ pub struct DockerSnapshot {
 /// What the engine says of itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineFacts {
-    /// As it reports it, e.g. `28.5.2+dfsg4`.
+    /// Docker, or Podman behind its Docker-compatible API.
+    pub product: Product,
+    /// As it reports it, e.g. `28.5.2+dfsg4` (Podman: `4.3.1`).
     pub version: String,
     /// Its `/info` answer, as JSON.
     pub info_json: String,
@@ -199,6 +208,7 @@ pub fn network_info(n: &Network) -> Option<NetworkInfo> {
     Some(NetworkInfo {
         internal: n.internal.unwrap_or(false),
         icc,
+        isolated: false,
         bridge: bridge_name(&id, n.options.as_ref()),
         name: n.name.clone().unwrap_or_else(|| id.clone()),
         id,
@@ -330,21 +340,65 @@ pub const INSPECT_AT_ONCE: usize = 32;
 #[derive(Clone)]
 pub struct DockerClient {
     docker: Docker,
+    /// Which engine answers.
+    product: Product,
+    /// The API's unix socket (Podman's own API is asked there too).
+    socket: Option<std::path::PathBuf>,
+}
+
+/// Where Docker's API listens by default.
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// The engine's address: `DOCKER_HOST`; else Docker's socket, or Podman's when only
+/// Podman's is there.
+fn engine_host() -> String {
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        return host;
+    }
+    let podman = std::path::Path::new(podman::DEFAULT_SOCKET);
+    if !std::path::Path::new(DOCKER_SOCKET).exists() && podman.exists() {
+        return format!("unix://{}", podman.display());
+    }
+    format!("unix://{DOCKER_SOCKET}")
 }
 
 impl DockerClient {
     /// Connects (honouring DOCKER_HOST) and negotiates the API version down to the
     /// engine's.
     pub async fn connect() -> Result<Self, DockerError> {
-        let host = std::env::var("DOCKER_HOST")
-            .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
+        let host = engine_host();
         let unreachable = |source| DockerError::Unreachable {
             host: host.clone(),
             source,
         };
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let socket = podman::unix_socket(&host);
+        let docker = match &socket {
+            Some(path) => Docker::connect_with_unix(
+                &path.to_string_lossy(),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            None => Docker::connect_with_defaults(),
+        }
+        .map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        Ok(Self { docker })
+        let product = match docker.version().await {
+            Ok(v) => Product::of(&v),
+            Err(e) => return Err(unreachable(e)),
+        };
+        if product == Product::Podman {
+            log::debug!("the engine at {host} is Podman");
+        }
+        Ok(Self {
+            docker,
+            product,
+            socket,
+        })
+    }
+
+    /// Docker, or Podman behind its Docker-compatible API.
+    pub fn product(&self) -> Product {
+        self.product
     }
 
     /// The engine's version and its `/info` answer as JSON (what the firewall explanation
@@ -359,6 +413,7 @@ impl DockerClient {
             .and_then(|i| serde_json::to_string(&i).ok())
             .unwrap_or_default();
         Some(EngineFacts {
+            product: self.product,
             version,
             info_json: info,
         })
@@ -385,6 +440,9 @@ impl DockerClient {
         let mut overlays: Vec<OverlayInfo> = networks.iter().filter_map(overlay_info).collect();
         overlays.sort_by(|a, b| a.name.cmp(&b.name));
         let mut networks: Vec<NetworkInfo> = networks.iter().filter_map(network_info).collect();
+        if self.product == Product::Podman {
+            self.add_podman_facts(&mut networks).await;
+        }
         networks.sort_by(|a, b| a.name.cmp(&b.name));
         let list = self
             .docker
@@ -435,12 +493,29 @@ impl DockerClient {
                 Err(e) => log::debug!("inspect network {GWBRIDGE}: {e}"),
             }
         }
+        if self.product == Product::Podman {
+            podman::endpoint_network_ids(&networks, &mut containers);
+        }
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(DockerSnapshot {
+            engine: self.product,
             networks,
             containers,
             overlays,
         })
+    }
+
+    /// Podman: each network's bridge, name and isolation from Podman's own API (the
+    /// compatible one does not say them).
+    async fn add_podman_facts(&self, networks: &mut [NetworkInfo]) {
+        let Some(socket) = &self.socket else {
+            log::debug!("Podman over TCP: its own API is not asked, bridges are guessed");
+            return;
+        };
+        match podman::libpod_networks(socket).await {
+            Ok(libpod) => podman::apply_libpod(networks, &libpod),
+            Err(e) => log::warn!("Podman's own API did not list its networks ({e:#}): their bridges are guessed as Docker's"),
+        }
     }
 
     /// Whether a container called `name` exists and is running (`None`: no such
@@ -483,11 +558,13 @@ pub fn event_container(ev: &EventMessage) -> Option<&str> {
     let actor = ev.actor.as_ref()?;
     match ev.typ {
         Some(EventMessageTypeEnum::CONTAINER) => actor.id.as_deref(),
+        // Podman's network events name the container as their actor.
         Some(EventMessageTypeEnum::NETWORK) => actor
             .attributes
             .as_ref()
             .and_then(|a| a.get("container"))
-            .map(String::as_str),
+            .map(String::as_str)
+            .or(actor.id.as_deref()),
         _ => None,
     }
 }
@@ -499,7 +576,8 @@ pub fn event_matters(ev: &EventMessage) -> bool {
         Some(EventMessageTypeEnum::CONTAINER) => {
             matches!(
                 action,
-                "start" | "die" | "destroy" | "rename" | "kill" | "stop"
+                // Podman says `remove` where Docker says `destroy`.
+                "start" | "die" | "destroy" | "remove" | "rename" | "kill" | "stop"
             )
         }
         Some(EventMessageTypeEnum::NETWORK) => {

@@ -9,4 +9,5 @@ pub mod topology;
 pub mod view;
 
 mod engine;
+pub mod podman;
 pub use engine::*;

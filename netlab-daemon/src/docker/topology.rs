@@ -158,6 +158,9 @@ pub struct NetworkView {
 pub struct Topology {
     /// Whether a Docker engine answered.
     pub docker: bool,
+    /// Which: Docker, or Podman behind its Docker-compatible API (absent when none did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<crate::docker::podman::Product>,
     pub networks: Vec<NetworkView>,
     pub containers: Vec<ContainerView>,
     pub observed: Vec<ObservedIface>,
@@ -294,6 +297,7 @@ impl Topology {
 
         let mut t = Topology {
             docker: docker.is_some(),
+            engine: docker.map(|d| d.engine),
             ..Default::default()
         };
         for (&idx, net) in &bridges {
@@ -571,6 +575,7 @@ pub(crate) mod tests {
     /// and int_hote on the devops bridge leading to AppProd's eth1.
     pub fn course_lab() -> (DockerSnapshot, Vec<Link>, HashMap<String, NetnsScan>) {
         let devops = NetworkInfo {
+            isolated: false,
             id: "8be916360cbc0000".into(),
             name: "devops".into(),
             driver: "bridge".into(),
@@ -581,6 +586,7 @@ pub(crate) mod tests {
             icc: true,
         };
         let prod = NetworkInfo {
+            isolated: false,
             id: "1aa2bb3cc4dd0000".into(),
             name: "prod".into(),
             driver: "bridge".into(),
@@ -597,6 +603,7 @@ pub(crate) mod tests {
             mac: Some(mac(m)),
         };
         let snap = DockerSnapshot {
+            engine: Default::default(),
             networks: vec![devops.clone(), prod.clone()],
             containers: vec![
                 ContainerInfo {
@@ -780,6 +787,7 @@ pub(crate) mod tests {
     fn on_a_swarm_node(gwbridge: &str) -> Topology {
         let (mut snap, mut links, mut scans) = course_lab();
         let gw = NetworkInfo {
+            isolated: false,
             id: "9ea75d54fba2f58799087cdf233e79751ffeed8bd4de3d0d8755c4188afd8352".into(),
             name: GWBRIDGE.into(),
             driver: "bridge".into(),

@@ -10,7 +10,11 @@ use crate::docker::topology::{Role, Topology};
 pub fn render(t: &Topology) -> String {
     let mut s = String::new();
     if t.docker {
-        s.push_str("NETWORKS\n");
+        if t.engine == Some(crate::docker::podman::Product::Podman) {
+            s.push_str("NETWORKS (Podman)\n");
+        } else {
+            s.push_str("NETWORKS\n");
+        }
         if t.networks.is_empty() {
             s.push_str("  (no bridge network)\n");
         }
@@ -20,7 +24,7 @@ pub fn render(t: &Topology) -> String {
             let gws: Vec<String> = i.gateways.iter().map(|x| x.to_string()).collect();
             let _ = writeln!(
                 s,
-                "  {:<12} {:<12}  {}  bridge {}{}  subnet {}  gateway {}",
+                "  {:<12} {:<12}  {}  bridge {}{}  subnet {}  gateway {}{}",
                 i.name,
                 i.id.chars().take(12).collect::<String>(),
                 i.driver,
@@ -39,6 +43,12 @@ pub fn render(t: &Topology) -> String {
                     "-".into()
                 } else {
                     gws.join(",")
+                },
+                match (i.internal, i.isolated) {
+                    (true, true) => "  internal, isolated",
+                    (true, false) => "  internal",
+                    (false, true) => "  isolated",
+                    (false, false) => "",
                 },
             );
         }

@@ -74,8 +74,12 @@ pub struct Explanation {
     pub caveats: Vec<String>,
 }
 
-/// Explains `meaning` on `engine`: [`summary`], [`remedies`] and [`caveats`].
+/// Explains `meaning` on `engine`: [`summary`], [`remedies`] and [`caveats`]. Podman's
+/// rules are explained in Podman's terms, whatever the engine.
 pub fn explain(meaning: &Meaning, engine: &Engine) -> Explanation {
+    if let Some(e) = crate::explain::podman_remedies::explain(meaning) {
+        return e;
+    }
     Explanation {
         summary: summary(meaning, engine),
         remedies: remedies(meaning, engine),
@@ -199,6 +203,9 @@ pub fn summary(meaning: &Meaning, engine: &Engine) -> String {
             "The {chain} chain's policy is DROP (Docker sets it when it enabled IP forwarding \
              itself) and no rule accepted the packet"
         ),
+        Meaning::PodmanIsolation { .. } => crate::explain::podman_remedies::explain(meaning)
+            .map(|e| e.summary)
+            .unwrap_or_default(),
         Meaning::UserRule { table, chain, rule } if chain == "DOCKER-USER" => format!(
             "Your own rule in DOCKER-USER (the chain Docker leaves to you, run before its own \
              rules) drops it: table {table}: {rule}"
@@ -206,6 +213,10 @@ pub fn summary(meaning: &Meaning, engine: &Engine) -> String {
         Meaning::UserRule { table, chain, rule } => {
             format!("A rule that is not Docker's drops it: table {table}, chain {chain}: {rule}")
         }
+        Meaning::Unknown { table, chain, rule } if chain.starts_with("NETAVARK") => format!(
+            "A rule of Podman's (netavark) netlab does not recognise drops it: table {table}, \
+             chain {chain}: {rule}"
+        ),
         Meaning::Unknown { table, chain, rule } => format!(
             "A Docker rule netlab does not recognise drops it: table {table}, chain {chain}: \
              {rule}"
@@ -330,6 +341,9 @@ pub fn remedies(meaning: &Meaning, engine: &Engine) -> Vec<Remedy> {
     let v = engine.version;
     let iptables = engine.backend.is_iptables();
     let mut out = Vec::new();
+    if let Some(e) = crate::explain::podman_remedies::explain(meaning) {
+        return e.remedies;
+    }
     match meaning {
         Meaning::DirectAccess {
             container,
@@ -578,7 +592,8 @@ pub fn remedies(meaning: &Meaning, engine: &Engine) -> Vec<Remedy> {
                 "this rule is the host's own, not Docker's",
             ));
         }
-        Meaning::Unknown { .. } => {}
+        // Answered above, by podman_remedies.
+        Meaning::PodmanIsolation { .. } | Meaning::Unknown { .. } => {}
     }
     out
 }
@@ -597,6 +612,9 @@ fn fwmark() -> Remedy {
 
 /// What does not help on `engine`, and why.
 pub fn caveats(meaning: &Meaning, engine: &Engine) -> Vec<String> {
+    if let Some(e) = crate::explain::podman_remedies::explain(meaning) {
+        return e.caveats;
+    }
     let mut out = Vec::new();
     match meaning {
         Meaning::DirectAccess { .. } => {

@@ -364,6 +364,23 @@ pub enum Meaning {
         /// The chain, `FORWARD` or `filter-FORWARD`.
         chain: String,
     },
+    /// Podman's network isolation, in netavark's chains (`NETAVARK_ISOLATION_2`/`_3` with
+    /// iptables, `NETAVARK-ISOLATION-2`/`-3` in table `inet netavark` with nftables): a
+    /// network created with `--opt isolate=true` may not reach another isolated network,
+    /// one with `isolate=strict` (netavark 1.10+) no other network at all.
+    PodmanIsolation {
+        /// The drop is ISOLATION-3's: the sender's network is strictly isolated and the
+        /// destination's is not isolated at all.
+        strict: bool,
+        /// The sender's network, if known (the rule names only the destination bridge).
+        from_network: Option<NetworkRef>,
+        /// The destination network.
+        to_network: NetworkRef,
+        /// The sender, if known.
+        from: Option<Peer>,
+        /// The destination, if known.
+        to: Option<Peer>,
+    },
     /// A rule Docker did not write (DOCKER-USER, or any other non-Docker chain/table).
     UserRule {
         /// The table.
@@ -454,6 +471,12 @@ fn classify_iptables(rule: &RuleInput<'_>, facts: &DockerFacts, packet: &PacketH
         return user_rule(rule);
     }
     let r = parse_ipt(chain, rule.text);
+    if let Some(level) = chain.strip_prefix("NETAVARK_ISOLATION_") {
+        if let (Some(oif), "DROP") = (r.pos_oif(), r.target.as_str()) {
+            return podman_isolation(facts, packet, level, oif);
+        }
+        return unknown(rule);
+    }
     let (from, to) = peers(facts, packet);
     if r.target == "DROP" {
         match (rule.table, chain) {
@@ -539,8 +562,32 @@ fn classify_iptables(rule: &RuleInput<'_>, facts: &DockerFacts, packet: &PacketH
     }
 }
 
+/// A drop in netavark's isolation chain `level` ("2" or "3") of a packet leaving through
+/// `oif`.
+fn podman_isolation(facts: &DockerFacts, packet: &PacketHint, level: &str, oif: &str) -> Meaning {
+    let (from, to) = peers(facts, packet);
+    Meaning::PodmanIsolation {
+        strict: level == "3",
+        from_network: from.as_ref().and_then(|p| p.network.clone()),
+        to_network: facts.network_ref(oif),
+        from,
+        to,
+    }
+}
+
 fn classify_nftables(rule: &RuleInput<'_>, facts: &DockerFacts, packet: &PacketHint) -> Meaning {
     let table = rule.table.split_whitespace().last().unwrap_or_default();
+    if table == "netavark" {
+        let tokens = nft_tokens(rule.text.trim());
+        let oif = nft_match(&tokens, "oifname")
+            .filter(|(neg, v)| !neg && v.len() == 1)
+            .and_then(|(_, v)| v.into_iter().next());
+        let level = rule.chain.strip_prefix("NETAVARK-ISOLATION-");
+        if let (Some(level), Some(oif), true) = (level, oif, tokens.iter().any(|t| t == "drop")) {
+            return podman_isolation(facts, packet, level, &oif);
+        }
+        return unknown(rule);
+    }
     if table != "docker-bridges" {
         return user_rule(rule);
     }

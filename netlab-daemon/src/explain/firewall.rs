@@ -92,6 +92,7 @@ pub fn meaning_id(m: &Meaning) -> &'static str {
         Meaning::IccDisabled { .. } => "icc-disabled",
         Meaning::RemoteLoopback { .. } => "remote-loopback",
         Meaning::ForwardPolicyDrop { .. } => "forward-policy",
+        Meaning::PodmanIsolation { .. } => "podman-isolation",
         Meaning::UserRule { .. } => "user-rule",
         Meaning::Unknown { .. } => "unknown",
     }
@@ -177,7 +178,10 @@ impl Firewall {
             .version
             .or_else(|| engine.and_then(|e| EngineVersion::parse(&e.version)));
         let nftables = d.backend == Some(Backend::Nftables);
-        let engine = match (engine, version) {
+        // Podman's version says nothing of Docker's rule layout, and it writes none of
+        // Docker's rules (netavark's are recognised by their chains alone).
+        let docker = engine.filter(|e| e.product == crate::docker::podman::Product::Docker);
+        let engine = match (docker, version) {
             (Some(_), Some(v)) => Some(Engine::new(
                 v,
                 d.backend
@@ -365,26 +369,29 @@ impl Firewall {
         facts: &DockerFacts,
         hint: &PacketHint,
     ) -> RuleRef {
-        let docker = self.engine.map(|engine| {
-            let input = match c.backend {
-                Backend::Nftables => {
-                    RuleInput::nftables(&c.table, &c.chain, c.comment.as_deref(), &c.rule)
-                }
-                _ => RuleInput::iptables(&c.table, &c.chain, &c.rule),
-            };
-            let meaning = classify(&input, facts, hint);
-            let e = explain(&meaning, &engine);
-            DockerMeaning {
-                meaning: meaning_id(&meaning).to_owned(),
-                summary: e.summary,
-                remedies: e
-                    .remedies
-                    .iter()
-                    .filter(|r| r.fixes_ping)
-                    .map(|r| r.action.clone())
-                    .collect(),
-                caveats: e.caveats,
+        let input = match c.backend {
+            Backend::Nftables => {
+                RuleInput::nftables(&c.table, &c.chain, c.comment.as_deref(), &c.rule)
             }
+            _ => RuleInput::iptables(&c.table, &c.chain, &c.rule),
+        };
+        let meaning = classify(&input, facts, hint);
+        // Podman's rules are explained whichever engine answers (or none); Docker's need
+        // the Docker engine's version for their layout.
+        let explained = match self.engine {
+            Some(engine) => Some(explain(&meaning, &engine)),
+            None => crate::explain::podman_remedies::explain(&meaning),
+        };
+        let docker = explained.map(|e| DockerMeaning {
+            meaning: meaning_id(&meaning).to_owned(),
+            summary: e.summary,
+            remedies: e
+                .remedies
+                .iter()
+                .filter(|r| r.fixes_ping)
+                .map(|r| r.action.clone())
+                .collect(),
+            caveats: e.caveats,
         });
         RuleRef {
             backend: c.backend.name().to_owned(),

@@ -9,3 +9,4 @@ pub mod firewall;
 pub mod netfilter;
 pub mod nftables;
 pub mod nftrace;
+pub mod podman_remedies;

@@ -13,6 +13,8 @@ const D28_0: &str = include_str!("../../../tests/fixtures/firewall/docker28.0-ip
 const D28_5: &str = include_str!("../../../tests/fixtures/firewall/docker28.5-iptables.txt");
 const D28_5_HOST: &str =
     include_str!("../../../tests/fixtures/firewall/docker28.5-host-iptables-save.txt");
+const PODMAN_4_3: &str =
+    include_str!("../../../tests/fixtures/firewall/podman4.3-docker28.5-iptables-save.txt");
 const D29: &str = include_str!("../../../tests/fixtures/firewall/docker29-iptables.txt");
 
 fn subnet(s: &str) -> Subnet {
@@ -151,6 +153,13 @@ fn describe(m: &Meaning) -> String {
             format!("loopback {address} {}", port.as_deref().unwrap_or("-"))
         }
         Meaning::ForwardPolicyDrop { chain } => format!("policy {chain}"),
+        Meaning::PodmanIsolation {
+            strict, to_network, ..
+        } => format!(
+            "podman-isolation{} -> {}",
+            if *strict { " (strict)" } else { "" },
+            net(to_network)
+        ),
         Meaning::UserRule { chain, .. } => format!("user {chain}"),
         Meaning::Unknown { chain, rule, .. } => format!("unknown {chain}: {rule}"),
     }
@@ -265,6 +274,72 @@ fn docker_28_5_this_host() {
         ])
     );
     assert!(meanings(v6, &facts).is_empty());
+}
+
+/// Podman's networks on a host that runs Docker too: netavark's isolation drops are
+/// Podman's, named after its networks; Docker's rules keep their meanings.
+#[test]
+fn podman_4_3_beside_docker_28_5() {
+    let mut facts = DockerFacts::default();
+    for (name, bridge, sub) in [
+        ("pnet-i", "podman3", "10.89.2.0/24"),
+        ("pnet-j", "podman4", "10.89.3.0/24"),
+    ] {
+        facts.networks.push(network(name, bridge, &[sub], &[]));
+    }
+    let m = meanings(PODMAN_4_3, &facts);
+    assert_eq!(
+        m,
+        set(&[
+            "isolation -> ?docker0",
+            "podman-isolation -> pnet-i",
+            "podman-isolation -> pnet-j",
+            "policy FORWARD",
+            "unpublished ?docker0",
+        ])
+    );
+    // The dropped ping pi -> pj, with its sender known.
+    let rule = RuleInput::iptables("filter", "NETAVARK_ISOLATION_2", "-o podman4 -j DROP");
+    let hint = PacketHint {
+        src: Some(ip("10.89.2.2")),
+        dst: Some(ip("10.89.3.2")),
+    };
+    match classify(&rule, &facts, &hint) {
+        Meaning::PodmanIsolation {
+            strict: false,
+            from_network: Some(from),
+            to_network,
+            ..
+        } => {
+            assert_eq!(from.name.as_deref(), Some("pnet-i"));
+            assert_eq!(to_network.bridge, "podman4");
+        }
+        other => panic!("{other:?}"),
+    }
+    // netavark's nftables driver (1.9+), as its own tests list the chains.
+    for (chain, text, want) in [
+        (
+            "NETAVARK-ISOLATION-2",
+            "oifname \"podman4\" drop",
+            "podman-isolation -> pnet-j",
+        ),
+        (
+            "NETAVARK-ISOLATION-3",
+            "oifname \"podman3\" drop",
+            "podman-isolation (strict) -> pnet-i",
+        ),
+        (
+            "NETAVARK-ISOLATION-3",
+            "jump NETAVARK-ISOLATION-2",
+            "unknown NETAVARK-ISOLATION-3: jump NETAVARK-ISOLATION-2",
+        ),
+    ] {
+        let rule = RuleInput::nftables("inet netavark", chain, None, text);
+        assert_eq!(
+            describe(&classify(&rule, &facts, &PacketHint::default())),
+            want
+        );
+    }
 }
 
 #[test]
@@ -603,6 +678,7 @@ fn nftables_rules() {
 fn facts_from_a_snapshot() {
     use crate::docker::{ContainerInfo, EndpointInfo, NetworkInfo};
     let devops = NetworkInfo {
+        isolated: false,
         id: "8be916360cbc0000".into(),
         name: "devops".into(),
         driver: "bridge".into(),
@@ -613,6 +689,7 @@ fn facts_from_a_snapshot() {
         icc: true,
     };
     let snapshot = DockerSnapshot {
+        engine: Default::default(),
         networks: vec![devops],
         containers: vec![ContainerInfo {
             id: "c-appdev".into(),

@@ -277,6 +277,7 @@ pub fn resource(engine: Option<&crate::docker::EngineFacts>) -> proto::Resource 
         a.push(kv("host.id", id));
     }
     if let Some(e) = engine {
+        a.push(kv("netlab.docker.engine.name", e.product.name()));
         a.push(kv("netlab.docker.engine.version", e.version.clone()));
         if let Ok(info) = serde_json::from_str::<serde_json::Value>(&e.info_json) {
             if let Some(id) = info
@@ -798,6 +799,7 @@ mod tests {
     #[test]
     fn the_resource_names_the_engine_and_its_swarm_node() {
         let facts = crate::docker::EngineFacts {
+            product: crate::docker::podman::Product::Docker,
             version: "28.5.2".into(),
             info_json: r#"{"ID":"e1","Swarm":{"NodeID":"n1","LocalNodeState":"active"}}"#.into(),
         };
@@ -821,6 +823,7 @@ mod tests {
             Some(proto::string_value("28.5.2"))
         );
         let inactive = crate::docker::EngineFacts {
+            product: crate::docker::podman::Product::Docker,
             version: "28.5.2".into(),
             info_json: r#"{"ID":"e1","Swarm":{"NodeID":"","LocalNodeState":"inactive"}}"#.into(),
         };
