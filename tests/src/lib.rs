@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod docker;
 pub mod frames;
 pub mod host;
+pub mod podman;
 pub mod public_copy;
 pub mod raw_socket;
 pub mod reliability;

@@ -13,6 +13,7 @@ mod interrupt;
 mod lab;
 mod lab_map;
 mod netns_lab;
+mod podman;
 mod setup;
 mod test_all;
 mod vmtest;

@@ -61,6 +61,7 @@ pub fn run_with(engine: crate::engines::Engine) -> Result<crate::engines::Engine
         .output()
         .ok();
     installed_something |= before.map(|o| o.stdout) != after.map(|o| o.stdout);
+    installed_something |= ensure_packages(PODMAN_PACKAGES)?;
     installed_something |= ensure_bpf_linker()?;
     installed_something |= ensure_browser_driver()?;
     installed_something |= ensure_schemathesis()?;
@@ -100,9 +101,19 @@ fn has_rust_src(component_list: &str) -> bool {
         .any(|line| line == "rust-src" || line.starts_with("rust-src-"))
 }
 
+/// Podman and its network stack (netavark, aardvark-dns: without them Podman 4 would fall
+/// back to CNI), installed after the Docker engine as on the hosts where both run. The
+/// Podman tests and `cargo xtask lab --engine podman` use them.
+pub const PODMAN_PACKAGES: &[&str] = &["podman", "netavark", "aardvark-dns"];
+
 /// `apt-get update` and one `apt-get install` of the packages dpkg does not list as installed.
 fn ensure_debian_packages() -> Result<bool> {
-    let missing = missing_debian_packages()?;
+    ensure_packages(DEBIAN_PACKAGES)
+}
+
+/// [`ensure_debian_packages`] for `packages`.
+pub fn ensure_packages(packages: &[&'static str]) -> Result<bool> {
+    let missing = missing_debian_packages(packages)?;
     if missing.is_empty() {
         return Ok(false);
     }
@@ -119,14 +130,14 @@ fn ensure_debian_packages() -> Result<bool> {
 
 /// One `dpkg-query` for all packages (it expands the `\n` itself); a package it does not know
 /// prints nothing (and makes it exit 1).
-fn missing_debian_packages() -> Result<Vec<&'static str>> {
+fn missing_debian_packages(packages: &[&'static str]) -> Result<Vec<&'static str>> {
     let mut query = Command::new("dpkg-query");
     query
         .args(["-W", r"--showformat=${Package} ${Status}\n"])
-        .args(DEBIAN_PACKAGES);
+        .args(packages);
     let out = cmd::output(&mut query)?;
     let listing = String::from_utf8_lossy(&out.stdout);
-    Ok(DEBIAN_PACKAGES
+    Ok(packages
         .iter()
         .copied()
         .filter(|package| !is_installed(&listing, package))

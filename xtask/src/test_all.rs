@@ -35,6 +35,8 @@ pub fn run(filter: &[String]) -> Result<()> {
     docker::ensure_docker().context("no Docker engine")?;
     // The Docker tests run containers of the lab's images: build those missing or outdated.
     images::ensure_images(false).context("building the lab's Docker images failed")?;
+    // The Podman tests: Podman's API service, and the busybox image in its own store.
+    crate::podman::ensure().context("starting Podman's API service failed")?;
 
     cmd::run(
         cmd::cargo()

@@ -51,10 +51,14 @@ impl Happening {
                         image: attr("image"),
                     }),
                     "die" => Some(Self::ContainerDied { id, name }),
-                    "destroy" => Some(Self::ContainerDestroyed { id, name }),
+                    // Podman says `remove` where Docker says `destroy`.
+                    "destroy" | "remove" => Some(Self::ContainerDestroyed { id, name }),
                     _ => None,
                 }
             }
+            // Podman's network events (4.x) name the container, not the network, and carry
+            // no `container` attribute: none of them is taken for a network's.
+            EventMessageTypeEnum::NETWORK if attr("podId").is_some() => None,
             EventMessageTypeEnum::NETWORK => {
                 let name = attr("name")?;
                 match action {
@@ -72,5 +76,39 @@ impl Happening {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(json: &str) -> EventMessage {
+        serde_json::from_str(json).expect("fixture parses")
+    }
+
+    /// Events of Podman 4.3.1's compatible `GET /events`, recorded (`podman run`, `podman
+    /// network connect`, `podman rm -f`).
+    #[test]
+    fn podman_events() {
+        let removed = event(
+            r#"{"status":"remove","id":"5ca302f51436aef7a996563a1c4473392b99838ae29003744d1f0a98bf1dd89c","from":"docker.io/netlab/busybox:latest","Type":"container","Action":"remove","Actor":{"ID":"5ca302f51436aef7a996563a1c4473392b99838ae29003744d1f0a98bf1dd89c","Attributes":{"containerExitCode":"0","image":"docker.io/netlab/busybox:latest","name":"pz","org.netlab.recipe":"e60f4ef0a30d647f","podId":""}},"scope":"local","time":1796181257,"timeNano":1796181257936390668}"#,
+        );
+        assert_eq!(
+            Happening::of(&removed),
+            Some(Happening::ContainerDestroyed {
+                id: "5ca302f51436aef7a996563a1c4473392b99838ae29003744d1f0a98bf1dd89c".into(),
+                name: "pz".into(),
+            })
+        );
+        // `name` is the container's here: not a network's.
+        let disconnected = event(
+            r#"{"status":"disconnect","id":"5ca302f51436aef7a996563a1c4473392b99838ae29003744d1f0a98bf1dd89c","Type":"network","Action":"disconnect","Actor":{"ID":"5ca302f51436aef7a996563a1c4473392b99838ae29003744d1f0a98bf1dd89c","Attributes":{"containerExitCode":"0","image":"","name":"pz","podId":""}},"scope":"local","time":1796181257,"timeNano":1796181257736390668}"#,
+        );
+        assert_eq!(Happening::of(&disconnected), None);
+        assert_eq!(
+            crate::docker::event_container(&disconnected),
+            Some("5ca302f51436aef7a996563a1c4473392b99838ae29003744d1f0a98bf1dd89c")
+        );
     }
 }
