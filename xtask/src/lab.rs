@@ -36,15 +36,95 @@ const HAND_PEER: &str = "int_prod";
 /// (Docker allocates from the bottom), or the next free one.
 const HAND_HOST_NUMBER: u32 = 200;
 
+/// The engine a lab runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabEngine {
+    /// Docker Engine.
+    Docker,
+    /// Podman, through its Docker-compatible API service.
+    Podman,
+}
+
+impl LabEngine {
+    /// Its command-line tool.
+    fn cli(self) -> &'static str {
+        match self {
+            LabEngine::Docker => "docker",
+            LabEngine::Podman => "podman",
+        }
+    }
+
+    /// `<cli> ARGS`'s stdout; fails with its stderr unless it exits 0.
+    fn output<I, S>(self, args: I) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(self.cli());
+        command.args(args);
+        cmd::capture(&mut command)
+    }
+
+    /// `<cli> ARGS`'s stdout when it exits 0, `None` otherwise.
+    fn output_if_ok<I, S>(self, args: I) -> Result<Option<String>>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(self.cli());
+        command.args(args);
+        let out = cmd::output(&mut command)?;
+        Ok(out
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned()))
+    }
+
+    /// Options of `run` for every lab container: Docker's `--init`; on Podman raw sockets
+    /// for ping (not granted by default) and limits any host's runc can set.
+    fn run_options(self) -> &'static [&'static str] {
+        match self {
+            LabEngine::Docker => &["--init"],
+            LabEngine::Podman => netlab_tests::podman::RUN_OPTIONS,
+        }
+    }
+
+    /// `DOCKER_HOST` for netlab to reach this engine (`None`: Docker's default socket).
+    fn docker_host(self) -> Option<&'static str> {
+        match self {
+            LabEngine::Docker => None,
+            LabEngine::Podman => Some(netlab_tests::podman::DOCKER_HOST),
+        }
+    }
+
+    /// The name pinger pings: AppDev's, as the engine's DNS answers it (Docker's
+    /// case-insensitively, Podman's aardvark-dns as the container is named).
+    fn ping_target(self) -> &'static str {
+        match self {
+            LabEngine::Docker => PING_TARGET,
+            LabEngine::Podman => APP_DEV,
+        }
+    }
+}
+
 /// Builds the lab (images first, if missing), starts the pinger and runs `netlab watch` for
-/// `duration` seconds in the foreground. Leaves the lab up, whatever netlab does.
-pub fn run(duration: u32, rebuild: bool) -> Result<()> {
+/// `duration` seconds in the foreground. Leaves the lab up, whatever netlab does. On
+/// Podman, `isolate` creates the networks with `--opt isolate=true`.
+pub fn run(duration: u32, rebuild: bool, engine: LabEngine, isolate: bool) -> Result<()> {
     netns_lab::require_root()?;
+    ensure!(
+        !isolate || engine == LabEngine::Podman,
+        "--isolate is for --engine podman: Docker keeps its networks apart already"
+    );
     setup::run()?;
+    // The images are built with Docker, also for Podman (which gets a copy).
     docker::ensure_docker().context("no Docker engine")?;
     images::ensure_images(rebuild)?;
+    if engine == LabEngine::Podman {
+        crate::podman::ensure()?;
+    }
 
-    let leftovers = remove_lab()?;
+    let leftovers = remove_lab(engine)?;
     if !leftovers.is_empty() {
         eprintln!(
             "xtask: removed leftovers of an earlier lab: {}",
@@ -52,10 +132,15 @@ pub fn run(duration: u32, rebuild: bool) -> Result<()> {
         );
     }
     for network in NETWORKS {
-        docker::output(["network", "create", "--label", LAB_LABEL, network])?;
+        let mut args = vec!["network", "create", "--label", LAB_LABEL];
+        if isolate {
+            args.extend(["--opt", "isolate=true"]);
+        }
+        args.push(network);
+        engine.output(args)?;
     }
-    run_http_echo(APP_DEV, DEVOPS)?;
-    run_http_echo(APP_PROD, PROD)?;
+    run_http_echo(engine, APP_DEV, DEVOPS)?;
+    run_http_echo(engine, APP_PROD, PROD)?;
 
     let netlab = workspace::build_daemon(true).context(
         "release build of netlab failed; AppDev and AppProd are up, the pinger is not \
@@ -63,13 +148,12 @@ pub fn run(duration: u32, rebuild: bool) -> Result<()> {
     )?;
 
     // pinger resolves `appdev`: make sure that name exists before it asks.
-    ensure_running(APP_DEV)?;
-    ensure_running(APP_PROD)?;
+    ensure_running(engine, APP_DEV)?;
+    ensure_running(engine, APP_PROD)?;
     let count = duration.to_string();
-    docker::output([
-        "run",
-        "--detach",
-        "--init",
+    let mut args = vec!["run", "--detach"];
+    args.extend_from_slice(engine.run_options());
+    args.extend([
         "--label",
         LAB_LABEL,
         "--name",
@@ -82,17 +166,21 @@ pub fn run(duration: u32, rebuild: bool) -> Result<()> {
         &count,
         "-i",
         "1",
-        PING_TARGET,
-    ])?;
+        engine.ping_target(),
+    ]);
+    engine.output(args)?;
 
     // The map, served by a daemon of the lab's that the watch below streams from.
-    let map = crate::lab_map::start(&netlab)?.then(crate::lab_map::url);
-    let facts = Facts::inspect()?;
-    eprint!("{}", banner(&facts, duration, map.as_deref()));
+    let map = crate::lab_map::start(&netlab, engine.docker_host())?.then(crate::lab_map::url);
+    let facts = Facts::inspect(engine)?;
+    eprint!(
+        "{}",
+        banner(&facts, duration, map.as_deref(), engine, isolate)
+    );
 
     // Ctrl-C stops netlab (which gets the default disposition back), not xtask.
     let _interrupts = IgnoreInterrupts::new();
-    let status = watch(&netlab, duration, map.is_some())?;
+    let status = watch(&netlab, duration, map.is_some(), engine)?;
     if map.is_some() && crate::lab_map::stopped() {
         // `cargo xtask lab --down` ran meanwhile: the watch ended with the map's daemon.
         eprintln!("xtask: the lab was removed; netlab watch ended with it");
@@ -120,8 +208,12 @@ const GOINGS_SHOWN: std::time::Duration = std::time::Duration::from_secs(3);
 pub fn down() -> Result<()> {
     netns_lab::require_root()?;
     let mut removed = Vec::new();
+    // A lab on Podman: its CLI works without the API service.
+    if Command::new("podman").arg("--version").output().is_ok() {
+        removed.extend(remove_lab(LabEngine::Podman)?);
+    }
     if docker::answers()? {
-        removed.extend(remove_lab()?);
+        removed.extend(remove_lab(LabEngine::Docker)?);
     } else {
         if remove_hand_veth()? {
             removed.push(format!("link {HAND_VETH}"));
@@ -154,31 +246,35 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
-/// Removes whichever of `int_hote`, the lab's containers and its networks exist; returns what it
-/// removed. Needs a Docker engine that answers.
-fn remove_lab() -> Result<Vec<String>> {
+/// Removes whichever of `int_hote`, the lab's containers and its networks exist on `engine`;
+/// returns what it removed. Needs a Docker engine that answers (Podman's CLI works alone).
+fn remove_lab(engine: LabEngine) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     // Deleting it also deletes its peer, wherever that is (in AppProd as eth1, or still here).
     if remove_hand_veth()? {
         removed.push(format!("link {HAND_VETH}"));
     }
 
-    let names = docker::output(["ps", "--all", "--format", "{{.Names}}"])?;
+    let names = engine.output(["ps", "--all", "--format", "{{.Names}}"])?;
     let present: Vec<&str> = CONTAINERS
         .into_iter()
         .filter(|name| listed(&names, name))
         .collect();
     if !present.is_empty() {
-        docker::output(["rm", "--force"].into_iter().chain(present.iter().copied()))?;
-        removed.extend(present.iter().map(|name| format!("container {name}")));
+        engine.output(["rm", "--force"].into_iter().chain(present.iter().copied()))?;
+        removed.extend(
+            present
+                .iter()
+                .map(|name| format!("{} container {name}", engine.cli())),
+        );
     }
 
-    let networks = docker::output(["network", "ls", "--format", "{{.Name}}"])?;
+    let networks = engine.output(["network", "ls", "--format", "{{.Name}}"])?;
     for network in NETWORKS.into_iter().filter(|name| listed(&networks, name)) {
-        docker::output(["network", "rm", network]).with_context(|| {
+        engine.output(["network", "rm", network]).with_context(|| {
             format!("cannot remove network {network}: is a container of yours still on it?")
         })?;
-        removed.push(format!("network {network}"));
+        removed.push(format!("{} network {network}", engine.cli()));
     }
     Ok(removed)
 }
@@ -201,12 +297,13 @@ fn remove_hand_veth() -> Result<bool> {
     Ok(true)
 }
 
-/// `docker run -d --init --name NAME --network NETWORK netlab/http-echo -text "hello from NAME"`.
-fn run_http_echo(name: &str, network: &str) -> Result<()> {
-    docker::output([
-        "run",
-        "--detach",
-        "--init",
+/// `docker run -d --init --name NAME --network NETWORK netlab/http-echo -text "hello from NAME"`
+/// (or Podman's, with its [`LabEngine::run_options`]).
+fn run_http_echo(engine: LabEngine, name: &str, network: &str) -> Result<()> {
+    let text = format!("hello from {name}");
+    let mut args = vec!["run", "--detach"];
+    args.extend_from_slice(engine.run_options());
+    args.extend([
         "--label",
         LAB_LABEL,
         "--name",
@@ -215,16 +312,19 @@ fn run_http_echo(name: &str, network: &str) -> Result<()> {
         network,
         images::HTTP_ECHO_IMAGE,
         "-text",
-        &format!("hello from {name}"),
-    ])?;
+        &text,
+    ]);
+    engine.output(args)?;
     Ok(())
 }
 
 /// Fails, with the container's log, unless it is running.
-fn ensure_running(name: &str) -> Result<()> {
-    let running = docker::output(["inspect", "--format", "{{.State.Running}}", name])?;
+fn ensure_running(engine: LabEngine, name: &str) -> Result<()> {
+    let running = engine.output(["inspect", "--format", "{{.State.Running}}", name])?;
     if running.trim() != "true" {
-        let logs = docker::output_if_ok(["logs", "--tail", "20", name])?.unwrap_or_default();
+        let logs = engine
+            .output_if_ok(["logs", "--tail", "20", name])?
+            .unwrap_or_default();
         bail!(
             "container {name} is not running; its log:\n{}",
             logs.trim_end()
@@ -236,9 +336,12 @@ fn ensure_running(name: &str) -> Result<()> {
 /// Runs `netlab watch --duration SECS` in the foreground with inherited stdio. Without
 /// `--iface`, netlab discovers Docker's bridges and containers itself; with `via_daemon`,
 /// it streams from the lab's daemon (the map's), whose programs observe for both.
-fn watch(netlab: &Path, duration: u32, via_daemon: bool) -> Result<ExitStatus> {
+fn watch(netlab: &Path, duration: u32, via_daemon: bool, engine: LabEngine) -> Result<ExitStatus> {
     let mut watch = Command::new(netlab);
     watch.args(["watch", "--duration", &duration.to_string()]);
+    if let Some(host) = engine.docker_host() {
+        watch.env("DOCKER_HOST", host);
+    }
     // Never someone else's daemon: the lab's, or a path where none listens (embedded).
     watch.env(
         "NETLAB_SOCKET",
@@ -302,7 +405,8 @@ impl std::fmt::Display for Ipv4Net {
 #[derive(Debug)]
 struct NetworkFacts {
     name: &'static str,
-    id: String,
+    /// Its Linux bridge.
+    bridge: String,
     subnet: Ipv4Net,
     gateway: Option<Ipv4Addr>,
     /// Containers on it and their addresses.
@@ -317,10 +421,70 @@ const NETWORK_FORMAT: &str = concat!(
 );
 
 impl NetworkFacts {
-    fn inspect(name: &'static str) -> Result<Self> {
+    fn inspect(engine: LabEngine, name: &'static str) -> Result<Self> {
+        if engine == LabEngine::Podman {
+            return Self::inspect_podman(name);
+        }
         let out = docker::output(["network", "inspect", "--format", NETWORK_FORMAT, name])?;
         Self::parse(name, &out)
             .with_context(|| format!("unexpected `docker network inspect {name}` output: {out:?}"))
+    }
+
+    /// Podman's `network inspect` (its own JSON, which names the bridge) and its
+    /// containers' inspects (their addresses on the network).
+    fn inspect_podman(name: &'static str) -> Result<Self> {
+        let out = LabEngine::Podman.output(["network", "inspect", name])?;
+        let filter = format!("network={name}");
+        let names =
+            LabEngine::Podman.output(["ps", "--filter", &filter, "--format", "{{.Names}}"])?;
+        let names: Vec<&str> = names.split_whitespace().collect();
+        let containers = if names.is_empty() {
+            "[]".to_owned()
+        } else {
+            LabEngine::Podman.output(["inspect"].into_iter().chain(names.iter().copied()))?
+        };
+        Self::parse_podman(name, &out, &containers)
+            .with_context(|| format!("unexpected `podman network inspect {name}` output: {out:?}"))
+    }
+
+    /// Parses Podman's network inspect and container inspects (JSON arrays).
+    fn parse_podman(name: &'static str, network: &str, containers: &str) -> Result<Self> {
+        let network: serde_json::Value = serde_json::from_str(network)?;
+        let n = &network[0];
+        let bridge = n["network_interface"]
+            .as_str()
+            .context("no network_interface")?
+            .to_owned();
+        let (subnet, gateway) = n["subnets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|s| {
+                let net = Ipv4Net::parse(s["subnet"].as_str()?)?;
+                Some((net, s["gateway"].as_str().and_then(|g| g.parse().ok())))
+            })
+            .context("no IPv4 subnet")?;
+        let containers: serde_json::Value = serde_json::from_str(containers)?;
+        let members = containers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                let member = c["Name"].as_str()?.trim_start_matches('/').to_owned();
+                let addr = c["NetworkSettings"]["Networks"][name]["IPAddress"]
+                    .as_str()?
+                    .parse()
+                    .ok()?;
+                Some((member, addr))
+            })
+            .collect();
+        Ok(Self {
+            name,
+            bridge,
+            subnet,
+            gateway,
+            members,
+        })
     }
 
     /// Parses [`NETWORK_FORMAT`]'s output; the first IPv4 subnet is the one that counts.
@@ -355,16 +519,17 @@ impl NetworkFacts {
         );
         Ok(Self {
             name,
-            id,
+            bridge: format!("br-{}", &id[..12]),
             subnet: subnet.context("no IPv4 subnet")?,
             gateway,
             members,
         })
     }
 
-    /// The Linux bridge of a user-defined network: `br-` and the id's first 12 hex digits.
+    /// The Linux bridge: Docker's `br-` and the id's first 12 hex digits, Podman's
+    /// `podmanN`.
     fn bridge(&self) -> String {
-        format!("br-{}", &self.id[..12])
+        self.bridge.clone()
     }
 
     fn address_of(&self, container: &str) -> Result<Ipv4Addr> {
@@ -404,10 +569,10 @@ struct Facts {
 }
 
 impl Facts {
-    fn inspect() -> Result<Self> {
-        let devops = NetworkFacts::inspect(DEVOPS)?;
-        let prod = NetworkFacts::inspect(PROD)?;
-        let pid = docker::output(["inspect", "--format", "{{.State.Pid}}", APP_PROD])?;
+    fn inspect(engine: LabEngine) -> Result<Self> {
+        let devops = NetworkFacts::inspect(engine, DEVOPS)?;
+        let prod = NetworkFacts::inspect(engine, PROD)?;
+        let pid = engine.output(["inspect", "--format", "{{.State.Pid}}", APP_PROD])?;
         let app_prod_pid: u32 = pid
             .trim()
             .parse()
@@ -436,7 +601,13 @@ impl Facts {
 
 /// What the user sees and the next course steps, as commands to paste; `map` is the map's
 /// URL when it is served.
-fn banner(facts: &Facts, duration: u32, map: Option<&str>) -> String {
+fn banner(
+    facts: &Facts,
+    duration: u32,
+    map: Option<&str>,
+    engine: LabEngine,
+    isolate: bool,
+) -> String {
     let Facts {
         devops,
         prod,
@@ -449,24 +620,55 @@ fn banner(facts: &Facts, duration: u32, map: Option<&str>) -> String {
     let pinger = pinger.map_or_else(|| "stopped".to_owned(), |addr| addr.to_string());
     let (dev_bridge, prod_bridge) = (devops.bridge(), prod.bridge());
     let prefix = devops.subnet.prefix;
+    let cli = engine.cli();
+    let ping_target = engine.ping_target();
+    let (lab, dns, discovered) = match engine {
+        LabEngine::Docker => ("Docker", "Docker's DNS", "Docker's bridges and containers"),
+        LabEngine::Podman => (
+            "Podman",
+            "Podman's aardvark-dns",
+            "Podman's bridges and containers (through its API)",
+        ),
+    };
+    let step1 = match (engine, isolate) {
+        (LabEngine::Docker, _) => format!(
+            " 1. devops and prod are isolated: Docker's iptables rules drop what goes from one bridge to\n    \
+             the other, so these echo requests get no reply:\n      \
+             docker exec {APP_DEV} ping -c 3 {app_prod}"
+        ),
+        (LabEngine::Podman, true) => format!(
+            " 1. devops and prod were created with --opt isolate=true: netavark's rule\n    \
+             NETAVARK_ISOLATION_2 drops what goes from one isolated network to another, so these\n    \
+             echo requests get no reply (netlab names the rule and what it means):\n      \
+             podman exec {APP_DEV} ping -c 3 {app_prod}"
+        ),
+        (LabEngine::Podman, false) => format!(
+            " 1. Here Podman differs from Docker: its networks are not isolated from each other by\n    \
+             default, so these echo requests ARE answered (netavark masquerades them: {APP_PROD} sees\n    \
+             them come from prod's gateway, {prod_gw}). For the course's isolation, run the lab with\n    \
+             `cargo xtask lab --engine podman --isolate` (networks created with --opt isolate=true):\n      \
+             podman exec {APP_DEV} ping -c 3 {app_prod}",
+            prod_gw = prod
+                .gateway
+                .map_or_else(|| "its gateway".to_owned(), |g| g.to_string()),
+        ),
+    };
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = write!(
         text,
         "\
 --------------------------------------------------------------------------------
-The netlab Docker lab is up:
+The netlab {lab} lab is up:
   network {DEVOPS:<6} {devops_subnet:<18} bridge {dev_bridge}: {APP_DEV} {app_dev}, {PINGER} {pinger}
   network {PROD:<6} {prod_subnet:<18} bridge {prod_bridge}: {APP_PROD} {app_prod}
 {APP_DEV} and {APP_PROD} serve \"hello from <name>\" over HTTP on port 5678 (netlab/http-echo).
-{PINGER} pings {APP_DEV} by name (`ping {PING_TARGET}`, answered by Docker's DNS) once a second
-for {duration} s. Below, `netlab watch` finds Docker's bridges and containers itself and shows
+{PINGER} pings {APP_DEV} by name (`ping {ping_target}`, answered by {dns}) once a second
+for {duration} s. Below, `netlab watch` finds {discovered} itself and shows
 the ARP and ICMP it sees for {duration} s. Ctrl-C stops netlab only: the lab stays up.
 {map_line}
 Next steps, as root in another terminal:
- 1. devops and prod are isolated: Docker's iptables rules drop what goes from one bridge to
-    the other, so these echo requests get no reply:
-      docker exec {APP_DEV} ping -c 3 {app_prod}
+{step1}
  2. Build a leg by hand: a veth pair from the {DEVOPS} bridge into {APP_PROD} (pid {pid}),
     which gets the unused {DEVOPS} address {hand} on a new eth1:
       ip link add {HAND_VETH} type veth peer name {HAND_PEER}
@@ -478,17 +680,28 @@ Next steps, as root in another terminal:
       nsenter -t {pid} -n ip link set eth1 up
     netlab watch says when it starts observing the leg:
       {HAND_VETH} → {APP_PROD} eth1 (hand-made, {DEVOPS}, {dev_bridge}) observed ({HAND_VETH}, manual-veth)
-    Now {APP_DEV} reaches {APP_PROD} over one bridge, past the isolation:
-      docker exec {APP_DEV} ping -c 3 {hand}
+    Now {APP_DEV} reaches {APP_PROD} over one bridge, {past}:
+      {cli} exec {APP_DEV} ping -c 3 {hand}
  3. Remove the lab (containers, networks, {HAND_VETH}): cargo xtask lab --down
     While it watches, netlab prints every interface going, why, and what it counted there,
     like this (with your run's counts):
       veth of {APP_DEV} ({DEVOPS}, {dev_bridge}) gone: container {APP_DEV} removed; it counted 12 echo requests, 12 replies, 3 ARP
-    and `container {APP_DEV} removed`, `network {DEVOPS} removed` (`netlab watch --kind topology`
+    and `container {APP_DEV} removed`{network_removed} (`netlab watch --kind topology`
     shows only these).
 --------------------------------------------------------------------------------
 ",
         devops_subnet = devops.subnet.to_string(),
+        past = if engine == LabEngine::Podman && !isolate {
+            "without netavark's NAT between networks"
+        } else {
+            "past the isolation"
+        },
+        // Podman (4.x) says nothing when a network goes.
+        network_removed = if engine == LabEngine::Docker {
+            format!(", `network {DEVOPS} removed`")
+        } else {
+            String::new()
+        },
         prod_subnet = prod.subnet.to_string(),
         map_line = match map {
             Some(url) => format!(
@@ -608,7 +821,13 @@ mod tests {
             devops: devops(),
             prod,
         };
-        let text = banner(&facts, 120, Some("http://127.0.0.1:9477/"));
+        let text = banner(
+            &facts,
+            120,
+            Some("http://127.0.0.1:9477/"),
+            LabEngine::Docker,
+            false,
+        );
         for line in [
             "docker exec AppDev ping -c 3 172.19.0.2\n",
             "ip link add int_hote type veth peer name int_prod\n",
@@ -627,6 +846,58 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(text.contains("bridge br-abcdef012345: AppProd 172.19.0.2"));
+    }
+
+    /// `podman network inspect devops` and `podman inspect AppDev pinger` of the lab with
+    /// `--engine podman --isolate` on Podman 4.3.1, recorded (the inspects cut to the
+    /// fields read; pinger had exited).
+    const PODMAN_DEVOPS: &str = r#"[{"name":"devops","id":"e216bef05d01cbb24a221fe1244e936d01ba37d3815bf5a710085495e8449dd5","driver":"bridge","network_interface":"podman1","created":"2026-12-02T03:20:12.342039776Z","subnets":[{"subnet":"10.89.0.0/24","gateway":"10.89.0.1"}],"ipv6_enabled":false,"internal":false,"dns_enabled":true,"labels":{"org.netlab.lab":"docker"},"options":{"isolate":"true"},"ipam_options":{"driver":"host-local"}}]"#;
+    const PODMAN_MEMBERS: &str = r#"[{"Name":"AppDev","NetworkSettings":{"Networks":{"devops":{"IPAddress":"10.89.0.4","MacAddress":"2e:69:7c:97:6f:71"}}}},{"Name":"pinger","NetworkSettings":{"Networks":{"devops":{"IPAddress":"","MacAddress":""}}}}]"#;
+
+    #[test]
+    fn podman_network_facts_and_banner() {
+        let devops =
+            NetworkFacts::parse_podman(DEVOPS, PODMAN_DEVOPS, PODMAN_MEMBERS).expect("parses");
+        assert_eq!(devops.bridge(), "podman1");
+        assert_eq!(devops.subnet.to_string(), "10.89.0.0/24");
+        assert_eq!(devops.gateway, Some(Ipv4Addr::new(10, 89, 0, 1)));
+        assert_eq!(
+            devops.members,
+            [("AppDev".to_owned(), Ipv4Addr::new(10, 89, 0, 4))]
+        );
+        let prod = NetworkFacts {
+            name: PROD,
+            bridge: "podman2".into(),
+            subnet: Ipv4Net::parse("10.89.1.0/24").expect("subnet"),
+            gateway: Some(Ipv4Addr::new(10, 89, 1, 1)),
+            members: vec![("AppProd".into(), Ipv4Addr::new(10, 89, 1, 2))],
+        };
+        let facts = Facts {
+            app_dev: Ipv4Addr::new(10, 89, 0, 4),
+            app_prod: Ipv4Addr::new(10, 89, 1, 2),
+            pinger: None,
+            app_prod_pid: 4242,
+            hand_address: Ipv4Addr::new(10, 89, 0, 200),
+            devops,
+            prod,
+        };
+        let open = banner(&facts, 60, None, LabEngine::Podman, false);
+        for line in [
+            "The netlab Podman lab is up:",
+            "`ping AppDev`, answered by Podman's aardvark-dns",
+            "these echo requests ARE answered",
+            "prod's gateway, 10.89.1.1",
+            "cargo xtask lab --engine podman --isolate",
+            "podman exec AppDev ping -c 3 10.89.1.2\n",
+            "ip link set int_hote master podman1\n",
+            "podman exec AppDev ping -c 3 10.89.0.200\n",
+        ] {
+            assert!(open.contains(line), "missing {line:?} in\n{open}");
+        }
+        assert!(!open.contains("docker exec") && !open.contains("network devops removed"));
+        let isolated = banner(&facts, 60, None, LabEngine::Podman, true);
+        assert!(isolated.contains("NETAVARK_ISOLATION_2"), "{isolated}");
+        assert!(!isolated.contains("ARE answered"));
     }
 
     #[test]

@@ -30,13 +30,17 @@ pub fn url() -> String {
     format!("http://{MAP_ADDR}/")
 }
 
-/// Starts the lab daemon (after stopping one left by an earlier lab); `Ok(false)` with a
-/// warning when it does not come up (the lab then goes on without the map).
-pub fn start(netlab: &Path) -> Result<bool> {
+/// Starts the lab daemon (after stopping one left by an earlier lab), talking to the engine
+/// at `docker_host` (`None`: Docker's default); `Ok(false)` with a warning when it does not
+/// come up (the lab then goes on without the map).
+pub fn start(netlab: &Path, docker_host: Option<&str>) -> Result<bool> {
     stop(Some(netlab))?;
     std::fs::create_dir_all("/run/netlab").context("creating /run/netlab")?;
     let log = std::fs::File::create(LOG).with_context(|| format!("creating {LOG}"))?;
     let mut daemon = Command::new(netlab);
+    if let Some(host) = docker_host {
+        daemon.env("DOCKER_HOST", host);
+    }
     daemon
         .args([
             "daemon",

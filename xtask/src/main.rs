@@ -71,6 +71,14 @@ enum Command {
         /// (with --netns: the namespaces only).
         #[arg(long, conflicts_with_all = ["duration", "rebuild"])]
         down: bool,
+        /// The engine the lab runs on: Docker, or Podman (netlab follows it through its
+        /// Docker-compatible API).
+        #[arg(long, value_enum, default_value_t = lab::LabEngine::Docker, conflicts_with = "netns")]
+        engine: lab::LabEngine,
+        /// Podman: create devops and prod with `--opt isolate=true`, so that they are kept
+        /// apart as Docker keeps its networks (Podman's are not, by default).
+        #[arg(long, conflicts_with_all = ["netns", "down"])]
+        isolate: bool,
     },
     /// Measure what netlab costs here (root): per-packet cost of the tc programs, packet rates
     /// with and without observers, event throughput, attaching to 500 veths, memory; writes
@@ -209,8 +217,12 @@ fn main() -> Result<()> {
             ..
         } => netns_lab::run(duration),
         Command::Lab {
-            duration, rebuild, ..
-        } => lab::run(duration, rebuild),
+            duration,
+            rebuild,
+            engine,
+            isolate,
+            ..
+        } => lab::run(duration, rebuild, engine, isolate),
         Command::Bench { quick, json, only } => bench::run(quick, json, &only),
         Command::BenchUdpSend {
             dst,
@@ -271,9 +283,37 @@ mod tests {
                 duration: 120,
                 netns: false,
                 rebuild: false,
-                down: false
+                down: false,
+                engine: lab::LabEngine::Docker,
+                isolate: false,
             }
         ));
+    }
+
+    #[test]
+    fn lab_runs_on_podman_isolated_or_not() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["xtask", "lab"].iter().chain(args)).map(|cli| cli.command)
+        };
+        assert!(matches!(
+            parse(&["--engine", "podman", "--isolate"]),
+            Ok(Command::Lab {
+                engine: lab::LabEngine::Podman,
+                isolate: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["--engine", "podman", "--down"]),
+            Ok(Command::Lab {
+                engine: lab::LabEngine::Podman,
+                down: true,
+                ..
+            })
+        ));
+        assert!(parse(&["--engine", "podman", "--netns"]).is_err());
+        assert!(parse(&["--isolate", "--down"]).is_err());
+        assert!(parse(&["--engine", "lxc"]).is_err());
     }
 
     #[test]
