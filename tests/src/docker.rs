@@ -21,7 +21,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::bpf_state::bpftool;
-use crate::host::cmd::{display, run, run_with_timeout, stdout_of};
+use crate::host::cmd::{display, run, run_with_timeout};
 use crate::host::fdinfo::{bpf_fds_of, BpfKind};
 use crate::host::netns::{ip, unique_name};
 use crate::watch::{Watch, READY_TIMEOUT};
@@ -89,14 +89,12 @@ pub fn require_images() -> Result<()> {
 /// Runs `docker <args>` (bounded by [`DOCKER_TIMEOUT`]) and returns its stdout; fails with
 /// stdout and stderr on a non-zero exit.
 pub fn docker(args: &[&str]) -> Result<String> {
-    stdout_of(&format!("docker {}", args.join(" ")), &docker_status(args)?)
+    crate::host::cmd::tool("docker", args, DOCKER_TIMEOUT)
 }
 
 /// Runs `docker <args>` (bounded by [`DOCKER_TIMEOUT`]); the exit status is not checked.
 pub fn docker_status(args: &[&str]) -> Result<Output> {
-    let mut command = Command::new("docker");
-    command.args(args);
-    run_with_timeout(command, DOCKER_TIMEOUT)
+    crate::host::cmd::tool_status("docker", args, DOCKER_TIMEOUT)
 }
 
 /// A user-defined bridge network; dropping it runs `docker network rm`.

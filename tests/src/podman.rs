@@ -103,10 +103,18 @@ pub fn ensure_service(log: &Path) -> Result<()> {
 }
 
 /// Copies Docker's `docker_image` into Podman's store (`docker save | podman load`)
-/// unless Podman has it already.
+/// unless Podman has the same image already (the same id: `podman load` keeps it).
 pub fn ensure_image(docker_image: &str) -> Result<()> {
-    let exists = podman_status(&["image", "exists", docker_image])?;
-    if exists.status.success() {
+    let mut docker = Command::new("docker");
+    docker.args(["image", "inspect", "--format", "{{.Id}}", docker_image]);
+    let docker_id = stdout_of(
+        &format!("docker image inspect {docker_image}"),
+        &run_with_timeout(docker, PODMAN_TIMEOUT)?,
+    )?;
+    let docker_id = docker_id.trim().trim_start_matches("sha256:");
+    let podman_id = podman_status(&["image", "inspect", "--format", "{{.Id}}", docker_image])?;
+    if podman_id.status.success() && String::from_utf8_lossy(&podman_id.stdout).trim() == docker_id
+    {
         return Ok(());
     }
     let mut copy = Command::new("bash");
@@ -155,14 +163,12 @@ macro_rules! podman_or_skip {
 /// Runs `podman <args>` (bounded by [`PODMAN_TIMEOUT`]) and returns its stdout; fails with
 /// stdout and stderr on a non-zero exit.
 pub fn podman(args: &[&str]) -> Result<String> {
-    stdout_of(&format!("podman {}", args.join(" ")), &podman_status(args)?)
+    crate::host::cmd::tool("podman", args, PODMAN_TIMEOUT)
 }
 
 /// Runs `podman <args>` (bounded by [`PODMAN_TIMEOUT`]); the exit status is not checked.
 pub fn podman_status(args: &[&str]) -> Result<Output> {
-    let mut command = Command::new("podman");
-    command.args(args);
-    run_with_timeout(command, PODMAN_TIMEOUT)
+    crate::host::cmd::tool_status("podman", args, PODMAN_TIMEOUT)
 }
 
 /// A Podman bridge network; dropping it runs `podman network rm -f`.

@@ -613,24 +613,9 @@ struct Expected<'a> {
     remedy: Option<String>,
 }
 
-/// The packet counter of `rule` in `table` of the `family` ruleset (`iptables-save -c`, or
-/// `ip6tables-save -c` for `ipv6`).
+/// The packet counter of `rule` in `table` of the `family` ruleset.
 fn rule_counter_of(family: &str, table: &str, rule: &str) -> Result<u64> {
-    let save = if family == "ipv6" {
-        "ip6tables-save"
-    } else {
-        "iptables-save"
-    };
-    let saved = netlab_tests::sh(&format!("{save} -c -t {table}"))?;
-    let line = saved
-        .lines()
-        .find(|l| l.ends_with(&format!("-A {rule}")))
-        .with_context(|| format!("no rule {rule:?} in {save} table {table}:\n{saved}"))?;
-    line.trim_start_matches('[')
-        .split(':')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no counter in {line:?}"))
+    netlab_tests::host::iptables::rule_counter(family, table, rule)
 }
 
 /// `diagnose --json <flags> src dst` must find the ping dropped by a rule as `expected` says,

@@ -225,19 +225,10 @@ fn podman_networks_are_labelled_counted_and_followed() -> Result<()> {
     Ok(())
 }
 
-/// The packet counter of netavark's `-A <rule>` in the filter table (`iptables-save -c`):
-/// the firewall's own witness.
+/// The packet counter of netavark's `-A <rule>` in the filter table: the firewall's own
+/// witness.
 fn rule_counter(rule: &str) -> Result<u64> {
-    let saved = netlab_tests::sh("iptables-save -c -t filter")?;
-    let line = saved
-        .lines()
-        .find(|l| l.ends_with(&format!("-A {rule}")))
-        .with_context(|| format!("no rule {rule:?} in the filter table:\n{saved}"))?;
-    line.trim_start_matches('[')
-        .split(':')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no counter in {line:?}"))
+    netlab_tests::host::iptables::rule_counter("ipv4", "filter", rule)
 }
 
 /// Two networks created with `--opt isolate=true`: a ping from one to the other is dropped

@@ -104,6 +104,22 @@ pub fn stdout_of(shown: &str, out: &Output) -> Result<String> {
     bail!(message)
 }
 
+/// Runs `<program> <args>` bounded by `timeout`; the exit status is not checked.
+pub fn tool_status(program: &str, args: &[&str], timeout: Duration) -> Result<Output> {
+    let mut command = Command::new(program);
+    command.args(args);
+    run_with_timeout(command, timeout)
+}
+
+/// Runs `<program> <args>` bounded by `timeout` and returns its stdout; fails with stdout and
+/// stderr on a non-zero exit.
+pub fn tool(program: &str, args: &[&str], timeout: Duration) -> Result<String> {
+    stdout_of(
+        &format!("{program} {}", args.join(" ")),
+        &tool_status(program, args, timeout)?,
+    )
+}
+
 /// Runs `command` with piped output; kills it and fails if it has not exited after `timeout`.
 /// The exit status is returned, not checked.
 pub fn run_with_timeout(command: Command, timeout: Duration) -> Result<Output> {
