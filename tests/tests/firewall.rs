@@ -24,8 +24,13 @@ use serde_json::Value;
 const SETTLE: Duration = Duration::from_millis(1500);
 
 fn fixture() -> PathBuf {
+    fixture_named("docker29-nftables.nft")
+}
+
+fn fixture_named(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../netlab-daemon/tests/fixtures/firewall/docker29-nftables.nft")
+        .join("../netlab-daemon/tests/fixtures/firewall")
+        .join(name)
 }
 
 /// The namespace holding the bridges and the ruleset, and the two "containers".
@@ -39,6 +44,11 @@ impl Lab {
     /// Bridges `nlt-br-a` 10.77.1.1/24 and `nlt-br-b` 10.77.2.1/24 with one veth each, whose
     /// peers are `eth0` 10.77.{1,2}.2 in the two containers; forwarding on; the ruleset loaded.
     fn new() -> Result<Lab> {
+        Self::with_ruleset(&fixture())
+    }
+
+    /// The same with the ruleset at `ruleset`.
+    fn with_ruleset(ruleset: &Path) -> Result<Lab> {
         let lab = Lab {
             host: Netns::unique("nfh")?,
             a: Netns::unique("nfa")?,
@@ -59,8 +69,8 @@ impl Lab {
             ))?;
         }
         lab.host
-            .exec(&format!("nft -f {}", fixture().display()))
-            .context("loading the Docker 29-shaped ruleset")?;
+            .exec(&format!("nft -f {}", ruleset.display()))
+            .with_context(|| format!("loading {}", ruleset.display()))?;
         Ok(lab)
     }
 
@@ -596,5 +606,69 @@ fn a_forward_policy_drop_is_traced_to_the_policy() -> Result<()> {
         show(&drops),
         output.stderr
     );
+    Ok(())
+}
+
+/// Podman's firewall with netavark's nftables driver (a ruleset of its shape: two networks
+/// created with `--opt isolate=true`, whose rules carry no counters): each dropped ping is
+/// traced to `NETAVARK-ISOLATION-2` of `table inet netavark` and explained in Podman's terms,
+/// with no engine answering.
+#[test]
+fn netavark_nftables_isolation_drops_are_traced_and_explained() -> Result<()> {
+    let bin = netlab_or_skip!();
+    if netlab_tests::sh("command -v nft").is_err() {
+        println!("skipping: the nft binary is not installed");
+        return Ok(());
+    }
+    let lab = Lab::with_ruleset(&fixture_named("netavark-nftables.nft"))?;
+    let watch = Watch::start_bin(
+        &bin,
+        lab.host.name(),
+        &[
+            "--iface",
+            "nlt-br-a",
+            "--iface",
+            "veth-a",
+            "--iface",
+            "nlt-br-b",
+            "--iface",
+            "veth-b",
+            "--json",
+            "--nftrace",
+        ],
+        netlab_tests::watch::READY_TIMEOUT,
+    )?;
+    let out = in_ns(lab.a.name(), "ping")
+        .args(["-c", "2", "-i", "0.3", "-W", "1", "10.77.2.2"])
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).contains("2 packets transmitted, 0 received"),
+        "the ruleset let a's pings through"
+    );
+    let output = watch.stop_after(SETTLE)?;
+    let drops = echo_drops(&output.events);
+    ensure!(
+        drops.len() == 2,
+        "expected 2 drop events for a's 2 dropped pings, got {}:\n{}\nstderr:\n{}",
+        drops.len(),
+        show(&drops),
+        output.stderr
+    );
+    for e in drops {
+        let r = &e["drop"]["rule"];
+        let summary = r["docker"]["summary"].as_str().unwrap_or_default();
+        ensure!(
+            r["attributed_by"] == "trace"
+                && r["table"] == "netavark"
+                && r["chain"] == "NETAVARK-ISOLATION-2"
+                && r["rule"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("oifname \"nlt-br-b\" drop"))
+                && r["docker"]["meaning"] == "podman-isolation"
+                && summary.starts_with("Podman's network isolation (netavark, ISOLATION-2)")
+                && summary.contains("nlt-br-b"),
+            "drop not traced to netavark's isolation:\n{e}"
+        );
+    }
     Ok(())
 }

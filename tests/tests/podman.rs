@@ -234,7 +234,8 @@ fn rule_counter(rule: &str) -> Result<u64> {
 /// Two networks created with `--opt isolate=true`: a ping from one to the other is dropped
 /// by netavark. netlab names the rule, says what it means in Podman's terms with both
 /// networks and the sender, offers `podman network connect`, and counts as many drops as
-/// the rule's own counter rose and ping lost.
+/// the rule's own counter rose and ping lost; `netlab diagnose` says the same, its probes
+/// counted by the rule.
 #[test]
 fn an_isolated_podman_network_drop_is_named_in_podmans_terms() -> Result<()> {
     const PINGS: u32 = 3;
@@ -268,6 +269,7 @@ fn an_isolated_podman_network_drop_is_named_in_podmans_terms() -> Result<()> {
         ci.name,
         out.stdout
     );
+    let connect = format!("podman network connect {} {}", net_j.name, ci.name);
     for d in drops {
         let r = &d["drop"]["rule"];
         let summary = r["docker"]["summary"].as_str().unwrap_or_default();
@@ -281,7 +283,6 @@ fn an_isolated_podman_network_drop_is_named_in_podmans_terms() -> Result<()> {
                 && d["dst"]["container"] == cj.name.as_str(),
             "drop event: {d}"
         );
-        let connect = format!("podman network connect {} {}", net_j.name, ci.name);
         ensure!(
             r["docker"]["remedies"]
                 .as_array()
@@ -291,5 +292,39 @@ fn an_isolated_podman_network_drop_is_named_in_podmans_terms() -> Result<()> {
             "no remedy {connect:?}: {d}"
         );
     }
+
+    // diagnose, as a person asks it on a Podman host: the same rule, its counter moved by
+    // the probes diagnose sent, and the fix in Podman's words.
+    let before = rule_counter(&rule)?;
+    let run = netlab_tests::host::cmd::run_with_timeout(
+        {
+            let mut c = std::process::Command::new(&bin);
+            c.args(["diagnose", &ci.name, &cj.name, "--json"])
+                .env(NO_DAEMON.0, NO_DAEMON.1)
+                .env("DOCKER_HOST", DOCKER_HOST);
+            c
+        },
+        Duration::from_secs(60),
+    )?;
+    let probed = rule_counter(&rule)? - before;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let v: Value = serde_json::from_str(&stdout).with_context(|| {
+        format!(
+            "diagnose --json printed {stdout}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        )
+    })?;
+    ensure!(
+        run.status.code() == Some(1)
+            && v["verdict"] == "dropped"
+            && v["share_no_network"] == true
+            && v.pointer("/drop/rule/docker/meaning") == Some(&Value::from("podman-isolation"))
+            && v["hint"] == connect.as_str()
+            && probed == v["sent"].as_u64().unwrap_or(u64::MAX),
+        "diagnose {} {} ({}; the rule counted {probed}): {v}",
+        ci.name,
+        cj.name,
+        run.status
+    );
     Ok(())
 }

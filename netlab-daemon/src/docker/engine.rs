@@ -19,9 +19,11 @@ use crate::model::decode::Mac;
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     /// No engine answered (no socket, permission denied, engine down).
-    #[error("cannot reach the Docker engine at {host}")]
+    #[error("cannot reach the Docker engine at {host}{hint}")]
     Unreachable {
         host: String,
+        /// What to try instead (Podman's socket is there), or empty.
+        hint: String,
         #[source]
         source: bollard::errors::Error,
     },
@@ -349,26 +351,36 @@ pub struct DockerClient {
 /// Where Docker's API listens by default.
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
-/// The engine's address: `DOCKER_HOST`; else Docker's socket, or Podman's when only
-/// Podman's is there.
-fn engine_host() -> String {
-    if let Ok(host) = std::env::var("DOCKER_HOST") {
-        return host;
+/// The engine's address: `DOCKER_HOST`, else Docker's socket. Never guessed otherwise: on a
+/// host with both engines, Docker's socket is gone while dockerd restarts, and netlab must
+/// wait for Docker then, not turn to Podman.
+fn engine_host() -> (String, bool) {
+    match std::env::var("DOCKER_HOST") {
+        Ok(host) => (host, true),
+        Err(_) => (format!("unix://{DOCKER_SOCKET}"), false),
     }
-    let podman = std::path::Path::new(podman::DEFAULT_SOCKET);
-    if !std::path::Path::new(DOCKER_SOCKET).exists() && podman.exists() {
-        return format!("unix://{}", podman.display());
+}
+
+/// When Docker's default socket does not answer but Podman's is there: how to use it.
+fn podman_hint(explicit: bool) -> String {
+    if !explicit && std::path::Path::new(podman::DEFAULT_SOCKET).exists() {
+        format!(
+            " (Podman's API socket is at {}: set DOCKER_HOST=unix://{0} to observe Podman)",
+            podman::DEFAULT_SOCKET
+        )
+    } else {
+        String::new()
     }
-    format!("unix://{DOCKER_SOCKET}")
 }
 
 impl DockerClient {
     /// Connects (honouring DOCKER_HOST) and negotiates the API version down to the
     /// engine's.
     pub async fn connect() -> Result<Self, DockerError> {
-        let host = engine_host();
+        let (host, explicit) = engine_host();
         let unreachable = |source| DockerError::Unreachable {
             host: host.clone(),
+            hint: podman_hint(explicit),
             source,
         };
         let socket = podman::unix_socket(&host);

@@ -47,6 +47,14 @@ impl Product {
         }
     }
 
+    /// Its command-line tool, for the commands netlab suggests.
+    pub fn cli(self) -> &'static str {
+        match self {
+            Product::Docker => "docker",
+            Product::Podman => "podman",
+        }
+    }
+
     /// As people write it.
     pub fn name(self) -> &'static str {
         match self {
@@ -72,7 +80,7 @@ pub struct LibpodNetwork {
 }
 
 impl LibpodNetwork {
-    /// Created with `--opt isolate=true` (or `strict`, netavark 1.10+).
+    /// Created with `--opt isolate=true` (or `strict`, in newer netavark).
     pub fn isolated(&self) -> bool {
         self.options
             .get("isolate")

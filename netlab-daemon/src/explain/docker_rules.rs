@@ -367,7 +367,7 @@ pub enum Meaning {
     /// Podman's network isolation, in netavark's chains (`NETAVARK_ISOLATION_2`/`_3` with
     /// iptables, `NETAVARK-ISOLATION-2`/`-3` in table `inet netavark` with nftables): a
     /// network created with `--opt isolate=true` may not reach another isolated network,
-    /// one with `isolate=strict` (netavark 1.10+) no other network at all.
+    /// one with `isolate=strict` (newer netavark) no other network at all.
     PodmanIsolation {
         /// The drop is ISOLATION-3's: the sender's network is strictly isolated and the
         /// destination's is not isolated at all.

@@ -3,7 +3,7 @@
 //!
 //! netavark keeps networks apart only when asked: `--opt isolate=true` puts a network's
 //! bridge in `NETAVARK_ISOLATION_2` (nftables: `NETAVARK-ISOLATION-2`), whose drop stops
-//! packets from one isolated network to another; `isolate=strict` (netavark 1.10+) adds
+//! packets from one isolated network to another; `isolate=strict` (newer netavark) adds
 //! `NETAVARK-ISOLATION-3`, which stops the network's packets to any other. Networks without
 //! the option reach one another, unlike Docker's, and netavark masquerades the sender as
 //! the destination network's gateway on the way.

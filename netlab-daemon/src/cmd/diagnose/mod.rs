@@ -140,6 +140,7 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
         src: src.name.clone(),
         src_networks: src_networks.clone(),
         sent: args.count,
+        cli: snapshot.engine.cli(),
         ..Default::default()
     };
 

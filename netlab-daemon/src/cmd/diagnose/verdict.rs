@@ -41,6 +41,9 @@ pub struct Facts {
     pub hop_names: Vec<(u32, String)>,
     /// The bridge each observed veth hangs on (ifindex → bridge name and network).
     pub hop_bridges: Vec<(u32, String)>,
+    /// The engine's command-line tool, for the commands suggested: `docker`, or `podman`
+    /// when Podman answers the API (empty: `docker`).
+    pub cli: &'static str,
 }
 
 /// The answer.
@@ -141,7 +144,8 @@ pub fn verdict(f: &Facts) -> Verdict {
         .then(|| {
             let net = f.src_networks.first()?;
             let c = f.dst.as_ref()?.container.as_ref()?;
-            Some(format!("docker network connect {net} {c}"))
+            let cli = if f.cli.is_empty() { "docker" } else { f.cli };
+            Some(format!("{cli} network connect {net} {c}"))
         })
         .flatten();
     let mut v = Verdict {
@@ -518,6 +522,13 @@ pub(super) mod tests {
             v.hint.as_deref(),
             Some("docker network connect devops AppProd")
         );
+        // On Podman, in its own words.
+        f.cli = "podman";
+        assert_eq!(
+            verdict(&f).hint.as_deref(),
+            Some("podman network connect devops AppProd")
+        );
+        f.cli = "";
         let text = format!("{}\n{}", v.message, v.details.join("\n"));
         assert!(text.contains("NETFILTER_DROP"), "{text}");
         assert!(

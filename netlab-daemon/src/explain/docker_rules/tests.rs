@@ -316,7 +316,7 @@ fn podman_4_3_beside_docker_28_5() {
         }
         other => panic!("{other:?}"),
     }
-    // netavark's nftables driver (1.9+), as its own tests list the chains.
+    // netavark's nftables driver, as its own tests list the chains.
     for (chain, text, want) in [
         (
             "NETAVARK-ISOLATION-2",
