@@ -192,19 +192,7 @@ impl Container {
 
     /// Its address on its (only) network.
     pub fn ipv4(&self) -> Result<String> {
-        let shown = docker(&[
-            "inspect",
-            "--format",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            &self.name,
-        ])?;
-        let ip = shown.trim().to_owned();
-        anyhow::ensure!(
-            ip.parse::<std::net::Ipv4Addr>().is_ok(),
-            "{} has no IPv4 address: {shown:?}",
-            self.name
-        );
-        Ok(ip)
+        inspect_ipv4("docker", &self.name)
     }
 
     /// A busybox container that sleeps (long enough for any test).
@@ -242,13 +230,7 @@ impl Container {
 
     /// The process id of the container's init, as seen from the host.
     pub fn pid(&self) -> Result<u32> {
-        let shown = docker(&["inspect", "--format", "{{.State.Pid}}", &self.name])?;
-        let pid: u32 = shown
-            .trim()
-            .parse()
-            .with_context(|| format!("pid of {}: {shown:?}", self.name))?;
-        ensure!(pid != 0, "container {} is not running", self.name);
-        Ok(pid)
+        inspect_pid("docker", &self.name)
     }
 
     /// `docker exec <name> <args...>`; the exit status is not checked.
@@ -277,22 +259,9 @@ impl Container {
         Ok(stdout)
     }
 
-    /// The host end of the veth behind the container's `eth0`: the interface whose index is
-    /// eth0's `link_index` (read inside the container's namespace).
+    /// The host end of the veth behind the container's `eth0`.
     pub fn host_veth(&self) -> Result<String> {
-        let shown = self.netns_exec("ip -j link show dev eth0")?;
-        let links: Value = serde_json::from_str(&shown)
-            .with_context(|| format!("parsing `ip -j link` in {}: {shown}", self.name))?;
-        let index = links[0]["link_index"]
-            .as_u64()
-            .and_then(|idx| u32::try_from(idx).ok())
-            .with_context(|| format!("{}'s eth0 has no peer: {shown}", self.name))?;
-        host_links()?.remove(&index).with_context(|| {
-            format!(
-                "{}'s eth0 peer ifindex {index} is not on the host",
-                self.name
-            )
-        })
+        host_veth_of(self.pid()?, &self.name)
     }
 
     /// `docker rm -f` now, failing if it fails (the guard then tries again).
@@ -306,6 +275,61 @@ impl Container {
         let pid = self.pid()?.to_string();
         run(Command::new("nsenter").args(["-t", &pid, "-n", "sh", "-c", cmd]))
     }
+}
+
+/// The address of container `name` on its (only) network, from `<cli> inspect` (Docker's
+/// and Podman's answer alike).
+pub fn inspect_ipv4(cli: &str, name: &str) -> Result<String> {
+    let shown = crate::host::cmd::tool(
+        cli,
+        &[
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            name,
+        ],
+        DOCKER_TIMEOUT,
+    )?;
+    let ip = shown.trim().to_owned();
+    ensure!(
+        ip.parse::<std::net::Ipv4Addr>().is_ok(),
+        "{name} has no IPv4 address: {shown:?}"
+    );
+    Ok(ip)
+}
+
+/// The process id of container `name`'s init as seen from the host, from `<cli> inspect`.
+pub fn inspect_pid(cli: &str, name: &str) -> Result<u32> {
+    let shown = crate::host::cmd::tool(
+        cli,
+        &["inspect", "--format", "{{.State.Pid}}", name],
+        DOCKER_TIMEOUT,
+    )?;
+    let pid: u32 = shown
+        .trim()
+        .parse()
+        .with_context(|| format!("pid of {name}: {shown:?}"))?;
+    ensure!(pid != 0, "container {name} is not running");
+    Ok(pid)
+}
+
+/// The host end of the veth behind `eth0` in the namespace of process `pid` (container
+/// `name`): the interface whose index is eth0's `link_index`, read inside the namespace over
+/// netlink (its `/sys` would be the host's).
+pub fn host_veth_of(pid: u32, name: &str) -> Result<String> {
+    let pid = pid.to_string();
+    let shown =
+        run(Command::new("nsenter")
+            .args(["-t", &pid, "-n", "ip", "-j", "link", "show", "dev", "eth0"]))?;
+    let links: Value = serde_json::from_str(&shown)
+        .with_context(|| format!("parsing `ip -j link` in {name}: {shown}"))?;
+    let index = links[0]["link_index"]
+        .as_u64()
+        .and_then(|idx| u32::try_from(idx).ok())
+        .with_context(|| format!("{name}'s eth0 has no peer: {shown}"))?;
+    host_links()?
+        .remove(&index)
+        .with_context(|| format!("{name}'s eth0 peer ifindex {index} is not on the host"))
 }
 
 /// `docker rm -f` of all `containers` in one command, failing if it fails (their guards

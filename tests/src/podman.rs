@@ -105,11 +105,10 @@ pub fn ensure_service(log: &Path) -> Result<()> {
 /// Copies Docker's `docker_image` into Podman's store (`docker save | podman load`)
 /// unless Podman has the same image already (the same id: `podman load` keeps it).
 pub fn ensure_image(docker_image: &str) -> Result<()> {
-    let mut docker = Command::new("docker");
-    docker.args(["image", "inspect", "--format", "{{.Id}}", docker_image]);
-    let docker_id = stdout_of(
-        &format!("docker image inspect {docker_image}"),
-        &run_with_timeout(docker, PODMAN_TIMEOUT)?,
+    let docker_id = crate::host::cmd::tool(
+        "docker",
+        &["image", "inspect", "--format", "{{.Id}}", docker_image],
+        PODMAN_TIMEOUT,
     )?;
     let docker_id = docker_id.trim().trim_start_matches("sha256:");
     let podman_id = podman_status(&["image", "inspect", "--format", "{{.Id}}", docker_image])?;
@@ -252,30 +251,12 @@ impl Container {
 
     /// Its address on its (only) network.
     pub fn ipv4(&self) -> Result<String> {
-        let shown = podman(&[
-            "inspect",
-            "--format",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            &self.name,
-        ])?;
-        let ip = shown.trim().to_owned();
-        ensure!(
-            ip.parse::<std::net::Ipv4Addr>().is_ok(),
-            "{} has no IPv4 address: {shown:?}",
-            self.name
-        );
-        Ok(ip)
+        crate::docker::inspect_ipv4("podman", &self.name)
     }
 
     /// The process id of the container's init, as seen from the host.
     pub fn pid(&self) -> Result<u32> {
-        let shown = podman(&["inspect", "--format", "{{.State.Pid}}", &self.name])?;
-        let pid: u32 = shown
-            .trim()
-            .parse()
-            .with_context(|| format!("pid of {}: {shown:?}", self.name))?;
-        ensure!(pid != 0, "container {} is not running", self.name);
-        Ok(pid)
+        crate::docker::inspect_pid("podman", &self.name)
     }
 
     /// `ping -c <count> -i 0.2 -W 1 <target>` from inside the container, with the exit
@@ -295,24 +276,9 @@ impl Container {
         })
     }
 
-    /// The host end of the veth behind the container's `eth0`: the interface whose index is
-    /// eth0's `link_index` (read inside the container's namespace over netlink; its
-    /// `/sys` would be the host's).
+    /// The host end of the veth behind the container's `eth0`.
     pub fn host_veth(&self) -> Result<String> {
-        let pid = self.pid()?.to_string();
-        let shown = crate::host::cmd::run(
-            Command::new("nsenter")
-                .args(["-t", &pid, "-n", "ip", "-j", "link", "show", "dev", "eth0"]),
-        )?;
-        let links: serde_json::Value = serde_json::from_str(&shown)
-            .with_context(|| format!("parsing `ip -j link` in {}: {shown}", self.name))?;
-        let index = links[0]["link_index"]
-            .as_u64()
-            .and_then(|i| u32::try_from(i).ok())
-            .with_context(|| format!("{}'s eth0 has no peer: {shown}", self.name))?;
-        crate::docker::host_links()?
-            .remove(&index)
-            .with_context(|| format!("{}'s eth0 peer {index} is not on the host", self.name))
+        crate::docker::host_veth_of(self.pid()?, &self.name)
     }
 
     /// `podman rm -f -t 0` now.

@@ -74,6 +74,21 @@ impl Lab {
         Ok(lab)
     }
 
+    /// `netlab watch --json <extra>` in the lab's namespace, on its two bridges and veths.
+    fn watch(&self, bin: &Path, extra: &[&str]) -> Result<Watch> {
+        let mut args = vec![
+            "--iface", "nlt-br-a", "--iface", "veth-a", "--iface", "nlt-br-b", "--iface", "veth-b",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        Watch::start_bin(
+            bin,
+            self.host.name(),
+            &args,
+            netlab_tests::watch::READY_TIMEOUT,
+        )
+    }
+
     /// One ping from container a to container b; it must not be answered.
     fn ping_b(&self) -> Result<()> {
         let out = in_ns(self.a.name(), "ping")
@@ -152,6 +167,15 @@ impl Lab {
     }
 }
 
+/// Whether the nft binary is missing (then the test that asks is skipped, and says so).
+fn nft_missing() -> bool {
+    let missing = netlab_tests::sh("command -v nft").is_err();
+    if missing {
+        println!("skipping: the nft binary is not installed");
+    }
+    missing
+}
+
 /// The drop events of echo requests a → b, in order.
 fn echo_drops(events: &[Value]) -> Vec<&Value> {
     events
@@ -181,20 +205,11 @@ fn show(events: &[&Value]) -> String {
 #[test]
 fn docker_29_nftables_rules_are_named_by_their_comments_through_rewrites() -> Result<()> {
     let bin = netlab_or_skip!();
-    if netlab_tests::sh("command -v nft").is_err() {
-        println!("skipping: the nft binary is not installed");
+    if nft_missing() {
         return Ok(());
     }
     let lab = Lab::new()?;
-    let watch = Watch::start_bin(
-        &bin,
-        lab.host.name(),
-        &[
-            "--iface", "nlt-br-a", "--iface", "veth-a", "--iface", "nlt-br-b", "--iface", "veth-b",
-            "--json",
-        ],
-        netlab_tests::watch::READY_TIMEOUT,
-    )?;
+    let watch = lab.watch(&bin, &[])?;
 
     // 1. One ping, one drop: named, and certain.
     lab.ping_b()?;
@@ -438,8 +453,7 @@ fn unreadable_firewall(bin: &Path, unexecutable: bool, why: &str) -> Result<()> 
 #[test]
 fn nftrace_names_each_drop_exactly_through_rewrites_and_concurrent_drops() -> Result<()> {
     let bin = netlab_or_skip!();
-    if netlab_tests::sh("command -v nft").is_err() {
-        println!("skipping: the nft binary is not installed");
+    if nft_missing() {
         return Ok(());
     }
     let lab = Lab::new()?;
@@ -455,23 +469,7 @@ fn nftrace_names_each_drop_exactly_through_rewrites_and_concurrent_drops() -> Re
         "ip addr add 10.77.3.2/24 dev eth0 && ip link set eth0 up \
          && ip route add default via 10.77.3.1",
     )?;
-    let watch = Watch::start_bin(
-        &bin,
-        lab.host.name(),
-        &[
-            "--iface",
-            "nlt-br-a",
-            "--iface",
-            "veth-a",
-            "--iface",
-            "nlt-br-b",
-            "--iface",
-            "veth-b",
-            "--json",
-            "--nftrace",
-        ],
-        netlab_tests::watch::READY_TIMEOUT,
-    )?;
+    let watch = lab.watch(&bin, &["--nftrace"])?;
     let tables = lab.host.exec("nft list tables")?;
     ensure!(
         tables.contains("table inet netlab-trace-"),
@@ -616,28 +614,11 @@ fn a_forward_policy_drop_is_traced_to_the_policy() -> Result<()> {
 #[test]
 fn netavark_nftables_isolation_drops_are_traced_and_explained() -> Result<()> {
     let bin = netlab_or_skip!();
-    if netlab_tests::sh("command -v nft").is_err() {
-        println!("skipping: the nft binary is not installed");
+    if nft_missing() {
         return Ok(());
     }
     let lab = Lab::with_ruleset(&fixture_named("netavark-nftables.nft"))?;
-    let watch = Watch::start_bin(
-        &bin,
-        lab.host.name(),
-        &[
-            "--iface",
-            "nlt-br-a",
-            "--iface",
-            "veth-a",
-            "--iface",
-            "nlt-br-b",
-            "--iface",
-            "veth-b",
-            "--json",
-            "--nftrace",
-        ],
-        netlab_tests::watch::READY_TIMEOUT,
-    )?;
+    let watch = lab.watch(&bin, &["--nftrace"])?;
     let out = in_ns(lab.a.name(), "ping")
         .args(["-c", "2", "-i", "0.3", "-W", "1", "10.77.2.2"])
         .output()?;
