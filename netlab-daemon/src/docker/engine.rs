@@ -344,6 +344,8 @@ pub struct DockerClient {
     docker: Docker,
     /// Which engine answers.
     product: Product,
+    /// Its version, as `GET /version` said it when connecting.
+    version: Option<String>,
     /// The API's unix socket (Podman's own API is asked there too).
     socket: Option<std::path::PathBuf>,
 }
@@ -394,16 +396,15 @@ impl DockerClient {
         }
         .map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        let product = match docker.version().await {
-            Ok(v) => Product::of(&v),
-            Err(e) => return Err(unreachable(e)),
-        };
+        let answer = docker.version().await.map_err(unreachable)?;
+        let product = Product::of(&answer);
         if product == Product::Podman {
             log::debug!("the engine at {host} is Podman");
         }
         Ok(Self {
             docker,
             product,
+            version: answer.version,
             socket,
         })
     }
@@ -416,7 +417,7 @@ impl DockerClient {
     /// The engine's version and its `/info` answer as JSON (what the firewall explanation
     /// needs: the version decides Docker's rule layout, `/info` names its backend).
     pub async fn engine_facts(&self) -> Option<EngineFacts> {
-        let version = self.docker.version().await.ok()?.version?;
+        let version = self.version.clone()?;
         let info = self
             .docker
             .info()

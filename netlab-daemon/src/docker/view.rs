@@ -6,6 +6,18 @@ use std::fmt::Write as _;
 
 use crate::docker::topology::{Role, Topology};
 
+/// `items` joined by `sep`, or `empty` when there are none.
+fn joined<T: std::fmt::Display>(items: &[T], sep: &str, empty: &str) -> String {
+    if items.is_empty() {
+        return empty.to_owned();
+    }
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
 /// The human view: `docker network inspect` + `ip a` + `brctl show` in one.
 pub fn render(t: &Topology) -> String {
     let mut s = String::new();
@@ -20,8 +32,6 @@ pub fn render(t: &Topology) -> String {
         }
         for n in &t.networks {
             let i = &n.info;
-            let subnets: Vec<String> = i.subnets.iter().map(|x| x.to_string()).collect();
-            let gws: Vec<String> = i.gateways.iter().map(|x| x.to_string()).collect();
             let _ = writeln!(
                 s,
                 "  {:<12} {:<12}  {}  bridge {}{}  subnet {}  gateway {}{}",
@@ -34,16 +44,8 @@ pub fn render(t: &Topology) -> String {
                 } else {
                     " (not created yet)"
                 },
-                if subnets.is_empty() {
-                    "-".into()
-                } else {
-                    subnets.join(",")
-                },
-                if gws.is_empty() {
-                    "-".into()
-                } else {
-                    gws.join(",")
-                },
+                joined(&i.subnets, ",", "-"),
+                joined(&i.gateways, ",", "-"),
                 match (i.internal, i.isolated) {
                     (true, true) => "  internal, isolated",
                     (true, false) => "  internal",
@@ -57,15 +59,10 @@ pub fn render(t: &Topology) -> String {
             s.push_str("\nOVERLAY NETWORKS (Swarm; not observed)\n");
             for o in &t.overlays {
                 let i = &o.info;
-                let subnets: Vec<String> = i.subnets.iter().map(|x| x.to_string()).collect();
-                let vnis: Vec<String> = i.vnis.iter().map(|x| x.to_string()).collect();
                 let members: Vec<String> = o
                     .containers
                     .iter()
-                    .map(|c| {
-                        let ips: Vec<String> = c.ips.iter().map(|x| x.to_string()).collect();
-                        format!("{} {}", c.name, ips.join(","))
-                    })
+                    .map(|c| format!("{} {}", c.name, joined(&c.ips, ",", "")))
                     .collect();
                 let _ = writeln!(
                     s,
@@ -73,21 +70,9 @@ pub fn render(t: &Topology) -> String {
                     i.name,
                     i.id.chars().take(12).collect::<String>(),
                     if i.ingress { " (ingress)" } else { "" },
-                    if subnets.is_empty() {
-                        "-".into()
-                    } else {
-                        subnets.join(",")
-                    },
-                    if vnis.is_empty() {
-                        "-".into()
-                    } else {
-                        vnis.join(",")
-                    },
-                    if members.is_empty() {
-                        "no container".into()
-                    } else {
-                        members.join("; ")
-                    },
+                    joined(&i.subnets, ",", "-"),
+                    joined(&i.vnis, ",", "-"),
+                    joined(&members, "; ", "no container"),
                 );
             }
         }
@@ -113,11 +98,7 @@ pub fn render(t: &Topology) -> String {
                     "      {:<6} {}  {}  on {}  ⇄ host {}{}",
                     i.name,
                     i.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
-                    if i.addrs.is_empty() {
-                        "-".into()
-                    } else {
-                        i.addrs.join(",")
-                    },
+                    joined(&i.addrs, ",", "-"),
                     i.network.as_deref().unwrap_or("?"),
                     i.host_veth.as_deref().unwrap_or("?"),
                     if i.manual { "  (hand-made)" } else { "" },
