@@ -154,6 +154,41 @@ pub mod record {
     pub const DROP: u16 = 2;
 }
 
+/// How a counted packet was carried in the frame the program saw.
+pub mod encap {
+    /// The frame itself is the packet.
+    pub const NONE: u8 = 0;
+    /// Inside VXLAN (UDP to [`VXLAN_PORT`](super::VXLAN_PORT)): the packet is the inner
+    /// frame, as a Docker overlay network carries it between hosts.
+    pub const VXLAN: u8 = 1;
+}
+
+/// VXLAN's UDP port (IANA), Docker Swarm's data-path port unless `--data-path-port` says
+/// otherwise.
+pub const VXLAN_PORT: u16 = 4789;
+
+/// VXLAN packet counters, per interface, VNI, direction and kind of the inner packet.
+pub const MAP_VXLAN_COUNTERS: &str = "NETLAB_VXLAN_COUNTERS";
+/// The VXLAN UDP port the programs look for (one u32; 0 means [`VXLAN_PORT`]).
+pub const MAP_VXLAN_PORT: &str = "NETLAB_VXLAN_PORT";
+/// Entries of [`MAP_VXLAN_COUNTERS`].
+pub const VXLAN_COUNTER_ENTRIES: u32 = 4096;
+
+/// Key of the VXLAN packet counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VxlanKey {
+    /// Interface index (of the host interface the encapsulated frame crossed).
+    pub ifindex: u32,
+    /// The VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// One of [`direction`].
+    pub direction: u8,
+    /// One of [`kind`], of the inner packet.
+    pub kind: u8,
+    pub _pad: [u8; 2],
+}
+
 /// Byte offset of the `record` field, the same in every event struct.
 pub const RECORD_OFFSET: usize = 24;
 
@@ -243,7 +278,9 @@ pub struct PacketEvent {
     pub kind: u8,
     /// One of [`record`].
     pub record: u16,
-    pub _pad: [u8; 6],
+    /// One of [`encap`]: how the packet of `kind` was carried in the frame.
+    pub encap: u8,
+    pub _pad: [u8; 5],
     /// The first `cap_len` bytes of the frame, from the Ethernet header.
     pub data: [u8; SNAP_LEN],
 }
@@ -366,6 +403,7 @@ pub struct DropEvent {
 }
 
 const _: () = assert!(core::mem::size_of::<CounterKey>() == 8);
+const _: () = assert!(core::mem::size_of::<VxlanKey>() == 12);
 const _: () = assert!(core::mem::size_of::<SlotCounters>() == 2 * 8 * kind::COUNT as usize);
 const _: () = assert!(IF_SLOT_CELLS.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<DropConfig>() == 96);
@@ -382,6 +420,8 @@ mod pod {
     // SAFETY: each type is `#[repr(C)]`, made of integers and byte arrays only, with every
     // padding byte spelled out as a field, so any bit pattern is a valid value.
     unsafe impl aya::Pod for super::CounterKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::VxlanKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.

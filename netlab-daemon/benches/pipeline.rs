@@ -183,6 +183,7 @@ fn topology() -> Topology {
         networks,
         containers,
         overlays: Vec::new(),
+        swarm: None,
     };
     Topology::build(Some(&snap), &host_links, &[], &scans)
 }
@@ -272,7 +273,8 @@ fn event(frame: &[u8], ifindex: u32, dir: u8, kind: u8, ts_ns: u64) -> PacketEve
         direction: dir,
         kind,
         record: record::TC_PACKET,
-        _pad: [0; 6],
+        encap: 0,
+        _pad: [0; 5],
         data,
     }
 }

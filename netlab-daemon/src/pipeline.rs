@@ -754,7 +754,8 @@ mod tests {
                 direction: dir,
                 kind,
                 record: record::TC_PACKET,
-                _pad: [0; 6],
+                encap: 0,
+                _pad: [0; 5],
                 data,
             }
         }

@@ -526,7 +526,7 @@ impl Session {
                 topo_events.gone(done.forgotten, &p.topo);
                 topo_events.unobserved(done.failed, &t);
                 topo_events.rescanned(&t, |i| obs.observes(i));
-                p.set_scanned_topology(Arc::new(t), started)?;
+                p.set_scanned_topology(Arc::new(*t), started)?;
             }
         }
         p.topology(topo_events.take())
@@ -575,7 +575,10 @@ impl Session {
             .into_iter()
             .filter(|s| pairs(s))
             .collect();
-        let mut s = Summary::new(rows, delivery, p.printed()).with_drops(drops);
+        let vxlan = self.obs.vxlan_rows(&p.topo)?;
+        let mut s = Summary::new(rows, delivery, p.printed())
+            .with_drops(drops)
+            .with_vxlan(vxlan);
         if let Some(t) = p.output::<crate::model::tally::Tallies>() {
             s = s.with_not_drops(&t.not_drops);
         }

@@ -33,8 +33,8 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext, RawTracePointContext},
 };
 use netlab_common::{
-    direction, kind, CounterKey, CoverConfig, COVERED_BY_KERNEL, COVER_BRIDGES, COVER_ENTRIES,
-    HANDED_OVER, SNAP_LEN,
+    direction, encap, kind, CounterKey, CoverConfig, COVERED_BY_KERNEL, COVER_BRIDGES,
+    COVER_ENTRIES, HANDED_OVER, SNAP_LEN,
 };
 
 use crate::drops::{kread_u16, kread_u32, kread_u64, kread_u8};
@@ -370,7 +370,7 @@ fn cover(skb: u64, cfg: &CoverConfig, dir: u8) -> u32 {
         return 0;
     }
     count(ifindex, dir, k);
-    sample(ifindex, dir, k, frame_len as u32, |dest, n| {
+    sample(ifindex, dir, k, encap::NONE, frame_len as u32, |dest, n| {
         let n = if n > cap as u32 { cap as u32 } else { n };
         // LLVM would drop the check below as redundant; verifiers before 6.12 cannot
         // bound `n` without it.

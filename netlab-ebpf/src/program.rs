@@ -6,9 +6,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netlab_common::{
-    direction, kind, record, stat, Config, CounterKey, PacketEvent, SampleState, SlotCounters,
-    COUNTER_ENTRIES, COUNTER_SLOTS, EVENT_RING_BYTES, IF_SLOT_CELLS, RING_WAKE_BYTES, RING_WAKE_NS,
-    SNAP_LEN,
+    direction, encap, kind, record, stat, Config, CounterKey, PacketEvent, SampleState,
+    SlotCounters, VxlanKey, COUNTER_ENTRIES, COUNTER_SLOTS, EVENT_RING_BYTES, IF_SLOT_CELLS,
+    RING_WAKE_BYTES, RING_WAKE_NS, SNAP_LEN, VXLAN_COUNTER_ENTRIES, VXLAN_PORT,
 };
 
 /// "Carry on": `TCX_NEXT` for TCX links, `TC_ACT_UNSPEC` for cls_bpf (both -1).
@@ -21,7 +21,14 @@ const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
+/// What [`classify_frame`] returns, when asked to, for a VXLAN packet (never counted).
+const VXLAN_MARK: u8 = 0xff;
+/// UDP and VXLAN headers, from the outer IPv4 header's end to the inner frame.
+const UDP_VXLAN_HLEN: usize = 16;
+/// The VXLAN flags' "VNI present" bit.
+const VXLAN_FLAG_VNI: u32 = 0x08;
 
 /// Counters of the interfaces that have no slot (see [`count`]).
 #[map]
@@ -53,6 +60,16 @@ static NETLAB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUN
 #[map]
 static NETLAB_SAMPLING: PerCpuArray<SampleState> = PerCpuArray::with_max_entries(1, 0);
 
+/// VXLAN packets by interface, VNI, direction and inner kind.
+#[map]
+static NETLAB_VXLAN_COUNTERS: PerCpuHashMap<VxlanKey, u64> =
+    PerCpuHashMap::with_max_entries(VXLAN_COUNTER_ENTRIES, 0);
+
+/// A second VXLAN port to look for beside [`VXLAN_PORT`] (a Swarm's `--data-path-port`);
+/// 0: none.
+#[map]
+static NETLAB_VXLAN_PORT: Array<u32> = Array::with_max_entries(1, 0);
+
 #[classifier]
 pub fn netlab_ingress(ctx: TcContext) -> i32 {
     observe(&ctx, direction::INGRESS);
@@ -76,12 +93,16 @@ fn observe(ctx: &TcContext, dir: u8) {
     ) {
         return;
     }
-    let k = classify(&Tc(ctx));
+    let k = classify_frame::<_, true>(&Tc(ctx));
     if k == kind::NONE {
         return;
     }
     // SAFETY: `skb` is the context pointer the kernel passed to this program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if k == VXLAN_MARK {
+        observe_vxlan(ctx, ifindex, dir);
+        return;
+    }
     if dir == direction::INGRESS {
         // A new port's packet, counted by the cover program that runs just before.
         if crate::cover::counted_on_ingress(ifindex) {
@@ -91,18 +112,57 @@ fn observe(ctx: &TcContext, dir: u8) {
         crate::cover::note_egress(ifindex);
     }
     count(ifindex, dir, k);
-    let len = ctx.len();
-    sample(ifindex, dir, k, len, |data, cap| {
-        // SAFETY: `data` is SNAP_LEN bytes of a reserved ring-buffer slot and `cap` is at
-        // most SNAP_LEN (checked by `sample`).
-        if unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, data.cast(), cap) } == 0 {
-            cap
-        } else {
-            0
-        }
+    sample(ifindex, dir, k, encap::NONE, ctx.len(), |data, cap| {
+        copy_frame(ctx, data, cap)
     });
 }
 
+/// Copies the frame's first `cap` bytes to `data` (SNAP_LEN bytes of a reserved ring-buffer
+/// slot, `cap` at most SNAP_LEN, as `sample` checks); how many it copied.
+#[inline(always)]
+fn copy_frame(ctx: &TcContext, data: *mut u8, cap: u32) -> u32 {
+    // SAFETY: as above: the destination holds `cap` bytes.
+    if unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, data.cast(), cap) } == 0 {
+        cap
+    } else {
+        0
+    }
+}
+
+/// A VXLAN frame ([`classify_frame`] checked its headers): the inner frame's ARP or ICMP
+/// packet is counted by VNI and sampled whole, outer headers and all; anything else it
+/// carries is skipped.
+#[inline(always)]
+fn observe_vxlan(ctx: &TcContext, ifindex: u32, dir: u8) {
+    let tc = Tc(ctx);
+    let et = tc.be16(12);
+    let l3 = if et == ETH_P_8021Q as u32 || et == ETH_P_8021AD as u32 {
+        ETH_HLEN + 4
+    } else {
+        ETH_HLEN
+    };
+    let ihl = ((tc.byte(l3) & 0x0f) * 4) as usize;
+    let vxlan = l3 + ihl + 8;
+    let vni = (tc.be16(vxlan + 4) << 8) | tc.byte(vxlan + 6);
+    let k = classify_frame::<_, false>(&Inner {
+        outer: &tc,
+        base: vxlan + 8,
+    });
+    if k == kind::NONE || vni > 0x00ff_ffff {
+        return;
+    }
+    let key = VxlanKey {
+        ifindex,
+        vni,
+        direction: dir,
+        kind: k,
+        _pad: [0; 2],
+    };
+    bump_hash(&NETLAB_VXLAN_COUNTERS, &key);
+    sample(ifindex, dir, k, encap::VXLAN, ctx.len(), |data, cap| {
+        copy_frame(ctx, data, cap)
+    });
+}
 /// A read past the end of the packet. Reads return plain integers with this out-of-range
 /// value instead of `Option`s: an `Option`'s undefined payload can end up in a register
 /// the verifier considers unreadable.
@@ -161,10 +221,41 @@ impl Frame for Tc<'_> {
     }
 }
 
+/// The frame carried inside VXLAN: offsets from the inner Ethernet header.
+struct Inner<'a, F> {
+    outer: &'a F,
+    /// Where the inner frame starts in the outer one.
+    base: usize,
+}
+
+impl<F: Frame> Frame for Inner<'_, F> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.outer.len().saturating_sub(self.base)
+    }
+
+    #[inline(always)]
+    fn byte(&self, off: usize) -> u32 {
+        self.outer.byte(self.base + off)
+    }
+
+    #[inline(always)]
+    fn be16(&self, off: usize) -> u32 {
+        self.outer.be16(self.base + off)
+    }
+}
+
 /// The packet's kind, or `kind::NONE` when it is not ARP/ICMP/ICMPv6 (or is a non-first
 /// fragment, which carries no ICMP header).
 #[inline(always)]
 pub(crate) fn classify<F: Frame>(ctx: &F) -> u8 {
+    classify_frame::<F, false>(ctx)
+}
+
+/// [`classify`]; with `VXLAN`, a VXLAN packet over IPv4 is [`VXLAN_MARK`] instead of
+/// `kind::NONE`.
+#[inline(always)]
+fn classify_frame<F: Frame, const VXLAN: bool>(ctx: &F) -> u8 {
     let len = ctx.len();
     let mut ethertype = ctx.be16(12);
     let mut l3 = ETH_HLEN;
@@ -175,7 +266,7 @@ pub(crate) fn classify<F: Frame>(ctx: &F) -> u8 {
     if ethertype == ETH_P_ARP as u32 {
         classify_arp(ctx, l3, len)
     } else if ethertype == ETH_P_IP as u32 {
-        classify_ipv4(ctx, l3, len)
+        classify_ipv4::<F, VXLAN>(ctx, l3, len)
     } else if ethertype == ETH_P_IPV6 as u32 {
         classify_ipv6(ctx, l3, len)
     } else {
@@ -210,9 +301,13 @@ fn classify_arp<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
 }
 
 #[inline(always)]
-fn classify_ipv4<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
+fn classify_ipv4<F: Frame, const VXLAN: bool>(ctx: &F, l3: usize, len: usize) -> u8 {
     // The protocol byte decides whether this is ours; skip everything else at once.
-    if ctx.byte(l3 + 9) != IPPROTO_ICMP as u32 {
+    let proto = ctx.byte(l3 + 9);
+    if proto != IPPROTO_ICMP as u32 {
+        if VXLAN && proto == IPPROTO_UDP as u32 {
+            return vxlan_mark(ctx, l3, len);
+        }
         return kind::NONE;
     }
     if len < l3 + 20 {
@@ -243,6 +338,31 @@ fn classify_ipv4<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
         MISSING => kind::MALFORMED,
         _ => kind::ICMP_OTHER,
     }
+}
+
+/// [`VXLAN_MARK`] for a UDP datagram to a VXLAN port that holds a whole VXLAN header and an
+/// inner Ethernet header (a first fragment), else `kind::NONE`.
+#[inline(always)]
+fn vxlan_mark<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
+    let vihl = ctx.byte(l3);
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || ctx.be16(l3 + 6) & 0x1fff != 0 {
+        return kind::NONE;
+    }
+    let port = ctx.be16(l3 + ihl + 2);
+    if port != u32::from(VXLAN_PORT) && (port == 0 || port != data_path_port()) {
+        return kind::NONE;
+    }
+    if len < l3 + ihl + UDP_VXLAN_HLEN + ETH_HLEN || ctx.byte(l3 + ihl + 8) & VXLAN_FLAG_VNI == 0 {
+        return kind::NONE;
+    }
+    VXLAN_MARK
+}
+
+/// The Swarm's data-path port when it is not [`VXLAN_PORT`], else 0.
+#[inline(always)]
+fn data_path_port() -> u32 {
+    NETLAB_VXLAN_PORT.get(0).copied().unwrap_or(0)
 }
 
 /// IPv6 extension headers that may stand between the fixed header and ICMPv6.
@@ -381,14 +501,20 @@ pub(crate) fn count(ifindex: u32, dir: u8, k: u8) {
         kind: k,
         _pad: [0; 2],
     };
+    bump_hash(&NETLAB_COUNTERS, &key);
+}
+
+/// Adds one to `key`'s per-CPU counter in `map`, creating it at 1.
+#[inline(always)]
+fn bump_hash<K>(map: &PerCpuHashMap<K, u64>, key: &K) {
     for _ in 0..2 {
-        if let Some(p) = NETLAB_COUNTERS.get_ptr_mut(&key) {
+        if let Some(p) = map.get_ptr_mut(key) {
             // SAFETY: per-CPU value, only this CPU writes it while this program runs.
             unsafe { *p += 1 };
             return;
         }
         // BPF_NOEXIST: another CPU may have created the entry meanwhile; then look again.
-        if NETLAB_COUNTERS.insert(&key, 1u64, 1).is_ok() {
+        if map.insert(key, 1u64, 1).is_ok() {
             return;
         }
     }
@@ -416,14 +542,16 @@ pub(crate) fn submit_flags(now: u64) -> u64 {
     }
 }
 
-/// Emits a sampled event for a frame of `len` bytes (unless sampling or the rate limit say
-/// no), its first bytes copied by `copy(dest, n)` (n between 14 and SNAP_LEN), which
-/// returns how many it copied (0 when it could not).
+/// Emits a sampled event for a frame of `len` bytes carrying a packet of kind `k` as `how`
+/// says (one of `encap`), unless sampling or the rate limit say no; its first bytes are
+/// copied by `copy(dest, n)` (n between 14 and SNAP_LEN), which returns how many it copied
+/// (0 when it could not).
 #[inline(always)]
 pub(crate) fn sample(
     ifindex: u32,
     dir: u8,
     k: u8,
+    how: u8,
     len: u32,
     copy: impl FnOnce(*mut u8, u32) -> u32,
 ) {
@@ -476,7 +604,8 @@ pub(crate) fn sample(
         (*ev).direction = dir;
         (*ev).kind = k;
         (*ev).record = record::TC_PACKET;
-        (*ev)._pad = [0; 6];
+        (*ev).encap = how;
+        (*ev)._pad = [0; 5];
         let copied = if cap >= ETH_HLEN as u32 && cap <= SNAP_LEN as u32 {
             copy((*ev).data.as_mut_ptr(), cap)
         } else {

@@ -14,8 +14,11 @@ use netlab_tests::docker::{BUSYBOX_IMAGE, NO_DAEMON};
 use netlab_tests::docker_or_skip;
 use netlab_tests::host::cmd::run;
 use netlab_tests::host::netns::unique_name;
+use netlab_tests::host::ping::totals;
 use netlab_tests::host::process::Background;
-use netlab_tests::swarm::Swarm;
+use netlab_tests::swarm::{Swarm, NODE_ADDRS};
+use netlab_tests::tcpdump::Tcpdump;
+use netlab_tests::watch::{parse_output, Output};
 use serde_json::Value;
 
 /// How long netlab's daemon on node 1 may take to watch.
@@ -131,4 +134,160 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
     node.docker(&["network", "rm", &net])?;
     drop(swarm);
     Ok(())
+}
+
+/// A ping between containers on two nodes crosses node 1's link inside VXLAN. netlab on
+/// node 1 observes the link as the Swarm's uplink, reads the ICMP inside each VXLAN
+/// packet, labels it with the overlay, its VNI and the local container, and counts it by
+/// VNI. Witnesses: ping's own statistics and tcpdump on the same link.
+#[test]
+fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
+    let bin = docker_or_skip!();
+    let swarm = Swarm::create("vxl")?;
+    let [n1, n2] = &swarm.nodes;
+    for n in [n1, n2] {
+        n.load_image(BUSYBOX_IMAGE)?;
+    }
+    let net = unique_name("vxl-net");
+    n1.docker(&["network", "create", "-d", "overlay", "--attachable", &net])?;
+    let (a, b) = (unique_name("vxl-a"), unique_name("vxl-b"));
+    n1.sleeper(&a, &net)?;
+    n2.sleeper(&b, &net)?;
+    let b_ip = n2.ip_on(&b, &net)?;
+    let vni: u64 = n1
+        .docker(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{index .Options \"com.docker.network.driver.overlay.vxlanid_list\"}}",
+            &net,
+        ])?
+        .trim()
+        .parse()
+        .context("the overlay's VNI")?;
+
+    let mut watch = n1.enter()?;
+    watch
+        .arg(&bin)
+        .args(["watch", "--json", "--kind", "icmp"])
+        .env(NO_DAEMON.0, NO_DAEMON.1);
+    let watch = Background::start(watch, "watching ", DAEMON_READY)?;
+    // Inner IPv4 protocol and ICMP type, behind UDP (8), VXLAN (8) and Ethernet (14).
+    let dump = Tcpdump::start(
+        Some(n1.netns.name()),
+        "link0",
+        "inout",
+        "udp port 4789 and udp[39] = 1",
+    )?;
+    let sent = 5;
+    let ping = n1.docker(&[
+        "exec",
+        &a,
+        "ping",
+        "-c",
+        &sent.to_string(),
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        &b_ip,
+    ])?;
+    let stats = totals(&ping).with_context(|| format!("ping printed {ping}"))?;
+    let seen = dump.stop_after(Duration::from_secs(1))?;
+    let out = parse_output_of(watch.stop(libc::SIGINT)?)?;
+
+    let witness = |dir: &str| seen.iter().filter(|l| l.contains(dir)).count() as u64;
+    // `IP 10.231.9.1.54321 > 10.231.9.2.4789: UDP, length 106`: by outer source.
+    let (w_out, w_in) = (
+        witness(&format!("IP {}.", NODE_ADDRS[0])),
+        witness(&format!("IP {}.", NODE_ADDRS[1])),
+    );
+    let inside = |dir: &str, kind: &str| -> Vec<&Value> {
+        out.events
+            .iter()
+            .filter(|e| {
+                e["iface"]["name"] == "link0"
+                    && e["iface"]["role"] == "swarm-uplink"
+                    && e["direction"] == dir
+                    && e["kind"] == kind
+                    && e["vxlan"]["vni"] == vni
+                    && e["vxlan"]["network"] == net.as_str()
+            })
+            .collect()
+    };
+    let requests = inside("egress", "icmp-echo-request");
+    let replies = inside("ingress", "icmp-echo-reply");
+    anyhow::ensure!(
+        stats.transmitted == sent && stats.received == sent,
+        "ping {a} → {b} ({b_ip}) over {net}: {ping}"
+    );
+    anyhow::ensure!(
+        requests.len() as u64 == stats.transmitted
+            && replies.len() as u64 == stats.received
+            && w_out == stats.transmitted
+            && w_in == stats.received,
+        "netlab saw {} requests and {} replies inside VXLAN {vni}, tcpdump {w_out} and {w_in}, \
+         ping {stats:?}; tcpdump:\n{}\nevents:\n{}",
+        requests.len(),
+        replies.len(),
+        seen.join("\n"),
+        out.stdout
+    );
+    let r = requests[0];
+    anyhow::ensure!(
+        r["src"]["container"] == a.as_str()
+            && r["src"]["network"] == net.as_str()
+            && r["dst"]["ip"] == b_ip.as_str()
+            && r["dst"]["network"] == net.as_str()
+            && r["vxlan"]["outer_src"] == NODE_ADDRS[0]
+            && r["vxlan"]["outer_dst"] == NODE_ADDRS[1],
+        "an echo request inside VXLAN labelled {r:#}"
+    );
+    // The counters by VNI agree with ping and tcpdump.
+    let counted = |dir: &str, kind: &str| -> u64 {
+        out.summary["vxlan"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                c["iface"] == "link0"
+                    && c["vni"] == vni
+                    && c["network"] == net.as_str()
+                    && c["direction"] == dir
+                    && c["kind"] == kind
+            })
+            .filter_map(|c| c["packets"].as_u64())
+            .sum()
+    };
+    anyhow::ensure!(
+        counted("egress", "icmp-echo-request") == w_out
+            && counted("ingress", "icmp-echo-reply") == w_in,
+        "VXLAN counters {} against tcpdump's {w_out} out, {w_in} in",
+        out.summary["vxlan"]
+    );
+    println!(
+        "{a} → {b} ({b_ip}) over {net}, VNI {vni}: ping {}/{}, netlab {}/{} inside VXLAN on \
+         link0, tcpdump {w_out}/{w_in}",
+        stats.transmitted,
+        stats.received,
+        requests.len(),
+        replies.len()
+    );
+    for (n, c) in [(n1, &a), (n2, &b)] {
+        n.docker(&["rm", "-f", c])?;
+    }
+    n1.docker(&["network", "rm", &net])?;
+    drop(swarm);
+    Ok(())
+}
+
+/// The parsed output of a `netlab watch --json` that was stopped.
+fn parse_output_of(f: netlab_tests::host::process::Finished) -> Result<Output> {
+    anyhow::ensure!(
+        f.status.success(),
+        "netlab watch exited {}: {}",
+        f.status,
+        f.stderr
+    );
+    parse_output(f.stdout, f.stderr, f.status)
 }

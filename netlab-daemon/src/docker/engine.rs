@@ -152,6 +152,36 @@ pub struct DockerSnapshot {
     pub containers: Vec<ContainerInfo>,
     /// Swarm overlay networks this engine knows.
     pub overlays: Vec<OverlayInfo>,
+    /// This host as a Swarm node, when it is one and has overlays.
+    pub swarm: Option<SwarmNode>,
+}
+
+/// This host as a node of a Swarm: where its overlays' VXLAN traffic leaves and arrives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SwarmNode {
+    /// The node's address (`docker info`'s `Swarm.NodeAddr`), the outer source of its VXLAN.
+    pub addr: IpAddr,
+    /// The Swarm's VXLAN UDP port (`--data-path-port`, 4789 unless set; workers are not
+    /// told and assume 4789).
+    pub data_path_port: u16,
+}
+
+impl SwarmNode {
+    /// From `/info`'s `Swarm` object: `None` when the engine is not in a Swarm.
+    pub fn from_info(swarm: &bollard::models::SwarmInfo) -> Option<SwarmNode> {
+        let addr = swarm.node_addr.as_deref()?.parse().ok()?;
+        let port = swarm
+            .cluster
+            .as_ref()
+            .and_then(|c| c.data_path_port)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+            .unwrap_or(netlab_common::VXLAN_PORT);
+        Some(SwarmNode {
+            addr,
+            data_path_port: port,
+        })
+    }
 }
 
 /// What the engine says of itself.
@@ -510,11 +540,24 @@ impl DockerClient {
             podman::endpoint_network_ids(&networks, &mut containers);
         }
         containers.sort_by(|a, b| a.name.cmp(&b.name));
+        // A Swarm node with overlays: where their VXLAN traffic crosses the host.
+        let swarm = if overlays.is_empty() {
+            None
+        } else {
+            match self.docker.info().await {
+                Ok(info) => info.swarm.as_ref().and_then(SwarmNode::from_info),
+                Err(e) => {
+                    log::debug!("info: {e}");
+                    None
+                }
+            }
+        };
         Ok(DockerSnapshot {
             engine: self.product,
             networks,
             containers,
             overlays,
+            swarm,
         })
     }
 

@@ -260,7 +260,7 @@ pub enum Change {
     Overrun,
     /// A rescan finished: what to observe and who everything is, as of when it started.
     Rescanned {
-        topo: Topology,
+        topo: Box<Topology>,
         started: std::time::Instant,
     },
     /// The Docker engine answers again, or stopped answering.
@@ -381,7 +381,10 @@ impl Follower {
                     self.rescan = None;
                     self.feed = Some(feed);
                     if let Some(topo) = topo {
-                        return Ok(Change::Rescanned { topo, started });
+                        return Ok(Change::Rescanned {
+                            topo: Box::new(topo),
+                            started,
+                        });
                     }
                 }
             }

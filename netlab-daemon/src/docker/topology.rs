@@ -38,6 +38,9 @@ pub enum Role {
     Veth,
     /// An interface named on the command line (`--iface`).
     Interface,
+    /// The host interface with the Swarm node's address, where its overlays' VXLAN
+    /// traffic to and from other hosts passes.
+    SwarmUplink,
 }
 
 impl Role {
@@ -48,6 +51,7 @@ impl Role {
             Role::ManualVeth => "manual-veth",
             Role::Veth => "veth",
             Role::Interface => "interface",
+            Role::SwarmUplink => "swarm-uplink",
         }
     }
 }
@@ -167,6 +171,9 @@ pub struct Topology {
     /// Swarm overlay networks, with this host's containers on them (none on other hosts).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub overlays: Vec<OverlayView>,
+    /// This host as a Swarm node (when it has overlays).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<crate::docker::engine::SwarmNode>,
     #[serde(skip)]
     by_ifindex: LabelMap<u32, usize>,
     #[serde(skip)]
@@ -298,6 +305,7 @@ impl Topology {
         let mut t = Topology {
             docker: docker.is_some(),
             engine: docker.map(|d| d.engine),
+            swarm: docker.and_then(|d| d.swarm.clone()),
             ..Default::default()
         };
         for (&idx, net) in &bridges {
@@ -430,6 +438,30 @@ impl Topology {
             });
         }
 
+        // A Swarm node's overlays reach other hosts through the interface with its address.
+        if let Some(node) = docker
+            .filter(|d| !d.overlays.is_empty())
+            .and_then(|d| d.swarm.as_ref())
+        {
+            let uplink = host_addrs
+                .iter()
+                .find(|a| a.ip == node.addr)
+                .and_then(|a| by_index.get(&a.ifindex))
+                .filter(|l| !t.observed.iter().any(|o| o.ifindex == l.ifindex));
+            if let Some(l) = uplink {
+                t.observed.push(ObservedIface {
+                    ifindex: l.ifindex,
+                    name: l.name.clone(),
+                    role: Role::SwarmUplink,
+                    container: None,
+                    peer: None,
+                    network: None,
+                    bridge: None,
+                    unresolved: false,
+                });
+                t.by_ip.insert(node.addr, label(None, None, true));
+            }
+        }
         if let Some(d) = docker {
             for n in &d.networks {
                 for g in &n.gateways {
@@ -513,6 +545,14 @@ impl Topology {
     /// The observed interface with index `ifindex`.
     pub fn iface(&self, ifindex: u32) -> Option<&ObservedIface> {
         self.by_ifindex.get(&ifindex).map(|&i| &self.observed[i])
+    }
+
+    /// The name of the overlay network with VXLAN id `vni`, if this host's engine knows it.
+    pub fn overlay_by_vni(&self, vni: u32) -> Option<&str> {
+        self.overlays
+            .iter()
+            .find(|o| o.info.vnis.contains(&vni))
+            .map(|o| o.info.name.as_str())
     }
 
     /// Who is behind `ip` (preferred) or `mac`.
@@ -622,6 +662,7 @@ pub(crate) mod tests {
                 },
             ],
             overlays: Vec::new(),
+            swarm: None,
         };
         let mut br_dev = link(3, "br-8be916360cbc", LinkKind::Bridge);
         br_dev.mac = Some(Mac([0x02, 0x42, 0, 0, 0, 1]));
@@ -817,6 +858,10 @@ pub(crate) mod tests {
             });
         }
         snap.overlays.push(overlay);
+        snap.swarm = Some(crate::docker::engine::SwarmNode {
+            addr: "10.231.9.1".parse().expect("ip"),
+            data_path_port: 4789,
+        });
         let mut br = link(30, GWBRIDGE, LinkKind::Bridge);
         br.mac = Some(Mac([0x02, 0x42, 0, 0, 0, 0x30]));
         let mut port = link(31, "veth5555555", LinkKind::Veth);
@@ -827,7 +872,9 @@ pub(crate) mod tests {
         sbox.master = Some(30);
         sbox.peer_ifindex = Some(7);
         sbox.peer_netnsid = Some(3);
-        links.extend([br, port, sbox]);
+        // The node's own link to the others, with its Swarm address.
+        let uplink = link(40, "eth0", LinkKind::Unknown);
+        links.extend([br, port, sbox, uplink]);
         let appprod = scans.get_mut("c-appprod").expect("AppProd's namespace");
         let mut eth2 = link(6, "eth2", LinkKind::Veth);
         eth2.peer_ifindex = Some(31);
@@ -838,7 +885,12 @@ pub(crate) mod tests {
             ip: "172.17.0.3".parse().expect("ip"),
             prefix: 16,
         });
-        Topology::build(Some(&snap), &links, &[], &scans)
+        let host_addrs = [Addr {
+            ifindex: 40,
+            ip: "10.231.9.1".parse().expect("ip"),
+            prefix: 24,
+        }];
+        Topology::build(Some(&snap), &links, &host_addrs, &scans)
     }
 
     /// docker_gwbridge's inspect (`GET /networks/{id}`) on node 1 of the Swarm of
@@ -877,11 +929,20 @@ pub(crate) mod tests {
                 ips: vec!["10.0.1.3".parse().expect("ip")],
             }]
         );
+        // The link with the node's address carries the overlay between hosts.
+        let uplink = t.iface(40).expect("the Swarm uplink is observed");
+        assert_eq!(
+            (uplink.role, uplink.name.as_str()),
+            (Role::SwarmUplink, "eth0")
+        );
+        assert_eq!(t.overlay_by_vni(4097), Some("ovl"));
+        assert_eq!(t.overlay_by_vni(4098), None);
         let shown = crate::docker::view::render(&t);
         assert!(
             shown.contains("ovl")
                 && shown.contains("VNI 4097")
-                && shown.contains("AppProd 10.0.1.3"),
+                && shown.contains("AppProd 10.0.1.3")
+                && shown.contains("VXLAN on eth0 (10.231.9.1), UDP 4789"),
             "{shown}"
         );
         // Without the network's own list (its inspect failed), AppProd's leg is still named

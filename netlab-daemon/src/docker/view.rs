@@ -55,8 +55,23 @@ pub fn render(t: &Topology) -> String {
             );
         }
         if !t.overlays.is_empty() {
-            // Their bridges live in namespaces of the engine's own: listed, not observed yet.
-            s.push_str("\nOVERLAY NETWORKS (Swarm; not observed)\n");
+            // Their bridges live in namespaces of the engine's own; their traffic between
+            // hosts is seen on the uplink, inside VXLAN.
+            match t.swarm.as_ref().and_then(|n| {
+                t.observed
+                    .iter()
+                    .find(|o| o.role == crate::docker::topology::Role::SwarmUplink)
+                    .map(|o| (n, o))
+            }) {
+                Some((n, o)) => {
+                    let _ = writeln!(
+                        s,
+                        "\nOVERLAY NETWORKS (Swarm; VXLAN on {} ({}), UDP {})",
+                        o.name, n.addr, n.data_path_port
+                    );
+                }
+                None => s.push_str("\nOVERLAY NETWORKS (Swarm; no uplink found)\n"),
+            }
             for o in &t.overlays {
                 let i = &o.info;
                 let members: Vec<String> = o

@@ -167,6 +167,46 @@ pub fn decode(data: &[u8], wire_len: u32) -> Option<Decoded> {
     Some(d)
 }
 
+/// The outer headers of a VXLAN frame: who sent it to whom, and for which network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vxlan {
+    /// The VXLAN network identifier (a Docker overlay network's `vxlanid_list`).
+    pub vni: u32,
+    /// The hosts at both ends of the tunnel (outer IPv4 source and destination).
+    pub outer_src: Ipv4Addr,
+    pub outer_dst: Ipv4Addr,
+    /// Where the inner Ethernet frame starts.
+    pub inner: usize,
+}
+
+/// Reads the outer headers of `data`, an Ethernet frame the kernel found to carry VXLAN
+/// over IPv4 (UDP, then the 8-byte VXLAN header with its VNI); `None` when the captured
+/// prefix does not hold them all.
+pub fn vxlan(data: &[u8]) -> Option<Vxlan> {
+    let mut l3 = 14;
+    if matches!(be16(data, 12)?, ETH_P_8021Q | ETH_P_8021AD) {
+        l3 = 18;
+    }
+    let vihl = *data.get(l3)?;
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || *data.get(l3 + 9)? != 17 {
+        return None;
+    }
+    let vx = l3 + ihl + 8;
+    let vni = u32::from_be_bytes([
+        0,
+        *data.get(vx + 4)?,
+        *data.get(vx + 5)?,
+        *data.get(vx + 6)?,
+    ]);
+    Some(Vxlan {
+        vni,
+        outer_src: Ipv4Addr::from(arr::<4>(data, l3 + 12)?),
+        outer_dst: Ipv4Addr::from(arr::<4>(data, l3 + 16)?),
+        inner: vx + 8,
+    })
+}
+
 fn decode_arp(b: &[u8], l3: usize, wire_len: usize, d: &mut Decoded) {
     if wire_len < l3 + 8 {
         d.kind = Some(Kind::Malformed);
@@ -417,6 +457,37 @@ pub(crate) mod tests {
         f.extend_from_slice(&src);
         f.extend_from_slice(&ethertype.to_be_bytes());
         f
+    }
+
+    /// `inner` as VXLAN `vni` carries it from host 10.231.9.1 to 10.231.9.2 (UDP 4789).
+    pub fn vxlan_frame(inner: &[u8], vni: u32) -> Vec<u8> {
+        let mut f = eth(MAC_B, MAC_A, ETH_P_IP);
+        let total = (20 + 8 + 8 + inner.len()) as u16;
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&[10, 231, 9, 1, 10, 231, 9, 2]);
+        f.extend_from_slice(&54321u16.to_be_bytes());
+        f.extend_from_slice(&4789u16.to_be_bytes());
+        f.extend_from_slice(&(total - 20).to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0x08, 0, 0, 0]);
+        f.extend_from_slice(&(vni << 8).to_be_bytes());
+        f.extend_from_slice(inner);
+        f
+    }
+
+    #[test]
+    fn vxlan_outer_headers() {
+        let inner = icmp4_frame(8, 7, 1);
+        let f = vxlan_frame(&inner, 4097);
+        let v = vxlan(&f).expect("a VXLAN frame");
+        assert_eq!(v.vni, 4097);
+        assert_eq!(v.outer_src, Ipv4Addr::new(10, 231, 9, 1));
+        assert_eq!(v.outer_dst, Ipv4Addr::new(10, 231, 9, 2));
+        assert_eq!(&f[v.inner..], &inner[..]);
+        // Cut inside the VXLAN header, or not UDP: nothing.
+        assert_eq!(vxlan(&f[..14 + 20 + 8 + 6]), None);
+        assert_eq!(vxlan(&inner), None);
     }
 
     pub fn arp_frame(op: u16) -> Vec<u8> {

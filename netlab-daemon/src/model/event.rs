@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlab_common::{DropEvent, PacketEvent, SNAP_LEN};
+use netlab_common::{encap, DropEvent, PacketEvent, SNAP_LEN};
 use serde::{Deserialize, Serialize};
 
 use crate::docker::topology::{Role, Topology};
@@ -145,6 +145,15 @@ impl<'a> Endpoint<'a> {
         o.end();
     }
 
+    /// With `network` (an overlay the packet was carried for) as its network when the
+    /// topology named none: a container of another host on the overlay.
+    fn on(mut self, network: Option<&'a str>) -> Self {
+        if self.network.is_none() && !self.host {
+            self.network = network;
+        }
+        self
+    }
+
     fn labelled(mac: Mac, ip: Option<IpAddr>, topo: &'a Topology) -> Self {
         let l = topo.endpoint(ip, mac);
         Endpoint {
@@ -231,6 +240,31 @@ impl ArpView {
     }
 }
 
+/// The tunnel a packet crossed this interface in: a VXLAN packet between two hosts of a
+/// Docker overlay network.
+#[derive(Clone, Debug, Serialize)]
+pub struct VxlanView<'a> {
+    pub vni: u32,
+    /// The overlay network with this VNI, when this host's engine knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<&'a str>,
+    /// The hosts at both ends (outer IPv4 addresses).
+    pub outer_src: Ipv4Addr,
+    pub outer_dst: Ipv4Addr,
+}
+
+impl VxlanView<'_> {
+    /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
+    fn write_object(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.u32("vni", self.vni);
+        o.opt_str("network", self.network);
+        o.ip("outer_src", self.outer_src.into());
+        o.ip("outer_dst", self.outer_dst.into());
+        o.end();
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct NdpView {
     pub target: Ipv6Addr,
@@ -257,6 +291,10 @@ pub struct PacketRecord<'a> {
     pub arp: Option<ArpView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ndp: Option<NdpView>,
+    /// Set when the packet was seen inside VXLAN: `src`, `dst` and the rest are the inner
+    /// packet's, `len` the whole outer frame's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<VxlanView<'a>>,
 }
 
 impl<'a> PacketRecord<'a> {
@@ -267,7 +305,17 @@ impl<'a> PacketRecord<'a> {
         let kind = Kind::from_id(ev.kind)?;
         let direction = Direction::from_id(ev.direction)?;
         let cap = usize::from(ev.cap_len).min(ev.data.len());
-        let d = decode(&ev.data[..cap], ev.pkt_len);
+        let frame = &ev.data[..cap];
+        // A VXLAN frame: the packet is the inner one, from its own Ethernet header on.
+        let tunnel = (ev.encap == encap::VXLAN)
+            .then(|| crate::model::decode::vxlan(frame))
+            .flatten();
+        let d = match tunnel {
+            Some(t) => decode(&frame[t.inner..], ev.pkt_len.saturating_sub(t.inner as u32)),
+            None if ev.encap == encap::NONE => decode(frame, ev.pkt_len),
+            None => None,
+        };
+        let overlay = tunnel.and_then(|t| topo.overlay_by_vni(t.vni));
         // The kernel saw the whole frame; its kind is authoritative. Fields come from the
         // decoder only when it agrees, so a frame is never shown with misread fields.
         let agree = d.as_ref().is_some_and(|d| d.kind == Some(kind));
@@ -295,8 +343,8 @@ impl<'a> PacketRecord<'a> {
             len: ev.pkt_len,
             sample_rate: ev.sample_rate.max(1),
             vlan,
-            src: Endpoint::labelled(src_mac, d.and_then(|d| d.src_ip), topo),
-            dst: Endpoint::labelled(dst_mac, d.and_then(|d| d.dst_ip), topo),
+            src: Endpoint::labelled(src_mac, d.and_then(|d| d.src_ip), topo).on(overlay),
+            dst: Endpoint::labelled(dst_mac, d.and_then(|d| d.dst_ip), topo).on(overlay),
             icmp: d.and_then(|d| d.icmp).map(|i| IcmpView {
                 icmp_type: i.icmp_type,
                 code: i.code,
@@ -313,6 +361,12 @@ impl<'a> PacketRecord<'a> {
             ndp: d
                 .and_then(|d| d.ndp_target)
                 .map(|target| NdpView { target }),
+            vxlan: tunnel.map(|t| VxlanView {
+                vni: t.vni,
+                network: overlay,
+                outer_src: t.outer_src,
+                outer_dst: t.outer_dst,
+            }),
         })
     }
 
@@ -365,6 +419,9 @@ impl<'a> PacketRecord<'a> {
             t.ip("target", IpAddr::V6(n.target));
             t.end();
         }
+        if let Some(v) = &self.vxlan {
+            v.write_object(o.key("vxlan"));
+        }
         o.end();
         out.push(b'\n');
         Ok(())
@@ -415,6 +472,13 @@ impl<'a> PacketRecord<'a> {
         if self.sample_rate > 1 {
             let _ = write!(out, " 1:{}", self.sample_rate);
         }
+        if let Some(v) = &self.vxlan {
+            let _ = write!(out, "  vxlan {}", v.vni);
+            if let Some(n) = v.network {
+                let _ = write!(out, " ({n})");
+            }
+            let _ = write!(out, " {} → {}", v.outer_src, v.outer_dst);
+        }
         out.push_str("  ");
         self.iface.describe(out);
         let _ = writeln!(out, " {}", self.direction.name());
@@ -443,6 +507,9 @@ impl IfaceView<'_> {
             }
             ("manual-veth", None) => {
                 let _ = write!(out, "{} (hand-made, {net_bridge})", i.name);
+            }
+            ("swarm-uplink", _) => {
+                let _ = write!(out, "{} (Swarm uplink)", i.name);
             }
             ("bridge", _) if i.network.is_some() => {
                 let _ = write!(
@@ -735,7 +802,8 @@ mod tests {
             direction: direction::INGRESS,
             kind,
             record: record::TC_PACKET,
-            _pad: [0; 6],
+            encap: 0,
+            _pad: [0; 5],
             data,
         }
     }
@@ -961,6 +1029,61 @@ mod tests {
         ev.cap_len = 20;
         events.push(ev);
         events
+    }
+
+    /// An echo request inside VXLAN on a Swarm node's uplink: the inner packet's fields,
+    /// labelled with the overlay; a peer's container by the overlay alone.
+    #[test]
+    fn a_packet_inside_vxlan() {
+        let topo = crate::docker::topology::tests::swarm_node_topology();
+        let clock = Clock::new();
+        let mut inner = icmp4_frame(8, 17, 3);
+        inner[14 + 12..14 + 20].copy_from_slice(&[10, 0, 1, 3, 10, 0, 1, 9]);
+        let frame = crate::model::decode::tests::vxlan_frame(&inner, 4097);
+        let mut ev = event(&frame, k::ICMP_ECHO_REQUEST);
+        ev.ifindex = 40;
+        ev.direction = direction::EGRESS;
+        ev.encap = netlab_common::encap::VXLAN;
+        let rec = PacketRecord::new(&ev, &topo, &clock).expect("record");
+        let v = serde_json::to_value(&rec).expect("json");
+        assert_eq!(v["kind"], "icmp-echo-request");
+        assert_eq!(v["iface"]["role"], "swarm-uplink");
+        assert_eq!(v["src"]["container"], "AppProd");
+        assert_eq!(v["src"]["ip"], "10.0.1.3");
+        assert_eq!(v["dst"]["ip"], "10.0.1.9");
+        assert_eq!(v["dst"]["network"], "ovl");
+        assert!(v["dst"].get("container").is_none());
+        assert_eq!(v["icmp"]["seq"], 3);
+        assert_eq!(
+            v["vxlan"],
+            serde_json::json!({"vni": 4097, "network": "ovl", "outer_src": "10.231.9.1", "outer_dst": "10.231.9.2"})
+        );
+        assert_eq!(v["len"], frame.len());
+        assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+        let mut s = String::new();
+        rec.write_human(&mut s);
+        assert!(
+            s.contains("AppProd → 10.0.1.9  icmp echo-request id=17 seq=3")
+                && s.contains(
+                    "vxlan 4097 (ovl) 10.231.9.1 → 10.231.9.2  eth0 (Swarm uplink) egress"
+                ),
+            "{s}"
+        );
+        // A VNI this host does not know: no network, still the inner packet.
+        let other = crate::model::decode::tests::vxlan_frame(&inner, 5000);
+        let mut ev2 = event(&other, k::ICMP_ECHO_REQUEST);
+        ev2.encap = netlab_common::encap::VXLAN;
+        let rec = PacketRecord::new(&ev2, &topo, &clock).expect("record");
+        assert_eq!(
+            rec.vxlan.as_ref().map(|v| (v.vni, v.network)),
+            Some((5000, None))
+        );
+        assert_eq!(rec.icmp.as_ref().and_then(|i| i.seq), Some(3));
+        assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+        // An encapsulation this build does not know: the frame's fields are not guessed.
+        ev2.encap = 7;
+        let rec = PacketRecord::new(&ev2, &topo, &clock).expect("record");
+        assert!(rec.icmp.is_none() && rec.vxlan.is_none() && rec.src.ip.is_none());
     }
 
     #[test]

@@ -251,7 +251,8 @@ mod tests {
             direction: direction::INGRESS,
             kind,
             record: record::TC_PACKET,
-            _pad: [0; 6],
+            encap: 0,
+            _pad: [0; 5],
             data,
         }
     }

@@ -22,10 +22,28 @@ pub struct CounterRow {
     pub packets: u64,
 }
 
+/// Packets of one kind seen inside VXLAN on one interface: an overlay network's traffic
+/// between hosts.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VxlanRow {
+    pub iface: String,
+    pub ifindex: u32,
+    pub vni: u32,
+    /// The overlay network with this VNI, when this host's engine knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    pub direction: String,
+    pub kind: String,
+    pub packets: u64,
+}
+
 /// What `--json` prints last: `{"counters":[...],"lost_events":N,...}`.
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub counters: Vec<CounterRow>,
+    /// ARP and ICMP packets inside VXLAN (overlay networks), by interface and VNI.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vxlan: Vec<VxlanRow>,
     /// Samples that were due but not delivered (ring full plus rate-limited).
     pub lost_events: u64,
     pub delivery: DeliveryStats,
@@ -111,6 +129,7 @@ impl Summary {
         });
         Summary {
             counters: rows,
+            vxlan: Vec::new(),
             lost_events: delivery.lost(),
             delivery,
             events,
@@ -193,6 +212,16 @@ impl Summary {
         self
     }
 
+    /// Adds the VXLAN counters (non-zero rows, in order).
+    pub fn with_vxlan(mut self, mut rows: Vec<VxlanRow>) -> Self {
+        rows.retain(|r| r.packets > 0);
+        rows.sort_by(|a, b| {
+            (&a.iface, a.vni, &a.direction, &a.kind).cmp(&(&b.iface, b.vni, &b.direction, &b.kind))
+        });
+        self.vxlan = rows;
+        self
+    }
+
     /// Adds per-pair ping statistics.
     pub fn with_pairs(mut self, pairs: Vec<crate::model::journey::PairStats>) -> Self {
         self.pairs = pairs;
@@ -231,6 +260,26 @@ impl Summary {
                     s,
                     "  {name}{:pad$}  {:<9}  {:<21}  {:>8}",
                     "", r.direction, r.kind, r.packets
+                );
+            }
+        }
+        if !self.vxlan.is_empty() {
+            s.push_str("inside VXLAN (overlay networks between hosts):\n");
+            let _ = writeln!(
+                s,
+                "  {:<16}  {:<8}  {:<20}  {:<9}  {:<21}  {:>8}",
+                "IFACE", "VNI", "NETWORK", "DIRECTION", "KIND", "PACKETS"
+            );
+            for r in &self.vxlan {
+                let _ = writeln!(
+                    s,
+                    "  {:<16}  {:<8}  {:<20}  {:<9}  {:<21}  {:>8}",
+                    r.iface,
+                    r.vni,
+                    r.network.as_deref().unwrap_or("?"),
+                    r.direction,
+                    r.kind,
+                    r.packets
                 );
             }
         }

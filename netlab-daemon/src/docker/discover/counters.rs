@@ -2,9 +2,10 @@
 //! memory by name (folded into one `(gone)` row per kind after a while), so totals stay exact.
 
 use super::Observer;
+use crate::docker::topology::Topology;
 use crate::kernel::loader::LoadError;
 use crate::model::kind::{Direction, Kind};
-use crate::model::summary::CounterRow;
+use crate::model::summary::{CounterRow, VxlanRow};
 
 /// The interface name under which counters of long-gone interfaces are summed.
 pub const GONE: &str = "(gone)";
@@ -51,6 +52,32 @@ impl Observer {
                 direction: r.dir.name(),
                 kind: r.kind.name(),
                 packets: r.packets,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// The VXLAN counters of the interfaces observed now, each VNI named by `topo`'s
+    /// overlays.
+    pub fn vxlan_rows(&self, topo: &Topology) -> Result<Vec<VxlanRow>, LoadError> {
+        let mut rows = Vec::new();
+        for ((idx, vni, dir, kind), n) in self.dp.vxlan_counters()? {
+            let Some(name) = self
+                .attached
+                .get(&idx)
+                .map(|a| &a.iface)
+                .or_else(|| self.detached.get(&idx))
+            else {
+                continue;
+            };
+            rows.push(VxlanRow {
+                iface: name.clone(),
+                ifindex: idx,
+                vni,
+                network: topo.overlay_by_vni(vni).map(str::to_owned),
+                direction: dir.name().to_owned(),
+                kind: kind.name().to_owned(),
+                packets: n,
             });
         }
         Ok(rows)

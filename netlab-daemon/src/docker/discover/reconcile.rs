@@ -13,6 +13,7 @@ pub fn label_of(o: &crate::docker::topology::ObservedIface) -> Option<String> {
     let named = match o.role {
         Role::ContainerVeth | Role::ManualVeth => o.container.is_some() || o.network.is_some(),
         Role::Bridge => o.network.is_some(),
+        Role::SwarmUplink => true,
         Role::Veth | Role::Interface => false,
     };
     named.then(|| {
@@ -63,6 +64,13 @@ impl Observer {
             .collect();
         if let Err(e) = self.dp.set_cover_bridges(&bridges) {
             log::debug!("listing the bridges to cover new ports of: {e:#}");
+        }
+        let port = topo
+            .swarm
+            .as_ref()
+            .map_or(netlab_common::VXLAN_PORT, |s| s.data_path_port);
+        if let Err(e) = self.dp.set_vxlan_port(port) {
+            log::debug!("setting the VXLAN port: {e:#}");
         }
         for o in &topo.observed {
             match label_of(o) {

@@ -704,6 +704,7 @@ fn facts_from_a_snapshot() {
             }],
         }],
         overlays: Vec::new(),
+        swarm: None,
     };
     let facts = DockerFacts::from_snapshot(&snapshot);
     assert_eq!(facts.networks.len(), 1);

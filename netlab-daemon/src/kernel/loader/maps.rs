@@ -4,10 +4,16 @@
 use std::collections::BTreeMap;
 
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
-use netlab_common::{stat, CounterKey, MAP_COUNTERS, MAP_EVENTS, MAP_RING_WAKE, MAP_STATS};
+use netlab_common::{
+    stat, CounterKey, VxlanKey, MAP_COUNTERS, MAP_EVENTS, MAP_RING_WAKE, MAP_STATS,
+    MAP_VXLAN_COUNTERS, MAP_VXLAN_PORT, VXLAN_PORT,
+};
 
 use super::{map_err, Datapath, LoadError};
 use crate::model::kind::{Direction, Kind};
+
+/// The key of a VXLAN counter: (ifindex, VNI, direction, kind of the inner packet).
+pub type VxlanCounter = (u32, u32, Direction, Kind);
 
 /// Delivery statistics summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,6 +67,44 @@ impl Datapath {
         }
         self.slot_counters(&mut out)?;
         Ok(out)
+    }
+
+    /// Exact counters of the ARP/ICMP packets seen inside VXLAN, summed over CPUs, by
+    /// (ifindex, VNI, direction, inner kind).
+    pub fn vxlan_counters(&self) -> Result<BTreeMap<VxlanCounter, u64>, LoadError> {
+        let map = self
+            .ebpf
+            .map(MAP_VXLAN_COUNTERS)
+            .ok_or(LoadError::MissingProgram(MAP_VXLAN_COUNTERS))?;
+        let counters: PerCpuHashMap<_, VxlanKey, u64> =
+            PerCpuHashMap::try_from(map).map_err(map_err(MAP_VXLAN_COUNTERS))?;
+        let mut out = BTreeMap::new();
+        for entry in counters.iter() {
+            let (key, values) = entry.map_err(map_err(MAP_VXLAN_COUNTERS))?;
+            if let (Some(dir), Some(kind)) =
+                (Direction::from_id(key.direction), Kind::from_id(key.kind))
+            {
+                *out.entry((key.ifindex, key.vni, dir, kind)).or_insert(0) +=
+                    values.iter().sum::<u64>();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tells the programs the VXLAN port of this host's Swarm (its `--data-path-port`),
+    /// looked for beside the standard one.
+    pub fn set_vxlan_port(&mut self, port: u16) -> Result<(), LoadError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_VXLAN_PORT)
+            .ok_or(LoadError::MissingProgram(MAP_VXLAN_PORT))?;
+        let mut a: Array<_, u32> = Array::try_from(map).map_err(map_err(MAP_VXLAN_PORT))?;
+        let value = if port == VXLAN_PORT {
+            0
+        } else {
+            u32::from(port)
+        };
+        a.set(0, value, 0).map_err(map_err(MAP_VXLAN_PORT))
     }
 
     /// Removes the counters of interface `ifindex` from the kernel maps (its slot, then

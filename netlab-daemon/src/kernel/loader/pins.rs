@@ -19,26 +19,28 @@ use aya::programs::{
 use netlab_common::{
     MAP_CONFIG, MAP_COUNTERS, MAP_COVER, MAP_COVER_BRIDGES, MAP_COVER_CONFIG, MAP_COVER_LAST,
     MAP_COVER_SCRATCH, MAP_DROP_CONFIG, MAP_DROP_REASONS, MAP_EVENTS, MAP_IF_SLOTS, MAP_RING_WAKE,
-    MAP_SAMPLING, MAP_SLOT_COUNTERS, MAP_STATS,
+    MAP_SAMPLING, MAP_SLOT_COUNTERS, MAP_STATS, MAP_VXLAN_COUNTERS, MAP_VXLAN_PORT,
 };
 
 use super::{Datapath, LoadError, EBPF_OBJECT};
 
 /// Maps whose counts survive every restart, whatever the build (under `maps/`): the
 /// counters (in slots or in the hash), which interface has which slot, the delivery
-/// statistics and the drops by reason.
-pub(super) const COUNTS: [&str; 5] = [
+/// statistics, the drops by reason and the packets seen inside VXLAN.
+pub(super) const COUNTS: [&str; 6] = [
     MAP_COUNTERS,
     MAP_IF_SLOTS,
     MAP_SLOT_COUNTERS,
     MAP_STATS,
     MAP_DROP_REASONS,
+    MAP_VXLAN_COUNTERS,
 ];
 
 /// Every other map of the object: state its programs share with each other and with user
 /// space. Pinned with the programs of one build.
-pub(super) const STATE: [&str; 10] = [
+pub(super) const STATE: [&str; 11] = [
     MAP_EVENTS,
+    MAP_VXLAN_PORT,
     MAP_RING_WAKE,
     MAP_CONFIG,
     MAP_SAMPLING,
