@@ -140,6 +140,7 @@ fn topology() -> Topology {
             name: m.name(),
             image: "netlab/http-echo:latest".into(),
             pid: 1000 + m.host_ifindex,
+            sandbox_key: None,
             endpoints: vec![EndpointInfo {
                 network_id: net.id.clone(),
                 network: net.name.clone(),

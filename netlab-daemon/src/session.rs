@@ -214,9 +214,11 @@ impl Session {
         // programs below fits into its waits.
         let first = match &named {
             Some(named) => named.clone(),
+            // Not the sandboxes' interfaces: they are attached from inside their namespace.
             None => topo
                 .observed
                 .iter()
+                .filter(|o| o.sandbox.is_none())
                 .map(|o| (o.ifindex, o.name.clone()))
                 .collect(),
         };

@@ -169,7 +169,7 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
     let mut watch = n1.enter()?;
     watch
         .arg(&bin)
-        .args(["watch", "--json", "--kind", "icmp"])
+        .args(["watch", "--json", "--kind", "icmp", "--kind", "journey"])
         .env(NO_DAEMON.0, NO_DAEMON.1);
     let watch = Background::start(watch, "watching ", DAEMON_READY)?;
     // Inner IPv4 protocol and ICMP type, behind UDP (8), VXLAN (8) and Ethernet (14).
@@ -242,6 +242,82 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
             && r["vxlan"]["outer_src"] == NODE_ADDRS[0]
             && r["vxlan"]["outer_dst"] == NODE_ADDRS[1],
         "an echo request inside VXLAN labelled {r:#}"
+    );
+    // Inside node 1's sandbox of the overlay: the container's leg and the VXLAN device,
+    // labelled with the overlay and its VNI.
+    let in_sandbox = |role: &str, dir: &str, kind: &str| -> u64 {
+        out.events
+            .iter()
+            .filter(|e| {
+                e["iface"]["role"] == role
+                    && e["iface"]["vni"] == vni
+                    && e["iface"]["network"] == net.as_str()
+                    && e["direction"] == dir
+                    && e["kind"] == kind
+                    && e.get("vxlan").is_none()
+                    && e["dst"]["ip"] != e["src"]["ip"]
+            })
+            .filter(|e| role != "container-veth" || e["iface"]["container"] == a.as_str())
+            .count() as u64
+    };
+    let legs = [
+        in_sandbox("container-veth", "ingress", "icmp-echo-request"),
+        in_sandbox("container-veth", "egress", "icmp-echo-reply"),
+        in_sandbox("overlay-vxlan", "egress", "icmp-echo-request"),
+        in_sandbox("overlay-vxlan", "ingress", "icmp-echo-reply"),
+    ];
+    anyhow::ensure!(
+        legs == [
+            stats.transmitted,
+            stats.received,
+            stats.transmitted,
+            stats.received
+        ],
+        "in the sandbox: {a}'s veth {}/{} and vxlan0 {}/{} requests/replies, ping {stats:?}; \
+         events:\n{}\nstderr:\n{}",
+        legs[0],
+        legs[1],
+        legs[2],
+        legs[3],
+        out.stdout,
+        out.stderr
+    );
+    // Each ping is one journey through the container's leg, the VXLAN device and the
+    // uplink, out and back.
+    let journeys: Vec<&Value> = out
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "journey" && e["result"] == "answered")
+        .collect();
+    let through = |j: &Value, role_iface: &str| {
+        j["hops"]
+            .as_array()
+            .is_some_and(|h| h.iter().filter(|h| h["iface"] == role_iface).count() == 2)
+    };
+    let vxlan_dev = out
+        .events
+        .iter()
+        .find(|e| e["iface"]["role"] == "overlay-vxlan")
+        .map(|e| e["iface"]["name"].clone())
+        .context("no event on the sandbox's VXLAN device")?;
+    let leg = out
+        .events
+        .iter()
+        .find(|e| e["iface"]["role"] == "container-veth" && e["iface"]["vni"] == vni)
+        .map(|e| e["iface"]["name"].clone())
+        .context("no event on the container's leg in the sandbox")?;
+    let whole = journeys
+        .iter()
+        .filter(|j| {
+            through(j, "link0")
+                && through(j, vxlan_dev.as_str().unwrap_or_default())
+                && through(j, leg.as_str().unwrap_or_default())
+        })
+        .count() as u64;
+    anyhow::ensure!(
+        whole == stats.received,
+        "{whole} answered journeys through {leg}, {vxlan_dev} and link0, ping says {}: {journeys:#?}",
+        stats.received
     );
     // The counters by VNI agree with ping and tcpdump.
     let counted = |dir: &str, kind: &str| -> u64 {

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::docker::topology::{NetnsScan, Topology};
+use crate::docker::topology::{NetnsScan, SandboxScan, Topology};
 use crate::docker::DockerSnapshot;
 use crate::kernel::attach::{AttachMode, Attachment};
 use crate::kernel::links;
@@ -60,9 +60,90 @@ pub fn scan(docker: Option<&DockerSnapshot>) -> std::io::Result<Topology> {
             }
         }
     }
+    let sandboxes = docker.map(overlay_sandboxes).unwrap_or_default();
     let host_inode = me.map_or(0, |(_, ino)| ino);
     Ok(Topology::build(docker, &host, &host_addrs, &scans)
-        .with_netns_names(host_inode, &host, docker, &scans))
+        .with_netns_names(host_inode, &host, docker, &scans)
+        .with_sandboxes(docker, &sandboxes, &scans))
+}
+
+/// Where Docker binds the namespaces of its sandboxes by default.
+pub const DOCKER_NETNS_DIR: &str = "/var/run/docker/netns";
+
+/// The sandboxes of the overlay networks `docker` knows, scanned from inside: Docker binds
+/// each to `<n>-<the network id's first 10 characters>` beside its containers' namespaces
+/// (`/var/run/docker/netns` unless its `--exec-root` says otherwise).
+fn overlay_sandboxes(docker: &DockerSnapshot) -> Vec<SandboxScan> {
+    if docker.overlays.is_empty() {
+        return Vec::new();
+    }
+    let mut dirs: Vec<std::path::PathBuf> = docker
+        .containers
+        .iter()
+        .filter_map(|c| {
+            Some(
+                std::path::Path::new(c.sandbox_key.as_deref()?)
+                    .parent()?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    dirs.push(DOCKER_NETNS_DIR.into());
+    // `/var/run` is `/run`: one directory under two names is read once.
+    let mut dirs: Vec<std::path::PathBuf> = dirs
+        .into_iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut out = Vec::new();
+    for e in dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(overlay) = sandbox_of(&name, &docker.overlays) else {
+            continue;
+        };
+        let path = e.path().to_string_lossy().into_owned();
+        let inode = {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::metadata(&path).map_or(0, |m| m.ino())
+        };
+        match links::in_netns_at(&path, move || {
+            Ok(NetnsScan {
+                inode,
+                links: links::dump_links()?,
+                addrs: links::dump_addrs()?,
+            })
+        }) {
+            Ok(scan) => out.push(SandboxScan {
+                overlay_id: overlay.to_owned(),
+                path,
+                scan,
+            }),
+            // Removed since listed (the network's last container went).
+            Err(e) => log::debug!("cannot look inside {path}: {e}"),
+        }
+    }
+    out
+}
+
+/// The id of the overlay whose sandbox is named `name` (`1-q9x8w7v6u5`), if any.
+fn sandbox_of<'a>(
+    name: &str,
+    overlays: &'a [crate::docker::engine::OverlayInfo],
+) -> Option<&'a str> {
+    let (_, prefix) = name.split_once('-')?;
+    if prefix.len() < 10 {
+        return None;
+    }
+    overlays
+        .iter()
+        .find(|o| o.id.starts_with(prefix))
+        .map(|o| o.id.as_str())
 }
 
 /// The attachments of a running observer, kept in step with a [`Topology`].
@@ -93,6 +174,8 @@ pub struct Observer {
     in_flight: Option<u32>,
     /// What an [`EarlyAttach`] did, by interface, until the first attach batch takes it.
     early: HashMap<u32, (String, anyhow::Result<Attachment>)>,
+    /// Attached interfaces of overlay sandboxes, with the sandbox's namespace file.
+    sandboxed: HashMap<u32, String>,
 }
 
 impl Observer {
@@ -111,6 +194,7 @@ impl Observer {
             covering: BTreeMap::new(),
             in_flight: None,
             early: HashMap::new(),
+            sandboxed: HashMap::new(),
         }
     }
 
@@ -130,5 +214,43 @@ impl Observer {
 
     pub fn datapath(&self) -> &Datapath {
         &self.dp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandboxes_are_named_after_their_network() {
+        let overlay = |id: &str| crate::docker::engine::OverlayInfo {
+            id: id.into(),
+            name: "ovl".into(),
+            subnets: Vec::new(),
+            vnis: vec![4097],
+            ingress: false,
+        };
+        let overlays = [
+            overlay("hgg3cggy6pdizriria3lcq9z3"),
+            overlay("2bz5sbfnjwhrqkqkycle35ln5"),
+        ];
+        assert_eq!(
+            sandbox_of("1-hgg3cggy6p", &overlays),
+            Some("hgg3cggy6pdizriria3lcq9z3")
+        );
+        assert_eq!(
+            sandbox_of("1-2bz5sbfnjw", &overlays),
+            Some("2bz5sbfnjwhrqkqkycle35ln5")
+        );
+        // A container's sandbox, the ingress sandbox, a short or unknown prefix: none.
+        for other in [
+            "464b8d307fb2",
+            "ingress_sbox",
+            "1-hgg3",
+            "1-zzzzzzzzzz",
+            "lb_hgg3cggy6",
+        ] {
+            assert_eq!(sandbox_of(other, &overlays), None, "{other}");
+        }
     }
 }

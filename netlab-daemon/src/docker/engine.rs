@@ -125,6 +125,9 @@ pub struct ContainerInfo {
     pub image: String,
     /// PID of its init process, whose network namespace is the container's.
     pub pid: u32,
+    /// Where the engine bound its network namespace (`/var/run/docker/netns/<id>`): the
+    /// engine's overlay sandboxes are bound beside it.
+    pub sandbox_key: Option<String>,
     pub endpoints: Vec<EndpointInfo>,
 }
 
@@ -320,11 +323,17 @@ pub fn container_info(c: &ContainerInspectResponse) -> Option<ContainerInfo> {
         })
         .collect();
     endpoints.sort_by(|a, b| a.network.cmp(&b.network));
+    let sandbox_key = c
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.sandbox_key.clone())
+        .filter(|k| !k.is_empty());
     Some(ContainerInfo {
         id,
         name,
         image,
         pid,
+        sandbox_key,
         endpoints,
     })
 }

@@ -41,6 +41,11 @@ pub enum Role {
     /// The host interface with the Swarm node's address, where its overlays' VXLAN
     /// traffic to and from other hosts passes.
     SwarmUplink,
+    /// The bridge (`br0`) inside an overlay network's sandbox.
+    OverlayBridge,
+    /// The VXLAN device (`vxlan0`) inside an overlay network's sandbox: its frames to and
+    /// from other hosts, before encapsulation and after.
+    OverlayVxlan,
 }
 
 impl Role {
@@ -52,6 +57,8 @@ impl Role {
             Role::Veth => "veth",
             Role::Interface => "interface",
             Role::SwarmUplink => "swarm-uplink",
+            Role::OverlayBridge => "overlay-bridge",
+            Role::OverlayVxlan => "overlay-vxlan",
         }
     }
 }
@@ -75,6 +82,13 @@ pub struct ObservedIface {
     /// owns (yet): typically a container Docker is starting right now.
     #[serde(skip)]
     pub unresolved: bool,
+    /// For an interface of an overlay network's sandbox (a namespace of the engine's own),
+    /// the namespace's file (`/var/run/docker/netns/1-…`); `None` in the host's namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    /// The VXLAN id of the overlay network an interface of a sandbox carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
 }
 
 /// Who is behind an address.
@@ -96,6 +110,17 @@ pub struct NetnsScan {
     pub inode: u64,
     pub links: Vec<Link>,
     pub addrs: Vec<Addr>,
+}
+
+/// An overlay network's sandbox (a namespace of the engine's own, bound to a file), as
+/// scanned from inside.
+#[derive(Clone, Debug)]
+pub struct SandboxScan {
+    /// The overlay network's id.
+    pub overlay_id: String,
+    /// Its nsfs file (`/var/run/docker/netns/1-…`).
+    pub path: String,
+    pub scan: NetnsScan,
 }
 
 /// Where a network namespace and its interfaces belong.
@@ -320,6 +345,8 @@ impl Topology {
                 peer: None,
                 network: net.map(|n| n.name.clone()),
                 bridge: Some(l.name.clone()),
+                sandbox: None,
+                vni: None,
                 unresolved: false,
             });
             if let Some(n) = net {
@@ -434,6 +461,8 @@ impl Topology {
                 peer,
                 network: net.map(|n| n.name.clone()),
                 bridge: master.map(|m| m.name.clone()),
+                sandbox: None,
+                vni: None,
                 unresolved,
             });
         }
@@ -457,6 +486,8 @@ impl Topology {
                     peer: None,
                     network: None,
                     bridge: None,
+                    sandbox: None,
+                    vni: None,
                     unresolved: false,
                 });
                 t.by_ip.insert(node.addr, label(None, None, true));
@@ -530,6 +561,8 @@ impl Topology {
                 peer: None,
                 network: None,
                 bridge: None,
+                sandbox: None,
+                vni: None,
                 unresolved: false,
             });
             t.by_ifindex.insert(*idx, i);
@@ -545,6 +578,72 @@ impl Topology {
     /// The observed interface with index `ifindex`.
     pub fn iface(&self, ifindex: u32) -> Option<&ObservedIface> {
         self.by_ifindex.get(&ifindex).map(|&i| &self.observed[i])
+    }
+
+    /// Adds what overlay networks' sandboxes hold: each sandbox's bridge, its VXLAN
+    /// device, and the veths on the bridge, labelled with the container at the other end
+    /// (found among `scans`, the containers' namespaces), the overlay and its VNI.
+    ///
+    /// Events name interfaces by index alone, and indexes repeat across namespaces: an
+    /// interface whose index is already observed (the host's, another sandbox's) is left
+    /// out. Docker makes the veths and the VXLAN device on the host and moves them in, so
+    /// they keep indexes the host gave out; only the bridge is numbered inside.
+    pub fn with_sandboxes(
+        mut self,
+        docker: Option<&DockerSnapshot>,
+        sandboxes: &[SandboxScan],
+        scans: &HashMap<String, NetnsScan>,
+    ) -> Self {
+        let Some(d) = docker else { return self };
+        for sb in sandboxes {
+            let Some(o) = d.overlays.iter().find(|o| o.id == sb.overlay_id) else {
+                continue;
+            };
+            let bridge = sb.scan.links.iter().find(|l| l.kind == LinkKind::Bridge);
+            for l in &sb.scan.links {
+                let (role, container, peer) = match &l.kind {
+                    LinkKind::Bridge => (Role::OverlayBridge, None, None),
+                    LinkKind::Other(k) if k == "vxlan" => (Role::OverlayVxlan, None, None),
+                    LinkKind::Veth if bridge.is_some_and(|b| l.master == Some(b.ifindex)) => {
+                        let owner = d.containers.iter().find_map(|c| {
+                            let inner = scans.get(&c.id)?.links.iter().find(|i| {
+                                Some(i.ifindex) == l.peer_ifindex
+                                    && i.peer_ifindex == Some(l.ifindex)
+                            })?;
+                            Some((c.name.clone(), inner.name.clone()))
+                        });
+                        match owner {
+                            Some((c, inner)) => (Role::ContainerVeth, Some(c), Some(inner)),
+                            None => (Role::Veth, None, None),
+                        }
+                    }
+                    _ => continue,
+                };
+                if self.by_ifindex.contains_key(&l.ifindex) {
+                    log::debug!(
+                        "{} of {}'s sandbox not observed: its index {} is taken",
+                        l.name,
+                        o.name,
+                        l.ifindex
+                    );
+                    continue;
+                }
+                self.by_ifindex.insert(l.ifindex, self.observed.len());
+                self.observed.push(ObservedIface {
+                    ifindex: l.ifindex,
+                    name: l.name.clone(),
+                    role,
+                    container,
+                    peer,
+                    network: Some(o.name.clone()),
+                    bridge: bridge.map(|b| b.name.clone()),
+                    unresolved: false,
+                    sandbox: Some(sb.path.clone()),
+                    vni: o.vnis.first().copied(),
+                });
+            }
+        }
+        self
     }
 
     /// The name of the overlay network with VXLAN id `vni`, if this host's engine knows it.
@@ -651,6 +750,7 @@ pub(crate) mod tests {
                     name: "AppDev".into(),
                     image: "netlab/http-echo".into(),
                     pid: 100,
+                    sandbox_key: None,
                     endpoints: vec![ep(&devops, "172.20.0.2", 2)],
                 },
                 ContainerInfo {
@@ -658,6 +758,7 @@ pub(crate) mod tests {
                     name: "AppProd".into(),
                     image: "netlab/http-echo".into(),
                     pid: 200,
+                    sandbox_key: None,
                     endpoints: vec![ep(&prod, "172.21.0.2", 0x12)],
                 },
             ],
@@ -826,6 +927,19 @@ pub(crate) mod tests {
     /// network's sandbox's leg (veth6666666, its peer in a namespace no process holds).
     /// `gwbridge` is docker_gwbridge's inspect, as the engine answers it.
     fn on_a_swarm_node(gwbridge: &str) -> Topology {
+        let (snap, links, scans, host_addrs) = swarm_node_parts(gwbridge);
+        Topology::build(Some(&snap), &links, &host_addrs, &scans)
+    }
+
+    /// What [`on_a_swarm_node`] builds its topology from.
+    fn swarm_node_parts(
+        gwbridge: &str,
+    ) -> (
+        DockerSnapshot,
+        Vec<Link>,
+        HashMap<String, NetnsScan>,
+        [Addr; 1],
+    ) {
         let (mut snap, mut links, mut scans) = course_lab();
         let gw = NetworkInfo {
             isolated: false,
@@ -890,7 +1004,71 @@ pub(crate) mod tests {
             ip: "10.231.9.1".parse().expect("ip"),
             prefix: 24,
         }];
-        Topology::build(Some(&snap), &links, &host_addrs, &scans)
+        (snap, links, scans, host_addrs)
+    }
+
+    /// The overlay's sandbox: its bridge (numbered inside), its VXLAN device and AppProd's
+    /// leg (numbered on the host), and a device whose index the host's uplink has.
+    #[test]
+    fn an_overlay_sandbox_is_observed_with_its_container_and_vni() {
+        let (snap, links, mut scans, addrs) =
+            swarm_node_parts(&GWBRIDGE_INSPECT.replace(GWBRIDGE_CONTAINER, "c-appprod"));
+        let mut eth3 = link(8, "eth3", LinkKind::Veth);
+        eth3.peer_ifindex = Some(51);
+        scans
+            .get_mut("c-appprod")
+            .expect("AppProd's namespace")
+            .links
+            .push(eth3);
+        let br0 = link(2, "br0", LinkKind::Bridge);
+        let vxlan = link(50, "vxlan0", LinkKind::Other("vxlan".into()));
+        let mut leg = link(51, "veth0", LinkKind::Veth);
+        leg.master = Some(2);
+        leg.peer_ifindex = Some(8);
+        let mut stranger = link(40, "veth1", LinkKind::Veth);
+        stranger.master = Some(2);
+        let sandbox = SandboxScan {
+            overlay_id: "q9x8w7v6u5t4".into(),
+            path: "/var/run/docker/netns/1-q9x8w7v6u5".into(),
+            scan: NetnsScan {
+                inode: 4026532999,
+                links: vec![br0, vxlan, leg, stranger],
+                addrs: Vec::new(),
+            },
+        };
+        let t = Topology::build(Some(&snap), &links, &addrs, &scans).with_sandboxes(
+            Some(&snap),
+            &[sandbox],
+            &scans,
+        );
+        let of = |i: u32| {
+            let o = t.iface(i).expect("observed");
+            (o.role, o.name.as_str(), o.container.as_deref(), o.vni)
+        };
+        assert_eq!(of(2), (Role::OverlayBridge, "br0", None, Some(4097)));
+        assert_eq!(of(50), (Role::OverlayVxlan, "vxlan0", None, Some(4097)));
+        assert_eq!(
+            of(51),
+            (Role::ContainerVeth, "veth0", Some("AppProd"), Some(4097))
+        );
+        let leg = t.iface(51).expect("AppProd's leg");
+        assert_eq!(
+            (
+                leg.network.as_deref(),
+                leg.bridge.as_deref(),
+                leg.peer.as_deref()
+            ),
+            (Some("ovl"), Some("br0"), Some("eth3"))
+        );
+        assert_eq!(
+            leg.sandbox.as_deref(),
+            Some("/var/run/docker/netns/1-q9x8w7v6u5")
+        );
+        // Index 40 is the host's uplink: the sandbox's device with that index is left out.
+        assert_eq!(of(40).0, Role::SwarmUplink);
+        let mut s = String::new();
+        crate::model::event::IfaceView::of(leg).describe(&mut s);
+        assert_eq!(s, "veth of AppProd (ovl, br0, VNI 4097, overlay sandbox)");
     }
 
     /// docker_gwbridge's inspect (`GET /networks/{id}`) on node 1 of the Swarm of

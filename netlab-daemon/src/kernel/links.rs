@@ -221,8 +221,17 @@ pub fn in_netns_of<T: Send + 'static>(
     pid: u32,
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
-    let path = format!("{}/{pid}/ns/net", host_proc());
-    let ns = std::fs::File::open(&path)?;
+    in_netns_at(&format!("{}/{pid}/ns/net", host_proc()), f)
+}
+
+/// Runs `f` on a short-lived thread inside the network namespace whose nsfs file is at
+/// `path` (a process's `/proc/PID/ns/net`, or a namespace no process holds, bound to a
+/// file such as Docker's `/var/run/docker/netns/1-…`).
+pub fn in_netns_at<T: Send + 'static>(
+    path: &str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let ns = std::fs::File::open(path)?;
     std::thread::Builder::new()
         .name("netlab-netns".into())
         .spawn(move || {

@@ -38,6 +38,9 @@ pub struct IfaceView<'a> {
     /// For a hand-made veth, the interface at the other end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<&'a str>,
+    /// For an interface of an overlay network's sandbox, the overlay's VXLAN id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
 }
 
 impl IfaceView<'_> {
@@ -52,6 +55,7 @@ impl IfaceView<'_> {
         o.opt_str("network", self.network);
         o.opt_str("bridge", self.bridge);
         o.opt_str("peer", self.peer);
+        o.opt_u32("vni", self.vni);
         o.end();
     }
 }
@@ -337,6 +341,7 @@ impl<'a> PacketRecord<'a> {
                 peer: iface
                     .filter(|i| i.role == Role::ManualVeth)
                     .and_then(|i| i.peer.as_deref()),
+                vni: iface.and_then(|i| i.vni),
             },
             direction,
             kind,
@@ -498,6 +503,13 @@ impl IfaceView<'_> {
             (None, None) => String::new(),
         };
         match (i.role, i.container) {
+            ("container-veth", Some(c)) if i.vni.is_some() => {
+                let _ = write!(
+                    out,
+                    "veth of {c} ({net_bridge}, VNI {}, overlay sandbox)",
+                    i.vni.unwrap_or_default()
+                );
+            }
             ("container-veth", Some(c)) => {
                 let _ = write!(out, "veth of {c} ({net_bridge})");
             }
@@ -507,6 +519,20 @@ impl IfaceView<'_> {
             }
             ("manual-veth", None) => {
                 let _ = write!(out, "{} (hand-made, {net_bridge})", i.name);
+            }
+            ("overlay-bridge" | "overlay-vxlan", _) => {
+                let what = if i.role == "overlay-bridge" {
+                    "bridge"
+                } else {
+                    "VXLAN"
+                };
+                let _ = write!(
+                    out,
+                    "{} ({what} of overlay {}, VNI {})",
+                    i.name,
+                    i.network.unwrap_or("?"),
+                    i.vni.unwrap_or_default()
+                );
             }
             ("swarm-uplink", _) => {
                 let _ = write!(out, "{} (Swarm uplink)", i.name);
@@ -533,6 +559,7 @@ impl IfaceView<'_> {
             network: o.network.as_deref(),
             bridge: o.bridge.as_deref(),
             peer: o.peer.as_deref(),
+            vni: o.vni,
         }
     }
 }

@@ -36,6 +36,7 @@ struct WrittenIface {
     network: Option<String>,
     bridge: Option<String>,
     peer: Option<String>,
+    vni: Option<u32>,
     json: Vec<u8>,
 }
 
@@ -48,6 +49,7 @@ impl WrittenIface {
             && self.network.as_deref() == v.network
             && self.bridge.as_deref() == v.bridge
             && self.peer.as_deref() == v.peer
+            && self.vni == v.vni
     }
 }
 
@@ -96,6 +98,7 @@ impl LabelJson {
             network: owned(v.network),
             bridge: owned(v.bridge),
             peer: owned(v.peer),
+            vni: v.vni,
             json,
         };
         remember(&mut self.ifaces, v.ifindex, w);
@@ -187,6 +190,7 @@ mod tests {
                 network: opt(mostly(33, 2)),
                 bridge: opt(mostly(43, 3)),
                 peer: opt(mostly(53, 0)),
+                vni: (mostly(58, 1) == 0).then_some(4097),
             };
             let (mut cached, mut fresh) = (b"x".to_vec(), b"x".to_vec());
             cache.iface(&v, &mut cached);

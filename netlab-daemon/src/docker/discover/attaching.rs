@@ -203,6 +203,33 @@ impl Observer {
         out
     }
 
+    /// Attaches both programs as TCX links to interface `idx` of the namespace bound at
+    /// `path` (an overlay network's sandbox), from a thread inside it. Not pinned: a
+    /// restarted daemon attaches again. TCX only: netlink filters would have to be
+    /// removed from inside the namespace too, and a removal run in the wrong one would
+    /// take another interface's.
+    pub(super) fn attach_in_sandbox(
+        &mut self,
+        idx: u32,
+        name: &str,
+        path: &str,
+    ) -> anyhow::Result<Attachment> {
+        anyhow::ensure!(
+            self.uses_tcx(),
+            "{name} is in an overlay network's sandbox, which netlab observes with TCX links only (Linux 6.6 and later)"
+        );
+        let (ingress, egress) = self.dp.prog_fds()?;
+        let iface = name.to_owned();
+        Ok(crate::kernel::links::in_netns_at(path, move || {
+            use std::os::fd::AsFd as _;
+            let progs = crate::kernel::attach::ProgFds {
+                ingress: ingress.as_fd(),
+                egress: egress.as_fd(),
+            };
+            crate::kernel::attach::attach_tcx(progs, &iface, idx).map_err(std::io::Error::other)
+        })?)
+    }
+
     fn attach_one_tcx(
         &self,
         progs: crate::kernel::attach::ProgFds<'_>,

@@ -31,7 +31,11 @@ impl Observer {
         };
         let mut lost = Vec::new();
         for (idx, a) in &self.attached {
-            if a.mode != AttachMode::Tcx || only.is_some_and(|o| o != *idx) {
+            // A sandbox's interfaces are not in this namespace: their indexes name others.
+            if a.mode != AttachMode::Tcx
+                || only.is_some_and(|o| o != *idx)
+                || self.sandboxed.contains_key(idx)
+            {
                 continue;
             }
             for (ingress, hook, want) in [(true, "ingress", ids.0), (false, "egress", ids.1)] {

@@ -13,7 +13,7 @@ pub fn label_of(o: &crate::docker::topology::ObservedIface) -> Option<String> {
     let named = match o.role {
         Role::ContainerVeth | Role::ManualVeth => o.container.is_some() || o.network.is_some(),
         Role::Bridge => o.network.is_some(),
-        Role::SwarmUplink => true,
+        Role::SwarmUplink | Role::OverlayBridge | Role::OverlayVxlan => true,
         Role::Veth | Role::Interface => false,
     };
     named.then(|| {
@@ -103,7 +103,7 @@ impl Observer {
                 if a.iface == o.name {
                     continue;
                 }
-                if self.still_attached(o.ifindex) {
+                if !self.sandboxed.contains_key(&o.ifindex) && self.still_attached(o.ifindex) {
                     // Renamed: the links follow the interface, only the name changes (a
                     // release and attach of the same programs could fail while the kernel
                     // frees the old links).
@@ -115,6 +115,21 @@ impl Observer {
                 }
                 // The index was reused by another interface: start again.
                 done.forgotten.extend(self.forget(o.ifindex));
+            }
+            if let Some(path) = &o.sandbox {
+                match self.attach_in_sandbox(o.ifindex, &o.name, path) {
+                    Ok(a) => {
+                        log::debug!("attached to {} in {path}", o.name);
+                        self.attached.insert(o.ifindex, a);
+                        self.sandboxed.insert(o.ifindex, path.clone());
+                    }
+                    Err(e) => {
+                        log::debug!("{e:#}");
+                        done.failed
+                            .push((o.ifindex, o.name.clone(), format!("{e:#}")));
+                    }
+                }
+                continue;
             }
             todo.push((o.ifindex, o.name.clone()));
         }
@@ -151,6 +166,7 @@ impl Observer {
         if let Err(e) = self.dp.uncover(ifindex, true) {
             log::debug!("uncovering {ifindex}: {e:#}");
         }
+        self.sandboxed.remove(&ifindex);
         let mut a = self.attached.remove(&ifindex)?;
         let name = a.iface.clone();
         a.unpin();

@@ -61,6 +61,9 @@ pub struct IfaceInfo {
     /// For a veth, the interface at the other end (inside the container).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// For an interface of an overlay network's sandbox, the overlay's VXLAN id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
 }
 
 impl IfaceInfo {
@@ -73,6 +76,7 @@ impl IfaceInfo {
             network: o.network.clone(),
             bridge: o.bridge.clone(),
             peer: o.peer.clone(),
+            vni: o.vni,
         }
     }
 
@@ -85,6 +89,7 @@ impl IfaceInfo {
             network: None,
             bridge: None,
             peer: None,
+            vni: None,
         }
     }
 }

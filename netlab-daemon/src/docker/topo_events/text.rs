@@ -100,6 +100,7 @@ impl IfaceInfo {
             network: self.network.as_deref(),
             bridge: self.bridge.as_deref(),
             peer: self.peer.as_deref(),
+            vni: self.vni,
         }
         .describe(out);
     }

@@ -696,6 +696,7 @@ fn facts_from_a_snapshot() {
             name: "AppDev".into(),
             image: "busybox".into(),
             pid: 100,
+            sandbox_key: None,
             endpoints: vec![EndpointInfo {
                 network_id: "8be916360cbc0000".into(),
                 network: "devops".into(),
