@@ -260,6 +260,7 @@ fn metrics_snapshot(obs: &Observer, p: &Pipeline) -> metrics::Snapshot {
             .iter()
             .map(|((packet, reason, _), n)| (packet.clone(), reason.clone(), *n))
             .collect(),
+        vxlan: obs.vxlan_rows(topo).unwrap_or_default(),
     }
 }
 

@@ -24,7 +24,7 @@ pub struct CounterRow {
 
 /// Packets of one kind seen inside VXLAN on one interface: an overlay network's traffic
 /// between hosts.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VxlanRow {
     pub iface: String,
     pub ifindex: u32,

@@ -101,6 +101,8 @@ pub struct Snapshot {
     /// `netlab_frees_not_drops_total`: packets the kernel freed that nobody wanted
     /// delivered, by packet kind and reason; never counted as drops.
     pub not_drops: Vec<(String, String, u64)>,
+    /// `netlab_vxlan_packets_total`: packets inside VXLAN, by interface and VNI.
+    pub vxlan: Vec<crate::model::summary::VxlanRow>,
 }
 
 /// Default upper bounds (seconds) of the RTT histogram: 50 µs to 1 s.
@@ -435,6 +437,40 @@ pub fn render(s: &Snapshot) -> String {
         );
     }
 
+    header(
+        &mut out,
+        "netlab_vxlan_packets_total",
+        "ICMP, ICMPv6 and ARP packets seen inside VXLAN (overlay networks between hosts), by interface, VNI, overlay network, direction and kind.",
+        "counter",
+    );
+    let mut vxlan: BTreeMap<(&str, u32, &str, &str, &str), u64> = BTreeMap::new();
+    for p in &s.vxlan {
+        let v = vxlan
+            .entry((
+                p.iface.as_str(),
+                p.vni,
+                p.network.as_deref().unwrap_or_default(),
+                p.direction.as_str(),
+                p.kind.as_str(),
+            ))
+            .or_insert(0);
+        *v = v.saturating_add(p.packets);
+    }
+    for ((iface, vni, network, direction, kind), v) in vxlan {
+        sample(
+            &mut out,
+            "netlab_vxlan_packets_total",
+            &[
+                ("iface", iface),
+                ("vni", &vni.to_string()),
+                ("network", network),
+                ("direction", direction),
+                ("kind", kind),
+            ],
+            &v.to_string(),
+        );
+    }
+
     out
 }
 
@@ -617,6 +653,15 @@ mod tests {
                 "NOT_SPECIFIED".to_string(),
                 2,
             )],
+            vxlan: vec![crate::model::summary::VxlanRow {
+                iface: "eth0".into(),
+                ifindex: 2,
+                vni: 4097,
+                network: Some("ovl".into()),
+                direction: "egress".into(),
+                kind: "icmp-echo-request".into(),
+                packets: 5,
+            }],
         }
     }
 
@@ -653,6 +698,9 @@ netlab_hooks_lost_total{iface="veth1a",hook="ingress"} 1
 # HELP netlab_frees_not_drops_total Packets the kernel freed that nobody wanted delivered (neighbour discovery for a group nobody joined, replies to exited pings), by kind and reason; not drops.
 # TYPE netlab_frees_not_drops_total counter
 netlab_frees_not_drops_total{packet="ndp-router-solicit",reason="NOT_SPECIFIED"} 2
+# HELP netlab_vxlan_packets_total ICMP, ICMPv6 and ARP packets seen inside VXLAN (overlay networks between hosts), by interface, VNI, overlay network, direction and kind.
+# TYPE netlab_vxlan_packets_total counter
+netlab_vxlan_packets_total{iface="eth0",vni="4097",network="ovl",direction="egress",kind="icmp-echo-request"} 5
 "#;
 
     #[test]
@@ -692,6 +740,8 @@ netlab_attached_interfaces 0
 # TYPE netlab_hooks_lost_total counter
 # HELP netlab_frees_not_drops_total Packets the kernel freed that nobody wanted delivered (neighbour discovery for a group nobody joined, replies to exited pings), by kind and reason; not drops.
 # TYPE netlab_frees_not_drops_total counter
+# HELP netlab_vxlan_packets_total ICMP, ICMPv6 and ARP packets seen inside VXLAN (overlay networks between hosts), by interface, VNI, overlay network, direction and kind.
+# TYPE netlab_vxlan_packets_total counter
 ";
         assert_eq!(got, expected);
         for family in [
@@ -702,6 +752,7 @@ netlab_attached_interfaces 0
             "netlab_attached_interfaces",
             "netlab_journeys_total",
             "netlab_hooks_lost_total",
+            "netlab_vxlan_packets_total",
         ] {
             assert_eq!(got.matches(&format!("# TYPE {family} ")).count(), 1);
             assert_eq!(got.matches(&format!("# HELP {family} ")).count(), 1);
