@@ -318,7 +318,9 @@ pub struct DropConfig {
     /// Offset of `struct sk_buff` member `protocol` (read by the raw tracepoint, whose
     /// arguments do not carry it).
     pub skb_protocol: u32,
-    pub _pad: u32,
+    /// The VXLAN UDP port whose dropped datagrams are looked into (a Swarm node's data
+    /// path): one carrying ARP or ICMP is reported as that packet's drop. 0: none.
+    pub vxlan_port: u32,
     /// Kernels without drop reasons (before 5.17): echo replies freed in these two address
     /// ranges (`icmp_rcv`, `ping_rcv`: start, end, start, end) are the quiet ones instead.
     pub quiet_ranges: [u64; 4],
@@ -393,7 +395,10 @@ pub struct DropEvent {
     pub protocol: u16,
     /// [`record::DROP`]; same offset as in [`PacketEvent`].
     pub record: u16,
-    pub _pad: [u8; 2],
+    /// One of [`encap`]: with `VXLAN`, `data` is the outer IPv4 header on, and the
+    /// dropped ARP or ICMP packet is the inner frame.
+    pub encap: u8,
+    pub _pad: u8,
     /// Inode number of the network namespace of `skb->dev` (0: unknown).
     pub netns: u32,
     /// Kernel address of the function that dropped it.

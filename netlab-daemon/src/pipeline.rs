@@ -646,6 +646,7 @@ mod tests {
             dst: ep(dst),
             icmp: None,
             arp: None,
+            vxlan: None,
             drop: DropInfo {
                 reason: reason.into(),
                 location: location.map(str::to_owned),

@@ -11,7 +11,7 @@ use aya_ebpf::{
     EbpfContext as _,
 };
 use netlab_common::{
-    record, stat, DropConfig, DropEvent, DROP_REASON_SLOTS, NO_REASON_FIELD, REASON_UNKNOWN,
+    encap, record, stat, DropConfig, DropEvent, DROP_REASON_SLOTS, NO_REASON_FIELD, REASON_UNKNOWN,
     SNAP_LEN,
 };
 
@@ -153,13 +153,14 @@ fn observe_drop(
     };
     // Only ARP, ICMP and ICMPv6: everything else is skipped here, in the kernel. An echo
     // reply is noted for the quiet reason below.
+    let mut how = encap::NONE;
     let (l3_len, echo_reply): (u64, bool) = if proto == ETH_P_IP {
         if avail < 20 {
             return;
         }
         let vihl = kread_u32(l3) & 0xff;
         let ip_proto = (kread_u32(l3 + 8) >> 8) & 0xff;
-        if vihl >> 4 != 4 || ip_proto != 1 {
+        if vihl >> 4 != 4 || (ip_proto != 1 && (ip_proto != 17 || cfg.vxlan_port == 0)) {
             return;
         }
         // A later fragment carries no ICMP header: not ours (as in the tc program).
@@ -167,7 +168,15 @@ fn observe_drop(
             return;
         }
         let ihl = ((vihl & 0x0f) * 4) as u64;
-        let reply = avail > ihl && kread_u32(l3 + ihl) & 0xff == ICMP_ECHO_REPLY;
+        if ip_proto == 17 {
+            // A Swarm's VXLAN datagram: reported when it carries ARP or ICMP.
+            if !vxlan_carries_ours(cfg, l3 + ihl, avail.saturating_sub(ihl)) {
+                return;
+            }
+            how = encap::VXLAN;
+        }
+        let reply =
+            how == encap::NONE && avail > ihl && kread_u32(l3 + ihl) & 0xff == ICMP_ECHO_REPLY;
         (u16::from_be(kread_u16(l3 + 2)) as u64, reply)
     } else if proto == ETH_P_IPV6 {
         if avail < 40 {
@@ -229,10 +238,26 @@ fn observe_drop(
             if (at >= r[0] && at < r[1]) || (at >= r[2] && at < r[3]) {
                 return;
             }
-            return report(cfg, reason, proto, skb, at, l3, avail, cap);
+            return report(cfg, reason, proto, skb, at, l3, avail, cap, how);
         }
     }
-    report(cfg, reason, proto, skb, location(), l3, avail, cap);
+    report(cfg, reason, proto, skb, location(), l3, avail, cap, how);
+}
+
+/// Whether the UDP datagram at `l4` (`avail` bytes) goes to the VXLAN port and carries an
+/// ARP packet or an IPv4 ICMP one.
+#[inline(always)]
+fn vxlan_carries_ours(cfg: &DropConfig, l4: u64, avail: u64) -> bool {
+    // UDP (8) and VXLAN (8) headers, the inner Ethernet header (14) and IPv4's first 10.
+    if avail < 8 + 8 + 14 + 10 || u32::from(u16::from_be(kread_u16(l4 + 2))) != cfg.vxlan_port {
+        return false;
+    }
+    let inner = l4 + 16;
+    match u32::from(u16::from_be(kread_u16(inner + 12))) {
+        ETH_P_ARP => true,
+        ETH_P_IP => kread_u8(inner + 14 + 9) == 1,
+        _ => false,
+    }
 }
 
 /// Writes the drop report.
@@ -247,6 +272,7 @@ fn report(
     l3: u64,
     avail: u64,
     cap: u64,
+    how: u8,
 ) {
     let Some(mut entry) = NETLAB_EVENTS.reserve::<DropEvent>(0) else {
         bump_stat(stat::DROP_RING_FULL);
@@ -278,7 +304,8 @@ fn report(
         (*ev).reason = reason;
         (*ev).protocol = proto as u16;
         (*ev).record = record::DROP;
-        (*ev)._pad = [0; 2];
+        (*ev).encap = how;
+        (*ev)._pad = 0;
         (*ev).netns = netns;
         (*ev).location = location;
         let ok = if cap >= 1 && cap <= SNAP_LEN as u64 {

@@ -6,6 +6,7 @@
 //! netlab runs inside node 1 (its network, mount and UTS namespaces), as it would on that
 //! host, and talks to node 1's engine.
 
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,6 +14,7 @@ use netlab_tests::daemon::get_json;
 use netlab_tests::docker::{BUSYBOX_IMAGE, NO_DAEMON};
 use netlab_tests::docker_or_skip;
 use netlab_tests::host::cmd::run;
+use netlab_tests::host::iptables::rule_counter_in;
 use netlab_tests::host::netns::unique_name;
 use netlab_tests::host::ping::totals;
 use netlab_tests::host::process::Background;
@@ -348,6 +350,106 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
         stats.received,
         requests.len(),
         replies.len()
+    );
+    for (n, c) in [(n1, &a), (n2, &b)] {
+        n.docker(&["rm", "-f", c])?;
+    }
+    n1.docker(&["network", "rm", &net])?;
+    drop(swarm);
+    Ok(())
+}
+
+/// The VXLAN port blocked on node 2 (an iptables rule in its namespace): node 1's pings
+/// leave inside VXLAN and get no reply. netlab on node 2 reports each one dropped there,
+/// inside VXLAN, by the firewall and its rule, as many as the rule's own counter says.
+#[test]
+fn vxlan_blocked_on_node_2_is_a_drop_there() -> Result<()> {
+    let bin = docker_or_skip!();
+    let swarm = Swarm::create("vxd")?;
+    let [n1, n2] = &swarm.nodes;
+    for n in [n1, n2] {
+        n.load_image(BUSYBOX_IMAGE)?;
+    }
+    let net = unique_name("vxd-net");
+    n1.docker(&["network", "create", "-d", "overlay", "--attachable", &net])?;
+    let (a, b) = (unique_name("vxd-a"), unique_name("vxd-b"));
+    n1.sleeper(&a, &net)?;
+    n2.sleeper(&b, &net)?;
+    let b_ip = n2.ip_on(&b, &net)?;
+    let rule = "INPUT -p udp -m udp --dport 4789 -j DROP";
+    run(Command::new("ip")
+        .args(["netns", "exec", n2.netns.name(), "iptables", "-I"])
+        .args(rule.split_whitespace()))?;
+
+    let mut watch = n2.enter()?;
+    watch
+        .arg(&bin)
+        .args(["watch", "--json", "--kind", "drop"])
+        .env(NO_DAEMON.0, NO_DAEMON.1);
+    let watch = Background::start(watch, "watching ", DAEMON_READY)?;
+    let sent = 3;
+    let ping = n1
+        .docker_command()
+        .args([
+            "exec",
+            &a,
+            "ping",
+            "-c",
+            &sent.to_string(),
+            "-i",
+            "0.3",
+            "-W",
+            "1",
+            &b_ip,
+        ])
+        .output()?;
+    let ping = String::from_utf8_lossy(&ping.stdout).into_owned();
+    let stats = totals(&ping).with_context(|| format!("ping printed {ping}"))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let out = parse_output_of(watch.stop(libc::SIGINT)?)?;
+    let counted = rule_counter_in(n2.netns.name(), "filter", rule)?;
+
+    let drops: Vec<&Value> = out
+        .events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "drop"
+                && e["packet"] == "icmp-echo-request"
+                && e["vxlan"]["vni"].is_u64()
+                && e["vxlan"]["network"] == net.as_str()
+                && e["dst"]["container"] == b.as_str()
+        })
+        .collect();
+    anyhow::ensure!(
+        stats.transmitted == sent && stats.received == 0,
+        "ping across the blocked port: {ping}"
+    );
+    anyhow::ensure!(
+        drops.len() as u64 == sent && counted == sent,
+        "netlab on node 2 reported {} drops inside VXLAN, the rule counted {counted}, ping sent \
+         {sent}:\n{}\n{}",
+        drops.len(),
+        out.stdout,
+        out.stderr
+    );
+    let d = drops[0];
+    anyhow::ensure!(
+        d["drop"]["reason"] == "NETFILTER_DROP"
+            && d["drop"]["rule"]["rule"]
+                .as_str()
+                .is_some_and(|r| r.contains("--dport 4789"))
+            && d["vxlan"]["outer_src"] == NODE_ADDRS[0]
+            && d["iface"]["name"] == "link0",
+        "a drop inside VXLAN on node 2: {d:#}"
+    );
+    println!(
+        "{a} → {b} ({b_ip}) with 4789 blocked on node 2: ping {}/{}, node 2's netlab: {} \
+         drops, {} by {}, rule counter {counted}",
+        stats.transmitted,
+        stats.received,
+        drops.len(),
+        d["drop"]["reason"],
+        d["drop"]["rule"]["rule"]
     );
     for (n, c) in [(n1, &a), (n2, &b)] {
         n.docker(&["rm", "-f", c])?;

@@ -257,6 +257,27 @@ pub struct VxlanView<'a> {
     pub outer_dst: Ipv4Addr,
 }
 
+/// Read back (drops, from the daemon), the network's name is interned.
+impl<'de> Deserialize<'de> for VxlanView<'static> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Read {
+            vni: u32,
+            #[serde(default)]
+            network: Option<String>,
+            outer_src: Ipv4Addr,
+            outer_dst: Ipv4Addr,
+        }
+        let r = Read::deserialize(d)?;
+        Ok(VxlanView {
+            vni: r.vni,
+            network: r.network.as_deref().map(intern),
+            outer_src: r.outer_src,
+            outer_dst: r.outer_dst,
+        })
+    }
+}
+
 impl VxlanView<'_> {
     /// Writes the object its `Serialize` impl writes, for the `write_json` methods.
     fn write_object(&self, out: &mut Vec<u8>) {
@@ -620,6 +641,10 @@ pub struct DropRecord {
     pub icmp: Option<IcmpView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arp: Option<ArpView>,
+    /// Set when the packet died inside VXLAN (a Swarm overlay's datagram between hosts):
+    /// the fields above are the inner packet's, `len` the outer one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<VxlanView<'static>>,
     pub drop: DropInfo,
 }
 
@@ -676,8 +701,20 @@ impl DropRecord {
         let mut frame = [0u8; 14 + SNAP_LEN];
         frame[12..14].copy_from_slice(&ev.protocol.to_be_bytes());
         frame[14..14 + cap].copy_from_slice(&ev.data[..cap]);
-        // The packet's length from its network header: length checks see the real end.
-        let d = decode(&frame[..14 + cap], 14 + ev.pkt_len)?;
+        let frame = &frame[..14 + cap];
+        // Inside VXLAN: the inner frame is the packet.
+        let tunnel = (ev.encap == encap::VXLAN)
+            .then(|| crate::model::decode::vxlan(frame))
+            .flatten();
+        let d = match tunnel {
+            Some(t) => decode(
+                &frame[t.inner..],
+                (14 + ev.pkt_len).saturating_sub(t.inner as u32),
+            )?,
+            // The packet's length from its network header: length checks see the real end.
+            None if ev.encap == encap::NONE => decode(frame, 14 + ev.pkt_len)?,
+            None => return None,
+        };
         let kind = d.kind?;
         let inode = u64::from(ev.netns);
         let (netns, name) = match topo.place(inode, ev.ifindex) {
@@ -716,6 +753,12 @@ impl DropRecord {
                 target_mac: a.target_mac,
                 target_ip: a.target_ip,
             }),
+            vxlan: tunnel.map(|t| VxlanView {
+                vni: t.vni,
+                network: topo.overlay_by_vni(t.vni).map(intern),
+                outer_src: t.outer_src,
+                outer_dst: t.outer_dst,
+            }),
             drop: DropInfo {
                 reason,
                 location,
@@ -748,6 +791,9 @@ impl DropRecord {
             self.arp.as_ref(),
             None,
         );
+        if let Some(v) = &self.vxlan {
+            v.write_object(o.key("vxlan"));
+        }
         let d = &self.drop;
         let mut info = Object::begin(o.key("drop"));
         info.str("reason", &d.reason);
@@ -776,6 +822,13 @@ impl DropRecord {
             if let (Some(id), Some(seq)) = (i.id, i.seq) {
                 let _ = write!(out, " id={id} seq={seq}");
             }
+        }
+        if let Some(v) = &self.vxlan {
+            let _ = write!(out, " inside vxlan {}", v.vni);
+            if let Some(n) = v.network {
+                let _ = write!(out, " ({n})");
+            }
+            let _ = write!(out, " {} → {}", v.outer_src, v.outer_dst);
         }
         let _ = write!(out, "  {}", self.drop.reason);
         if let Some(l) = &self.drop.location {
@@ -1222,6 +1275,57 @@ mod tests {
         }
     }
 
+    /// A VXLAN datagram the kernel dropped, carrying an echo request: the drop is the
+    /// inner packet's, with the tunnel it was in.
+    #[test]
+    fn a_drop_inside_vxlan() {
+        let topo = crate::docker::topology::tests::swarm_node_topology();
+        let mut inner = icmp4_frame(8, 17, 3);
+        inner[14 + 12..14 + 20].copy_from_slice(&[10, 0, 1, 9, 10, 0, 1, 3]);
+        let frame = crate::model::decode::tests::vxlan_frame(&inner, 4097);
+        let l3 = &frame[14..];
+        let mut ev = DropEvent {
+            ts_ns: 5,
+            ifindex: 40,
+            pkt_len: l3.len() as u32,
+            reason: 2,
+            cap_len: l3.len().min(SNAP_LEN) as u16,
+            protocol: 0x0800,
+            record: record::DROP,
+            encap: netlab_common::encap::VXLAN,
+            _pad: 0,
+            netns: 0,
+            location: 0,
+            data: [0; SNAP_LEN],
+        };
+        ev.data[..usize::from(ev.cap_len)].copy_from_slice(&l3[..usize::from(ev.cap_len)]);
+        let clock = Clock::new();
+        let rec = DropRecord::new(&ev, &topo, &clock, "NETFILTER_DROP".into(), None, 0)
+            .expect("a drop of ours");
+        assert_eq!(rec.packet, Kind::IcmpEchoRequest);
+        assert_eq!(rec.icmp.as_ref().and_then(|i| i.seq), Some(3));
+        assert_eq!(rec.dst.container, Some("AppProd"));
+        let v = rec.vxlan.as_ref().expect("inside VXLAN");
+        assert_eq!((v.vni, v.network), (4097, Some("ovl")));
+        assert_eq!(v.outer_dst, Ipv4Addr::new(10, 231, 9, 2));
+        assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
+        let back: DropRecord =
+            serde_json::from_value(serde_json::to_value(&rec).expect("json")).expect("read back");
+        assert_eq!(
+            back.vxlan.map(|v| (v.vni, v.network)),
+            Some((4097, Some("ovl")))
+        );
+        let mut s = String::new();
+        rec.write_human(&mut s);
+        assert!(
+            s.contains("DROPPED icmp-echo-request id=17 seq=3 inside vxlan 4097 (ovl) 10.231.9.1 → 10.231.9.2  NETFILTER_DROP"),
+            "{s}"
+        );
+        // Not VXLAN after all (cut short): nothing is guessed.
+        ev.cap_len = 30;
+        assert!(DropRecord::new(&ev, &topo, &clock, "X".into(), None, 0).is_none());
+    }
+
     #[test]
     fn drop_json_writer_matches_serde() {
         let ep = |ip: Option<IpAddr>, container, network, host| Endpoint {
@@ -1256,6 +1360,7 @@ mod tests {
                 seq: Some(3),
             }),
             arp: None,
+            vxlan: None,
             drop: DropInfo {
                 reason: "NETFILTER_DROP".into(),
                 location: Some("nf_hook_slow+0x8c".into()),
@@ -1291,7 +1396,14 @@ mod tests {
             candidates: Vec::new(),
             unattributed: None,
         };
-        for rec in [base, bare] {
+        let mut tunnelled = base.clone();
+        tunnelled.vxlan = Some(VxlanView {
+            vni: 4097,
+            network: Some("ovl"),
+            outer_src: Ipv4Addr::new(10, 231, 9, 1),
+            outer_dst: Ipv4Addr::new(10, 231, 9, 2),
+        });
+        for rec in [base, bare, tunnelled] {
             assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
         }
     }

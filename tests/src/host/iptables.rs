@@ -15,6 +15,13 @@ pub fn rule_counter(family: &str, table: &str, rule: &str) -> Result<u64> {
         .with_context(|| format!("no rule {rule:?} in {save} table {table}:\n{saved}"))
 }
 
+/// [`rule_counter`] of an IPv4 rule in network namespace `ns` (`ip netns exec`).
+pub fn rule_counter_in(ns: &str, table: &str, rule: &str) -> Result<u64> {
+    let saved = super::cmd::sh(&format!("ip netns exec {ns} iptables-save -c -t {table}"))?;
+    counter_in(&saved, rule)
+        .with_context(|| format!("no rule {rule:?} in {ns}'s table {table}:\n{saved}"))
+}
+
 /// The packet counter of `-A <rule>` in an `iptables-save -c` listing.
 fn counter_in(saved: &str, rule: &str) -> Option<u64> {
     let line = saved.lines().find(|l| l.ends_with(&format!("-A {rule}")))?;

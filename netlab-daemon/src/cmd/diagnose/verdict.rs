@@ -492,6 +492,7 @@ pub(super) mod tests {
                 seq: Some(1),
             }),
             arp: None,
+            vxlan: None,
             drop: DropInfo {
                 reason: "NETFILTER_DROP".into(),
                 location: Some("nft_do_chain+0x3e8".into()),

@@ -72,6 +72,10 @@ impl Observer {
         if let Err(e) = self.dp.set_vxlan_port(port) {
             log::debug!("setting the VXLAN port: {e:#}");
         }
+        let drop_port = topo.swarm.as_ref().map_or(0, |s| s.data_path_port);
+        if let Err(e) = self.dp.set_drop_vxlan_port(drop_port) {
+            log::debug!("setting the VXLAN port of drops: {e:#}");
+        }
         for o in &topo.observed {
             match label_of(o) {
                 Some(l) => {

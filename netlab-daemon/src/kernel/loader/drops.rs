@@ -132,7 +132,7 @@ impl Datapath {
             skb_data: off("sk_buff", &["data"])?,
             quiet_reason: reasons.value_of("NO_SOCKET").unwrap_or(0),
             skb_protocol: off("sk_buff", &["protocol"])?,
-            _pad: 0,
+            vxlan_port: 0,
             quiet_ranges,
         };
         // The BTF blob (~5 MB) and its index are done with: give their pages back now
@@ -272,6 +272,22 @@ impl Datapath {
     }
 
     /// Drops seen so far, by reason value (summed over CPUs; zero counts left out).
+    /// Has the drop program look into dropped UDP datagrams to `port` (a Swarm node's
+    /// VXLAN port) for the ARP or ICMP packet they carry; 0: not at all (no Swarm, no cost
+    /// for other UDP). Nothing when drops are off.
+    pub fn set_drop_vxlan_port(&mut self, port: u16) -> Result<(), LoadError> {
+        let Some(map) = self.ebpf.map_mut(MAP_DROP_CONFIG) else {
+            return Ok(());
+        };
+        let mut c: Array<_, DropConfig> = Array::try_from(map).map_err(map_err(MAP_DROP_CONFIG))?;
+        let mut cfg = c.get(&0, 0).map_err(map_err(MAP_DROP_CONFIG))?;
+        if cfg.enabled == 0 || cfg.vxlan_port == u32::from(port) {
+            return Ok(());
+        }
+        cfg.vxlan_port = u32::from(port);
+        c.set(0, cfg, 0).map_err(map_err(MAP_DROP_CONFIG))
+    }
+
     pub fn drop_counts(&self) -> Result<BTreeMap<u32, u64>, LoadError> {
         let map = self
             .ebpf

@@ -133,6 +133,7 @@ fn drop_report(packet: Kind) -> DropRecord {
             seq: Some(0),
         }),
         arp: None,
+        vxlan: None,
         drop: DropInfo {
             reason: "NETFILTER_DROP".into(),
             location: Some("nft_do_chain+0x46f".into()),
