@@ -169,7 +169,8 @@ pub const VXLAN_PORT: u16 = 4789;
 
 /// VXLAN packet counters, per interface, VNI, direction and kind of the inner packet.
 pub const MAP_VXLAN_COUNTERS: &str = "NETLAB_VXLAN_COUNTERS";
-/// The VXLAN UDP port the programs look for (one u32; 0 means [`VXLAN_PORT`]).
+/// The VXLAN UDP port the tc programs look into (one u32, a Swarm node's data-path port;
+/// 0: none).
 pub const MAP_VXLAN_PORT: &str = "NETLAB_VXLAN_PORT";
 /// Entries of [`MAP_VXLAN_COUNTERS`].
 pub const VXLAN_COUNTER_ENTRIES: u32 = 4096;

@@ -654,6 +654,7 @@ mod tests {
                 rule: None,
                 candidates: Vec::new(),
                 unattributed: None,
+                meaning: None,
             },
         }
     }

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use netlab_common::{
     direction, encap, kind, record, stat, Config, CounterKey, PacketEvent, SampleState,
     SlotCounters, VxlanKey, COUNTER_ENTRIES, COUNTER_SLOTS, EVENT_RING_BYTES, IF_SLOT_CELLS,
-    RING_WAKE_BYTES, RING_WAKE_NS, SNAP_LEN, VXLAN_COUNTER_ENTRIES, VXLAN_PORT,
+    RING_WAKE_BYTES, RING_WAKE_NS, SNAP_LEN, VXLAN_COUNTER_ENTRIES,
 };
 
 /// "Carry on": `TCX_NEXT` for TCX links, `TC_ACT_UNSPEC` for cls_bpf (both -1).
@@ -65,8 +65,8 @@ static NETLAB_SAMPLING: PerCpuArray<SampleState> = PerCpuArray::with_max_entries
 static NETLAB_VXLAN_COUNTERS: PerCpuHashMap<VxlanKey, u64> =
     PerCpuHashMap::with_max_entries(VXLAN_COUNTER_ENTRIES, 0);
 
-/// A second VXLAN port to look for beside [`VXLAN_PORT`] (a Swarm's `--data-path-port`);
-/// 0: none.
+/// The VXLAN port to look into (a Swarm node's data-path port); 0: none (not a Swarm
+/// node: UDP is skipped as before).
 #[map]
 static NETLAB_VXLAN_PORT: Array<u32> = Array::with_max_entries(1, 0);
 
@@ -344,13 +344,17 @@ fn classify_ipv4<F: Frame, const VXLAN: bool>(ctx: &F, l3: usize, len: usize) ->
 /// inner Ethernet header (a first fragment), else `kind::NONE`.
 #[inline(always)]
 fn vxlan_mark<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
+    // Not a Swarm node: one comparison for every UDP datagram.
+    let port = data_path_port();
+    if port == 0 {
+        return kind::NONE;
+    }
     let vihl = ctx.byte(l3);
     let ihl = ((vihl & 0x0f) as usize) * 4;
     if vihl >> 4 != 4 || ihl < 20 || ctx.be16(l3 + 6) & 0x1fff != 0 {
         return kind::NONE;
     }
-    let port = ctx.be16(l3 + ihl + 2);
-    if port != u32::from(VXLAN_PORT) && (port == 0 || port != data_path_port()) {
+    if ctx.be16(l3 + ihl + 2) != port {
         return kind::NONE;
     }
     if len < l3 + ihl + UDP_VXLAN_HLEN + ETH_HLEN || ctx.byte(l3 + ihl + 8) & VXLAN_FLAG_VNI == 0 {
@@ -359,7 +363,7 @@ fn vxlan_mark<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
     VXLAN_MARK
 }
 
-/// The Swarm's data-path port when it is not [`VXLAN_PORT`], else 0.
+/// The Swarm's data-path port, or 0.
 #[inline(always)]
 fn data_path_port() -> u32 {
     NETLAB_VXLAN_PORT.get(0).copied().unwrap_or(0)

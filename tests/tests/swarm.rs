@@ -439,7 +439,10 @@ fn vxlan_blocked_on_node_2_is_a_drop_there() -> Result<()> {
                 .as_str()
                 .is_some_and(|r| r.contains("--dport 4789"))
             && d["vxlan"]["outer_src"] == NODE_ADDRS[0]
-            && d["iface"]["name"] == "link0",
+            && d["iface"]["name"] == "link0"
+            && d["drop"]["meaning"]
+                .as_str()
+                .is_some_and(|m| m.contains("must accept UDP 4789")),
         "a drop inside VXLAN on node 2: {d:#}"
     );
     println!(
@@ -452,6 +455,125 @@ fn vxlan_blocked_on_node_2_is_a_drop_there() -> Result<()> {
         d["drop"]["rule"]["rule"]
     );
     for (n, c) in [(n1, &a), (n2, &b)] {
+        n.docker(&["rm", "-f", c])?;
+    }
+    n1.docker(&["network", "rm", &net])?;
+    drop(swarm);
+    Ok(())
+}
+
+/// A container removed on node 2: node 1's container still pings its address. netlab on
+/// node 1 shows where each ping ends and why.
+#[test]
+fn a_container_removed_on_node_2_is_explained() -> Result<()> {
+    let bin = docker_or_skip!();
+    let swarm = Swarm::create("vxr")?;
+    let [n1, n2] = &swarm.nodes;
+    for n in [n1, n2] {
+        n.load_image(BUSYBOX_IMAGE)?;
+    }
+    let net = unique_name("vxr-net");
+    n1.docker(&["network", "create", "-d", "overlay", "--attachable", &net])?;
+    let (a, b, keep) = (
+        unique_name("vxr-a"),
+        unique_name("vxr-b"),
+        unique_name("vxr-k"),
+    );
+    n1.sleeper(&a, &net)?;
+    n2.sleeper(&b, &net)?;
+    // Another container keeps the overlay on node 2 after b goes.
+    n2.sleeper(&keep, &net)?;
+    let b_ip = n2.ip_on(&b, &net)?;
+    // a knows b (its neighbour entry), then b goes.
+    n1.docker(&["exec", &a, "ping", "-c", "1", "-W", "2", &b_ip])?;
+    n2.docker(&["rm", "-f", &b])?;
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut watch = n1.enter()?;
+    watch
+        .arg(&bin)
+        .args([
+            "watch",
+            "--json",
+            "--kind",
+            "icmp",
+            "--kind",
+            "arp",
+            "--kind",
+            "drop",
+            "--kind",
+            "journey",
+            "--kind",
+            "arp-unanswered",
+        ])
+        .env(NO_DAEMON.0, NO_DAEMON.1);
+    let watch = Background::start(watch, "watching ", DAEMON_READY)?;
+    let sent = 3;
+    let ping = n1
+        .docker_command()
+        .args([
+            "exec",
+            &a,
+            "ping",
+            "-c",
+            &sent.to_string(),
+            "-i",
+            "0.3",
+            "-W",
+            "1",
+            &b_ip,
+        ])
+        .output()?;
+    let ping = String::from_utf8_lossy(&ping.stdout).into_owned();
+    let stats = totals(&ping).with_context(|| format!("ping printed {ping}"))?;
+    std::thread::sleep(Duration::from_secs(3));
+    let out = parse_output_of(watch.stop(libc::SIGINT)?)?;
+    anyhow::ensure!(
+        stats.transmitted == sent && stats.received == 0,
+        "ping to the removed container: {ping}"
+    );
+    // Each ping is a journey that ends at node 1's VXLAN device, explained.
+    let explained: Vec<&Value> = out
+        .events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "journey"
+                && e["dst"]["ip"] == b_ip.as_str()
+                && e["src"]["container"] == a.as_str()
+                && e["result"] == "dropped"
+        })
+        .collect();
+    let drops: Vec<&Value> = out
+        .events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "drop"
+                && e["packet"] == "icmp-echo-request"
+                && e["dst"]["ip"] == b_ip.as_str()
+                && e["iface"]["netns"] == format!("sandbox:{net}").as_str()
+                && e["drop"]["meaning"].as_str().is_some_and(|m| {
+                    m.contains(&format!("no container has {b_ip} on overlay {net}"))
+                })
+        })
+        .collect();
+    anyhow::ensure!(
+        explained.len() as u64 == sent && drops.len() as u64 == sent,
+        "{} dropped journeys and {} explained drops for {sent} pings to the removed {b} \
+         ({b_ip}):\n{}",
+        explained.len(),
+        drops.len(),
+        out.stdout
+    );
+    let j = explained[0];
+    anyhow::ensure!(
+        j["last_seen"]["iface"] == j["drop"]["iface"],
+        "the journey's last hop and its drop: {j:#}"
+    );
+    println!(
+        "{sent} pings from {a} to the removed {b} ({b_ip}): dropped at {} ({}), {}",
+        drops[0]["iface"]["name"], drops[0]["drop"]["reason"], drops[0]["drop"]["meaning"]
+    );
+    for (n, c) in [(n1, &a), (n2, &keep)] {
         n.docker(&["rm", "-f", c])?;
     }
     n1.docker(&["network", "rm", &net])?;

@@ -112,6 +112,9 @@ pub struct NetnsScan {
     pub addrs: Vec<Addr>,
 }
 
+/// How drops name the namespace of an overlay network's sandbox: `sandbox:<network>`.
+pub const SANDBOX_PREFIX: &str = "sandbox:";
+
 /// An overlay network's sandbox (a namespace of the engine's own, bound to a file), as
 /// scanned from inside.
 #[derive(Clone, Debug)]
@@ -599,6 +602,21 @@ impl Topology {
             let Some(o) = d.overlays.iter().find(|o| o.id == sb.overlay_id) else {
                 continue;
             };
+            // Drops inside it are placed by (namespace, index), as in containers.
+            if sb.scan.inode != 0 {
+                self.netns.insert(
+                    sb.scan.inode,
+                    NetnsNames {
+                        container: Some(format!("{SANDBOX_PREFIX}{}", o.name)),
+                        links: sb
+                            .scan
+                            .links
+                            .iter()
+                            .map(|l| (l.ifindex, l.name.clone()))
+                            .collect(),
+                    },
+                );
+            }
             let bridge = sb.scan.links.iter().find(|l| l.kind == LinkKind::Bridge);
             for l in &sb.scan.links {
                 let (role, container, peer) = match &l.kind {

@@ -617,6 +617,9 @@ pub struct DropInfo {
     /// read: no iptables-save or nft, no permission, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unattributed: Option<String>,
+    /// What the drop means where netlab knows (a Swarm overlay's drops), and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meaning: Option<String>,
 }
 
 /// A packet the kernel dropped (`"kind":"drop"`), labelled. Read back (`diagnose`
@@ -646,6 +649,40 @@ pub struct DropRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxlan: Option<VxlanView<'static>>,
     pub drop: DropInfo,
+}
+
+/// What a drop on a Swarm overlay means, and what to do: a drop at the VXLAN device of an
+/// overlay's sandbox for want of a destination, or a firewall's drop of the overlay's
+/// VXLAN datagrams between nodes. `None` for any other drop.
+fn overlay_meaning(
+    reason: &str,
+    netns: &str,
+    vxlan: Option<&VxlanView<'_>>,
+    dst: Option<IpAddr>,
+    topo: &Topology,
+) -> Option<String> {
+    if let Some(net) = netns.strip_prefix(crate::docker::topology::SANDBOX_PREFIX) {
+        if matches!(reason, "NO_TX_TARGET" | "VXLAN_NO_REMOTE") {
+            let dst = dst.map_or_else(|| "the destination".to_owned(), |ip| ip.to_string());
+            return Some(format!(
+                "no container has {dst} on overlay {net} any more (the overlay has no VXLAN forwarding entry for it: removed, or its node left the Swarm), though the sender still has its MAC address; `docker network inspect --verbose {net}` lists who is on it"
+            ));
+        }
+        return None;
+    }
+    let v = vxlan?;
+    if reason != "NETFILTER_DROP" {
+        return None;
+    }
+    let port = topo
+        .swarm
+        .as_ref()
+        .map_or(netlab_common::VXLAN_PORT, |s| s.data_path_port);
+    Some(format!(
+        "this node's firewall drops the VXLAN datagrams of overlay {} from {}: Swarm nodes must accept UDP {port} from each other (and TCP and UDP 7946, their gossip)",
+        v.network.unwrap_or("?"),
+        v.outer_src
+    ))
 }
 
 fn owned_endpoint(ip: Option<IpAddr>, topo: &Topology) -> Endpoint<'static> {
@@ -682,8 +719,13 @@ pub(crate) fn intern(s: &str) -> &'static str {
 impl DropRecord {
     /// The container whose namespace it died in, if it was one's.
     pub fn netns_container(&self) -> Option<&str> {
-        (self.iface.netns != "host" && !self.iface.netns.starts_with("netns:"))
-            .then_some(self.iface.netns.as_str())
+        (self.iface.netns != "host"
+            && !self.iface.netns.starts_with("netns:")
+            && !self
+                .iface
+                .netns
+                .starts_with(crate::docker::topology::SANDBOX_PREFIX))
+        .then_some(self.iface.netns.as_str())
     }
 
     /// The public record of a kernel drop report; `None` when its packet is not one of
@@ -716,6 +758,12 @@ impl DropRecord {
             None => return None,
         };
         let kind = d.kind?;
+        let vxlan = tunnel.map(|t| VxlanView {
+            vni: t.vni,
+            network: topo.overlay_by_vni(t.vni).map(intern),
+            outer_src: t.outer_src,
+            outer_dst: t.outer_dst,
+        });
         let inode = u64::from(ev.netns);
         let (netns, name) = match topo.place(inode, ev.ifindex) {
             Some((None, name)) => ("host".to_owned(), name.map(str::to_owned)),
@@ -727,6 +775,7 @@ impl DropRecord {
             ),
             None => (format!("netns:{inode}"), None),
         };
+        let meaning = overlay_meaning(&reason, &netns, vxlan.as_ref(), d.dst_ip, topo);
         Some(DropRecord {
             ts: clock.to_unix(ev.ts_ns),
             ts_ns: ev.ts_ns,
@@ -753,13 +802,9 @@ impl DropRecord {
                 target_mac: a.target_mac,
                 target_ip: a.target_ip,
             }),
-            vxlan: tunnel.map(|t| VxlanView {
-                vni: t.vni,
-                network: topo.overlay_by_vni(t.vni).map(intern),
-                outer_src: t.outer_src,
-                outer_dst: t.outer_dst,
-            }),
+            vxlan,
             drop: DropInfo {
+                meaning,
                 reason,
                 location,
                 hook: None,
@@ -806,6 +851,7 @@ impl DropRecord {
             jsonw::str_array(info.key("candidates"), &d.candidates);
         }
         info.opt_str("unattributed", d.unattributed.as_deref());
+        info.opt_str("meaning", d.meaning.as_deref());
         info.end();
         o.end();
         out.push(b'\n');
@@ -858,6 +904,9 @@ impl DropRecord {
             );
         } else if let Some(why) = &self.drop.unattributed {
             let _ = write!(out, ", rule unknown ({why})");
+        }
+        if let Some(m) = &self.drop.meaning {
+            let _ = write!(out, ": {m}");
         }
         out.push('\n');
     }
@@ -1307,6 +1356,11 @@ mod tests {
         assert_eq!(rec.dst.container, Some("AppProd"));
         let v = rec.vxlan.as_ref().expect("inside VXLAN");
         assert_eq!((v.vni, v.network), (4097, Some("ovl")));
+        let meaning = rec.drop.meaning.as_deref().unwrap_or_default();
+        assert!(
+            meaning.contains("overlay ovl from 10.231.9.1") && meaning.contains("UDP 4789"),
+            "{meaning}"
+        );
         assert_eq!(v.outer_dst, Ipv4Addr::new(10, 231, 9, 2));
         assert_same_json(&rec, |o| rec.write_json(o).expect("json"));
         let back: DropRecord =
@@ -1368,6 +1422,7 @@ mod tests {
                 rule: Some("-A DOCKER-ISOLATION -j DROP -m comment --comment \"x\\y\"".into()),
                 candidates: vec!["-A FORWARD -j DROP".into(), "tab\there".into()],
                 unattributed: Some("nft: \"not found\"".into()),
+                meaning: None,
             },
         };
         let mut bare = base.clone();
@@ -1395,6 +1450,7 @@ mod tests {
             rule: None,
             candidates: Vec::new(),
             unattributed: None,
+            meaning: None,
         };
         let mut tunnelled = base.clone();
         tunnelled.vxlan = Some(VxlanView {

@@ -500,6 +500,7 @@ pub(super) mod tests {
                 rule: Some("DOCKER-ISOLATION-STAGE-2 -o br-prod -j DROP".into()),
                 candidates: Vec::new(),
                 unattributed: None,
+                meaning: None,
             },
         }
     }

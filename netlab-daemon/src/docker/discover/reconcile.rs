@@ -65,15 +65,12 @@ impl Observer {
         if let Err(e) = self.dp.set_cover_bridges(&bridges) {
             log::debug!("listing the bridges to cover new ports of: {e:#}");
         }
-        let port = topo
-            .swarm
-            .as_ref()
-            .map_or(netlab_common::VXLAN_PORT, |s| s.data_path_port);
+        // A Swarm node's overlay traffic: looked into on its data-path port, elsewhere not.
+        let port = topo.swarm.as_ref().map_or(0, |s| s.data_path_port);
         if let Err(e) = self.dp.set_vxlan_port(port) {
             log::debug!("setting the VXLAN port: {e:#}");
         }
-        let drop_port = topo.swarm.as_ref().map_or(0, |s| s.data_path_port);
-        if let Err(e) = self.dp.set_drop_vxlan_port(drop_port) {
+        if let Err(e) = self.dp.set_drop_vxlan_port(port) {
             log::debug!("setting the VXLAN port of drops: {e:#}");
         }
         for o in &topo.observed {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use netlab_common::{
     stat, CounterKey, VxlanKey, MAP_COUNTERS, MAP_EVENTS, MAP_RING_WAKE, MAP_STATS,
-    MAP_VXLAN_COUNTERS, MAP_VXLAN_PORT, VXLAN_PORT,
+    MAP_VXLAN_COUNTERS, MAP_VXLAN_PORT,
 };
 
 use super::{map_err, Datapath, LoadError};
@@ -91,20 +91,16 @@ impl Datapath {
         Ok(out)
     }
 
-    /// Tells the programs the VXLAN port of this host's Swarm (its `--data-path-port`),
-    /// looked for beside the standard one.
+    /// Tells the tc programs the VXLAN port of this host's Swarm (its data-path port) to
+    /// look into; 0: none, UDP is skipped.
     pub fn set_vxlan_port(&mut self, port: u16) -> Result<(), LoadError> {
         let map = self
             .ebpf
             .map_mut(MAP_VXLAN_PORT)
             .ok_or(LoadError::MissingProgram(MAP_VXLAN_PORT))?;
         let mut a: Array<_, u32> = Array::try_from(map).map_err(map_err(MAP_VXLAN_PORT))?;
-        let value = if port == VXLAN_PORT {
-            0
-        } else {
-            u32::from(port)
-        };
-        a.set(0, value, 0).map_err(map_err(MAP_VXLAN_PORT))
+        a.set(0, u32::from(port), 0)
+            .map_err(map_err(MAP_VXLAN_PORT))
     }
 
     /// Removes the counters of interface `ifindex` from the kernel maps (its slot, then

@@ -151,6 +151,7 @@ fn drop_report(packet: Kind) -> DropRecord {
             }),
             candidates: Vec::new(),
             unattributed: None,
+            meaning: None,
         },
     }
 }
