@@ -343,6 +343,17 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
         "VXLAN counters {} against tcpdump's {w_out} out, {w_in} in",
         out.summary["vxlan"]
     );
+    // diagnose across the overlay: reachable, through the forwarding entry naming node 2,
+    // whose gossip port answers.
+    let v = diagnose(n1, &bin, &a, &b_ip)?;
+    anyhow::ensure!(
+        v["verdict"] == "reachable"
+            && v["overlay"]["remote"] == NODE_ADDRS[1]
+            && v["overlay"]["gossip"] == true
+            && v["overlay"]["vni"] == vni,
+        "diagnose {a} {b_ip}: {v:#}"
+    );
+    println!("diagnose {a} {b_ip}: {}", v["details"]);
     println!(
         "{a} → {b} ({b_ip}) over {net}, VNI {vni}: ping {}/{}, netlab {}/{} inside VXLAN on \
          link0, tcpdump {w_out}/{w_in}",
@@ -569,6 +580,16 @@ fn a_container_removed_on_node_2_is_explained() -> Result<()> {
         j["last_seen"]["iface"] == j["drop"]["iface"],
         "the journey's last hop and its drop: {j:#}"
     );
+    // diagnose says the same, with the overlay's missing entry.
+    let v = diagnose(n1, &bin, &a, &b_ip)?;
+    let details = v["details"].to_string();
+    anyhow::ensure!(
+        v["verdict"] == "dropped"
+            && v["drop"]["reason"] == "NO_TX_TARGET"
+            && details.contains(&format!("no entry for {b_ip}"))
+            && details.contains("what it means: no container has"),
+        "diagnose {a} {b_ip} after {b} went: {v:#}"
+    );
     println!(
         "{sent} pings from {a} to the removed {b} ({b_ip}): dropped at {} ({}), {}",
         drops[0]["iface"]["name"], drops[0]["drop"]["reason"], drops[0]["drop"]["meaning"]
@@ -579,6 +600,28 @@ fn a_container_removed_on_node_2_is_explained() -> Result<()> {
     n1.docker(&["network", "rm", &net])?;
     drop(swarm);
     Ok(())
+}
+
+/// `netlab diagnose --json -4 SRC DST` run on `node`: its verdict.
+fn diagnose(
+    node: &netlab_tests::swarm::Node,
+    bin: &std::path::Path,
+    src: &str,
+    dst: &str,
+) -> Result<Value> {
+    let mut diag = node.enter()?;
+    diag.arg(bin)
+        .args(["diagnose", "--json", "-4", "--count", "2", src, dst])
+        .env(NO_DAEMON.0, NO_DAEMON.1);
+    let d = diag.output()?;
+    let out = String::from_utf8_lossy(&d.stdout);
+    serde_json::from_str(out.trim()).with_context(|| {
+        format!(
+            "netlab diagnose {src} {dst} ({}): {out}\n{}",
+            d.status,
+            String::from_utf8_lossy(&d.stderr)
+        )
+    })
 }
 
 /// The parsed output of a `netlab watch --json` that was stopped.

@@ -11,7 +11,8 @@ use netlink_packet_core::{
 use netlink_packet_route::{
     address::{AddressAttribute, AddressMessage},
     link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
-    RouteNetlinkMessage,
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage},
+    AddressFamily, RouteNetlinkMessage,
 };
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use tokio::io::{unix::AsyncFd, Interest};
@@ -193,6 +194,68 @@ pub fn dump_addrs() -> io::Result<Vec<Addr>> {
             _ => None,
         },
     )
+}
+
+/// A neighbour entry (IP → MAC) or a bridge forwarding entry (MAC → where: for a VXLAN
+/// device, the remote host), of the caller's network namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub ifindex: u32,
+    /// The IP address of a neighbour entry; `None` for a forwarding entry.
+    pub ip: Option<IpAddr>,
+    pub mac: Option<Mac>,
+    /// A forwarding entry's remote (`NDA_DST`: for VXLAN, the host that has the MAC).
+    pub remote: Option<IpAddr>,
+}
+
+/// Every neighbour entry (`ip neigh`) and bridge forwarding entry (`bridge fdb`) of the
+/// caller's network namespace.
+pub fn dump_neighbours() -> io::Result<Vec<Neighbour>> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Bridge] {
+        let mut req = NeighbourMessage::default();
+        req.header.family = family;
+        out.extend(dump(RouteNetlinkMessage::GetNeighbour(req), |m| match m {
+            RouteNetlinkMessage::NewNeighbour(n) => Some(neighbour_from(n)),
+            _ => None,
+        })?);
+    }
+    Ok(out)
+}
+
+fn neighbour_from(n: NeighbourMessage) -> Neighbour {
+    let bridge = n.header.family == AddressFamily::Bridge;
+    let mut out = Neighbour {
+        ifindex: n.header.ifindex,
+        ip: None,
+        mac: None,
+        remote: None,
+    };
+    for a in n.attributes {
+        match a {
+            NeighbourAttribute::LinkLayerAddress(m) => {
+                out.mac = <[u8; 6]>::try_from(m.as_slice()).ok().map(Mac);
+            }
+            NeighbourAttribute::Destination(d) => {
+                let ip = match d {
+                    NeighbourAddress::Inet(v4) => Some(IpAddr::V4(v4)),
+                    NeighbourAddress::Inet6(v6) => Some(IpAddr::V6(v6)),
+                    NeighbourAddress::Other(b) => <[u8; 4]>::try_from(b.as_slice())
+                        .ok()
+                        .map(IpAddr::from)
+                        .or_else(|| <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from)),
+                    _ => None,
+                };
+                if bridge {
+                    out.remote = ip;
+                } else {
+                    out.ip = ip;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The environment variable naming where the host's procfs is mounted, for a netlab in a

@@ -20,6 +20,8 @@ use crate::docker::discover::{self};
 use crate::docker::topology::Topology;
 use crate::docker::DockerClient;
 use observe::probe;
+
+mod overlay;
 use verdict::early_verdict;
 
 /// Options of `netlab diagnose`.
@@ -86,7 +88,8 @@ pub fn on_docker_networks(
         .networks
         .iter()
         .flat_map(|n| n.info.subnets.iter())
-        .any(|s| s.contains(ip));
+        .any(|s| s.contains(ip))
+        || overlay_of(topo, src, ip).is_some();
     let on_link = src
         .interfaces
         .iter()
@@ -94,6 +97,19 @@ pub fn on_docker_networks(
         .filter_map(|a| crate::docker::Subnet::parse(a))
         .any(|s| s.contains(ip));
     in_docker || on_link
+}
+
+/// The Swarm overlay network `src` is on whose subnet holds `ip` (a container of this or
+/// another node on it).
+pub fn overlay_of<'t>(
+    topo: &'t Topology,
+    src: &crate::docker::topology::ContainerView,
+    ip: IpAddr,
+) -> Option<&'t crate::docker::topology::OverlayView> {
+    topo.overlays.iter().find(|o| {
+        o.containers.iter().any(|c| c.name == src.name)
+            && o.info.subnets.iter().any(|s| s.contains(ip))
+    })
 }
 
 /// Container `name` from the topology, or a clear error saying why not.
@@ -167,7 +183,8 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
                 .networks
                 .iter()
                 .find(|n| n.info.subnets.iter().any(|s| s.contains(ip)))
-                .map(|n| n.info.name.clone());
+                .map(|n| n.info.name.clone())
+                .or_else(|| overlay_of(&topo, &src, ip).map(|o| o.info.name.clone()));
             targets.push(Ok(Target {
                 ip,
                 container: l.and_then(|l| l.container.clone()),
@@ -312,7 +329,11 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
     let mut reachable = true;
     for (i, target) in targets.into_iter().enumerate() {
         let v = match target {
-            Ok(target) => probe(&args, &client, &topo, &src, facts.clone(), target).await?,
+            Ok(target) => {
+                let mut facts = facts.clone();
+                facts.overlay = overlay::checks(&topo, &src, target.ip).await;
+                probe(&args, &client, &topo, &src, facts, target).await?
+            }
             Err(v) => v,
         };
         if i > 0 && !args.json {

@@ -44,6 +44,8 @@ pub struct Facts {
     /// The engine's command-line tool, for the commands suggested: `docker`, or `podman`
     /// when Podman answers the API (empty: `docker`).
     pub cli: &'static str,
+    /// For a destination across a Swarm overlay: what this node knows of the way there.
+    pub overlay: Option<super::overlay::OverlayChecks>,
 }
 
 /// The answer.
@@ -75,6 +77,9 @@ pub struct Verdict {
     /// The verdict in one sentence, and the lines that explain it.
     pub message: String,
     pub details: Vec<String>,
+    /// For a destination across a Swarm overlay: the checks of the way there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<super::overlay::OverlayChecks>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]
@@ -164,7 +169,9 @@ pub fn verdict(f: &Facts) -> Verdict {
         hint: None,
         message: String::new(),
         details: Vec::new(),
+        overlay: f.overlay.clone(),
     };
+    let overlay_lines = f.overlay.iter().flat_map(|o| o.lines.iter().cloned());
     // A remedy that works on this engine, from the rule that dropped the probe.
     let mut fixed_by_rule: Option<String> = None;
     let first_answered = f.journeys.iter().find(|j| j.result == Outcome::Answered);
@@ -192,6 +199,7 @@ pub fn verdict(f: &Facts) -> Verdict {
         if !v.path.is_empty() {
             v.details.push(format!("path: {}", v.path.join(" → ")));
         }
+        v.details.extend(overlay_lines);
         return v;
     }
     // Not answered: no neighbour (ARP) first, as the kernel's NEIGH_FAILED drop of the
@@ -272,6 +280,9 @@ pub fn verdict(f: &Facts) -> Verdict {
         } else if let Some(why) = &d.drop.unattributed {
             v.details.push(format!("rule: unknown ({why})"));
         }
+        if let Some(m) = &d.drop.meaning {
+            v.details.push(format!("what it means: {m}"));
+        }
         v.dropped_at = Some(at);
         v.drop = Some(d.drop.clone());
         if let Some(j) = f.journeys.first() {
@@ -292,7 +303,19 @@ pub fn verdict(f: &Facts) -> Verdict {
                     .push(format!("last seen at {}", describe(f, last)));
             }
         }
+        // Gone to another host inside VXLAN, and nothing came back: that host knows why.
+        if let Some(r) = f.overlay.as_ref().and_then(|o| o.remote) {
+            let port = f
+                .overlay
+                .as_ref()
+                .and_then(|o| o.node.clone())
+                .unwrap_or_default();
+            v.details.push(format!(
+                "the requests left for host {r} inside VXLAN and no reply came back: that host dropped them or their replies (netlab there says where and why); it must accept VXLAN from this node ({port})"
+            ));
+        }
     }
+    v.details.extend(overlay_lines);
     if share_no_network {
         let dst_c = f
             .dst
@@ -350,6 +373,7 @@ pub(super) fn early_verdict(
         hint: None,
         message,
         details: Vec::new(),
+        overlay: None,
     }
 }
 
