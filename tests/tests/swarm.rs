@@ -354,6 +354,22 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
         "diagnose {a} {b_ip}: {v:#}"
     );
     println!("diagnose {a} {b_ip}: {}", v["details"]);
+    // MTU: 1472 bytes of data with "don't fragment" fit a 1500 link, not the overlay's
+    // 1450; 1422 do, and are answered.
+    let big = diagnose_args(n1, &bin, &["--size", "1472", &a, &b_ip])?;
+    let fits = diagnose_args(n1, &bin, &["--size", "1422", &a, &b_ip])?;
+    anyhow::ensure!(
+        big["verdict"] == "mtu"
+            && big["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("MTU of 1450"))
+            && big["details"]
+                .to_string()
+                .contains("1422 bytes of ICMP data")
+            && fits["verdict"] == "reachable",
+        "diagnose --size 1472: {big:#}\n--size 1422: {fits:#}"
+    );
+    println!("diagnose --size 1472 {a} {b_ip}: {}", big["message"]);
     println!(
         "{a} → {b} ({b_ip}) over {net}, VNI {vni}: ping {}/{}, netlab {}/{} inside VXLAN on \
          link0, tcpdump {w_out}/{w_in}",
@@ -609,15 +625,26 @@ fn diagnose(
     src: &str,
     dst: &str,
 ) -> Result<Value> {
+    diagnose_args(node, bin, &[src, dst])
+}
+
+/// `netlab diagnose --json -4 --count 2 ARGS...` run on `node`: its verdict.
+fn diagnose_args(
+    node: &netlab_tests::swarm::Node,
+    bin: &std::path::Path,
+    args: &[&str],
+) -> Result<Value> {
     let mut diag = node.enter()?;
     diag.arg(bin)
-        .args(["diagnose", "--json", "-4", "--count", "2", src, dst])
+        .args(["diagnose", "--json", "-4", "--count", "2"])
+        .args(args)
         .env(NO_DAEMON.0, NO_DAEMON.1);
     let d = diag.output()?;
     let out = String::from_utf8_lossy(&d.stdout);
     serde_json::from_str(out.trim()).with_context(|| {
         format!(
-            "netlab diagnose {src} {dst} ({}): {out}\n{}",
+            "netlab diagnose {} ({}): {out}\n{}",
+            args.join(" "),
             d.status,
             String::from_utf8_lossy(&d.stderr)
         )

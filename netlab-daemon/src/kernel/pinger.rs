@@ -29,7 +29,12 @@ pub struct Pinger {
     dst: IpAddr,
     /// Echo identifier of our requests.
     pub id: u16,
+    /// ICMP data bytes of each request.
+    payload: usize,
 }
+
+/// What every request carries unless a size is asked for (`ping`'s 56 bytes).
+const PAYLOAD: &[u8; 56] = b"netlab diagnose: echo request, 56 bytes of payload......";
 
 /// A reply to one of our requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,12 +61,89 @@ impl Pinger {
             // SAFETY: a fresh descriptor nobody else owns.
             Ok(unsafe { OwnedFd::from_raw_fd(fd) })
         })?;
-        Ok(Pinger { fd, dst, id })
+        Ok(Pinger {
+            fd,
+            dst,
+            id,
+            payload: PAYLOAD.len(),
+        })
+    }
+
+    /// Sends `payload` bytes of ICMP data per request, never fragmented on the way: with
+    /// IPv4's "don't fragment" set, a request that does not fit the route's MTU fails to
+    /// send (`EMSGSIZE`) and one that does not fit a later link is refused there.
+    pub fn with_size(mut self, payload: usize) -> io::Result<Self> {
+        self.payload = payload;
+        let (level, opt, val) = if self.dst.is_ipv6() {
+            (
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU_DISCOVER,
+                libc::IPV6_PMTUDISC_DO,
+            )
+        } else {
+            (
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_DO,
+            )
+        };
+        // SAFETY: setsockopt with an int option value of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                opt,
+                (&val as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(self)
+    }
+
+    /// The MTU of the route to the destination, as the kernel knows it (it connects the
+    /// socket, which only filters what it reads to the destination's packets).
+    pub fn path_mtu(&self) -> io::Result<u32> {
+        let (storage, len) = sockaddr(&SocketAddr::new(self.dst, 0));
+        // SAFETY: `storage` is valid for `len` bytes.
+        if unsafe {
+            libc::connect(
+                self.fd.as_raw_fd(),
+                (&storage as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let (level, opt) = if self.dst.is_ipv6() {
+            (libc::IPPROTO_IPV6, libc::IPV6_MTU)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_MTU)
+        };
+        let mut mtu: libc::c_int = 0;
+        let mut l = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt into an int of the size given.
+        if unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                opt,
+                (&mut mtu as *mut libc::c_int).cast(),
+                &mut l,
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(mtu as u32)
     }
 
     /// Sends echo request `seq`.
     pub fn send(&self, seq: u16) -> io::Result<()> {
-        let payload = *b"netlab diagnose: echo request, 56 bytes of payload......";
+        let payload: Vec<u8> = PAYLOAD.iter().copied().cycle().take(self.payload).collect();
         let pkt = echo_request(self.dst.is_ipv6(), self.id, seq, &payload);
         let addr: SocketAddr = SocketAddr::new(self.dst, 0);
         let (storage, len) = sockaddr(&addr);

@@ -34,6 +34,10 @@ pub struct DiagnoseArgs {
     /// Echo requests to send.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub count: u16,
+    /// ICMP data bytes per echo request, sent with IPv4's "don't fragment" set (IPv6 never
+    /// fragments on the way): does a packet of this size fit the path? Default: 56.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=65000))]
+    pub size: Option<u16>,
     /// One JSON object per family probed instead of the human verdict.
     #[arg(long)]
     pub json: bool,

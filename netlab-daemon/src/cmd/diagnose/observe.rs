@@ -158,6 +158,44 @@ fn no_route(e: &anyhow::Error) -> bool {
         })
 }
 
+/// The verdict of a probe too big for the route's MTU: why, and the largest that fits.
+fn mtu_verdict(
+    src: &str,
+    target: &Target,
+    size: u16,
+    mtu: u32,
+    headers: u32,
+    overlay: Option<&super::overlay::OverlayChecks>,
+) -> super::verdict::Verdict {
+    let dst = target
+        .container
+        .clone()
+        .unwrap_or_else(|| target.ip.to_string());
+    let mut v = early_verdict(
+        src,
+        Some(target.clone()),
+        "mtu",
+        format!(
+            "{src} → {dst}: not reachable with {size} bytes of data and \"don't fragment\": {} bytes do not fit the MTU of {mtu} on {src}'s route to {}",
+            u32::from(size) + headers,
+            target.ip
+        ),
+    );
+    v.details.push(format!(
+        "the largest that fits: {} bytes of ICMP data ({mtu} less {headers} bytes of headers)",
+        mtu.saturating_sub(headers)
+    ));
+    if let Some(o) = overlay {
+        v.details.push(format!(
+            "overlay {} carries at most {mtu} bytes per packet: VXLAN adds 50 bytes on the link between hosts (1500 there leaves 1450); larger packets must be split by the sender, or every host's link MTU raised and the overlay created with com.docker.network.driver.mtu",
+            o.network
+        ));
+        v.details.extend(o.lines.iter().cloned());
+        v.overlay = Some(o.clone());
+    }
+    v
+}
+
 /// Sends echo requests from `src` to `target`, observes them and gives the verdict.
 pub(super) async fn probe(
     args: &DiagnoseArgs,
@@ -197,8 +235,28 @@ pub(super) async fn probe(
     }
 
     let id = (std::process::id() as u16) ^ 0x4e4c;
-    let pinger = Pinger::open_in(src.pid, target.ip, id)
+    let mut pinger = Pinger::open_in(src.pid, target.ip, id)
         .with_context(|| format!("opening an ICMP socket in {}'s namespace", src.name))?;
+    if let Some(size) = args.size {
+        pinger = pinger
+            .with_size(usize::from(size))
+            .context("setting \"don't fragment\" on the ICMP socket")?;
+        // A request that cannot leave the container: the route's MTU says why at once.
+        let v6 = target.ip.is_ipv6();
+        let headers: u32 = if v6 { 48 } else { 28 };
+        if let Ok(mtu) = pinger.path_mtu() {
+            if u32::from(size) + headers > mtu {
+                return Ok(mtu_verdict(
+                    &src.name,
+                    &target,
+                    size,
+                    mtu,
+                    headers,
+                    facts.overlay.as_ref(),
+                ));
+            }
+        }
+    }
     let observed = match crate::api::client::Client::connect().await {
         Some(c) => observe_via_daemon(c, pinger, args.count).await,
         None => {
