@@ -43,8 +43,8 @@ pub struct MapView {
     pub networks: Vec<NetworkBox>,
     /// Bridges of the host that are no Docker network's (observed without an engine).
     pub bridges: Vec<BridgeBox>,
-    /// Swarm overlay networks with this host's containers on them: listed, not observed
-    /// (their bridges live in namespaces of the engine's own). Absent when there are none.
+    /// Swarm overlay networks with this host's containers on them (their pings between
+    /// hosts are edges like any other). Absent when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub overlays: Vec<OverlayBox>,
     pub edges: Vec<EdgeView>,
