@@ -657,6 +657,43 @@ pub(super) mod tests {
         );
     }
 
+    /// Requests that left inside VXLAN for another node and got no reply: the verdict
+    /// points at that node and lists what this one knows of the way.
+    #[test]
+    fn unanswered_across_an_overlay_points_at_the_other_host() {
+        let mut f = base();
+        f.journeys = vec![journey(
+            Outcome::Unanswered,
+            vec![hop("link0", 40, Direction::Egress, 1, Phase::Request)],
+        )];
+        f.overlay = Some(super::super::overlay::OverlayChecks {
+            network: "ovl".into(),
+            vni: Some(4097),
+            mac: Some("02:42:0a:00:01:04".into()),
+            remote: Some("10.231.9.2".parse().expect("ip")),
+            gossip: Some(true),
+            node: Some("10.231.9.1 UDP 4789 on link0".into()),
+            lines: vec!["overlay ovl (VNI 4097): 172.18.0.3 is at 02:42:0a:00:01:04, on host 10.231.9.2 (forwarding entries of vxlan0)".into()],
+        });
+        let v = verdict(&f);
+        assert_eq!(v.verdict, "unanswered");
+        assert!(
+            v.details.iter().any(|d| d.starts_with(
+                "the requests left for host 10.231.9.2 inside VXLAN and no reply came back"
+            ) && d.ends_with("(10.231.9.1 UDP 4789 on link0)")),
+            "{:?}",
+            v.details
+        );
+        assert!(
+            v.details
+                .last()
+                .is_some_and(|d| d.contains("on host 10.231.9.2")),
+            "{:?}",
+            v.details
+        );
+        assert_eq!(v.overlay.as_ref().and_then(|o| o.gossip), Some(true));
+    }
+
     /// AppDev's ARP request for 172.20.0.9 on devops, unanswered.
     pub(in crate::cmd::diagnose) fn unanswered_arp() -> Finished {
         Finished::ArpUnanswered(crate::model::journey::ArpUnanswered {
