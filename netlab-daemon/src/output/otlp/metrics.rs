@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::logs::io_direction;
-use super::proto::{self, kv, metric, KeyValue, Metric, NumberDataPoint};
+use super::proto::{self, kv, kv_int, metric, KeyValue, Metric, NumberDataPoint};
 use super::StatsView;
 use crate::output::metrics::Snapshot;
 
@@ -98,6 +98,34 @@ pub fn metrics(s: &Snapshot, x: &StatsView, t: Times) -> Vec<Metric> {
             opt(&mut a, "container.name", c);
             opt(&mut a, "netlab.network.name", n);
             a.push(kv("network.interface.name", *i));
+            a.push(kv("network.io.direction", io_direction(d)));
+            a.push(kv("netlab.packet.kind", *k));
+            a
+        }),
+    ));
+
+    let vxlan = merged(s.vxlan.iter().map(|r| {
+        (
+            (
+                r.iface.as_str(),
+                r.vni,
+                r.network.as_deref().unwrap_or_default(),
+                r.direction.as_str(),
+                r.kind.as_str(),
+            ),
+            r.packets,
+        )
+    }));
+    out.push(sum(
+        "netlab.vxlan.packets",
+        "ICMP, ICMPv6 and ARP packets seen inside VXLAN (overlay networks between hosts), by interface, VNI, overlay network, direction and kind.",
+        "{packet}",
+        true,
+        points(t, vxlan, |(i, vni, n, d, k)| {
+            let mut a = Vec::with_capacity(5);
+            a.push(kv("network.interface.name", *i));
+            a.push(kv_int("netlab.vxlan.vni", i64::from(*vni)));
+            opt(&mut a, "netlab.network.name", n);
             a.push(kv("network.io.direction", io_direction(d)));
             a.push(kv("netlab.packet.kind", *k));
             a
@@ -269,6 +297,40 @@ mod tests {
 
     fn metric<'a>(all: &'a [Metric], name: &str) -> &'a Metric {
         all.iter().find(|m| m.name == name).expect("the metric")
+    }
+
+    #[test]
+    fn vxlan_counters_by_interface_and_vni() {
+        let row = |vni, n| crate::model::summary::VxlanRow {
+            iface: "eth0".into(),
+            ifindex: 2,
+            vni,
+            network: Some("ovl".into()),
+            direction: "egress".into(),
+            kind: "icmp-echo-request".into(),
+            packets: n,
+        };
+        let snap = Snapshot {
+            vxlan: vec![row(4097, 3), row(4097, 2), row(4098, 1)],
+            ..Default::default()
+        };
+        let t = Times {
+            start_ns: 1,
+            now_ns: 2,
+        };
+        let all = metrics(&snap, &StatsView::default(), t);
+        let Some(metric::Data::Sum(s)) = &metric(&all, "netlab.vxlan.packets").data else {
+            panic!("netlab.vxlan.packets is not a sum");
+        };
+        assert_eq!(s.data_points.len(), 2);
+        assert_eq!(value(&s.data_points[0]), 5.0);
+        let vni = s.data_points[0]
+            .attributes
+            .iter()
+            .find(|a| a.key == "netlab.vxlan.vni")
+            .and_then(|a| a.value.as_ref())
+            .and_then(|v| v.value.clone());
+        assert_eq!(vni, Some(proto::any_value::Value::IntValue(4097)));
     }
 
     #[test]
