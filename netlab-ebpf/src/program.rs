@@ -121,9 +121,18 @@ fn observe(ctx: &TcContext, dir: u8) {
 /// slot, `cap` at most SNAP_LEN, as `sample` checks); how many it copied.
 #[inline(always)]
 fn copy_frame(ctx: &TcContext, data: *mut u8, cap: u32) -> u32 {
-    // SAFETY: as above: the destination holds `cap` bytes.
-    if unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, data.cast(), cap) } == 0 {
-        cap
+    // Read once into a register and bounded right here: verifiers before 6.12 lose the
+    // bound `sample` checked when the value was spilled to the stack in between (and LLVM
+    // would drop this check as redundant without the volatile read).
+    // SAFETY: a read of a local.
+    let n = unsafe { core::ptr::read_volatile(&cap) };
+    // `<`, not `== 0`: 5.10's verifier learns a lower bound only from an ordering.
+    if n < ETH_HLEN as u32 || n > SNAP_LEN as u32 {
+        return 0;
+    }
+    // SAFETY: as above: the destination holds SNAP_LEN bytes, `n` is at most that.
+    if unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, data.cast(), n) } == 0 {
+        n
     } else {
         0
     }
