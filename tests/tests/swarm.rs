@@ -145,35 +145,23 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
 #[test]
 fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
     let bin = docker_or_skip!();
-    let swarm = Swarm::create("vxl")?;
-    let [n1, n2] = &swarm.nodes;
-    for n in [n1, n2] {
-        n.load_image(BUSYBOX_IMAGE)?;
-    }
-    let net = unique_name("vxl-net");
-    n1.docker(&["network", "create", "-d", "overlay", "--attachable", &net])?;
-    let (a, b) = (unique_name("vxl-a"), unique_name("vxl-b"));
-    n1.sleeper(&a, &net)?;
-    n2.sleeper(&b, &net)?;
-    let b_ip = n2.ip_on(&b, &net)?;
+    let pair = OverlayPair::create("vxl")?;
+    let n1 = &pair.swarm.nodes[0];
+    let net = &pair.net;
+    let (a, b, b_ip) = (&pair.a, &pair.b, &pair.b_ip);
     let vni: u64 = n1
         .docker(&[
             "network",
             "inspect",
             "--format",
             "{{index .Options \"com.docker.network.driver.overlay.vxlanid_list\"}}",
-            &net,
+            net,
         ])?
         .trim()
         .parse()
         .context("the overlay's VNI")?;
 
-    let mut watch = n1.enter()?;
-    watch
-        .arg(&bin)
-        .args(["watch", "--json", "--kind", "icmp", "--kind", "journey"])
-        .env(NO_DAEMON.0, NO_DAEMON.1);
-    let watch = Background::start(watch, "watching ", DAEMON_READY)?;
+    let watch = watch_on(n1, &bin, &["--kind", "icmp", "--kind", "journey"])?;
     // Inner IPv4 protocol and ICMP type, behind UDP (8), VXLAN (8) and Ethernet (14).
     let dump = Tcpdump::start(
         Some(n1.netns.name()),
@@ -182,19 +170,7 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
         "udp port 4789 and udp[39] = 1",
     )?;
     let sent = 5;
-    let ping = n1.docker(&[
-        "exec",
-        &a,
-        "ping",
-        "-c",
-        &sent.to_string(),
-        "-i",
-        "0.2",
-        "-W",
-        "2",
-        &b_ip,
-    ])?;
-    let stats = totals(&ping).with_context(|| format!("ping printed {ping}"))?;
+    let (ping, stats) = ping_from(n1, a, b_ip, sent)?;
     let seen = dump.stop_after(Duration::from_secs(1))?;
     let out = parse_output_of(watch.stop(libc::SIGINT)?)?;
 
@@ -345,7 +321,7 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
     );
     // diagnose across the overlay: reachable, through the forwarding entry naming node 2,
     // whose gossip port answers.
-    let v = diagnose(n1, &bin, &a, &b_ip)?;
+    let v = diagnose(n1, &bin, a, b_ip)?;
     anyhow::ensure!(
         v["verdict"] == "reachable"
             && v["overlay"]["remote"] == NODE_ADDRS[1]
@@ -356,8 +332,8 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
     println!("diagnose {a} {b_ip}: {}", v["details"]);
     // MTU: 1472 bytes of data with "don't fragment" fit a 1500 link, not the overlay's
     // 1450; 1422 do, and are answered.
-    let big = diagnose_args(n1, &bin, &["--size", "1472", &a, &b_ip])?;
-    let fits = diagnose_args(n1, &bin, &["--size", "1422", &a, &b_ip])?;
+    let big = diagnose_args(n1, &bin, &["--size", "1472", a, b_ip])?;
+    let fits = diagnose_args(n1, &bin, &["--size", "1422", a, b_ip])?;
     anyhow::ensure!(
         big["verdict"] == "mtu"
             && big["message"]
@@ -378,11 +354,7 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
         requests.len(),
         replies.len()
     );
-    for (n, c) in [(n1, &a), (n2, &b)] {
-        n.docker(&["rm", "-f", c])?;
-    }
-    n1.docker(&["network", "rm", &net])?;
-    drop(swarm);
+    pair.remove(&[])?;
     Ok(())
 }
 
@@ -392,46 +364,18 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
 #[test]
 fn vxlan_blocked_on_node_2_is_a_drop_there() -> Result<()> {
     let bin = docker_or_skip!();
-    let swarm = Swarm::create("vxd")?;
-    let [n1, n2] = &swarm.nodes;
-    for n in [n1, n2] {
-        n.load_image(BUSYBOX_IMAGE)?;
-    }
-    let net = unique_name("vxd-net");
-    n1.docker(&["network", "create", "-d", "overlay", "--attachable", &net])?;
-    let (a, b) = (unique_name("vxd-a"), unique_name("vxd-b"));
-    n1.sleeper(&a, &net)?;
-    n2.sleeper(&b, &net)?;
-    let b_ip = n2.ip_on(&b, &net)?;
+    let pair = OverlayPair::create("vxd")?;
+    let [n1, n2] = &pair.swarm.nodes;
+    let net = &pair.net;
+    let (a, b, b_ip) = (&pair.a, &pair.b, &pair.b_ip);
     let rule = "INPUT -p udp -m udp --dport 4789 -j DROP";
     run(Command::new("ip")
         .args(["netns", "exec", n2.netns.name(), "iptables", "-I"])
         .args(rule.split_whitespace()))?;
 
-    let mut watch = n2.enter()?;
-    watch
-        .arg(&bin)
-        .args(["watch", "--json", "--kind", "drop"])
-        .env(NO_DAEMON.0, NO_DAEMON.1);
-    let watch = Background::start(watch, "watching ", DAEMON_READY)?;
+    let watch = watch_on(n2, &bin, &["--kind", "drop"])?;
     let sent = 3;
-    let ping = n1
-        .docker_command()
-        .args([
-            "exec",
-            &a,
-            "ping",
-            "-c",
-            &sent.to_string(),
-            "-i",
-            "0.3",
-            "-W",
-            "1",
-            &b_ip,
-        ])
-        .output()?;
-    let ping = String::from_utf8_lossy(&ping.stdout).into_owned();
-    let stats = totals(&ping).with_context(|| format!("ping printed {ping}"))?;
+    let (ping, stats) = ping_from(n1, a, b_ip, sent)?;
     std::thread::sleep(Duration::from_secs(1));
     let out = parse_output_of(watch.stop(libc::SIGINT)?)?;
     let counted = rule_counter_in(n2.netns.name(), "filter", rule)?;
@@ -481,11 +425,7 @@ fn vxlan_blocked_on_node_2_is_a_drop_there() -> Result<()> {
         d["drop"]["reason"],
         d["drop"]["rule"]["rule"]
     );
-    for (n, c) in [(n1, &a), (n2, &b)] {
-        n.docker(&["rm", "-f", c])?;
-    }
-    n1.docker(&["network", "rm", &net])?;
-    drop(swarm);
+    pair.remove(&[])?;
     Ok(())
 }
 
@@ -494,32 +434,22 @@ fn vxlan_blocked_on_node_2_is_a_drop_there() -> Result<()> {
 #[test]
 fn a_container_removed_on_node_2_is_explained() -> Result<()> {
     let bin = docker_or_skip!();
-    let swarm = Swarm::create("vxr")?;
-    let [n1, n2] = &swarm.nodes;
-    for n in [n1, n2] {
-        n.load_image(BUSYBOX_IMAGE)?;
-    }
-    let net = unique_name("vxr-net");
-    n1.docker(&["network", "create", "-d", "overlay", "--attachable", &net])?;
-    let (a, b, keep) = (
-        unique_name("vxr-a"),
-        unique_name("vxr-b"),
-        unique_name("vxr-k"),
-    );
-    n1.sleeper(&a, &net)?;
-    n2.sleeper(&b, &net)?;
+    let pair = OverlayPair::create("vxr")?;
+    let [n1, n2] = &pair.swarm.nodes;
+    let net = &pair.net;
+    let (a, b, b_ip) = (&pair.a, &pair.b, &pair.b_ip);
     // Another container keeps the overlay on node 2 after b goes.
-    n2.sleeper(&keep, &net)?;
-    let b_ip = n2.ip_on(&b, &net)?;
+    let keep = unique_name("vxr-k");
+    n2.sleeper(&keep, net)?;
     // a knows b (its neighbour entry), then b goes.
-    n1.docker(&["exec", &a, "ping", "-c", "1", "-W", "2", &b_ip])?;
-    n2.docker(&["rm", "-f", &b])?;
+    n1.docker(&["exec", a, "ping", "-c", "1", "-W", "2", b_ip])?;
+    n2.docker(&["rm", "-f", b])?;
     std::thread::sleep(Duration::from_secs(3));
 
-    let mut watch = n1.enter()?;
-    watch
-        .arg(&bin)
-        .args([
+    let watch = watch_on(
+        n1,
+        &bin,
+        &[
             "watch",
             "--json",
             "--kind",
@@ -532,27 +462,10 @@ fn a_container_removed_on_node_2_is_explained() -> Result<()> {
             "journey",
             "--kind",
             "arp-unanswered",
-        ])
-        .env(NO_DAEMON.0, NO_DAEMON.1);
-    let watch = Background::start(watch, "watching ", DAEMON_READY)?;
+        ],
+    )?;
     let sent = 3;
-    let ping = n1
-        .docker_command()
-        .args([
-            "exec",
-            &a,
-            "ping",
-            "-c",
-            &sent.to_string(),
-            "-i",
-            "0.3",
-            "-W",
-            "1",
-            &b_ip,
-        ])
-        .output()?;
-    let ping = String::from_utf8_lossy(&ping.stdout).into_owned();
-    let stats = totals(&ping).with_context(|| format!("ping printed {ping}"))?;
+    let (ping, stats) = ping_from(n1, a, b_ip, sent)?;
     std::thread::sleep(Duration::from_secs(3));
     let out = parse_output_of(watch.stop(libc::SIGINT)?)?;
     anyhow::ensure!(
@@ -597,7 +510,7 @@ fn a_container_removed_on_node_2_is_explained() -> Result<()> {
         "the journey's last hop and its drop: {j:#}"
     );
     // diagnose says the same, with the overlay's missing entry.
-    let v = diagnose(n1, &bin, &a, &b_ip)?;
+    let v = diagnose(n1, &bin, a, b_ip)?;
     let details = v["details"].to_string();
     anyhow::ensure!(
         v["verdict"] == "dropped"
@@ -610,12 +523,108 @@ fn a_container_removed_on_node_2_is_explained() -> Result<()> {
         "{sent} pings from {a} to the removed {b} ({b_ip}): dropped at {} ({}), {}",
         drops[0]["iface"]["name"], drops[0]["drop"]["reason"], drops[0]["drop"]["meaning"]
     );
-    for (n, c) in [(n1, &a), (n2, &keep)] {
-        n.docker(&["rm", "-f", c])?;
-    }
-    n1.docker(&["network", "rm", &net])?;
-    drop(swarm);
+    pair.remove(&[&keep])?;
     Ok(())
+}
+
+/// A two-node Swarm with an attachable overlay network, container `a` on it on node 1
+/// and `b` on node 2 (the lab's busybox, sleeping).
+struct OverlayPair {
+    swarm: Swarm,
+    net: String,
+    a: String,
+    b: String,
+    /// `b`'s address on the overlay.
+    b_ip: String,
+}
+
+impl OverlayPair {
+    fn create(tag: &str) -> Result<Self> {
+        let swarm = Swarm::create(tag)?;
+        let [n1, n2] = &swarm.nodes;
+        for n in [n1, n2] {
+            n.load_image(BUSYBOX_IMAGE)?;
+        }
+        let net = unique_name(&format!("{tag}-net"));
+        n1.docker(&["network", "create", "-d", "overlay", "--attachable", &net])?;
+        let (a, b) = (
+            unique_name(&format!("{tag}-a")),
+            unique_name(&format!("{tag}-b")),
+        );
+        n1.sleeper(&a, &net)?;
+        n2.sleeper(&b, &net)?;
+        let b_ip = n2.ip_on(&b, &net)?;
+        Ok(OverlayPair {
+            swarm,
+            net,
+            a,
+            b,
+            b_ip,
+        })
+    }
+
+    /// Removes `a`, `b` (unless the test did), the containers `also_on_node2` names, the
+    /// network, then the Swarm.
+    fn remove(self, also_on_node2: &[&str]) -> Result<()> {
+        let [n1, n2] = &self.swarm.nodes;
+        n1.docker(&["rm", "-f", &self.a])?;
+        if n2
+            .docker(&["inspect", "--format", "{{.Id}}", &self.b])
+            .is_ok()
+        {
+            n2.docker(&["rm", "-f", &self.b])?;
+        }
+        for c in also_on_node2 {
+            n2.docker(&["rm", "-f", c])?;
+        }
+        n1.docker(&["network", "rm", &self.net])?;
+        drop(self.swarm);
+        Ok(())
+    }
+}
+
+/// `netlab watch --json ARGS...` on `node` (in its namespaces, talking to its engine),
+/// once it watches.
+fn watch_on(
+    node: &netlab_tests::swarm::Node,
+    bin: &std::path::Path,
+    args: &[&str],
+) -> Result<Background> {
+    let mut watch = node.enter()?;
+    watch
+        .arg(bin)
+        .args(["watch", "--json"])
+        .args(args)
+        .env(NO_DAEMON.0, NO_DAEMON.1);
+    Background::start(watch, "watching ", DAEMON_READY)
+}
+
+/// `ping -c COUNT -i 0.3 -W 1 DST` from container `from` of `node`: what it printed and
+/// its totals (whatever its exit status: an unanswered ping is a result here).
+fn ping_from(
+    node: &netlab_tests::swarm::Node,
+    from: &str,
+    dst: &str,
+    count: u64,
+) -> Result<(String, netlab_tests::host::ping::PingTotals)> {
+    let out = node
+        .docker_command()
+        .args([
+            "exec",
+            from,
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.3",
+            "-W",
+            "1",
+            dst,
+        ])
+        .output()?;
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let totals = totals(&printed).with_context(|| format!("ping printed {printed}"))?;
+    Ok((printed, totals))
 }
 
 /// `netlab diagnose --json -4 SRC DST` run on `node`: its verdict.

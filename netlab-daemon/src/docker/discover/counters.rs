@@ -27,12 +27,7 @@ impl Observer {
     pub fn counter_rows(&self) -> Result<Vec<CounterRow>, LoadError> {
         let mut rows: Vec<CounterRow> = Vec::new();
         for ((idx, dir, kind), n) in self.dp.counters()? {
-            let Some(name) = self
-                .attached
-                .get(&idx)
-                .map(|a| &a.iface)
-                .or_else(|| self.detached.get(&idx))
-            else {
+            let Some(name) = self.name_of(idx) else {
                 continue;
             };
             rows.push(CounterRow {
@@ -62,12 +57,7 @@ impl Observer {
     pub fn vxlan_rows(&self, topo: &Topology) -> Result<Vec<VxlanRow>, LoadError> {
         let mut rows = Vec::new();
         for ((idx, vni, dir, kind), n) in self.dp.vxlan_counters()? {
-            let Some(name) = self
-                .attached
-                .get(&idx)
-                .map(|a| &a.iface)
-                .or_else(|| self.detached.get(&idx))
-            else {
+            let Some(name) = self.name_of(idx) else {
                 continue;
             };
             rows.push(VxlanRow {
@@ -81,6 +71,15 @@ impl Observer {
             });
         }
         Ok(rows)
+    }
+
+    /// The name of interface `idx`, attached now or detached at the end (its counters are
+    /// still in the maps).
+    fn name_of(&self, idx: u32) -> Option<&String> {
+        self.attached
+            .get(&idx)
+            .map(|a| &a.iface)
+            .or_else(|| self.detached.get(&idx))
     }
 
     /// Sums the counters of interfaces gone for longer than `grace` into one row per
