@@ -450,8 +450,6 @@ fn a_container_removed_on_node_2_is_explained() -> Result<()> {
         n1,
         &bin,
         &[
-            "watch",
-            "--json",
             "--kind",
             "icmp",
             "--kind",
