@@ -207,6 +207,24 @@ pub fn vxlan(data: &[u8]) -> Option<Vxlan> {
     })
 }
 
+/// Decodes the packet `frame` (the captured prefix of a frame of `wire_len` bytes) carries
+/// as the kernel's `encap` mark says: the frame itself, or the inner frame of its VXLAN
+/// datagram, with the tunnel. No packet for a mark this build does not know, or a VXLAN
+/// frame whose outer headers were not all captured: fields are never guessed.
+pub fn decode_carried(frame: &[u8], wire_len: u32, encap: u8) -> (Option<Decoded>, Option<Vxlan>) {
+    match encap {
+        netlab_common::encap::NONE => (decode(frame, wire_len), None),
+        netlab_common::encap::VXLAN => match vxlan(frame) {
+            Some(t) => (
+                decode(&frame[t.inner..], wire_len.saturating_sub(t.inner as u32)),
+                Some(t),
+            ),
+            None => (None, None),
+        },
+        _ => (None, None),
+    }
+}
+
 fn decode_arp(b: &[u8], l3: usize, wire_len: usize, d: &mut Decoded) {
     if wire_len < l3 + 8 {
         d.kind = Some(Kind::Malformed);

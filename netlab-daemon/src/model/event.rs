@@ -7,12 +7,12 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlab_common::{encap, DropEvent, PacketEvent, SNAP_LEN};
+use netlab_common::{DropEvent, PacketEvent, SNAP_LEN};
 use serde::{Deserialize, Serialize};
 
 use crate::docker::topology::{Role, Topology};
 use crate::kernel::clock::{Clock, UnixNanos};
-use crate::model::decode::{decode, Mac};
+use crate::model::decode::{decode_carried, Mac};
 use crate::model::jsonw::{self, Object};
 use crate::model::kind::{Direction, Kind};
 use crate::model::label_json::LabelJson;
@@ -332,14 +332,7 @@ impl<'a> PacketRecord<'a> {
         let cap = usize::from(ev.cap_len).min(ev.data.len());
         let frame = &ev.data[..cap];
         // A VXLAN frame: the packet is the inner one, from its own Ethernet header on.
-        let tunnel = (ev.encap == encap::VXLAN)
-            .then(|| crate::model::decode::vxlan(frame))
-            .flatten();
-        let d = match tunnel {
-            Some(t) => decode(&frame[t.inner..], ev.pkt_len.saturating_sub(t.inner as u32)),
-            None if ev.encap == encap::NONE => decode(frame, ev.pkt_len),
-            None => None,
-        };
+        let (d, tunnel) = decode_carried(frame, ev.pkt_len, ev.encap);
         let overlay = tunnel.and_then(|t| topo.overlay_by_vni(t.vni));
         // The kernel saw the whole frame; its kind is authoritative. Fields come from the
         // decoder only when it agrees, so a frame is never shown with misread fields.
@@ -745,18 +738,9 @@ impl DropRecord {
         frame[14..14 + cap].copy_from_slice(&ev.data[..cap]);
         let frame = &frame[..14 + cap];
         // Inside VXLAN: the inner frame is the packet.
-        let tunnel = (ev.encap == encap::VXLAN)
-            .then(|| crate::model::decode::vxlan(frame))
-            .flatten();
-        let d = match tunnel {
-            Some(t) => decode(
-                &frame[t.inner..],
-                (14 + ev.pkt_len).saturating_sub(t.inner as u32),
-            )?,
-            // The packet's length from its network header: length checks see the real end.
-            None if ev.encap == encap::NONE => decode(frame, 14 + ev.pkt_len)?,
-            None => return None,
-        };
+        // The packet's length from its network header: length checks see the real end.
+        let (d, tunnel) = decode_carried(frame, 14 + ev.pkt_len, ev.encap);
+        let d = d?;
         let kind = d.kind?;
         let vxlan = tunnel.map(|t| VxlanView {
             vni: t.vni,
