@@ -126,7 +126,7 @@ fn keyed(rules: &[Rule]) -> Vec<(RuleKey<'_>, &Rule)> {
 }
 
 /// Compares the counters of dropping rules (`DROP`, `REJECT`) and `DROP` policies
-/// between two snapshots, and lists those that rose. `drops` is how many
+/// between two snapshots, and lists those that rose (a rule added in between from zero). `drops` is how many
 /// `NETFILTER_DROP` drops were seen in between (0 if unknown); the attribution is
 /// certain only if exactly one counter rose, by exactly that much.
 pub fn attribute(before: &Ruleset, after: &Ruleset, drops: u64) -> Attribution {
@@ -140,9 +140,9 @@ pub fn attribute(before: &Ruleset, after: &Ruleset, drops: u64) -> Attribution {
         if !rule.drops() {
             continue;
         }
-        let Some(&was) = old.get(&key) else {
-            continue;
-        };
+        // A rule added since `before` (`iptables -I` while netlab runs, Docker's rules for
+        // a new network) started counting at zero.
+        let was = old.get(&key).copied().unwrap_or(0);
         if rule.packets > was {
             culprits.push(Culprit {
                 family: rule.family,

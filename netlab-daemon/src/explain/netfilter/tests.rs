@@ -374,7 +374,7 @@ fn identical_rules_are_matched_by_occurrence() {
 }
 
 #[test]
-fn added_and_removed_rules_are_ignored() {
+fn added_rules_count_from_zero_and_removed_ones_are_ignored() {
     let before = fixture(0, 0, 0);
     let mut after = fixture(0, 0, 0);
     after.rules.push(Rule {
@@ -387,13 +387,28 @@ fn added_and_removed_rules_are_ignored() {
         bytes: 420,
     });
     after.rules.retain(|r| r.spec != STAGE2_PROD);
-    assert!(attribute(&before, &after, 5).culprits.is_empty());
-    // A rule of the other family with the same text is a different rule.
+    let a = attribute(&before, &after, 5);
+    let found: Vec<(&str, u64)> = a
+        .culprits
+        .iter()
+        .map(|c| (c.rule.as_str(), c.delta))
+        .collect();
+    assert_eq!(found, [("DOCKER-USER -p icmp -j DROP", 5)]);
+    assert!(a.certain);
+    // A rule of the other family with the same text is a different rule: new, from zero.
+    let before = fixture(3, 0, 0);
     let mut v6 = fixture(3, 0, 0);
+    v6.rules.retain(|r| r.spec == STAGE2_DEVOPS);
     for r in &mut v6.rules {
         r.family = Family::Ipv6;
     }
-    assert!(attribute(&before, &v6, 3).culprits.is_empty());
+    let a = attribute(&before, &v6, 3);
+    let found: Vec<(Family, &str, u64)> = a
+        .culprits
+        .iter()
+        .map(|c| (c.family, c.rule.as_str(), c.delta))
+        .collect();
+    assert_eq!(found, [(Family::Ipv6, STAGE2_DEVOPS, 3)]);
 }
 
 #[test]
