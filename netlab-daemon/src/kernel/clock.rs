@@ -41,6 +41,12 @@ impl Clock {
         UnixNanos(mono_ns.saturating_add(self.offset_ns))
     }
 
+    /// The monotonic time of a Unix time (another host's event, say), by this host's
+    /// offset; times before this clock's start are 0.
+    pub fn to_monotonic(&self, unix: UnixNanos) -> u64 {
+        unix.0.saturating_sub(self.offset_ns)
+    }
+
     /// The current monotonic time in ns, on the kernel's clock.
     pub fn monotonic_now() -> u64 {
         now(libc::CLOCK_MONOTONIC)
@@ -111,6 +117,63 @@ impl UnixNanos {
         }
         Tod(self)
     }
+}
+
+impl std::str::FromStr for UnixNanos {
+    type Err = String;
+
+    /// Reads what [`Display`](fmt::Display) writes, `2026-11-27T18:25:24.123456789Z`, also
+    /// with fewer fractional digits or none (UTC only: what every netlab writes).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("'{s}' is not an RFC 3339 UTC time");
+        let b = s.as_bytes();
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+            return Err(bad());
+        }
+        if b[16] != b':' || b.last() != Some(&b'Z') {
+            return Err(bad());
+        }
+        let num = |r: std::ops::Range<usize>| -> Result<u64, String> {
+            let t = s.get(r).ok_or_else(bad)?;
+            if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            t.parse().map_err(|_| bad())
+        };
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+            return Err(bad());
+        }
+        let frac = match b[19] {
+            b'Z' if b.len() == 20 => 0,
+            b'.' if (22..=30).contains(&b.len()) => {
+                let digits = b.len() - 21;
+                num(20..b.len() - 1)? * 10u64.pow(9 - digits as u32)
+            }
+            _ => return Err(bad()),
+        };
+        let days = days_from_civil(y as i64, mo as u32, d as u32);
+        let secs = u64::try_from(days)
+            .map_err(|_| bad())?
+            .saturating_mul(86_400)
+            .saturating_add(h * 3600 + mi * 60 + sec);
+        Ok(UnixNanos(
+            secs.saturating_mul(1_000_000_000).saturating_add(frac),
+        ))
+    }
+}
+
+/// (year, month, day) to days since 1970-01-01, proleptic Gregorian (the inverse of
+/// [`civil_from_days`], Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Length of the RFC 3339 text of a [`UnixNanos`]: a `u64` of nanoseconds ends in 2554, so
@@ -193,6 +256,40 @@ mod tests {
             UnixNanos(951_782_400 * 1_000_000_000).to_string(),
             "2000-02-29T00:00:00.000000000Z"
         );
+    }
+
+    #[test]
+    fn rfc3339_is_read_back() {
+        for t in [
+            0,
+            951_782_400 * 1_000_000_000,
+            1_795_803_924_123_456_789,
+            4_102_444_799_999_999_999,
+        ] {
+            let text = UnixNanos(t).to_string();
+            assert_eq!(text.parse::<UnixNanos>(), Ok(UnixNanos(t)), "{text}");
+        }
+        assert_eq!(
+            "2026-11-27T18:25:24.5Z".parse::<UnixNanos>(),
+            Ok(UnixNanos(1_795_803_924_500_000_000))
+        );
+        assert_eq!(
+            "2026-11-27T18:25:24Z".parse::<UnixNanos>(),
+            Ok(UnixNanos(1_795_803_924_000_000_000))
+        );
+        for bad in [
+            "",
+            "2026-11-27 18:25:24Z",
+            "2026-11-27T18:25:24.123+01:00",
+            "2026-13-27T18:25:24Z",
+            "2026-11-27T18:25:24.Z",
+            "2026-11-27T18:25:24.1234567890Z",
+            "20x6-11-27T18:25:24Z",
+        ] {
+            assert!(bad.parse::<UnixNanos>().is_err(), "{bad}");
+        }
+        let clock = Clock::new();
+        assert_eq!(clock.to_monotonic(clock.to_unix(12_345)), 12_345);
     }
 
     fn assert_bytes_match_display(times: Vec<u64>) {
