@@ -548,6 +548,8 @@ fn sighting<'a>(rec: &PacketRecord<'a>, ts_ns: u64) -> Option<Sighting<'a>> {
         direction: rec.direction,
         src_container: rec.src.container,
         dst_container: rec.dst.container,
+        vni: rec.vxlan.as_ref().map(|v| v.vni),
+        host: None,
     })
 }
 

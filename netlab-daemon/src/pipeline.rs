@@ -425,6 +425,50 @@ impl Pipeline {
         c.poll_each(now_ns, |f| emit_to(outputs, Event::Finished(&f), ctx))
     }
 
+    /// Adds what a peer saw (`--peer`) to the journeys: its time mapped to this host's
+    /// monotonic clock, its hops and drop labelled with the peer's name.
+    pub fn peer(&mut self, item: &crate::api::peer::PeerItem) {
+        let Some(c) = self.journeys.as_mut() else {
+            return;
+        };
+        let ts_ns = self.clock.to_monotonic(item.ts);
+        let host = Some(&*item.host);
+        match (&item.drop, item.direction, item.iface.as_deref()) {
+            (Some(d), _, iface) => c.observe_drop(&journey::DropSighting {
+                ts_ns,
+                kind: item.kind,
+                src_ip: item.src_ip,
+                dst_ip: item.dst_ip,
+                src_container: item.src_container.as_deref(),
+                dst_container: item.dst_container.as_deref(),
+                id: item.id,
+                seq: item.seq,
+                reason: &d.reason,
+                location: d.location.as_deref(),
+                iface,
+                rule: d.rule.as_deref(),
+                hook: d.hook.as_deref(),
+                host,
+            }),
+            (None, Some(direction), Some(iface)) => c.observe(&journey::Sighting {
+                ts_ns,
+                kind: item.kind,
+                src_ip: item.src_ip,
+                dst_ip: item.dst_ip,
+                id: item.id,
+                seq: item.seq,
+                iface,
+                ifindex: item.ifindex,
+                direction,
+                src_container: item.src_container.as_deref(),
+                dst_container: item.dst_container.as_deref(),
+                vni: item.vni,
+                host,
+            }),
+            (None, _, _) => {}
+        }
+    }
+
     /// Finishes every pending journey (at exit).
     pub fn flush_journeys(&mut self) -> anyhow::Result<()> {
         let Some(c) = self.journeys.as_mut() else {
@@ -572,6 +616,8 @@ fn observe(c: &mut Correlator, rec: &PacketRecord<'_>, ts_ns: u64) {
             direction: rec.direction,
             src_container: rec.src.container,
             dst_container: rec.dst.container,
+            vni: rec.vxlan.as_ref().map(|v| v.vni),
+            host: None,
         });
     } else if let Some(a) = rec.arp.as_ref() {
         if matches!(kind, Kind::ArpRequest | Kind::ArpReply) {
@@ -614,6 +660,7 @@ fn observe_drop(c: &mut Correlator, rec: &DropRecord) {
         iface: rec.iface.name.as_deref(),
         rule: rec.drop.rule.as_ref().map(|r| r.rule.as_str()),
         hook: rec.drop.hook.as_deref(),
+        host: None,
     });
 }
 

@@ -98,6 +98,8 @@ pub struct Options {
     /// The Docker engine's facts (which firewall it writes), when known without a feed
     /// (`diagnose`); with [`Source::Docker`], the feed's.
     pub engine: Option<crate::docker::EngineFacts>,
+    /// Other hosts' daemons whose echo packets and drops join the journeys (`--peer`).
+    pub peers: Vec<crate::api::peer::PeerSpec>,
 }
 
 impl Options {
@@ -115,6 +117,7 @@ impl Options {
             kallsyms: None,
             pin_dir: None,
             engine: None,
+            peers: Vec::new(),
         }
     }
 }
@@ -139,6 +142,8 @@ pub enum Wake {
     AttachPending,
     /// A port's attachment finished.
     Attached(Result<AttachDone, tokio::task::JoinError>),
+    /// A peer saw an echo packet or a drop.
+    Peer(crate::api::peer::PeerItem),
 }
 
 /// What [`Session::handle`] did that a command may act on too.
@@ -170,6 +175,10 @@ pub struct Session {
     /// Whether the outputs still want events (no closed pipe, `--count` not reached).
     more: bool,
     docker_answered: bool,
+    /// Other hosts' daemons being read (`--peer`).
+    peers: Option<crate::api::peer::Peers>,
+    /// Journeys are finished this much behind the clock, waiting for peers' sightings.
+    journey_lag_ns: u64,
 }
 
 impl Session {
@@ -307,6 +316,14 @@ impl Session {
         let journeys = opts
             .journey_timeout
             .map(|t| Correlator::with_timeout(t.as_nanos() as u64));
+        let peers = match &journeys {
+            Some(_) => crate::api::peer::Peers::start(&opts.peers),
+            None => None,
+        };
+        let journey_lag_ns = match peers {
+            Some(_) => crate::api::peer::PEER_LAG.as_nanos() as u64,
+            None => 0,
+        };
         if let Some(p) = &pins {
             // Every link is on this build's programs now.
             p.remove_other_builds();
@@ -326,6 +343,8 @@ impl Session {
             attaching: None,
             more: true,
             docker_answered,
+            peers,
+            journey_lag_ns,
         })
     }
 
@@ -378,6 +397,7 @@ impl Session {
             drain_at,
             attaching: job,
             more,
+            peers,
             ..
         } = self;
         let due = *drain_at;
@@ -416,6 +436,12 @@ impl Session {
                 *job = None;
                 Ok(Wake::Attached(done))
             }
+            item = async {
+                match peers.as_mut() {
+                    Some(p) => p.recv().await,
+                    None => std::future::pending().await,
+                }
+            }, if peers.is_some() => Ok(Wake::Peer(item)),
         }
     }
 
@@ -462,6 +488,7 @@ impl Session {
                 self.obs
                     .finish_attach(done.context("attaching a new port")?);
             }
+            Wake::Peer(item) => self.pipeline.peer(&item),
         }
         if self.pipeline.has_pending_drops() && self.attribute_at.is_none() {
             // Let the firewall counters settle, then read them once for the batch.
@@ -484,7 +511,7 @@ impl Session {
                 f.rescan_soon();
             }
         }
-        p.poll_journeys(Clock::monotonic_now())?;
+        p.poll_journeys(Clock::monotonic_now().saturating_sub(self.journey_lag_ns))?;
         self.topo_events.poll();
         p.topology(self.topo_events.take())?;
         self.more = p.flush()? && !p.full();

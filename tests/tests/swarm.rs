@@ -149,17 +149,7 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
     let n1 = &pair.swarm.nodes[0];
     let net = &pair.net;
     let (a, b, b_ip) = (&pair.a, &pair.b, &pair.b_ip);
-    let vni: u64 = n1
-        .docker(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{index .Options \"com.docker.network.driver.overlay.vxlanid_list\"}}",
-            net,
-        ])?
-        .trim()
-        .parse()
-        .context("the overlay's VNI")?;
+    let vni = overlay_vni(n1, net)?;
 
     let watch = watch_on(n1, &bin, &["--kind", "icmp", "--kind", "journey"])?;
     // Inner IPv4 protocol and ICMP type, behind UDP (8), VXLAN (8) and Ethernet (14).
@@ -525,6 +515,176 @@ fn a_container_removed_on_node_2_is_explained() -> Result<()> {
     Ok(())
 }
 
+/// One ping from a container on node 1 to one on node 2 is one journey with its hops on
+/// both nodes: netlab on node 1 reads node 2's daemon over its API (`--peer`), a second
+/// netlab as a second host would run it. With the VXLAN port then blocked on node 2, each
+/// journey says node 2 dropped it and by which rule. Witnesses: ping's own statistics and
+/// the rule's own counter.
+#[test]
+fn a_ping_across_hosts_is_one_journey_with_both_nodes_hops() -> Result<()> {
+    let bin = docker_or_skip!();
+    let pair = OverlayPair::create("vxj")?;
+    let [n1, n2] = &pair.swarm.nodes;
+    let (a, b, b_ip) = (&pair.a, &pair.b, &pair.b_ip);
+    let vni = overlay_vni(n1, &pair.net)?;
+    let api = format!("{}:9464", NODE_ADDRS[1]);
+    let mut daemon = n2.enter()?;
+    daemon.arg(&bin).args([
+        "daemon",
+        "--cleanup-on-exit",
+        "--listen",
+        &api,
+        "--allow-remote",
+    ]);
+    let daemon = Background::start(daemon, "daemon: watching", DAEMON_READY)?;
+    let peer = format!("node2={api}");
+    let mut watch = watch_on(n1, &bin, &["--kind", "journey", "--peer", &peer])?;
+    watch.wait_for("peer node2: reading", Duration::from_secs(10))?;
+
+    let sent = 4;
+    let (ping, stats) = ping_from(n1, a, b_ip, sent)?;
+    let rule = "INPUT -p udp -m udp --dport 4789 -j DROP";
+    run(Command::new("ip")
+        .args(["netns", "exec", n2.netns.name(), "iptables", "-I"])
+        .args(rule.split_whitespace()))?;
+    let blocked = 3;
+    let (ping_blocked, stats_blocked) = ping_from(n1, a, b_ip, blocked)?;
+    // Unanswered after 2 s, finished 1 s behind the clock to wait for the peer.
+    std::thread::sleep(Duration::from_secs(4));
+    let out = parse_output_of(watch.stop(libc::SIGINT)?)?;
+    let counted = rule_counter_in(n2.netns.name(), "filter", rule)?;
+    let stopped = daemon.stop(libc::SIGTERM)?;
+    anyhow::ensure!(
+        stopped.status.success(),
+        "node 2's daemon exited {}: {}",
+        stopped.status,
+        stopped.stderr
+    );
+    anyhow::ensure!(
+        stats.transmitted == sent && stats.received == sent,
+        "ping {a} → {b} ({b_ip}): {ping}"
+    );
+    anyhow::ensure!(
+        stats_blocked.transmitted == blocked && stats_blocked.received == 0,
+        "ping across the blocked port: {ping_blocked}"
+    );
+
+    let ours = |result: &str| -> Vec<&Value> {
+        out.events
+            .iter()
+            .filter(|e| {
+                e["kind"] == "journey"
+                    && e["src"]["container"] == a.as_str()
+                    && e["dst"]["ip"] == b_ip.as_str()
+                    && e["result"] == result
+            })
+            .collect()
+    };
+    let hops = |j: &Value, host: Option<&str>, phase: &str| -> Vec<(String, String, u64)> {
+        j["hops"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["host"].as_str() == host && h["phase"] == phase)
+            .map(|h| {
+                (
+                    h["iface"].as_str().unwrap_or_default().to_owned(),
+                    h["direction"].as_str().unwrap_or_default().to_owned(),
+                    h["ts_ns"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let at = |hs: &[(String, String, u64)], iface: &str, dir: &str| {
+        hs.iter()
+            .find(|(i, d, _)| i == iface && d == dir)
+            .map(|h| h.2)
+    };
+    // Answered: node 1's hops and node 2's, the VNI, node 2's in the time between.
+    let answered = ours("answered");
+    anyhow::ensure!(
+        answered.len() as u64 == sent,
+        "{} answered journeys for {sent} pings answered:\n{}\n{}",
+        answered.len(),
+        out.stdout,
+        out.stderr
+    );
+    // The clocks are one here; the two daemons' readings of it differ by microseconds.
+    let slack = 1_000_000;
+    for j in &answered {
+        let (req1, rep1) = (hops(j, None, "request"), hops(j, None, "reply"));
+        let (req2, rep2) = (
+            hops(j, Some("node2"), "request"),
+            hops(j, Some("node2"), "reply"),
+        );
+        let left = at(&req1, "link0", "egress");
+        let back = at(&rep1, "link0", "ingress");
+        let arrived = at(&req2, "link0", "ingress");
+        let answered_there = at(&rep2, "link0", "egress");
+        let (Some(left), Some(back), Some(arrived), Some(answered_there)) =
+            (left, back, arrived, answered_there)
+        else {
+            anyhow::bail!("a journey without link0 on both nodes: {j:#}");
+        };
+        anyhow::ensure!(
+            j["vni"] == vni
+                && req2.len() >= 3
+                && rep2.len() >= 3
+                && left <= arrived + slack
+                && arrived <= answered_there
+                && answered_there <= back + slack,
+            "a journey with node 2's hops (request {req2:?}, reply {rep2:?}) between node \
+             1's link0 out at {left} and in at {back}: {j:#}"
+        );
+    }
+    // Blocked on node 2: the journeys end there, by the rule.
+    let dropped = ours("dropped");
+    anyhow::ensure!(
+        dropped.len() as u64 == blocked && counted == blocked,
+        "{} dropped journeys, the rule counted {counted}, ping sent {blocked}:\n{}",
+        dropped.len(),
+        out.stdout
+    );
+    for j in &dropped {
+        let d = &j["drop"];
+        anyhow::ensure!(
+            d["host"] == "node2"
+                && d["reason"] == "NETFILTER_DROP"
+                && d["iface"] == "link0"
+                && d["rule"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("--dport 4789"))
+                && at(&hops(j, None, "request"), "link0", "egress").is_some(),
+            "a journey dropped on node 2: {j:#}"
+        );
+    }
+    println!(
+        "{a} → {b} ({b_ip}) across two nodes: {} answered journeys, the first with hops {}; \
+         {} dropped on {} by `{}` (rule counter {counted})",
+        answered.len(),
+        answered[0]["hops"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| format!(
+                "{}{} {}",
+                h["host"]
+                    .as_str()
+                    .map(|h| format!("{h}:"))
+                    .unwrap_or_default(),
+                h["iface"].as_str().unwrap_or_default(),
+                h["direction"].as_str().unwrap_or_default()
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        dropped.len(),
+        dropped[0]["drop"]["host"],
+        dropped[0]["drop"]["rule"].as_str().unwrap_or_default()
+    );
+    pair.remove(&[])?;
+    Ok(())
+}
+
 /// A two-node Swarm with an attachable overlay network, container `a` on it on node 1
 /// and `b` on node 2 (the lab's busybox, sleeping).
 struct OverlayPair {
@@ -579,6 +739,20 @@ impl OverlayPair {
         drop(self.swarm);
         Ok(())
     }
+}
+
+/// The VNI of overlay `net`, as `node`'s engine gives it.
+fn overlay_vni(node: &netlab_tests::swarm::Node, net: &str) -> Result<u64> {
+    node.docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{index .Options \"com.docker.network.driver.overlay.vxlanid_list\"}}",
+        net,
+    ])?
+    .trim()
+    .parse()
+    .context("the overlay's VNI")
 }
 
 /// `netlab watch --json ARGS...` on `node` (in its namespaces, talking to its engine),

@@ -27,19 +27,26 @@ impl Client {
     pub async fn connect() -> Option<Client> {
         let path = socket_path();
         let stream = tokio::net::UnixStream::connect(&path).await.ok()?;
+        Client::handshake(stream).await.ok()
+    }
+
+    /// A client over `stream` (a unix socket, or TCP to another host's daemon), once the
+    /// other end answered `/v1/health` as netlab does.
+    pub async fn handshake<S>(stream: S) -> anyhow::Result<Client>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
-                .ok()?;
+                .context("HTTP handshake")?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
         let mut c = Client { sender };
-        // Anything that answers the socket but not as netlab is not our daemon.
-        c.get_json::<serde::de::IgnoredAny>("/v1/health")
-            .await
-            .ok()?;
-        Some(c)
+        // Anything that answers but not as netlab is not our daemon.
+        c.get_json::<serde::de::IgnoredAny>("/v1/health").await?;
+        Ok(c)
     }
 
     async fn get(&mut self, path: &str) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {

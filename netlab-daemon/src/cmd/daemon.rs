@@ -66,6 +66,11 @@ pub struct DaemonArgs {
     /// never changes a packet's fate). Without it, rules are found by their counters.
     #[arg(long)]
     pub nftrace: bool,
+    /// Another host's netlab daemon (`--listen ADDR:PORT --allow-remote` there): its echo
+    /// packets and drops join this daemon's journeys, its hops named NAME (default: HOST).
+    /// Repeatable. Journeys then finish 1 s later.
+    #[arg(long = "peer", value_name = "[NAME=]HOST:PORT")]
+    pub peers: Vec<crate::api::peer::PeerSpec>,
     /// Seconds a removed container's series stay in /metrics.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub grace: u64,
@@ -461,6 +466,7 @@ pub async fn run(args: DaemonArgs, prepared: Prepared) -> anyhow::Result<()> {
         kallsyms,
         pin_dir: Some(args.pin_dir.clone()),
         engine: None,
+        peers: args.peers.clone(),
     };
     let (events, _) = broadcast::channel(CLIENT_QUEUE);
     let mut session = Session::start(

@@ -67,6 +67,15 @@ pub struct WatchArgs {
     /// An echo request without reply after SECS seconds is reported unanswered.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
     pub journey_timeout: Duration,
+    /// Another host's netlab daemon (started with `--listen ADDR:PORT --allow-remote`):
+    /// its echo packets and drops join this host's journeys, its hops named NAME
+    /// (default: HOST). Repeatable. Journeys then finish 1 s later.
+    #[arg(
+        long = "peer",
+        value_name = "[NAME=]HOST:PORT",
+        conflicts_with = "no_journeys"
+    )]
+    pub peers: Vec<crate::api::peer::PeerSpec>,
 }
 
 /// Options of `netlab capture`: those of `watch`, and the file.
@@ -153,6 +162,7 @@ fn daemon_can_serve(a: &WatchArgs) -> bool {
         && !a.no_drops
         && !a.no_journeys
         && a.journey_timeout == JOURNEY_TIMEOUT
+        && a.peers.is_empty()
 }
 
 /// `netlab watch` through a running daemon: the same lines, the same summary (counted
@@ -350,6 +360,7 @@ async fn run_inner(args: WatchArgs, pcap_file: Option<std::path::PathBuf>) -> an
         kallsyms: None,
         pin_dir: None,
         engine: None,
+        peers: args.peers.clone(),
     };
     let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;

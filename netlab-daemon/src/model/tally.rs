@@ -143,6 +143,7 @@ mod tests {
             dst: end(dst, None),
             id: 7,
             seq: 1,
+            vni: None,
             result: Outcome::Answered,
             rtt_ns: Some(250_000),
             hops: Vec::new(),

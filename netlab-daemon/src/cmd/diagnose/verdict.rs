@@ -394,6 +394,7 @@ pub(super) mod tests {
             direction,
             ts_ns,
             phase,
+            host: None,
         }
     }
 
@@ -412,6 +413,7 @@ pub(super) mod tests {
             },
             id: 7,
             seq: 1,
+            vni: None,
             result,
             rtt_ns: None,
             last_seen: hops.last().cloned(),
@@ -724,6 +726,7 @@ pub(super) mod tests {
             rule: Some("DOCKER-ISOLATION-STAGE-2 -o br-prod -j DROP".into()),
             hook: Some("forward".into()),
             phase: Phase::Request,
+            host: None,
         });
         let clock = crate::kernel::clock::Clock::new();
         let mut out = Vec::new();

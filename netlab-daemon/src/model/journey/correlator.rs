@@ -44,6 +44,7 @@ pub struct Correlator {
     next_serial: u64,
     evicted: u64,
     orphan_replies: u64,
+    peers_only: u64,
     /// How many the last `poll` returned: the next one reserves room for as many (up to
     /// [`POLL_RESERVE_MAX`]), so that its result (big records, thousands under a flood) is
     /// not grown step by step.
@@ -89,6 +90,7 @@ impl Correlator {
             next_serial: 0,
             evicted: 0,
             orphan_replies: 0,
+            peers_only: 0,
             last_poll_len: 0,
         }
     }
@@ -106,6 +108,12 @@ impl Correlator {
     /// Replies discarded because their request was never seen.
     pub fn orphan_replies(&self) -> u64 {
         self.orphan_replies
+    }
+
+    /// Journeys seen only by peers (`watch --peer`), never on this host: not handed out
+    /// (they are the peers' own), only counted here.
+    pub fn peers_only(&self) -> u64 {
+        self.peers_only
     }
 
     /// Journeys and ARP pairs not finished yet.
@@ -343,6 +351,10 @@ impl Correlator {
         self.by_age.remove(p.serial);
         if p.first_request_ts.is_none() && p.drop.is_none() {
             self.orphan_replies += 1;
+            return None;
+        }
+        if !p.here {
+            self.peers_only += 1;
             return None;
         }
         let src = Label::new(p.src_container.as_ref(), key.requester);

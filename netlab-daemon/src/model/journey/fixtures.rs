@@ -62,6 +62,8 @@ pub(super) fn echo(
         direction,
         src_container: Some(sc),
         dst_container: Some(dc),
+        vni: None,
+        host: None,
     }
 }
 
@@ -102,6 +104,7 @@ pub(super) fn drop_of(ts_ns: u64, phase: Phase, seq: u16) -> DropSighting<'stati
         iface: Some("br-net"),
         rule: Some("filter FORWARD DROP"),
         hook: Some("forward"),
+        host: None,
     }
 }
 

@@ -52,12 +52,20 @@ fn journey_human(j: &Journey, out: &mut String) {
         "ping"
     };
     let _ = write!(out, "  {proto} id={} seq={}  ", j.id, j.seq);
+    if let Some(vni) = j.vni {
+        let _ = write!(out, "vxlan {vni}  ");
+    }
     match (j.result, j.rtt_ns) {
         (Outcome::Answered, Some(rtt)) => {
             let _ = write!(out, "answered in {} ms", Millis(rtt));
         }
         (Outcome::Answered, None) => out.push_str("answered"),
-        (Outcome::Dropped, _) => out.push_str("DROPPED"),
+        (Outcome::Dropped, _) => {
+            out.push_str("DROPPED");
+            if let Some(host) = j.drop.as_ref().and_then(|d| d.host.as_deref()) {
+                let _ = write!(out, " on host {host}");
+            }
+        }
         (Outcome::Unanswered, _) => out.push_str("unanswered"),
     }
     if let (Outcome::Dropped, Some(d)) = (j.result, &j.drop) {
@@ -76,7 +84,8 @@ fn journey_human(j: &Journey, out: &mut String) {
         }
     }
     if let Some(h) = &j.last_seen {
-        let _ = write!(out, ", last seen on {} {}", h.iface, short(h.direction));
+        out.push_str(", last seen on ");
+        hop_at(out, h);
     }
     for phase in [Phase::Request, Phase::Reply] {
         let mut hops = j.hops.iter().filter(|h| h.phase == phase).peekable();
@@ -91,9 +100,18 @@ fn journey_human(j: &Journey, out: &mut String) {
             if i > 0 {
                 out.push_str(", ");
             }
-            let _ = write!(out, "{} {}", h.iface, short(h.direction));
+            hop_at(out, h);
         }
     }
+}
+
+/// `vethA in`, or `node2:link0 in` for a peer's hop.
+fn hop_at(out: &mut String, h: &super::record::Hop) {
+    if let Some(host) = &h.host {
+        out.push_str(host);
+        out.push(':');
+    }
+    let _ = write!(out, "{} {}", h.iface, short(h.direction));
 }
 
 fn short(d: Direction) -> &'static str {
@@ -175,6 +193,27 @@ mod tests {
             ),
             "{}",
             lines[2]
+        );
+
+        // A peer's hops and drop (`watch --peer`) are named by their host.
+        let Some(Finished::Journey(mut j)) = done.get(1).cloned() else {
+            panic!("the dropped journey");
+        };
+        j.vni = Some(4097);
+        j.hops[0].host = Some("node2".into());
+        if let Some(d) = j.drop.as_mut() {
+            d.host = Some("node2".into());
+        }
+        j.last_seen = j.hops.first().cloned();
+        let mut peer = String::new();
+        write_human(&Finished::Journey(j), &clock, &mut peer);
+        assert!(
+            peer.contains(
+                "ping id=7 seq=2  vxlan 4097  DROPPED on host node2 (request): NETFILTER_DROP"
+            ) && peer
+                .trim_end()
+                .ends_with("last seen on node2:vethA in  request: node2:vethA in"),
+            "{peer}"
         );
 
         let stats = c.stats();

@@ -38,6 +38,7 @@ fn journey_members(o: &mut Object<'_>, j: &Journey) {
     end_json(o.key("dst"), &j.dst);
     o.u32("id", u32::from(j.id));
     o.u32("seq", u32::from(j.seq));
+    o.opt_u32("vni", j.vni);
     o.ascii("result", j.result.name().as_bytes());
     match j.rtt_ns {
         Some(rtt) => o.u64("rtt_ns", rtt),
@@ -90,6 +91,7 @@ fn hop_json(out: &mut Vec<u8>, h: &Hop) {
     o.ascii("direction", h.direction.name().as_bytes());
     o.u64("ts_ns", h.ts_ns);
     o.ascii("phase", h.phase.name().as_bytes());
+    o.opt_str("host", h.host.as_deref());
     o.end();
 }
 
@@ -102,6 +104,7 @@ fn drop_json(out: &mut Vec<u8>, d: &JourneyDrop) {
     o.opt_str("rule", d.rule.as_deref());
     o.opt_str("hook", d.hook.as_deref());
     o.ascii("phase", d.phase.name().as_bytes());
+    o.opt_str("host", d.host.as_deref());
     o.end();
 }
 
@@ -233,6 +236,7 @@ mod tests {
                     iface: name(r >> 40),
                     rule: name(r >> 44),
                     hook: name(r >> 48),
+                    host: None,
                 });
             } else if r >> 28 & 15 == 1 {
                 c.observe_arp(&ArpSighting {
@@ -258,6 +262,8 @@ mod tests {
                     direction: if r >> 38 & 1 == 0 { Ingress } else { Egress },
                     src_container: name(r >> 40),
                     dst_container: name(r >> 44),
+                    vni: None,
+                    host: None,
                 });
             }
             if r >> 50 & 15 == 0 {
@@ -305,6 +311,7 @@ mod tests {
                 } else {
                     Phase::Reply
                 },
+                host: opt(n >> 40),
             };
             let family = if r & 1 == 0 {
                 Family::Icmp
@@ -327,6 +334,7 @@ mod tests {
                 dst: end(next()),
                 id: (r >> 8) as u16,
                 seq: (r >> 24) as u16,
+                vni: (r >> 52 & 1 == 0).then_some((r >> 53) as u32 & 0xff_ffff),
                 result: [Outcome::Answered, Outcome::Dropped, Outcome::Unanswered]
                     [(r >> 40) as usize % 3],
                 rtt_ns: (r >> 42 & 1 == 0).then(|| next() >> (r % 64)),
@@ -344,6 +352,7 @@ mod tests {
                     } else {
                         Phase::Reply
                     },
+                    host: opt(next()),
                 }),
                 last_seen: (r >> 51 & 1 == 0).then(|| hop(next())),
             }));

@@ -40,6 +40,16 @@
 //! by a drop is always emitted, even without a request sighting; its `ts_ns` is then its
 //! earliest sighting or drop.
 //!
+//! # Peers
+//!
+//! Sightings and drops may come from another host's netlab (`watch --peer`), with its name
+//! in `host` and its time already on this host's clock. They join journeys like this
+//! host's own; their hops and drop keep the host's name, and the same interface on two
+//! hosts is two hops. A journey no sighting or drop of this host joined (a ping between
+//! two of a peer's own containers) is the peer's: it is not handed out, not counted in
+//! the statistics, and counted by [`Correlator::peers_only`]. A journey's `vni` is the
+//! VXLAN network identifier of its first sighting inside VXLAN.
+//!
 //! # ARP
 //!
 //! A request (sender asks for target) with no reply (sender and target swapped) within

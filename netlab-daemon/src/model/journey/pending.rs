@@ -97,6 +97,7 @@ impl Key {
 /// An observation point of a pending journey.
 #[derive(Debug)]
 struct PendingHop {
+    host: Option<Arc<str>>,
     iface: Arc<str>,
     ifindex: u32,
     direction: Direction,
@@ -112,6 +113,7 @@ impl PendingHop {
             direction: self.direction,
             ts_ns: self.ts_ns,
             phase: self.phase,
+            host: self.host.as_deref().map(str::to_owned),
         }
     }
 }
@@ -126,6 +128,7 @@ pub(super) struct PendingDrop {
     iface: Option<Arc<str>>,
     rule: Option<Arc<str>>,
     hook: Option<Arc<str>>,
+    host: Option<Arc<str>>,
 }
 
 /// A journey not finished yet.
@@ -142,6 +145,10 @@ pub(super) struct Pending {
     pub(super) first_request_ts: Option<u64>,
     last_reply_ts: Option<u64>,
     hops: Vec<PendingHop>,
+    /// The VXLAN network identifier, once seen inside VXLAN.
+    vni: Option<u32>,
+    /// Whether this host saw it (a hop or a drop here), not only peers.
+    pub(super) here: bool,
     /// Boxed: few journeys see a drop, and every journey is moved in and out of the map.
     pub(super) drop: Option<Box<PendingDrop>>,
 }
@@ -158,6 +165,8 @@ impl Pending {
             first_request_ts: None,
             last_reply_ts: None,
             hops: Vec::with_capacity(HOPS_CAPACITY),
+            vni: None,
+            here: false,
             drop: None,
         }
     }
@@ -188,16 +197,22 @@ impl Pending {
         if self.dst_container.is_none() {
             self.dst_container = names.get_opt(responder);
         }
+        self.here |= s.host.is_none();
+        if self.vni.is_none() {
+            self.vni = s.vni;
+        }
         let seen = self.hops.iter().position(|h| {
             h.ifindex == s.ifindex
                 && h.direction == s.direction
                 && h.phase == phase
                 && *h.iface == *s.iface
+                && h.host.as_deref() == s.host
         });
         if let Some(h) = seen.and_then(|i| self.hops.get_mut(i)) {
             h.ts_ns = h.ts_ns.min(s.ts_ns);
         } else if self.hops.len() < MAX_HOPS {
             self.hops.push(PendingHop {
+                host: names.get_opt(s.host),
                 iface: names.get(s.iface),
                 ifindex: s.ifindex,
                 direction: s.direction,
@@ -219,6 +234,7 @@ impl Pending {
         if self.dst_container.is_none() {
             self.dst_container = names.get_opt(responder);
         }
+        self.here |= d.host.is_none();
         if self.drop.as_ref().is_none_or(|old| d.ts_ns >= old.ts_ns) {
             self.drop = Some(Box::new(PendingDrop {
                 ts_ns: d.ts_ns,
@@ -228,6 +244,7 @@ impl Pending {
                 iface: names.get_opt(d.iface),
                 rule: names.get_opt(d.rule),
                 hook: names.get_opt(d.hook),
+                host: names.get_opt(d.host),
             }));
         }
     }
@@ -316,6 +333,7 @@ impl Pending {
             },
             id: key.id,
             seq: key.seq,
+            vni: self.vni,
             result,
             rtt_ns,
             hops: hops.iter().map(PendingHop::to_hop).collect(),
@@ -326,6 +344,7 @@ impl Pending {
                 rule: text(&d.rule),
                 hook: text(&d.hook),
                 phase: d.phase,
+                host: text(&d.host),
             }),
             last_seen,
         }

@@ -74,6 +74,9 @@ pub struct Hop {
     pub ts_ns: u64,
     /// Request or reply.
     pub phase: Phase,
+    /// The peer host it was seen on (`watch --peer`); absent: this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// The drop that ended a journey.
@@ -95,6 +98,9 @@ pub struct JourneyDrop {
     pub hook: Option<String>,
     /// Whether the request or the reply was dropped.
     pub phase: Phase,
+    /// The peer host that dropped it (`watch --peer`); absent: this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// The story of one ping.
@@ -116,6 +122,9 @@ pub struct Journey {
     pub id: u16,
     /// Echo sequence number.
     pub seq: u16,
+    /// The VXLAN network identifier it was seen inside, between hosts on a Swarm overlay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
     /// How it ended.
     pub result: Outcome,
     /// First request sighting to last reply sighting, when answered.

@@ -32,6 +32,10 @@ pub struct Sighting<'a> {
     pub src_container: Option<&'a str>,
     /// Container owning the destination address, if known.
     pub dst_container: Option<&'a str>,
+    /// The VXLAN network identifier, when it was seen inside VXLAN.
+    pub vni: Option<u32>,
+    /// The peer host that saw it (`watch --peer`); `None`: this host.
+    pub host: Option<&'a str>,
 }
 
 /// The kernel dropped an echo packet.
@@ -64,6 +68,8 @@ pub struct DropSighting<'a> {
     pub rule: Option<&'a str>,
     /// Netfilter hook, if known.
     pub hook: Option<&'a str>,
+    /// The peer host that dropped it (`watch --peer`); `None`: this host.
+    pub host: Option<&'a str>,
 }
 
 /// One observation of an ARP request or reply.

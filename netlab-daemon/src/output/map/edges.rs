@@ -237,7 +237,12 @@ impl Edges {
                     last.reason.clone_from(&d.reason);
                     last.location.clone_from(&d.location);
                     last.hook.clone_from(&d.hook);
-                    last.iface.clone_from(&d.iface);
+                    last.iface = match (&d.host, &d.iface) {
+                        // A peer's drop (`--peer`): on which host.
+                        (Some(host), Some(i)) => Some(format!("{host}:{i}")),
+                        (Some(host), None) => Some(host.clone()),
+                        (None, i) => i.clone(),
+                    };
                     last.phase = d.phase.name();
                     if d.rule.is_some() {
                         last.rule.clone_from(&d.rule);

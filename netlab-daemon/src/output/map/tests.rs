@@ -36,6 +36,7 @@ fn hop(iface: &str, ifindex: u32, direction: Direction, ts_ns: u64, phase: Phase
         direction,
         ts_ns,
         phase,
+        host: None,
     }
 }
 
@@ -86,6 +87,7 @@ fn journey(dst: &str, seq: u16, result: Outcome) -> Journey {
         },
         id: 9,
         seq,
+        vni: None,
         result,
         rtt_ns: (result == Outcome::Answered).then_some(70_000),
         last_seen: hops.last().cloned(),
@@ -97,6 +99,7 @@ fn journey(dst: &str, seq: u16, result: Outcome) -> Journey {
             rule: Some(RULE.into()),
             hook: Some("prerouting".into()),
             phase: Phase::Request,
+            host: None,
         }),
     }
 }
@@ -486,4 +489,35 @@ fn pings_lost_in_a_flood_do_not_turn_an_answered_edge_unanswered() {
     edges.journey(&journey(PROD, 3, Outcome::Answered), t0 + ANSWERED_HOLDS);
     edges.journey(&journey(PROD, 4, Outcome::Dropped), t0 + ANSWERED_HOLDS);
     assert_eq!(state(&edges), "dropped");
+}
+
+/// A peer's hops (`--peer`) are shown as the peer's, even where their index and name are
+/// those of an interface of this host, and a peer's drop says on which host.
+#[test]
+fn a_peers_hops_and_drop_are_named_by_its_host() {
+    let topo = lab();
+    let t0 = Instant::now();
+    let mut edges = Edges::default();
+    let mut j = journey(PROD, 0, Outcome::Dropped);
+    j.hops.push(Hop {
+        host: Some("node2".into()),
+        ..hop("veth1111111", 10, Direction::Egress, 3_000, Phase::Request)
+    });
+    if let Some(d) = j.drop.as_mut() {
+        d.host = Some("node2".into());
+        d.iface = Some("link0".into());
+    }
+    edges.journey(&j, t0);
+    let map = MapView::build(&topo, &edges, status(), t0);
+    let e = &map.edges[0];
+    let labels: Vec<&str> = e.journeys[0]
+        .hops
+        .iter()
+        .map(|h| h.label.as_str())
+        .collect();
+    assert_eq!(labels, ["veth of AppDev", "node2:veth1111111"]);
+    assert_eq!(
+        e.drop.as_ref().and_then(|d| d.iface.as_deref()),
+        Some("node2:link0")
+    );
 }

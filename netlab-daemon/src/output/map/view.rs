@@ -13,7 +13,7 @@ use super::edges::{Edge, Edges, LastDrop};
 use crate::docker::topology::{Role, Topology};
 use crate::explain::firewall::RuleRef;
 use crate::model::decode::Mac;
-use crate::model::journey::{Journey, Phase};
+use crate::model::journey::{Hop, Journey, Phase};
 
 /// The daemon's figures on the status line.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -200,8 +200,13 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// What the map shows of the interface `ifindex` named `name`.
-fn hop_label(topo: &Topology, ifindex: u32, name: &str) -> String {
+/// What the map shows of a hop: this host's interface `ifindex` named `name` by what it
+/// is, a peer's (`--peer`) as `host:name`.
+fn hop_label(topo: &Topology, h: &Hop) -> String {
+    let (ifindex, name) = (h.ifindex, h.iface.as_str());
+    if let Some(host) = &h.host {
+        return format!("{host}:{name}");
+    }
     match topo.iface(ifindex).filter(|o| o.name == name) {
         Some(o) => match (o.role, &o.container, &o.network) {
             (Role::ContainerVeth, Some(c), _) => format!("veth of {c}"),
@@ -225,7 +230,7 @@ fn journey_view(j: &Journey, topo: &Topology) -> JourneyView {
             .iter()
             .map(|h| HopView {
                 iface: h.iface.clone(),
-                label: hop_label(topo, h.ifindex, &h.iface),
+                label: hop_label(topo, h),
                 direction: h.direction.name(),
                 phase: h.phase.name(),
                 at_us: h.ts_ns.saturating_sub(first) / 1000,
@@ -260,7 +265,7 @@ fn edge_view(e: &Edge, topo: &Topology, now: Instant) -> EdgeView {
     };
     // A hand-made leg the latest ping's request went out of.
     let via = e.journeys.back().and_then(|j| {
-        j.hops.iter().find_map(|h| {
+        j.hops.iter().filter(|h| h.host.is_none()).find_map(|h| {
             topo.iface(h.ifindex)
                 .filter(|o| o.name == h.iface && o.role == Role::ManualVeth)
                 .filter(|_| h.phase == Phase::Request)

@@ -35,6 +35,7 @@ fn hop(at: (&str, u32), direction: Direction, ts_ns: u64, phase: Phase) -> Hop {
         direction,
         ts_ns,
         phase,
+        host: None,
     }
 }
 
@@ -268,6 +269,8 @@ fn icmp6_ping() {
         direction: Ingress,
         src_container: Some("alpha"),
         dst_container: Some("beta"),
+        vni: None,
+        host: None,
     };
     c.observe(&base);
     c.observe(&Sighting {
@@ -706,4 +709,66 @@ fn empty_poll() {
     c.observe_drop(&d);
     assert_eq!(c.pending(), 0);
     assert!(c.poll(u64::MAX).is_empty());
+}
+
+/// A ping from this host to a peer's container (`watch --peer`): the peer's hops join the
+/// journey under the peer's name, the same interface on both hosts stays two hops, and a
+/// drop on the peer names it.
+#[test]
+fn a_peers_hops_and_drop_join_the_journey() {
+    let mut c = correlator();
+    let t = 1_000 * MS;
+    let mut here = req(t, 1, ("link0", 2), Egress);
+    here.vni = Some(4097);
+    c.observe(&req(t - MS, 1, VETH_A, Ingress));
+    c.observe(&here);
+    // The peer: the same interface name and index, on the other host.
+    let there = Sighting {
+        host: Some("node2"),
+        direction: Ingress,
+        ts_ns: t + MS,
+        ..here
+    };
+    c.observe(&there);
+    c.observe_drop(&DropSighting {
+        host: Some("node2"),
+        iface: Some("link0"),
+        ..drop_of(t + 2 * MS, Phase::Request, 1)
+    });
+    let j = one_journey(c.poll(t + 2 * MS + SETTLE));
+    assert_eq!(j.result, Outcome::Dropped);
+    assert_eq!(j.vni, Some(4097));
+    let hosts: Vec<(Option<&str>, &str)> = j
+        .hops
+        .iter()
+        .map(|h| (h.host.as_deref(), h.iface.as_str()))
+        .collect();
+    assert_eq!(
+        hosts,
+        [(None, "vethA"), (None, "link0"), (Some("node2"), "link0")]
+    );
+    let d = j.drop.expect("the drop");
+    assert_eq!(d.host.as_deref(), Some("node2"));
+    assert_eq!(
+        j.last_seen.and_then(|h| h.host),
+        Some("node2".to_owned()),
+        "last seen on the peer"
+    );
+}
+
+/// What only a peer saw (a ping between two of its own containers) is its journey, not
+/// this host's: not handed out, counted.
+#[test]
+fn a_ping_only_a_peer_saw_is_left_to_it() {
+    let mut c = correlator();
+    let t = 1_000 * MS;
+    for s in ping(t, 1, 4 * MS) {
+        c.observe(&Sighting {
+            host: Some("node2"),
+            ..s
+        });
+    }
+    assert!(c.poll(t + 4 * MS + SETTLE).is_empty());
+    assert_eq!(c.peers_only(), 1);
+    assert!(c.stats().is_empty(), "not in this host's statistics");
 }
