@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use super::proto::{self, kv, kv_bool, kv_int, LogRecord};
 use super::Stats;
 use crate::docker::topology::Topology;
-use crate::model::event::{DropRecord, Endpoint, PacketRecord};
+use crate::model::event::{DropRecord, Endpoint, IcmpView, PacketRecord, VxlanView};
 use crate::model::journey::{Finished, Journey, Outcome};
+use crate::model::kind::Kind;
 use crate::output::{Ctx, Event, Output};
 
 /// Sends drops and journeys (and sampled packets when asked) to the exporter.
@@ -122,6 +123,57 @@ fn network_type(ip: Option<IpAddr>) -> Option<&'static str> {
     }
 }
 
+/// `netlab.journey.key`: what joins an echo packet, a drop and a journey, on any host
+/// (one collector gathering several hosts' records groups by it): the family, requester,
+/// responder, id and sequence number, the same for the request and its reply. For
+/// example `icmp 10.0.1.3>10.0.1.4 id=7 seq=1`.
+pub fn journey_key(kind: Kind, src: IpAddr, dst: IpAddr, id: u16, seq: u16) -> Option<String> {
+    let (family, requester, responder) = match kind {
+        Kind::IcmpEchoRequest => ("icmp", src, dst),
+        Kind::IcmpEchoReply => ("icmp", dst, src),
+        Kind::Icmp6EchoRequest => ("icmp6", src, dst),
+        Kind::Icmp6EchoReply => ("icmp6", dst, src),
+        _ => return None,
+    };
+    Some(format!(
+        "{family} {requester}>{responder} id={id} seq={seq}"
+    ))
+}
+
+/// The join key of an echo packet or drop with these ends and ICMP header, if it is one.
+fn echo_key_attr(
+    attrs: &mut Vec<proto::KeyValue>,
+    kind: Kind,
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    icmp: Option<&IcmpView>,
+) {
+    let (Some(src), Some(dst), Some(i)) = (src, dst, icmp) else {
+        return;
+    };
+    if let (Some(id), Some(seq)) = (i.id, i.seq) {
+        if let Some(key) = journey_key(kind, src, dst, id, seq) {
+            attrs.push(kv("netlab.journey.key", key));
+        }
+    }
+}
+
+/// The tunnel of a packet seen inside VXLAN (a Swarm overlay between hosts).
+fn vxlan_attrs(attrs: &mut Vec<proto::KeyValue>, v: &VxlanView<'_>) {
+    attrs.push(kv_int("netlab.vxlan.vni", v.vni.into()));
+    if let Some(n) = v.network {
+        attrs.push(kv("netlab.vxlan.network.name", n));
+    }
+    attrs.push(kv(
+        "netlab.vxlan.outer.source.address",
+        v.outer_src.to_string(),
+    ));
+    attrs.push(kv(
+        "netlab.vxlan.outer.destination.address",
+        v.outer_dst.to_string(),
+    ));
+}
+
 /// A drop: what, where, the kernel's reason and the rule with its Docker meaning.
 pub fn drop_record(d: &DropRecord, ctx: Ctx<'_>) -> LogRecord {
     let mut a = Vec::with_capacity(32);
@@ -146,6 +198,10 @@ pub fn drop_record(d: &DropRecord, ctx: Ctx<'_>) -> LogRecord {
         if let Some(seq) = i.seq {
             a.push(kv_int("netlab.icmp.seq", seq.into()));
         }
+    }
+    echo_key_attr(&mut a, d.packet, d.src.ip, d.dst.ip, d.icmp.as_ref());
+    if let Some(v) = &d.vxlan {
+        vxlan_attrs(&mut a, v);
     }
     a.push(kv("netlab.drop.reason", d.drop.reason.clone()));
     if let Some(l) = &d.drop.location {
@@ -219,6 +275,22 @@ pub fn journey_record(f: &Finished, j: &Journey, ctx: Ctx<'_>) -> LogRecord {
     }
     a.push(kv_int("netlab.icmp.id", j.id.into()));
     a.push(kv_int("netlab.icmp.seq", j.seq.into()));
+    let request = match j.family {
+        crate::model::kind::Family::Icmp6 => Kind::Icmp6EchoRequest,
+        _ => Kind::IcmpEchoRequest,
+    };
+    if let Some(key) = journey_key(request, j.src.ip, j.dst.ip, j.id, j.seq) {
+        a.push(kv("netlab.journey.key", key));
+    }
+    if let Some(vni) = j.vni {
+        a.push(kv_int("netlab.vxlan.vni", vni.into()));
+    }
+    let mut peers: Vec<&str> = j.hops.iter().filter_map(|h| h.host.as_deref()).collect();
+    peers.sort_unstable();
+    peers.dedup();
+    if !peers.is_empty() {
+        a.push(kv("netlab.journey.peers", peers.join(", ")));
+    }
     if let Some(rtt) = j.rtt_ns {
         a.push(kv_int("netlab.journey.rtt_ns", rtt as i64));
     }
@@ -237,7 +309,15 @@ pub fn journey_record(f: &Finished, j: &Journey, ctx: Ctx<'_>) -> LogRecord {
     let hops: Vec<String> = j
         .hops
         .iter()
-        .map(|h| format!("{} {} {}", h.phase.name(), h.iface, h.direction.name()))
+        .map(|h| match &h.host {
+            Some(host) => format!(
+                "{} {host}:{} {}",
+                h.phase.name(),
+                h.iface,
+                h.direction.name()
+            ),
+            None => format!("{} {} {}", h.phase.name(), h.iface, h.direction.name()),
+        })
         .collect();
     if !hops.is_empty() {
         a.push(kv("netlab.journey.hops", hops.join(", ")));
@@ -245,6 +325,9 @@ pub fn journey_record(f: &Finished, j: &Journey, ctx: Ctx<'_>) -> LogRecord {
     if let Some(d) = &j.drop {
         a.push(kv("netlab.drop.reason", d.reason.clone()));
         a.push(kv("netlab.drop.phase", d.phase.name()));
+        if let Some(h) = &d.host {
+            a.push(kv("netlab.drop.host", h.clone()));
+        }
         if let Some(l) = &d.location {
             a.push(kv("netlab.drop.location", l.clone()));
         }
@@ -295,6 +378,10 @@ pub fn packet_record(p: &PacketRecord<'_>, ctx: Ctx<'_>) -> LogRecord {
             a.push(kv_int("netlab.icmp.seq", seq.into()));
         }
     }
+    echo_key_attr(&mut a, p.kind, p.src.ip, p.dst.ip, p.icmp.as_ref());
+    if let Some(v) = &p.vxlan {
+        vxlan_attrs(&mut a, v);
+    }
     a.push(kv_int("netlab.packet.sample_rate", p.sample_rate.into()));
     let mut body = String::new();
     p.write_human(&mut body);
@@ -314,5 +401,110 @@ pub fn io_direction(tc: &str) -> &'static str {
         "transmit"
     } else {
         "receive"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::clock::Clock;
+    use crate::model::journey::{Hop, JourneyDrop, JourneyEnd, Phase};
+    use crate::model::kind::{Direction, Family};
+
+    fn attr(r: &LogRecord, key: &str) -> Option<proto::AnyValue> {
+        r.attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.clone())
+    }
+
+    #[test]
+    fn a_request_and_its_reply_share_the_journey_key() {
+        let (a, b): (IpAddr, IpAddr) = (
+            "10.0.1.3".parse().expect("ip"),
+            "10.0.1.4".parse().expect("ip"),
+        );
+        let key = journey_key(Kind::IcmpEchoRequest, a, b, 7, 1);
+        assert_eq!(key.as_deref(), Some("icmp 10.0.1.3>10.0.1.4 id=7 seq=1"));
+        assert_eq!(journey_key(Kind::IcmpEchoReply, b, a, 7, 1), key);
+        assert_eq!(journey_key(Kind::ArpRequest, a, b, 7, 1), None);
+    }
+
+    /// A journey across two hosts carries what a collector joins it by: the key, the VNI,
+    /// the peers and the host that dropped it.
+    #[test]
+    fn a_journey_across_hosts_carries_its_join_keys() {
+        let hop = |host: Option<&str>, iface: &str, ts_ns: u64| Hop {
+            iface: iface.into(),
+            ifindex: 2,
+            direction: Direction::Egress,
+            ts_ns,
+            phase: Phase::Request,
+            host: host.map(str::to_owned),
+        };
+        let j = Journey {
+            kind: "journey",
+            ts_ns: 1_000,
+            family: Family::Icmp,
+            src: JourneyEnd {
+                ip: "10.0.1.3".parse().expect("ip"),
+                container: Some("a".into()),
+            },
+            dst: JourneyEnd {
+                ip: "10.0.1.4".parse().expect("ip"),
+                container: None,
+            },
+            id: 7,
+            seq: 2,
+            vni: Some(4097),
+            result: Outcome::Dropped,
+            rtt_ns: None,
+            hops: vec![
+                hop(None, "link0", 1_000),
+                hop(Some("node2"), "link0", 2_000),
+            ],
+            drop: Some(JourneyDrop {
+                reason: "NETFILTER_DROP".into(),
+                location: None,
+                iface: Some("link0".into()),
+                rule: Some("INPUT -p udp -m udp --dport 4789 -j DROP".into()),
+                hook: None,
+                phase: Phase::Request,
+                host: Some("node2".into()),
+            }),
+            last_seen: None,
+        };
+        let f = Finished::Journey(j.clone());
+        let topo = Topology::explicit(&[]);
+        let r = journey_record(
+            &f,
+            &j,
+            Ctx {
+                clock: &Clock::new(),
+                topo: &topo,
+            },
+        );
+        assert_eq!(
+            attr(&r, "netlab.journey.key"),
+            Some(proto::string_value("icmp 10.0.1.3>10.0.1.4 id=7 seq=2"))
+        );
+        assert_eq!(
+            attr(&r, "netlab.vxlan.vni"),
+            Some(kv_int("x", 4097).value.expect("value"))
+        );
+        assert_eq!(
+            attr(&r, "netlab.journey.peers"),
+            Some(proto::string_value("node2"))
+        );
+        assert_eq!(
+            attr(&r, "netlab.drop.host"),
+            Some(proto::string_value("node2"))
+        );
+        assert_eq!(
+            attr(&r, "netlab.journey.hops"),
+            Some(proto::string_value(
+                "request link0 egress, request node2:link0 egress"
+            ))
+        );
     }
 }
