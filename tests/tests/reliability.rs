@@ -1730,7 +1730,10 @@ fn bad_flags_and_no_privilege_fail_with_one_line() -> Result<()> {
     let cases: [(&[&str], &[&str]); 11] = [
         (&["watch", "--sample", "0"], &["--sample"]),
         (&["watch", "--peer", "10.0.0.2"], &["10.0.0.2", "HOST:PORT"]),
-        (&["daemon", "--peer", "b=fd00::2:9464"], &["fd00::2", "brackets"]),
+        (
+            &["daemon", "--peer", "b=fd00::2:9464"],
+            &["fd00::2", "brackets"],
+        ),
         (&["watch", "--duration", "-1"], &["-1"]),
         (&["watch", "--count", "x"], &["--count"]),
         (&["watch", "--kind", "tcp"], &["tcp", "arp-unanswered"]),

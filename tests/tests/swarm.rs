@@ -553,7 +553,23 @@ fn a_ping_across_hosts_is_one_journey_with_both_nodes_hops() -> Result<()> {
     std::thread::sleep(Duration::from_secs(4));
     let out = parse_output_of(watch.stop(libc::SIGINT)?)?;
     let counted = rule_counter_in(n2.netns.name(), "filter", rule)?;
+    // diagnose on node 1 with node 2 as its peer: the verdict is node 2's drop.
+    let v = diagnose_args(n1, &bin, &["--peer", &peer, a, b_ip])?;
+    let probed = rule_counter_in(n2.netns.name(), "filter", rule)? - counted;
     let stopped = daemon.stop(libc::SIGTERM)?;
+    anyhow::ensure!(
+        v["verdict"] == "dropped"
+            && v["dropped_on"] == "node2"
+            && v["drop"]["reason"] == "NETFILTER_DROP"
+            && v["drop"]["rule"]["rule"]
+                .as_str()
+                .is_some_and(|r| r.contains("--dport 4789"))
+            && v["drop"]["meaning"]
+                .as_str()
+                .is_some_and(|m| m.contains("must accept UDP 4789"))
+            && v["sent"] == probed,
+        "diagnose {a} {b_ip} --peer {peer} (node 2's rule counted {probed} probes): {v:#}"
+    );
     anyhow::ensure!(
         stopped.status.success(),
         "node 2's daemon exited {}: {}",
@@ -681,6 +697,7 @@ fn a_ping_across_hosts_is_one_journey_with_both_nodes_hops() -> Result<()> {
         dropped[0]["drop"]["host"],
         dropped[0]["drop"]["rule"].as_str().unwrap_or_default()
     );
+    println!("diagnose --peer: {}", v["message"]);
     pair.remove(&[])?;
     Ok(())
 }

@@ -340,6 +340,71 @@ async fn follow(
     }
 }
 
+/// The drop reports of peers, whole (reason, rule, meaning), gathered while `diagnose`
+/// probes: each peer's `/v1/events?kind=drop`, subscribed before the first probe leaves.
+pub struct PeerDrops {
+    got: Arc<std::sync::Mutex<Vec<(String, crate::model::event::DropRecord)>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl PeerDrops {
+    /// Subscribes to every peer's drops; a peer that does not answer is said and left
+    /// out. Returns once each is subscribed or failed.
+    pub async fn start(specs: &[PeerSpec]) -> Self {
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for spec in specs {
+            let (on, subscribed) = tokio::sync::oneshot::channel::<()>();
+            let (spec, got) = (spec.clone(), Arc::clone(&got));
+            tasks.push(tokio::spawn(async move {
+                let mut on = Some(on);
+                let read = async {
+                    let mut c = connect(&spec).await?;
+                    c.stream_lines("/v1/events?kind=drop", |line| {
+                        if let Some(on) = on.take() {
+                            let _ = on.send(());
+                        }
+                        if let Ok(d) = serde_json::from_slice(line) {
+                            if let Ok(mut g) = got.lock() {
+                                g.push((spec.name.clone(), d));
+                            }
+                        }
+                        Ok(true)
+                    })
+                    .await
+                };
+                if let Err(e) = read.await {
+                    log::warn!(
+                        "peer {} ({}:{}): {e:#}; its drops are not part of the verdict",
+                        spec.name,
+                        spec.host,
+                        spec.port
+                    );
+                }
+            }));
+            // Subscribed, failed (the sender dropped), or too slow: go on either way.
+            let _ = tokio::time::timeout(RETRY, subscribed).await;
+        }
+        PeerDrops { got, tasks }
+    }
+
+    /// What came so far, with the name of the peer that reported each.
+    pub fn take(&self) -> Vec<(String, crate::model::event::DropRecord)> {
+        self.got
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PeerDrops {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 /// A connection to the peer's API, once it answered as netlab.
 async fn connect(spec: &PeerSpec) -> anyhow::Result<Client> {
     let stream = tokio::time::timeout(

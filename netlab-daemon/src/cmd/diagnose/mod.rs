@@ -51,6 +51,11 @@ pub struct DiagnoseArgs {
     /// uses for its own probes where nf_tables holds the rules).
     #[arg(long)]
     pub no_nftrace: bool,
+    /// Another host's netlab daemon (`--listen ADDR:PORT --allow-remote` there): a drop
+    /// of the probes it reports is part of the verdict, with the host's name NAME
+    /// (default: HOST). Repeatable. For a destination on another Swarm node.
+    #[arg(long = "peer", value_name = "[NAME=]HOST:PORT")]
+    pub peers: Vec<crate::api::peer::PeerSpec>,
 }
 
 /// Prints the verdict; returns whether DST is reachable.

@@ -257,6 +257,8 @@ pub(super) async fn probe(
             }
         }
     }
+    // Subscribed to the peers' drops before the first probe leaves.
+    let peer_drops = crate::api::peer::PeerDrops::start(&args.peers).await;
     let observed = match crate::api::client::Client::connect().await {
         Some(c) => observe_via_daemon(c, pinger, args.count).await,
         None => {
@@ -283,6 +285,19 @@ pub(super) async fn probe(
         other => other?,
     };
     let (replies, cap) = observed;
+    if !args.peers.is_empty() {
+        // The peers' last drops, after their attribution and the way here.
+        tokio::time::sleep(crate::api::peer::PEER_LAG).await;
+    }
+    let probe = |d: &crate::model::event::DropRecord| {
+        d.icmp.as_ref().and_then(|i| i.id) == Some(id)
+            && (d.dst.ip == Some(target.ip) || d.src.ip == Some(target.ip))
+    };
+    facts.peer_drops = peer_drops
+        .take()
+        .into_iter()
+        .filter(|(_, d)| probe(d))
+        .collect();
     facts.replies = replies;
     let ours = |src_ip: IpAddr, dst_ip: IpAddr, jid: u16| {
         jid == id && (dst_ip == target.ip || src_ip == target.ip)
@@ -297,14 +312,7 @@ pub(super) async fn probe(
         }
     }
     facts.journeys.sort_by_key(|j| j.seq);
-    facts.drops = cap
-        .drops
-        .into_iter()
-        .filter(|d| {
-            d.icmp.as_ref().and_then(|i| i.id) == Some(id)
-                && (d.dst.ip == Some(target.ip) || d.src.ip == Some(target.ip))
-        })
-        .collect();
+    facts.drops = cap.drops.into_iter().filter(|d| probe(d)).collect();
     Ok(verdict(&facts))
 }
 

@@ -35,6 +35,8 @@ pub struct Facts {
     pub journeys: Vec<Journey>,
     /// Drop reports of our echo requests or replies.
     pub drops: Vec<DropRecord>,
+    /// Drop reports of them by peers (`--peer`), with the peer's name.
+    pub peer_drops: Vec<(String, DropRecord)>,
     /// An ARP request for the destination got no reply (with the network it was asked on).
     pub arp_unanswered: Option<Option<String>>,
     /// Human descriptions of the hops, by (ifindex) — `veth of AppDev`.
@@ -70,6 +72,9 @@ pub struct Verdict {
     /// Where the drop happened (device and namespace).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped_at: Option<String>,
+    /// The peer host that dropped it (`--peer`); absent: this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_on: Option<String>,
     pub share_no_network: bool,
     /// The command that would fix it, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,6 +170,7 @@ pub fn verdict(f: &Facts) -> Verdict {
         path: Vec::new(),
         drop: None,
         dropped_at: None,
+        dropped_on: None,
         share_no_network,
         hint: None,
         message: String::new(),
@@ -231,12 +237,21 @@ pub fn verdict(f: &Facts) -> Verdict {
         };
         v.details
             .push("nobody on the network answers for that address: is it assigned and up?".into());
-    } else if let Some(d) = f.drops.first() {
+    } else if let Some((host, d)) = f
+        .drops
+        .first()
+        .map(|d| (None, d))
+        .or_else(|| f.peer_drops.first().map(|(h, d)| (Some(h.as_str()), d)))
+    {
         v.verdict = "dropped";
-        let at = match &d.iface.name {
+        let mut at = match &d.iface.name {
             Some(n) => format!("{n} ({})", d.iface.netns),
             None => d.iface.netns.clone(),
         };
+        if let Some(h) = host {
+            at.push_str(&format!(" on host {h}"));
+            v.dropped_on = Some(h.to_owned());
+        }
         v.message = format!(
             "{} → {dst_name}: not reachable: {} dropped by the kernel ({}) at {at}",
             f.src,
@@ -369,6 +384,7 @@ pub(super) fn early_verdict(
         path: Vec::new(),
         drop: None,
         dropped_at: None,
+        dropped_on: None,
         share_no_network: false,
         hint: None,
         message,
@@ -694,6 +710,31 @@ pub(super) mod tests {
             v.details
         );
         assert_eq!(v.overlay.as_ref().and_then(|o| o.gossip), Some(true));
+    }
+
+    /// Across an overlay, the probes a peer dropped (`--peer`): the verdict is that drop,
+    /// on that host.
+    #[test]
+    fn a_drop_on_a_peer_host_is_the_verdict() {
+        let mut f = base();
+        f.journeys = vec![journey(
+            Outcome::Unanswered,
+            vec![hop("link0", 40, Direction::Egress, 1, Phase::Request)],
+        )];
+        f.peer_drops = vec![("node2".into(), isolation_drop())];
+        let v = verdict(&f);
+        assert_eq!(v.verdict, "dropped");
+        assert_eq!(v.dropped_on.as_deref(), Some("node2"));
+        assert!(
+            v.dropped_at
+                .as_deref()
+                .is_some_and(|a| a.ends_with(" on host node2"))
+                && v.message.ends_with(" on host node2"),
+            "{v:?}"
+        );
+        // A drop on this host comes first.
+        f.drops = vec![isolation_drop()];
+        assert_eq!(verdict(&f).dropped_on, None);
     }
 
     /// AppDev's ARP request for 172.20.0.9 on devops, unanswered.
