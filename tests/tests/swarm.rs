@@ -69,6 +69,50 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
         "{name}'s leg on docker_gwbridge: {}",
         leg.map(|l| l["name"].to_string()).unwrap_or_default()
     );
+    // Every leg of Docker's own namespaces is said as what it is: none is a bare veth.
+    let bare: Vec<&Value> = observed.iter().filter(|o| o["role"] == "veth").collect();
+    anyhow::ensure!(
+        bare.is_empty(),
+        "veths on a Swarm node said as nothing more: {bare:#?}"
+    );
+    let mesh = observed
+        .iter()
+        .find(|o| o["role"] == "ingress-leg" && o["network"] == "docker_gwbridge");
+    let lb = observed
+        .iter()
+        .find(|o| o["role"] == "load-balancer-leg" && o["network"] == net.as_str());
+    let (Some(mesh), Some(lb)) = (mesh, lb) else {
+        anyhow::bail!("no routing mesh leg on docker_gwbridge or no load balancer leg of {net}: {observed:#?}");
+    };
+    // Witness: the other ends, as `ip` sees them inside ingress_sbox and lb_<id>.
+    let sandbox = lb["sandbox"].as_str().context("the leg's sandbox")?;
+    let dir = std::path::Path::new(sandbox)
+        .parent()
+        .context("the sandboxes' directory")?;
+    let id = node.docker(&["network", "inspect", "--format", "{{.Id}}", &net])?;
+    let peer_of = |file: &str, iface: &str| -> Result<u64> {
+        let mut ip = node.enter()?;
+        ip.arg("nsenter")
+            .arg(format!("--net={}", dir.join(file).display()))
+            .args(["ip", "-o", "link", "show", iface]);
+        let line = run(&mut ip)?;
+        // `12: eth0@if11: <...`
+        line.split_once("@if")
+            .and_then(|(_, rest)| rest.split(':').next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("{iface} in {file}: {line}"))
+    };
+    let lb_file = format!("lb_{}", &id.trim()[..9]);
+    anyhow::ensure!(
+        peer_of(&lb_file, lb["peer"].as_str().unwrap_or("eth0"))? == lb["ifindex"]
+            && peer_of("ingress_sbox", mesh["peer"].as_str().unwrap_or("eth1"))? == mesh["ifindex"],
+        "the load balancer's leg {lb} or the routing mesh's {mesh} is not where ip says"
+    );
+    println!(
+        "{net}'s load balancer leg {} (to {lb_file} {}), the routing mesh's leg {} on \
+         docker_gwbridge (to ingress_sbox {})",
+        lb["name"], lb["peer"], mesh["name"], mesh["peer"]
+    );
 
     // The overlay is listed, with its VXLAN id and the container with Docker's address.
     let ip = node.ip_on(&name, &net)?;

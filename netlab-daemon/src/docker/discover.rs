@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::docker::topology::{NetnsScan, SandboxScan, Topology};
+use crate::docker::topology::{NetnsScan, SandboxKind, SandboxScan, Topology};
 use crate::docker::DockerSnapshot;
 use crate::kernel::attach::{AttachMode, Attachment};
 use crate::kernel::links;
@@ -64,7 +64,7 @@ pub fn scan(docker: Option<&DockerSnapshot>) -> std::io::Result<Topology> {
     let host_inode = me.map_or(0, |(_, ino)| ino);
     Ok(Topology::build(docker, &host, &host_addrs, &scans)
         .with_netns_names(host_inode, &host, docker, &scans)
-        .with_sandboxes(docker, &sandboxes, &scans))
+        .with_sandboxes(docker, &host, &sandboxes, &scans))
 }
 
 /// Where Docker binds the namespaces of its sandboxes by default.
@@ -104,7 +104,7 @@ fn overlay_sandboxes(docker: &DockerSnapshot) -> Vec<SandboxScan> {
         .flatten()
     {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(overlay) = sandbox_of(&name, &docker.overlays) else {
+        let Some((kind, overlay)) = sandbox_of(&name, &docker.overlays) else {
             continue;
         };
         let path = e.path().to_string_lossy().into_owned();
@@ -120,6 +120,7 @@ fn overlay_sandboxes(docker: &DockerSnapshot) -> Vec<SandboxScan> {
             })
         }) {
             Ok(scan) => out.push(SandboxScan {
+                kind,
                 overlay_id: overlay.to_owned(),
                 path,
                 scan,
@@ -131,19 +132,28 @@ fn overlay_sandboxes(docker: &DockerSnapshot) -> Vec<SandboxScan> {
     out
 }
 
-/// The id of the overlay whose sandbox is named `name` (`1-q9x8w7v6u5`), if any.
+/// What the namespace file `name` is, and the id of its overlay: an overlay's sandbox
+/// (`1-q9x8w7v6u5`, the id's first 10 characters), its load balancer (`lb_q9x8w7v6u`, 9),
+/// or the routing mesh (`ingress_sbox`, no overlay id); `None` for anything else (a
+/// container's namespace).
 fn sandbox_of<'a>(
     name: &str,
     overlays: &'a [crate::docker::engine::OverlayInfo],
-) -> Option<&'a str> {
-    let (_, prefix) = name.split_once('-')?;
-    if prefix.len() < 10 {
+) -> Option<(SandboxKind, &'a str)> {
+    if name == "ingress_sbox" {
+        return Some((SandboxKind::Ingress, ""));
+    }
+    let (kind, prefix, len) = match name.strip_prefix("lb_") {
+        Some(p) => (SandboxKind::LoadBalancer, p, 9),
+        None => (SandboxKind::Overlay, name.split_once('-')?.1, 10),
+    };
+    if prefix.len() < len {
         return None;
     }
     overlays
         .iter()
         .find(|o| o.id.starts_with(prefix))
-        .map(|o| o.id.as_str())
+        .map(|o| (kind, o.id.as_str()))
 }
 
 /// The attachments of a running observer, kept in step with a [`Topology`].
@@ -236,19 +246,27 @@ mod tests {
         ];
         assert_eq!(
             sandbox_of("1-hgg3cggy6p", &overlays),
-            Some("hgg3cggy6pdizriria3lcq9z3")
+            Some((SandboxKind::Overlay, "hgg3cggy6pdizriria3lcq9z3"))
         );
         assert_eq!(
             sandbox_of("1-2bz5sbfnjw", &overlays),
-            Some("2bz5sbfnjwhrqkqkycle35ln5")
+            Some((SandboxKind::Overlay, "2bz5sbfnjwhrqkqkycle35ln5"))
         );
-        // A container's sandbox, the ingress sandbox, a short or unknown prefix: none.
+        assert_eq!(
+            sandbox_of("lb_hgg3cggy6", &overlays),
+            Some((SandboxKind::LoadBalancer, "hgg3cggy6pdizriria3lcq9z3"))
+        );
+        assert_eq!(
+            sandbox_of("ingress_sbox", &overlays),
+            Some((SandboxKind::Ingress, ""))
+        );
+        // A container's sandbox, a short or unknown prefix: none.
         for other in [
             "464b8d307fb2",
-            "ingress_sbox",
             "1-hgg3",
             "1-zzzzzzzzzz",
-            "lb_hgg3cggy6",
+            "lb_hgg3",
+            "lb_zzzzzzzzz",
         ] {
             assert_eq!(sandbox_of(other, &overlays), None, "{other}");
         }

@@ -46,6 +46,12 @@ pub enum Role {
     /// The VXLAN device (`vxlan0`) inside an overlay network's sandbox: its frames to and
     /// from other hosts, before encapsulation and after.
     OverlayVxlan,
+    /// The port of an overlay's bridge (`br0`) to the overlay's load balancer, a namespace
+    /// of the engine's own (`lb_…`) holding the overlay's service addresses.
+    LoadBalancerLeg,
+    /// A leg of the Swarm routing mesh's namespace (`ingress_sbox`): its port on
+    /// `docker_gwbridge`, or on the ingress overlay's bridge.
+    IngressLeg,
 }
 
 impl Role {
@@ -59,6 +65,8 @@ impl Role {
             Role::SwarmUplink => "swarm-uplink",
             Role::OverlayBridge => "overlay-bridge",
             Role::OverlayVxlan => "overlay-vxlan",
+            Role::LoadBalancerLeg => "load-balancer-leg",
+            Role::IngressLeg => "ingress-leg",
         }
     }
 }
@@ -115,11 +123,24 @@ pub struct NetnsScan {
 /// How drops name the namespace of an overlay network's sandbox: `sandbox:<network>`.
 pub const SANDBOX_PREFIX: &str = "sandbox:";
 
-/// An overlay network's sandbox (a namespace of the engine's own, bound to a file), as
-/// scanned from inside.
+/// What a namespace of the engine's own (bound to a file beside its containers') is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxKind {
+    /// An overlay network's sandbox (`1-<id>`): `br0`, `vxlan0`, the containers' legs.
+    Overlay,
+    /// An overlay's load balancer (`lb_<id>`), one leg on the overlay's `br0`.
+    LoadBalancer,
+    /// The Swarm routing mesh (`ingress_sbox`): legs on the ingress overlay's `br0` and
+    /// on `docker_gwbridge`.
+    Ingress,
+}
+
+/// A namespace of the engine's own (an overlay network's sandbox, its load balancer, the
+/// routing mesh), as scanned from inside.
 #[derive(Clone, Debug)]
 pub struct SandboxScan {
-    /// The overlay network's id.
+    pub kind: SandboxKind,
+    /// The overlay network's id (empty for [`SandboxKind::Ingress`]).
     pub overlay_id: String,
     /// Its nsfs file (`/var/run/docker/netns/1-…`).
     pub path: String,
@@ -585,7 +606,10 @@ impl Topology {
 
     /// Adds what overlay networks' sandboxes hold: each sandbox's bridge, its VXLAN
     /// device, and the veths on the bridge, labelled with the container at the other end
-    /// (found among `scans`, the containers' namespaces), the overlay and its VNI.
+    /// (found among `scans`, the containers' namespaces), the overlay and its VNI. A veth
+    /// whose other end is in a load balancer's or the routing mesh's namespace (among
+    /// `sandboxes` too) is labelled as that one's leg, as is the routing mesh's port on
+    /// `docker_gwbridge` (`host_links`: the host's links).
     ///
     /// Events name interfaces by index alone, and indexes repeat across namespaces: an
     /// interface whose index is already observed (the host's, another sandbox's) is left
@@ -594,11 +618,48 @@ impl Topology {
     pub fn with_sandboxes(
         mut self,
         docker: Option<&DockerSnapshot>,
+        host_links: &[Link],
         sandboxes: &[SandboxScan],
         scans: &HashMap<String, NetnsScan>,
     ) -> Self {
         let Some(d) = docker else { return self };
-        for sb in sandboxes {
+        // The other end of `link` in a load balancer's or the routing mesh's namespace.
+        let service_end = |link: &Link| {
+            sandboxes
+                .iter()
+                .filter(|s| s.kind != SandboxKind::Overlay)
+                .find_map(|s| {
+                    let inner = s.scan.links.iter().find(|i| {
+                        Some(i.ifindex) == link.peer_ifindex && i.peer_ifindex == Some(link.ifindex)
+                    })?;
+                    let role = match s.kind {
+                        SandboxKind::LoadBalancer => Role::LoadBalancerLeg,
+                        _ => Role::IngressLeg,
+                    };
+                    Some((role, inner.name.clone()))
+                })
+        };
+        // The routing mesh's port on docker_gwbridge (seen from here as a plain veth).
+        let gw_ports: Vec<usize> = self
+            .observed
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.role == Role::Veth && o.sandbox.is_none())
+            .filter(|(_, o)| o.network.as_deref() == Some(GWBRIDGE))
+            .map(|(i, _)| i)
+            .collect();
+        for i in gw_ports {
+            let ifindex = self.observed[i].ifindex;
+            let Some(host_link) = host_links.iter().find(|l| l.ifindex == ifindex) else {
+                continue;
+            };
+            if let Some((Role::IngressLeg, inner)) = service_end(host_link) {
+                let o = &mut self.observed[i];
+                o.role = Role::IngressLeg;
+                o.peer = Some(inner);
+            }
+        }
+        for sb in sandboxes.iter().filter(|s| s.kind == SandboxKind::Overlay) {
             let Some(o) = d.overlays.iter().find(|o| o.id == sb.overlay_id) else {
                 continue;
             };
@@ -630,9 +691,10 @@ impl Topology {
                             })?;
                             Some((c.name.clone(), inner.name.clone()))
                         });
-                        match owner {
-                            Some((c, inner)) => (Role::ContainerVeth, Some(c), Some(inner)),
-                            None => (Role::Veth, None, None),
+                        match (owner, service_end(l)) {
+                            (Some((c, inner)), _) => (Role::ContainerVeth, Some(c), Some(inner)),
+                            (None, Some((role, inner))) => (role, None, Some(inner)),
+                            (None, None) => (Role::Veth, None, None),
                         }
                     }
                     _ => continue,
@@ -1045,18 +1107,40 @@ pub(crate) mod tests {
         leg.peer_ifindex = Some(8);
         let mut stranger = link(40, "veth1", LinkKind::Veth);
         stranger.master = Some(2);
-        let sandbox = SandboxScan {
-            overlay_id: "q9x8w7v6u5t4".into(),
-            path: "/var/run/docker/netns/1-q9x8w7v6u5".into(),
+        // The overlay's load balancer, its leg veth2 (52) to its eth0 (9).
+        let mut to_lb = link(52, "veth2", LinkKind::Veth);
+        to_lb.master = Some(2);
+        to_lb.peer_ifindex = Some(9);
+        let mut lb_eth0 = link(9, "eth0", LinkKind::Veth);
+        lb_eth0.peer_ifindex = Some(52);
+        let scanned = |kind, name: &str, links| SandboxScan {
+            kind,
+            overlay_id: if kind == SandboxKind::Ingress {
+                String::new()
+            } else {
+                "q9x8w7v6u5t4".into()
+            },
+            path: format!("/var/run/docker/netns/{name}"),
             scan: NetnsScan {
                 inode: 4026532999,
-                links: vec![br0, vxlan, leg, stranger],
+                links,
                 addrs: Vec::new(),
             },
         };
+        let sandbox = scanned(
+            SandboxKind::Overlay,
+            "1-q9x8w7v6u5",
+            vec![br0, vxlan, leg, stranger, to_lb],
+        );
+        let lb = scanned(SandboxKind::LoadBalancer, "lb_q9x8w7v6u", vec![lb_eth0]);
+        // The routing mesh: its eth1 (7) is veth6666666 (32) on docker_gwbridge.
+        let mut mesh_eth1 = link(7, "eth1", LinkKind::Veth);
+        mesh_eth1.peer_ifindex = Some(32);
+        let mesh = scanned(SandboxKind::Ingress, "ingress_sbox", vec![mesh_eth1]);
         let t = Topology::build(Some(&snap), &links, &addrs, &scans).with_sandboxes(
             Some(&snap),
-            &[sandbox],
+            &links,
+            &[sandbox, lb, mesh],
             &scans,
         );
         let of = |i: u32| {
@@ -1087,6 +1171,30 @@ pub(crate) mod tests {
         let mut s = String::new();
         crate::model::event::IfaceView::of(leg).describe(&mut s);
         assert_eq!(s, "veth of AppProd (ovl, br0, VNI 4097, overlay sandbox)");
+        // The load balancer's leg and the routing mesh's port on docker_gwbridge are
+        // Docker's, said as what they are.
+        let said = |i: u32| {
+            let o = t.iface(i).expect("observed");
+            let mut s = String::new();
+            crate::model::event::IfaceView::of(o).describe(&mut s);
+            (o.role, s)
+        };
+        assert_eq!(
+            said(52),
+            (
+                Role::LoadBalancerLeg,
+                "veth2 → load balancer eth0 (of overlay ovl, br0, VNI 4097, overlay sandbox)"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            said(32),
+            (
+                Role::IngressLeg,
+                "veth6666666 → ingress_sbox eth1 (Swarm routing mesh, docker_gwbridge)".to_owned()
+            )
+        );
+        assert!(!t.has_unresolved());
     }
 
     /// docker_gwbridge's inspect (`GET /networks/{id}`) on node 1 of the Swarm of

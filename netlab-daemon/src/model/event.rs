@@ -511,6 +511,8 @@ impl IfaceView<'_> {
     pub fn describe(&self, out: &mut String) {
         let i = self;
         let net_bridge = match (i.network, i.bridge) {
+            // A network named as its bridge (docker_gwbridge) is said once.
+            (Some(n), Some(b)) if n == b => n.to_owned(),
             (Some(n), Some(b)) => format!("{n}, {b}"),
             (None, Some(b)) => b.to_owned(),
             (Some(n), None) => n.to_owned(),
@@ -546,6 +548,25 @@ impl IfaceView<'_> {
                     i.name,
                     i.network.unwrap_or("?"),
                     i.vni.unwrap_or_default()
+                );
+            }
+            ("load-balancer-leg", _) => {
+                let _ = write!(
+                    out,
+                    "{} → load balancer {} (of overlay {}, {}, VNI {}, overlay sandbox)",
+                    i.name,
+                    i.peer.unwrap_or("?"),
+                    i.network.unwrap_or("?"),
+                    i.bridge.unwrap_or("?"),
+                    i.vni.unwrap_or_default()
+                );
+            }
+            ("ingress-leg", _) => {
+                let _ = write!(
+                    out,
+                    "{} → ingress_sbox {} (Swarm routing mesh, {net_bridge})",
+                    i.name,
+                    i.peer.unwrap_or("?")
                 );
             }
             ("swarm-uplink", _) => {

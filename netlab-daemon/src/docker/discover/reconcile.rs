@@ -13,7 +13,11 @@ pub fn label_of(o: &crate::docker::topology::ObservedIface) -> Option<String> {
     let named = match o.role {
         Role::ContainerVeth | Role::ManualVeth => o.container.is_some() || o.network.is_some(),
         Role::Bridge => o.network.is_some(),
-        Role::SwarmUplink | Role::OverlayBridge | Role::OverlayVxlan => true,
+        Role::SwarmUplink
+        | Role::OverlayBridge
+        | Role::OverlayVxlan
+        | Role::LoadBalancerLeg
+        | Role::IngressLeg => true,
         Role::Veth | Role::Interface => false,
     };
     named.then(|| {
