@@ -182,6 +182,42 @@ fn exported_counters_equal_pings_and_resume_after_an_outage() -> Result<()> {
         "the drop's rule has no Docker meaning: {:?}",
         drop_log.attrs
     );
+    // The drop and the dropped ping's journey carry the same join key, made of the
+    // drop's own addresses, ICMP id and sequence number.
+    let a_ip = a.ipv4()?;
+    let key = drop_log.attrs.get("netlab.journey.key").cloned();
+    let made = format!(
+        "icmp {a_ip}>{c_ip} id={} seq={}",
+        drop_log
+            .attrs
+            .get("netlab.icmp.id")
+            .map_or("?", String::as_str),
+        drop_log
+            .attrs
+            .get("netlab.icmp.seq")
+            .map_or("?", String::as_str)
+    );
+    let journey_keys = wait_for("the dropped ping's journey is received", || {
+        let r = collector.received();
+        let keys: Vec<Option<String>> = r
+            .logs_with(&[
+                ("netlab.event", "journey"),
+                ("netlab.journey.result", "dropped"),
+                ("destination.address", c_ip.as_str()),
+            ])
+            .iter()
+            .map(|l| l.attrs.get("netlab.journey.key").cloned())
+            .collect();
+        Ok(if keys.is_empty() {
+            Err("no dropped journey yet".to_owned())
+        } else {
+            Ok(keys)
+        })
+    })?;
+    ensure!(
+        key.as_deref() == Some(made.as_str()) && journey_keys == [Some(made.clone())],
+        "join keys: the drop's {key:?}, the journeys' {journey_keys:?}, made {made}"
+    );
     let answered = got.logs_with(&[
         ("netlab.event", "journey"),
         ("netlab.journey.result", "answered"),
