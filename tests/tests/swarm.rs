@@ -611,7 +611,16 @@ fn a_ping_across_hosts_is_one_journey_with_both_nodes_hops() -> Result<()> {
             && v["drop"]["meaning"]
                 .as_str()
                 .is_some_and(|m| m.contains("must accept UDP 4789"))
-            && v["sent"] == probed,
+            && v["sent"] == probed
+            && v["details"].as_array().is_some_and(|d| {
+                d.iter().any(|l| {
+                    l.as_str().is_some_and(|l| {
+                        l.starts_with(&format!(
+                            "host node2 received the {probed} probes inside VXLAN (VNI {vni})"
+                        ))
+                    })
+                })
+            }),
         "diagnose {a} {b_ip} --peer {peer} (node 2's rule counted {probed} probes): {v:#}"
     );
     anyhow::ensure!(

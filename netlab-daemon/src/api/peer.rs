@@ -405,6 +405,26 @@ impl Drop for PeerDrops {
     }
 }
 
+/// The echo requests the peer counted arriving inside VXLAN with `vni` (ingress, on any
+/// interface: its Swarm uplink), from its exact counters (`/v1/counters`). tc sees them
+/// before the peer's firewall does, so a datagram its firewall drops is counted too.
+pub async fn vxlan_requests_in(spec: &PeerSpec, vni: u32) -> anyhow::Result<u64> {
+    #[derive(Deserialize)]
+    struct Counters {
+        #[serde(default)]
+        vxlan: Vec<crate::model::summary::VxlanRow>,
+    }
+    let mut c = connect(spec).await?;
+    let counters: Counters = c.get_json("/v1/counters").await?;
+    Ok(counters
+        .vxlan
+        .iter()
+        .filter(|r| r.vni == vni && r.direction == "ingress")
+        .filter(|r| matches!(r.kind.as_str(), "icmp-echo-request" | "icmp6-echo-request"))
+        .map(|r| r.packets)
+        .sum())
+}
+
 /// A connection to the peer's API, once it answered as netlab.
 async fn connect(spec: &PeerSpec) -> anyhow::Result<Client> {
     let stream = tokio::time::timeout(

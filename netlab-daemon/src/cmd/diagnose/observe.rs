@@ -257,8 +257,24 @@ pub(super) async fn probe(
             }
         }
     }
-    // Subscribed to the peers' drops before the first probe leaves.
+    // Subscribed to the peers' drops before the first probe leaves; across an overlay,
+    // their VXLAN counters read before and after.
     let peer_drops = crate::api::peer::PeerDrops::start(&args.peers).await;
+    let vni = facts.overlay.as_ref().and_then(|o| o.vni);
+    let vxlan_in = |vni: Option<u32>| async move {
+        let mut counts = Vec::new();
+        if let Some(vni) = vni {
+            for p in &args.peers {
+                let n = crate::api::peer::vxlan_requests_in(p, vni)
+                    .await
+                    .inspect_err(|e| log::debug!("peer {}: counters: {e:#}", p.name))
+                    .ok();
+                counts.push((p.name.clone(), n));
+            }
+        }
+        counts
+    };
+    let vxlan_before = vxlan_in(vni).await;
     let observed = match crate::api::client::Client::connect().await {
         Some(c) => observe_via_daemon(c, pinger, args.count).await,
         None => {
@@ -293,6 +309,18 @@ pub(super) async fn probe(
         d.icmp.as_ref().and_then(|i| i.id) == Some(id)
             && (d.dst.ip == Some(target.ip) || d.src.ip == Some(target.ip))
     };
+    let vxlan_after = vxlan_in(vni).await;
+    facts.peer_vxlan = vxlan_before
+        .into_iter()
+        .zip(vxlan_after)
+        .map(|((host, before), (_, after))| {
+            let delta = match (before, after) {
+                (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+                _ => None,
+            };
+            (host, delta)
+        })
+        .collect();
     facts.peer_drops = peer_drops
         .take()
         .into_iter()

@@ -37,6 +37,10 @@ pub struct Facts {
     pub drops: Vec<DropRecord>,
     /// Drop reports of them by peers (`--peer`), with the peer's name.
     pub peer_drops: Vec<(String, DropRecord)>,
+    /// Across an overlay, how many echo requests each peer counted arriving inside VXLAN
+    /// with the overlay's VNI while the probes were sent (`None`: its counters could not
+    /// be read).
+    pub peer_vxlan: Vec<(String, Option<u64>)>,
     /// An ARP request for the destination got no reply (with the network it was asked on).
     pub arp_unanswered: Option<Option<String>>,
     /// Human descriptions of the hops, by (ifindex) — `veth of AppDev`.
@@ -177,7 +181,11 @@ pub fn verdict(f: &Facts) -> Verdict {
         details: Vec::new(),
         overlay: f.overlay.clone(),
     };
-    let overlay_lines = f.overlay.iter().flat_map(|o| o.lines.iter().cloned());
+    let overlay_lines = f
+        .overlay
+        .iter()
+        .flat_map(|o| o.lines.iter().cloned())
+        .chain(peer_vxlan_lines(f));
     // A remedy that works on this engine, from the rule that dropped the probe.
     let mut fixed_by_rule: Option<String> = None;
     let first_answered = f.journeys.iter().find(|j| j.result == Outcome::Answered);
@@ -363,6 +371,50 @@ fn family_of(ip: Option<IpAddr>) -> &'static str {
     } else {
         "ipv4"
     }
+}
+
+/// What the peers' VXLAN counters say of the probes: whether UDP 4789 from this node
+/// reaches the host of the destination.
+fn peer_vxlan_lines(f: &Facts) -> Vec<String> {
+    let Some(vni) = f.overlay.as_ref().and_then(|o| o.vni) else {
+        return Vec::new();
+    };
+    let sent = u64::from(f.sent);
+    let got: Vec<(&str, u64)> = f
+        .peer_vxlan
+        .iter()
+        .filter_map(|(h, n)| Some((h.as_str(), (*n)?)))
+        .collect();
+    let mut lines: Vec<String> = f
+        .peer_vxlan
+        .iter()
+        .filter(|(_, n)| n.is_none())
+        .map(|(h, _)| format!("host {h}: its counters could not be read"))
+        .collect();
+    let arrived: Vec<String> = got
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(h, n)| {
+            let of = if *n >= sent {
+                format!("the {sent}")
+            } else {
+                format!("{n} of the {sent}")
+            };
+            format!(
+                "host {h} received {of} probes inside VXLAN (VNI {vni}): UDP 4789 from this node reaches it"
+            )
+        })
+        .collect();
+    if arrived.is_empty() && !got.is_empty() {
+        let hosts: Vec<&str> = got.iter().map(|(h, _)| *h).collect();
+        lines.push(format!(
+            "no probe arrived inside VXLAN (VNI {vni}) at {}: UDP 4789 from this node does not reach {} (a firewall between the hosts, or the overlay sends elsewhere)",
+            hosts.join(", "),
+            if hosts.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    lines.extend(arrived);
+    lines
 }
 
 /// The verdict of [`early`].
@@ -735,6 +787,48 @@ pub(super) mod tests {
         // A drop on this host comes first.
         f.drops = vec![isolation_drop()];
         assert_eq!(verdict(&f).dropped_on, None);
+    }
+
+    /// Across an overlay, the peers' VXLAN counters say whether the probes got there.
+    #[test]
+    fn the_peers_vxlan_counters_say_whether_udp_4789_gets_through() {
+        let mut f = base();
+        f.overlay = Some(super::super::overlay::OverlayChecks {
+            network: "ovl".into(),
+            vni: Some(4097),
+            ..Default::default()
+        });
+        let lines = |f: &Facts| verdict(f).details;
+        f.peer_vxlan = vec![("node2".into(), Some(0))];
+        assert!(
+            lines(&f).iter().any(|l| l.starts_with(
+                "no probe arrived inside VXLAN (VNI 4097) at node2: UDP 4789 from this node \
+                 does not reach it"
+            )),
+            "{:?}",
+            lines(&f)
+        );
+        f.peer_vxlan = vec![("node2".into(), Some(3)), ("node3".into(), Some(0))];
+        let got = lines(&f);
+        assert!(
+            got.iter().any(|l| l
+                == "host node2 received the 3 probes inside VXLAN (VNI 4097): UDP 4789 from \
+                    this node reaches it")
+                && !got
+                    .iter()
+                    .any(|l| l.contains("node3") || l.starts_with("no probe")),
+            "{got:?}"
+        );
+        f.peer_vxlan = vec![("node2".into(), Some(1)), ("node3".into(), None)];
+        let got = lines(&f);
+        assert!(
+            got.iter()
+                .any(|l| l.starts_with("host node2 received 1 of the 3 probes"))
+                && got
+                    .iter()
+                    .any(|l| l == "host node3: its counters could not be read"),
+            "{got:?}"
+        );
     }
 
     /// AppDev's ARP request for 172.20.0.9 on devops, unanswered.
