@@ -46,6 +46,9 @@ use crate::pipeline::{DropContext, Pipeline};
 /// (another tool may have replaced them).
 pub const VERIFY_EVERY_TICKS: u64 = 20;
 
+/// Peers' items taken in one wake at most.
+const PEER_BATCH: usize = 4096;
+
 /// Netfilter drops wait this long for the firewall counters (or traces) to settle, then
 /// are attributed as one batch.
 const ATTRIBUTE_AFTER: Duration = Duration::from_millis(150);
@@ -488,7 +491,17 @@ impl Session {
                 self.obs
                     .finish_attach(done.context("attaching a new port")?);
             }
-            Wake::Peer(item) => self.pipeline.peer(&item),
+            Wake::Peer(item) => {
+                self.pipeline.peer(&item);
+                // What else the peers sent meanwhile, in one wake (bounded, so that the
+                // ring and the tick are not kept waiting under a peer's flood).
+                if let Some(peers) = self.peers.as_mut() {
+                    for _ in 0..PEER_BATCH {
+                        let Some(item) = peers.try_recv() else { break };
+                        self.pipeline.peer(&item);
+                    }
+                }
+            }
         }
         if self.pipeline.has_pending_drops() && self.attribute_at.is_none() {
             // Let the firewall counters settle, then read them once for the batch.
@@ -566,6 +579,14 @@ impl Session {
     /// and closes the outputs. Pinned attachments (the daemon's) stay.
     pub async fn finish(&mut self) -> anyhow::Result<()> {
         self.obs.detach_all();
+        if let Some(lost) = self.peers.as_ref().map(crate::api::peer::Peers::lost) {
+            if lost > 0 {
+                log::warn!(
+                    "{lost} sightings of peers were left out of journeys: they came faster \
+                     than they could be joined"
+                );
+            }
+        }
         if self.more {
             self.topo_events.finish();
             let p = &mut self.pipeline;

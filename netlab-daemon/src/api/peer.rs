@@ -266,6 +266,11 @@ impl Peers {
         }
     }
 
+    /// The next item already waiting, if any.
+    pub fn try_recv(&mut self) -> Option<PeerItem> {
+        self.rx.try_recv().ok()
+    }
+
     /// Items left out because the session did not take them in time.
     pub fn lost(&self) -> u64 {
         self.lost.load(std::sync::atomic::Ordering::Relaxed)
