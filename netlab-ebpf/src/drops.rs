@@ -142,6 +142,18 @@ fn observe_drop(
         return;
     }
     let l3 = head + nh;
+    // An IPv4 packet's fixed header in one read, and what is not ours (UDP that is no
+    // VXLAN of a Swarm's, TCP, ...: most of what the kernel frees) left before anything
+    // else is read. Each read is a helper call, the most of this program's cost.
+    let mut ip4 = [0u8; 20];
+    if proto == ETH_P_IP {
+        // SAFETY: bpf_probe_read_kernel checks the address; on failure the buffer is zeroed.
+        unsafe { bpf_probe_read_kernel(ip4.as_mut_ptr().cast(), 20, l3 as *const _) };
+        let ip_proto = ip4[9];
+        if ip4[0] >> 4 != 4 || (ip_proto != 1 && (ip_proto != 17 || cfg.vxlan_port == 0)) {
+            return;
+        }
+    }
     // Bytes from the network header to the end of the packet: never read or report past it.
     let len = kread_u32(skb + cfg.skb_len as u64) as u64;
     let data = kread_u64(skb + cfg.skb_data as u64);
@@ -155,19 +167,16 @@ fn observe_drop(
     // reply is noted for the quiet reason below.
     let mut how = encap::NONE;
     let (l3_len, echo_reply): (u64, bool) = if proto == ETH_P_IP {
+        // The header read above is the packet's only when the packet holds it.
         if avail < 20 {
             return;
         }
-        let vihl = kread_u32(l3) & 0xff;
-        let ip_proto = (kread_u32(l3 + 8) >> 8) & 0xff;
-        if vihl >> 4 != 4 || (ip_proto != 1 && (ip_proto != 17 || cfg.vxlan_port == 0)) {
-            return;
-        }
+        let ip_proto = ip4[9];
         // A later fragment carries no ICMP header: not ours (as in the tc program).
-        if u16::from_be(kread_u16(l3 + 6)) & 0x1fff != 0 {
+        if u16::from_be_bytes([ip4[6], ip4[7]]) & 0x1fff != 0 {
             return;
         }
-        let ihl = ((vihl & 0x0f) * 4) as u64;
+        let ihl = u64::from(ip4[0] & 0x0f) * 4;
         if ip_proto == 17 {
             // A Swarm's VXLAN datagram: reported when it carries ARP or ICMP.
             if !vxlan_carries_ours(cfg, l3 + ihl, avail.saturating_sub(ihl)) {
@@ -177,7 +186,7 @@ fn observe_drop(
         }
         let reply =
             how == encap::NONE && avail > ihl && kread_u32(l3 + ihl) & 0xff == ICMP_ECHO_REPLY;
-        (u16::from_be(kread_u16(l3 + 2)) as u64, reply)
+        (u64::from(u16::from_be_bytes([ip4[2], ip4[3]])), reply)
     } else if proto == ETH_P_IPV6 {
         if avail < 40 {
             return;
