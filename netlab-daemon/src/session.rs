@@ -178,10 +178,10 @@ pub struct Session {
     /// Whether the outputs still want events (no closed pipe, `--count` not reached).
     more: bool,
     docker_answered: bool,
-    /// Other hosts' daemons being read (`--peer`).
+    /// Other hosts' daemons being read (`--peer`); journeys then finish
+    /// [`PEER_LAG`](crate::api::peer::PEER_LAG) behind the clock, waiting for their
+    /// sightings.
     peers: Option<crate::api::peer::Peers>,
-    /// Journeys are finished this much behind the clock, waiting for peers' sightings.
-    journey_lag_ns: u64,
 }
 
 impl Session {
@@ -323,10 +323,6 @@ impl Session {
             Some(_) => crate::api::peer::Peers::start(&opts.peers),
             None => None,
         };
-        let journey_lag_ns = match peers {
-            Some(_) => crate::api::peer::PEER_LAG.as_nanos() as u64,
-            None => 0,
-        };
         if let Some(p) = &pins {
             // Every link is on this build's programs now.
             p.remove_other_builds();
@@ -347,7 +343,6 @@ impl Session {
             more: true,
             docker_answered,
             peers,
-            journey_lag_ns,
         })
     }
 
@@ -524,7 +519,11 @@ impl Session {
                 f.rescan_soon();
             }
         }
-        p.poll_journeys(Clock::monotonic_now().saturating_sub(self.journey_lag_ns))?;
+        let lag = match self.peers {
+            Some(_) => crate::api::peer::PEER_LAG.as_nanos() as u64,
+            None => 0,
+        };
+        p.poll_journeys(Clock::monotonic_now().saturating_sub(lag))?;
         self.topo_events.poll();
         p.topology(self.topo_events.take())?;
         self.more = p.flush()? && !p.full();

@@ -94,6 +94,17 @@ impl std::str::FromStr for PeerSpec {
     }
 }
 
+impl PeerSpec {
+    /// `HOST:PORT` as one writes it, an IPv6 address in brackets.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Something a peer saw: an echo packet at one of its observation points, or a drop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerItem {
@@ -299,10 +310,9 @@ async fn follow(
         let result = async {
             let mut client = connect(&spec).await?;
             log::info!(
-                "peer {}: reading the echo packets and drops of the netlab at {}:{}",
+                "peer {}: reading the echo packets and drops of the netlab at {}",
                 spec.name,
-                spec.host,
-                spec.port
+                spec.addr()
             );
             failing = false;
             client
@@ -332,11 +342,10 @@ async fn follow(
         };
         if !failing {
             log::warn!(
-                "peer {} ({}:{}): {why}; its hops are missing from journeys until it answers \
+                "peer {} ({}): {why}; its hops are missing from journeys until it answers \
                  (tried every {} s)",
                 spec.name,
-                spec.host,
-                spec.port,
+                spec.addr(),
                 RETRY.as_secs()
             );
             failing = true;
@@ -380,10 +389,9 @@ impl PeerDrops {
                 };
                 if let Err(e) = read.await {
                     log::warn!(
-                        "peer {} ({}:{}): {e:#}; its drops are not part of the verdict",
+                        "peer {} ({}): {e:#}; its drops are not part of the verdict",
                         spec.name,
-                        spec.host,
-                        spec.port
+                        spec.addr()
                     );
                 }
             }));
@@ -438,7 +446,7 @@ async fn connect(spec: &PeerSpec) -> anyhow::Result<Client> {
     )
     .await
     .map_err(|_| anyhow::anyhow!("no answer within {} s", RETRY.as_secs()))?
-    .with_context(|| format!("connecting to {}:{}", spec.host, spec.port))?;
+    .with_context(|| format!("connecting to {}", spec.addr()))?;
     let _ = stream.set_nodelay(true);
     Client::handshake(stream)
         .await
@@ -469,8 +477,12 @@ mod tests {
             })
         );
         assert_eq!(
-            p("b=[fd00::2]:9464").map(|s| (s.name, s.host)),
-            Ok(("b".into(), "fd00::2".into()))
+            p("b=[fd00::2]:9464").map(|s| (s.name.clone(), s.host.clone(), s.addr())),
+            Ok(("b".into(), "fd00::2".into(), "[fd00::2]:9464".into()))
+        );
+        assert_eq!(
+            p("n=10.0.0.2:9464").map(|s| s.addr()),
+            Ok("10.0.0.2:9464".into())
         );
         for bad in [
             "10.231.9.2",
