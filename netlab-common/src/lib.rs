@@ -172,6 +172,43 @@ pub const MAP_VXLAN_COUNTERS: &str = "NETLAB_VXLAN_COUNTERS";
 /// The VXLAN UDP port the tc programs look into (one u32, a Swarm node's data-path port;
 /// 0: none).
 pub const MAP_VXLAN_PORT: &str = "NETLAB_VXLAN_PORT";
+/// Name of the tc ingress program for interfaces of other network namespaces (an overlay
+/// network's sandbox): it counts and samples under [`ns_key`] rather than the index.
+pub const PROG_NS_INGRESS: &str = "netlab_ns_ingress";
+/// Name of the tc egress program for interfaces of other network namespaces.
+pub const PROG_NS_EGRESS: &str = "netlab_ns_egress";
+/// Name of the single-entry array of [`NsConfig`].
+pub const MAP_NS_CONFIG: &str = "NETLAB_NS_CONFIG";
+/// The bit set in every [`ns_key`]; the kernel's interface indexes (positive `int`s) never
+/// have it.
+pub const NS_KEY_BIT: u32 = 1 << 31;
+
+/// What the programs of other namespaces' interfaces count and report an interface under,
+/// in place of its index: indexes repeat across namespaces (each sandbox numbers its own
+/// bridge 2, as the host may number its uplink), so the index is mixed with the inode
+/// number of the interface's namespace. Computed alike by the programs and user space; a
+/// multiplicative hash, so two keys of one host collide with odds of about n²/2³², which
+/// user space checks before it attaches.
+pub const fn ns_key(netns: u32, ifindex: u32) -> u32 {
+    let x = (((netns as u64) << 32) | ifindex as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    NS_KEY_BIT | (x >> 33) as u32
+}
+
+/// Where the programs of other namespaces' interfaces find an interface's namespace,
+/// written by user space from the running kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsConfig {
+    /// 0: the programs do nothing.
+    pub active: u32,
+    /// Offset of `struct sk_buff` member `dev`.
+    pub skb_dev: u32,
+    /// Offset of `struct net_device` member `nd_net.net`.
+    pub dev_net: u32,
+    /// Offset of `struct net` member `ns.inum`.
+    pub net_inum: u32,
+}
+
 /// Entries of [`MAP_VXLAN_COUNTERS`].
 pub const VXLAN_COUNTER_ENTRIES: u32 = 4096;
 
@@ -418,6 +455,7 @@ const _: () = assert!(core::mem::size_of::<DropEvent>() == 40 + SNAP_LEN);
 const _: () = assert!(core::mem::offset_of!(PacketEvent, record) == RECORD_OFFSET);
 const _: () = assert!(core::mem::offset_of!(DropEvent, record) == RECORD_OFFSET);
 const _: () = assert!(core::mem::size_of::<Config>() == 8);
+const _: () = assert!(core::mem::size_of::<NsConfig>() == 16);
 const _: () = assert!(core::mem::size_of::<SampleState>() == 24);
 const _: () = assert!(core::mem::size_of::<PacketEvent>() == 32 + SNAP_LEN);
 
@@ -442,4 +480,6 @@ mod pod {
     unsafe impl aya::Pod for super::CoverConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DropEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NsConfig {}
 }

@@ -543,6 +543,11 @@ pub fn not_a_drop(rec: &DropRecord) -> Option<&'static str> {
         // A reply whose ping has exited: nobody waits for it any more.
         return Some("echo reply nobody waits for");
     }
+    if reason == "OTHERHOST" && rec.iface.bridge {
+        // A bridge hands itself every frame it forwards while it is promiscuous (tcpdump
+        // on it): its copy of a frame for another device ends here, the frame went on.
+        return Some("copy of a forwarded frame, handed up a promiscuous bridge");
+    }
     if reason == "IPV6DISABLED" && neighbour_or_listener {
         // Neighbour discovery and multicast listener reports reach namespaces whose IPv6
         // is off (the host side of Docker's bridges, containers on IPv4-only networks).
@@ -688,6 +693,7 @@ mod tests {
                 name: Some("br-1".into()),
                 ifindex: 3,
                 netns: "host".into(),
+                bridge: true,
             },
             src: ep("fe80::1"),
             dst: ep(dst),
@@ -774,6 +780,22 @@ mod tests {
             let rec = freed(packet, "fd00::2", reason, at);
             assert_eq!(not_a_drop(&rec), None, "{packet} {reason} at {at:?}");
         }
+    }
+
+    /// Seen on 6.18 with tcpdump on an overlay sandbox's br0: every echo the bridge
+    /// forwarded was also handed up it and freed by `ip_rcv_core`, while the ping was
+    /// answered. On a device that is not a bridge, a frame for another MAC is a drop.
+    #[test]
+    fn a_promiscuous_bridges_copy_is_not_a_drop() {
+        let mut rec = freed(
+            "icmp-echo-request",
+            "10.0.1.4",
+            "OTHERHOST",
+            Some("ip_rcv_core+0x22c"),
+        );
+        assert!(not_a_drop(&rec).is_some());
+        rec.iface.bridge = false;
+        assert_eq!(not_a_drop(&rec), None);
     }
 
     /// The real pipeline over the course's lab, its outputs read back.

@@ -1,3 +1,4 @@
+use crate::drops::{kread_u32, kread_u64};
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
@@ -6,9 +7,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netlab_common::{
-    direction, encap, kind, record, stat, Config, CounterKey, PacketEvent, SampleState,
-    SlotCounters, VxlanKey, COUNTER_ENTRIES, COUNTER_SLOTS, EVENT_RING_BYTES, IF_SLOT_CELLS,
-    RING_WAKE_BYTES, RING_WAKE_NS, SNAP_LEN, VXLAN_COUNTER_ENTRIES,
+    direction, encap, kind, ns_key, record, stat, Config, CounterKey, NsConfig, PacketEvent,
+    SampleState, SlotCounters, VxlanKey, COUNTER_ENTRIES, COUNTER_SLOTS, EVENT_RING_BYTES,
+    IF_SLOT_CELLS, RING_WAKE_BYTES, RING_WAKE_NS, SNAP_LEN, VXLAN_COUNTER_ENTRIES,
 };
 
 /// "Carry on": `TCX_NEXT` for TCX links, `TC_ACT_UNSPEC` for cls_bpf (both -1).
@@ -70,20 +71,40 @@ static NETLAB_VXLAN_COUNTERS: PerCpuHashMap<VxlanKey, u64> =
 #[map]
 static NETLAB_VXLAN_PORT: Array<u32> = Array::with_max_entries(1, 0);
 
+/// Where the programs of other namespaces' interfaces find the namespace.
+#[map]
+static NETLAB_NS_CONFIG: Array<NsConfig> = Array::with_max_entries(1, 0);
+
 #[classifier]
 pub fn netlab_ingress(ctx: TcContext) -> i32 {
-    observe(&ctx, direction::INGRESS);
+    observe::<false>(&ctx, direction::INGRESS);
     NEXT
 }
 
 #[classifier]
 pub fn netlab_egress(ctx: TcContext) -> i32 {
-    observe(&ctx, direction::EGRESS);
+    observe::<false>(&ctx, direction::EGRESS);
     NEXT
 }
 
+/// For the interfaces of other network namespaces (an overlay network's sandbox): the
+/// same, under the interface's [`ns_key`].
+#[classifier]
+pub fn netlab_ns_ingress(ctx: TcContext) -> i32 {
+    observe::<true>(&ctx, direction::INGRESS);
+    NEXT
+}
+
+#[classifier]
+pub fn netlab_ns_egress(ctx: TcContext) -> i32 {
+    observe::<true>(&ctx, direction::EGRESS);
+    NEXT
+}
+
+/// Observes one frame: on an interface of netlab's namespace under its index, or with
+/// `NS` under the key of (its namespace, its index).
 #[inline(always)]
-fn observe(ctx: &TcContext, dir: u8) {
+fn observe<const NS: bool>(ctx: &TcContext, dir: u8) {
     // Fast path, run on every packet of the host: decide from skb->protocol, without
     // touching packet data, whether this can be ours at all.
     let proto = u16::from_be(ctx.skb.protocol() as u16);
@@ -98,23 +119,55 @@ fn observe(ctx: &TcContext, dir: u8) {
         return;
     }
     // SAFETY: `skb` is the context pointer the kernel passed to this program.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let mut ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if NS {
+        ifindex = ns_key_of(ctx, ifindex);
+        if ifindex == 0 {
+            return;
+        }
+    }
     if k == VXLAN_MARK {
         observe_vxlan(ctx, ifindex, dir);
         return;
     }
-    if dir == direction::INGRESS {
-        // A new port's packet, counted by the cover program that runs just before.
-        if crate::cover::counted_on_ingress(ifindex) {
-            return;
+    // The cover programs count only in netlab's namespace.
+    if !NS {
+        if dir == direction::INGRESS {
+            // A new port's packet, counted by the cover program that runs just before.
+            if crate::cover::counted_on_ingress(ifindex) {
+                return;
+            }
+        } else {
+            crate::cover::note_egress(ifindex);
         }
-    } else {
-        crate::cover::note_egress(ifindex);
     }
     count(ifindex, dir, k);
     sample(ifindex, dir, k, encap::NONE, ctx.len(), |data, cap| {
         copy_frame(ctx, data, cap)
     });
+}
+
+/// The [`ns_key`] of the frame's interface `ifindex`: the inode number of its namespace
+/// read through `skb->dev->nd_net.net->ns.inum` (0: not configured, or unreadable).
+#[inline(always)]
+fn ns_key_of(ctx: &TcContext, ifindex: u32) -> u32 {
+    let Some(cfg) = NETLAB_NS_CONFIG.get(0) else {
+        return 0;
+    };
+    if cfg.active == 0 {
+        return 0;
+    }
+    // The context is the kernel's `struct sk_buff`.
+    let skb = ctx.skb.skb as u64;
+    let dev = kread_u64(skb + u64::from(cfg.skb_dev));
+    if dev == 0 {
+        return 0;
+    }
+    let net = kread_u64(dev + u64::from(cfg.dev_net));
+    if net == 0 {
+        return 0;
+    }
+    ns_key(kread_u32(net + u64::from(cfg.net_inum)), ifindex)
 }
 
 /// Copies the frame's first `cap` bytes to `data` (SNAP_LEN bytes of a reserved ring-buffer

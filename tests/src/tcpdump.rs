@@ -29,10 +29,21 @@ impl Tcpdump {
     /// packets in `direction` (`"in"`, `"out"`, or `"inout"`) matching `filter`; returns once
     /// tcpdump says it listens.
     pub fn start(ns: Option<&str>, iface: &str, direction: &str, filter: &str) -> Result<Self> {
-        let mut command = match ns {
+        let command = match ns {
             Some(ns) => in_ns(ns, "tcpdump"),
             None => Command::new("tcpdump"),
         };
+        Self::start_with(command, iface, direction, filter)
+    }
+
+    /// Like [`Tcpdump::start`], with `command` ending in `tcpdump` (e.g. run through
+    /// `nsenter` into a namespace `ip netns` does not list).
+    pub fn start_with(
+        mut command: Command,
+        iface: &str,
+        direction: &str,
+        filter: &str,
+    ) -> Result<Self> {
         command
             .args(["-nn", "-tt", "-l", "-q", "-i", iface, "-Q", direction])
             .args(filter.split_whitespace())

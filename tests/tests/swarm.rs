@@ -104,7 +104,7 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
     };
     let lb_file = format!("lb_{}", &id.trim()[..9]);
     anyhow::ensure!(
-        peer_of(&lb_file, lb["peer"].as_str().unwrap_or("eth0"))? == lb["ifindex"]
+        peer_of(&lb_file, lb["peer"].as_str().unwrap_or("eth0"))? == lb["sandbox_ifindex"]
             && peer_of("ingress_sbox", mesh["peer"].as_str().unwrap_or("eth1"))? == mesh["ifindex"],
         "the load balancer's leg {lb} or the routing mesh's {mesh} is not where ip says"
     );
@@ -194,8 +194,22 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
     let net = &pair.net;
     let (a, b, b_ip) = (&pair.a, &pair.b, &pair.b_ip);
     let vni = overlay_vni(n1, net)?;
+    // The overlay's bridge in node 1's sandbox, as the topology lists it: its index there
+    // is one node 1's own namespace has too (its uplink's or another's), so it goes by a
+    // key of its own.
+    let br0 = sandbox_bridge(n1, &bin, net)?;
+    let sandbox = br0["sandbox"].as_str().context("br0's sandbox")?.to_owned();
+    let inside = br0["sandbox_ifindex"].as_u64().context("br0's index")?;
+    anyhow::ensure!(
+        br0["ifindex"].as_u64().is_some_and(|k| k >= 1 << 31) && br0["vni"] == vni,
+        "{net}'s br0 listed as {br0:#}"
+    );
 
-    let watch = watch_on(n1, &bin, &["--kind", "icmp", "--kind", "journey"])?;
+    let watch = watch_on(
+        n1,
+        &bin,
+        &["--kind", "icmp", "--kind", "arp", "--kind", "journey"],
+    )?;
     // Inner IPv4 protocol and ICMP type, behind UDP (8), VXLAN (8) and Ethernet (14).
     let dump = Tcpdump::start(
         Some(n1.netns.name()),
@@ -203,10 +217,63 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
         "inout",
         "udp port 4789 and udp[39] = 1",
     )?;
+    // The container's ARP requests reach the bridge itself (broadcasts go up it too).
+    let mut on_br0 = n1.enter()?;
+    on_br0
+        .arg("nsenter")
+        .arg(format!("--net={sandbox}"))
+        .arg("tcpdump");
+    let br0_dump = Tcpdump::start_with(on_br0, "br0", "in", "arp")?;
+    // Forget b's address in a, so that the first ping asks for it.
+    let pid = n1.docker(&["inspect", "--format", "{{.State.Pid}}", a])?;
+    run(Command::new("nsenter").args(["-t", pid.trim(), "-n", "ip", "neigh", "flush", "all"]))?;
     let sent = 5;
     let (ping, stats) = ping_from(n1, a, b_ip, sent)?;
     let seen = dump.stop_after(Duration::from_secs(1))?;
+    let br0_seen = br0_dump.stop_after(Duration::ZERO)?;
     let out = parse_output_of(watch.stop(libc::SIGINT)?)?;
+
+    // br0: netlab's events and exact counters under br0's key, against tcpdump's.
+    let br0_requests = out
+        .events
+        .iter()
+        .filter(|e| {
+            e["iface"]["role"] == "overlay-bridge"
+                && e["iface"]["network"] == net.as_str()
+                && e["iface"]["name"] == "br0"
+                && e["direction"] == "ingress"
+                && e["kind"] == "arp-request"
+                && e["arp"]["target_ip"] == b_ip.as_str()
+        })
+        .count();
+    let br0_counted: u64 = out.summary["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["ifindex"] == br0["ifindex"]
+                && c["direction"] == "ingress"
+                && c["kind"] == "arp-request"
+        })
+        .filter_map(|c| c["packets"].as_u64())
+        .sum();
+    let br0_witness = br0_seen
+        .iter()
+        .filter(|l| l.contains(&format!("who-has {b_ip} ")))
+        .count();
+    let br0_all = br0_seen.iter().filter(|l| l.contains("Request")).count();
+    anyhow::ensure!(
+        br0_witness >= 1 && br0_requests == br0_witness && br0_counted == br0_all as u64,
+        "on {net}'s br0 (index {inside} in {sandbox}): {br0_requests} ARP request events, \
+         {br0_counted} counted, tcpdump saw:\n{}\nevents:\n{}",
+        br0_seen.join("\n"),
+        out.stdout
+    );
+    println!(
+        "{net}'s br0 (index {inside} in its sandbox, key {}): {br0_requests} ARP requests for \
+         {b_ip}, counted {br0_counted}, tcpdump {br0_witness}",
+        br0["ifindex"]
+    );
 
     let witness = |dir: &str| seen.iter().filter(|l| l.contains(dir)).count() as u64;
     // `IP 10.231.9.1.54321 > 10.231.9.2.4789: UDP, length 106`: by outer source.
@@ -328,8 +395,16 @@ fn overlay_pings_between_nodes_are_seen_inside_vxlan() -> Result<()> {
         .count() as u64;
     anyhow::ensure!(
         whole == stats.received,
-        "{whole} answered journeys through {leg}, {vxlan_dev} and link0, ping says {}: {journeys:#?}",
-        stats.received
+        "{whole} answered journeys through {leg}, {vxlan_dev} and link0, ping says {}: \
+         {journeys:#?}\nevery journey:\n{}\nstderr:\n{}",
+        stats.received,
+        out.events
+            .iter()
+            .filter(|e| e["kind"] == "journey")
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        out.stderr
     );
     // The counters by VNI agree with ping and tcpdump.
     let counted = |dir: &str, kind: &str| -> u64 {
@@ -809,6 +884,27 @@ impl OverlayPair {
         drop(self.swarm);
         Ok(())
     }
+}
+
+/// The bridge of overlay `net`'s sandbox, as `netlab topology --json` on `node` lists it.
+fn sandbox_bridge(
+    node: &netlab_tests::swarm::Node,
+    bin: &std::path::Path,
+    net: &str,
+) -> Result<Value> {
+    let mut topology = node.enter()?;
+    topology
+        .arg(bin)
+        .args(["topology", "--json"])
+        .env(NO_DAEMON.0, NO_DAEMON.1);
+    let topo: Value = serde_json::from_str(&run(&mut topology)?).context("topology --json")?;
+    topo["observed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["role"] == "overlay-bridge" && o["network"] == net)
+        .cloned()
+        .with_context(|| format!("no bridge of {net}'s sandbox observed: {topo:#}"))
 }
 
 /// The VNI of overlay `net`, as `node`'s engine gives it.

@@ -94,9 +94,22 @@ pub struct ObservedIface {
     /// the namespace's file (`/var/run/docker/netns/1-…`); `None` in the host's namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// For an interface of a sandbox, its index there. Indexes repeat across namespaces
+    /// (each sandbox numbers its bridge 2, and the host may number its uplink 2), so such
+    /// an interface's `ifindex` is the key netlab counts and reports it under instead:
+    /// [`netlab_common::ns_key`] of (the sandbox's namespace, this index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_ifindex: Option<u32>,
     /// The VXLAN id of the overlay network an interface of a sandbox carries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+}
+
+impl ObservedIface {
+    /// Its index in its own namespace (the host's, or its sandbox's).
+    pub fn index_in_netns(&self) -> u32 {
+        self.sandbox_ifindex.unwrap_or(self.ifindex)
+    }
 }
 
 /// Who is behind an address.
@@ -370,6 +383,7 @@ impl Topology {
                 network: net.map(|n| n.name.clone()),
                 bridge: Some(l.name.clone()),
                 sandbox: None,
+                sandbox_ifindex: None,
                 vni: None,
                 unresolved: false,
             });
@@ -486,6 +500,7 @@ impl Topology {
                 network: net.map(|n| n.name.clone()),
                 bridge: master.map(|m| m.name.clone()),
                 sandbox: None,
+                sandbox_ifindex: None,
                 vni: None,
                 unresolved,
             });
@@ -511,6 +526,7 @@ impl Topology {
                     network: None,
                     bridge: None,
                     sandbox: None,
+                    sandbox_ifindex: None,
                     vni: None,
                     unresolved: false,
                 });
@@ -586,6 +602,7 @@ impl Topology {
                 network: None,
                 bridge: None,
                 sandbox: None,
+                sandbox_ifindex: None,
                 vni: None,
                 unresolved: false,
             });
@@ -599,7 +616,8 @@ impl Topology {
         self.observed.iter().any(|o| o.unresolved)
     }
 
-    /// The observed interface with index `ifindex`.
+    /// The observed interface events and counters name `ifindex` (an index of this
+    /// namespace, or a sandbox interface's key).
     pub fn iface(&self, ifindex: u32) -> Option<&ObservedIface> {
         self.by_ifindex.get(&ifindex).map(|&i| &self.observed[i])
     }
@@ -699,18 +717,24 @@ impl Topology {
                     }
                     _ => continue,
                 };
-                if self.by_ifindex.contains_key(&l.ifindex) {
+                // Counted and reported under a key of (namespace, index), never an index
+                // of this namespace's.
+                let key = u32::try_from(sb.scan.inode)
+                    .ok()
+                    .filter(|&ino| ino != 0)
+                    .map(|ino| netlab_common::ns_key(ino, l.ifindex));
+                let Some(key) = key.filter(|k| !self.by_ifindex.contains_key(k)) else {
                     log::debug!(
-                        "{} of {}'s sandbox not observed: its index {} is taken",
+                        "{} of {}'s sandbox not observed: its namespace is unknown, or its key is another's",
                         l.name,
-                        o.name,
-                        l.ifindex
+                        o.name
                     );
                     continue;
-                }
-                self.by_ifindex.insert(l.ifindex, self.observed.len());
+                };
+                self.by_ifindex.insert(key, self.observed.len());
                 self.observed.push(ObservedIface {
-                    ifindex: l.ifindex,
+                    ifindex: key,
+                    sandbox_ifindex: Some(l.ifindex),
                     name: l.name.clone(),
                     role,
                     container,
@@ -1143,17 +1167,23 @@ pub(crate) mod tests {
             &[sandbox, lb, mesh],
             &scans,
         );
-        let of = |i: u32| {
-            let o = t.iface(i).expect("observed");
+        // The sandbox's interfaces go by the key of (its namespace, their index).
+        let key = |i: u32| netlab_common::ns_key(4026532999, i);
+        let of = |k: u32| {
+            let o = t.iface(k).expect("observed");
             (o.role, o.name.as_str(), o.container.as_deref(), o.vni)
         };
-        assert_eq!(of(2), (Role::OverlayBridge, "br0", None, Some(4097)));
-        assert_eq!(of(50), (Role::OverlayVxlan, "vxlan0", None, Some(4097)));
+        assert_eq!(of(key(2)), (Role::OverlayBridge, "br0", None, Some(4097)));
         assert_eq!(
-            of(51),
+            of(key(50)),
+            (Role::OverlayVxlan, "vxlan0", None, Some(4097))
+        );
+        assert_eq!(
+            of(key(51)),
             (Role::ContainerVeth, "veth0", Some("AppProd"), Some(4097))
         );
-        let leg = t.iface(51).expect("AppProd's leg");
+        let leg = t.iface(key(51)).expect("AppProd's leg");
+        assert_eq!((leg.sandbox_ifindex, leg.index_in_netns()), (Some(51), 51));
         assert_eq!(
             (
                 leg.network.as_deref(),
@@ -1166,8 +1196,11 @@ pub(crate) mod tests {
             leg.sandbox.as_deref(),
             Some("/var/run/docker/netns/1-q9x8w7v6u5")
         );
-        // Index 40 is the host's uplink: the sandbox's device with that index is left out.
+        // Index 40 is the host's uplink and a device of the sandbox's: both are observed,
+        // neither in place of the other.
         assert_eq!(of(40).0, Role::SwarmUplink);
+        assert_eq!(of(key(40)), (Role::Veth, "veth1", None, Some(4097)));
+        assert!(t.iface(2).is_none_or(|o| o.sandbox.is_none()));
         let mut s = String::new();
         crate::model::event::IfaceView::of(leg).describe(&mut s);
         assert_eq!(s, "veth of AppProd (ovl, br0, VNI 4097, overlay sandbox)");
@@ -1180,7 +1213,7 @@ pub(crate) mod tests {
             (o.role, s)
         };
         assert_eq!(
-            said(52),
+            said(key(52)),
             (
                 Role::LoadBalancerLeg,
                 "veth2 → load balancer eth0 (of overlay ovl, br0, VNI 4097, overlay sandbox)"

@@ -86,6 +86,13 @@ pub enum LoadError {
         MIN_KERNEL.1
     )]
     KernelTooOld { found: String },
+    /// A loaded program's file descriptor could not be duplicated.
+    #[error("cannot duplicate the descriptor of program {name}")]
+    ProgramFd {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// A map is missing or could not be read or written.
     #[error("map {name}")]
     Map {
@@ -111,6 +118,8 @@ pub struct Datapath {
     slots: slots::Slots,
     /// Where maps and programs are pinned (the daemon).
     pins: Option<Pins>,
+    /// Whether the programs for other namespaces' interfaces are loaded and configured.
+    ns_ready: bool,
     ebpf: Ebpf,
 }
 
@@ -184,6 +193,7 @@ impl Datapath {
             cover_cfg: None,
             slots: slots::Slots::default(),
             pins: pins.cloned(),
+            ns_ready: false,
             ebpf,
         };
         {

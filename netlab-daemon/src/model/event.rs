@@ -607,6 +607,9 @@ pub struct DropPlace {
     pub ifindex: u32,
     /// `"host"`, the container whose namespace it is, or `"netns:<inode>"`.
     pub netns: String,
+    /// The device is a bridge netlab observes (a Docker network's, or an overlay sandbox's).
+    #[serde(skip)]
+    pub bridge: bool,
 }
 
 /// Why and where the kernel dropped it.
@@ -780,6 +783,14 @@ impl DropRecord {
             ),
             None => (format!("netns:{inode}"), None),
         };
+        let observed = if inode == host_netns {
+            topo.iface(ev.ifindex).filter(|o| o.sandbox.is_none())
+        } else {
+            u32::try_from(inode)
+                .ok()
+                .and_then(|ino| topo.iface(netlab_common::ns_key(ino, ev.ifindex)))
+        };
+        let bridge = observed.is_some_and(|o| matches!(o.role, Role::Bridge | Role::OverlayBridge));
         let meaning = overlay_meaning(&reason, &netns, vxlan.as_ref(), d.dst_ip, topo);
         Some(DropRecord {
             ts: clock.to_unix(ev.ts_ns),
@@ -791,6 +802,7 @@ impl DropRecord {
                 name,
                 ifindex: ev.ifindex,
                 netns,
+                bridge,
             },
             src: owned_endpoint(d.src_ip, topo),
             dst: owned_endpoint(d.dst_ip, topo),
@@ -1404,6 +1416,7 @@ mod tests {
                 name: Some("br-8be916360cbc".into()),
                 ifindex: 3,
                 netns: "host".into(),
+                bridge: true,
             },
             src: ep(
                 Some("172.20.0.2".parse().expect("ip")),
@@ -1437,6 +1450,7 @@ mod tests {
             name: None,
             ifindex: 0,
             netns: "netns:4026532001".into(),
+            bridge: false,
         };
         bare.src = ep(None, None, None, false);
         bare.dst = ep(None, None, None, false);

@@ -53,12 +53,12 @@ pub async fn checks(topo: &Topology, src: &ContainerView, ip: IpAddr) -> Option<
         (Some(dev), Some(entries)) => {
             let mac = entries
                 .iter()
-                .find(|n| n.ifindex == dev.ifindex && n.ip == Some(ip))
+                .find(|n| n.ifindex == dev.index_in_netns() && n.ip == Some(ip))
                 .and_then(|n| n.mac);
             let remote = mac.and_then(|m| {
                 entries
                     .iter()
-                    .find(|n| n.ifindex == dev.ifindex && n.mac == Some(m) && n.remote.is_some())
+                    .find(|n| n.ifindex == dev.index_in_netns() && n.mac == Some(m) && n.remote.is_some())
                     .and_then(|n| n.remote)
             });
             c.mac = mac.map(|m| m.to_string());

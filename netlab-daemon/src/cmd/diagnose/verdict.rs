@@ -564,6 +564,7 @@ pub(super) mod tests {
                 name: Some("br-devops".into()),
                 ifindex: 3,
                 netns: "host".into(),
+                bridge: true,
             },
             src: Endpoint {
                 mac: crate::model::decode::Mac::default(),

@@ -203,8 +203,9 @@ impl Observer {
         out
     }
 
-    /// Attaches both programs as TCX links to interface `idx` of the namespace bound at
-    /// `path` (an overlay network's sandbox), from a thread inside it. Not pinned: a
+    /// Attaches the programs for other namespaces' interfaces (which count under the
+    /// interface's key, not `idx`) as TCX links to interface `idx` of the namespace bound
+    /// at `path` (an overlay network's sandbox), from a thread inside it. Not pinned: a
     /// restarted daemon attaches again. TCX only: netlink filters would have to be
     /// removed from inside the namespace too, and a removal run in the wrong one would
     /// take another interface's.
@@ -218,7 +219,7 @@ impl Observer {
             self.uses_tcx(),
             "{name} is in an overlay network's sandbox, which netlab observes with TCX links only (Linux 6.6 and later)"
         );
-        let (ingress, egress) = self.dp.prog_fds()?;
+        let (ingress, egress) = self.dp.ns_prog_fds()?;
         let iface = name.to_owned();
         Ok(crate::kernel::links::in_netns_at(path, move || {
             use std::os::fd::AsFd as _;

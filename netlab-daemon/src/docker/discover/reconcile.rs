@@ -122,7 +122,7 @@ impl Observer {
                 done.forgotten.extend(self.forget(o.ifindex));
             }
             if let Some(path) = &o.sandbox {
-                match self.attach_in_sandbox(o.ifindex, &o.name, path) {
+                match self.attach_in_sandbox(o.index_in_netns(), &o.name, path) {
                     Ok(a) => {
                         log::debug!("attached to {} in {path}", o.name);
                         self.attached.insert(o.ifindex, a);

@@ -18,8 +18,8 @@ use aya::programs::{
 };
 use netlab_common::{
     MAP_CONFIG, MAP_COUNTERS, MAP_COVER, MAP_COVER_BRIDGES, MAP_COVER_CONFIG, MAP_COVER_LAST,
-    MAP_COVER_SCRATCH, MAP_DROP_CONFIG, MAP_DROP_REASONS, MAP_EVENTS, MAP_IF_SLOTS, MAP_RING_WAKE,
-    MAP_SAMPLING, MAP_SLOT_COUNTERS, MAP_STATS, MAP_VXLAN_COUNTERS, MAP_VXLAN_PORT,
+    MAP_COVER_SCRATCH, MAP_DROP_CONFIG, MAP_DROP_REASONS, MAP_EVENTS, MAP_IF_SLOTS, MAP_NS_CONFIG,
+    MAP_RING_WAKE, MAP_SAMPLING, MAP_SLOT_COUNTERS, MAP_STATS, MAP_VXLAN_COUNTERS, MAP_VXLAN_PORT,
 };
 
 use super::{Datapath, LoadError, EBPF_OBJECT};
@@ -38,8 +38,9 @@ pub(super) const COUNTS: [&str; 6] = [
 
 /// Every other map of the object: state its programs share with each other and with user
 /// space. Pinned with the programs of one build.
-pub(super) const STATE: [&str; 11] = [
+pub(super) const STATE: [&str; 12] = [
     MAP_EVENTS,
+    MAP_NS_CONFIG,
     MAP_VXLAN_PORT,
     MAP_RING_WAKE,
     MAP_CONFIG,

@@ -126,6 +126,7 @@ fn drop_report(packet: Kind) -> DropRecord {
             name: Some("br-8be916360cbc".into()),
             ifindex: 3,
             netns: "host".into(),
+            bridge: true,
         },
         src: end(s),
         dst: end(d),
