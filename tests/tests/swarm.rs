@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use netlab_tests::daemon::get_json;
+use netlab_tests::daemon::{get_json, EventStream};
 use netlab_tests::docker::{BUSYBOX_IMAGE, NO_DAEMON};
 use netlab_tests::docker_or_skip;
 use netlab_tests::host::cmd::run;
@@ -178,6 +178,109 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
 
     node.docker(&["rm", "-f", &name])?;
     node.docker(&["network", "rm", &net])?;
+    drop(swarm);
+    Ok(())
+}
+
+/// An overlay made while netlab runs is followed: a daemon on node 1, started before the
+/// overlay exists, says each interface of the overlay's sandbox observed once a container
+/// joins it (its bridge, its VXLAN device, the container's leg), counts the container's
+/// pings on its leg as ping says, and says them gone once the container leaves.
+#[test]
+fn an_overlay_made_while_netlab_runs_is_followed() -> Result<()> {
+    let bin = docker_or_skip!();
+    let swarm = Swarm::create("fol")?;
+    let [n1, n2] = &swarm.nodes;
+    for n in [n1, n2] {
+        n.load_image(BUSYBOX_IMAGE)?;
+    }
+    let mut daemon = n1.enter()?;
+    daemon.arg(&bin).args(["daemon", "--cleanup-on-exit"]);
+    let daemon = Background::start(daemon, "daemon: watching", DAEMON_READY)?;
+    let pid = n1.pid().context("node 1 without its dockerd")?;
+    let socket = std::path::PathBuf::from(format!("/proc/{pid}/root/run/netlab/netlab.sock"));
+    let stream = EventStream::open(&socket, "/v1/events?kind=topology")?;
+
+    let net = unique_name("fol-net");
+    n1.docker(&["network", "create", "-d", "overlay", "--attachable", &net])?;
+    let (a, b) = (unique_name("fol-a"), unique_name("fol-b"));
+    n1.sleeper(&a, &net)?;
+    n2.sleeper(&b, &net)?;
+    let b_ip = n2.ip_on(&b, &net)?;
+    let vni = overlay_vni(n1, &net)?;
+    let of_net = |e: &Value, kind: &str, role: &str| {
+        e["kind"] == kind && e["iface"]["role"] == role && e["iface"]["network"] == net.as_str()
+    };
+    let leg_of_a = |e: &Value, kind: &str| {
+        of_net(e, kind, "container-veth") && e["iface"]["container"] == a.as_str()
+    };
+    let events = stream.wait_for(Duration::from_secs(30), |es| {
+        ["overlay-bridge", "overlay-vxlan"]
+            .iter()
+            .all(|r| es.iter().any(|e| of_net(e, "iface-observed", r)))
+            && es.iter().any(|e| leg_of_a(e, "iface-observed"))
+    })?;
+    let leg = events
+        .iter()
+        .find(|e| leg_of_a(e, "iface-observed"))
+        .map(|e| e["iface"].clone())
+        .with_context(|| format!("{a}'s leg in {net}'s sandbox not said observed: {events:#?}"))?;
+    anyhow::ensure!(
+        leg["vni"] == vni
+            && ["overlay-bridge", "overlay-vxlan"]
+                .iter()
+                .all(|r| events.iter().any(|e| of_net(e, "iface-observed", r))),
+        "{net} (VNI {vni}) followed as: {events:#?}"
+    );
+
+    let (ping, stats) = ping_from(n1, &a, &b_ip, 4)?;
+    let counters = get_json(&socket, "/v1/counters")?;
+    let count = |dir: &str, kind: &str| -> u64 {
+        counters["counters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                c["ifindex"] == leg["ifindex"] && c["direction"] == dir && c["kind"] == kind
+            })
+            .filter_map(|c| c["packets"].as_u64())
+            .sum()
+    };
+    let (requests, replies) = (
+        count("ingress", "icmp-echo-request"),
+        count("egress", "icmp-echo-reply"),
+    );
+    anyhow::ensure!(
+        stats.transmitted == 4
+            && stats.received == 4
+            && requests == stats.transmitted
+            && replies == stats.received,
+        "{a}'s leg {} counted {requests} requests and {replies} replies; ping: {ping}",
+        leg["name"]
+    );
+
+    n1.docker(&["rm", "-f", &a])?;
+    let events = stream.wait_for(Duration::from_secs(30), |es| {
+        es.iter().any(|e| leg_of_a(e, "iface-gone"))
+    })?;
+    anyhow::ensure!(
+        events.iter().any(|e| leg_of_a(e, "iface-gone")),
+        "{a}'s leg not said gone after {a} was removed: {events:#?}"
+    );
+    drop(stream);
+    let stopped = daemon.stop(libc::SIGTERM)?;
+    anyhow::ensure!(
+        stopped.status.success(),
+        "the daemon on node 1 exited {}",
+        stopped.status
+    );
+    println!(
+        "{net} (VNI {vni}) made while netlab ran: {a}'s leg {} observed, {requests}/{replies} \
+         requests/replies counted there, ping {}/{}; gone with {a}",
+        leg["name"], stats.transmitted, stats.received
+    );
+    n2.docker(&["rm", "-f", &b])?;
+    n1.docker(&["network", "rm", &net])?;
     drop(swarm);
     Ok(())
 }
