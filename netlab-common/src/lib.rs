@@ -359,10 +359,23 @@ pub struct DropConfig {
     /// The VXLAN UDP port whose dropped datagrams are looked into (a Swarm node's data
     /// path): one carrying ARP or ICMP is reported as that packet's drop. 0: none.
     pub vxlan_port: u32,
+    /// 1: `struct sk_buff` has the layout every kernel since 4.x has around `protocol`
+    /// ([`SKB_WINDOW_LAYOUT`]), so the raw tracepoint reads `protocol`, `network_header`,
+    /// `head` and `data` in one read of [`SKB_WINDOW_LEN`] bytes from `skb_protocol`; 0:
+    /// one read each.
+    pub skb_window: u32,
+    pub _pad: u32,
     /// Kernels without drop reasons (before 5.17): echo replies freed in these two address
     /// ranges (`icmp_rcv`, `ping_rcv`: start, end, start, end) are the quiet ones instead.
     pub quiet_ranges: [u64; 4],
 }
+
+/// Offsets, from `struct sk_buff`'s `protocol`, of `network_header`, `head` and `data`,
+/// where [`DropConfig::skb_window`] reads them (`protocol`, `transport_header`,
+/// `network_header`, `mac_header`, `tail`, `end`, `head`, `data`, back to back).
+pub const SKB_WINDOW_LAYOUT: [u32; 3] = [4, 16, 24];
+/// Bytes of that read.
+pub const SKB_WINDOW_LEN: u32 = 32;
 
 /// [`DropConfig::tp_reason`] when the tracepoint has no `reason` field (before Linux 5.17).
 pub const NO_REASON_FIELD: u32 = u32::MAX;
@@ -449,7 +462,7 @@ const _: () = assert!(core::mem::size_of::<CounterKey>() == 8);
 const _: () = assert!(core::mem::size_of::<VxlanKey>() == 12);
 const _: () = assert!(core::mem::size_of::<SlotCounters>() == 2 * 8 * kind::COUNT as usize);
 const _: () = assert!(IF_SLOT_CELLS.is_power_of_two());
-const _: () = assert!(core::mem::size_of::<DropConfig>() == 96);
+const _: () = assert!(core::mem::size_of::<DropConfig>() == 104);
 const _: () = assert!(core::mem::size_of::<CoverConfig>() == 64);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 40 + SNAP_LEN);
 const _: () = assert!(core::mem::offset_of!(PacketEvent, record) == RECORD_OFFSET);

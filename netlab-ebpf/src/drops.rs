@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use netlab_common::{
     encap, record, stat, DropConfig, DropEvent, DROP_REASON_SLOTS, NO_REASON_FIELD, REASON_UNKNOWN,
-    SNAP_LEN,
+    SKB_WINDOW_LAYOUT, SKB_WINDOW_LEN, SNAP_LEN,
 };
 
 use crate::program::{bump_stat, submit_flags, MAX_IPV6_EXT, NETLAB_EVENTS};
@@ -58,6 +58,7 @@ pub fn netlab_kfree_skb(ctx: TracePointContext) -> u32 {
         reason,
         proto,
         || kread_u64(rec + cfg.tp_skbaddr as u64),
+        None,
         || kread_u64(rec + cfg.tp_location as u64),
     );
     0
@@ -79,8 +80,25 @@ pub fn netlab_kfree_skb_raw(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let skb = ctx.arg::<u64>(0);
+    if cfg.skb_window != 0 {
+        // `protocol`, `network_header`, `head` and `data` in one read (each read is a
+        // helper call, the most of this program's cost).
+        let mut w = SkbWindow::default();
+        // SAFETY: bpf_probe_read_kernel checks the address; on failure `w` is zeroed.
+        unsafe {
+            bpf_probe_read_kernel(
+                (&mut w as *mut SkbWindow).cast(),
+                SKB_WINDOW_LEN,
+                (skb + u64::from(cfg.skb_protocol)) as *const _,
+            )
+        };
+        let proto = u32::from(u16::from_be_bytes(w.protocol));
+        let pre = Some([w.head, u64::from(w.network_header), w.data]);
+        observe_drop(cfg, reason, proto, || skb, pre, || ctx.arg::<u64>(1));
+        return 0;
+    }
     let proto = u16::from_be(kread_u16(skb + cfg.skb_protocol as u64)) as u32;
-    observe_drop(cfg, reason, proto, || skb, || ctx.arg::<u64>(1));
+    observe_drop(cfg, reason, proto, || skb, None, || ctx.arg::<u64>(1));
     0
 }
 
@@ -119,14 +137,37 @@ pub(crate) fn kread_u16(addr: u64) -> u16 {
     v
 }
 
+/// `struct sk_buff` from `protocol` to `data`, as [`DropConfig::skb_window`] reads it
+/// (`netlab_common::SKB_WINDOW_LAYOUT`).
+#[repr(C)]
+#[derive(Default)]
+struct SkbWindow {
+    protocol: [u8; 2],
+    transport_header: u16,
+    network_header: u16,
+    mac_header: u16,
+    tail: u32,
+    end: u32,
+    head: u64,
+    data: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<SkbWindow>() == SKB_WINDOW_LEN as usize);
+const _: () =
+    assert!(core::mem::offset_of!(SkbWindow, network_header) == SKB_WINDOW_LAYOUT[0] as usize);
+const _: () = assert!(core::mem::offset_of!(SkbWindow, head) == SKB_WINDOW_LAYOUT[1] as usize);
+const _: () = assert!(core::mem::offset_of!(SkbWindow, data) == SKB_WINDOW_LAYOUT[2] as usize);
+
 /// Reports a drop of `reason` of a packet of ethertype `proto` (host order), if it is
-/// ARP, ICMP or ICMPv6; `skb` and `location` read the rest only then.
+/// ARP, ICMP or ICMPv6; `skb` and `location` read the rest only then. `pre`: the skb's
+/// `head`, `network_header` and `data`, when already read.
 #[inline(always)]
 fn observe_drop(
     cfg: &DropConfig,
     reason: u32,
     proto: u32,
     skb: impl FnOnce() -> u64,
+    pre: Option<[u64; 3]>,
     location: impl FnOnce() -> u64,
 ) {
     if proto != ETH_P_IP && proto != ETH_P_ARP && proto != ETH_P_IPV6 {
@@ -136,8 +177,13 @@ fn observe_drop(
     if skb == 0 {
         return;
     }
-    let head = kread_u64(skb + cfg.skb_head as u64);
-    let nh = kread_u16(skb + cfg.skb_network_header as u64) as u64;
+    let (head, nh) = match pre {
+        Some([head, nh, _]) => (head, nh),
+        None => (
+            kread_u64(skb + cfg.skb_head as u64),
+            kread_u16(skb + cfg.skb_network_header as u64) as u64,
+        ),
+    };
     if head == 0 || nh == 0xffff {
         return;
     }
@@ -156,7 +202,10 @@ fn observe_drop(
     }
     // Bytes from the network header to the end of the packet: never read or report past it.
     let len = kread_u32(skb + cfg.skb_len as u64) as u64;
-    let data = kread_u64(skb + cfg.skb_data as u64);
+    let data = match pre {
+        Some([_, _, data]) => data,
+        None => kread_u64(skb + cfg.skb_data as u64),
+    };
     let data_off = data.wrapping_sub(head);
     let avail = if nh >= data_off {
         len.saturating_sub(nh - data_off)

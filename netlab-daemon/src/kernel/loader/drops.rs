@@ -133,7 +133,13 @@ impl Datapath {
             quiet_reason: reasons.value_of("NO_SOCKET").unwrap_or(0),
             skb_protocol: off("sk_buff", &["protocol"])?,
             vxlan_port: 0,
+            skb_window: 0,
+            _pad: 0,
             quiet_ranges,
+        };
+        let cfg = DropConfig {
+            skb_window: u32::from(skb_window_fits(&cfg)),
+            ..cfg
         };
         // The BTF blob (~5 MB) and its index are done with: give their pages back now
         // rather than carry them as resident heap for the life of the process.
@@ -310,6 +316,16 @@ impl Datapath {
     }
 }
 
+/// Whether `cfg`'s `sk_buff` offsets have the layout the raw tracepoint reads in one go
+/// ([`netlab_common::SKB_WINDOW_LAYOUT`] from `protocol`).
+fn skb_window_fits(cfg: &DropConfig) -> bool {
+    let [nh, head, data] = netlab_common::SKB_WINDOW_LAYOUT;
+    let at = |off: u32| cfg.skb_protocol.checked_add(off);
+    at(nh) == Some(cfg.skb_network_header)
+        && at(head) == Some(cfg.skb_head)
+        && at(data) == Some(cfg.skb_data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +344,36 @@ mod tests {
         assert_eq!(r.value_of("MISSING"), None);
         assert_eq!(r.name(12), "NETFILTER_DROP");
         assert_eq!(r.name(99), "reason-99");
+    }
+
+    /// Offsets of `struct sk_buff` as BTF gives them on 6.18 (protocol at 176, then
+    /// network_header at 180, head at 192, data at 200); any other layout reads one by one.
+    #[test]
+    fn the_one_read_window_needs_the_usual_layout() {
+        let usual = DropConfig {
+            skb_protocol: 176,
+            skb_network_header: 180,
+            skb_head: 192,
+            skb_data: 200,
+            ..DropConfig::default()
+        };
+        assert!(skb_window_fits(&usual));
+        for moved in [
+            DropConfig {
+                skb_network_header: 182,
+                ..usual
+            },
+            DropConfig {
+                skb_head: 200,
+                skb_data: 192,
+                ..usual
+            },
+            DropConfig {
+                skb_protocol: u32::MAX,
+                ..usual
+            },
+        ] {
+            assert!(!skb_window_fits(&moved), "{moved:?}");
+        }
     }
 }
