@@ -81,10 +81,14 @@ fn from_pins(args: &CountersArgs) -> anyhow::Result<Summary> {
     let rows = totals
         .into_iter()
         .map(|((ifindex, dir, kind), packets)| CounterRow {
-            iface: names
-                .get(&ifindex)
-                .cloned()
-                .unwrap_or_else(|| format!("ifindex {ifindex}")),
+            iface: names.get(&ifindex).cloned().unwrap_or_else(|| {
+                if ifindex & netlab_common::NS_KEY_BIT != 0 {
+                    // Named by the daemon, which knew the sandbox; not by this namespace.
+                    format!("an overlay sandbox's interface (key {ifindex})")
+                } else {
+                    format!("ifindex {ifindex}")
+                }
+            }),
             ifindex,
             label: None,
             direction: dir.name(),
