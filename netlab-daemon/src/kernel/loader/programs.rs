@@ -87,16 +87,31 @@ impl Datapath {
         &mut self,
     ) -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), LoadError> {
         if !self.ns_ready {
-            let kbtf = KernelBtf::from_sys_fs().map_err(LoadError::Btf)?;
-            let off = |s: &str, path: &[&str]| kbtf.member_offset(s, path).map_err(LoadError::Btf);
-            let cfg = NsConfig {
-                active: 1,
-                skb_dev: off("sk_buff", &["dev"])?,
-                dev_net: off("net_device", &["nd_net", "net"])?,
-                net_inum: off("net", &["ns", "inum"])?,
+            let cfg = match self.cover_cfg {
+                // The cover programs read a device's namespace the same way: the kernel's
+                // BTF (5 MB) was parsed for them already.
+                Some(c) => NsConfig {
+                    active: 1,
+                    skb_dev: c.skb_dev,
+                    dev_net: c.dev_net,
+                    net_inum: c.net_inum,
+                },
+                None => {
+                    let kbtf = KernelBtf::from_sys_fs().map_err(LoadError::Btf)?;
+                    let off = |s: &str, path: &[&str]| {
+                        kbtf.member_offset(s, path).map_err(LoadError::Btf)
+                    };
+                    let cfg = NsConfig {
+                        active: 1,
+                        skb_dev: off("sk_buff", &["dev"])?,
+                        dev_net: off("net_device", &["nd_net", "net"])?,
+                        net_inum: off("net", &["ns", "inum"])?,
+                    };
+                    drop(kbtf);
+                    super::release_freed_memory();
+                    cfg
+                }
             };
-            drop(kbtf);
-            super::release_freed_memory();
             for name in [PROG_NS_INGRESS, PROG_NS_EGRESS] {
                 self.load_or_reuse(name, |p| {
                     let prog: &mut SchedClassifier =
