@@ -40,13 +40,7 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
     let name = unique_name("ovl-a");
     node.sleeper(&name, &net)?;
 
-    let mut topology = node.enter()?;
-    topology
-        .arg(&bin)
-        .args(["topology", "--json"])
-        .env(NO_DAEMON.0, NO_DAEMON.1);
-    let shown = run(&mut topology)?;
-    let topo: Value = serde_json::from_str(&shown).context("netlab topology --json")?;
+    let topo = topology_on(node, &bin)?;
     let observed = topo["observed"]
         .as_array()
         .context("no observed interfaces")?;
@@ -149,11 +143,7 @@ fn an_overlay_containers_gateway_leg_is_dockers() -> Result<()> {
     println!("overlay {net}: VNI {}, {name} at {}", vni.trim(), ip);
 
     // The map a daemon on node 1 serves lists the overlay with the container too.
-    let mut daemon = node.enter()?;
-    daemon.arg(&bin).args(["daemon", "--cleanup-on-exit"]);
-    let daemon = Background::start(daemon, "daemon: watching", DAEMON_READY)?;
-    let pid = node.pid().context("node 1 without its dockerd")?;
-    let socket = std::path::PathBuf::from(format!("/proc/{pid}/root/run/netlab/netlab.sock"));
+    let (daemon, socket) = daemon_on(node, &bin)?;
     let map = get_json(&socket, "/v1/map")?;
     let stopped = daemon.stop(libc::SIGTERM)?;
     anyhow::ensure!(
@@ -194,11 +184,7 @@ fn an_overlay_made_while_netlab_runs_is_followed() -> Result<()> {
     for n in [n1, n2] {
         n.load_image(BUSYBOX_IMAGE)?;
     }
-    let mut daemon = n1.enter()?;
-    daemon.arg(&bin).args(["daemon", "--cleanup-on-exit"]);
-    let daemon = Background::start(daemon, "daemon: watching", DAEMON_READY)?;
-    let pid = n1.pid().context("node 1 without its dockerd")?;
-    let socket = std::path::PathBuf::from(format!("/proc/{pid}/root/run/netlab/netlab.sock"));
+    let (daemon, socket) = daemon_on(n1, &bin)?;
     let stream = EventStream::open(&socket, "/v1/events?kind=topology")?;
 
     let net = unique_name("fol-net");
@@ -989,18 +975,37 @@ impl OverlayPair {
     }
 }
 
+/// `netlab topology --json` run on `node`, parsed.
+fn topology_on(node: &netlab_tests::swarm::Node, bin: &std::path::Path) -> Result<Value> {
+    let mut topology = node.enter()?;
+    topology
+        .arg(bin)
+        .args(["topology", "--json"])
+        .env(NO_DAEMON.0, NO_DAEMON.1);
+    serde_json::from_str(&run(&mut topology)?).context("netlab topology --json")
+}
+
+/// `netlab daemon --cleanup-on-exit` on `node`, once it watches, and its API's socket as
+/// this namespace reaches it (through the node's mount namespace).
+fn daemon_on(
+    node: &netlab_tests::swarm::Node,
+    bin: &std::path::Path,
+) -> Result<(Background, std::path::PathBuf)> {
+    let mut daemon = node.enter()?;
+    daemon.arg(bin).args(["daemon", "--cleanup-on-exit"]);
+    let daemon = Background::start(daemon, "daemon: watching", DAEMON_READY)?;
+    let pid = node.pid().context("the node without its dockerd")?;
+    let socket = std::path::PathBuf::from(format!("/proc/{pid}/root/run/netlab/netlab.sock"));
+    Ok((daemon, socket))
+}
+
 /// The bridge of overlay `net`'s sandbox, as `netlab topology --json` on `node` lists it.
 fn sandbox_bridge(
     node: &netlab_tests::swarm::Node,
     bin: &std::path::Path,
     net: &str,
 ) -> Result<Value> {
-    let mut topology = node.enter()?;
-    topology
-        .arg(bin)
-        .args(["topology", "--json"])
-        .env(NO_DAEMON.0, NO_DAEMON.1);
-    let topo: Value = serde_json::from_str(&run(&mut topology)?).context("topology --json")?;
+    let topo = topology_on(node, bin)?;
     topo["observed"]
         .as_array()
         .into_iter()
