@@ -199,7 +199,7 @@ impl Session {
             p.create()
                 .with_context(|| format!("creating the pin directories under {}", dir.display()))?;
         }
-        let mut dp = Datapath::load_in(opts.config, pins.as_ref())?;
+        let mut dp = Datapath::load_in(opts.config, pins.as_ref(), opts.drops != Drops::Off)?;
         let mut ring = dp.take_events()?;
         if pins.is_some() {
             // The ring may be an earlier daemon's, which the programs it left attached wrote
@@ -279,6 +279,7 @@ impl Session {
         if following {
             enable_cover(dp);
         }
+        dp.release_btf();
         if let Some(early) = early {
             obs.take_early(early);
         }

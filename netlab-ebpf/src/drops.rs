@@ -5,9 +5,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_kernel},
-    macros::{map, raw_tracepoint, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, PerCpuArray},
-    programs::{RawTracePointContext, TracePointContext},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
     EbpfContext as _,
 };
 use netlab_common::{
@@ -99,6 +99,59 @@ pub fn netlab_kfree_skb_raw(ctx: RawTracePointContext) -> i32 {
     }
     let proto = u16::from_be(kread_u16(skb + cfg.skb_protocol as u64)) as u32;
     observe_drop(cfg, reason, proto, || skb, None, || ctx.arg::<u64>(1));
+    0
+}
+
+/// Offsets in `struct sk_buff` of `protocol`, `network_header`, `head` and `data`
+/// (`netlab_common::GLOBAL_SKB_OFFSETS`), set by user space from the running kernel's BTF
+/// before the object loads. Read-only data the kernel freezes: the verifier sees constants.
+#[no_mangle]
+static NETLAB_SKB_OFF: [u32; 4] = [0; 4];
+
+/// The `i`th of [`NETLAB_SKB_OFF`], read as the program's data (a volatile read, so that
+/// the compiler does not fold in the zeros it was built with).
+#[inline(always)]
+fn skb_off(i: usize) -> usize {
+    // SAFETY: a read of a static, in bounds (i < 4 at every call site).
+    unsafe { core::ptr::read_volatile(&NETLAB_SKB_OFF[i]) as usize }
+}
+
+/// The BTF-typed tracepoint `kfree_skb(skb, location, reason, ...)` (Linux 5.17 on): like
+/// the raw one, with `skb` a typed pointer. The four `sk_buff` fields every drop is tested
+/// on are plain loads, which the verifier checks against the type and the kernel makes
+/// fault-safe, instead of a helper call each: the cheapest path for every freed packet.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn netlab_kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
+    let reason = ctx.arg::<u64>(2) as u32;
+    if reason < FIRST_DROP_REASON {
+        return 0;
+    }
+    let Some(cfg) = NETLAB_DROP_CONFIG.get(0) else {
+        return 0;
+    };
+    if cfg.enabled == 0 {
+        return 0;
+    }
+    let skb: *const u8 = ctx.arg(0);
+    // SAFETY: `skb` is the tracepoint's `struct sk_buff *` and the offsets are its fields'
+    // (of their types' sizes): the verifier checks each load against BTF, and a load
+    // through a bad pointer reads zero rather than faulting.
+    let (proto, nh, head, data) = unsafe {
+        (
+            u32::from(u16::from_be(*skb.add(skb_off(0)).cast::<u16>())),
+            u64::from(*skb.add(skb_off(1)).cast::<u16>()),
+            *skb.add(skb_off(2)).cast::<u64>(),
+            *skb.add(skb_off(3)).cast::<u64>(),
+        )
+    };
+    observe_drop(
+        cfg,
+        reason,
+        proto,
+        || skb as u64,
+        Some([head, nh, data]),
+        || ctx.arg::<u64>(1),
+    );
     0
 }
 

@@ -15,7 +15,7 @@ use aya::{
 };
 use netlab_common::{Config, CoverConfig, MAP_CONFIG, PROG_EGRESS, PROG_INGRESS};
 
-use crate::kernel::btf;
+use crate::kernel::btf::{self, KernelBtf};
 
 mod cover;
 mod drops;
@@ -120,6 +120,12 @@ pub struct Datapath {
     pins: Option<Pins>,
     /// Whether the programs for other namespaces' interfaces are loaded and configured.
     ns_ready: bool,
+    /// The running kernel's BTF (5 MB), parsed once for all of set-up and let go with
+    /// [`Datapath::release_btf`].
+    btf: Option<KernelBtf>,
+    /// Whether the BTF-typed drop program's `sk_buff` offsets were set
+    /// ([`netlab_common::GLOBAL_SKB_OFFSETS`]); it is not loaded otherwise.
+    skb_offsets: bool,
     ebpf: Ebpf,
 }
 
@@ -162,13 +168,15 @@ pub fn check_kernel(release: &str) -> Result<(), LoadError> {
 impl Datapath {
     /// Loads both tc programs into the kernel and writes `config`.
     pub fn load(config: Config) -> Result<Self, LoadError> {
-        Self::load_in(config, None)
+        Self::load_in(config, None, false)
     }
 
     /// Like [`Datapath::load`]; with `pins` (the daemon), the maps live in bpffs there: the
     /// counters are reused from any earlier run (so counts survive a restart), the programs
     /// and the rest of the maps from an earlier run of the same build (see [`Pins`]).
-    pub fn load_in(config: Config, pins: Option<&Pins>) -> Result<Self, LoadError> {
+    /// `drops`: drop reports will be wanted, so the BTF-typed drop program's offsets are
+    /// read from the kernel's BTF now, while the object can still take them.
+    pub fn load_in(config: Config, pins: Option<&Pins>, drops: bool) -> Result<Self, LoadError> {
         if let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
             check_kernel(&release)?;
         }
@@ -185,6 +193,17 @@ impl Datapath {
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
+        // Parsed here once, for the drop and cover programs' offsets too.
+        let kbtf = drops
+            .then(KernelBtf::from_sys_fs)
+            .transpose()
+            .inspect_err(|e| log::debug!("{e}: the drop program reads sk_buff by helper calls"))
+            .ok()
+            .flatten();
+        let skb_offsets = kbtf.as_ref().and_then(skb_offsets);
+        if let Some(off) = &skb_offsets {
+            loader.override_global(netlab_common::GLOBAL_SKB_OFFSETS, off.as_slice(), true);
+        }
         let ebpf = loader.load(EBPF_OBJECT).map_err(LoadError::Object)?;
         let mut dp = Self {
             kfree_link: None,
@@ -194,6 +213,8 @@ impl Datapath {
             slots: slots::Slots::default(),
             pins: pins.cloned(),
             ns_ready: false,
+            btf: kbtf,
+            skb_offsets: skb_offsets.is_some(),
             ebpf,
         };
         {
@@ -216,6 +237,39 @@ impl Datapath {
         }
         Ok(dp)
     }
+
+    /// The running kernel's BTF, parsed on first use and kept until
+    /// [`Datapath::release_btf`].
+    fn kernel_btf(&mut self) -> Result<&KernelBtf, LoadError> {
+        if self.btf.is_none() {
+            self.btf = Some(KernelBtf::from_sys_fs().map_err(LoadError::Btf)?);
+        }
+        Ok(self.btf.as_ref().expect("just set"))
+    }
+
+    /// Lets the kernel's BTF go once set-up is done with it, and gives its pages back
+    /// rather than carry them as resident heap for the life of the process.
+    pub fn release_btf(&mut self) {
+        if self.btf.take().is_some() {
+            release_freed_memory();
+        }
+    }
+}
+
+/// The offsets in `struct sk_buff` of `protocol`, `network_header`, `head` and `data`, as
+/// [`netlab_common::GLOBAL_SKB_OFFSETS`] holds them; `None` when the kernel's BTF lacks one.
+fn skb_offsets(kbtf: &KernelBtf) -> Option<[u32; 4]> {
+    let mut out = [0; 4];
+    for (slot, field) in out
+        .iter_mut()
+        .zip(["protocol", "network_header", "head", "data"])
+    {
+        *slot = kbtf
+            .member_offset("sk_buff", &[field])
+            .inspect_err(|e| log::debug!("{e}: the drop program reads sk_buff by helper calls"))
+            .ok()?;
+    }
+    Some(out)
 }
 
 /// The daemon's allocator settings (glibc's malloc), set while the process is still

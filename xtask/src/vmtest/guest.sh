@@ -197,10 +197,11 @@ sc_load() {
     done
     expect mode "$mode" "$EXPECT_MODE"
     expect exit "$(cat "$W/w.rc")" 0
-    # Where kfree_skb gives reasons, the raw tracepoint (the classic one is the fallback for
-    # a raw program the verifier refused: slower on every drop, and silent otherwise).
+    # Where kfree_skb gives reasons, the BTF-typed tracepoint, bpftool's "tracing" (the raw
+    # and the classic ones are the fallbacks for a program the verifier refused: slower on
+    # every drop, and silent otherwise).
     if [ "$HAS_REASON" = 1 ]; then
-        expect drop_program "$drop_type" raw_tracepoint
+        expect drop_program "$drop_type" tracing
     else
         expect drop_program "$drop_type" tracepoint
     fi

@@ -12,8 +12,8 @@ use netlab_common::{
     PROG_COVER_ENSLAVE_KPROBE, PROG_COVER_INGRESS,
 };
 
-use super::{map_err, refused, release_freed_memory, Datapath, LoadError};
-use crate::kernel::btf::{self, KernelBtf};
+use super::{map_err, refused, Datapath, LoadError};
+use crate::kernel::btf;
 use crate::model::kind::Direction;
 
 /// Names the first way to try of covering new ports as they join (tests).
@@ -42,7 +42,7 @@ impl Datapath {
     /// `net_dev_queue`), idle until [`Datapath::cover`] names a hook: they count a new
     /// bridge port's packets until its tc programs run.
     pub fn enable_cover(&mut self) -> Result<(), LoadError> {
-        let kbtf = KernelBtf::from_sys_fs().map_err(LoadError::Btf)?;
+        let kbtf = self.kernel_btf()?;
         let off = |s: &str, path: &[&str]| kbtf.member_offset(s, path).map_err(LoadError::Btf);
         let cfg = CoverConfig {
             active: 0,
@@ -68,8 +68,6 @@ impl Datapath {
                 kbtf.member_offset("netdev_adjacent", &["dev"])?,
             ])
         })();
-        drop(kbtf);
-        release_freed_memory();
         self.write_cover_config(cfg)?;
         if self.pinned_state() {
             // The map may be an earlier daemon's, whose cover programs went with it: start

@@ -9,17 +9,18 @@ use aya::{
     programs::{
         links::{FdLink, PinnedLink},
         raw_trace_point::RawTracePointLink,
+        tp_btf::BtfTracePointLink,
         trace_point::TracePointLink,
-        RawTracePoint, TracePoint,
+        BtfTracePoint, RawTracePoint, TracePoint,
     },
 };
 use netlab_common::{
     DropConfig, DROP_REASON_SLOTS, MAP_DROP_CONFIG, MAP_DROP_REASONS, PROG_KFREE_SKB,
-    PROG_KFREE_SKB_RAW,
+    PROG_KFREE_SKB_BTF, PROG_KFREE_SKB_RAW,
 };
 
-use super::{map_err, refused, release_freed_memory, Datapath, LoadError};
-use crate::kernel::btf::{self, KernelBtf};
+use super::{map_err, refused, Datapath, LoadError};
+use crate::kernel::btf;
 
 /// Names of the kernel's drop reasons (`NETFILTER_DROP`), by value.
 #[derive(Clone, Debug, Default)]
@@ -72,6 +73,8 @@ pub(super) enum DropLink {
     Owned(TracePointLink),
     /// The raw tracepoint's link; dropping it detaches.
     OwnedRaw(RawTracePointLink),
+    /// The BTF-typed tracepoint's link; dropping it detaches.
+    OwnedBtf(BtfTracePointLink),
     /// Pinned: dropping it closes our handle only.
     Pinned(
         #[expect(dead_code, reason = "held only for its Drop, which closes our handle")] PinnedLink,
@@ -101,7 +104,7 @@ impl Datapath {
                 .map(|f| f.offset)
                 .ok_or(LoadError::TracepointField(name))
         };
-        let kbtf = KernelBtf::from_sys_fs().map_err(LoadError::Btf)?;
+        let kbtf = self.kernel_btf()?;
         let off = |s: &str, path: &[&str]| kbtf.member_offset(s, path).map_err(LoadError::Btf);
         // Drop reasons exist from Linux 5.17 on (the tracepoint's `reason` field and its
         // enum); before, every drop is reported with an unknown reason, never a wrong one.
@@ -141,10 +144,6 @@ impl Datapath {
             skb_window: u32::from(skb_window_fits(&cfg)),
             ..cfg
         };
-        // The BTF blob (~5 MB) and its index are done with: give their pages back now
-        // rather than carry them as resident heap for the life of the process.
-        drop(kbtf);
-        release_freed_memory();
         {
             let map = self
                 .ebpf
@@ -159,7 +158,7 @@ impl Datapath {
             move |source| LoadError::PinDrops { path, source }
         };
         let candidates: &[&'static str] = match tp_reason {
-            Some(_) => &[PROG_KFREE_SKB_RAW, PROG_KFREE_SKB],
+            Some(_) => &[PROG_KFREE_SKB_BTF, PROG_KFREE_SKB_RAW, PROG_KFREE_SKB],
             None => &[PROG_KFREE_SKB],
         };
         if let Some(link) = pin.and_then(|path| self.keep_pinned_drop_link(path, candidates)) {
@@ -174,16 +173,30 @@ impl Datapath {
                 Err(e) => return Err(pin_err(path)(e)),
             }
         }
-        // With a reason in its arguments (5.17 on), the raw tracepoint: the kernel calls it
-        // without building the classic tracepoint's record for every freed packet first.
+        // With a reason in its arguments (5.17 on), a program the kernel calls with the
+        // arguments, without building the classic tracepoint's record for every freed
+        // packet first: the BTF-typed one (no helper call to test a packet) when its
+        // offsets are set and the verifier takes it, else the raw one.
         let link = match tp_reason {
-            Some(_) => match self.attach_kfree_raw() {
-                Ok(l) => l,
-                Err(e) => {
-                    log::debug!("{e}; using the classic tracepoint");
-                    self.attach_kfree_classic()?
+            Some(_) => {
+                let typed = match self.skb_offsets {
+                    true => self.attach_kfree_btf(),
+                    false => Err(LoadError::MissingProgram(PROG_KFREE_SKB_BTF)),
+                };
+                match typed {
+                    Ok(l) => l,
+                    Err(e) => {
+                        log::debug!("{e}; using the raw tracepoint");
+                        match self.attach_kfree_raw() {
+                            Ok(l) => l,
+                            Err(e) => {
+                                log::debug!("{e}; using the classic tracepoint");
+                                self.attach_kfree_classic()?
+                            }
+                        }
+                    }
                 }
-            },
+            }
             None => self.attach_kfree_classic()?,
         };
         self.kfree_link = Some(match pin {
@@ -194,6 +207,7 @@ impl Datapath {
                         FdLink::try_from(l).map_err(|e| pin_err(path)(std::io::Error::other(e)))?
                     }
                     DropLink::OwnedRaw(l) => FdLink::from(l),
+                    DropLink::OwnedBtf(l) => FdLink::from(l),
                     pinned @ DropLink::Pinned(_) => {
                         self.kfree_link = Some(pinned);
                         return Ok(reasons);
@@ -253,6 +267,29 @@ impl Datapath {
             .map_err(|source| LoadError::Program { name, source })?;
         prog.take_link(id)
             .map(DropLink::Owned)
+            .map_err(|source| LoadError::Program { name, source })
+    }
+
+    /// Loads and attaches the `kfree_skb` BTF-typed tracepoint program.
+    fn attach_kfree_btf(&mut self) -> Result<DropLink, LoadError> {
+        let name = PROG_KFREE_SKB_BTF;
+        self.load_or_reuse(name, |p| {
+            let btf =
+                aya::Btf::from_sys_fs().map_err(|source| LoadError::KernelBtf { name, source })?;
+            let prog: &mut BtfTracePoint =
+                p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
+            prog.load("kfree_skb", &btf).map_err(refused(name))
+        })?;
+        let prog: &mut BtfTracePoint = self
+            .ebpf
+            .program_mut(name)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(LoadError::MissingProgram(name))?;
+        let id = prog
+            .attach()
+            .map_err(|source| LoadError::Program { name, source })?;
+        prog.take_link(id)
+            .map(DropLink::OwnedBtf)
             .map_err(|source| LoadError::Program { name, source })
     }
 

@@ -8,7 +8,6 @@ use netlab_common::{
 
 use super::{Datapath, LoadError};
 use crate::kernel::attach::{self, AttachError, AttachMode, Attachment};
-use crate::kernel::btf::KernelBtf;
 
 impl Datapath {
     fn programs(&mut self) -> (&mut SchedClassifier, &mut SchedClassifier) {
@@ -97,7 +96,7 @@ impl Datapath {
                     net_inum: c.net_inum,
                 },
                 None => {
-                    let kbtf = KernelBtf::from_sys_fs().map_err(LoadError::Btf)?;
+                    let kbtf = self.kernel_btf()?;
                     let off = |s: &str, path: &[&str]| {
                         kbtf.member_offset(s, path).map_err(LoadError::Btf)
                     };
@@ -107,8 +106,7 @@ impl Datapath {
                         dev_net: off("net_device", &["nd_net", "net"])?,
                         net_inum: off("net", &["ns", "inum"])?,
                     };
-                    drop(kbtf);
-                    super::release_freed_memory();
+                    self.release_btf();
                     cfg
                 }
             };
