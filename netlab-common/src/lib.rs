@@ -146,7 +146,7 @@ pub mod stat {
     pub const RING_FULL: u32 = 0;
     /// A sample was due but the per-CPU rate limit was reached.
     pub const RATE_LIMITED: u32 = 1;
-    /// Packets that were counted but not sampled because of 1-in-N sampling.
+    /// Unused: packets sampled out are counted in `SampleState::sampled_out`.
     pub const SAMPLED_OUT: u32 = 2;
     /// A drop was due but the ring buffer had no room.
     pub const DROP_RING_FULL: u32 = 3;
@@ -302,6 +302,9 @@ pub struct SampleState {
     pub window_start_ns: u64,
     /// Events emitted in the current window.
     pub window_events: u64,
+    /// Packets counted but not sampled because of 1-in-N sampling, on this CPU. Here
+    /// rather than in the statistics array: the state above is in the cache line already.
+    pub sampled_out: u64,
 }
 
 /// A sampled frame, as written to the ring buffer.
@@ -477,7 +480,7 @@ const _: () = assert!(core::mem::offset_of!(PacketEvent, record) == RECORD_OFFSE
 const _: () = assert!(core::mem::offset_of!(DropEvent, record) == RECORD_OFFSET);
 const _: () = assert!(core::mem::size_of::<Config>() == 8);
 const _: () = assert!(core::mem::size_of::<NsConfig>() == 16);
-const _: () = assert!(core::mem::size_of::<SampleState>() == 24);
+const _: () = assert!(core::mem::size_of::<SampleState>() == 32);
 const _: () = assert!(core::mem::size_of::<PacketEvent>() == 32 + SNAP_LEN);
 
 #[cfg(feature = "user")]

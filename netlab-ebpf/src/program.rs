@@ -114,7 +114,11 @@ fn observe<const NS: bool>(ctx: &TcContext, dir: u8) {
     ) {
         return;
     }
-    let k = classify_frame::<_, true>(&Tc(ctx));
+    let tc = Tc::new(ctx);
+    if tc.not_ours_at_a_glance(proto) {
+        return;
+    }
+    let k = classify_frame::<_, true>(&tc);
     if k == kind::NONE {
         return;
     }
@@ -196,7 +200,7 @@ fn copy_frame(ctx: &TcContext, data: *mut u8, cap: u32) -> u32 {
 /// carries is skipped.
 #[inline(always)]
 fn observe_vxlan(ctx: &TcContext, ifindex: u32, dir: u8) {
-    let tc = Tc(ctx);
+    let tc = Tc::new(ctx);
     let et = tc.be16(12);
     let l3 = if et == ETH_P_8021Q as u32 || et == ETH_P_8021AD as u32 {
         ETH_HLEN + 4
@@ -241,26 +245,82 @@ pub(crate) trait Frame {
     fn be16(&self, off: usize) -> u32;
 }
 
-/// The packet a tc program runs on.
-struct Tc<'a>(&'a TcContext);
+/// The packet a tc program runs on, with where its linear area starts and ends read once
+/// (the helper calls of the slow paths do not move it, and each access would read both
+/// again otherwise).
+struct Tc<'a> {
+    ctx: &'a TcContext,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> Tc<'a> {
+    #[inline(always)]
+    fn new(ctx: &'a TcContext) -> Self {
+        Self {
+            ctx,
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
+    }
+
+    /// Whether the frame is, with one bounds check, an untagged IPv4 or IPv6 frame that
+    /// carries nothing of ours (what [`classify_frame`] would say in more steps): the
+    /// path most of a host's packets take.
+    #[inline(always)]
+    fn not_ours_at_a_glance(&self, proto: u16) -> bool {
+        let p = self.start;
+        if proto == ETH_P_IP {
+            if p + ETH_HLEN + 20 > self.end {
+                return false;
+            }
+            // SAFETY: within the linear area, as just checked.
+            let (e0, e1, next) = unsafe {
+                (
+                    *(p as *const u8).add(12),
+                    *(p as *const u8).add(13),
+                    *(p as *const u8).add(ETH_HLEN + 9),
+                )
+            };
+            e0 == 0x08
+                && e1 == 0x00
+                && next != IPPROTO_ICMP
+                && (next != IPPROTO_UDP || data_path_port() == 0)
+        } else if proto == ETH_P_IPV6 {
+            if p + ETH_HLEN + 40 > self.end {
+                return false;
+            }
+            // SAFETY: as above.
+            let (e0, e1, next) = unsafe {
+                (
+                    *(p as *const u8).add(12),
+                    *(p as *const u8).add(13),
+                    *(p as *const u8).add(ETH_HLEN + 6),
+                )
+            };
+            let next = u32::from(next);
+            e0 == 0x86 && e1 == 0xdd && next != IPPROTO_ICMPV6 as u32 && !is_ipv6_ext(next)
+        } else {
+            false
+        }
+    }
+}
 
 impl Frame for Tc<'_> {
     #[inline(always)]
     fn len(&self) -> usize {
-        self.0.len() as usize
+        self.ctx.len() as usize
     }
 
     /// Directly from the linear area when it is there, else with a helper.
     #[inline(always)]
     fn be16(&self, off: usize) -> u32 {
-        let ctx = self.0;
-        let start = ctx.data();
-        if start + off + 2 <= ctx.data_end() {
+        if self.start + off + 2 <= self.end {
             // SAFETY: the bounds check above is the one the verifier requires.
-            let v = unsafe { ((start + off) as *const u16).read_unaligned() };
+            let v = unsafe { ((self.start + off) as *const u16).read_unaligned() };
             return u32::from(u16::from_be(v));
         }
-        match ctx.load::<u16>(off) {
+        match self.ctx.load::<u16>(off) {
             Ok(v) => u32::from(u16::from_be(v)),
             Err(_) => MISSING,
         }
@@ -268,15 +328,13 @@ impl Frame for Tc<'_> {
 
     #[inline(always)]
     fn byte(&self, off: usize) -> u32 {
-        let ctx = self.0;
-        let start = ctx.data();
         // `+ 2`, not `+ 1`: LLVM folds `p + 1 <= end` into `p < end`, a form from which the
         // verifier derives no readable range. The packet's last byte takes the helper path.
-        if start + off + 2 <= ctx.data_end() {
+        if self.start + off + 2 <= self.end {
             // SAFETY: bounds checked against data_end above.
-            return u32::from(unsafe { *((start + off) as *const u8) });
+            return u32::from(unsafe { *((self.start + off) as *const u8) });
         }
-        match ctx.load::<u8>(off) {
+        match self.ctx.load::<u8>(off) {
             Ok(v) => u32::from(v),
             Err(_) => MISSING,
         }
@@ -632,7 +690,7 @@ pub(crate) fn sample(
         // The N-th packet is sampled, then counting starts again (no division).
         st.seen += 1;
         if st.seen < every {
-            bump_stat(stat::SAMPLED_OUT);
+            st.sampled_out += 1;
             return;
         }
         st.seen = 0;

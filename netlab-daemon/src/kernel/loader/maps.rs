@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use netlab_common::{
-    stat, CounterKey, VxlanKey, MAP_COUNTERS, MAP_EVENTS, MAP_RING_WAKE, MAP_STATS,
-    MAP_VXLAN_COUNTERS, MAP_VXLAN_PORT,
+    stat, CounterKey, SampleState, VxlanKey, MAP_COUNTERS, MAP_EVENTS, MAP_RING_WAKE, MAP_SAMPLING,
+    MAP_STATS, MAP_VXLAN_COUNTERS, MAP_VXLAN_PORT,
 };
 
 use super::{map_err, Datapath, LoadError};
@@ -155,10 +155,23 @@ impl Datapath {
         let slot = |i: u32| -> Result<u64, LoadError> {
             Ok(stats.get(&i, 0).map_err(map_err(MAP_STATS))?.iter().sum())
         };
+        let sampled_out = {
+            let map = self
+                .ebpf
+                .map(MAP_SAMPLING)
+                .ok_or(LoadError::MissingProgram(MAP_SAMPLING))?;
+            let st: PerCpuArray<_, SampleState> =
+                PerCpuArray::try_from(map).map_err(map_err(MAP_SAMPLING))?;
+            st.get(&0, 0)
+                .map_err(map_err(MAP_SAMPLING))?
+                .iter()
+                .map(|s| s.sampled_out)
+                .sum()
+        };
         Ok(DeliveryStats {
             ring_full: slot(stat::RING_FULL)?,
             rate_limited: slot(stat::RATE_LIMITED)?,
-            sampled_out: slot(stat::SAMPLED_OUT)?,
+            sampled_out,
             drop_ring_full: slot(stat::DROP_RING_FULL)?,
         })
     }
