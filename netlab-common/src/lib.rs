@@ -13,17 +13,22 @@ pub const SNAP_LEN: usize = 128;
 pub const COUNTER_ENTRIES: u32 = 32_768;
 
 /// Size of the sample ring buffer in bytes (a power of two, a multiple of the page size).
-pub const EVENT_RING_BYTES: u32 = 8 << 20;
+/// 4 MiB hold 26,000 records: 55 ms at 480,000 events/s, where the reader is due every
+/// [`RING_WAKE_NS`]. User space maps the data pages twice, so each MiB here is two of the
+/// daemon's resident memory.
+pub const EVENT_RING_BYTES: u32 = 4 << 20;
 
-/// The programs wake the ring's reader at most this often (a wake-up costs the program
-/// more than the record): a record whose submit does not wake it waits for the reader's
-/// own timer, which runs this long after the last wake-up while records keep coming. No
-/// record waits longer than this for the reader to be due (see `session.rs`).
+/// While the ring's reader polls, it drains the ring at least this often; no record waits
+/// longer than this for it (see `session.rs`). A program wakes the reader only when it
+/// does not poll ([`MAP_RING_WAKE`]): a wake-up (an interrupt to the program's own CPU, and
+/// one to wake the reader's) costs the program many times what the record does.
 pub const RING_WAKE_NS: u64 = 2_000_000;
-/// ... or when this many bytes wait in the ring (an eighth of it), whichever comes first.
+/// ... or when this many bytes wait in the ring (an eighth of it), polling or not.
 pub const RING_WAKE_BYTES: u64 = (EVENT_RING_BYTES / 8) as u64;
-/// Name of the single-entry array holding when the programs last woke the ring's reader
-/// (`bpf_ktime_get_ns`, CLOCK_MONOTONIC).
+/// Name of the single-entry array holding until when the ring's reader polls (CLOCK_MONOTONIC
+/// ns, as `bpf_ktime_get_ns`): it drains the ring every [`RING_WAKE_NS`] or sooner until
+/// then. A program that submits a record after it wakes the reader and moves it to
+/// [`RING_WAKE_NS`] from then; the reader moves it on while records come.
 pub const MAP_RING_WAKE: &str = "NETLAB_RING_WAKE";
 
 /// Interfaces whose counters live in the dense per-CPU array [`MAP_SLOT_COUNTERS`]; the

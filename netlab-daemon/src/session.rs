@@ -169,7 +169,7 @@ pub struct Session {
     pub pipeline: Pipeline,
     topo_events: Tracker,
     ticker: tokio::time::Interval,
-    /// When the ring is drained next without being woken (see [`next_drain`]).
+    /// When the ring is drained next without being woken (see [`after_drain`]).
     drain_at: Option<tokio::time::Instant>,
     ticks: u64,
     /// When the waiting netfilter drops are attributed.
@@ -211,6 +211,9 @@ impl Session {
             }
             log::debug!("{stale} events from before this start left unread");
         }
+        // An earlier daemon may have said it polls on for a while: this one does not
+        // until records come, so the first one wakes it.
+        dp.set_ring_poll_until(0)?;
         let mut obs = Observer::new(dp, opts.attach);
         if let Some(d) = &opts.pin_dir {
             // TCX links where the kernel has them (6.6+), pinned; netlink filters
@@ -404,15 +407,15 @@ impl Session {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting for events")?;
                 guard.clear_ready();
-                let (m, _) = drain(guard.get_inner_mut(), pipeline)?;
+                let (m, n) = drain(guard.get_inner_mut(), pipeline)?;
                 *more = m;
-                *drain_at = Some(tokio::time::Instant::now() + RING_WAKE);
+                *drain_at = poll_on(obs.datapath_mut(), n, true);
                 Ok(Wake::Events)
             }
             () = tokio::time::sleep_until(due.unwrap_or_else(far)), if due.is_some() => {
                 let (m, n) = drain(ring.get_mut(), pipeline)?;
                 *more = m;
-                *drain_at = next_drain(n, obs.datapath().last_ring_wake());
+                *drain_at = poll_on(obs.datapath_mut(), n, false);
                 Ok(Wake::Events)
             }
             () = tokio::time::sleep_until(attribute_at.unwrap_or_else(far)), if attribute_at.is_some() => {
@@ -641,32 +644,62 @@ fn far() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
-/// How long after a wake-up the ring is drained again while records keep coming: the
-/// programs' own interval between wake-ups (`RING_WAKE_NS`).
+/// How often the reader drains the ring while it polls: `RING_WAKE_NS`.
 const RING_WAKE: Duration = Duration::from_nanos(netlab_common::RING_WAKE_NS);
 
-/// When to drain the ring next, after a timed drain that read `read` records, given when
-/// the programs last woke it (`last_wake`, CLOCK_MONOTONIC ns, `None` unreadable).
-///
-/// A program's submit wakes this reader only if `RING_WAKE` passed since the last
-/// wake-up (or the ring is an eighth full); other records wait for this timer. It runs
-/// `RING_WAKE` after each wake-up and again after each drain that found records, and
-/// stops only at an empty drain made at least `RING_WAKE` after the last wake-up. A record
-/// submitted after that drain finds `RING_WAKE` passed and wakes the reader itself; one
-/// submitted before it was read by it or by an earlier drain. So no record waits more than
-/// `RING_WAKE` (plus the time to get the CPU) to be read.
-fn next_drain(read: usize, last_wake: Option<u64>) -> Option<tokio::time::Instant> {
-    let now = tokio::time::Instant::now();
-    if read > 0 {
-        return Some(now + RING_WAKE);
+/// How long the reader polls on after the last record it read. Records that come closer
+/// together than this never wake it: under a steady stream, or a sampled one, the programs
+/// pay for no wake-up at all (an interrupt on their CPU each, and a VM exit on a guest).
+const POLL_LINGER_NS: u64 = 250_000_000;
+
+/// After a drain that read `read` records (`woken`: the programs woke the reader for it),
+/// publishes how long the reader polls on and returns when it drains next (`None`: not
+/// until a program wakes it). See [`after_drain`].
+fn poll_on(dp: &mut Datapath, read: usize, woken: bool) -> Option<tokio::time::Instant> {
+    let now = crate::kernel::clock::Clock::monotonic_now();
+    let (next, publish) = after_drain(read, woken, now, dp.ring_poll_until());
+    if let Some(until) = publish {
+        if let Err(e) = dp.set_ring_poll_until(until) {
+            log::debug!("{e}: the programs wake the reader for each record");
+        }
     }
-    let Some(last) = last_wake else {
-        // Cannot tell: keep draining (a read per RING_WAKE, as under load).
-        return Some(now + RING_WAKE);
-    };
-    let since =
-        Duration::from_nanos(crate::kernel::clock::Clock::monotonic_now().saturating_sub(last));
-    (since < RING_WAKE).then(|| now + (RING_WAKE - since))
+    next.map(|d| tokio::time::Instant::now() + d)
+}
+
+/// The reader's side of the wake-up protocol ([`netlab_common::MAP_RING_WAKE`]). After a
+/// drain at `now` (CLOCK_MONOTONIC ns) that read `read` records, given the time the
+/// programs take the reader to poll until (`until`, `None`: unreadable): when to drain next
+/// and what to publish as that time.
+///
+/// - Records read: poll on, [`POLL_LINGER_NS`] from now, published when the programs'
+///   time would run out within half of that (each publish is a system call), and always
+///   after a wake-up (the waking program set it to just `RING_WAKE` on).
+/// - Nothing read: drain every `RING_WAKE` until a drain at least `RING_WAKE` past
+///   `until`, then stop. A program that did not wake the reader saw a time past its own
+///   `now`: its record is committed microseconds later, long before that last drain,
+///   which reads it if no earlier one did. After it, `until` is over and each record
+///   wakes the reader.
+///
+/// So while polling no record waits for the reader longer than `RING_WAKE` (twice that
+/// if its commit races the drain meant for it), plus the time to get the CPU.
+fn after_drain(
+    read: usize,
+    woken: bool,
+    now: u64,
+    until: Option<u64>,
+) -> (Option<Duration>, Option<u64>) {
+    if read > 0 {
+        let stale = until.is_none_or(|u| u < now + POLL_LINGER_NS / 2);
+        return (
+            Some(RING_WAKE),
+            (woken || stale).then_some(now + POLL_LINGER_NS),
+        );
+    }
+    match until {
+        Some(u) if now >= u.saturating_add(netlab_common::RING_WAKE_NS) => (None, None),
+        // Polling, or cannot tell: drain again one interval on.
+        _ => (Some(RING_WAKE), None),
+    }
 }
 
 /// Reads every record available now. Returns `false` once no more output is wanted, and
@@ -698,23 +731,46 @@ fn enable_cover(dp: &mut Datapath) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::clock::Clock;
 
     #[test]
-    fn the_reader_drains_until_a_quiet_wake_interval_passed() {
-        let now = tokio::time::Instant::now();
-        // Records read: drain again one interval later.
-        let at = next_drain(3, Some(Clock::monotonic_now())).expect("records came");
-        assert!(at >= now + RING_WAKE && at <= now + RING_WAKE * 2, "{at:?}");
-        // Nothing read, but the programs woke it just now: a record after the wake-up
-        // may not have woken it, so drain once the interval since the wake-up is over.
-        let at = next_drain(0, Some(Clock::monotonic_now())).expect("a wake-up just now");
-        assert!(at <= tokio::time::Instant::now() + RING_WAKE, "{at:?}");
-        // Nothing read and the last wake-up is older than the interval: the next record
-        // wakes the reader itself.
-        let long_ago = Clock::monotonic_now() - 10 * netlab_common::RING_WAKE_NS;
-        assert_eq!(next_drain(0, Some(long_ago)), None);
-        // The wake-up time unreadable: keep draining.
-        assert!(next_drain(0, None).is_some());
+    fn the_reader_polls_while_records_come_and_stops_a_wake_interval_after() {
+        const MS: u64 = 1_000_000;
+        let wake = netlab_common::RING_WAKE_NS;
+        let now = 10_000 * MS;
+        // Woken with records: poll on, and say so (the waking program set `until` to
+        // just one interval on).
+        let (next, publish) = after_drain(3, true, now, Some(now + wake));
+        assert_eq!(next, Some(RING_WAKE));
+        assert_eq!(publish, Some(now + POLL_LINGER_NS));
+        // A timed drain with records while the published time is far off: no system call.
+        let (next, publish) = after_drain(5, false, now + 10 * MS, Some(now + POLL_LINGER_NS));
+        assert_eq!((next, publish), (Some(RING_WAKE), None));
+        // ... and once it runs out within half the linger, published again.
+        let later = now + POLL_LINGER_NS / 2 + MS;
+        let (_, publish) = after_drain(1, false, later, Some(now + POLL_LINGER_NS));
+        assert_eq!(publish, Some(later + POLL_LINGER_NS));
+        // Nothing read while polling: drain again one interval on, publish nothing.
+        let until = now + POLL_LINGER_NS;
+        assert_eq!(
+            after_drain(0, false, until - MS, Some(until)),
+            (Some(RING_WAKE), None)
+        );
+        // Past `until` but within one interval of it: a record submitted just before it
+        // may not be committed yet, so drain once more.
+        assert_eq!(
+            after_drain(0, false, until + wake - 1, Some(until)),
+            (Some(RING_WAKE), None)
+        );
+        // One interval past `until` and nothing came: stop, the next record wakes it.
+        assert_eq!(
+            after_drain(0, false, until + wake, Some(until)),
+            (None, None)
+        );
+        // The time unreadable: keep draining, and publish when records come.
+        assert_eq!(after_drain(0, false, now, None), (Some(RING_WAKE), None));
+        assert_eq!(
+            after_drain(2, false, now, None).1,
+            Some(now + POLL_LINGER_NS)
+        );
     }
 }

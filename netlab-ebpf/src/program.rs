@@ -644,22 +644,22 @@ fn bump_hash<K>(map: &PerCpuHashMap<K, u64>, key: &K) {
     }
 }
 
-/// The flags of a ring-buffer submit at time `now`: wake the reader only when
-/// `RING_WAKE_NS` passed since the last wake-up or `RING_WAKE_BYTES` wait, else not (a
-/// wake-up per record costs more than the record). The reader drains on a timer while
-/// records come, so a record that does not wake it waits at most `RING_WAKE_NS`.
+/// The flags of a ring-buffer submit at time `now`: wake the reader only when it does not
+/// poll (`NETLAB_RING_WAKE`: it drains every `RING_WAKE_NS` until the time there) or
+/// `RING_WAKE_BYTES` wait, else not: a wake-up costs far more than the record, and a
+/// polling reader reads the record within `RING_WAKE_NS` anyway.
 #[inline(always)]
 pub(crate) fn submit_flags(now: u64) -> u64 {
-    let Some(last) = NETLAB_RING_WAKE.get_ptr_mut(0) else {
+    let Some(until) = NETLAB_RING_WAKE.get_ptr_mut(0) else {
         return 0;
     };
     // SAFETY: a plain u64 of a map value; CPUs racing here each write a recent time, and
     // a wake-up more or less is harmless.
-    let last = unsafe { &mut *last };
-    if now.wrapping_sub(*last) >= RING_WAKE_NS
-        || NETLAB_EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= RING_WAKE_BYTES
-    {
-        *last = now;
+    let until = unsafe { &mut *until };
+    if now >= *until || NETLAB_EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= RING_WAKE_BYTES {
+        // Woken, the reader drains now and polls `RING_WAKE_NS` at least: other records
+        // meanwhile need not wake it again.
+        *until = now + RING_WAKE_NS;
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {
         u64::from(BPF_RB_NO_WAKEUP)

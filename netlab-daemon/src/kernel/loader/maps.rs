@@ -137,12 +137,23 @@ impl Datapath {
         Ok(out)
     }
 
-    /// When the programs last woke the ring's reader (CLOCK_MONOTONIC ns); `None` when
-    /// the map cannot be read.
-    pub fn last_ring_wake(&self) -> Option<u64> {
+    /// Until when the programs take the ring's reader to poll (CLOCK_MONOTONIC ns, see
+    /// [`netlab_common::MAP_RING_WAKE`]); `None` when the map cannot be read.
+    pub fn ring_poll_until(&self) -> Option<u64> {
         let map = self.ebpf.map(MAP_RING_WAKE)?;
         let a: Array<_, u64> = Array::try_from(map).ok()?;
         a.get(&0, 0).ok()
+    }
+
+    /// Tells the programs that the ring's reader polls until `until` (CLOCK_MONOTONIC ns):
+    /// until then, their records do not wake it.
+    pub fn set_ring_poll_until(&mut self, until: u64) -> Result<(), LoadError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_RING_WAKE)
+            .ok_or(LoadError::MissingProgram(MAP_RING_WAKE))?;
+        let mut a: Array<_, u64> = Array::try_from(map).map_err(map_err(MAP_RING_WAKE))?;
+        a.set(0, until, 0).map_err(map_err(MAP_RING_WAKE))
     }
 
     /// Delivery statistics, summed over CPUs.
