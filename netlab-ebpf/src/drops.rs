@@ -64,21 +64,25 @@ pub fn netlab_kfree_skb(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// The configuration, when a free of `reason` (from the tracepoint's arguments) is a drop
+/// and drops are on; the reason, in a register, is the cheapest test and comes first.
+#[inline(always)]
+fn looked_at(reason: u32) -> Option<&'static DropConfig> {
+    if reason < FIRST_DROP_REASON {
+        return None;
+    }
+    NETLAB_DROP_CONFIG.get(0).filter(|c| c.enabled != 0)
+}
+
 /// The raw tracepoint `kfree_skb(skb, location, reason, ...)` (Linux 5.17 on): the kernel
 /// calls it with the arguments, without building the classic record first, and the reason
 /// (the cheapest test, in a register) comes first.
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn netlab_kfree_skb_raw(ctx: RawTracePointContext) -> i32 {
     let reason = ctx.arg::<u64>(2) as u32;
-    if reason < FIRST_DROP_REASON {
-        return 0;
-    }
-    let Some(cfg) = NETLAB_DROP_CONFIG.get(0) else {
+    let Some(cfg) = looked_at(reason) else {
         return 0;
     };
-    if cfg.enabled == 0 {
-        return 0;
-    }
     let skb = ctx.arg::<u64>(0);
     if cfg.skb_window != 0 {
         // `protocol`, `network_header`, `head` and `data` in one read (each read is a
@@ -123,15 +127,9 @@ fn skb_off(i: usize) -> usize {
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn netlab_kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
     let reason = ctx.arg::<u64>(2) as u32;
-    if reason < FIRST_DROP_REASON {
-        return 0;
-    }
-    let Some(cfg) = NETLAB_DROP_CONFIG.get(0) else {
+    let Some(cfg) = looked_at(reason) else {
         return 0;
     };
-    if cfg.enabled == 0 {
-        return 0;
-    }
     let skb: *const u8 = ctx.arg(0);
     // SAFETY: `skb` is the tracepoint's `struct sk_buff *` and the offsets are its fields'
     // (of their types' sizes): the verifier checks each load against BTF, and a load
