@@ -391,6 +391,10 @@ fn counting_continues_across_restarts_and_cleanup_removes_everything() -> Result
         paths.pin_dir.display()
     );
 
+    // The drop program's link, which the next daemon of this build takes over as it is.
+    let drop_link = paths.pin_dir.join("drops/kfree_skb");
+    let drop_link_id = pinned_link_id(&drop_link)?;
+
     pair.a.ping(&pair.b.name, BATCH)?;
     // No daemon answers: `netlab counters` reads what the stopped one left pinned.
     let mut counters_cmd = paths.netlab();
@@ -423,6 +427,11 @@ fn counting_continues_across_restarts_and_cleanup_removes_everything() -> Result
         requests_in(&counters, &pair.veth_a),
         pair.veth_a,
         3 * BATCH
+    );
+    ensure!(
+        pinned_link_id(&drop_link)? == drop_link_id,
+        "the restarted daemon replaced the drop program's link {drop_link_id} at {}",
+        drop_link.display()
     );
     // The drop program's link stayed pinned while no daemon ran: the second batch's
     // replies were counted too.

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use aya::programs::{
-    FEntry, KProbe, ProbeKind, Program, RawTracePoint, SchedClassifier, TracePoint,
+    BtfTracePoint, FEntry, KProbe, ProbeKind, Program, RawTracePoint, SchedClassifier, TracePoint,
 };
 use netlab_common::{
     MAP_CONFIG, MAP_COUNTERS, MAP_COVER, MAP_COVER_BRIDGES, MAP_COVER_CONFIG, MAP_COVER_LAST,
@@ -159,6 +159,7 @@ fn from_pin(like: &Program, path: &Path) -> Result<Program, aya::programs::Progr
     Ok(match like {
         Program::SchedClassifier(_) => Program::SchedClassifier(SchedClassifier::from_pin(path)?),
         Program::RawTracePoint(_) => Program::RawTracePoint(RawTracePoint::from_pin(path)?),
+        Program::BtfTracePoint(_) => Program::BtfTracePoint(BtfTracePoint::from_pin(path)?),
         Program::TracePoint(_) => Program::TracePoint(TracePoint::from_pin(path)?),
         Program::FEntry(_) => Program::FEntry(FEntry::from_pin(path)?),
         Program::KProbe(_) => Program::KProbe(KProbe::from_pin(path, ProbeKind::Entry)?),
