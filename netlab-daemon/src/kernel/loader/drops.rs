@@ -179,23 +179,20 @@ impl Datapath {
         // offsets are set and the verifier takes it, else the raw one.
         let link = match tp_reason {
             Some(_) => {
-                let typed = match self.skb_offsets {
-                    true => self.attach_kfree_btf(),
-                    false => Err(LoadError::MissingProgram(PROG_KFREE_SKB_BTF)),
+                let typed = if self.skb_offsets {
+                    self.attach_kfree_btf()
+                } else {
+                    Err(LoadError::MissingProgram(PROG_KFREE_SKB_BTF))
                 };
-                match typed {
-                    Ok(l) => l,
-                    Err(e) => {
+                typed
+                    .or_else(|e| {
                         log::debug!("{e}; using the raw tracepoint");
-                        match self.attach_kfree_raw() {
-                            Ok(l) => l,
-                            Err(e) => {
-                                log::debug!("{e}; using the classic tracepoint");
-                                self.attach_kfree_classic()?
-                            }
-                        }
-                    }
-                }
+                        self.attach_kfree_raw()
+                    })
+                    .or_else(|e| {
+                        log::debug!("{e}; using the classic tracepoint");
+                        self.attach_kfree_classic()
+                    })?
             }
             None => self.attach_kfree_classic()?,
         };
