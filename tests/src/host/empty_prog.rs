@@ -8,13 +8,16 @@
 //! both. Each attachment is a file descriptor: closing it (dropping the value) detaches.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::tcx::Hook;
 
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
@@ -129,20 +132,37 @@ impl EmptyRawTp {
     /// Loads it and attaches it to raw tracepoint `name` (e.g. `kfree_skb`).
     pub fn attach(name: &str) -> Result<Self> {
         let prog = load(BPF_PROG_TYPE_RAW_TRACEPOINT, 0, "nlbench_empty_tp")?;
-        let tp = CString::new(name).context("tracepoint name with a NUL")?;
-        let mut attr = [0u8; ATTR_LEN];
-        // The `raw_tracepoint` member: name, prog_fd.
-        put_u64(&mut attr, 0, tp.as_ptr() as u64);
-        put_u32(&mut attr, 8, prog.as_raw_fd() as u32);
-        let link = match bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr) {
-            Ok(l) => l,
-            Err(e) => bail!("attaching the empty program to raw tracepoint {name}: {e}"),
-        };
+        let link = raw_tracepoint_open(prog.as_fd(), Some(name))
+            .with_context(|| format!("attaching the empty program to raw tracepoint {name}"))?;
         Ok(EmptyRawTp {
             _prog: prog,
             _link: link,
         })
     }
+}
+
+/// The program, map or link pinned at `path` in bpffs (`BPF_OBJ_GET`).
+pub fn obj_get(path: &Path) -> Result<OwnedFd> {
+    let p = CString::new(path.as_os_str().as_bytes()).context("a path with a NUL")?;
+    let mut attr = [0u8; ATTR_LEN];
+    // The `BPF_OBJ_*` member: pathname, bpf_fd, file_flags.
+    put_u64(&mut attr, 0, p.as_ptr() as u64);
+    bpf(BPF_OBJ_GET, &mut attr).with_context(|| format!("opening the pin {}", path.display()))
+}
+
+/// Attaches `prog` to a raw tracepoint (`BPF_RAW_TRACEPOINT_OPEN`): raw tracepoint `name`,
+/// or, with `None`, the one a BTF-typed (`tp_btf`) program was loaded for. Closing the link
+/// detaches it.
+pub fn raw_tracepoint_open(prog: BorrowedFd<'_>, name: Option<&str>) -> std::io::Result<OwnedFd> {
+    let name = name
+        .map(CString::new)
+        .transpose()
+        .map_err(std::io::Error::other)?;
+    let mut attr = [0u8; ATTR_LEN];
+    // The `raw_tracepoint` member: name, prog_fd.
+    put_u64(&mut attr, 0, name.as_ref().map_or(0, |n| n.as_ptr() as u64));
+    put_u32(&mut attr, 8, prog.as_raw_fd() as u32);
+    bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
 }
 
 #[cfg(test)]

@@ -171,6 +171,47 @@ impl Results {
                 ));
             }
         }
+        if let Some(t) = &self.toggle {
+            s.push_str("\n#### The drop program switched on and off under one flow\n\n");
+            s.push_str(&format!(
+                "Rates of separate windows differ from one window to the next by more than the drop program costs, so one sender runs on while b drops every datagram, and the tracepoint is switched under it. `netlab daemon` attached to br0, va and vb and pinned its programs, then stopped (its tc programs stay attached); its drop link's pin was removed, which detached it, and its pinned, configured program (`{}`) is attached and detached by the bench. Slices of {} ms, each after {} ms for the switch to settle, in blocks of four: off, netlab, empty, off (and off, empty, netlab, off in the next block); a program's slice over the mean of the two off slices of its block is one ratio, so a rate drifting in a straight line cancels out. {} blocks; the empty program is a two-instruction raw tracepoint program on `kfree_skb`.\n\n",
+                t.program,
+                super::toggle::SLICE.as_millis(),
+                super::toggle::SETTLE.as_millis(),
+                t.blocks.len()
+            ));
+            let col = |f: fn(&super::toggle::ToggleBlock) -> f64, decimals| {
+                Spread::of(&t.blocks.iter().map(f).collect::<Vec<_>>())
+                    .map_or("–".into(), |x| x.show(decimals))
+            };
+            s.push_str(
+                "| on kfree_skb | arrived pps | ratio to off (same block) |\n|---|---|---|\n",
+            );
+            s.push_str(&format!(
+                "| nothing (first and last slice of each block) | {} | {} (last / first) |\n",
+                Spread::of(&t.blocks.iter().flat_map(|b| b.off).collect::<Vec<_>>())
+                    .map_or("–".into(), |x| x.show(0)),
+                col(super::toggle::ToggleBlock::off_ratio, 4)
+            ));
+            s.push_str(&format!(
+                "| netlab's `{}` | {} | {} |\n",
+                t.program,
+                col(|b| b.netlab, 0),
+                col(super::toggle::ToggleBlock::netlab_ratio, 4)
+            ));
+            s.push_str(&format!(
+                "| an empty program | {} | {} |\n",
+                col(|b| b.empty, 0),
+                col(super::toggle::ToggleBlock::empty_ratio, 4)
+            ));
+            s.push_str(&format!(
+                "\nWitness: in one more slice with BPF statistics on, netlab's program ran {} times while {} datagrams arrived at b{}.\n",
+                t.witness_runs,
+                t.witness_arrived,
+                t.runs_per_datagram()
+                    .map_or(String::new(), |r| format!(" ({r:.3} runs per datagram)"))
+            ));
+        }
         if let Some(f) = &self.flood {
             s.push_str("\n### 3. ICMP flood into `netlab watch --json --rate-limit 0`\n\n");
             s.push_str("Each level is its own `netlab watch` run. Offered = packets counted by the programs on va, vb and br0 (and br1 and vc for the routed levels: echo requests from a to c in `nlbench-c`, routed by `nlbench-br` from br0 to a second bridge br1, as a Docker host routes between two of its networks; eight events per echo) per second; delivered = offered minus ring-buffer overflows. Drop reports are the `kfree_skb` records of ARP/ICMP packets the flood gets freed, which share the ring with packet events and count in `lost_events` too; the echo replies `ping_rcv` frees with `NO_SOCKET` are only counted by reason in the kernel, not reported.\n\n");

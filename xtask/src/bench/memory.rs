@@ -212,12 +212,14 @@ pub(super) const SETTLE_AT_MOST: Duration = Duration::from_secs(30);
 /// Removes what `netlab daemon` pinned and its socket, also when the measurement fails.
 pub(super) struct PinnedDaemon<'a> {
     pub(super) netlab: &'a Path,
+    /// The network namespace it ran in.
+    pub(super) ns: &'static str,
 }
 
 impl Drop for PinnedDaemon<'_> {
     fn drop(&mut self) {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/var/run/netns/{NS_SCALE}"))
+        c.arg(format!("--net=/var/run/netns/{}", self.ns))
             .arg(self.netlab)
             .args(["daemon", "--cleanup", "--pin-dir", PIN_DIR]);
         if let Err(e) = quiet(&mut c) {
@@ -240,7 +242,10 @@ fn start_daemon<'a>(
         .arg(netlab)
         .args(["daemon", "--socket", DAEMON_SOCKET, "--pin-dir", PIN_DIR])
         .env("DOCKER_HOST", docker_host);
-    let cleanup = PinnedDaemon { netlab };
+    let cleanup = PinnedDaemon {
+        netlab,
+        ns: NS_SCALE,
+    };
     let mut d = spawn(&mut c, Stdout::Discard)?;
     let (_, line) = wait_for(&mut d, "daemon: watching", Duration::from_secs(120))?;
     Ok((cleanup, d, line))

@@ -8,7 +8,9 @@
 //!    (`kernel.bpf_stats_enabled`, read from the programs' fdinfo): UDP the programs skip, and
 //!    ICMP echo at `--sample 1` and `--sample 100`.
 //! 2. UDP packets per second between two namespaces with no observer, netlab, and tcpdump
-//!    (filtered and unfiltered), alternating A B C D A B C D so that drift cancels out.
+//!    (filtered and unfiltered), alternating A B C D A B C D so that drift cancels out; then
+//!    netlab's drop program switched on and off under one flow that b drops, for the rate
+//!    it costs without the noise of separate windows.
 //! 3. ICMP floods of rising rate into `netlab watch --rate-limit 0`: events per second
 //!    delivered, and where loss starts.
 //! 4. The user-space pipeline alone (the criterion bench `netlab-daemon/benches/pipeline.rs`).
@@ -53,6 +55,7 @@ mod restart;
 mod results;
 mod scale;
 mod stats;
+mod toggle;
 mod traffic;
 
 use std::path::Path;
@@ -78,6 +81,7 @@ use process::{check_stop, quiet, spawn, wait_for, StopFlag};
 use restart::restart;
 use results::Results;
 use scale::scale;
+use toggle::drop_toggle;
 
 pub use empty::run as empty_run;
 pub use traffic::{icmp_send, udp_recv, udp_send};
@@ -133,6 +137,8 @@ struct Plan {
     pps_rounds: usize,
     /// Length of one UDP window of the packet-rate comparison.
     pps_secs: f64,
+    /// Blocks of the drop program switched on and off under one flow (four slices each).
+    toggle_blocks: usize,
     /// Length of the UDP window of the per-packet cost.
     skip_secs: f64,
     /// Echo requests of one `ping -f` for the per-packet cost.
@@ -162,6 +168,7 @@ impl Plan {
                 cost_rounds: 2,
                 pps_rounds: 2,
                 pps_secs: 1.0,
+                toggle_blocks: 10,
                 skip_secs: 1.0,
                 pings: 5_000,
                 flood_secs: 2,
@@ -189,6 +196,7 @@ impl Plan {
                 cost_rounds: 5,
                 pps_rounds: 6,
                 pps_secs: 2.0,
+                toggle_blocks: 60,
                 skip_secs: 3.0,
                 pings: 20_000,
                 flood_secs: 3,
@@ -295,6 +303,11 @@ pub fn run(quick: bool, json: bool, only: &[Part]) -> Result<()> {
                 r.pps = part(&mut r.log, "packets per second", || {
                     pps(pair, &netlab, &xtask, &plan)
                 })?;
+                r.toggle = part(
+                    &mut r.log,
+                    "the drop program switched under one flow",
+                    || drop_toggle(&netlab, &xtask, &plan),
+                )?;
             }
             if wants(Part::Flood) {
                 r.flood = part(&mut r.log, "ICMP flood", || {

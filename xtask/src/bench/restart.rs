@@ -68,7 +68,10 @@ fn start(netlab: &Path) -> Result<(Background, f64, u64)> {
 }
 
 pub(super) fn restart(netlab: &Path, plan: &Plan) -> Result<Restart> {
-    let _cleanup = PinnedDaemon { netlab };
+    let _cleanup = PinnedDaemon {
+        netlab,
+        ns: NS_SCALE,
+    };
     let ifaces = scale_ifaces(plan.veths);
     let mut r = Restart::default();
     let (d, cold, n) = start(netlab)?;

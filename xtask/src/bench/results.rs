@@ -9,6 +9,7 @@ use super::pps::{Observer, PpsWindow};
 use super::restart::Restart;
 use super::scale::Scale;
 use super::stats::{percentile, Spread};
+use super::toggle::{DropToggle, ToggleBlock};
 use super::traffic::Receiver;
 use super::PartLog;
 
@@ -20,6 +21,7 @@ pub(super) struct Results {
     pub(super) machine: Machine,
     pub(super) costs: Option<Costs>,
     pub(super) pps: Option<Vec<PpsWindow>>,
+    pub(super) toggle: Option<DropToggle>,
     pub(super) flood: Option<Vec<FloodLevel>>,
     pub(super) pipeline: Option<Vec<CritBench>>,
     pub(super) scale: Option<Scale>,
@@ -158,6 +160,18 @@ impl Results {
                 Some(w.udp.pps() / base.udp.pps())
             })
             .collect()
+    }
+
+    /// One ratio per block of the drop program switched under one flow.
+    fn toggled(&self, ratio: fn(&ToggleBlock) -> f64) -> Option<Spread> {
+        let v: Vec<f64> = self
+            .toggle
+            .iter()
+            .flat_map(|t| &t.blocks)
+            .map(ratio)
+            .filter(|r| r.is_finite())
+            .collect();
+        Spread::of(&v)
     }
 
     fn best_lossless(&self) -> Option<&FloodLevel> {
@@ -404,14 +418,63 @@ impl Results {
                     |_| true,
                 )
             },
+            Row {
+                met: None,
+                ..spread_row(
+                    "b drops every datagram: netlab / netlab --no-drops",
+                    "",
+                    Spread::of(&self.drop_prog_ratios()),
+                    3,
+                    "",
+                    |_| true,
+                )
+            },
             spread_row(
-                "b drops every datagram: netlab / netlab --no-drops",
+                "same, one flow: netlab's drop program on / off",
                 "drop_prog_pps_ratio",
-                Spread::of(&self.drop_prog_ratios()),
-                3,
+                self.toggled(ToggleBlock::netlab_ratio),
+                4,
                 "≥ 0.98",
                 |v| v >= 0.98,
             ),
+            Row {
+                met: None,
+                ..spread_row(
+                    "same, one flow: an empty kfree_skb program on / off",
+                    "",
+                    self.toggled(ToggleBlock::empty_ratio),
+                    4,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "same, one flow: off / off (noise floor)",
+                    "",
+                    self.toggled(ToggleBlock::off_ratio),
+                    4,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                what: "same, one flow: netlab's program runs per datagram freed",
+                key: "",
+                value: self.toggle.as_ref().and_then(DropToggle::runs_per_datagram),
+                shown: self.toggle.as_ref().map_or("not measured".into(), |t| {
+                    match t.runs_per_datagram() {
+                        Some(v) => format!(
+                            "{v:.3} ({} runs, {} datagrams)",
+                            t.witness_runs, t.witness_arrived
+                        ),
+                        None => "no datagram arrived".into(),
+                    }
+                }),
+                target: "",
+                met: None,
+            },
             Row {
                 met: None,
                 ..spread_row(
@@ -604,7 +667,7 @@ impl Results {
                     | "pps_ratio_tcpdump_filtered"
                     | "pps_ratio_tcpdump_full" => 4,
                     "events_per_s_no_loss" | "pipeline_events_per_s" => 0,
-                    "drop_prog_cpu_share" => 4,
+                    "drop_prog_cpu_share" | "drop_prog_pps_ratio" => 4,
                     "attach_500_s" | "attach_500_floor_s" | "restart_500_s" => 3,
                     _ => 2,
                 };

@@ -228,7 +228,7 @@ impl UdpWindow {
 }
 
 /// `InDatagrams` and `RcvbufErrors` of the `Udp:` lines of /proc/net/snmp.
-fn udp_snmp(snmp: &str) -> Option<(u64, u64)> {
+pub(super) fn udp_snmp(snmp: &str) -> Option<(u64, u64)> {
     let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
     let names: Vec<&str> = lines.next()?.split_whitespace().collect();
     let values: Vec<&str> = lines.next()?.split_whitespace().collect();
