@@ -66,9 +66,11 @@ pub const PROG_KFREE_SKB_RAW: &str = "netlab_kfree_skb_raw";
 /// `sk_buff` fields it tests without a helper call. Preferred when the kernel accepts it.
 pub const PROG_KFREE_SKB_BTF: &str = "netlab_kfree_skb_btf";
 /// Name of that program's read-only global: the offsets in `struct sk_buff` of
-/// `protocol`, `network_header`, `head` and `data` (`[u32; 4]`, in that order), set from the
-/// running kernel's BTF before the object loads. The kernel freezes it, so the verifier
-/// knows the offsets as constants and checks each load against the type.
+/// `protocol`, `network_header`, `head` and `data`, then the offset in `struct sock` of
+/// `sk_protocol` where the tracepoint passes the socket that dropped the packet (`rx_sk`,
+/// Linux 6.12 on), else 0 (`[u32; 5]`, in that order), set from the running kernel's BTF
+/// before the object loads. The kernel freezes it, so the verifier knows the offsets as
+/// constants and checks each load against the type.
 pub const GLOBAL_SKB_OFFSETS: &str = "NETLAB_SKB_OFF";
 /// Slots of the drop-reason counters (reasons at or above it share the last slot).
 pub const DROP_REASON_SLOTS: u32 = 256;

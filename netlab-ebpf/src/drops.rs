@@ -28,6 +28,8 @@ const ETH_P_ARP: u32 = 0x0806;
 const ETH_P_IPV6: u32 = 0x86DD;
 const ICMP_ECHO_REPLY: u32 = 0;
 const ICMP6_ECHO_REPLY: u32 = 129;
+const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
 /// SKB_NOT_DROPPED_YET (0) and SKB_CONSUMED (1) are not drops.
 const FIRST_DROP_REASON: u32 = 2;
 
@@ -106,17 +108,19 @@ pub fn netlab_kfree_skb_raw(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// Offsets in `struct sk_buff` of `protocol`, `network_header`, `head` and `data`
-/// (`netlab_common::GLOBAL_SKB_OFFSETS`), set by user space from the running kernel's BTF
-/// before the object loads. Read-only data the kernel freezes: the verifier sees constants.
+/// Offsets in `struct sk_buff` of `protocol`, `network_header`, `head` and `data`, then of
+/// `sk_protocol` in `struct sock` where the tracepoint passes the socket that dropped the
+/// packet (else 0) (`netlab_common::GLOBAL_SKB_OFFSETS`), set by user space from the running
+/// kernel's BTF before the object loads. Read-only data the kernel freezes: the verifier
+/// sees constants (and never looks at a branch they rule out).
 #[no_mangle]
-static NETLAB_SKB_OFF: [u32; 4] = [0; 4];
+static NETLAB_SKB_OFF: [u32; 5] = [0; 5];
 
 /// The `i`th of [`NETLAB_SKB_OFF`], read as the program's data (a volatile read, so that
 /// the compiler does not fold in the zeros it was built with).
 #[inline(always)]
 fn skb_off(i: usize) -> usize {
-    // SAFETY: a read of a static, in bounds (i < 4 at every call site).
+    // SAFETY: a read of a static, in bounds (i < 5 at every call site).
     unsafe { core::ptr::read_volatile(&NETLAB_SKB_OFF[i]) as usize }
 }
 
@@ -130,6 +134,22 @@ pub fn netlab_kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
     let Some(cfg) = looked_at(reason) else {
         return 0;
     };
+    // A TCP segment or UDP datagram its socket dropped (a full receive buffer, say: most of
+    // what a busy host drops) is told by the socket, without reading the packet. Only where
+    // the tracepoint passes that socket (`rx_sk`, Linux 6.12 on): elsewhere the offset is 0
+    // and the verifier never sees the fourth argument read.
+    let sk_protocol = skb_off(4);
+    if sk_protocol != 0 {
+        let sk: *const u8 = ctx.arg(3);
+        if !sk.is_null() {
+            // SAFETY: `sk` is the tracepoint's `struct sock *` and the offset its u16
+            // `sk_protocol`: a load the verifier checks against BTF.
+            let p = unsafe { *sk.add(sk_protocol).cast::<u16>() };
+            if p == IPPROTO_TCP || (p == IPPROTO_UDP && cfg.vxlan_port == 0) {
+                return 0;
+            }
+        }
+    }
     let skb: *const u8 = ctx.arg(0);
     // SAFETY: `skb` is the tracepoint's `struct sk_buff *` and the offsets are its fields'
     // (of their types' sizes): the verifier checks each load against BTF, and a load
@@ -242,15 +262,25 @@ fn observe_drop(
     // An IPv4 packet's fixed header in one read, and what is not ours (UDP that is no
     // VXLAN of a Swarm's, TCP, ...: most of what the kernel frees) left before anything
     // else is read. Each read is a helper call, the most of this program's cost.
-    let mut ip4 = [0u8; 20];
-    if proto == ETH_P_IP {
-        // SAFETY: bpf_probe_read_kernel checks the address; on failure the buffer is zeroed.
-        unsafe { bpf_probe_read_kernel(ip4.as_mut_ptr().cast(), 20, l3 as *const _) };
+    // Left uninitialised before the read: the helper writes all of it (zeros on failure),
+    // and zeroing it first is a call to a memset subprogram on every freed packet.
+    let ip4: [u8; 20] = if proto == ETH_P_IP {
+        let mut buf = core::mem::MaybeUninit::<[u8; 20]>::uninit();
+        // SAFETY: bpf_probe_read_kernel checks the address and writes all 20 bytes (zeros on
+        // failure), so the buffer is initialised after it.
+        let ip4 = unsafe {
+            bpf_probe_read_kernel(buf.as_mut_ptr().cast(), 20, l3 as *const _);
+            buf.assume_init()
+        };
         let ip_proto = ip4[9];
         if ip4[0] >> 4 != 4 || (ip_proto != 1 && (ip_proto != 17 || cfg.vxlan_port == 0)) {
             return;
         }
-    }
+        ip4
+    } else {
+        // ARP and IPv6 do not use it.
+        [0; 20]
+    };
     // Bytes from the network header to the end of the packet: never read or report past it.
     let len = kread_u32(skb + cfg.skb_len as u64) as u64;
     let data = match pre {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
@@ -610,5 +611,161 @@ fn count_option_stops_after_n_events() -> Result<()> {
         output.counters_text()
     );
     assert_detached(topo.br.name(), &[VETH_A], &before)?;
+    Ok(())
+}
+
+/// The `drops` column of the line of `/proc/net/<table>` (in `ns`) whose local port is
+/// `port`, or of its only socket.
+fn socket_drops(ns: &Netns, table: &str, port: Option<u16>) -> Result<u64> {
+    let text = ns.exec(&format!("cat /proc/net/{table}"))?;
+    let want = port.map(|p| format!(":{p:04X}"));
+    text.lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| {
+            want.as_ref()
+                .is_none_or(|w| f.get(1).is_some_and(|local| local.ends_with(w.as_str())))
+        })
+        .and_then(|f| f.last()?.parse().ok())
+        .with_context(|| format!("no socket on port {port:?} in /proc/net/{table}:\n{text}"))
+}
+
+/// A socket of `kind` and `protocol` made in `ns`, its receive buffer the smallest the
+/// kernel allows, bound to `port` (when given) and never read.
+fn full_socket(ns: &str, kind: i32, protocol: i32, port: Option<u16>) -> Result<OwnedFd> {
+    let ns = ns.to_owned();
+    std::thread::spawn(move || -> Result<OwnedFd> {
+        netlab_tests::host::netns::enter(&ns)?;
+        // SAFETY: socket(2) with constant arguments; the new fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET, kind, protocol) };
+        ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` is a new descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let zero: libc::c_int = 0;
+        // SAFETY: the option value is a c_int that outlives the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&zero as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        ensure!(rc == 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+        if let Some(port) = port {
+            // SAFETY: a zeroed sockaddr_in is valid; the fields are set below.
+            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_port = port.to_be();
+            sa.sin_addr.s_addr = u32::from(IP_B).to_be();
+            // SAFETY: `sa` is a sockaddr_in of the size passed, outliving the call.
+            let rc = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            ensure!(rc == 0, "bind: {}", std::io::Error::last_os_error());
+        }
+        Ok(fd)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the socket thread panicked"))?
+}
+
+/// A packet its socket has no room for is dropped there, and the kernel says which socket
+/// (Linux 6.12 on): the drop program leaves TCP and UDP at that point, before reading the
+/// packet. An ICMP packet dropped at its socket must still be reported. In b, a ping socket
+/// (ICMP datagram socket) and a UDP socket, each with the smallest receive buffer, are
+/// never read: b's echo requests to a get replies it has no room for, and a's datagrams to
+/// b find no room either. Witnesses: each socket's own drop counter (`/proc/net/icmp`,
+/// `/proc/net/udp`) and the tracepoint's record of the replies (reason and socket).
+#[test]
+fn a_socket_without_room_drops_icmp_reported_and_udp_not() -> Result<()> {
+    netlab_or_skip!();
+    const UDP_PORT: u16 = 5999;
+    const ECHOES: u16 = 6;
+    const DATAGRAMS: u32 = 20;
+    let topo = Topology::new("sockdrop")?;
+    // Ping sockets are open to the groups of this range (none by default), per namespace.
+    topo.b.exec("sysctl -qw net.ipv4.ping_group_range='0 0'")?;
+    let ping = full_socket(topo.b.name(), libc::SOCK_DGRAM, libc::IPPROTO_ICMP, None)?;
+    let _udp = full_socket(topo.b.name(), libc::SOCK_DGRAM, 0, Some(UDP_PORT))?;
+    let watch = Watch::start(topo.b.name(), &["--json", "--iface", CONTAINER_IF])?;
+    for seq in 0..ECHOES {
+        let [hi, lo] = seq.to_be_bytes();
+        // Type 8 (echo request), code 0; the kernel fills the checksum and identifier.
+        let mut echo = vec![8u8, 0, 0, 0, 0, 0, hi, lo];
+        echo.extend_from_slice(&[0x5a; 56]);
+        // SAFETY: a zeroed sockaddr_in is valid; the fields are set below.
+        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from(IP_A).to_be();
+        // SAFETY: `echo` and `sa` outlive the call, their lengths as passed.
+        let sent = unsafe {
+            libc::sendto(
+                ping.as_raw_fd(),
+                echo.as_ptr().cast(),
+                echo.len(),
+                0,
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        ensure!(sent >= 0, "sendto: {}", std::io::Error::last_os_error());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let a = topo.a.name().to_owned();
+    std::thread::spawn(move || -> Result<()> {
+        netlab_tests::host::netns::enter(&a)?;
+        let s = std::net::UdpSocket::bind((IP_A, 0))?;
+        for _ in 0..DATAGRAMS {
+            s.send_to(b"0123456789", (IP_B, UDP_PORT))?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the UDP sender panicked"))??;
+    std::thread::sleep(Duration::from_millis(1500));
+    let output = watch.stop()?;
+    ensure!(
+        output.status.success(),
+        "netlab exited with {}: {}",
+        output.status,
+        output.stderr
+    );
+    let icmp_drops = socket_drops(&topo.b, "icmp", None)?;
+    let udp_drops = socket_drops(&topo.b, "udp", Some(UDP_PORT))?;
+    let drops: Vec<&Value> = output
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "drop")
+        .collect();
+    let at_socket: Vec<&&Value> = drops
+        .iter()
+        .filter(|e| e["drop"]["reason"] == "SOCKET_RCVBUFF" && e["packet"] == "icmp-echo-reply")
+        .collect();
+    println!(
+        "ping socket dropped {icmp_drops}, UDP socket {udp_drops}; netlab reported {} echo replies dropped at a socket, {} drops in all",
+        at_socket.len(),
+        drops.len()
+    );
+    ensure!(
+        icmp_drops >= 1 && udp_drops >= 1,
+        "the sockets dropped nothing (ping {icmp_drops}, UDP {udp_drops}): the test proves nothing"
+    );
+    ensure!(
+        at_socket.len() as u64 == icmp_drops,
+        "the ping socket dropped {icmp_drops} echo replies, netlab reported {}:\n{}",
+        at_socket.len(),
+        output.stdout
+    );
+    ensure!(
+        drops.len() == at_socket.len(),
+        "drops other than the echo replies were reported (UDP is never ours):\n{}",
+        output.stdout
+    );
     Ok(())
 }

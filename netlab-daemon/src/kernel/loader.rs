@@ -256,10 +256,12 @@ impl Datapath {
     }
 }
 
-/// The offsets in `struct sk_buff` of `protocol`, `network_header`, `head` and `data`, as
-/// [`netlab_common::GLOBAL_SKB_OFFSETS`] holds them; `None` when the kernel's BTF lacks one.
-fn skb_offsets(kbtf: &KernelBtf) -> Option<[u32; 4]> {
-    let mut out = [0; 4];
+/// The offsets in `struct sk_buff` of `protocol`, `network_header`, `head` and `data`, then
+/// of `sk_protocol` in `struct sock` when `skb:kfree_skb` passes the socket that dropped the
+/// packet (`rx_sk`; else 0), as [`netlab_common::GLOBAL_SKB_OFFSETS`] holds them; `None`
+/// when the kernel's BTF lacks one of the first four.
+fn skb_offsets(kbtf: &KernelBtf) -> Option<[u32; 5]> {
+    let mut out = [0; 5];
     for (slot, field) in out
         .iter_mut()
         .zip(["protocol", "network_header", "head", "data"])
@@ -269,7 +271,19 @@ fn skb_offsets(kbtf: &KernelBtf) -> Option<[u32; 4]> {
             .inspect_err(|e| log::debug!("{e}: the drop program reads sk_buff by helper calls"))
             .ok()?;
     }
+    out[4] = rx_sk_protocol(kbtf).unwrap_or(0);
     Some(out)
+}
+
+/// The offset of `sk_protocol` in `struct sock`, when the tracepoint's record has `rx_sk`
+/// (its arguments then end with that socket).
+fn rx_sk_protocol(kbtf: &KernelBtf) -> Option<u32> {
+    let fields = btf::tracepoint_fields("skb", "kfree_skb").ok()?;
+    btf::field(&fields, "rx_sk")?;
+    kbtf.member_offset("sock", &["sk_protocol"])
+        .inspect_err(|e| log::debug!("{e}: drops at a socket are told by their packet"))
+        .ok()
+        .filter(|&off| off != 0)
 }
 
 /// The daemon's allocator settings (glibc's malloc), set while the process is still
