@@ -129,9 +129,15 @@ pub struct EmptyRawTp {
 }
 
 impl EmptyRawTp {
+    /// Loads the program alone (attach it with [`raw_tracepoint_open`]): to attach and detach
+    /// it many times, without a program freed in between.
+    pub fn load() -> Result<OwnedFd> {
+        load(BPF_PROG_TYPE_RAW_TRACEPOINT, 0, "nlbench_empty_tp")
+    }
+
     /// Loads it and attaches it to raw tracepoint `name` (e.g. `kfree_skb`).
     pub fn attach(name: &str) -> Result<Self> {
-        let prog = load(BPF_PROG_TYPE_RAW_TRACEPOINT, 0, "nlbench_empty_tp")?;
+        let prog = Self::load()?;
         let link = raw_tracepoint_open(prog.as_fd(), Some(name))
             .with_context(|| format!("attaching the empty program to raw tracepoint {name}"))?;
         Ok(EmptyRawTp {

@@ -11,6 +11,8 @@
 //! - The pin of the drop program's link is removed (that detaches it), and the pinned
 //!   program itself (netlab's, verified and configured) is attached and detached again
 //!   here, as is an empty program on the same tracepoint for the floor.
+//! - Both programs stay loaded all along, only their links come and go: a program freed
+//!   between slices would take the CPUs' time (its JIT image released) in the next one.
 //! - b holds its socket buffer full, so every datagram is freed by the kernel and runs the
 //!   tracepoint. Blocks of four slices, `off, netlab, empty, off` and `off, empty, netlab,
 //!   off` in turn: each program's slice is compared with the mean of the two `off` slices
@@ -105,7 +107,10 @@ struct Switch {
     /// `None` for a BTF-typed program (it names its tracepoint at load), else `kfree_skb`.
     tp_name: Option<&'static str>,
     link: Option<OwnedFd>,
-    empty: Option<EmptyRawTp>,
+    /// The empty program, loaded once: no program is freed (its JIT image released, with
+    /// the interprocessor interrupts that takes) between two slices.
+    empty_prog: OwnedFd,
+    empty: Option<OwnedFd>,
 }
 
 impl Switch {
@@ -127,7 +132,10 @@ impl Switch {
             State::Empty => {
                 self.link = None;
                 if self.empty.is_none() {
-                    self.empty = Some(EmptyRawTp::attach("kfree_skb")?);
+                    self.empty = Some(
+                        raw_tracepoint_open(self.empty_prog.as_fd(), Some("kfree_skb"))
+                            .context("attaching the empty program to kfree_skb")?,
+                    );
                 }
             }
         }
@@ -261,6 +269,7 @@ pub(super) fn drop_toggle(netlab: &Path, xtask: &Path, plan: &Plan) -> Result<Dr
         prog,
         tp_name,
         link: None,
+        empty_prog: EmptyRawTp::load()?,
         empty: None,
     };
     eprintln!("xtask: bench: switching netlab's pinned {program} on and off under one flow");
