@@ -46,12 +46,12 @@ pub(super) struct Restart {
     pub(super) api_attached: Vec<u64>,
 }
 
-/// `netlab daemon` in the scale namespace with the bench's socket and pin directory, without
+/// `netlab daemon` in namespace `ns` with the bench's socket and pin directory, without
 /// Docker. (`ip netns exec` remounts /sys, which hides bpffs; nsenter switches the network
 /// only.)
-fn daemon(netlab: &Path) -> Command {
+pub(super) fn daemon(ns: &str, netlab: &Path) -> Command {
     let mut c = Command::new("nsenter");
-    c.arg(format!("--net=/var/run/netns/{NS_SCALE}"))
+    c.arg(format!("--net=/var/run/netns/{ns}"))
         .arg(netlab)
         .args(["daemon", "--socket", DAEMON_SOCKET, "--pin-dir", PIN_DIR])
         .env("DOCKER_HOST", NO_DOCKER);
@@ -61,7 +61,7 @@ fn daemon(netlab: &Path) -> Command {
 /// Starts the daemon and waits for it to watch; returns it and the seconds that took.
 fn start(netlab: &Path) -> Result<(Background, f64, u64)> {
     let t0 = Instant::now();
-    let mut d = spawn(&mut daemon(netlab), Stdout::Discard)?;
+    let mut d = spawn(&mut daemon(NS_SCALE, netlab), Stdout::Discard)?;
     let (at, line) = wait_for(&mut d, "daemon: watching", Duration::from_secs(120))?;
     let n = word_after(&line, "watching").unwrap_or_default() as u64;
     Ok((d, at.duration_since(t0).as_secs_f64(), n))

@@ -22,7 +22,6 @@
 
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -33,8 +32,9 @@ use netlab_tests::host::process::Stdout;
 use super::kernel::BpfStats;
 use super::memory::PinnedDaemon;
 use super::process::{check_stop, spawn, wait_for};
-use super::traffic::{udp_snmp, xtask_in, End};
-use super::{Plan, ADDR_B, DAEMON_SOCKET, NO_DOCKER, NS_A, NS_B, NS_BR, PIN_DIR, UDP_PORT};
+use super::restart::daemon;
+use super::traffic::{udp_receiver, udp_sender, udp_snmp};
+use super::{Plan, NS_BR, PIN_DIR};
 
 /// Time given to the kernel after a program is attached or detached, before a slice starts.
 pub(super) const SETTLE: Duration = Duration::from_millis(50);
@@ -214,17 +214,6 @@ fn set_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `netlab daemon` on the pair, pinning under the bench's pin directory, once it watches.
-fn daemon(netlab: &Path) -> Command {
-    // `ip netns exec` remounts /sys, which hides bpffs; nsenter switches the network only.
-    let mut c = Command::new("nsenter");
-    c.arg(format!("--net=/var/run/netns/{NS_BR}"))
-        .arg(netlab)
-        .args(["daemon", "--socket", DAEMON_SOCKET, "--pin-dir", PIN_DIR])
-        .env("DOCKER_HOST", NO_DOCKER);
-    c
-}
-
 /// The pinned program the pinned drop link runs, and its name.
 fn pinned_drop_program(link: &OwnedFd) -> Result<(OwnedFd, String)> {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", link.as_raw_fd()))
@@ -248,7 +237,7 @@ fn pinned_drop_program(link: &OwnedFd) -> Result<(OwnedFd, String)> {
 
 pub(super) fn drop_toggle(netlab: &Path, xtask: &Path, plan: &Plan) -> Result<DropToggle> {
     let _cleanup = PinnedDaemon { netlab, ns: NS_BR };
-    let mut d = spawn(&mut daemon(netlab), Stdout::Discard)?;
+    let mut d = spawn(&mut daemon(NS_BR, netlab), Stdout::Discard)?;
     wait_for(&mut d, "daemon: watching", Duration::from_secs(60))?;
     d.stop_within(libc::SIGTERM, Duration::from_secs(30))?;
 
@@ -285,30 +274,9 @@ pub(super) fn drop_toggle(netlab: &Path, xtask: &Path, plan: &Plan) -> Result<Dr
         let witness = left == 0;
         let per_block = 4.0 * (SETTLE + SLICE).as_secs_f64() + 0.05;
         let secs = WARM_UP.as_secs_f64() + blocks as f64 * per_block + 3.0;
-        let mut recv = spawn(
-            xtask_in(NS_B, xtask, End::Receiver).args([
-                "bench-udp-recv",
-                "--port",
-                &UDP_PORT.to_string(),
-                "--secs",
-                &format!("{}", secs + 10.0),
-                "--hold",
-            ]),
-            Stdout::Discard,
-        )?;
+        let mut recv = spawn(&mut udp_receiver(xtask, secs + 10.0, true), Stdout::Discard)?;
         wait_for(&mut recv, "ready", Duration::from_secs(10))?;
-        let send = spawn(
-            xtask_in(NS_A, xtask, End::Sender).args([
-                "bench-udp-send",
-                "--dst",
-                ADDR_B,
-                "--port",
-                &UDP_PORT.to_string(),
-                "--secs",
-                &format!("{secs:.1}"),
-            ]),
-            Stdout::Discard,
-        )?;
+        let send = spawn(&mut udp_sender(xtask, secs), Stdout::Discard)?;
         std::thread::sleep(WARM_UP);
         let rx = recv.pid();
         let cpu = OnCpu1::pin();

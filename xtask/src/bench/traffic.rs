@@ -280,22 +280,26 @@ pub(super) enum Receiver {
     Drops,
 }
 
-pub(super) fn udp_window(xtask: &Path, secs: f64, receiver: Receiver) -> Result<UdpWindow> {
-    let before = udp_counters_of_b()?;
+/// The receiver in b on the bench's port, for at most `secs`; with `hold`, reading nothing.
+pub(super) fn udp_receiver(xtask: &Path, secs: f64, hold: bool) -> Command {
     let mut c = xtask_in(NS_B, xtask, End::Receiver);
     c.args([
         "bench-udp-recv",
         "--port",
         &UDP_PORT.to_string(),
         "--secs",
-        &format!("{}", secs + 10.0),
+        &format!("{secs}"),
     ]);
-    if receiver == Receiver::Drops {
+    if hold {
         c.arg("--hold");
     }
-    let mut recv = spawn(&mut c, TAIL)?;
-    wait_for(&mut recv, "ready", Duration::from_secs(10))?;
-    let out = quiet(xtask_in(NS_A, xtask, End::Sender).args([
+    c
+}
+
+/// The sender in a, to b's port as fast as it can for `secs`.
+pub(super) fn udp_sender(xtask: &Path, secs: f64) -> Command {
+    let mut c = xtask_in(NS_A, xtask, End::Sender);
+    c.args([
         "bench-udp-send",
         "--dst",
         ADDR_B,
@@ -303,7 +307,18 @@ pub(super) fn udp_window(xtask: &Path, secs: f64, receiver: Receiver) -> Result<
         &UDP_PORT.to_string(),
         "--secs",
         &format!("{secs}"),
-    ]))?;
+    ]);
+    c
+}
+
+pub(super) fn udp_window(xtask: &Path, secs: f64, receiver: Receiver) -> Result<UdpWindow> {
+    let before = udp_counters_of_b()?;
+    let mut recv = spawn(
+        &mut udp_receiver(xtask, secs + 10.0, receiver == Receiver::Drops),
+        TAIL,
+    )?;
+    wait_for(&mut recv, "ready", Duration::from_secs(10))?;
+    let out = quiet(&mut udp_sender(xtask, secs))?;
     let received = match receiver {
         Receiver::Reads => {
             let ended = recv.wait(Duration::from_secs_f64(secs + 15.0))?;
