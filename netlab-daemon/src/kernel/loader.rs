@@ -276,10 +276,11 @@ fn skb_offsets(kbtf: &KernelBtf) -> Option<[u32; 5]> {
 }
 
 /// The offset of `sk_protocol` in `struct sock`, when the tracepoint's record has `rx_sk`
-/// (its arguments then end with that socket).
+/// (its arguments then end with that socket). Both from the BTF already parsed: the record
+/// is `struct trace_event_raw_kfree_skb` there, so tracefs is not read a second time.
 fn rx_sk_protocol(kbtf: &KernelBtf) -> Option<u32> {
-    let fields = btf::tracepoint_fields("skb", "kfree_skb").ok()?;
-    btf::field(&fields, "rx_sk")?;
+    kbtf.member_offset("trace_event_raw_kfree_skb", &["rx_sk"])
+        .ok()?;
     kbtf.member_offset("sock", &["sk_protocol"])
         .inspect_err(|e| log::debug!("{e}: drops at a socket are told by their packet"))
         .ok()
