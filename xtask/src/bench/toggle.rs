@@ -143,8 +143,7 @@ impl Switch {
     }
 
     fn runs(&self) -> Result<u64> {
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.prog.as_raw_fd()))
-            .context("reading the drop program's fdinfo")?;
+        let info = fdinfo(&self.prog).context("reading the drop program's fdinfo")?;
         number(&info, "run_cnt").ok_or_else(|| anyhow!("no run_cnt in {info:?}"))
     }
 }
@@ -214,10 +213,14 @@ fn set_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What the kernel says of one of this process's BPF file descriptors.
+fn fdinfo(fd: &OwnedFd) -> std::io::Result<String> {
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+}
+
 /// The pinned program the pinned drop link runs, and its name.
 fn pinned_drop_program(link: &OwnedFd) -> Result<(OwnedFd, String)> {
-    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", link.as_raw_fd()))
-        .context("reading the drop link's fdinfo")?;
+    let info = fdinfo(link).context("reading the drop link's fdinfo")?;
     let runs = number(&info, "prog_id").ok_or_else(|| anyhow!("no prog_id in {info:?}"))?;
     for dir in std::fs::read_dir(PIN_DIR)?.flatten() {
         let progs = dir.path().join("progs");
@@ -226,7 +229,7 @@ fn pinned_drop_program(link: &OwnedFd) -> Result<(OwnedFd, String)> {
         };
         for e in entries.flatten() {
             let prog = obj_get(&e.path())?;
-            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", prog.as_raw_fd()))?;
+            let info = fdinfo(&prog)?;
             if number(&info, "prog_id") == Some(runs) {
                 return Ok((prog, e.file_name().to_string_lossy().into_owned()));
             }
