@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
@@ -630,49 +630,36 @@ fn socket_drops(ns: &Netns, table: &str, port: Option<u16>) -> Result<u64> {
         .with_context(|| format!("no socket on port {port:?} in /proc/net/{table}:\n{text}"))
 }
 
-/// A socket of `kind` and `protocol` made in `ns`, its receive buffer the smallest the
-/// kernel allows, bound to `port` (when given) and never read.
-fn full_socket(ns: &str, kind: i32, protocol: i32, port: Option<u16>) -> Result<OwnedFd> {
-    let ns = ns.to_owned();
-    std::thread::spawn(move || -> Result<OwnedFd> {
-        netlab_tests::host::netns::enter(&ns)?;
-        // SAFETY: socket(2) with constant arguments; the new fd is owned below.
-        let fd = unsafe { libc::socket(libc::AF_INET, kind, protocol) };
-        ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        // SAFETY: `fd` is a new descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let zero: libc::c_int = 0;
-        // SAFETY: the option value is a c_int that outlives the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&zero as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        ensure!(rc == 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
-        if let Some(port) = port {
-            // SAFETY: a zeroed sockaddr_in is valid; the fields are set below.
-            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            sa.sin_family = libc::AF_INET as libc::sa_family_t;
-            sa.sin_port = port.to_be();
-            sa.sin_addr.s_addr = u32::from(IP_B).to_be();
-            // SAFETY: `sa` is a sockaddr_in of the size passed, outliving the call.
-            let rc = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            };
-            ensure!(rc == 0, "bind: {}", std::io::Error::last_os_error());
-        }
-        Ok(fd)
+/// Runs `f` on a thread of its own in network namespace `ns`: the sockets it makes belong
+/// to that namespace, wherever they are used later.
+fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let name = ns.to_owned();
+    std::thread::spawn(move || {
+        netlab_tests::host::netns::enter(&name)?;
+        f()
     })
     .join()
-    .map_err(|_| anyhow::anyhow!("the socket thread panicked"))?
+    .map_err(|_| anyhow::anyhow!("the thread in {ns:?} panicked"))?
+}
+
+/// Gives `fd` the smallest receive buffer the kernel allows.
+fn smallest_rcvbuf(fd: BorrowedFd<'_>) -> Result<()> {
+    let zero: libc::c_int = 0;
+    // SAFETY: the option value is a c_int that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&zero as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    ensure!(rc == 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+    Ok(())
 }
 
 /// A packet its socket has no room for is dropped there, and the kernel says which socket
@@ -691,8 +678,21 @@ fn a_socket_without_room_drops_icmp_reported_and_udp_not() -> Result<()> {
     let topo = Topology::new("sockdrop")?;
     // Ping sockets are open to the groups of this range (none by default), per namespace.
     topo.b.exec("sysctl -qw net.ipv4.ping_group_range='0 0'")?;
-    let ping = full_socket(topo.b.name(), libc::SOCK_DGRAM, libc::IPPROTO_ICMP, None)?;
-    let _udp = full_socket(topo.b.name(), libc::SOCK_DGRAM, 0, Some(UDP_PORT))?;
+    // Neither socket is ever read.
+    let ping = in_netns(topo.b.name(), || {
+        // SAFETY: socket(2) with constant arguments; the new fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP) };
+        ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` is a new descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        smallest_rcvbuf(fd.as_fd())?;
+        Ok(fd)
+    })?;
+    let _udp = in_netns(topo.b.name(), || {
+        let s = std::net::UdpSocket::bind((IP_B, UDP_PORT))?;
+        smallest_rcvbuf(s.as_fd())?;
+        Ok(s)
+    })?;
     let watch = Watch::start(topo.b.name(), &["--json", "--iface", CONTAINER_IF])?;
     for seq in 0..ECHOES {
         let [hi, lo] = seq.to_be_bytes();
@@ -717,17 +717,13 @@ fn a_socket_without_room_drops_icmp_reported_and_udp_not() -> Result<()> {
         ensure!(sent >= 0, "sendto: {}", std::io::Error::last_os_error());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let a = topo.a.name().to_owned();
-    std::thread::spawn(move || -> Result<()> {
-        netlab_tests::host::netns::enter(&a)?;
+    in_netns(topo.a.name(), || {
         let s = std::net::UdpSocket::bind((IP_A, 0))?;
         for _ in 0..DATAGRAMS {
             s.send_to(b"0123456789", (IP_B, UDP_PORT))?;
         }
         Ok(())
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the UDP sender panicked"))??;
+    })?;
     std::thread::sleep(Duration::from_millis(1500));
     let output = watch.stop()?;
     ensure!(
