@@ -1,6 +1,8 @@
 //! Bursts of new ports on the 500-veth bridge (part 5): veths made and enslaved together,
 //! a frame on each every millisecond, and when the kernel said each joined the bridge.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -9,6 +11,7 @@ use anyhow::{anyhow, ensure, Result};
 use netlab_tests::host::netns::ip_batch;
 
 use super::kernel::tcx_attached;
+use super::port_notices::PortNotices;
 use super::process::{check_stop, pause};
 use super::NS_SCALE;
 
@@ -127,91 +130,26 @@ impl ArpProbes {
     }
 }
 
-/// When each interface was first reported with a master (joined a bridge), read from the
-/// kernel's link notifications on a thread of its own as they arrive.
+/// When each interface was first reported with a master (joined a bridge), from the
+/// kernel's link notices as they arrive.
 struct PortJoins {
-    _fd: std::os::fd::OwnedFd,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, Instant>>>,
-    reader: Option<thread::JoinHandle<()>>,
+    _notices: PortNotices,
+    seen: Arc<Mutex<HashMap<u32, Instant>>>,
 }
 
 impl PortJoins {
-    /// Subscribes (in the calling thread's network namespace) to link notifications.
+    /// Listens (in the calling thread's network namespace) to link notices.
     fn listen() -> Result<Self> {
-        use std::os::fd::{AsRawFd as _, FromRawFd as _};
-        // SAFETY: plain socket(2); the descriptor is owned below.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        ensure!(
-            raw >= 0,
-            "netlink socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: a descriptor we just created and nobody else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
-        // SAFETY: an all-zero sockaddr_nl is valid; the group is set below.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as u16;
-        addr.nl_groups = 1; // RTMGRP_LINK
-                            // SAFETY: `addr` is a valid sockaddr_nl of the size passed.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        ensure!(r == 0, "netlink bind: {}", std::io::Error::last_os_error());
-        // A receive timeout, so the reader sees `stop` (netlink sockets ignore shutdown).
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 50_000,
-        };
-        // SAFETY: a valid timeval of the size passed.
-        let r = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
-        ensure!(r == 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let reader_fd = fd.try_clone()?;
-        let sink = std::sync::Arc::clone(&seen);
-        let stopped = std::sync::Arc::clone(&stop);
-        let reader = thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                // SAFETY: `buf` is writable for its whole length.
-                let n = unsafe {
-                    libc::recv(reader_fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-                };
-                if n <= 0 {
-                    continue;
-                }
-                let at = Instant::now();
-                for idx in new_ports(&buf[..n as usize]) {
-                    if let Ok(mut m) = sink.lock() {
-                        m.entry(idx).or_insert(at);
-                    }
-                }
+        let seen = Arc::new(Mutex::new(HashMap::new()));
+        let sink = Arc::clone(&seen);
+        let notices = PortNotices::start(move |idx, at| {
+            if let Ok(mut m) = sink.lock() {
+                m.entry(idx).or_insert(at);
             }
-        });
+        })?;
         Ok(Self {
-            _fd: fd,
+            _notices: notices,
             seen,
-            stop,
-            reader: Some(reader),
         })
     }
 
@@ -219,52 +157,6 @@ impl PortJoins {
     fn joined(&self, ifindex: u32) -> Option<Instant> {
         self.seen.lock().ok()?.get(&ifindex).copied()
     }
-}
-
-impl Drop for PortJoins {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-    }
-}
-
-/// The interface indexes of the RTM_NEWLINK messages in `buf` that carry IFLA_MASTER.
-fn new_ports(buf: &[u8]) -> Vec<u32> {
-    const NLMSG_HDR: usize = 16;
-    const IFINFO: usize = 16;
-    const IFLA_MASTER: u16 = 10;
-    let u16_at = |b: &[u8], o: usize| b.get(o..o + 2).map(|x| u16::from_ne_bytes([x[0], x[1]]));
-    let u32_at = |b: &[u8], o: usize| {
-        b.get(o..o + 4)
-            .map(|x| u32::from_ne_bytes([x[0], x[1], x[2], x[3]]))
-    };
-    let mut out = Vec::new();
-    let mut off = 0;
-    while let (Some(len), Some(kind)) = (u32_at(buf, off), u16_at(buf, off + 4)) {
-        let len = len as usize;
-        if len < NLMSG_HDR || off + len > buf.len() {
-            break;
-        }
-        let msg = &buf[off..off + len];
-        if kind == libc::RTM_NEWLINK {
-            let ifindex = u32_at(msg, NLMSG_HDR + 4).unwrap_or(0);
-            let mut a = NLMSG_HDR + IFINFO;
-            while let (Some(alen), Some(atype)) = (u16_at(msg, a), u16_at(msg, a + 2)) {
-                let alen = usize::from(alen);
-                if alen < 4 {
-                    break;
-                }
-                if atype & 0x3fff == IFLA_MASTER && u32_at(msg, a + 4).unwrap_or(0) != 0 {
-                    out.push(ifindex);
-                }
-                a += (alen + 3) & !3;
-            }
-        }
-        off += (len + 3) & !3;
-    }
-    out
 }
 
 /// In the scale namespace (the calling thread must be in it): `rounds` times, makes `size`

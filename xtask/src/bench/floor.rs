@@ -5,15 +5,22 @@
 //! egress), from a thread inside the scale namespace. What netlab's start-up is compared
 //! against: each TCX attach waits for an RCU grace period under the RTNL lock, and nothing
 //! netlab does can attach faster than this.
+//!
+//! And the floor for one new port ([`PortFloor`]): the same empty program attached to both
+//! hooks of each interface the kernel reports joining a bridge, as soon as the notice is
+//! read, in a namespace of its own where no netlab runs.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use netlab_tests::host::empty_prog::EmptyTc;
 use netlab_tests::host::netns;
 use netlab_tests::host::tcx::Hook;
 
+use super::port_notices::PortNotices;
 use super::NS_SCALE;
 
 /// One run of the floor.
@@ -66,6 +73,54 @@ pub(super) fn attach_floor(ifaces: &[String]) -> Result<FloorRun> {
             .join()
     })
     .map_err(|_| anyhow!("the floor's thread panicked"))?
+}
+
+/// The kernel's floor for a new port: an empty program attached by `BPF_LINK_CREATE` to
+/// both TCX hooks (ingress, then egress, as netlab does) of every interface reported
+/// joining a bridge, from the thread that reads the notice, the moment it reads it. What
+/// netlab's attaching of a new port is compared against: nothing can attach sooner than
+/// the kernel tells it of the port, and each attach waits for an RCU grace period.
+pub(super) struct PortFloor {
+    _notices: PortNotices,
+    failures: Arc<Mutex<Vec<String>>>,
+}
+
+impl PortFloor {
+    /// Starts, in the calling thread's network namespace.
+    pub(super) fn start() -> Result<Self> {
+        let mut tc = EmptyTc::load()?;
+        let mut seen = HashSet::new();
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::clone(&failures);
+        let notices = PortNotices::start(move |idx, _| {
+            // A port is reported again when it goes up; attach once.
+            if !seen.insert(idx) {
+                return;
+            }
+            for hook in Hook::BOTH {
+                if let Err(e) = tc.attach(idx, hook) {
+                    if let Ok(mut f) = failed.lock() {
+                        f.push(format!("{e:#}"));
+                    }
+                }
+            }
+        })?;
+        Ok(Self {
+            _notices: notices,
+            failures,
+        })
+    }
+
+    /// Fails with the first attach that failed, if one did.
+    pub(super) fn check(&self) -> Result<()> {
+        let failures = self.failures.lock().map_err(|_| anyhow!("poisoned"))?;
+        ensure!(
+            failures.is_empty(),
+            "the floor failed to attach: {}",
+            failures[0]
+        );
+        Ok(())
+    }
 }
 
 /// The index of interface `name` in the calling thread's network namespace.

@@ -49,6 +49,7 @@ mod memory;
 mod netns;
 mod parse;
 mod pipeline;
+mod port_notices;
 mod pps;
 mod process;
 mod restart;
@@ -101,7 +102,9 @@ const NS_BR: &str = "nlbench-br";
 const NS_C: &str = "nlbench-c";
 /// The namespace of the 500-veth bridge.
 const NS_SCALE: &str = "nlbench-scale";
-const NAMESPACES: [&str; 5] = [NS_A, NS_B, NS_BR, NS_C, NS_SCALE];
+/// The namespace of the kernel's floor for a new port (a bridge where no netlab runs).
+const NS_PORT_FLOOR: &str = "nlbench-portfloor";
+const NAMESPACES: [&str; 6] = [NS_A, NS_B, NS_BR, NS_C, NS_SCALE, NS_PORT_FLOOR];
 const ADDR_A: &str = "10.200.0.1";
 const ADDR_B: &str = "10.200.0.2";
 /// `nlbench-c`'s address, on `br1`'s subnet.

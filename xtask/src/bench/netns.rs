@@ -5,7 +5,7 @@ use anyhow::Result;
 use netlab_tests::host::netns::{add_bridge, add_bridge_port, in_ns, ip, ip_batch, Netns};
 
 use super::process::quiet;
-use super::{ADDR_A, ADDR_B, ADDR_C, NS_A, NS_B, NS_BR, NS_C, NS_SCALE};
+use super::{ADDR_A, ADDR_B, ADDR_C, NS_A, NS_B, NS_BR, NS_C, NS_PORT_FLOOR, NS_SCALE};
 
 /// A namespace of the bench, without IPv6: no router solicitations or MLD reports, only the
 /// bench's own traffic. Deleted (with every interface in it) when the guard is dropped.
@@ -115,5 +115,19 @@ impl ScaleNs {
         }
         ip_batch(NS_SCALE, &batch)?;
         Ok(ScaleNs { _ns: ns, veths })
+    }
+}
+
+/// `nlbench-portfloor`: an empty bridge `br0`, where the kernel's floor for a new port is
+/// measured beside netlab's (no netlab runs there).
+pub(super) struct PortFloorNs {
+    _ns: Netns,
+}
+
+impl PortFloorNs {
+    pub(super) fn create() -> Result<Self> {
+        let ns = bench_netns(NS_PORT_FLOOR)?;
+        add_bridge(NS_PORT_FLOOR, "br0", &[])?;
+        Ok(PortFloorNs { _ns: ns })
     }
 }

@@ -232,6 +232,7 @@ impl Results {
         let restart = self.restart.as_ref();
         let restarts = restart.and_then(|r| Spread::of(&r.secs));
         let p99 = scale.and_then(|s| percentile(&s.latency_ms, 99.0));
+        let floor_p99 = scale.and_then(|s| percentile(&s.floor_latency_ms, 99.0));
         let rss = self.memory.as_ref().map(|m| m.mem.rss);
         let rss_labelled = self.labelled.as_ref().map(|m| m.mem.rss);
         let netlab_beats_tcpdump = match (netlab, filtered) {
@@ -620,6 +621,22 @@ impl Results {
                 met: scale.map(|s| s.missed == 0 && p99.is_some_and(|p| p < 50.0)),
             },
             Row {
+                what: "kernel floor: empty program attached on the kernel's notice, p99 (ms)",
+                key: "attach_p99_floor_ms",
+                value: floor_p99,
+                shown: match (scale, floor_p99) {
+                    (Some(s), Some(p)) => format!(
+                        "{p:.1} (median {:.1}, n={}, missed {})",
+                        Spread::of(&s.floor_latency_ms).map_or(f64::NAN, |x| x.median),
+                        s.floor_latency_ms.len(),
+                        s.floor_missed
+                    ),
+                    _ => "not measured".into(),
+                },
+                target: "",
+                met: None,
+            },
+            Row {
                 what: "burst of 20 new ports, unobserved p99 (ms)",
                 key: "burst20_unobserved_p99_ms",
                 value: scale.and_then(|s| percentile(&s.unobserved_ms, 99.0)),
@@ -721,7 +738,7 @@ impl Results {
 }
 
 /// The keys of `--json`, in order.
-const JSON_KEYS: [&str; 19] = [
+const JSON_KEYS: [&str; 20] = [
     "skip_ns_per_pkt",
     "icmp_ns_per_pkt_sample100",
     "skip_ns_over_empty",
@@ -741,6 +758,7 @@ const JSON_KEYS: [&str; 19] = [
     "daemon_rss_500_1000_mib",
     "drop_ns_over_empty",
     "drop_prog_cpu_share",
+    "attach_p99_floor_ms",
 ];
 
 fn json_value(v: Option<f64>, decimals: usize) -> String {

@@ -12,16 +12,16 @@ use anyhow::{anyhow, ensure, Result};
 use crate::cmd;
 
 use super::bursts::{burst_latencies, BURST_FRAMES, BURST_ROUNDS, BURST_SIZE};
-use super::floor::{attach_floor, scale_ifaces};
+use super::floor::{attach_floor, scale_ifaces, PortFloor};
 use netlab_tests::host::netns::{self, in_ns, ip, ip_batch};
 use netlab_tests::host::tcx::{self, Hook};
 
 use super::kernel::tcx_attached;
 use super::memory::MemSnapshot;
-use super::netns::ScaleNs;
+use super::netns::{PortFloorNs, ScaleNs};
 use super::parse::word_after;
 use super::process::{check_stop, pause, quiet, spawn, wait_for, TAIL};
-use super::{Plan, NO_DAEMON, NO_DOCKER, NS_SCALE};
+use super::{Plan, NO_DAEMON, NO_DOCKER, NS_PORT_FLOOR, NS_SCALE};
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct Scale {
@@ -42,6 +42,12 @@ pub(super) struct Scale {
     pub(super) ip_ms: Vec<f64>,
     /// New veths not attached within 3 s.
     pub(super) missed: usize,
+    /// The kernel's floor for the same (`floor.rs`'s [`PortFloor`]), sampled in turn with
+    /// netlab's: milliseconds from `ip link set … master br0` starting to both hooks of a
+    /// new veth holding the empty program, attached the moment the kernel's notice is read.
+    pub(super) floor_latency_ms: Vec<f64>,
+    /// Floor samples not attached within 3 s.
+    pub(super) floor_missed: usize,
     /// Milliseconds from the start of a burst (20 veths made and enslaved by one `ip -batch`)
     /// to each one's TCX programs attached, every round together.
     pub(super) burst_ms: Vec<f64>,
@@ -108,14 +114,15 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     let first = ns.veths;
     let measured = thread::scope(|scope| {
         scope
-            .spawn(move || -> Result<(Vec<f64>, Vec<f64>, usize)> {
+            .spawn(move || -> Result<NewVeths> {
                 netns::enter(NS_SCALE)?;
                 new_veth_latencies(first, samples)
             })
             .join()
     })
     .map_err(|_| anyhow!("the latency thread panicked"))??;
-    (s.latency_ms, s.ip_ms, s.missed) = measured;
+    (s.latency_ms, s.ip_ms, s.missed) = (measured.latency_ms, measured.ip_ms, measured.missed);
+    (s.floor_latency_ms, s.floor_missed) = (measured.floor_ms, measured.floor_missed);
     let bursts = thread::scope(|scope| {
         scope
             .spawn(move || -> Result<(Vec<f64>, usize, Vec<String>)> {
@@ -156,62 +163,113 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     Ok(s)
 }
 
-/// In the scale namespace (the calling thread must be in it): `samples` times, makes a veth
-/// pair `n<i>`/`q<i>`, lets netlab see it (not on a bridge, it is not observed), then enslaves
-/// `n<i>` to br0 and polls every millisecond until TCX programs are attached to both its
-/// directions. Returns the latencies, the time the `ip` command took, and how many were
-/// not attached within 3 s.
-fn new_veth_latencies(first: u32, samples: usize) -> Result<(Vec<f64>, Vec<f64>, usize)> {
-    let (mut latency, mut ip_ms, mut missed) = (Vec::new(), Vec::new(), 0);
+/// What the new-veth samples measured (see [`new_veth_latencies`]).
+#[derive(Debug, Default)]
+struct NewVeths {
+    latency_ms: Vec<f64>,
+    ip_ms: Vec<f64>,
+    missed: usize,
+    floor_ms: Vec<f64>,
+    floor_missed: usize,
+}
+
+/// `samples` times, one new veth on the scale namespace's br0, observed by netlab, and one
+/// on the port-floor namespace's br0, observed by the kernel's floor ([`PortFloor`]), taking
+/// turns at going first. The calling thread must be in the scale namespace.
+fn new_veth_latencies(first: u32, samples: usize) -> Result<NewVeths> {
+    let _floor_ns = PortFloorNs::create()?;
+    let floor = in_port_floor(PortFloor::start)?;
+    let mut out = NewVeths::default();
     for i in 0..samples {
         let n = first as usize + i;
-        let (host, peer) = (format!("n{n}"), format!("q{n}"));
-        ip(&[
-            "-n", NS_SCALE, "link", "add", &host, "type", "veth", "peer", "name", &peer,
-        ])?;
-        // netlab rescans 20 ms after a link event; let that rescan pass.
-        pause(Duration::from_millis(100))?;
-        let shown = quiet(Command::new("ip").args(["-n", NS_SCALE, "-o", "link", "show", &host]))?;
-        let ifindex: u32 = shown
-            .split(':')
-            .next()
-            .and_then(|w| w.trim().parse().ok())
-            .ok_or_else(|| anyhow!("no ifindex in {shown:?}"))?;
-        ensure!(
-            tcx::prog_ids(ifindex, Hook::Ingress)?.is_empty(),
-            "{host} is observed before it is on the bridge"
-        );
-        let t0 = Instant::now();
-        let mut enslave = Command::new("ip");
-        enslave.args(["-n", NS_SCALE, "link", "set", &host, "master", "br0", "up"]);
-        let status = enslave
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status()?;
-        ensure!(status.success(), "`{}` failed", cmd::display(&enslave));
-        let t_ip = t0.elapsed();
-        let deadline = t0 + Duration::from_secs(3);
-        let attached = loop {
-            if tcx_attached(ifindex)? {
-                break Some(t0.elapsed());
-            }
-            if Instant::now() >= deadline {
-                break None;
-            }
-            thread::sleep(Duration::from_millis(1));
+        let netlab = || one_new_veth(NS_SCALE, &format!("n{n}"), &format!("q{n}"));
+        let kernel =
+            || in_port_floor(|| one_new_veth(NS_PORT_FLOOR, &format!("f{n}"), &format!("g{n}")));
+        let (ours, floors) = if i % 2 == 0 {
+            let a = netlab()?;
+            (a, kernel()?)
+        } else {
+            let b = kernel()?;
+            (netlab()?, b)
         };
-        check_stop()?;
-        match attached {
-            Some(d) => {
-                latency.push(d.as_secs_f64() * 1e3);
-                ip_ms.push(t_ip.as_secs_f64() * 1e3);
+        match ours {
+            Some((attached, ip)) => {
+                out.latency_ms.push(attached);
+                out.ip_ms.push(ip);
             }
-            None => missed += 1,
+            None => out.missed += 1,
         }
+        match floors {
+            Some((attached, _)) => out.floor_ms.push(attached),
+            None => out.floor_missed += 1,
+        }
+        check_stop()?;
     }
+    floor.check()?;
     eprintln!(
-        "xtask: bench: {} new veths attached, {missed} not within 3 s",
-        latency.len()
+        "xtask: bench: {} new veths attached, {} not within 3 s; the floor: {} attached, {} not",
+        out.latency_ms.len(),
+        out.missed,
+        out.floor_ms.len(),
+        out.floor_missed
     );
-    Ok((latency, ip_ms, missed))
+    Ok(out)
+}
+
+/// Runs `f` on a thread inside the port-floor namespace.
+fn in_port_floor<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                netns::enter(NS_PORT_FLOOR)?;
+                f()
+            })
+            .join()
+    })
+    .map_err(|_| anyhow!("the port floor's thread panicked"))?
+}
+
+/// In namespace `ns` (the calling thread must be in it): makes a veth pair `host`/`peer`,
+/// lets the observer see it (not on a bridge, it is not observed), then enslaves `host` to
+/// br0 and polls every millisecond until TCX programs are attached to both its directions.
+/// Returns the milliseconds from the `ip link set … master` command's start to that, and
+/// how long the command itself took; `None` if not attached within 3 s.
+fn one_new_veth(ns: &str, host: &str, peer: &str) -> Result<Option<(f64, f64)>> {
+    ip(&[
+        "-n", ns, "link", "add", host, "type", "veth", "peer", "name", peer,
+    ])?;
+    // netlab rescans 20 ms after a link event; let that rescan pass.
+    pause(Duration::from_millis(100))?;
+    let shown = quiet(Command::new("ip").args(["-n", ns, "-o", "link", "show", host]))?;
+    let ifindex: u32 = shown
+        .split(':')
+        .next()
+        .and_then(|w| w.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no ifindex in {shown:?}"))?;
+    ensure!(
+        tcx::prog_ids(ifindex, Hook::Ingress)?.is_empty(),
+        "{host} is observed before it is on the bridge"
+    );
+    let t0 = Instant::now();
+    let mut enslave = Command::new("ip");
+    enslave.args(["-n", ns, "link", "set", host, "master", "br0", "up"]);
+    let status = enslave
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "`{}` failed", cmd::display(&enslave));
+    let t_ip = t0.elapsed();
+    let deadline = t0 + Duration::from_secs(3);
+    loop {
+        if tcx_attached(ifindex)? {
+            return Ok(Some((
+                t0.elapsed().as_secs_f64() * 1e3,
+                t_ip.as_secs_f64() * 1e3,
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
 }
