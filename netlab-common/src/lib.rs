@@ -185,8 +185,11 @@ pub const VXLAN_PORT: u16 = 4789;
 /// VXLAN packet counters, per interface, VNI, direction and kind of the inner packet.
 pub const MAP_VXLAN_COUNTERS: &str = "NETLAB_VXLAN_COUNTERS";
 /// The VXLAN UDP port the tc programs look into (one u32, a Swarm node's data-path port;
-/// 0: none).
-pub const MAP_VXLAN_PORT: &str = "NETLAB_VXLAN_PORT";
+/// 0: none): the section of the global [`GLOBAL_VXLAN_PORT`], a one-entry array map of its
+/// own.
+pub const MAP_VXLAN_PORT: &str = ".bss.vxlan_port";
+/// The symbol of that global (to give it a value before the object loads).
+pub const GLOBAL_VXLAN_PORT: &str = "NETLAB_VXLAN_PORT";
 /// Name of the tc ingress program for interfaces of other network namespaces (an overlay
 /// network's sandbox): it counts and samples under [`ns_key`] rather than the index.
 pub const PROG_NS_INGRESS: &str = "netlab_ns_ingress";

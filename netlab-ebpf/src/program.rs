@@ -67,9 +67,12 @@ static NETLAB_VXLAN_COUNTERS: PerCpuHashMap<VxlanKey, u64> =
     PerCpuHashMap::with_max_entries(VXLAN_COUNTER_ENTRIES, 0);
 
 /// The VXLAN port to look into (a Swarm node's data-path port); 0: none (not a Swarm
-/// node: UDP is skipped as before).
-#[map]
-static NETLAB_VXLAN_PORT: Array<u32> = Array::with_max_entries(1, 0);
+/// node: UDP is skipped as before). A global in a section of its own, which is a map of its
+/// own (`netlab_common::MAP_VXLAN_PORT`) that user space writes: the skip path reads it
+/// with one load, where an array map's lookup took a dozen instructions and a spill.
+#[no_mangle]
+#[link_section = ".bss.vxlan_port"]
+static mut NETLAB_VXLAN_PORT: u32 = 0;
 
 /// Where the programs of other namespaces' interfaces find the namespace.
 #[map]
@@ -486,7 +489,9 @@ fn vxlan_mark<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
 /// The Swarm's data-path port, or 0.
 #[inline(always)]
 fn data_path_port() -> u32 {
-    NETLAB_VXLAN_PORT.get(0).copied().unwrap_or(0)
+    // SAFETY: a plain read of a u32 that only user space writes (a volatile read, so the
+    // compiler does not take its initial zero for a constant).
+    unsafe { core::ptr::read_volatile(&raw const NETLAB_VXLAN_PORT) }
 }
 
 /// IPv6 extension headers that may stand between the fixed header and ICMPv6.

@@ -13,7 +13,7 @@ use aya::{
     programs::{raw_trace_point::RawTracePointLink, ProgramError, SchedClassifier},
     Ebpf, EbpfError,
 };
-use netlab_common::{Config, CoverConfig, MAP_CONFIG, PROG_EGRESS, PROG_INGRESS};
+use netlab_common::{Config, CoverConfig, MAP_CONFIG, MAP_VXLAN_PORT, PROG_EGRESS, PROG_INGRESS};
 
 use crate::kernel::btf::{self, KernelBtf};
 
@@ -180,7 +180,15 @@ impl Datapath {
         if let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
             check_kernel(&release)?;
         }
+        // A global's section is written with the object's value when the map is made or
+        // taken from its pin: give it the value the pinned map holds, so that a restart does
+        // not stop the running programs from looking into VXLAN until the first rescan.
+        let vxlan_port = pins
+            .and_then(|p| pinned_u32(&p.map(MAP_VXLAN_PORT)))
+            .unwrap_or(0)
+            .to_ne_bytes();
         let mut loader = aya::EbpfLoader::new();
+        loader.override_global(netlab_common::GLOBAL_VXLAN_PORT, &vxlan_port, true);
         let paths: Vec<(&str, std::path::PathBuf)> = pins
             .map(|p| {
                 pins::COUNTS
@@ -254,6 +262,13 @@ impl Datapath {
             release_freed_memory();
         }
     }
+}
+
+/// The first value of the one-entry u32 array map pinned at `path`, if there is one.
+fn pinned_u32(path: &std::path::Path) -> Option<u32> {
+    let data = aya::maps::MapData::from_pin(path).ok()?;
+    let a: Array<_, u32> = Array::try_from(aya::maps::Map::Array(data)).ok()?;
+    a.get(&0, 0).ok()
 }
 
 /// The offsets in `struct sk_buff` of `protocol`, `network_header`, `head` and `data`, then
@@ -330,6 +345,36 @@ pub(crate) fn release_freed_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A daemon of the same build takes the pinned map of the VXLAN port global over with
+    /// the value the last daemon set, so the programs it keeps running go on looking into
+    /// VXLAN before its first rescan sets the port again.
+    #[test]
+    fn a_reload_from_pins_keeps_the_vxlan_port() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("skipping: loading programs needs root");
+            return;
+        }
+        let dir = std::path::PathBuf::from(format!(
+            "/sys/fs/bpf/netlab-loader-test-{}",
+            std::process::id()
+        ));
+        if let Err(e) = crate::kernel::bpffs::ensure(&dir) {
+            println!("skipping: {e}");
+            return;
+        }
+        let pins = Pins::under(&dir);
+        pins.create().expect("pin directories");
+        let mut first = Datapath::load_in(Config::default(), Some(&pins), false).expect("loads");
+        first.set_vxlan_port(4789).expect("sets the port");
+        drop(first);
+        let second = Datapath::load_in(Config::default(), Some(&pins), false).expect("reloads");
+        let kept = pinned_u32(&pins.map(MAP_VXLAN_PORT));
+        drop(second);
+        std::fs::remove_dir_all(&dir).expect("the pins removed");
+        assert_eq!(kept, Some(4789));
+    }
 
     #[test]
     fn kernels_older_than_5_8_are_refused_in_one_line() {

@@ -91,12 +91,14 @@ impl Pins {
         std::fs::create_dir_all(self.object.join("progs"))
     }
 
-    /// Where map `name` is pinned.
+    /// Where map `name` is pinned. A global's section (`.bss.vxlan_port`) is pinned
+    /// without its dots (`bss_vxlan_port`): bpffs keeps names with a dot for itself.
     pub(super) fn map(&self, name: &str) -> PathBuf {
         if COUNTS.contains(&name) {
             self.maps.join(name)
         } else {
-            self.object.join("maps").join(name)
+            let file = name.trim_start_matches('.').replace('.', "_");
+            self.object.join("maps").join(file)
         }
     }
 
@@ -271,14 +273,29 @@ mod tests {
         std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 
+    #[test]
+    fn a_section_map_is_pinned_without_dots() {
+        let pins = Pins::under(Path::new("/sys/fs/bpf/netlab"));
+        let path = pins.map(MAP_VXLAN_PORT);
+        let file = path.file_name().and_then(|f| f.to_str()).expect("a name");
+        assert_eq!(file, "bss_vxlan_port");
+        assert!(path.starts_with(&pins.object));
+        assert_eq!(pins.map(MAP_EVENTS), pins.object.join("maps/NETLAB_EVENTS"));
+        assert_eq!(pins.map(MAP_COUNTERS), pins.maps.join("NETLAB_COUNTERS"));
+    }
+
     /// Every map the object defines is either a count that survives restarts or state
     /// pinned with the build: a map left out would be made anew by each daemon while the
     /// programs it keeps use the old one. Read-only globals are not maps of their own: they
     /// are frozen into `.rodata` at load, and a program taken over from a pin keeps the
-    /// values it was loaded with (the same kernel's, as the pins go with a reboot).
+    /// values it was loaded with (the same kernel's, as the pins go with a reboot). A
+    /// writable global has a section of its own, and that section is the map.
     #[test]
     fn every_map_of_the_object_is_pinned() {
-        let globals = [netlab_common::GLOBAL_SKB_OFFSETS];
+        let globals = [
+            netlab_common::GLOBAL_SKB_OFFSETS,
+            netlab_common::GLOBAL_VXLAN_PORT,
+        ];
         let mut found: Vec<String> = EBPF_OBJECT
             .split(|b| *b == 0)
             .filter(|s| {
@@ -289,9 +306,25 @@ mod tests {
             .collect();
         found.sort();
         found.dedup();
+        // The writable globals' sections are maps too: state, pinned with the build.
+        let sections: Vec<&str> = STATE
+            .iter()
+            .copied()
+            .filter(|m| m.starts_with('.'))
+            .collect();
+        assert_eq!(sections, [MAP_VXLAN_PORT]);
+        for section in &sections {
+            assert!(
+                EBPF_OBJECT
+                    .windows(section.len() + 1)
+                    .any(|w| w[..section.len()] == *section.as_bytes() && w[section.len()] == 0),
+                "the object has no section {section}"
+            );
+        }
         let mut listed: Vec<String> = COUNTS
             .iter()
             .chain(STATE.iter())
+            .filter(|m| !m.starts_with('.'))
             .map(|s| (*s).to_owned())
             .collect();
         listed.sort();
