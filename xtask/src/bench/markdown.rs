@@ -278,13 +278,14 @@ impl Results {
             ));
             let floor = Spread::of(&sc.floor_latency_ms);
             s.push_str(&format!(
-                "- The kernel's floor for the same, sampled in turn with netlab's on a bridge of a namespace of its own where no netlab runs: the empty program attached by `BPF_LINK_CREATE` to both hooks of the new veth (ingress, then egress) by the thread that reads the kernel's link notice, the moment it reads it: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (n={}, not attached within 3 s: {}).\n",
+                "- The kernel's floor for the same, sampled in turn with netlab's on a bridge of a namespace of its own where no netlab runs: the empty program attached by `BPF_LINK_CREATE` to both hooks of the new veth (ingress, then egress) by the thread that reads the kernel's link notice, the moment it reads it: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (n={}, not attached within 3 s: {}); its `ip` command took {} ms of that.\n",
                 floor.map_or("–".into(), |x| format!("{:.1}", x.median)),
                 percentile(&sc.floor_latency_ms, 90.0).map_or("–".into(), |x| format!("{x:.1}")),
                 percentile(&sc.floor_latency_ms, 99.0).map_or("–".into(), |x| format!("{x:.1}")),
                 floor.map_or("–".into(), |x| format!("{:.1}", x.max)),
                 sc.floor_latency_ms.len(),
                 sc.floor_missed,
+                Spread::of(&sc.floor_ip_ms).map_or("–".into(), |x| x.show(1))
             ));
             s.push_str(&format!(
                 "- Bursts of {BURST_SIZE} veths made and put on br0 by one `ip -batch` ({BURST_ROUNDS} rounds): from the start of the burst to each veth's programs attached (its packets before that are not counted): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (n={}, not attached within 3 s: {}).\n",

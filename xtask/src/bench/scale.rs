@@ -46,6 +46,8 @@ pub(super) struct Scale {
     /// netlab's: milliseconds from `ip link set … master br0` starting to both hooks of a
     /// new veth holding the empty program, attached the moment the kernel's notice is read.
     pub(super) floor_latency_ms: Vec<f64>,
+    /// How long the floor's `ip` command took, ms (part of the floor above).
+    pub(super) floor_ip_ms: Vec<f64>,
     /// Floor samples not attached within 3 s.
     pub(super) floor_missed: usize,
     /// Milliseconds from the start of a burst (20 veths made and enslaved by one `ip -batch`)
@@ -122,7 +124,11 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     })
     .map_err(|_| anyhow!("the latency thread panicked"))??;
     (s.latency_ms, s.ip_ms, s.missed) = (measured.latency_ms, measured.ip_ms, measured.missed);
-    (s.floor_latency_ms, s.floor_missed) = (measured.floor_ms, measured.floor_missed);
+    (s.floor_latency_ms, s.floor_ip_ms, s.floor_missed) = (
+        measured.floor_ms,
+        measured.floor_ip_ms,
+        measured.floor_missed,
+    );
     let bursts = thread::scope(|scope| {
         scope
             .spawn(move || -> Result<(Vec<f64>, usize, Vec<String>)> {
@@ -170,6 +176,7 @@ struct NewVeths {
     ip_ms: Vec<f64>,
     missed: usize,
     floor_ms: Vec<f64>,
+    floor_ip_ms: Vec<f64>,
     floor_missed: usize,
 }
 
@@ -200,7 +207,10 @@ fn new_veth_latencies(first: u32, samples: usize) -> Result<NewVeths> {
             None => out.missed += 1,
         }
         match floors {
-            Some((attached, _)) => out.floor_ms.push(attached),
+            Some((attached, ip)) => {
+                out.floor_ms.push(attached);
+                out.floor_ip_ms.push(ip);
+            }
             None => out.floor_missed += 1,
         }
         check_stop()?;
