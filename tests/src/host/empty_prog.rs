@@ -98,17 +98,16 @@ impl EmptyTc {
     /// Attaches it to `hook` of interface `ifindex` (of the calling thread's network
     /// namespace), after the programs already there.
     pub fn attach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
-        let mut attr = [0u8; ATTR_LEN];
-        // The `BPF_LINK_CREATE` member: prog_fd, target_ifindex, attach_type, flags, then
-        // tcx { relative_fd, expected_revision } (zero: last, any revision).
-        put_u32(&mut attr, 0, self.prog.as_raw_fd() as u32);
-        put_u32(&mut attr, 4, ifindex);
-        put_u32(&mut attr, 8, hook.attach_type());
-        let link = bpf(BPF_LINK_CREATE, &mut attr).with_context(|| {
+        let link = tcx_link_create(self.prog.as_fd(), ifindex, hook).with_context(|| {
             format!("attaching the empty program to tcx {hook} of ifindex {ifindex}")
         })?;
         self.links.push(link);
         Ok(())
+    }
+
+    /// The program, to attach it elsewhere (see [`tcx_link_create`]).
+    pub fn prog(&self) -> BorrowedFd<'_> {
+        self.prog.as_fd()
     }
 
     /// Hooks attached so far.
@@ -154,6 +153,19 @@ pub fn obj_get(path: &Path) -> Result<OwnedFd> {
     // The `BPF_OBJ_*` member: pathname, bpf_fd, file_flags.
     put_u64(&mut attr, 0, p.as_ptr() as u64);
     bpf(BPF_OBJ_GET, &mut attr).with_context(|| format!("opening the pin {}", path.display()))
+}
+
+/// Attaches tc program `prog` to `hook` of interface `ifindex` (of the calling thread's
+/// network namespace) by `BPF_LINK_CREATE`, after the programs already there. Closing the
+/// link detaches it.
+pub fn tcx_link_create(prog: BorrowedFd<'_>, ifindex: u32, hook: Hook) -> std::io::Result<OwnedFd> {
+    let mut attr = [0u8; ATTR_LEN];
+    // The `BPF_LINK_CREATE` member: prog_fd, target_ifindex, attach_type, flags, then
+    // tcx { relative_fd, expected_revision } (zero: last, any revision).
+    put_u32(&mut attr, 0, prog.as_raw_fd() as u32);
+    put_u32(&mut attr, 4, ifindex);
+    put_u32(&mut attr, 8, hook.attach_type());
+    bpf(BPF_LINK_CREATE, &mut attr)
 }
 
 /// Attaches `prog` to a raw tracepoint (`BPF_RAW_TRACEPOINT_OPEN`): raw tracepoint `name`,

@@ -175,7 +175,7 @@ impl Results {
             s.push_str("\n#### The drop program switched on and off under one flow\n\n");
             s.push_str(&format!(
                 "Rates of separate windows differ from one window to the next by more than the drop program costs, so one sender runs on while b drops every datagram, and the tracepoint is switched under it. `netlab daemon` attached to br0, va and vb and pinned its programs, then stopped (its tc programs stay attached); its drop link's pin was removed, which detached it, and its pinned, configured program (`{}`) is attached and detached by the bench. Slices of {} ms, each after {} ms for the switch to settle, in blocks of four: off, netlab, empty, off (and off, empty, netlab, off in the next block); a program's slice over the mean of the two off slices of its block is one ratio, so a rate drifting in a straight line cancels out. {} blocks; the empty program is a two-instruction raw tracepoint program on `kfree_skb`.\n\n",
-                t.program,
+                t.programs.join(", "),
                 super::toggle::SLICE.as_millis(),
                 super::toggle::SETTLE.as_millis(),
                 t.blocks.len()
@@ -195,21 +195,70 @@ impl Results {
             ));
             s.push_str(&format!(
                 "| netlab's `{}` | {} | {} |\n",
-                t.program,
+                t.programs.join(", "),
                 col(|b| b.netlab, 0),
                 col(super::toggle::ToggleBlock::netlab_ratio, 4)
             ));
             s.push_str(&format!(
                 "| an empty program | {} | {} |\n",
-                col(|b| b.empty, 0),
-                col(super::toggle::ToggleBlock::empty_ratio, 4)
+                col(|b| b.other, 0),
+                col(super::toggle::ToggleBlock::other_ratio, 4)
             ));
             s.push_str(&format!(
                 "\nWitness: in one more slice with BPF statistics on, netlab's program ran {} times while {} datagrams arrived at b{}.\n",
-                t.witness_runs,
+                t.runs(),
                 t.witness_arrived,
                 t.runs_per_datagram()
                     .map_or(String::new(), |r| format!(" ({r:.3} runs per datagram)"))
+            ));
+        }
+        if let Some(t) = &self.observers {
+            use super::toggle::{ToggleBlock, OBSERVER_EMPTY, OBSERVER_TCPDUMP, TCPDUMP_FILTER};
+            s.push_str(
+                "\n#### netlab, tcpdump and empty programs switched on and off under one flow\n\n",
+            );
+            s.push_str(&format!(
+                "The same method for the first rows of this part: b reads, and what observes is switched under one sender. netlab is everything a following `netlab daemon` runs here ({} attachments of its pinned, configured programs `{}`: its tc programs on both hooks of br0, va and vb, its cover programs on the tracepoints `netif_receive_skb` and `net_dev_queue`, its drop program on `kfree_skb`), each attached by the bench where the daemon had it. It is compared, in turn, with `tcpdump -i va -w /dev/null '{}'` (started for its slice, timed once it says it listens, stopped after it) and with a two-instruction program at each of netlab's {} attachments (what any program there costs). Blocks of four: off, netlab, the other, off (the other first in every second block; tcpdump for two blocks, then the empty programs for two). {} blocks.\n\n",
+                t.attachments,
+                t.programs.join("`, `"),
+                TCPDUMP_FILTER,
+                t.attachments,
+                t.blocks.len()
+            ));
+            let col = |kind: Option<usize>, f: fn(&ToggleBlock) -> f64, decimals| {
+                t.spread_of(kind, f)
+                    .map_or("–".into(), |x| x.show(decimals))
+            };
+            s.push_str("| observing | arrived pps | ratio to off (same block) | netlab over it (same block) |\n|---|---|---|---|\n");
+            s.push_str(&format!(
+                "| nothing (first and last slice of each block) | {} | {} (last / first) | |\n",
+                Spread::of(&t.blocks.iter().flat_map(|b| b.off).collect::<Vec<_>>())
+                    .map_or("–".into(), |x| x.show(0)),
+                col(None, ToggleBlock::off_ratio, 4)
+            ));
+            s.push_str(&format!(
+                "| netlab | {} | {} | |\n",
+                col(None, |b| b.netlab, 0),
+                col(None, ToggleBlock::netlab_ratio, 4)
+            ));
+            for (kind, name) in [
+                (OBSERVER_TCPDUMP, format!("tcpdump '{TCPDUMP_FILTER}'")),
+                (
+                    OBSERVER_EMPTY,
+                    "empty programs where netlab's are".to_owned(),
+                ),
+            ] {
+                s.push_str(&format!(
+                    "| {name} | {} | {} | {} |\n",
+                    col(Some(kind), |b| b.other, 0),
+                    col(Some(kind), ToggleBlock::other_ratio, 4),
+                    col(Some(kind), ToggleBlock::netlab_over_other, 4),
+                ));
+            }
+            s.push_str(&format!(
+                "\nWitness: in one more slice with BPF statistics on, netlab's programs ran {} per datagram that arrived at b ({}).\n",
+                t.runs_per_datagram().map_or("–".into(), |r| format!("{r:.3} times")),
+                t.show_runs()
             ));
         }
         if let Some(f) = &self.flood {

@@ -82,7 +82,7 @@ use process::{check_stop, quiet, spawn, wait_for, StopFlag};
 use restart::restart;
 use results::Results;
 use scale::scale;
-use toggle::drop_toggle;
+use toggle::{drop_toggle, observer_toggle};
 
 pub use empty::run as empty_run;
 pub use traffic::{icmp_send, udp_recv, udp_send};
@@ -142,6 +142,8 @@ struct Plan {
     pps_secs: f64,
     /// Blocks of the drop program switched on and off under one flow (four slices each).
     toggle_blocks: usize,
+    /// Blocks of netlab and tcpdump switched on and off under one flow (four slices each).
+    observer_blocks: usize,
     /// Length of the UDP window of the per-packet cost.
     skip_secs: f64,
     /// Echo requests of one `ping -f` for the per-packet cost.
@@ -172,6 +174,7 @@ impl Plan {
                 pps_rounds: 2,
                 pps_secs: 1.0,
                 toggle_blocks: 10,
+                observer_blocks: 10,
                 skip_secs: 1.0,
                 pings: 5_000,
                 flood_secs: 2,
@@ -200,6 +203,7 @@ impl Plan {
                 pps_rounds: 6,
                 pps_secs: 2.0,
                 toggle_blocks: 60,
+                observer_blocks: 40,
                 skip_secs: 3.0,
                 pings: 20_000,
                 flood_secs: 3,
@@ -310,6 +314,11 @@ pub fn run(quick: bool, json: bool, only: &[Part]) -> Result<()> {
                     &mut r.log,
                     "the drop program switched under one flow",
                     || drop_toggle(&netlab, &xtask, &plan),
+                )?;
+                r.observers = part(
+                    &mut r.log,
+                    "netlab and tcpdump switched under one flow",
+                    || observer_toggle(&netlab, &xtask, &plan),
                 )?;
             }
             if wants(Part::Flood) {

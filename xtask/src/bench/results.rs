@@ -9,7 +9,7 @@ use super::pps::{Observer, PpsWindow};
 use super::restart::Restart;
 use super::scale::Scale;
 use super::stats::{percentile, Spread};
-use super::toggle::{DropToggle, ToggleBlock};
+use super::toggle::{Toggle, ToggleBlock, OBSERVER_EMPTY, OBSERVER_TCPDUMP};
 use super::traffic::Receiver;
 use super::PartLog;
 
@@ -21,7 +21,8 @@ pub(super) struct Results {
     pub(super) machine: Machine,
     pub(super) costs: Option<Costs>,
     pub(super) pps: Option<Vec<PpsWindow>>,
-    pub(super) toggle: Option<DropToggle>,
+    pub(super) toggle: Option<Toggle>,
+    pub(super) observers: Option<Toggle>,
     pub(super) flood: Option<Vec<FloodLevel>>,
     pub(super) pipeline: Option<Vec<CritBench>>,
     pub(super) scale: Option<Scale>,
@@ -164,14 +165,15 @@ impl Results {
 
     /// One ratio per block of the drop program switched under one flow.
     fn toggled(&self, ratio: fn(&ToggleBlock) -> f64) -> Option<Spread> {
-        let v: Vec<f64> = self
-            .toggle
-            .iter()
-            .flat_map(|t| &t.blocks)
-            .map(ratio)
-            .filter(|r| r.is_finite())
-            .collect();
-        Spread::of(&v)
+        self.toggle.as_ref().and_then(|t| t.spread(ratio))
+    }
+
+    /// One ratio per block of netlab and what it is compared with switched under one flow
+    /// (the blocks that compared it with `kind`, or all of them).
+    fn observed(&self, kind: Option<usize>, ratio: fn(&ToggleBlock) -> f64) -> Option<Spread> {
+        self.observers
+            .as_ref()
+            .and_then(|t| t.spread_of(kind, ratio))
     }
 
     fn best_lossless(&self) -> Option<&FloodLevel> {
@@ -235,7 +237,9 @@ impl Results {
         let floor_p99 = scale.and_then(|s| percentile(&s.floor_latency_ms, 99.0));
         let rss = self.memory.as_ref().map(|m| m.mem.rss);
         let rss_labelled = self.labelled.as_ref().map(|m| m.mem.rss);
-        let netlab_beats_tcpdump = match (netlab, filtered) {
+        let netlab_flow = self.observed(None, ToggleBlock::netlab_ratio);
+        let tcpdump_flow = self.observed(Some(OBSERVER_TCPDUMP), ToggleBlock::other_ratio);
+        let netlab_beats_tcpdump = match (netlab_flow, tcpdump_flow) {
             (Some(n), Some(f)) => Some(n.median >= 0.97 && n.median > f.median),
             (Some(n), None) => Some(n.median >= 0.97),
             _ => None,
@@ -343,13 +347,13 @@ impl Results {
                 )
             },
             Row {
-                met: netlab_beats_tcpdump,
+                met: None,
                 ..spread_row(
                     "UDP pps with netlab / without",
                     "pps_ratio_netlab",
                     netlab,
                     3,
-                    "≥ 0.97, > tcpdump 'icmp or arp'",
+                    "",
                     |_| true,
                 )
             },
@@ -385,6 +389,83 @@ impl Results {
                     "",
                     |_| true,
                 )
+            },
+            Row {
+                met: netlab_beats_tcpdump,
+                ..spread_row(
+                    "same, one flow: netlab (all its programs) on / off",
+                    "pps_ratio_netlab_one_flow",
+                    netlab_flow,
+                    4,
+                    "≥ 0.97, > tcpdump 'icmp or arp'",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "same, one flow: tcpdump 'icmp or arp' on / off",
+                    "pps_ratio_tcpdump_filtered_one_flow",
+                    tcpdump_flow,
+                    4,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "same, one flow: netlab / tcpdump 'icmp or arp', same block",
+                    "",
+                    self.observed(Some(OBSERVER_TCPDUMP), ToggleBlock::netlab_over_other),
+                    4,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "same, one flow: empty programs where netlab's are, on / off",
+                    "pps_ratio_empty_one_flow",
+                    self.observed(Some(OBSERVER_EMPTY), ToggleBlock::other_ratio),
+                    4,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "same, one flow: netlab / empty programs, same block",
+                    "",
+                    self.observed(Some(OBSERVER_EMPTY), ToggleBlock::netlab_over_other),
+                    4,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
+                    "same, one flow: off / off (noise floor)",
+                    "",
+                    self.observed(None, ToggleBlock::off_ratio),
+                    4,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                what: "same, one flow: netlab's program runs per datagram",
+                key: "",
+                value: self.observers.as_ref().and_then(Toggle::runs_per_datagram),
+                shown: self
+                    .observers
+                    .as_ref()
+                    .map_or("not measured".into(), Toggle::show_runs),
+                target: "",
+                met: None,
             },
             Row {
                 met: None,
@@ -443,7 +524,7 @@ impl Results {
                 ..spread_row(
                     "same, one flow: an empty kfree_skb program on / off",
                     "",
-                    self.toggled(ToggleBlock::empty_ratio),
+                    self.toggled(ToggleBlock::other_ratio),
                     4,
                     "",
                     |_| true,
@@ -463,16 +544,11 @@ impl Results {
             Row {
                 what: "same, one flow: netlab's program runs per datagram freed",
                 key: "",
-                value: self.toggle.as_ref().and_then(DropToggle::runs_per_datagram),
-                shown: self.toggle.as_ref().map_or("not measured".into(), |t| {
-                    match t.runs_per_datagram() {
-                        Some(v) => format!(
-                            "{v:.3} ({} runs, {} datagrams)",
-                            t.witness_runs, t.witness_arrived
-                        ),
-                        None => "no datagram arrived".into(),
-                    }
-                }),
+                value: self.toggle.as_ref().and_then(Toggle::runs_per_datagram),
+                shown: self
+                    .toggle
+                    .as_ref()
+                    .map_or("not measured".into(), Toggle::show_runs),
                 target: "",
                 met: None,
             },
@@ -682,7 +758,10 @@ impl Results {
                 let decimals = match *key {
                     "pps_ratio_netlab"
                     | "pps_ratio_tcpdump_filtered"
-                    | "pps_ratio_tcpdump_full" => 4,
+                    | "pps_ratio_tcpdump_full"
+                    | "pps_ratio_netlab_one_flow"
+                    | "pps_ratio_tcpdump_filtered_one_flow"
+                    | "pps_ratio_empty_one_flow" => 4,
                     "events_per_s_no_loss" | "pipeline_events_per_s" => 0,
                     "drop_prog_cpu_share" | "drop_prog_pps_ratio" => 4,
                     "attach_500_s" | "attach_500_floor_s" | "restart_500_s" => 3,
@@ -738,7 +817,7 @@ impl Results {
 }
 
 /// The keys of `--json`, in order.
-const JSON_KEYS: [&str; 20] = [
+const JSON_KEYS: [&str; 23] = [
     "skip_ns_per_pkt",
     "icmp_ns_per_pkt_sample100",
     "skip_ns_over_empty",
@@ -759,6 +838,9 @@ const JSON_KEYS: [&str; 20] = [
     "drop_ns_over_empty",
     "drop_prog_cpu_share",
     "attach_p99_floor_ms",
+    "pps_ratio_netlab_one_flow",
+    "pps_ratio_tcpdump_filtered_one_flow",
+    "pps_ratio_empty_one_flow",
 ];
 
 fn json_value(v: Option<f64>, decimals: usize) -> String {
