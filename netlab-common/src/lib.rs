@@ -91,6 +91,16 @@ pub const MAP_COVER_LAST: &str = "NETLAB_COVER_LAST";
 pub const PROG_COVER_INGRESS: &str = "netlab_cover_ingress";
 /// Name of the raw tracepoint on `net_dev_queue` that covers a new port's egress.
 pub const PROG_COVER_EGRESS: &str = "netlab_cover_egress";
+/// The BTF-typed variant of [`PROG_COVER_INGRESS`] (`tp_btf`): the same, with the
+/// `sk_buff` a typed pointer, so the fields every packet is tested on are plain loads.
+pub const PROG_COVER_INGRESS_BTF: &str = "netlab_cover_ingress_btf";
+/// The BTF-typed variant of [`PROG_COVER_EGRESS`].
+pub const PROG_COVER_EGRESS_BTF: &str = "netlab_cover_egress_btf";
+/// Name of those programs' read-only global: the offsets of `sk_buff.dev`,
+/// `net_device.ifindex`, `net_device.nd_net.net` and `net.ns.inum` (`[u32; 4]`, in that
+/// order), set from the running kernel's BTF before the object loads; frozen, so the
+/// verifier knows them as constants and checks each load against the type.
+pub const GLOBAL_COVER_OFFSETS: &str = "NETLAB_COVER_OFF";
 /// Hooks covered at most at once.
 pub const COVER_ENTRIES: u32 = 4096;
 /// Name of the map of observed bridges (by interface index) whose new ports the kernel

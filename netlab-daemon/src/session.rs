@@ -36,7 +36,7 @@ use crate::docker::topology::Topology;
 use crate::kernel::attach::AttachMode;
 use crate::kernel::btf::Kallsyms;
 use crate::kernel::clock::Clock;
-use crate::kernel::loader::{Datapath, Pins};
+use crate::kernel::loader::{Datapath, Pins, Wanted};
 use crate::model::journey::{Correlator, PairStats};
 use crate::model::summary::Summary;
 use crate::output::Output;
@@ -199,7 +199,11 @@ impl Session {
             p.create()
                 .with_context(|| format!("creating the pin directories under {}", dir.display()))?;
         }
-        let mut dp = Datapath::load_in(opts.config, pins.as_ref(), opts.drops != Drops::Off)?;
+        let wanted = Wanted {
+            drops: opts.drops != Drops::Off,
+            cover: following,
+        };
+        let mut dp = Datapath::load_in(opts.config, pins.as_ref(), wanted)?;
         let mut ring = dp.take_events()?;
         if pins.is_some() {
             // The ring may be an earlier daemon's, which the programs it left attached wrote

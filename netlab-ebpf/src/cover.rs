@@ -25,12 +25,19 @@
 //! nor kprobes may run, the tracepoints find new ports per packet instead (`find_ports`):
 //! a device whose master is an observed bridge is covered unless its entry says its tc
 //! programs took over.
+//!
+//! The tracepoints run for every packet of the host, so what each packet is tested on is
+//! kept cheap: where the kernel has BTF, BTF-typed variants read the packet's device, the
+//! device's namespace and index by plain loads and leave at once for a device of another
+//! namespace (a container's own interface), a packet tc egress just counted, or a port
+//! handed over (one hash lookup). Only a hook that may be covered pays for the helper calls
+//! of [`cover`].
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_kernel},
-    macros::{fentry, kprobe, map, raw_tracepoint},
+    macros::{btf_tracepoint, fentry, kprobe, map, raw_tracepoint},
     maps::{Array, HashMap, PerCpuArray},
-    programs::{FEntryContext, ProbeContext, RawTracePointContext},
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext},
 };
 use netlab_common::{
     direction, encap, kind, CounterKey, CoverConfig, COVERED_BY_KERNEL, COVER_BRIDGES,
@@ -152,6 +159,114 @@ pub fn netlab_cover_egress(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     cover(skb, cfg, direction::EGRESS);
+    0
+}
+
+/// Offsets of `sk_buff.dev`, `net_device.ifindex`, `net_device.nd_net.net` and
+/// `net.ns.inum` (`netlab_common::GLOBAL_COVER_OFFSETS`), set by user space from the running
+/// kernel's BTF before the object loads (the BTF-typed programs are not loaded otherwise).
+/// Read-only data the kernel freezes: the verifier sees constants.
+#[no_mangle]
+static NETLAB_COVER_OFF: [u32; 4] = [0; 4];
+
+/// The `i`th of [`NETLAB_COVER_OFF`], read as the program's data (a volatile read, so that
+/// the compiler does not fold in the zeros it was built with).
+#[inline(always)]
+fn cover_off(i: usize) -> usize {
+    // SAFETY: a read of a static, in bounds (i < 4 at every call site).
+    unsafe { core::ptr::read_volatile(&NETLAB_COVER_OFF[i]) as usize }
+}
+
+/// The index of `skb`'s device when that device is in the namespace netlab observes, else
+/// 0. `skb` is a typed pointer: four plain loads, no helper call.
+#[inline(always)]
+fn typed_ifindex(skb: *const u8, cfg: &CoverConfig) -> u32 {
+    if skb.is_null() {
+        return 0;
+    }
+    // SAFETY: `skb` is the tracepoint's `struct sk_buff *` and the offsets are its fields'
+    // and theirs (of their types' sizes): the verifier checks each load against BTF, and a
+    // load through a bad pointer reads zero rather than faulting.
+    unsafe {
+        let dev = *skb.add(cover_off(0)).cast::<*const u8>();
+        if dev.is_null() {
+            return 0;
+        }
+        let net = *dev.add(cover_off(2)).cast::<*const u8>();
+        if net.is_null() || *net.add(cover_off(3)).cast::<u32>() != cfg.netns {
+            return 0;
+        }
+        *dev.add(cover_off(1)).cast::<u32>()
+    }
+}
+
+/// Whether hook `dir` of interface `ifindex` (of the observed namespace) may be one to
+/// cover: listed and not handed over yet, or not listed while the tracepoints find ports.
+#[inline(always)]
+fn worth_a_look(ifindex: u32, cfg: &CoverConfig, dir: u8) -> bool {
+    match NETLAB_COVER.get_ptr(&key(ifindex, dir)) {
+        Some(v) => {
+            // SAFETY: a value of the map, valid while this program runs.
+            let v = unsafe { *v };
+            v != HANDED_OVER
+        }
+        None => cfg.find_ports != 0,
+    }
+}
+
+/// [`netlab_cover_ingress`] as a BTF-typed tracepoint (Linux 5.5 on): what every packet is
+/// tested on (its device, the device's namespace and index, the hook's entry) is read by
+/// plain loads, and only a packet of a hook that may be covered takes the helper calls.
+/// Most packets of a host are of another namespace or of a port handed over.
+#[btf_tracepoint(function = "netif_receive_skb")]
+pub fn netlab_cover_ingress_btf(ctx: BtfTracePointContext) -> i32 {
+    let Some(cfg) = NETLAB_COVER_CONFIG.get(0) else {
+        return 0;
+    };
+    if cfg.active == 0 {
+        return 0;
+    }
+    let Some(l) = NETLAB_COVER_LAST.get_ptr_mut(0) else {
+        return 0;
+    };
+    let skb: *const u8 = ctx.arg(0);
+    let ifindex = typed_ifindex(skb, cfg);
+    let counted = if ifindex != 0 && worth_a_look(ifindex, cfg, direction::INGRESS) {
+        cover(ctx.arg::<u64>(0), cfg, direction::INGRESS)
+    } else {
+        0
+    };
+    // SAFETY: per-CPU slot, only this CPU touches it while this program runs.
+    unsafe {
+        (*l).ifindex = counted;
+        // SAFETY: a helper without preconditions.
+        (*l).ts_ns = if counted != 0 { bpf_ktime_get_ns() } else { 0 };
+    }
+    0
+}
+
+/// [`netlab_cover_egress`] as a BTF-typed tracepoint, as [`netlab_cover_ingress_btf`].
+#[btf_tracepoint(function = "net_dev_queue")]
+pub fn netlab_cover_egress_btf(ctx: BtfTracePointContext) -> i32 {
+    let Some(cfg) = NETLAB_COVER_CONFIG.get(0) else {
+        return 0;
+    };
+    if cfg.active == 0 {
+        return 0;
+    }
+    let Some(l) = NETLAB_COVER_LAST.get_ptr_mut(1) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slot, only this CPU touches it while this program runs.
+    let by_tc = unsafe { (*l).ifindex };
+    // SAFETY: as above.
+    unsafe { (*l).ifindex = 0 };
+    let skb: *const u8 = ctx.arg(0);
+    let ifindex = typed_ifindex(skb, cfg);
+    if ifindex == 0 || ifindex == by_tc || !worth_a_look(ifindex, cfg, direction::EGRESS) {
+        return 0;
+    }
+    cover(ctx.arg::<u64>(0), cfg, direction::EGRESS);
     0
 }
 

@@ -10,7 +10,7 @@
 
 use aya::{
     maps::{Array, MapError},
-    programs::{raw_trace_point::RawTracePointLink, ProgramError, SchedClassifier},
+    programs::{ProgramError, SchedClassifier},
     Ebpf, EbpfError,
 };
 use netlab_common::{Config, CoverConfig, MAP_CONFIG, MAP_VXLAN_PORT, PROG_EGRESS, PROG_INGRESS};
@@ -24,7 +24,7 @@ mod pins;
 mod programs;
 mod slots;
 
-use cover::EnslaveLink;
+use cover::{CoverLink, EnslaveLink};
 use drops::DropLink;
 
 pub use cover::COVER_VIA_ENV;
@@ -109,7 +109,7 @@ pub struct Datapath {
     /// Declared before `ebpf`: the link goes before the program.
     kfree_link: Option<DropLink>,
     /// The cover programs' links, when they run (see [`Datapath::enable_cover`]).
-    cover_links: Option<Vec<RawTracePointLink>>,
+    cover_links: Option<Vec<CoverLink>>,
     /// The program that covers a port as it joins an observed bridge, when it runs.
     enslave_link: Option<EnslaveLink>,
     /// Their configuration, once written.
@@ -126,6 +126,9 @@ pub struct Datapath {
     /// Whether the BTF-typed drop program's `sk_buff` offsets were set
     /// ([`netlab_common::GLOBAL_SKB_OFFSETS`]); it is not loaded otherwise.
     skb_offsets: bool,
+    /// Whether the BTF-typed cover programs' offsets were set
+    /// ([`netlab_common::GLOBAL_COVER_OFFSETS`]); they are not loaded otherwise.
+    cover_offsets: bool,
     ebpf: Ebpf,
 }
 
@@ -148,6 +151,15 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
     move |source| LoadError::Map { name, source }
 }
 
+/// Which programs beside the tc ones a session will want (see [`Datapath::load_in`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    /// The drop program (drop reports).
+    pub drops: bool,
+    /// The cover programs (following new bridge ports).
+    pub cover: bool,
+}
+
 /// The oldest kernel netlab runs on: the BPF ring buffer came with 5.8 (tested on 5.10).
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
 
@@ -168,15 +180,16 @@ pub fn check_kernel(release: &str) -> Result<(), LoadError> {
 impl Datapath {
     /// Loads both tc programs into the kernel and writes `config`.
     pub fn load(config: Config) -> Result<Self, LoadError> {
-        Self::load_in(config, None, false)
+        Self::load_in(config, None, Wanted::default())
     }
 
     /// Like [`Datapath::load`]; with `pins` (the daemon), the maps live in bpffs there: the
     /// counters are reused from any earlier run (so counts survive a restart), the programs
     /// and the rest of the maps from an earlier run of the same build (see [`Pins`]).
-    /// `drops`: drop reports will be wanted, so the BTF-typed drop program's offsets are
-    /// read from the kernel's BTF now, while the object can still take them.
-    pub fn load_in(config: Config, pins: Option<&Pins>, drops: bool) -> Result<Self, LoadError> {
+    /// `wanted`: the programs beside the tc ones that will be wanted, whose BTF-typed
+    /// variants' offsets are read from the kernel's BTF now, while the object can still
+    /// take them.
+    pub fn load_in(config: Config, pins: Option<&Pins>, wanted: Wanted) -> Result<Self, LoadError> {
         if let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
             check_kernel(&release)?;
         }
@@ -202,15 +215,22 @@ impl Datapath {
             loader.map_pin_path(name, path.as_path());
         }
         // Parsed here once, for the drop and cover programs' offsets too.
-        let kbtf = drops
+        let kbtf = (wanted.drops || wanted.cover)
             .then(KernelBtf::from_sys_fs)
             .transpose()
-            .inspect_err(|e| log::debug!("{e}: the drop program reads sk_buff by helper calls"))
+            .inspect_err(|e| log::debug!("{e}: the drop and cover programs read by helper calls"))
             .ok()
             .flatten();
-        let skb_offsets = kbtf.as_ref().and_then(skb_offsets);
+        let skb_offsets = kbtf.as_ref().filter(|_| wanted.drops).and_then(skb_offsets);
         if let Some(off) = &skb_offsets {
             loader.override_global(netlab_common::GLOBAL_SKB_OFFSETS, off.as_slice(), true);
+        }
+        let cover_offsets = kbtf
+            .as_ref()
+            .filter(|_| wanted.cover)
+            .and_then(cover_offsets);
+        if let Some(off) = &cover_offsets {
+            loader.override_global(netlab_common::GLOBAL_COVER_OFFSETS, off.as_slice(), true);
         }
         let ebpf = loader.load(EBPF_OBJECT).map_err(LoadError::Object)?;
         let mut dp = Self {
@@ -223,6 +243,7 @@ impl Datapath {
             ns_ready: false,
             btf: kbtf,
             skb_offsets: skb_offsets.is_some(),
+            cover_offsets: cover_offsets.is_some(),
             ebpf,
         };
         {
@@ -287,6 +308,26 @@ fn skb_offsets(kbtf: &KernelBtf) -> Option<[u32; 5]> {
             .ok()?;
     }
     out[4] = rx_sk_protocol(kbtf).unwrap_or(0);
+    Some(out)
+}
+
+/// The offsets of `sk_buff.dev`, `net_device.ifindex`, `net_device.nd_net.net` and
+/// `net.ns.inum`, as [`netlab_common::GLOBAL_COVER_OFFSETS`] holds them; `None` when the
+/// kernel's BTF lacks one.
+fn cover_offsets(kbtf: &KernelBtf) -> Option<[u32; 4]> {
+    let fields: [(&str, &[&str]); 4] = [
+        ("sk_buff", &["dev"]),
+        ("net_device", &["ifindex"]),
+        ("net_device", &["nd_net", "net"]),
+        ("net", &["ns", "inum"]),
+    ];
+    let mut out = [0; 4];
+    for (slot, (ty, path)) in out.iter_mut().zip(fields) {
+        *slot = kbtf
+            .member_offset(ty, path)
+            .inspect_err(|e| log::debug!("{e}: the cover programs read by helper calls"))
+            .ok()?;
+    }
     Some(out)
 }
 
@@ -366,10 +407,12 @@ mod tests {
         }
         let pins = Pins::under(&dir);
         pins.create().expect("pin directories");
-        let mut first = Datapath::load_in(Config::default(), Some(&pins), false).expect("loads");
+        let mut first =
+            Datapath::load_in(Config::default(), Some(&pins), Wanted::default()).expect("loads");
         first.set_vxlan_port(4789).expect("sets the port");
         drop(first);
-        let second = Datapath::load_in(Config::default(), Some(&pins), false).expect("reloads");
+        let second =
+            Datapath::load_in(Config::default(), Some(&pins), Wanted::default()).expect("reloads");
         let kept = pinned_u32(&pins.map(MAP_VXLAN_PORT));
         drop(second);
         std::fs::remove_dir_all(&dir).expect("the pins removed");

@@ -4,12 +4,15 @@
 
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray},
-    programs::{fentry::FEntryLink, kprobe::KProbeLink, FEntry, KProbe, RawTracePoint},
+    programs::{
+        fentry::FEntryLink, kprobe::KProbeLink, raw_trace_point::RawTracePointLink,
+        tp_btf::BtfTracePointLink, BtfTracePoint, FEntry, KProbe, RawTracePoint,
+    },
 };
 use netlab_common::{
     direction, CounterKey, CoverConfig, COVERED_BY_KERNEL, COVERED_BY_USER, HANDED_OVER, MAP_COVER,
-    MAP_COVER_BRIDGES, MAP_COVER_CONFIG, MAP_COVER_LAST, PROG_COVER_EGRESS, PROG_COVER_ENSLAVE,
-    PROG_COVER_ENSLAVE_KPROBE, PROG_COVER_INGRESS,
+    MAP_COVER_BRIDGES, MAP_COVER_CONFIG, MAP_COVER_LAST, PROG_COVER_EGRESS, PROG_COVER_EGRESS_BTF,
+    PROG_COVER_ENSLAVE, PROG_COVER_ENSLAVE_KPROBE, PROG_COVER_INGRESS, PROG_COVER_INGRESS_BTF,
 };
 
 use super::{map_err, refused, Datapath, LoadError};
@@ -21,6 +24,22 @@ pub const COVER_VIA_ENV: &str = "NETLAB_COVER_VIA";
 
 /// Every bridge port joins its bridge through this function.
 const ENSLAVE_FUNCTION: &str = "netdev_master_upper_dev_link";
+
+/// A cover program's link, BTF-typed or raw. Held, never read.
+pub(super) enum CoverLink {
+    Btf(#[expect(dead_code, reason = "held only for its Drop, which detaches")] BtfTracePointLink),
+    Raw(#[expect(dead_code, reason = "held only for its Drop, which detaches")] RawTracePointLink),
+}
+
+/// The two cover programs and their tracepoints: BTF-typed, then raw.
+const COVER_BTF: [(&str, &str); 2] = [
+    (PROG_COVER_INGRESS_BTF, "netif_receive_skb"),
+    (PROG_COVER_EGRESS_BTF, "net_dev_queue"),
+];
+const COVER_RAW: [(&str, &str); 2] = [
+    (PROG_COVER_INGRESS, "netif_receive_skb"),
+    (PROG_COVER_EGRESS, "net_dev_queue"),
+];
 
 /// The link of the program on `netdev_master_upper_dev_link`. Held, never read.
 pub(super) enum EnslaveLink {
@@ -74,25 +93,22 @@ impl Datapath {
             // from nothing covered, as a new map would.
             self.clear_cover_map()?;
         }
-        let mut links = Vec::with_capacity(2);
-        for (name, tracepoint) in [
-            (PROG_COVER_INGRESS, "netif_receive_skb"),
-            (PROG_COVER_EGRESS, "net_dev_queue"),
-        ] {
-            self.load_or_reuse(name, |p| {
-                let tp: &mut RawTracePoint =
-                    p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
-                tp.load().map_err(refused(name))
-            })?;
-            let tp: &mut RawTracePoint = self
-                .ebpf
-                .program_mut(name)
-                .and_then(|p| p.try_into().ok())
-                .ok_or(LoadError::MissingProgram(name))?;
-            let err = |source| LoadError::Program { name, source };
-            let id = tp.attach(tracepoint).map_err(err)?;
-            links.push(tp.take_link(id).map_err(err)?);
-        }
+        let typed = if self.cover_offsets {
+            self.attach_cover_btf()
+                .inspect_err(|e| {
+                    log::debug!("{e}: the cover programs read each packet's device by helper calls")
+                })
+                .ok()
+        } else {
+            None
+        };
+        let links = match typed {
+            Some(links) => {
+                log::debug!("the cover programs are BTF-typed");
+                links
+            }
+            None => self.attach_cover_raw()?,
+        };
         self.cover_links = Some(links);
         self.cover_cfg = Some(cfg);
         // Without it user space covers new ports when it hears of them, later on a busy
@@ -321,6 +337,56 @@ impl Datapath {
             notes.set(slot, zeros, 0).map_err(map_err(NAME))?;
         }
         Ok(())
+    }
+
+    /// Loads and attaches the BTF-typed cover programs (their offsets were set at load).
+    fn attach_cover_btf(&mut self) -> Result<Vec<CoverLink>, LoadError> {
+        let mut btf = None;
+        let mut links = Vec::with_capacity(2);
+        for (name, tracepoint) in COVER_BTF {
+            self.load_or_reuse(name, |p| {
+                let btf = match &mut btf {
+                    Some(b) => b,
+                    None => btf.insert(
+                        aya::Btf::from_sys_fs()
+                            .map_err(|source| LoadError::KernelBtf { name, source })?,
+                    ),
+                };
+                let tp: &mut BtfTracePoint =
+                    p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
+                tp.load(tracepoint, btf).map_err(refused(name))
+            })?;
+            let tp: &mut BtfTracePoint = self
+                .ebpf
+                .program_mut(name)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(LoadError::MissingProgram(name))?;
+            let err = |source| LoadError::Program { name, source };
+            let id = tp.attach().map_err(err)?;
+            links.push(CoverLink::Btf(tp.take_link(id).map_err(err)?));
+        }
+        Ok(links)
+    }
+
+    /// Loads and attaches the raw cover programs.
+    fn attach_cover_raw(&mut self) -> Result<Vec<CoverLink>, LoadError> {
+        let mut links = Vec::with_capacity(2);
+        for (name, tracepoint) in COVER_RAW {
+            self.load_or_reuse(name, |p| {
+                let tp: &mut RawTracePoint =
+                    p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
+                tp.load().map_err(refused(name))
+            })?;
+            let tp: &mut RawTracePoint = self
+                .ebpf
+                .program_mut(name)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(LoadError::MissingProgram(name))?;
+            let err = |source| LoadError::Program { name, source };
+            let id = tp.attach(tracepoint).map_err(err)?;
+            links.push(CoverLink::Raw(tp.take_link(id).map_err(err)?));
+        }
+        Ok(links)
     }
 
     /// Whether the cover programs run.

@@ -294,6 +294,7 @@ mod tests {
     fn every_map_of_the_object_is_pinned() {
         let globals = [
             netlab_common::GLOBAL_SKB_OFFSETS,
+            netlab_common::GLOBAL_COVER_OFFSETS,
             netlab_common::GLOBAL_VXLAN_PORT,
         ];
         let mut found: Vec<String> = EBPF_OBJECT
