@@ -347,7 +347,7 @@ impl Results {
             ));
             if !sc.unobserved_ms.is_empty() {
                 s.push_str(&format!(
-                    "- Each burst port sent one frame a millisecond from the end of its burst on ({BURST_FRAMES} each); the frames netlab did not count are the time it went unobserved: p50 {} ms, p99 {} ms, max {} ms; ports counted from their first frame: {} of {}. New ports are counted by raw tracepoints beside tc until their programs are attached (see netlab-ebpf/src/cover.rs).\n",
+                    "- Each burst port sent one frame a millisecond from the end of its burst on ({BURST_FRAMES} each); the frames netlab did not count are the time it went unobserved: p50 {} ms, p99 {} ms, max {} ms; ports counted from their first frame: {} of {}. New ports are counted by tracepoint programs beside tc until their programs are attached (see netlab-ebpf/src/cover.rs).\n",
                     percentile(&sc.unobserved_ms, 50.0).map_or("–".into(), |x| format!("{x:.0}")),
                     percentile(&sc.unobserved_ms, 99.0).map_or("–".into(), |x| format!("{x:.0}")),
                     Spread::of(&sc.unobserved_ms).map_or("–".into(), |x| format!("{:.0}", x.max)),

@@ -457,6 +457,20 @@ impl Results {
                 )
             },
             Row {
+                met: None,
+                ..spread_row(
+                    "same, netlab's programs' run time per datagram (ns, statistics on)",
+                    "",
+                    self.observers
+                        .as_ref()
+                        .and_then(Toggle::ns_per_datagram)
+                        .and_then(|v| Spread::of(&[v])),
+                    1,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
                 what: "same, one flow: netlab's program runs per datagram",
                 key: "",
                 value: self.observers.as_ref().and_then(Toggle::runs_per_datagram),

@@ -111,16 +111,47 @@ pub(super) struct Toggle {
     /// Hooks and tracepoints netlab's programs were attached to in each of its slices.
     pub(super) attachments: usize,
     pub(super) blocks: Vec<ToggleBlock>,
-    /// In the last slice, with BPF statistics on: each of netlab's programs' runs, and the
-    /// datagrams that arrived at b.
-    pub(super) witness_runs: Vec<(String, u64)>,
+    /// In the last slice, with BPF statistics on: each of netlab's programs' runs and run
+    /// time, and the datagrams that arrived at b.
+    pub(super) witness_runs: Vec<ProgRuns>,
     pub(super) witness_arrived: u64,
+}
+
+/// What BPF statistics say of one program: runs, and nanoseconds in them (with the
+/// statistics' own two clock reads a run).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ProgRuns {
+    pub(super) name: String,
+    pub(super) runs: u64,
+    pub(super) ns: u64,
+}
+
+impl ProgRuns {
+    fn since(&self, before: &ProgRuns) -> ProgRuns {
+        ProgRuns {
+            name: self.name.clone(),
+            runs: self.runs.saturating_sub(before.runs),
+            ns: self.ns.saturating_sub(before.ns),
+        }
+    }
+
+    /// Nanoseconds per run.
+    pub(super) fn ns_per_run(&self) -> Option<f64> {
+        (self.runs > 0).then(|| self.ns as f64 / self.runs as f64)
+    }
 }
 
 impl Toggle {
     /// All of netlab's programs' runs in the witness slice.
     pub(super) fn runs(&self) -> u64 {
-        self.witness_runs.iter().map(|(_, n)| n).sum()
+        self.witness_runs.iter().map(|p| p.runs).sum()
+    }
+
+    /// Nanoseconds netlab's programs ran per datagram that arrived at b, in the witness
+    /// slice (statistics on: their clock reads included).
+    pub(super) fn ns_per_datagram(&self) -> Option<f64> {
+        let ns: u64 = self.witness_runs.iter().map(|p| p.ns).sum();
+        (self.witness_arrived > 0).then(|| ns as f64 / self.witness_arrived as f64)
     }
 
     /// netlab's programs' runs per datagram arrived at b in the witness slice.
@@ -136,7 +167,10 @@ impl Toggle {
         let each = self
             .witness_runs
             .iter()
-            .map(|(name, n)| format!("{name} {n}"))
+            .map(|p| match p.ns_per_run() {
+                Some(ns) => format!("{} {} at {ns:.1} ns", p.name, p.runs),
+                None => format!("{} {}", p.name, p.runs),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         format!("{v:.3} ({each}; {} datagrams)", self.witness_arrived)
@@ -172,7 +206,7 @@ trait Switch {
     }
     fn set(&mut self, s: State) -> Result<()>;
     /// Each of netlab's programs' runs so far (BPF statistics).
-    fn runs(&self) -> Result<Vec<(String, u64)>>;
+    fn runs(&self) -> Result<Vec<ProgRuns>>;
 }
 
 /// A pinned program of netlab's, by its name in the pin directory.
@@ -182,11 +216,15 @@ struct Pinned {
 }
 
 impl Pinned {
-    fn runs(&self) -> Result<(String, u64)> {
+    fn runs(&self) -> Result<ProgRuns> {
         let info =
             fdinfo(&self.prog).with_context(|| format!("reading the fdinfo of {}", self.name))?;
-        let n = number(&info, "run_cnt").ok_or_else(|| anyhow!("no run_cnt in {info:?}"))?;
-        Ok((self.name.clone(), n))
+        let field = |key| number(&info, key).ok_or_else(|| anyhow!("no {key} in {info:?}"));
+        Ok(ProgRuns {
+            name: self.name.clone(),
+            runs: field("run_cnt")?,
+            ns: field("run_time_ns")?,
+        })
     }
 }
 
@@ -240,7 +278,7 @@ impl Switch for DropSwitch {
         Ok(())
     }
 
-    fn runs(&self) -> Result<Vec<(String, u64)>> {
+    fn runs(&self) -> Result<Vec<ProgRuns>> {
         Ok(vec![self.prog.runs()?])
     }
 }
@@ -336,7 +374,7 @@ impl Switch for ObserverSwitch {
         Ok(())
     }
 
-    fn runs(&self) -> Result<Vec<(String, u64)>> {
+    fn runs(&self) -> Result<Vec<ProgRuns>> {
         // A program attached to several hooks is counted once.
         let mut seen = Vec::new();
         let mut runs = Vec::new();
@@ -567,9 +605,9 @@ fn run_blocks(
             let (runs1, n1) = (switch.runs()?, arrived(rx)?);
             drop(stats);
             r.witness_runs = runs1
-                .into_iter()
-                .zip(runs0)
-                .map(|((name, n1), (_, n0))| (name, n1.saturating_sub(n0)))
+                .iter()
+                .zip(&runs0)
+                .map(|(after, before)| after.since(before))
                 .collect();
             r.witness_arrived = n1.saturating_sub(n0);
         }
@@ -719,13 +757,25 @@ mod tests {
         assert_eq!(none.runs_per_datagram(), None);
         let seen = Toggle {
             witness_runs: vec![
-                ("netlab_ingress".into(), 48_596),
-                ("netlab_egress".into(), 48_598),
+                ProgRuns {
+                    name: "netlab_ingress".into(),
+                    runs: 48_596,
+                    ns: 48_596 * 60,
+                },
+                ProgRuns {
+                    name: "netlab_egress".into(),
+                    runs: 48_598,
+                    ns: 48_598 * 70,
+                },
             ],
             witness_arrived: 48_597,
             ..Default::default()
         };
         assert_eq!(seen.runs(), 97_194);
+        assert!(seen
+            .ns_per_datagram()
+            .is_some_and(|ns| (ns - 130.0).abs() < 0.01));
+        assert_eq!(seen.witness_runs[1].ns_per_run(), Some(70.0));
         assert!(seen
             .runs_per_datagram()
             .is_some_and(|r| (r - 2.0).abs() < 1e-4));
