@@ -465,6 +465,10 @@ fn cover(skb: u64, cfg: &CoverConfig, dir: u8) -> u32 {
     } else {
         SNAP_LEN as u64
     };
+    // Bounded on the value the helper gets: a compiler that keeps `want` on the stack
+    // across the test below leaves verifiers before 6.12 a copy without bounds.
+    // SAFETY: a read of a local.
+    let want = unsafe { core::ptr::read_volatile(&want) };
     if !(14..=SNAP_LEN as u64).contains(&want) {
         return 0;
     }
