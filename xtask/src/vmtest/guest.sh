@@ -453,8 +453,13 @@ sc_newport() {
             sleep 0.2
         done
         how=$(sed -n 's/.*new bridge ports are covered as they join (\([a-z ]*\).*/\1/p' "$W/d$via.err" | head -n 1)
-        typed=raw
-        grep -q 'the cover programs are BTF-typed' "$W/d$via.err" && typed=typed
+        # Which cover programs ran: BTF-typed, or raw and why (the verifier's last words).
+        typed=typed
+        if ! grep -q 'the cover programs are BTF-typed' "$W/d$via.err"; then
+            why=$(grep -B8 'by helper calls' "$W/d$via.err" | grep -v '^netlab: \|^$\|^verification time\|^stack depth\|^processed' |
+                tail -n 1 | cut -c1-160)
+            typed="raw: ${why:-no reason logged}"
+        fi
         stop_daemon "d$via"
         timeout 60 netlab daemon --cleanup >/dev/null 2>&1
         ip netns del ns3
@@ -471,7 +476,7 @@ sc_newport() {
             grep -i 'refused\|new bridge ports\|counted from when' "$W/d$via.err" | tail -n 4 | while IFS= read -r l; do say "[newport] $l"; done
             fail "$(mismatches)"
         fi
-        done_ways="$done_ways $via ($typed tracepoints): $tx requests, $rx replies, $arp ARP;"
+        done_ways="$done_ways $via ($typed): $tx requests, $rx replies, $arp ARP;"
     done
     pass "counted while the daemon was stopped, each way:$done_ways"
 }
