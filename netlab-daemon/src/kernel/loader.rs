@@ -123,6 +123,10 @@ pub struct Datapath {
     /// The running kernel's BTF (5 MB), parsed once for all of set-up and let go with
     /// [`Datapath::release_btf`].
     btf: Option<KernelBtf>,
+    /// The same as aya reads it, to load BTF-typed and fentry programs against: parsed on
+    /// the first such program that is not taken from a pin, kept for the others, let go
+    /// with [`Datapath::release_btf`].
+    aya_btf: Option<aya::Btf>,
     /// Whether the BTF-typed drop program's `sk_buff` offsets were set
     /// ([`netlab_common::GLOBAL_SKB_OFFSETS`]); it is not loaded otherwise.
     skb_offsets: bool,
@@ -242,6 +246,7 @@ impl Datapath {
             pins: pins.cloned(),
             ns_ready: false,
             btf: kbtf,
+            aya_btf: None,
             skb_offsets: skb_offsets.is_some(),
             cover_offsets: cover_offsets.is_some(),
             ebpf,
@@ -279,7 +284,8 @@ impl Datapath {
     /// Lets the kernel's BTF go once set-up is done with it, and gives its pages back
     /// rather than carry them as resident heap for the life of the process.
     pub fn release_btf(&mut self) {
-        if self.btf.take().is_some() {
+        let aya = self.aya_btf.take().is_some();
+        if self.btf.take().is_some() || aya {
             release_freed_memory();
         }
     }

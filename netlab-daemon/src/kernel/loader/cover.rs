@@ -195,11 +195,9 @@ impl Datapath {
 
     fn enable_enslave_fentry(&mut self) -> anyhow::Result<FEntryLink> {
         let name = PROG_COVER_ENSLAVE;
-        self.load_or_reuse(name, |p| {
-            let btf =
-                aya::Btf::from_sys_fs().map_err(|source| LoadError::KernelBtf { name, source })?;
+        self.load_or_reuse_btf(name, |p, btf| {
             let prog: &mut FEntry = p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
-            prog.load(ENSLAVE_FUNCTION, &btf).map_err(refused(name))
+            prog.load(ENSLAVE_FUNCTION, btf).map_err(refused(name))
         })?;
         let prog: &mut FEntry = self
             .ebpf
@@ -341,17 +339,9 @@ impl Datapath {
 
     /// Loads and attaches the BTF-typed cover programs (their offsets were set at load).
     fn attach_cover_btf(&mut self) -> Result<Vec<CoverLink>, LoadError> {
-        let mut btf = None;
         let mut links = Vec::with_capacity(2);
         for (name, tracepoint) in COVER_BTF {
-            self.load_or_reuse(name, |p| {
-                let btf = match &mut btf {
-                    Some(b) => b,
-                    None => btf.insert(
-                        aya::Btf::from_sys_fs()
-                            .map_err(|source| LoadError::KernelBtf { name, source })?,
-                    ),
-                };
+            self.load_or_reuse_btf(name, |p, btf| {
                 let tp: &mut BtfTracePoint =
                     p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
                 tp.load(tracepoint, btf).map_err(refused(name))

@@ -270,12 +270,10 @@ impl Datapath {
     /// Loads and attaches the `kfree_skb` BTF-typed tracepoint program.
     fn attach_kfree_btf(&mut self) -> Result<DropLink, LoadError> {
         let name = PROG_KFREE_SKB_BTF;
-        self.load_or_reuse(name, |p| {
-            let btf =
-                aya::Btf::from_sys_fs().map_err(|source| LoadError::KernelBtf { name, source })?;
+        self.load_or_reuse_btf(name, |p, btf| {
             let prog: &mut BtfTracePoint =
                 p.try_into().map_err(|_| LoadError::MissingProgram(name))?;
-            prog.load("kfree_skb", &btf).map_err(refused(name))
+            prog.load("kfree_skb", btf).map_err(refused(name))
         })?;
         let prog: &mut BtfTracePoint = self
             .ebpf

@@ -208,6 +208,29 @@ impl Datapath {
         Ok(false)
     }
 
+    /// [`Datapath::load_or_reuse`] for a program that loads against the kernel's BTF
+    /// (BTF-typed tracepoints, fentry): aya's parse of it is made only when a program is
+    /// loaded, and once for all of them until [`Datapath::release_btf`].
+    pub(super) fn load_or_reuse_btf(
+        &mut self,
+        name: &'static str,
+        load: impl FnOnce(&mut Program, &aya::Btf) -> Result<(), LoadError>,
+    ) -> Result<bool, LoadError> {
+        let mut btf = self.aya_btf.take();
+        let r = self.load_or_reuse(name, |p| {
+            let btf = match &mut btf {
+                Some(b) => b,
+                None => btf.insert(
+                    aya::Btf::from_sys_fs()
+                        .map_err(|source| LoadError::KernelBtf { name, source })?,
+                ),
+            };
+            load(p, btf)
+        });
+        self.aya_btf = btf;
+        r
+    }
+
     /// Whether the maps and programs come from (and go to) pins of this build.
     pub(super) fn pinned_state(&self) -> bool {
         self.pins.is_some()
