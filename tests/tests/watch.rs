@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use netlab_tests::bpf_state::{assert_detached, netlab_links_of, BpfSnapshot};
+use netlab_tests::host::empty_prog::{EmptyTc, Position};
 use netlab_tests::host::netns::in_ns;
+use netlab_tests::host::tcx::{self, Hook};
 use netlab_tests::topology::{
     format_mac, BRIDGE, CONTAINER_IF, IP6_B, IP_A, IP_B, MAC_A, MAC_B, VETH_A, VETH_B,
 };
@@ -375,6 +377,69 @@ fn attach_modes_count_alike_and_detach() -> Result<()> {
             .with_context(|| format!("after --attach {mode}"))?;
     }
     Ok(())
+}
+
+/// Other TCX programs on the same hooks as netlab's, one in front of them and one behind,
+/// both passing every packet on ("next"), as a host's other tools' programs do: netlab's
+/// still run exactly once per packet and count exactly what ping says it sent and got back.
+#[test]
+fn programs_before_and_after_netlabs_leave_counts_exact() -> Result<()> {
+    netlab_or_skip!();
+    if !kernel_at_least(6, 6)? {
+        println!("skipping: TCX needs Linux 6.6 or later");
+        return Ok(());
+    }
+    let topo = Topology::new("order")?;
+    let before = BpfSnapshot::take()?;
+    let mut watch = Watch::start(topo.br.name(), &WATCH_BRIDGE)?;
+    let ifindexes = [topo.br_ifindex(VETH_A)?, topo.br_ifindex(VETH_B)?];
+    let ns = topo.br.name().to_owned();
+    let (others, netlab_ids) = in_netns(topo.br.name(), move || {
+        let mut first = EmptyTc::load()?;
+        let mut last = EmptyTc::load()?;
+        let mut netlab_ids = Vec::new();
+        for ifindex in ifindexes {
+            let ifindex = u32::try_from(ifindex)?;
+            for hook in Hook::BOTH {
+                let alone = tcx::prog_ids(ifindex, hook)?;
+                ensure!(
+                    alone.len() == 1,
+                    "tcx {hook} of ifindex {ifindex} in {ns} runs {alone:?}, expected netlab's alone"
+                );
+                first.attach_at(ifindex, hook, Position::First)?;
+                last.attach_at(ifindex, hook, Position::Last)?;
+                let all = tcx::prog_ids(ifindex, hook)?;
+                ensure!(
+                    all.len() == 3 && all[1] == alone[0] && all[0] != all[1] && all[2] != all[1],
+                    "tcx {hook} of ifindex {ifindex}: {all:?}, expected another program on each \
+                     side of netlab's {}",
+                    alone[0]
+                );
+                netlab_ids.push(alone[0]);
+            }
+        }
+        Ok(((first, last), netlab_ids))
+    })?;
+    let out = topo
+        .a
+        .exec(&format!("ping -c {PINGS} -i 0.2 -w 10 {IP_B}"))?;
+    std::thread::sleep(SETTLE);
+    drop(others);
+    ensure!(
+        watch.is_running()?,
+        "netlab exited during the test; stderr:\n{}",
+        watch.stderr_so_far()
+    );
+    let output = watch.stop()?;
+    let pings =
+        netlab_tests::host::ping::totals(&out).with_context(|| format!("ping said {out:?}"))?;
+    ensure!(
+        pings.transmitted == PINGS && pings.received == PINGS,
+        "ping lost echoes with the other programs attached: {out}"
+    );
+    assert_echo_path(&output, "icmp-echo-request", "icmp-echo-reply", PINGS)
+        .with_context(|| format!("netlab's programs {netlab_ids:?} between two others"))?;
+    assert_detached(topo.br.name(), &[BRIDGE, VETH_A, VETH_B], &before)
 }
 
 /// While netlab runs: `tcx` uses BPF links and no tc filters, `netlink` uses clsact filters.

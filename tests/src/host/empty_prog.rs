@@ -21,6 +21,9 @@ const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
+/// `BPF_F_BEFORE`, a flag of `BPF_LINK_CREATE` for TCX (uapi `bpf.h`).
+const BPF_F_BEFORE: u32 = 1 << 3;
+
 /// `enum bpf_prog_type` values.
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
@@ -98,7 +101,13 @@ impl EmptyTc {
     /// Attaches it to `hook` of interface `ifindex` (of the calling thread's network
     /// namespace), after the programs already there.
     pub fn attach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
-        let link = tcx_link_create(self.prog.as_fd(), ifindex, hook).with_context(|| {
+        self.attach_at(ifindex, hook, Position::Last)
+    }
+
+    /// Attaches it to `hook` of interface `ifindex`, first or last among the programs
+    /// already there.
+    pub fn attach_at(&mut self, ifindex: u32, hook: Hook, at: Position) -> Result<()> {
+        let link = tcx_link_create_at(self.prog.as_fd(), ifindex, hook, at).with_context(|| {
             format!("attaching the empty program to tcx {hook} of ifindex {ifindex}")
         })?;
         self.links.push(link);
@@ -159,12 +168,35 @@ pub fn obj_get(path: &Path) -> Result<OwnedFd> {
 /// network namespace) by `BPF_LINK_CREATE`, after the programs already there. Closing the
 /// link detaches it.
 pub fn tcx_link_create(prog: BorrowedFd<'_>, ifindex: u32, hook: Hook) -> std::io::Result<OwnedFd> {
+    tcx_link_create_at(prog, ifindex, hook, Position::Last)
+}
+
+/// Where in a hook's chain of TCX programs a new one goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// Before every program already there: it runs first.
+    First,
+    /// After them.
+    Last,
+}
+
+/// [`tcx_link_create`], first or last in the hook's chain.
+pub fn tcx_link_create_at(
+    prog: BorrowedFd<'_>,
+    ifindex: u32,
+    hook: Hook,
+    at: Position,
+) -> std::io::Result<OwnedFd> {
     let mut attr = [0u8; ATTR_LEN];
     // The `BPF_LINK_CREATE` member: prog_fd, target_ifindex, attach_type, flags, then
-    // tcx { relative_fd, expected_revision } (zero: last, any revision).
+    // tcx { relative_fd, expected_revision } (zero: no relative program, any revision).
+    // Without a relative program, BPF_F_BEFORE puts it at the front, and no flag at the end.
     put_u32(&mut attr, 0, prog.as_raw_fd() as u32);
     put_u32(&mut attr, 4, ifindex);
     put_u32(&mut attr, 8, hook.attach_type());
+    if at == Position::First {
+        put_u32(&mut attr, 12, BPF_F_BEFORE);
+    }
     bpf(BPF_LINK_CREATE, &mut attr)
 }
 
