@@ -120,6 +120,9 @@ enum Command {
         /// Also an empty program on the `kfree_skb` raw tracepoint.
         #[arg(long)]
         drop_tp: bool,
+        /// Before the programs already on each hook (it runs first), not after them.
+        #[arg(long)]
+        first: bool,
     },
     /// Send ICMP echo requests at a rate for a while (a helper of `bench`).
     #[command(hide = true)]
@@ -230,7 +233,11 @@ fn main() -> Result<()> {
             secs,
             pps,
         } => bench::udp_send(dst, port, secs, pps),
-        Command::BenchEmpty { ifaces, drop_tp } => bench::empty_run(&ifaces, drop_tp),
+        Command::BenchEmpty {
+            ifaces,
+            drop_tp,
+            first,
+        } => bench::empty_run(&ifaces, drop_tp, first),
         Command::BenchIcmpSend { dst, secs, pps } => bench::icmp_send(dst, secs, pps),
         Command::BenchUdpRecv { port, secs, hold } => bench::udp_recv(port, secs, hold),
         Command::Fuzz { secs } => fuzz::run(secs),

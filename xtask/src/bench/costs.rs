@@ -13,10 +13,11 @@ use super::parse::number_at;
 use netlab_tests::host::ping;
 use netlab_tests::host::process::Stdout;
 
-use super::empty::start_empty;
+use super::empty::{start_empty, start_empty_at};
 use super::process::quiet;
 use super::traffic::{ping_cmd, udp_window, Receiver};
 use super::{start_watch, Plan, UDP_PAYLOAD, UDP_PORT};
+use netlab_tests::host::empty_prog::Position;
 
 /// What the programs did during one traffic window.
 #[derive(Debug, Clone, Copy)]
@@ -57,10 +58,35 @@ impl DropCostWindow {
     }
 }
 
+/// Skipped UDP with netlab's tc programs and the empty ones on the same hooks at once (the
+/// empty ones first or last in each hook's chain): both programs run on every datagram of
+/// the window, so their difference is free of what drifts between windows (the machine's
+/// other load, the flow's rate, the cache).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PairedWindow {
+    pub(super) round: usize,
+    /// netlab's `--sample`.
+    pub(super) sample: u32,
+    /// Whether the empty programs ran first on each hook (else after netlab's).
+    pub(super) empty_first: bool,
+    /// Ingress and egress together.
+    pub(super) netlab: RunStats,
+    pub(super) empty: RunStats,
+}
+
+impl PairedWindow {
+    /// netlab's ns per run over the empty programs' in this window.
+    pub(super) fn over_empty(&self) -> Option<f64> {
+        Some(self.netlab.ns_per_run()? - self.empty.ns_per_run()?)
+    }
+}
+
 /// Part 1's results.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Costs {
     pub(super) windows: Vec<CostWindow>,
+    /// netlab's tc programs and the empty ones in the same windows.
+    pub(super) paired: Vec<PairedWindow>,
     /// The drop programs (netlab's at --sample 100, and the empty one), per round.
     pub(super) drop_windows: Vec<DropCostWindow>,
     /// Memory of the first `netlab watch` on br0, va and vb: just started, and after its
@@ -126,6 +152,7 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
     let stats = BpfStats::enable()?;
     let mut windows = Vec::new();
     let mut drop_windows = Vec::new();
+    let mut paired = Vec::new();
     let (mut watch_mem_idle, mut watch_mem_busy) = (None, None);
     for round in 0..plan.cost_rounds {
         // 0: the empty programs, first in each round.
@@ -178,6 +205,18 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
                     secs: dropped.secs,
                 });
             }
+            if sample != 0 {
+                // Each round has one window of each order, the order alternating by round.
+                let empty_first = (round + usize::from(sample == 100)) % 2 == 1;
+                paired.push(paired_window(
+                    xtask,
+                    plan,
+                    &progs,
+                    round,
+                    sample,
+                    empty_first,
+                )?);
+            }
             let (udp_on, icmp_on) = test(true)?;
             let (udp_off, icmp_off) = test(false)?;
             stats.set(true)?;
@@ -211,9 +250,47 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
     }
     Ok(Costs {
         windows,
+        paired,
         drop_windows,
         watch_mem_idle,
         watch_mem_busy,
+    })
+}
+
+/// One window of skipped UDP with the empty tc programs attached beside netlab's `progs`
+/// (first or last on each hook), both read over the same window.
+fn paired_window(
+    xtask: &Path,
+    plan: &Plan,
+    progs: &TcProgs,
+    round: usize,
+    sample: u32,
+    empty_first: bool,
+) -> Result<PairedWindow> {
+    eprintln!(
+        "xtask: bench: per-packet cost, round {}/{}, --sample {sample} and the empty programs \
+         ({} netlab's) in one window",
+        round + 1,
+        plan.cost_rounds,
+        if empty_first { "before" } else { "after" }
+    );
+    let at = if empty_first {
+        Position::First
+    } else {
+        Position::Last
+    };
+    let empty = start_empty_at(xtask, false, at)?;
+    let empty_progs = TcProgs::of(empty.pid())?;
+    let (n0, e0) = (progs.read()?, empty_progs.read()?);
+    udp_window(xtask, plan.skip_secs, Receiver::Reads)?;
+    let (n1, e1) = (progs.read()?, empty_progs.read()?);
+    empty.stop_within(libc::SIGINT, Duration::from_secs(20))?;
+    Ok(PairedWindow {
+        round,
+        sample,
+        empty_first,
+        netlab: n1.0.since(n0.0).plus(n1.1.since(n0.1)),
+        empty: e1.0.since(e0.0).plus(e1.1.since(e0.1)),
     })
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use netlab_tests::host::empty_prog::{EmptyRawTp, EmptyTc};
+use netlab_tests::host::empty_prog::{EmptyRawTp, EmptyTc, Position};
 use netlab_tests::host::netns::in_ns;
 use netlab_tests::host::process::{Background, Stdout};
 use netlab_tests::host::tcx::Hook;
@@ -17,15 +17,21 @@ use super::NS_BR;
 /// What `bench-empty` prints once everything is attached.
 const READY: &str = "empty programs attached";
 
-/// Attaches an empty tc program to both hooks of each of `ifaces` and, with `drop_tp`, an
-/// empty program on the `kfree_skb` raw tracepoint; holds them until SIGINT or SIGTERM.
-pub fn run(ifaces: &[String], drop_tp: bool) -> Result<()> {
+/// Attaches an empty tc program to both hooks of each of `ifaces` (with `first`, before the
+/// programs already there) and, with `drop_tp`, an empty program on the `kfree_skb` raw
+/// tracepoint; holds them until SIGINT or SIGTERM.
+pub fn run(ifaces: &[String], drop_tp: bool, first: bool) -> Result<()> {
     let signals = block_stop_signals()?;
     let mut tc = EmptyTc::load()?;
+    let at = if first {
+        Position::First
+    } else {
+        Position::Last
+    };
     for iface in ifaces {
         let ifindex = ifindex(iface)?;
         for hook in Hook::BOTH {
-            tc.attach(ifindex, hook)?;
+            tc.attach_at(ifindex, hook, at)?;
         }
     }
     let tp = drop_tp
@@ -48,6 +54,11 @@ pub fn run(ifaces: &[String], drop_tp: bool) -> Result<()> {
 
 /// `xtask bench-empty` on br0, va and vb of the bench's bridge namespace.
 pub(super) fn start_empty(xtask: &Path, drop_tp: bool) -> Result<Background> {
+    start_empty_at(xtask, drop_tp, Position::Last)
+}
+
+/// [`start_empty`], its tc programs first or last on each hook.
+pub(super) fn start_empty_at(xtask: &Path, drop_tp: bool, at: Position) -> Result<Background> {
     let mut c = in_ns(NS_BR, xtask);
     c.args([
         "bench-empty",
@@ -60,6 +71,9 @@ pub(super) fn start_empty(xtask: &Path, drop_tp: bool) -> Result<Background> {
     ]);
     if drop_tp {
         c.arg("--drop-tp");
+    }
+    if at == Position::First {
+        c.arg("--first");
     }
     let mut b = spawn(&mut c, Stdout::Discard)?;
     wait_for(&mut b, READY, Duration::from_secs(20))?;

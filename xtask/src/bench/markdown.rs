@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 
 use super::bursts::{BURST_FRAMES, BURST_ROUNDS, BURST_SIZE};
 use super::costs::{CostWindow, DropCostWindow};
+use super::kernel::RunStats;
 use super::pps::{Observer, PpsWindow, PPS_ROUND};
 use super::results::{verdict, Results};
 use super::stats::{percentile, Spread};
@@ -70,7 +71,7 @@ impl Results {
         }
         if let Some(c) = self.costs.as_ref().map(|c| &c.windows) {
             s.push_str("\n### 1. Per-packet cost of the tc programs\n\n");
-            s.push_str("ns per program run = Δrun_time_ns / Δrun_cnt of each window (one window per round and setting), from the programs' fdinfo with `kernel.bpf_stats_enabled=1`; these include the statistics' own two clock reads per run. The last columns run the ingress program on the same kind of frame with `bpftool prog run … repeat N` (BPF_PROG_TEST_RUN, 1,000,000 UDP or 20,000 ICMP runs timed together), with the statistics on and off: their difference is what the statistics add to every run; each TEST_RUN iteration also pays a `local_bh_disable/enable` pair. The rows \"empty program\" are two-instruction tc programs (`xtask bench-empty`) attached to the same hooks the same way (TCX links), measured in the same rounds: what any program on these hooks costs, the floor the summary's \"over the empty program\" rows subtract, round by round.\n\n");
+            s.push_str("ns per program run = Δrun_time_ns / Δrun_cnt of each window (one window per round and setting), from the programs' fdinfo with `kernel.bpf_stats_enabled=1`; these include the statistics' own two clock reads per run. The last columns run the ingress program on the same kind of frame with `bpftool prog run … repeat N` (BPF_PROG_TEST_RUN, 1,000,000 UDP or 20,000 ICMP runs timed together), with the statistics on and off: their difference is what the statistics add to every run; each TEST_RUN iteration also pays a `local_bh_disable/enable` pair. The rows \"empty program\" are two-instruction tc programs (`xtask bench-empty`) attached to the same hooks the same way (TCX links), measured in the same rounds: what any program on these hooks costs, the floor the summary's \"over the empty program\" rows subtract, round by round. The empty program is one program on both hooks, with one set of statistics: its ingress column holds both hooks' runs.\n\n");
             s.push_str("| traffic | --sample | ingress ns/run | egress ns/run | both ns/run | runs per window | packets per window | TEST_RUN, stats on | TEST_RUN, stats off |\n|---|---|---|---|---|---|---|---|---|\n");
             for (traffic, sample) in [
                 ("udp", 0),
@@ -108,6 +109,26 @@ impl Results {
                     col(&|w| w.test_run_stats_on, 1),
                     col(&|w| w.test_run_stats_off, 1),
                 ));
+            }
+        }
+        if let Some(p) = self.costs.as_ref().map(|c| &c.paired) {
+            if !p.is_empty() {
+                s.push_str("\nThe same skipped UDP with netlab's programs and the empty ones attached to the same hooks at once (`xtask bench-empty`, with `--first` before netlab's in each chain, else after them; both return \"next\", so both run on every datagram): each window reads both programs' statistics over the same datagrams at the same moments, so their difference carries none of what drifts between two windows. The empty programs run first in one window of each round and last in the other. The summary's target row is the median of these differences; the row \"in its own window\" subtracts windows measured one after the other, as the table above does.\n\n");
+                s.push_str("| round | --sample | empty programs | netlab ns/run | empty ns/run | netlab over empty | runs (netlab, empty) |\n|---|---|---|---|---|---|---|\n");
+                let ns = |r: RunStats| r.ns_per_run().map_or("–".into(), |v| format!("{v:.1}"));
+                for w in p {
+                    s.push_str(&format!(
+                        "| {} | {} | {} | {} | {} | {} | {}, {} |\n",
+                        w.round + 1,
+                        w.sample,
+                        if w.empty_first { "first" } else { "after" },
+                        ns(w.netlab),
+                        ns(w.empty),
+                        w.over_empty().map_or("–".into(), |v| format!("{v:.1}")),
+                        w.netlab.runs,
+                        w.empty.runs,
+                    ));
+                }
             }
         }
         if let Some(d) = self.costs.as_ref().map(|c| &c.drop_windows) {
