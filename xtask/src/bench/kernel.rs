@@ -67,13 +67,21 @@ pub(super) struct TcProgs {
 }
 
 /// Cumulated run time and runs of one program.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct RunStats {
-    ns: u64,
+    pub(super) ns: u64,
     pub(super) runs: u64,
 }
 
 impl RunStats {
+    /// The statistics in a program's fdinfo text (`run_time_ns`, `run_cnt`).
+    pub(super) fn parse(fdinfo: &str) -> Option<RunStats> {
+        Some(RunStats {
+            ns: number(fdinfo, "run_time_ns")?,
+            runs: number(fdinfo, "run_cnt")?,
+        })
+    }
+
     pub(super) fn since(self, earlier: RunStats) -> RunStats {
         RunStats {
             ns: self.ns.saturating_sub(earlier.ns),
@@ -160,10 +168,7 @@ fn prog_fdinfo(fds: &[BpfFd], prog_id: u64) -> Option<PathBuf> {
 fn run_stats(fdinfo: &Path) -> Result<RunStats> {
     let t =
         std::fs::read_to_string(fdinfo).with_context(|| format!("reading {}", fdinfo.display()))?;
-    Ok(RunStats {
-        ns: number(&t, "run_time_ns").unwrap_or_default(),
-        runs: number(&t, "run_cnt").unwrap_or_default(),
-    })
+    RunStats::parse(&t).ok_or_else(|| anyhow!("no run statistics in {}: {t:?}", fdinfo.display()))
 }
 
 /// The fdinfo file of the program a process holds on the `kfree_skb` raw tracepoint

@@ -38,7 +38,7 @@ use netlab_tests::host::netns::{self, in_ns};
 use netlab_tests::host::process::{Background, Stdout};
 use netlab_tests::host::tcx::Hook;
 
-use super::kernel::BpfStats;
+use super::kernel::{BpfStats, RunStats};
 use super::memory::PinnedDaemon;
 use super::process::{check_stop, spawn, wait_for};
 use super::restart::daemon;
@@ -122,35 +122,28 @@ pub(super) struct Toggle {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct ProgRuns {
     pub(super) name: String,
-    pub(super) runs: u64,
-    pub(super) ns: u64,
+    pub(super) stats: RunStats,
 }
 
 impl ProgRuns {
     fn since(&self, before: &ProgRuns) -> ProgRuns {
         ProgRuns {
             name: self.name.clone(),
-            runs: self.runs.saturating_sub(before.runs),
-            ns: self.ns.saturating_sub(before.ns),
+            stats: self.stats.since(before.stats),
         }
-    }
-
-    /// Nanoseconds per run.
-    pub(super) fn ns_per_run(&self) -> Option<f64> {
-        (self.runs > 0).then(|| self.ns as f64 / self.runs as f64)
     }
 }
 
 impl Toggle {
     /// All of netlab's programs' runs in the witness slice.
     pub(super) fn runs(&self) -> u64 {
-        self.witness_runs.iter().map(|p| p.runs).sum()
+        self.witness_runs.iter().map(|p| p.stats.runs).sum()
     }
 
     /// Nanoseconds netlab's programs ran per datagram that arrived at b, in the witness
     /// slice (statistics on: their clock reads included).
     pub(super) fn ns_per_datagram(&self) -> Option<f64> {
-        let ns: u64 = self.witness_runs.iter().map(|p| p.ns).sum();
+        let ns: u64 = self.witness_runs.iter().map(|p| p.stats.ns).sum();
         (self.witness_arrived > 0).then(|| ns as f64 / self.witness_arrived as f64)
     }
 
@@ -167,9 +160,9 @@ impl Toggle {
         let each = self
             .witness_runs
             .iter()
-            .map(|p| match p.ns_per_run() {
-                Some(ns) => format!("{} {} at {ns:.1} ns", p.name, p.runs),
-                None => format!("{} {}", p.name, p.runs),
+            .map(|p| match p.stats.ns_per_run() {
+                Some(ns) => format!("{} {} at {ns:.1} ns", p.name, p.stats.runs),
+                None => format!("{} {}", p.name, p.stats.runs),
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -219,11 +212,10 @@ impl Pinned {
     fn runs(&self) -> Result<ProgRuns> {
         let info =
             fdinfo(&self.prog).with_context(|| format!("reading the fdinfo of {}", self.name))?;
-        let field = |key| number(&info, key).ok_or_else(|| anyhow!("no {key} in {info:?}"));
         Ok(ProgRuns {
             name: self.name.clone(),
-            runs: field("run_cnt")?,
-            ns: field("run_time_ns")?,
+            stats: RunStats::parse(&info)
+                .ok_or_else(|| anyhow!("no run statistics in {info:?}"))?,
         })
     }
 }
@@ -759,13 +751,17 @@ mod tests {
             witness_runs: vec![
                 ProgRuns {
                     name: "netlab_ingress".into(),
-                    runs: 48_596,
-                    ns: 48_596 * 60,
+                    stats: RunStats {
+                        runs: 48_596,
+                        ns: 48_596 * 60,
+                    },
                 },
                 ProgRuns {
                     name: "netlab_egress".into(),
-                    runs: 48_598,
-                    ns: 48_598 * 70,
+                    stats: RunStats {
+                        runs: 48_598,
+                        ns: 48_598 * 70,
+                    },
                 },
             ],
             witness_arrived: 48_597,
@@ -775,7 +771,7 @@ mod tests {
         assert!(seen
             .ns_per_datagram()
             .is_some_and(|ns| (ns - 130.0).abs() < 0.01));
-        assert_eq!(seen.witness_runs[1].ns_per_run(), Some(70.0));
+        assert_eq!(seen.witness_runs[1].stats.ns_per_run(), Some(70.0));
         assert!(seen
             .runs_per_datagram()
             .is_some_and(|r| (r - 2.0).abs() < 1e-4));
