@@ -67,8 +67,8 @@ pub(super) struct PairedWindow {
     pub(super) round: usize,
     /// netlab's `--sample`.
     pub(super) sample: u32,
-    /// Whether the empty programs ran first on each hook (else after netlab's).
-    pub(super) empty_first: bool,
+    /// Where the empty programs ran in each hook's chain: first, or after netlab's.
+    pub(super) empty_at: Position,
     /// Ingress and egress together.
     pub(super) netlab: RunStats,
     pub(super) empty: RunStats,
@@ -207,15 +207,12 @@ pub(super) fn costs(_pair: &Pair, netlab: &Path, xtask: &Path, plan: &Plan) -> R
             }
             if sample != 0 {
                 // Each round has one window of each order, the order alternating by round.
-                let empty_first = (round + usize::from(sample == 100)) % 2 == 1;
-                paired.push(paired_window(
-                    xtask,
-                    plan,
-                    &progs,
-                    round,
-                    sample,
-                    empty_first,
-                )?);
+                let empty_at = if (round + usize::from(sample == 100)) % 2 == 1 {
+                    Position::First
+                } else {
+                    Position::Last
+                };
+                paired.push(paired_window(xtask, plan, &progs, round, sample, empty_at)?);
             }
             let (udp_on, icmp_on) = test(true)?;
             let (udp_off, icmp_off) = test(false)?;
@@ -265,32 +262,35 @@ fn paired_window(
     progs: &TcProgs,
     round: usize,
     sample: u32,
-    empty_first: bool,
+    empty_at: Position,
 ) -> Result<PairedWindow> {
     eprintln!(
         "xtask: bench: per-packet cost, round {}/{}, --sample {sample} and the empty programs \
          ({} netlab's) in one window",
         round + 1,
         plan.cost_rounds,
-        if empty_first { "before" } else { "after" }
+        if empty_at == Position::First {
+            "before"
+        } else {
+            "after"
+        }
     );
-    let at = if empty_first {
-        Position::First
-    } else {
-        Position::Last
-    };
-    let empty = start_empty_at(xtask, false, at)?;
+    let empty = start_empty_at(xtask, false, empty_at)?;
     let empty_progs = TcProgs::of(empty.pid())?;
     let (n0, e0) = (progs.read()?, empty_progs.read()?);
     udp_window(xtask, plan.skip_secs, Receiver::Reads)?;
     let (n1, e1) = (progs.read()?, empty_progs.read()?);
     empty.stop_within(libc::SIGINT, Duration::from_secs(20))?;
+    // Both hooks together.
+    let both = |now: (RunStats, RunStats), then: (RunStats, RunStats)| {
+        now.0.since(then.0).plus(now.1.since(then.1))
+    };
     Ok(PairedWindow {
         round,
         sample,
-        empty_first,
-        netlab: n1.0.since(n0.0).plus(n1.1.since(n0.1)),
-        empty: e1.0.since(e0.0).plus(e1.1.since(e0.1)),
+        empty_at,
+        netlab: both(n1, n0),
+        empty: both(e1, e0),
     })
 }
 

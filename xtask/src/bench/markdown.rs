@@ -11,6 +11,7 @@ use super::pps::{Observer, PpsWindow, PPS_ROUND};
 use super::results::{verdict, Results};
 use super::stats::{percentile, Spread};
 use super::traffic::Receiver;
+use netlab_tests::host::empty_prog::Position;
 
 pub(super) const BENCH_MD: &str = "BENCH.md";
 const BEGIN: &str = "<!-- bench:results:begin -->";
@@ -121,7 +122,11 @@ impl Results {
                         "| {} | {} | {} | {} | {} | {} | {}, {} |\n",
                         w.round + 1,
                         w.sample,
-                        if w.empty_first { "first" } else { "after" },
+                        if w.empty_at == Position::First {
+                            "first"
+                        } else {
+                            "after"
+                        },
                         ns(w.netlab),
                         ns(w.empty),
                         w.over_empty().map_or("–".into(), |v| format!("{v:.1}")),

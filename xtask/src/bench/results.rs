@@ -12,6 +12,7 @@ use super::stats::{percentile, Spread};
 use super::toggle::{Toggle, ToggleBlock, OBSERVER_EMPTY, OBSERVER_TCPDUMP};
 use super::traffic::Receiver;
 use super::PartLog;
+use netlab_tests::host::empty_prog::Position;
 
 #[derive(Debug, Default)]
 pub(super) struct Results {
@@ -118,13 +119,13 @@ impl Results {
     }
 
     /// Skipped UDP, netlab's ns per run over the empty programs' on the same hooks in the
-    /// same window: every window, or those where the empty programs ran `empty_first`.
-    fn paired_over_empty(&self, empty_first: Option<bool>) -> Option<Spread> {
+    /// same window: every window, or those where the empty programs ran at `empty_at`.
+    fn paired_over_empty(&self, empty_at: Option<Position>) -> Option<Spread> {
         let v: Vec<f64> = self
             .costs
             .iter()
             .flat_map(|c| &c.paired)
-            .filter(|w| empty_first.is_none_or(|f| w.empty_first == f))
+            .filter(|w| empty_at.is_none_or(|at| w.empty_at == at))
             .filter_map(PairedWindow::over_empty)
             .collect();
         Spread::of(&v)
@@ -228,8 +229,8 @@ impl Results {
         let empty_icmp = self.cost_spread_empty("icmp");
         let skip_over = self.cost_over_empty("udp", None);
         let paired = self.paired_over_empty(None);
-        let paired_first = self.paired_over_empty(Some(true));
-        let paired_after = self.paired_over_empty(Some(false));
+        let paired_first = self.paired_over_empty(Some(Position::First));
+        let paired_after = self.paired_over_empty(Some(Position::Last));
         let icmp100_over = self.cost_over_empty("icmp", Some(100));
         let icmp1_over = self.cost_over_empty("icmp", Some(1));
         let icmp100 = self.cost_spread("icmp", Some(100));
