@@ -405,6 +405,16 @@ impl Frame for Copied {
         MISSING
     }
 
+    /// From the kernel's copy, within the linear area (not from `buf`, whose index the
+    /// verifier would have to bound).
+    #[inline(always)]
+    fn far_byte(&self, off: usize) -> u32 {
+        if off < self.linear {
+            return kread_u8(self.base + off as u64);
+        }
+        MISSING
+    }
+
     #[inline(always)]
     fn be16(&self, off: usize) -> u32 {
         let hi = self.byte(off);

@@ -246,6 +246,13 @@ pub(crate) trait Frame {
     fn byte(&self, off: usize) -> u32;
     /// The big-endian u16 at `off`, or [`MISSING`].
     fn be16(&self, off: usize) -> u32;
+    /// The byte at `off`, or [`MISSING`], read by a helper call whatever `off` is: for
+    /// offsets found by walking IPv6 extension headers. A helper's offset is a value the
+    /// verifier need not know exactly, where a direct read's is part of a pointer it must
+    /// bound; so the walk's paths, which leave `off` in different ranges, meet as one
+    /// state after it instead of each verifying the rest of the program again (eight
+    /// headers took the tc programs from 23,000 verified instructions to 174,000).
+    fn far_byte(&self, off: usize) -> u32;
 }
 
 /// The packet a tc program runs on, with where its linear area starts and ends read once
@@ -337,6 +344,11 @@ impl Frame for Tc<'_> {
             // SAFETY: bounds checked against data_end above.
             return u32::from(unsafe { *((self.start + off) as *const u8) });
         }
+        self.far_byte(off)
+    }
+
+    #[inline(always)]
+    fn far_byte(&self, off: usize) -> u32 {
         match self.ctx.load::<u8>(off) {
             Ok(v) => u32::from(v),
             Err(_) => MISSING,
@@ -365,6 +377,11 @@ impl<F: Frame> Frame for Inner<'_, F> {
     #[inline(always)]
     fn be16(&self, off: usize) -> u32 {
         self.outer.be16(self.base + off)
+    }
+
+    #[inline(always)]
+    fn far_byte(&self, off: usize) -> u32 {
+        self.outer.far_byte(self.base + off)
     }
 }
 
@@ -533,10 +550,16 @@ fn classify_ipv6<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
     if v >> 4 != 6 || end > len {
         return kind::MALFORMED;
     }
+    let off = l3 + 40;
+    if next == IPPROTO_ICMPV6 as u32 {
+        // No extension header (nearly every packet): the type at a fixed offset.
+        return icmp6_kind(ctx.byte(off), end - off);
+    }
     // Walk the extension headers (bounded): ICMPv6 may follow a Hop-by-Hop header (MLD),
     // Destination Options, Routing, or a Fragment header (a large ping). Only the first
-    // fragment carries the ICMPv6 header; later ones are not ours, as for IPv4.
-    let mut off = l3 + 40;
+    // fragment carries the ICMPv6 header; later ones are not ours, as for IPv4. Every read
+    // from here on is a `far_byte`.
+    let mut off = off;
     for _ in 0..MAX_IPV6_EXT {
         if next == IPPROTO_ICMPV6 as u32 {
             break;
@@ -548,17 +571,18 @@ fn classify_ipv6<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
         if off + min > end {
             return kind::MALFORMED;
         }
-        let nh = ctx.byte(off);
-        let hl = ctx.byte(off + 1);
+        let nh = ctx.far_byte(off);
+        let hl = ctx.far_byte(off + 1);
         if nh == MISSING || hl == MISSING {
             return kind::MALFORMED;
         }
         if next == NEXTHDR_FRAGMENT {
-            let frag = ctx.be16(off + 2);
-            if frag == MISSING {
+            let hi = ctx.far_byte(off + 2);
+            let lo = ctx.far_byte(off + 3);
+            if hi == MISSING || lo == MISSING {
                 return kind::MALFORMED;
             }
-            if frag & 0xfff8 != 0 {
+            if ((hi << 8) | lo) & 0xfff8 != 0 {
                 return kind::NONE;
             }
             off += 8;
@@ -578,11 +602,17 @@ fn classify_ipv6<F: Frame>(ctx: &F, l3: usize, len: usize) -> u8 {
     if next != IPPROTO_ICMPV6 as u32 {
         return kind::NONE;
     }
-    let rem = end - off;
+    icmp6_kind(ctx.far_byte(off), end - off)
+}
+
+/// The kind of an ICMPv6 message of type `ty` ([`MISSING`]: unreadable) with `rem` bytes
+/// from its header to the packet's end.
+#[inline(always)]
+fn icmp6_kind(ty: u32, rem: usize) -> u8 {
     if rem < 4 {
         return kind::MALFORMED;
     }
-    let (k, min) = match ctx.byte(off) {
+    let (k, min) = match ty {
         128 => (kind::ICMP6_ECHO_REQUEST, 8),
         129 => (kind::ICMP6_ECHO_REPLY, 8),
         133 => (kind::NDP_ROUTER_SOLICIT, 8),
