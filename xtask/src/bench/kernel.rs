@@ -215,15 +215,8 @@ pub(super) fn maps_of(pid: u32) -> Result<Vec<MapInfo>> {
         };
         let shown = quiet(Command::new("bpftool").args(["map", "show", "id", &id.to_string()]))
             .unwrap_or_default();
-        let first = shown.lines().next().unwrap_or_default();
-        let words: Vec<&str> = first.split_whitespace().collect();
-        let name = words
-            .iter()
-            .position(|w| *w == "name")
-            .and_then(|i| words.get(i + 1))
-            .map_or("?", |w| w)
-            .to_owned();
-        let kind = words.get(1).copied().unwrap_or("?").to_owned();
+        let name = word_after_name(&shown).unwrap_or("?").to_owned();
+        let kind = shown.split_whitespace().nth(1).unwrap_or("?").to_owned();
         maps.push(MapInfo {
             id,
             name,
@@ -233,6 +226,48 @@ pub(super) fn maps_of(pid: u32) -> Result<Vec<MapInfo>> {
     }
     maps.sort_by_key(|m| m.id);
     Ok(maps)
+}
+
+/// A program a process holds, and the instructions the verifier walked to load it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ProgLoad {
+    pub(super) name: String,
+    /// fdinfo's `verified_insns` (Linux 5.16 on): the verifier's work, which a process
+    /// pays at start-up, on a core the tc attaches' grace periods wait for.
+    pub(super) verified_insns: u64,
+}
+
+/// The programs process `pid` holds, with their `verified_insns`, by name (a program held
+/// twice counted once); empty where the kernel does not report it.
+pub(super) fn prog_loads_of(pid: u32) -> Result<Vec<ProgLoad>> {
+    let fds = bpf_fds(pid).with_context(|| format!("reading /proc/{pid}/fd"))?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut progs = Vec::new();
+    for prog in fds.iter().filter(|fd| fd.kind == BpfKind::Prog) {
+        let (Some(id), Some(verified_insns)) =
+            (prog.number("prog_id"), prog.number("verified_insns"))
+        else {
+            continue;
+        };
+        if !seen.insert(id) {
+            continue;
+        }
+        let shown = quiet(Command::new("bpftool").args(["prog", "show", "id", &id.to_string()]))
+            .unwrap_or_default();
+        progs.push(ProgLoad {
+            name: word_after_name(&shown).unwrap_or("?").to_owned(),
+            verified_insns,
+        });
+    }
+    progs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(progs)
+}
+
+/// The word after `name` on the first line of `bpftool … show`.
+fn word_after_name(shown: &str) -> Option<&str> {
+    let mut words = shown.lines().next()?.split_whitespace();
+    words.by_ref().find(|w| *w == "name")?;
+    words.next()
 }
 
 /// Whether programs are attached with TCX on both hooks of interface `ifindex` of this
@@ -255,5 +290,16 @@ mod tests {
         let d = RunStats { ns: 220, runs: 14 }.since(RunStats { ns: 120, runs: 4 });
         assert_eq!(d.ns_per_run(), Some(10.0));
         assert_eq!(RunStats::default().ns_per_run(), None);
+    }
+
+    #[test]
+    fn names_from_bpftool() {
+        let prog = "165: sched_cls  name netlab_ingress  tag 5b4b1c2a9b3be477  gpl\n\tloaded_at 2026-12-03T14:12:02+0000  uid 0\n";
+        assert_eq!(word_after_name(prog), Some("netlab_ingress"));
+        assert_eq!(
+            word_after_name("165: sched_cls  tag 5b4b1c2a9b3be477"),
+            None
+        );
+        assert_eq!(word_after_name(""), None);
     }
 }

@@ -381,6 +381,18 @@ impl Results {
                     sc.unobserved_ms.len()
                 ));
             }
+            if !sc.prog_loads.is_empty() {
+                let each: Vec<String> = sc
+                    .prog_loads
+                    .iter()
+                    .map(|p| format!("`{}` {}", p.name, p.verified_insns))
+                    .collect();
+                s.push_str(&format!(
+                    "- Instructions the verifier walked to load the programs `netlab watch` holds (fdinfo `verified_insns`; the tc programs are loaded before the first attach, the others while the tc programs attach): {}; {} in all.\n",
+                    each.join(", "),
+                    sc.prog_loads.iter().map(|p| p.verified_insns).sum::<u64>()
+                ));
+            }
             if let Some(m) = &sc.watch_mem {
                 s.push_str(&format!("- `netlab watch` memory on them: {}.\n", m.show()));
             }

@@ -251,6 +251,12 @@ impl Results {
         let restart = self.restart.as_ref();
         let restarts = restart.and_then(|r| Spread::of(&r.secs));
         let p99 = scale.and_then(|s| percentile(&s.latency_ms, 99.0));
+        let verified = scale.filter(|s| !s.prog_loads.is_empty()).map(|s| {
+            s.prog_loads
+                .iter()
+                .map(|p| p.verified_insns as f64)
+                .sum::<f64>()
+        });
         let floor_p99 = scale.and_then(|s| percentile(&s.floor_latency_ms, 99.0));
         let rss = self.memory.as_ref().map(|m| m.mem.rss);
         let rss_labelled = self.labelled.as_ref().map(|m| m.mem.rss);
@@ -716,6 +722,14 @@ impl Results {
                 )
             },
             Row {
+                what: "instructions the verifier walked to load netlab's programs",
+                key: "verified_insns_at_startup",
+                value: verified,
+                shown: verified.map_or("–".into(), |v| format!("{v:.0}")),
+                target: "",
+                met: None,
+            },
+            Row {
                 met: restarts.map(|s| {
                     s.median < 1.0
                         && restart.is_some_and(|r| {
@@ -817,6 +831,7 @@ impl Results {
                     "events_per_s_no_loss" | "pipeline_events_per_s" => 0,
                     "drop_prog_cpu_share" | "drop_prog_pps_ratio" => 4,
                     "attach_500_s" | "attach_500_floor_s" | "restart_500_s" => 3,
+                    "verified_insns_at_startup" => 0,
                     _ => 2,
                 };
                 format!("\"{key}\":{}", json_value(v, decimals))
@@ -869,7 +884,7 @@ impl Results {
 }
 
 /// The keys of `--json`, in order.
-const JSON_KEYS: [&str; 24] = [
+const JSON_KEYS: [&str; 25] = [
     "skip_ns_per_pkt",
     "icmp_ns_per_pkt_sample100",
     "skip_ns_over_empty",
@@ -894,6 +909,7 @@ const JSON_KEYS: [&str; 24] = [
     "pps_ratio_tcpdump_filtered_one_flow",
     "pps_ratio_empty_one_flow",
     "skip_ns_over_empty_paired",
+    "verified_insns_at_startup",
 ];
 
 fn json_value(v: Option<f64>, decimals: usize) -> String {

@@ -60,6 +60,8 @@ pub(super) struct Scale {
     pub(super) unobserved_ms: Vec<f64>,
     /// Memory of `netlab watch` on them.
     pub(super) watch_mem: Option<MemSnapshot>,
+    /// The programs `netlab watch` loaded, with the instructions the verifier walked.
+    pub(super) prog_loads: Vec<super::kernel::ProgLoad>,
     /// Seconds `netlab watch` took to stop (detach everything) after SIGINT.
     pub(super) stop_secs: Option<f64>,
 }
@@ -112,6 +114,7 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     let w = last.ok_or_else(|| anyhow!("no start-up was run"))?;
     pause(Duration::from_millis(500))?;
     s.watch_mem = MemSnapshot::of(w.pid()).ok();
+    s.prog_loads = super::kernel::prog_loads_of(w.pid()).unwrap_or_default();
     let samples = plan.latency_samples;
     let first = ns.veths;
     let measured = thread::scope(|scope| {
