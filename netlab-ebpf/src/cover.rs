@@ -399,10 +399,7 @@ impl Frame for Copied {
             // SAFETY: `buf` holds SNAP_LEN bytes and i < SNAP_LEN.
             return u32::from(unsafe { *self.buf.add(i) });
         }
-        if off < self.linear {
-            return kread_u8(self.base + off as u64);
-        }
-        MISSING
+        self.far_byte(off)
     }
 
     /// From the kernel's copy, within the linear area (not from `buf`, whose index the
