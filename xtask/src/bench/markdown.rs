@@ -381,7 +381,7 @@ impl Results {
                     sc.unobserved_ms.len()
                 ));
             }
-            if !sc.prog_loads.is_empty() {
+            if let Some(all) = sc.verified_insns() {
                 let each: Vec<String> = sc
                     .prog_loads
                     .iter()
@@ -390,7 +390,7 @@ impl Results {
                 s.push_str(&format!(
                     "- Instructions the verifier walked to load the programs `netlab watch` holds (fdinfo `verified_insns`; the tc programs are loaded before the first attach, the others while the tc programs attach): {}; {} in all.\n",
                     each.join(", "),
-                    sc.prog_loads.iter().map(|p| p.verified_insns).sum::<u64>()
+                    all
                 ));
             }
             if let Some(m) = &sc.watch_mem {

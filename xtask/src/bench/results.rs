@@ -251,12 +251,7 @@ impl Results {
         let restart = self.restart.as_ref();
         let restarts = restart.and_then(|r| Spread::of(&r.secs));
         let p99 = scale.and_then(|s| percentile(&s.latency_ms, 99.0));
-        let verified = scale.filter(|s| !s.prog_loads.is_empty()).map(|s| {
-            s.prog_loads
-                .iter()
-                .map(|p| p.verified_insns as f64)
-                .sum::<f64>()
-        });
+        let verified = scale.and_then(Scale::verified_insns).map(|n| n as f64);
         let floor_p99 = scale.and_then(|s| percentile(&s.floor_latency_ms, 99.0));
         let rss = self.memory.as_ref().map(|m| m.mem.rss);
         let rss_labelled = self.labelled.as_ref().map(|m| m.mem.rss);

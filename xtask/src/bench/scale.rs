@@ -75,6 +75,14 @@ fn watch_everything(netlab: &Path) -> Command {
     c
 }
 
+impl Scale {
+    /// The instructions the verifier walked for all of [`Scale::prog_loads`], when read.
+    pub(super) fn verified_insns(&self) -> Option<u64> {
+        (!self.prog_loads.is_empty())
+            .then(|| self.prog_loads.iter().map(|p| p.verified_insns).sum())
+    }
+}
+
 pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     let mut s = Scale::default();
     let mut last = None;
