@@ -1068,17 +1068,11 @@ fn a_new_ports_first_ipv6_frames_with_extension_headers_are_counted_by_the_rules
          && ip link add br0 type bridge && ip link set br0 up \
          && ip link add {PORT} type veth peer name {PEER} && ip link set {PEER} up"
     ))?;
-    let frames: Vec<Vec<u8>> = hostile_bodies()
-        .iter()
-        .filter(|b| b.ethertype == 0x86dd)
-        .enumerate()
-        .map(|(i, b)| {
-            let mut f = vec![0xff; 6];
-            f.extend_from_slice(&hostile_mac(i));
-            f.extend_from_slice(&b.ethertype.to_be_bytes());
-            f.extend_from_slice(&b.payload);
-            f
-        })
+    // The hostile set's IPv6 frames, untagged and whole.
+    let frames: Vec<Vec<u8>> = hostile_frames([0xff; 6])
+        .into_iter()
+        .filter(|f| f.vid.is_none() && !f.label.contains("/cut") && f.bytes[12..14] == [0x86, 0xdd])
+        .map(|f| f.bytes)
         .collect();
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for f in &frames {
