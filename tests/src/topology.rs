@@ -109,7 +109,7 @@ impl Topology {
                 }
             }
             for container in [&self.a, &self.b] {
-                let link = operstate(container)?;
+                let link = container.operstate(CONTAINER_IF)?;
                 if link != "UP" {
                     pending.push(format!("{} {CONTAINER_IF}: {link}", container.name()));
                 }
@@ -137,14 +137,6 @@ impl Topology {
             self.b.name().to_owned(),
         ]
     }
-}
-
-/// Operational state (`UP`, `DOWN`, `LOWERLAYERDOWN`, ...) of the container's interface.
-fn operstate(container: &Netns) -> Result<String> {
-    let shown = container.exec(&format!("ip -j link show dev {CONTAINER_IF}"))?;
-    let links: serde_json::Value =
-        serde_json::from_str(&shown).with_context(|| format!("parsing `ip -j`: {shown}"))?;
-    Ok(links[0]["operstate"].as_str().unwrap_or("?").to_owned())
 }
 
 /// Interface index of `ifname` inside `ns`.

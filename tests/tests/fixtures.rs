@@ -122,14 +122,6 @@ fn finish(capture: Background, timeout: Duration) -> Result<Vec<String>> {
     Ok(finished.stdout.lines().map(str::to_owned).collect())
 }
 
-fn rx_packets(ns: &Netns, iface: &str) -> Result<u64> {
-    let shown = ns.exec(&format!("ip -s -j link show dev {iface}"))?;
-    let links: serde_json::Value = serde_json::from_str(&shown)?;
-    links[0]["stats64"]["rx"]["packets"]
-        .as_u64()
-        .with_context(|| format!("no rx counter in {shown}"))
-}
-
 #[test]
 fn raw_frames_reach_the_bridge_port_unchanged() -> Result<()> {
     root_or_skip!();
@@ -146,12 +138,12 @@ fn raw_frames_reach_the_bridge_port_unchanged() -> Result<()> {
     // a's own IPv6 chatter is excluded; nothing else leaves a unless we send it.
     let filter = format!("ether src {} and not ip6", format_mac(&MAC_A));
     let capture = capture(topo.br.name(), VETH_A, sent.len(), &filter)?;
-    let rx_before = rx_packets(&topo.br, VETH_A)?;
+    let rx_before = topo.br.rx_packets(VETH_A)?;
 
     send_raw_frames(topo.a.name(), CONTAINER_IF, &sent)?;
 
     let lines = finish(capture, Duration::from_secs(10))?;
-    let rx_after = rx_packets(&topo.br, VETH_A)?;
+    let rx_after = topo.br.rx_packets(VETH_A)?;
     ensure!(
         rx_after - rx_before >= sent.len() as u64,
         "va rx packets went from {rx_before} to {rx_after}"

@@ -1063,11 +1063,22 @@ fn a_new_ports_first_ipv6_frames_with_extension_headers_are_counted_by_the_rules
     const PEER: &str = "n1";
     let bin = netlab_or_skip!();
     let ns = Netns::unique("cover6")?;
+    // Both ends up before the port joins: the peer queues nothing until the kernel has seen
+    // its carrier come on (the link watch activates its qdisc after the fact), and until then
+    // it drops what it is given to send.
     ns.exec(&format!(
         "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
          && ip link add br0 type bridge && ip link set br0 up \
-         && ip link add {PORT} type veth peer name {PEER} && ip link set {PEER} up"
+         && ip link add {PORT} type veth peer name {PEER} \
+         && ip link set {PEER} up && ip link set {PORT} up"
     ))?;
+    eventually("both ends of the veth up", Duration::from_secs(5), || {
+        for end in [PORT, PEER] {
+            let state = ns.operstate(end)?;
+            ensure!(state == "UP", "{end} is {state}");
+        }
+        Ok(())
+    })?;
     // The hostile set's IPv6 frames, untagged and whole.
     let frames: Vec<Vec<u8>> = hostile_frames([0xff; 6])
         .into_iter()
@@ -1098,11 +1109,20 @@ fn a_new_ports_first_ipv6_frames_with_extension_headers_are_counted_by_the_rules
         &["--json"],
         netlab_tests::watch::READY_TIMEOUT,
     )?;
+    let received_before = ns.rx_packets(PORT)?;
     let t0 = Instant::now();
-    ip(&["-n", ns.name(), "link", "set", PORT, "master", "br0", "up"])?;
+    ip(&["-n", ns.name(), "link", "set", PORT, "master", "br0"])?;
     send_raw_frames(ns.name(), PEER, &frames)?;
     let sent = t0.elapsed();
     let output = watch.stop_after(SETTLE)?;
+    // The witness: the port's own counter, so that a frame lost on the way is not blamed on
+    // the cover programs.
+    let received = ns.rx_packets(PORT)? - received_before;
+    ensure!(
+        received == frames.len() as u64,
+        "{PORT} received {received} frames by its own counter, of {} sent",
+        frames.len()
+    );
 
     let took = attach_took(&output.stderr, PORT)
         .ok_or_else(|| anyhow!("no attach of {PORT} in netlab's log:\n{}", output.stderr))?;

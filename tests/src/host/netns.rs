@@ -65,6 +65,35 @@ impl Netns {
         .map(drop)
     }
 
+    /// What `ip -s -j link show` says of interface `iface` here: `operstate`,
+    /// `stats64.rx.packets`, ...
+    pub fn link(&self, iface: &str) -> Result<serde_json::Value> {
+        let shown = self.exec(&format!("ip -s -j link show dev {iface}"))?;
+        let mut links: serde_json::Value = serde_json::from_str(&shown)
+            .with_context(|| format!("parsing `ip -j link show dev {iface}`: {shown}"))?;
+        ensure!(
+            links.as_array().is_some_and(|l| l.len() == 1),
+            "no single interface {iface} in {shown}"
+        );
+        Ok(links[0].take())
+    }
+
+    /// Packets interface `iface` here received, by its own counter.
+    pub fn rx_packets(&self, iface: &str) -> Result<u64> {
+        let link = self.link(iface)?;
+        link["stats64"]["rx"]["packets"]
+            .as_u64()
+            .with_context(|| format!("no rx counter for {iface} in {link}"))
+    }
+
+    /// Operational state of interface `iface` here (`UP`, `DOWN`, `LOWERLAYERDOWN`, ...).
+    pub fn operstate(&self, iface: &str) -> Result<String> {
+        Ok(self.link(iface)?["operstate"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned())
+    }
+
     /// Whether `ip netns` has a namespace with this name.
     pub fn exists(name: &str) -> bool {
         Path::new(NETNS_RUN_DIR).join(name).exists()
