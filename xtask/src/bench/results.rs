@@ -586,6 +586,17 @@ impl Results {
             Row {
                 met: None,
                 ..spread_row(
+                    "same, one flow: netlab's drop program / the empty one, same block",
+                    "drop_prog_pps_over_empty",
+                    self.toggled(ToggleBlock::netlab_over_other),
+                    4,
+                    "",
+                    |_| true,
+                )
+            },
+            Row {
+                met: None,
+                ..spread_row(
                     "same, one flow: off / off (noise floor)",
                     "",
                     self.toggled(ToggleBlock::off_ratio),
@@ -824,7 +835,7 @@ impl Results {
                     | "pps_ratio_tcpdump_filtered_one_flow"
                     | "pps_ratio_empty_one_flow" => 4,
                     "events_per_s_no_loss" | "pipeline_events_per_s" => 0,
-                    "drop_prog_cpu_share" | "drop_prog_pps_ratio" => 4,
+                    "drop_prog_cpu_share" | "drop_prog_pps_ratio" | "drop_prog_pps_over_empty" => 4,
                     "attach_500_s" | "attach_500_floor_s" | "restart_500_s" => 3,
                     "verified_insns_at_startup" => 0,
                     _ => 2,
@@ -879,7 +890,7 @@ impl Results {
 }
 
 /// The keys of `--json`, in order.
-const JSON_KEYS: [&str; 25] = [
+const JSON_KEYS: [&str; 26] = [
     "skip_ns_per_pkt",
     "icmp_ns_per_pkt_sample100",
     "skip_ns_over_empty",
@@ -905,6 +916,7 @@ const JSON_KEYS: [&str; 25] = [
     "pps_ratio_empty_one_flow",
     "skip_ns_over_empty_paired",
     "verified_insns_at_startup",
+    "drop_prog_pps_over_empty",
 ];
 
 fn json_value(v: Option<f64>, decimals: usize) -> String {
