@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
 
-use netlab_tests::host::netns::ip_batch;
+use netlab_tests::host::netns::{ip, ip_batch};
 
 use super::kernel::tcx_attached;
 use super::port_notices::PortNotices;
@@ -159,18 +159,26 @@ impl PortJoins {
     }
 }
 
+/// What [`burst_latencies`] measured.
+pub(super) struct Bursts {
+    /// For every veth, ms from the kernel's notice that it joined br0 to both programs
+    /// attached.
+    pub(super) attached_ms: Vec<f64>,
+    /// Veths not attached within 3 s.
+    pub(super) missed: usize,
+    /// Every port, with the frames it received by its own counter.
+    pub(super) ports: Vec<(String, u64)>,
+}
+
 /// In the scale namespace (the calling thread must be in it): `rounds` times, makes `size`
 /// veth pairs `b<i>`/`c<i>` and puts each `b<i>` on br0 in one `ip -batch` (a burst of
 /// links appearing, as when containers start together), then polls every millisecond
 /// until each has TCX programs on both directions. Returns, for every veth, the time from
 /// the kernel's notification that it joined br0 to both programs attached (the gap in
-/// which its packets cross uncounted), and how many were not attached within 3 s. The
-/// veths are deleted after each round.
-pub(super) fn burst_latencies(
-    first: u32,
-    rounds: usize,
-    size: usize,
-) -> Result<(Vec<f64>, usize, Vec<String>)> {
+/// which its packets cross uncounted), how many were not attached within 3 s, and each
+/// port with the frames it received by its own counter. The veths are deleted after each
+/// round.
+pub(super) fn burst_latencies(first: u32, rounds: usize, size: usize) -> Result<Bursts> {
     let (mut gaps, mut missed, mut ports) = (Vec::new(), 0, Vec::new());
     for round in 0..rounds {
         let names: Vec<u32> = (0..size as u32)
@@ -230,7 +238,18 @@ pub(super) fn burst_latencies(
         sender
             .join()
             .map_err(|_| anyhow!("the frame sender panicked"))??;
-        ports.extend(names.iter().map(|n| format!("b{n}")));
+        // The witness of what crossed each port: its own receive counter. A peer queues
+        // nothing until the kernel's link watch has seen its carrier come on (under the
+        // RTNL lock, which the burst's attaches also take): frames sent before that are
+        // dropped by the peer and never reach the port.
+        let received = rx_counters(NS_SCALE)?;
+        for n in &names {
+            let port = format!("b{n}");
+            let rx = *received
+                .get(&port)
+                .ok_or_else(|| anyhow!("no receive counter for {port}"))?;
+            ports.push((port, rx));
+        }
         check_stop()?;
         let del: String = names.iter().map(|n| format!("link del b{n}\n")).collect();
         ip_batch(NS_SCALE, &del)?;
@@ -240,5 +259,24 @@ pub(super) fn burst_latencies(
         "xtask: bench: bursts of {size}: {} veths attached, {missed} not within 3 s",
         gaps.len()
     );
-    Ok((gaps, missed, ports))
+    Ok(Bursts {
+        attached_ms: gaps,
+        missed,
+        ports,
+    })
+}
+
+/// Every interface of namespace `ns` with the packets it received, by its own counter.
+fn rx_counters(ns: &str) -> Result<HashMap<String, u64>> {
+    let shown = ip(&["-n", ns, "-s", "-j", "link", "show"])?;
+    let links: serde_json::Value = serde_json::from_str(&shown)?;
+    Ok(links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            let name = l["ifname"].as_str()?.to_owned();
+            Some((name, l["stats64"]["rx"]["packets"].as_u64()?))
+        })
+        .collect())
 }

@@ -373,12 +373,14 @@ impl Results {
             ));
             if !sc.unobserved_ms.is_empty() {
                 s.push_str(&format!(
-                    "- Each burst port sent one frame a millisecond from the end of its burst on ({BURST_FRAMES} each); the frames netlab did not count are the time it went unobserved: p50 {} ms, p99 {} ms, max {} ms; ports counted from their first frame: {} of {}. New ports are counted by tracepoint programs beside tc until their programs are attached (see netlab-ebpf/src/cover.rs).\n",
+                    "- Each burst port sent one frame a millisecond from the end of its burst on ({BURST_FRAMES} each); the frames that crossed the port (its own receive counter) and that netlab did not count are the time it went unobserved: p50 {} ms, p99 {} ms, max {} ms; ports counted from their first frame: {} of {}. Frames that never reached their port (dropped by the peer before its queue was active: the kernel's link watch activates it after carrier-on, under the RTNL lock that the attaches also take): {} of {}. New ports are counted by tracepoint programs beside tc until their programs are attached (see netlab-ebpf/src/cover.rs).\n",
                     percentile(&sc.unobserved_ms, 50.0).map_or("–".into(), |x| format!("{x:.0}")),
                     percentile(&sc.unobserved_ms, 99.0).map_or("–".into(), |x| format!("{x:.0}")),
                     Spread::of(&sc.unobserved_ms).map_or("–".into(), |x| format!("{:.0}", x.max)),
                     sc.unobserved_ms.iter().filter(|v| **v == 0.0).count(),
-                    sc.unobserved_ms.len()
+                    sc.unobserved_ms.len(),
+                    sc.burst_not_received,
+                    sc.unobserved_ms.len() as u64 * BURST_FRAMES,
                 ));
             }
             if let Some(all) = sc.verified_insns() {

@@ -11,7 +11,7 @@ use anyhow::{anyhow, ensure, Result};
 
 use crate::cmd;
 
-use super::bursts::{burst_latencies, BURST_FRAMES, BURST_ROUNDS, BURST_SIZE};
+use super::bursts::{burst_latencies, Bursts, BURST_FRAMES, BURST_ROUNDS, BURST_SIZE};
 use super::floor::{attach_floor, scale_ifaces, PortFloor};
 use netlab_tests::host::netns::{self, in_ns, ip, ip_batch};
 use netlab_tests::host::tcx::{self, Hook};
@@ -56,8 +56,12 @@ pub(super) struct Scale {
     /// Veths of a burst not attached within 3 s.
     pub(super) burst_missed: usize,
     /// For each burst port, the milliseconds its frames went uncounted after the burst
-    /// (one frame a millisecond from the end of the `ip -batch` on).
+    /// (one frame a millisecond from the end of the `ip -batch` on): frames the port
+    /// received, by its own counter, less those netlab counted.
     pub(super) unobserved_ms: Vec<f64>,
+    /// Of the frames sent on the burst ports, those that never reached them (dropped by the
+    /// peer before its queue was active), by the ports' own counters.
+    pub(super) burst_not_received: u64,
     /// Memory of `netlab watch` on them.
     pub(super) watch_mem: Option<MemSnapshot>,
     /// The programs `netlab watch` loaded, with the instructions the verifier walked.
@@ -142,20 +146,21 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     );
     let bursts = thread::scope(|scope| {
         scope
-            .spawn(move || -> Result<(Vec<f64>, usize, Vec<String>)> {
+            .spawn(move || -> Result<Bursts> {
                 netns::enter(NS_SCALE)?;
                 burst_latencies(first + samples as u32, BURST_ROUNDS, BURST_SIZE)
             })
             .join()
     })
     .map_err(|_| anyhow!("the burst thread panicked"))??;
-    let ports;
-    (s.burst_ms, s.burst_missed, ports) = bursts;
+    let ports = bursts.ports;
+    (s.burst_ms, s.burst_missed) = (bursts.attached_ms, bursts.missed);
     let t0 = Instant::now();
     let ended = w.stop_within(libc::SIGINT, Duration::from_secs(120))?;
     s.stop_secs = Some(t0.elapsed().as_secs_f64());
-    // Each burst port got a frame a millisecond from the end of its burst on: the ones not
-    // counted are the milliseconds it went unobserved.
+    // Each burst port got a frame a millisecond from the end of its burst on: the ones that
+    // crossed it (its own counter) and were not counted are the milliseconds it went
+    // unobserved.
     let summary: serde_json::Value = serde_json::from_str(ended.last_line()).unwrap_or_default();
     let counted = |iface: &str| -> u64 {
         summary["counters"]
@@ -170,8 +175,12 @@ pub(super) fn scale(ns: &ScaleNs, netlab: &Path, plan: &Plan) -> Result<Scale> {
     };
     s.unobserved_ms = ports
         .iter()
-        .map(|p| BURST_FRAMES.saturating_sub(counted(p)) as f64)
+        .map(|(p, received)| received.saturating_sub(counted(p)) as f64)
         .collect();
+    s.burst_not_received = ports
+        .iter()
+        .map(|(_, received)| BURST_FRAMES.saturating_sub(*received))
+        .sum();
     // Back to the 500 veths for the daemon.
     let extra: String = (first..first + samples as u32)
         .map(|n| format!("link del n{n}\n"))
