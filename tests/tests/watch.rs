@@ -727,6 +727,78 @@ fn smallest_rcvbuf(fd: BorrowedFd<'_>) -> Result<()> {
     Ok(())
 }
 
+/// A veth whose other end is down has no carrier, and its queue drops what it is given
+/// to send. netlab's tc egress program sees each ARP request leave (it runs before the
+/// queue), and its drop report names the interface, the kernel's reason (`QDISC_DROP`)
+/// and what that means. The witness is the interface's own TX dropped counter.
+#[test]
+fn a_drop_by_the_senders_queue_is_reported_and_explained() -> Result<()> {
+    const SENDER: &str = "q1";
+    const REQUESTS: u64 = 3;
+    netlab_or_skip!();
+    let ns = Netns::unique("qdrop")?;
+    ns.disable_ipv6()?;
+    // q0 stays down, so q1 never gets a carrier.
+    ns.exec(&format!(
+        "ip link add q0 type veth peer name {SENDER} && ip link set {SENDER} up"
+    ))?;
+    let state = ns.operstate(SENDER)?;
+    ensure!(
+        state == "LOWERLAYERDOWN",
+        "{SENDER} is {state}, not without carrier"
+    );
+    let watch = Watch::start(ns.name(), &["--json", "--iface", SENDER])?;
+    let tx_dropped = |ns: &Netns| -> Result<u64> {
+        let link = ns.link(SENDER)?;
+        link["stats64"]["tx"]["dropped"]
+            .as_u64()
+            .with_context(|| format!("no tx dropped counter in {link}"))
+    };
+    let before = tx_dropped(&ns)?;
+    let request = frames::ethernet(
+        [0xff; 6],
+        MAC_A,
+        frames::ETH_P_ARP,
+        &frames::arp_request(MAC_A, IP_A, IP_B),
+    );
+    let requests = vec![request; REQUESTS as usize];
+    send_raw_frames(ns.name(), SENDER, &requests)?;
+    let output = watch.stop_after(SETTLE)?;
+    let dropped = tx_dropped(&ns)? - before;
+    ensure!(
+        dropped == REQUESTS,
+        "{SENDER}'s own counter says {dropped} dropped of {REQUESTS} sent: the test proves nothing"
+    );
+    let drops: Vec<&Value> = output
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "drop" && e["iface"]["name"] == SENDER)
+        .collect();
+    ensure!(
+        drops.len() as u64 == REQUESTS,
+        "{dropped} dropped by {SENDER}'s queue, netlab reported {} drops there: {drops:?}",
+        drops.len()
+    );
+    for d in &drops {
+        ensure!(
+            d["packet"] == "arp-request" && d["drop"]["reason"] == "QDISC_DROP",
+            "not an ARP request dropped by the queue: {d}"
+        );
+        let meaning = d["drop"]["meaning"].as_str().unwrap_or_default();
+        ensure!(
+            meaning.starts_with("q1's transmit queue dropped it")
+                && meaning.contains("link is down or not up yet"),
+            "the drop does not say what it means: {d}"
+        );
+    }
+    let left = count(&output.summary, SENDER, "egress", "arp-request");
+    ensure!(
+        left == REQUESTS,
+        "netlab counted {left} ARP requests leaving {SENDER}, of {REQUESTS} sent"
+    );
+    Ok(())
+}
+
 /// A packet its socket has no room for is dropped there, and the kernel says which socket
 /// (Linux 6.12 on): the drop program leaves TCP and UDP at that point, before reading the
 /// packet. An ICMP packet dropped at its socket must still be reported. In b, a ping socket

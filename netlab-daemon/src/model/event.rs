@@ -702,6 +702,24 @@ fn overlay_meaning(
     ))
 }
 
+/// What a drop by the sending interface's own queue means (`QDISC_DROP`). A veth end
+/// queues nothing while its link is down (its peer down) or not up yet: the kernel
+/// activates the queue only after it has seen the carrier come on. `None` for any other
+/// reason.
+fn queue_meaning(reason: &str, iface: Option<&str>) -> Option<String> {
+    if reason != "QDISC_DROP" {
+        return None;
+    }
+    let counted = iface.map_or_else(
+        || "`ip -s link` counts these as TX dropped".to_owned(),
+        |i| format!("`ip -s link show {i}` counts these as TX dropped"),
+    );
+    Some(format!(
+        "{}'s transmit queue dropped it before it left: its link is down or not up yet (a veth whose other end is down, or one just made and still coming up), or the queue is full; {counted}",
+        iface.unwrap_or("the sending interface")
+    ))
+}
+
 fn owned_endpoint(ip: Option<IpAddr>, topo: &Topology) -> Endpoint<'static> {
     let l = topo.endpoint(ip, Mac::default());
     let leak = |s: Option<&str>| -> Option<&'static str> {
@@ -791,7 +809,8 @@ impl DropRecord {
                 .and_then(|ino| topo.iface(netlab_common::ns_key(ino, ev.ifindex)))
         };
         let bridge = observed.is_some_and(|o| matches!(o.role, Role::Bridge | Role::OverlayBridge));
-        let meaning = overlay_meaning(&reason, &netns, vxlan.as_ref(), d.dst_ip, topo);
+        let meaning = overlay_meaning(&reason, &netns, vxlan.as_ref(), d.dst_ip, topo)
+            .or_else(|| queue_meaning(&reason, name.as_deref()));
         Some(DropRecord {
             ts: clock.to_unix(ev.ts_ns),
             ts_ns: ev.ts_ns,
@@ -1339,6 +1358,55 @@ mod tests {
                 m.to_string()
             );
         }
+    }
+
+    /// An ARP request dropped by the sending veth's queue (its link not up): the drop
+    /// says what that means, naming the interface; other reasons get no such meaning.
+    #[test]
+    fn a_drop_by_the_senders_queue_is_explained() {
+        let topo = crate::docker::topology::tests::course_lab_topology();
+        let frame = crate::model::decode::tests::arp_frame(1);
+        let l3 = &frame[14..];
+        let mut ev = DropEvent {
+            ts_ns: 5,
+            ifindex: 4242,
+            pkt_len: l3.len() as u32,
+            reason: 2,
+            cap_len: l3.len() as u16,
+            protocol: 0x0806,
+            record: record::DROP,
+            encap: 0,
+            _pad: 0,
+            netns: 0,
+            location: 0,
+            data: [0; SNAP_LEN],
+        };
+        ev.data[..l3.len()].copy_from_slice(l3);
+        let clock = Clock::new();
+        let rec = DropRecord::new(&ev, &topo, &clock, "QDISC_DROP".into(), None, 0)
+            .expect("an ARP request");
+        assert_eq!(rec.packet, Kind::ArpRequest);
+        let meaning = rec.drop.meaning.as_deref().unwrap_or_default();
+        assert!(
+            meaning.starts_with("the sending interface's transmit queue dropped it")
+                && meaning.contains("link is down or not up yet"),
+            "{meaning}"
+        );
+        assert_eq!(
+            queue_meaning("QDISC_DROP", Some("int_hote")).as_deref(),
+            Some(
+                "int_hote's transmit queue dropped it before it left: its link is down or not up yet (a veth whose other end is down, or one just made and still coming up), or the queue is full; `ip -s link show int_hote` counts these as TX dropped"
+            )
+        );
+        let other = DropRecord::new(&ev, &topo, &clock, "NEIGH_FAILED".into(), None, 0)
+            .expect("an ARP request");
+        assert_eq!(other.drop.meaning, None);
+        let mut s = String::new();
+        rec.write_human(&mut s);
+        assert!(
+            s.contains("QDISC_DROP") && s.contains(": the sending interface's transmit queue"),
+            "{s}"
+        );
     }
 
     /// A VXLAN datagram the kernel dropped, carrying an echo request: the drop is the
