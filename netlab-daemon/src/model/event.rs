@@ -1360,6 +1360,27 @@ mod tests {
         }
     }
 
+    /// A drop report of the packet `l3` (from its network header) on interface `ifindex`.
+    fn drop_event(l3: &[u8], protocol: u16, ifindex: u32, encap: u8) -> DropEvent {
+        let cap = l3.len().min(SNAP_LEN);
+        let mut ev = DropEvent {
+            ts_ns: 5,
+            ifindex,
+            pkt_len: l3.len() as u32,
+            reason: 2,
+            cap_len: cap as u16,
+            protocol,
+            record: record::DROP,
+            encap,
+            _pad: 0,
+            netns: 0,
+            location: 0,
+            data: [0; SNAP_LEN],
+        };
+        ev.data[..cap].copy_from_slice(&l3[..cap]);
+        ev
+    }
+
     /// An ARP request dropped by the sending veth's queue (its link not up): the drop
     /// says what that means, naming the interface; other reasons get no such meaning.
     #[test]
@@ -1367,21 +1388,7 @@ mod tests {
         let topo = crate::docker::topology::tests::course_lab_topology();
         let frame = crate::model::decode::tests::arp_frame(1);
         let l3 = &frame[14..];
-        let mut ev = DropEvent {
-            ts_ns: 5,
-            ifindex: 4242,
-            pkt_len: l3.len() as u32,
-            reason: 2,
-            cap_len: l3.len() as u16,
-            protocol: 0x0806,
-            record: record::DROP,
-            encap: 0,
-            _pad: 0,
-            netns: 0,
-            location: 0,
-            data: [0; SNAP_LEN],
-        };
-        ev.data[..l3.len()].copy_from_slice(l3);
+        let ev = drop_event(l3, 0x0806, 4242, 0);
         let clock = Clock::new();
         let rec = DropRecord::new(&ev, &topo, &clock, "QDISC_DROP".into(), None, 0)
             .expect("an ARP request");
@@ -1418,21 +1425,7 @@ mod tests {
         inner[14 + 12..14 + 20].copy_from_slice(&[10, 0, 1, 9, 10, 0, 1, 3]);
         let frame = crate::model::decode::tests::vxlan_frame(&inner, 4097);
         let l3 = &frame[14..];
-        let mut ev = DropEvent {
-            ts_ns: 5,
-            ifindex: 40,
-            pkt_len: l3.len() as u32,
-            reason: 2,
-            cap_len: l3.len().min(SNAP_LEN) as u16,
-            protocol: 0x0800,
-            record: record::DROP,
-            encap: netlab_common::encap::VXLAN,
-            _pad: 0,
-            netns: 0,
-            location: 0,
-            data: [0; SNAP_LEN],
-        };
-        ev.data[..usize::from(ev.cap_len)].copy_from_slice(&l3[..usize::from(ev.cap_len)]);
+        let mut ev = drop_event(l3, 0x0800, 40, netlab_common::encap::VXLAN);
         let clock = Clock::new();
         let rec = DropRecord::new(&ev, &topo, &clock, "NETFILTER_DROP".into(), None, 0)
             .expect("a drop of ours");
