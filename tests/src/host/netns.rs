@@ -81,9 +81,7 @@ impl Netns {
     /// Packets interface `iface` here received, by its own counter.
     pub fn rx_packets(&self, iface: &str) -> Result<u64> {
         let link = self.link(iface)?;
-        link["stats64"]["rx"]["packets"]
-            .as_u64()
-            .with_context(|| format!("no rx counter for {iface} in {link}"))
+        rx_of(&link).with_context(|| format!("no rx counter for {iface} in {link}"))
     }
 
     /// Operational state of interface `iface` here (`UP`, `DOWN`, `LOWERLAYERDOWN`, ...).
@@ -150,6 +148,25 @@ pub fn ns_exec(ns: &str, cmd: &str) -> Result<String> {
 /// `ip <args>`; returns its stdout, fails with what it printed.
 pub fn ip(args: &[&str]) -> Result<String> {
     run(Command::new("ip").args(args))
+}
+
+/// Every interface of namespace `ns` with the packets it received, by its own counter: one
+/// `ip -s -j link show` for all of them.
+pub fn rx_counters(ns: &str) -> Result<std::collections::HashMap<String, u64>> {
+    let shown = ip(&["-n", ns, "-s", "-j", "link", "show"])?;
+    let links: serde_json::Value = serde_json::from_str(&shown)
+        .with_context(|| format!("parsing `ip -j link show`: {shown}"))?;
+    Ok(links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| Some((l["ifname"].as_str()?.to_owned(), rx_of(l)?)))
+        .collect())
+}
+
+/// The received-packets counter of one interface as `ip -s -j link show` prints it.
+fn rx_of(link: &serde_json::Value) -> Option<u64> {
+    link["stats64"]["rx"]["packets"].as_u64()
 }
 
 /// `ip -n <ns> -batch -` with `lines` (one `ip` command each, without the `ip`) on its stdin:

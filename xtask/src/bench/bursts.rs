@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
 
-use netlab_tests::host::netns::{ip, ip_batch};
+use netlab_tests::host::netns::{ip_batch, rx_counters};
 
 use super::kernel::tcx_attached;
 use super::port_notices::PortNotices;
@@ -264,19 +264,4 @@ pub(super) fn burst_latencies(first: u32, rounds: usize, size: usize) -> Result<
         missed,
         ports,
     })
-}
-
-/// Every interface of namespace `ns` with the packets it received, by its own counter.
-fn rx_counters(ns: &str) -> Result<HashMap<String, u64>> {
-    let shown = ip(&["-n", ns, "-s", "-j", "link", "show"])?;
-    let links: serde_json::Value = serde_json::from_str(&shown)?;
-    Ok(links
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| {
-            let name = l["ifname"].as_str()?.to_owned();
-            Some((name, l["stats64"]["rx"]["packets"].as_u64()?))
-        })
-        .collect())
 }
