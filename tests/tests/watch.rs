@@ -786,7 +786,7 @@ fn a_drop_by_the_senders_queue_is_reported_and_explained() -> Result<()> {
         );
         let meaning = d["drop"]["meaning"].as_str().unwrap_or_default();
         ensure!(
-            meaning.starts_with("q1's transmit queue dropped it")
+            meaning.starts_with(&format!("{SENDER}'s transmit queue dropped it"))
                 && meaning.contains("link is down or not up yet"),
             "the drop does not say what it means: {d}"
         );
